@@ -1,0 +1,1 @@
+"""The contract documents, installed as the ``sfmock.contracts`` package data."""

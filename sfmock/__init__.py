@@ -1,0 +1,47 @@
+"""sfmock: an offline, faithful fake of the SiliconFlow image-generation API.
+
+>>> from sfmock import create_app, Settings, VirtualClock
+>>> app = create_app(Settings(seed=1), clock=VirtualClock())
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .auth import Account, Authenticator, OpenAuthenticator
+from .clock import Clock, SystemClock, VirtualClock
+from .config import Settings, load_settings
+from .conformance import check_response
+from .contract import Contract, ModelSpec, load_contract
+from .errors import (
+    ApiError,
+    ConfigError,
+    ContractError,
+    ContractViolation,
+    DownloadDenied,
+    SfmockError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Account",
+    "ApiError",
+    "Authenticator",
+    "Clock",
+    "ConfigError",
+    "Contract",
+    "ContractError",
+    "ContractViolation",
+    "DownloadDenied",
+    "ModelSpec",
+    "OpenAuthenticator",
+    "Settings",
+    "SfmockError",
+    "SystemClock",
+    "VirtualClock",
+    "__version__",
+    "check_response",
+    "create_app",
+    "load_contract",
+    "load_settings",
+]

@@ -1,0 +1,7 @@
+"""``python -m sfmock``: the same as the ``sfmock`` command."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""The API's handlers: translate HTTP to the pure core and back, nothing more."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .auth import Account, Authenticator
+from .clock import Clock
+from .contract import Contract
+from .generation import Generator
+from .payloads import read_json
+from .responses import invalid_request, json_response, unknown_model
+from .validation import RequestValidator
+
+__all__ = ["Api", "STRICT_HEADER"]
+
+STRICT_HEADER = "x-sfmock-strict"
+_SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+class Api:
+    """The SiliconFlow endpoints sfmock fakes."""
+
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        generator: Generator,
+        authenticator: Authenticator,
+        clock: Clock,
+        rng: random.Random,
+        strict: bool,
+        max_body_bytes: int,
+    ) -> None:
+        self.contract = contract
+        self.generator = generator
+        self.validator = RequestValidator(contract)
+        self.authenticator = authenticator
+        self.clock = clock
+        self.rng = rng
+        self.strict = strict
+        self.max_body_bytes = max_body_bytes
+
+    def account(self, request: Request) -> Account:
+        return self.authenticator.authenticate(request.headers.get("authorization"))
+
+    async def generate(self, request: Request) -> Response:
+        """``POST /v1/images/generations``."""
+        self.account(request)
+        strict = self.strict_mode(request)
+        body = await read_json(request, self.max_body_bytes)
+        if not isinstance(body, dict):
+            raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
+        name = body.get("model")
+        if isinstance(name, str) and name and name not in self.contract.models:
+            raise unknown_model()
+        message = self.validator.first_error(body, strict=strict)
+        if message is not None:
+            raise invalid_request(f"Invalid parameter: {message}")
+        model = self.contract.models[body["model"]]
+        result = self.generator.respond(body, model, rng=self.rng, now=self.clock.now())
+        return json_response(result)
+
+    def strict_mode(self, request: Request) -> bool:
+        value = request.headers.get(STRICT_HEADER)
+        if value is None:
+            return self.strict
+        try:
+            return _SWITCH[value.strip().lower()]
+        except KeyError:
+            raise invalid_request(f"X-Sfmock-Strict: expected 0 or 1, got {value[:40]!r}") from None
+
+    async def models(self, request: Request) -> Response:
+        """``GET /v1/models?type=&sub_type=``."""
+        self.account(request)
+        kind = request.query_params.get("type")
+        sub_type = request.query_params.get("sub_type")
+        data = [
+            {"id": spec.id, "object": "model", "created": 0, "owned_by": ""}
+            for spec in self.contract.models.values()
+            # one real client asks type=text-to-image: a sub_type given as a type
+            if kind in (None, "", "image", spec.sub_type) and sub_type in (None, "", spec.sub_type)
+        ]
+        return json_response({"object": "list", "data": data})
+
+    async def user_info(self, request: Request) -> Response:
+        """``GET /v1/user/info``."""
+        account = self.account(request)
+        return json_response({"code": 20000, "message": "OK", "status": True, "data": account.info()})
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")

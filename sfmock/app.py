@@ -1,0 +1,84 @@
+"""Building the ASGI app: the API, the image host, and the gateway's 404/405 answers."""
+
+from __future__ import annotations
+
+import random
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .api import Api
+from .auth import Authenticator, OpenAuthenticator
+from .clock import Clock, SystemClock
+from .config import Settings
+from .contract import Contract, load_contract
+from .errors import ApiError
+from .generation import Generator
+from .imagehost import ImageHost
+from .responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
+from .signing import UrlSigner
+from .tracing import TraceIdMiddleware
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    authenticator: Authenticator | None = None,
+    contract: Contract | None = None,
+) -> Starlette:
+    """The fake SiliconFlow service as an ASGI app.
+
+    ``clock`` defaults to the real one; pass a :class:`~sfmock.VirtualClock` to move
+    time by hand. ``authenticator`` defaults to accepting any bearer token.
+    """
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    contract = contract or load_contract()
+    seed = settings.seed
+    signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
+    generator = Generator(contract=contract, signer=signer, base_url=settings.base_url)
+    api = Api(
+        contract=contract,
+        generator=generator,
+        authenticator=authenticator or OpenAuthenticator(),
+        clock=clock,
+        rng=random.Random(None if seed is None else f"{seed}:generation"),
+        strict=settings.strict,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    host = ImageHost(signer, clock, generator.max_pixels)
+    routes = [
+        Route("/v1/images/generations", api.generate, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/user/info", api.user_info, methods=["GET"]),
+        Route("/default/outputs/{object}", host.download, methods=["GET"]),
+    ]
+    trace_rng = random.Random(None if seed is None else f"{seed}:trace")
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(TraceIdMiddleware, rng=trace_rng)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.contract = contract
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return json_response(exc.body, exc.status, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return json_response(METHOD_NOT_ALLOWED, 405, dict(exc.headers or {}))
+    return json_response(NOT_FOUND, 404)

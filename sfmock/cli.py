@@ -1,0 +1,89 @@
+"""The ``sfmock`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+import sys
+from collections.abc import Sequence
+
+from .errors import ConfigError
+
+__all__ = ["main"]
+
+_FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "seed": "--seed",
+    "url_ttl": "--url-ttl",
+    "public_url": "--public-url",
+    "strict": "--strict",
+    "max_body_bytes": "--max-body-bytes",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sfmock",
+        description="An offline, faithful fake of the SiliconFlow image-generation API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the fake server",
+        description="Run the fake API and image host. Flags override the config file.",
+    )
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1: loopback only)")
+    serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (default 8000)")
+    serve.add_argument("--config", metavar="FILE", help="YAML config file (see README)")
+    serve.add_argument("--seed", type=int, help="seed every random draw, for repeatable runs")
+    serve.add_argument("--url-ttl", type=int, metavar="S", help="image URL lifetime in seconds (default 3600)")
+    serve.add_argument("--public-url", metavar="URL", help="base URL written into image URLs")
+    serve.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reject fields the model ignores (default: accept and ignore, like the real API)",
+    )
+    serve.add_argument("--max-body-bytes", type=int, metavar="N", help="request body limit (default 8 MiB)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse requires a command
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .config import load_settings
+
+    overrides = {key: getattr(args, key) for key in _FLAGS}
+    try:
+        settings = load_settings(args.config, overrides, flag_names=_FLAGS)
+        sock = bind(settings.host, settings.port)
+    except ConfigError as exc:
+        print(f"sfmock: error: {exc}", file=sys.stderr)
+        return 2
+    # with --port 0 the kernel picks the port: image URLs must name the real one
+    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    config = uvicorn.Config(create_app(settings), log_level=args.log_level)
+    print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a clear :class:`ConfigError` if impossible."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError("command line", "--host/--port", f"cannot listen on {host}:{port}: {exc}") from None

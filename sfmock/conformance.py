@@ -1,0 +1,131 @@
+"""Checking a response against the contract: status, headers and body.
+
+Used on every response the test suite sees, so the fake and its contract cannot
+drift apart, and by users to check what their own fixtures claim the API says.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from xml.etree import ElementTree
+
+from PIL import Image, UnidentifiedImageError
+
+from .contract import Contract, load_contract
+from .errors import ContractViolation
+
+__all__ = ["check_response"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_response(
+    method: str,
+    path: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    contract: Contract | None = None,
+) -> None:
+    """Raise :class:`ContractViolation` unless the contract allows this response.
+
+    ``headers`` must look names up case-insensitively (httpx and Starlette headers do).
+    """
+    contract = contract or load_contract()
+    where = f"{method} {path} -> {status}"
+    pointer = _response_pointer(contract, method.lower(), path, status, where)
+    response = contract.resolve(pointer)
+    while "$ref" in response:
+        pointer = response["$ref"]
+        response = contract.resolve(pointer)
+    for name, header in response.get("headers", {}).items():
+        if contract.deref(header).get("required") and not headers.get(name):
+            raise ContractViolation(f"{where}: missing header {name}")
+    content = response.get("content")
+    if not content or method.upper() == "HEAD":
+        return
+    media_type = headers.get("content-type", "").split(";")[0].strip()
+    if media_type not in content:
+        raise ContractViolation(f"{where}: content type {media_type!r} is not one of {sorted(content)}")
+    schema_pointer = f"{pointer}/content/{_escape(media_type)}/schema"
+    _check_body(contract, media_type, schema_pointer, body, where)
+
+
+def _response_pointer(contract: Contract, method: str, path: str, status: int, where: str) -> str:
+    template = _match_path(contract, path)
+    if template is None:
+        return _expect(status, 404, "#/components/responses/NotFound", where, "an unknown path")
+    operations = contract.document["paths"][template]
+    op_name = "get" if method == "head" and "head" not in operations else method
+    if op_name not in operations:
+        return _expect(status, 405, "#/components/responses/MethodNotAllowed", where, "a wrong method")
+    responses = operations[op_name]["responses"]
+    base = f"#/paths/{_escape(template)}/{op_name}/responses"
+    for key in (str(status), f"{str(status)[0]}XX", "default"):
+        if key in responses:
+            return f"{base}/{key}"
+    raise ContractViolation(f"{where}: status {status} is not documented for {op_name.upper()} {template}")
+
+
+def _expect(status: int, wanted: int, pointer: str, where: str, what: str) -> str:
+    if status != wanted:
+        raise ContractViolation(f"{where}: {what} must answer {wanted}")
+    return pointer
+
+
+def _match_path(contract: Contract, path: str) -> str | None:
+    for template in contract.document["paths"]:
+        pattern = re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            return str(template)
+    return None
+
+
+def _check_body(contract: Contract, media_type: str, pointer: str, body: bytes, where: str) -> None:
+    instance: Any
+    if media_type.endswith("json"):
+        try:
+            instance = json.loads(body)
+        except ValueError as exc:
+            raise ContractViolation(f"{where}: body is not JSON: {exc}") from None
+    elif media_type.endswith("xml"):
+        instance = _xml_elements(contract.resolve(pointer), body, where)
+    elif media_type.startswith("image/"):
+        _check_image(media_type, body, where)
+        return
+    else:
+        instance = body.decode("utf-8", "replace")
+    error = next(iter(contract.validator(pointer).iter_errors(instance)), None)
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "(body)"
+        raise ContractViolation(f"{where}: {at}: {error.message}")
+
+
+def _xml_elements(schema: dict[str, Any], body: bytes, where: str) -> dict[str, str]:
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
+        raise ContractViolation(f"{where}: body is not XML: {exc}") from None
+    name = schema.get("xml", {}).get("name")
+    if name and root.tag != name:
+        raise ContractViolation(f"{where}: XML root is <{root.tag}>, expected <{name}>")
+    return {child.tag: child.text or "" for child in root}
+
+
+def _check_image(media_type: str, body: bytes, where: str) -> None:
+    if media_type == "image/png" and not body.startswith(_PNG_SIGNATURE):
+        raise ContractViolation(f"{where}: body is not a PNG")
+    try:
+        with Image.open(io.BytesIO(body)) as picture:
+            picture.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ContractViolation(f"{where}: body is not a valid {media_type}: {exc}") from None
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")

@@ -1,0 +1,88 @@
+"""Turning a valid generation request into the 200 body, without any HTTP.
+
+Pure apart from the injected random generator and clock reading: the same request,
+seed and time give the same body. Images are not stored: each URL names the render
+seed and size of its picture and is signed (see :mod:`sfmock.signing`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from .contract import Contract, ModelSpec, parse_size
+from .imaging import probe_data_url
+from .signing import ObjectName, UrlSigner
+
+__all__ = ["Generator", "output_size"]
+
+MAX_SEED = 9_999_999_999
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generator:
+    """Builds generation responses; one per app."""
+
+    contract: Contract
+    signer: UrlSigner
+    base_url: str
+
+    def respond(self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float) -> dict[str, Any]:
+        """The 200 body for a request already checked against the contract."""
+        defaults = self.contract.request_defaults()
+        seed = body.get("seed")
+        if seed is None:
+            seed = rng.randint(0, MAX_SEED)
+        seed = int(seed)
+        steps = int(body.get("num_inference_steps", defaults["num_inference_steps"]))
+        width, height = output_size(body, model, self.max_pixels)
+        count = int(body.get("batch_size", defaults["batch_size"])) if model.batch else 1
+        key = f"{model.id}\0{body['prompt']}\0{seed}\0{width}x{height}".encode()
+        images = [{"url": self._url(key, i, width, height, now)} for i in range(count)]
+        jitter = 0.85 + 0.3 * hashlib.sha256(key).digest()[0] / 255
+        megapixels = width * height / 1_048_576
+        inference = max(0.001, round(model.seconds_per_step * steps * megapixels * count * jitter, 3))
+        return {
+            "images": images,
+            "data": [dict(image) for image in images],
+            "timings": {"inference": inference},
+            "seed": seed,
+            "shared_id": "0",
+            "created": int(now),
+        }
+
+    @property
+    def max_pixels(self) -> int:
+        limit: int = self.contract.request_schema["properties"]["image_size"]["x-sfmock-max-pixels"]
+        return limit
+
+    def _url(self, key: bytes, index: int, width: int, height: int, now: float) -> str:
+        digest = hashlib.sha256(key + bytes([index])).hexdigest()[:32]
+        name = str(ObjectName(digest=digest, width=width, height=height, index=index))
+        query = urlencode(self.signer.sign(name, now))
+        return f"{self.base_url}/default/outputs/{name}?{query}"
+
+
+def output_size(body: dict[str, Any], model: ModelSpec, max_pixels: int) -> tuple[int, int]:
+    """The size of the picture: the request's, the input image's, or the model default.
+
+    Edit models follow a data-URL input image, scaled down to ``max_pixels`` if larger;
+    a URL input is never fetched, so they fall back to the model's default size.
+    """
+    if model.output_size == "input":
+        image = body.get("image", "")
+        try:
+            width, height = probe_data_url(image) if image.startswith("data:") else model.default_size
+        except ValueError:
+            width, height = model.default_size
+        if width * height > max_pixels:
+            scale = math.sqrt(max_pixels / (width * height))
+            width, height = max(1, int(width * scale)), max(1, int(height * scale))
+        return width, height
+    if "image_size" in body:
+        return parse_size(body["image_size"])
+    return model.default_size

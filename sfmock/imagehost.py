@@ -1,0 +1,58 @@
+"""The object store beside the API: serves generated PNGs through pre-signed URLs."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .clock import Clock
+from .errors import DownloadDenied
+from .imaging import render_png
+from .responses import xml_error
+from .signing import ObjectName, UrlSigner
+from .tracing import STORE_HEADER
+
+__all__ = ["ImageHost"]
+
+TWO_AUTH_MECHANISMS = (
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+    "Signature query string parameter or the Authorization header should be specified"
+)
+
+
+class ImageHost:
+    """Checks a download's signature and expiry on the clock, then renders the PNG."""
+
+    def __init__(self, signer: UrlSigner, clock: Clock, max_pixels: int) -> None:
+        self.signer = signer
+        self.clock = clock
+        self.max_pixels = max_pixels
+
+    async def download(self, request: Request) -> Response:
+        """``GET /default/outputs/{object}``."""
+        request_id = request.state.trace_id
+        try:
+            name = self.check(request.path_params["object"], request)
+        except DownloadDenied as denied:
+            return xml_error(denied, request_id)
+        png = render_png(bytes.fromhex(name.digest), name.width, name.height)
+        issued = self.signer.issued_at(request.query_params)
+        headers = {
+            STORE_HEADER: request_id,
+            "ETag": f'"{name.digest}"',
+            "Last-Modified": formatdate(issued, usegmt=True),
+            "Cache-Control": "private, max-age=0",
+        }
+        return Response(png, media_type="image/png", headers=headers)
+
+    def check(self, object_name: str, request: Request) -> ObjectName:
+        """The object a download may have, or :class:`DownloadDenied` saying why not."""
+        if "authorization" in request.headers:
+            raise DownloadDenied(403, "InvalidArgument", TWO_AUTH_MECHANISMS, ArgumentName="Authorization")
+        self.signer.verify(object_name, request.query_params, self.clock.now())
+        name = ObjectName.parse(object_name)
+        if name is None or name.width * name.height > self.max_pixels:
+            raise DownloadDenied(404, "NoSuchKey", "The specified key does not exist.", Key=object_name)
+        return name

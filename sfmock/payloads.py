@@ -1,0 +1,52 @@
+"""Reading a JSON request body safely: bounded size, strict JSON, clear 4xx answers."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.requests import Request
+
+from .errors import ApiError
+from .responses import invalid_request
+
+__all__ = ["read_json"]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed body; 413 past ``limit`` bytes, 400 for anything that is not JSON."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise invalid_request("Request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw, parse_float=_finite, parse_constant=_reject_constant)
+    except RecursionError:
+        raise invalid_request("Invalid JSON body: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
+
+
+def _too_large(limit: int) -> ApiError:
+    return invalid_request(f"Request body too large: the limit is {limit} bytes", status=413)

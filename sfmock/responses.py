@@ -1,0 +1,61 @@
+"""The bodies the fake answers with, as the real service words them.
+
+Each error is built in one place so that handlers, faults and tests share the exact
+text. JSON goes out as ``application/json; charset=utf-8``, like the real gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from xml.sax.saxutils import escape
+
+from starlette.responses import Response
+
+from .errors import ApiError, DownloadDenied
+
+__all__ = [
+    "INVALID_TOKEN",
+    "METHOD_NOT_ALLOWED",
+    "NOT_FOUND",
+    "invalid_request",
+    "json_response",
+    "unknown_model",
+    "xml_error",
+]
+
+JSON_TYPE = "application/json; charset=utf-8"
+INVALID_TOKEN = "Invalid token"
+NOT_FOUND = "404 page not found"
+METHOD_NOT_ALLOWED = "405 method not allowed"
+INVALID_PARAMETER = 20012
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``body`` as compact UTF-8 JSON."""
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(content.encode("utf-8"), status, headers=headers, media_type=JSON_TYPE)
+
+
+def invalid_request(message: str, status: int = 400) -> ApiError:
+    """The documented 400 of a request that breaks a rule (code 20012)."""
+    return ApiError(status, {"code": INVALID_PARAMETER, "message": message, "data": None})
+
+
+def unknown_model() -> ApiError:
+    """The documented 400 of a model name the service does not know."""
+    return invalid_request("Model does not exist. Please check it carefully.")
+
+
+def unauthorized() -> ApiError:
+    """The documented 401 for a missing, malformed or unknown key."""
+    return ApiError(401, INVALID_TOKEN)
+
+
+def xml_error(denied: DownloadDenied, request_id: str) -> Response:
+    """An object-storage ``<Error>`` document."""
+    elements = {**denied.body, "RequestId": request_id, "HostId": request_id}
+    inner = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in elements.items())
+    content = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{inner}</Error>'
+    headers = {"x-amz-request-id": request_id}
+    return Response(content, denied.status, headers=headers, media_type="application/xml")

@@ -1,0 +1,113 @@
+"""Validating generation requests against the contract, leniently or strictly.
+
+The rules are the contract's JSON Schema; this module only adds the ``x-sfmock-*``
+keywords the contract uses and turns the first violation into the 400 message the
+fake answers with. Lenient mode behaves like the real service (fields meant for
+another model are ignored); strict mode also applies ``x-sfmock-ignored`` and
+``x-sfmock-strict``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+
+from .contract import Contract
+from .imaging import probe_data_url
+
+__all__ = ["RequestValidator"]
+
+_SIZE = re.compile(r"([0-9]+)x([0-9]+)")
+_MESSAGE_LIMIT = 300
+
+
+def _max_pixels(
+    validator: Validator, limit: int, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    match = _SIZE.fullmatch(instance) if isinstance(instance, str) else None
+    if match and int(match[1]) * int(match[2]) > limit:
+        pixels = int(match[1]) * int(match[2])
+        yield ValidationError(f"{instance!r} has {pixels} pixels, more than the maximum of {limit}")
+
+
+def _image_ref(
+    validator: Validator, enabled: bool, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if enabled and isinstance(instance, str) and instance.startswith("data:"):
+        try:
+            probe_data_url(instance)
+        except ValueError as exc:
+            yield ValidationError(f"the data URL {exc}")
+
+
+def _ignored(
+    validator: Validator, fields: list[str], instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    present = [field for field in fields if isinstance(instance, dict) and field in instance]
+    if present:
+        names = ", ".join(repr(field) for field in present)
+        yield ValidationError(
+            f"{names} not applicable to {instance.get('model')} "
+            "(the real service ignores them; strict mode rejects them)",
+            path=(present[0],),
+        )
+
+
+def _strict(
+    validator: Validator, subschema: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    yield from validator.descend(instance, subschema)
+
+
+_Lenient = validators.extend(
+    Draft202012Validator,
+    {"x-sfmock-max-pixels": _max_pixels, "x-sfmock-image-ref": _image_ref},
+)
+_Strict = validators.extend(_Lenient, {"x-sfmock-ignored": _ignored, "x-sfmock-strict": _strict})
+
+
+class RequestValidator:
+    """Checks generation request bodies against the contract."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.contract = contract
+        schema = contract.ref("#/components/schemas/GenerationRequest")
+        self._modes: dict[bool, Validator] = {
+            False: _Lenient(schema, registry=contract.registry),
+            True: _Strict(schema, registry=contract.registry),
+        }
+
+    def _validator(self, strict: bool) -> Validator:
+        return self._modes[strict]
+
+    def errors(self, body: Any, *, strict: bool = False) -> list[ValidationError]:
+        """Every violation of the contract by ``body``."""
+        return list(self._validator(strict).iter_errors(body))
+
+    def first_error(self, body: Any, *, strict: bool = False) -> str | None:
+        """The message of the most relevant violation, or ``None`` when ``body`` is valid."""
+        errors = list(self._validator(strict).iter_errors(body))
+        # a rule that holds in both modes explains more than a strict-only one
+        error = best_match([e for e in errors if not _strict_only(e)] or errors)
+        return None if error is None else describe(error)
+
+
+def describe(error: ValidationError) -> str:
+    """A 400 message naming the field and the rule: ``batch_size: 5 is ... (rule: maximum)``."""
+    field = ".".join(str(part) for part in error.absolute_path)
+    text = error.message
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 3] + "..."
+    rule = str(error.validator)
+    if _strict_only(error):
+        rule += ", strict mode"
+    return f"{field}: {text} (rule: {rule})" if field else f"{text} (rule: {rule})"
+
+
+def _strict_only(error: ValidationError) -> bool:
+    return error.validator == "x-sfmock-ignored" or "x-sfmock-strict" in error.absolute_schema_path

@@ -1,0 +1,104 @@
+"""Shared fixtures. Every HTTP response a test sees is checked against the contract."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+
+from sfmock import Settings, VirtualClock, check_response, create_app
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+KEY = "sk-test-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def contract_hook(response: httpx.Response) -> None:
+    """httpx response hook: fail the test if the response breaks the contract."""
+    response.read()
+    request = response.request
+    check_response(request.method, request.url.path, response.status_code, response.headers, response.content)
+
+
+def load_fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text("utf-8"))
+
+
+def data_url(path: Path = FIXTURES / "images" / "input.png", media: str = "image/png") -> str:
+    return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(1_767_225_600)  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(seed=7)
+
+
+@pytest.fixture
+def client(settings: Settings, clock: VirtualClock) -> Iterator[TestClient]:
+    """An in-process client of a fresh fake on a virtual clock."""
+    app = create_app(settings, clock=clock)
+    with TestClient(app, base_url=settings.base_url, raise_server_exceptions=True) as test_client:
+        test_client.event_hooks = {"request": [], "response": [contract_hook]}
+        yield test_client
+
+
+@pytest.fixture
+def generate(client: TestClient) -> Callable[..., httpx.Response]:
+    """POST a generation request with a valid key; keyword arguments become the body."""
+
+    def post(headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+        return client.post("/v1/images/generations", json=body, headers={**AUTH, **(headers or {})})
+
+    return post
+
+
+@dataclasses.dataclass
+class LiveServer:
+    url: str
+    clock: VirtualClock
+    settings: Settings
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_server(clock: VirtualClock) -> Iterator[LiveServer]:
+    """The fake on a real socket (uvicorn in a thread, ephemeral port, no port race)."""
+    sock = _free_socket()
+    settings = Settings(seed=11, port=sock.getsockname()[1])
+    config = uvicorn.Config(create_app(settings, clock=clock), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield LiveServer(url=settings.base_url, clock=clock, settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

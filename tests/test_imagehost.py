@@ -1,0 +1,133 @@
+"""The image host: downloads, one-hour expiry on the virtual clock, refusals in S3 XML."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from urllib.parse import urlencode, urlsplit
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from sfmock import Settings, VirtualClock, create_app
+from sfmock.signing import UrlSigner
+
+Post = Callable[..., httpx.Response]
+
+
+@pytest.fixture
+def image_url(generate: Post) -> str:
+    body = generate(model="Kwai-Kolors/Kolors", prompt="cat", image_size="960x1280").json()
+    return str(body["images"][0]["url"])
+
+
+def s3_error(response: httpx.Response) -> dict[str, str]:
+    assert response.headers["content-type"] == "application/xml"
+    root = ElementTree.fromstring(response.content)
+    assert root.tag == "Error"
+    return {child.tag: child.text or "" for child in root}
+
+
+def test_download_is_a_real_png_without_authorization(client: TestClient, image_url: str) -> None:
+    response = client.get(image_url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert "x-amz-request-id" in response.headers
+    with Image.open(io.BytesIO(response.content)) as picture:
+        picture.load()
+        assert picture.format == "PNG" and picture.size == (960, 1280)
+        assert len(picture.convert("RGB").getcolors(maxcolors=4096) or []) > 1  # a picture, not a blank
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient, image_url: str) -> None:
+    head, get = client.head(image_url), client.get(image_url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+
+
+def test_url_lives_exactly_url_ttl_seconds(client: TestClient, clock: VirtualClock, image_url: str) -> None:
+    clock.advance(3599)
+    assert client.get(image_url).status_code == 200
+    clock.advance(1)
+    expired = client.get(image_url)
+    assert expired.status_code == 403
+    error = s3_error(expired)
+    assert error["Code"] == "AccessDenied" and error["Message"] == "Request has expired"
+    assert error["Expires"] == "2026-01-01T01:00:00Z" and error["ServerTime"] == "2026-01-01T01:00:00Z"
+    assert error["RequestId"] == expired.headers["x-amz-request-id"]
+
+
+def test_url_ttl_setting(clock: VirtualClock) -> None:
+    with TestClient(create_app(Settings(url_ttl=60), clock=clock)) as client:
+        body = client.post("/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"},
+                           headers={"Authorization": "Bearer k"}).json()
+        url = body["images"][0]["url"]
+        clock.advance(59)
+        assert client.get(url).status_code == 200
+        clock.advance(1)
+        assert s3_error(client.get(url))["Message"] == "Request has expired"
+
+
+def test_url_from_the_future_is_not_valid_yet(client: TestClient, clock: VirtualClock, image_url: str) -> None:
+    clock.set(clock.now() - 3600)
+    response = client.get(image_url)
+    assert response.status_code == 403 and s3_error(response)["Message"] == "Request is not valid yet"
+
+
+@pytest.mark.parametrize("param", ["X-Amz-Signature", "X-Amz-Date", "X-Amz-Expires"])
+def test_tampering_breaks_the_signature(client: TestClient, image_url: str, param: str) -> None:
+    parts = urlsplit(image_url)
+    query = dict(pair.split("=", 1) for pair in parts.query.split("&"))
+    query[param] = {"X-Amz-Signature": "0" * 64, "X-Amz-Date": "20991231T000000Z", "X-Amz-Expires": "999999"}[param]
+    response = client.get(f"{parts.path}?{'&'.join(f'{k}={v}' for k, v in query.items())}")
+    assert response.status_code == 403 and s3_error(response)["Code"] == "SignatureDoesNotMatch"
+
+
+def test_another_object_name_breaks_the_signature(client: TestClient, image_url: str) -> None:
+    parts = urlsplit(image_url)
+    other = parts.path.replace("960x1280", "1280x960")
+    response = client.get(f"{other}?{parts.query}")
+    assert response.status_code == 403 and s3_error(response)["Code"] == "SignatureDoesNotMatch"
+
+
+def test_missing_signature_is_access_denied(client: TestClient, image_url: str) -> None:
+    response = client.get(urlsplit(image_url).path)
+    assert response.status_code == 403 and s3_error(response)["Code"] == "AccessDenied"
+
+
+def test_unknown_object_is_no_such_key(client: TestClient, clock: VirtualClock) -> None:
+    name = "not-an-object.png"
+    query = urlencode(UrlSigner(Settings().signing_key).sign(name, clock.now()))
+    response = client.get(f"/default/outputs/{name}?{query}")
+    assert response.status_code == 404
+    error = s3_error(response)
+    assert error["Code"] == "NoSuchKey" and error["Key"] == name
+
+
+def test_authorization_header_is_refused(client: TestClient, image_url: str) -> None:
+    # a client that reuses its API session for downloads fails against the real store
+    response = client.get(image_url, headers={"Authorization": "Bearer sk-test"})
+    assert response.status_code == 403
+    assert s3_error(response)["Code"] == "InvalidArgument"
+    assert "Only one auth mechanism allowed" in s3_error(response)["Message"]
+
+
+def test_urls_survive_a_restart_with_the_same_key(clock: VirtualClock, image_url: str) -> None:
+    # no per-URL state: another process with the same signing key serves the URL
+    with TestClient(create_app(Settings(seed=99), clock=clock)) as other:
+        assert other.get(image_url).status_code == 200
+    with TestClient(create_app(Settings(signing_key="another"), clock=clock)) as stranger:
+        assert s3_error(stranger.get(image_url))["Code"] == "SignatureDoesNotMatch"
+
+
+@pytest.mark.parametrize("path", ["/default/outputs/../../etc/passwd", "/default/outputs/a/b.png", "/default/x"])
+def test_paths_outside_the_store_are_not_found(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404 and response.json() == "404 page not found"
+
+
+def test_wrong_method_on_the_store(client: TestClient, image_url: str) -> None:
+    assert client.post(image_url).status_code == 405
