@@ -16,7 +16,7 @@ from .payloads import read_json
 from .responses import invalid_request, json_response, unknown_model
 from .validation import RequestValidator
 
-__all__ = ["Api", "STRICT_HEADER"]
+__all__ = ["STRICT_HEADER", "Api"]
 
 STRICT_HEADER = "x-sfmock-strict"
 _SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}

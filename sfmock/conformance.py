@@ -94,7 +94,7 @@ def _check_body(contract: Contract, media_type: str, pointer: str, body: bytes, 
         except ValueError as exc:
             raise ContractViolation(f"{where}: body is not JSON: {exc}") from None
     elif media_type.endswith("xml"):
-        instance = _xml_elements(contract.resolve(pointer), body, where)
+        instance = _xml_elements(contract.deref(contract.resolve(pointer)), body, where)
     elif media_type.startswith("image/"):
         _check_image(media_type, body, where)
         return

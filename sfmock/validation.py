@@ -26,18 +26,14 @@ _SIZE = re.compile(r"([0-9]+)x([0-9]+)")
 _MESSAGE_LIMIT = 300
 
 
-def _max_pixels(
-    validator: Validator, limit: int, instance: Any, schema: dict[str, Any]
-) -> Iterator[ValidationError]:
+def _max_pixels(validator: Validator, limit: int, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
     match = _SIZE.fullmatch(instance) if isinstance(instance, str) else None
     if match and int(match[1]) * int(match[2]) > limit:
         pixels = int(match[1]) * int(match[2])
         yield ValidationError(f"{instance!r} has {pixels} pixels, more than the maximum of {limit}")
 
 
-def _image_ref(
-    validator: Validator, enabled: bool, instance: Any, schema: dict[str, Any]
-) -> Iterator[ValidationError]:
+def _image_ref(validator: Validator, enabled: bool, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
     if enabled and isinstance(instance, str) and instance.startswith("data:"):
         try:
             probe_data_url(instance)
@@ -58,17 +54,19 @@ def _ignored(
         )
 
 
-def _strict(
-    validator: Validator, subschema: Any, instance: Any, schema: dict[str, Any]
-) -> Iterator[ValidationError]:
+def _strict(validator: Any, subschema: Any, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    # Any: descend() is on every concrete validator class, but not on the Validator protocol
     yield from validator.descend(instance, subschema)
 
 
-_Lenient = validators.extend(
+# extend() has no annotations in jsonschema's stubs
+_Lenient = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
     {"x-sfmock-max-pixels": _max_pixels, "x-sfmock-image-ref": _image_ref},
 )
-_Strict = validators.extend(_Lenient, {"x-sfmock-ignored": _ignored, "x-sfmock-strict": _strict})
+_Strict = validators.extend(  # type: ignore[no-untyped-call]
+    _Lenient, {"x-sfmock-ignored": _ignored, "x-sfmock-strict": _strict}
+)
 
 
 class RequestValidator:

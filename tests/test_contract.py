@@ -46,9 +46,7 @@ def test_every_documented_route_is_served() -> None:
 
 def test_model_catalogue_comes_from_the_per_model_rules() -> None:
     models = load_contract().models
-    assert {"Kwai-Kolors/Kolors", "Qwen/Qwen-Image", "Qwen/Qwen-Image-Edit", "Qwen/Qwen-Image-Edit-2509"} <= set(
-        models
-    )
+    assert {"Kwai-Kolors/Kolors", "Qwen/Qwen-Image", "Qwen/Qwen-Image-Edit", "Qwen/Qwen-Image-Edit-2509"} <= set(models)
     assert any(m.startswith("black-forest-labs/FLUX") for m in models)
     assert "Tongyi-MAI/Z-Image-Turbo" in models
     kolors = models["Kwai-Kolors/Kolors"]
@@ -79,8 +77,10 @@ def test_a_model_added_to_the_contract_is_served_without_code() -> None:
     schemas["Model.Tiny"] = copy.deepcopy(schemas["Model.FluxSchnell"])
     schemas["Model.Tiny"]["properties"] = {"num_inference_steps": {"maximum": 4}}
     schemas["GenerationRequest"]["allOf"].append(
-        {"if": {"properties": {"model": {"const": "acme/tiny"}}, "required": ["model"]},
-         "then": {"$ref": "#/components/schemas/Model.Tiny"}}
+        {
+            "if": {"properties": {"model": {"const": "acme/tiny"}}, "required": ["model"]},
+            "then": {"$ref": "#/components/schemas/Model.Tiny"},
+        }
     )
     contract = Contract(document)
     with TestClient(create_app(Settings(), contract=contract)) as client:

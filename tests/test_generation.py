@@ -53,8 +53,10 @@ def test_same_server_seed_gives_same_bodies(clock: VirtualClock) -> None:
     def run() -> list[object]:
         with TestClient(create_app(Settings(seed=3), clock=VirtualClock(clock.now()))) as client:
             post = {"model": "Qwen/Qwen-Image", "prompt": "cat"}
-            responses = [client.post("/v1/images/generations", json=post, headers={"Authorization": "Bearer k"})
-                         for _ in range(3)]
+            responses = [
+                client.post("/v1/images/generations", json=post, headers={"Authorization": "Bearer k"})
+                for _ in range(3)
+            ]
             return [(r.json(), r.headers["x-siliconcloud-trace-id"]) for r in responses]
 
     assert run() == run()
@@ -107,7 +109,8 @@ def test_urls_are_presigned_on_the_public_url(clock: VirtualClock) -> None:
     settings = Settings(public_url="https://images.example.test/base/", url_ttl=600)
     with TestClient(create_app(settings, clock=clock)) as client:
         body = client.post(
-            "/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"},
+            "/v1/images/generations",
+            json={"model": "Kwai-Kolors/Kolors", "prompt": "x"},
             headers={"Authorization": "Bearer k"},
         ).json()
     parts = urlsplit(body["images"][0]["url"])

@@ -62,8 +62,11 @@ def test_url_lives_exactly_url_ttl_seconds(client: TestClient, clock: VirtualClo
 
 def test_url_ttl_setting(clock: VirtualClock) -> None:
     with TestClient(create_app(Settings(url_ttl=60), clock=clock)) as client:
-        body = client.post("/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"},
-                           headers={"Authorization": "Bearer k"}).json()
+        body = client.post(
+            "/v1/images/generations",
+            json={"model": "Kwai-Kolors/Kolors", "prompt": "x"},
+            headers={"Authorization": "Bearer k"},
+        ).json()
         url = body["images"][0]["url"]
         clock.advance(59)
         assert client.get(url).status_code == 200

@@ -79,7 +79,9 @@ FIELD_RULES = [
 
 @pytest.mark.parametrize("strict", ["0", "1"])
 @pytest.mark.parametrize(("model", "field", "value", "rule"), FIELD_RULES)
-def test_field_rules_hold_in_both_modes(generate: Post, strict: str, model: str, field: str, value: Any, rule: str) -> None:
+def test_field_rules_hold_in_both_modes(
+    generate: Post, strict: str, model: str, field: str, value: Any, rule: str
+) -> None:
     body = {**valid_request(model), field: value}
     response = generate(headers={"X-Sfmock-Strict": strict}, **body)
     assert_rejected(response, field, rule)

@@ -1,0 +1,101 @@
+"""The ``sfmock`` command: help, errors with a non-zero exit, and a real serve."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import AUTH, contract_hook
+from sfmock.cli import main
+
+FLAGS = ["--host", "--port", "--config", "--seed", "--url-ttl", "--public-url", "--strict", "--max-body-bytes"]
+
+
+def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as top:
+        main(["--help"])
+    assert top.value.code == 0 and "serve" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as serve:
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert serve.value.code == 0
+    for flag in FLAGS:
+        assert flag in out, flag
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        ([], "required"),
+        (["fly"], "invalid choice"),
+        (["serve", "--bogus"], "unrecognized arguments"),
+        (["serve", "--port", "abc"], "invalid int value"),
+        (["serve", "--url-ttl", "0"], "--url-ttl: 0 is less than the minimum of 1"),
+        (["serve", "--port", "99999"], "--port: 99999 is greater than the maximum"),
+        (["serve", "--public-url", "not a url"], "--public-url"),
+        (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_with_a_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str], phrase: str
+) -> None:
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        status = int(exc.code or 0)
+    assert status == 2
+    assert phrase in capsys.readouterr().err
+
+
+def test_bad_config_file_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("url_ttl: soon\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: url_ttl:" in err and "integer" in err
+
+
+def test_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "sfmock"], [str(Path(sys.executable).parent / "sfmock")]])
+def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) -> None:
+    config = tmp_path / "sfmock.yaml"
+    config.write_text("url_ttl: 120\nseed: 1\n")
+    process = subprocess.Popen(
+        [*command, "serve", "--port", "0", "--config", str(config), "--log-level", "warning"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
+        assert match, line
+        with httpx.Client(base_url=match[1], event_hooks={"response": [contract_hook]}) as client:
+            body = client.post(
+                "/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
+            ).json()
+            url = body["images"][0]["url"]
+            assert url.startswith(match[1]) and "X-Amz-Expires=120" in url
+            assert client.get(url).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(10)
+        if process.stderr:
+            process.stderr.close()
+    # uvicorn shuts down cleanly, then re-raises the signal, as a well-behaved CLI does
+    assert process.returncode in (0, -signal.SIGINT)

@@ -1,0 +1,66 @@
+"""Rendering PNGs and reading input images."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+
+import pytest
+from PIL import Image
+
+from conftest import data_url
+from sfmock.imaging import probe_data_url, render_png
+
+
+@pytest.mark.parametrize("size", [(1, 1), (96, 64), (1024, 1024), (1328, 1328), (720, 1440)])
+def test_render_has_the_size_asked(size: tuple[int, int]) -> None:
+    with Image.open(io.BytesIO(render_png(b"seed", *size))) as picture:
+        picture.load()
+        assert picture.format == "PNG" and picture.size == size
+
+
+def test_render_is_deterministic_and_seed_dependent() -> None:
+    render_png.cache_clear()
+    first = render_png(b"a", 256, 256)
+    render_png.cache_clear()
+    assert render_png(b"a", 256, 256) == first
+    assert render_png(b"b", 256, 256) != first
+
+
+def test_probe_reads_the_input_size() -> None:
+    assert probe_data_url(data_url()) == (96, 64)
+    jpeg = io.BytesIO()
+    Image.new("RGB", (33, 44)).save(jpeg, "JPEG")
+    assert probe_data_url("data:image/jpeg;base64," + base64.b64encode(jpeg.getvalue()).decode()) == (33, 44)
+
+
+def test_probe_tolerates_the_space_the_docs_show() -> None:
+    url = data_url().replace("base64,", "base64, ")
+    assert probe_data_url(url) == (96, 64)
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("data:image/png;base64,@@@", "invalid base64"),
+        ("data:image/png;base64,", "no image data"),
+        ("data:image/png;base64,aGVsbG8=", "decodable image/png"),
+        ("data:text/plain;base64,aGVsbG8=", "data:image"),
+        ("data:image/png,raw", "data:image"),
+    ],
+)
+def test_probe_errors(url: str, phrase: str) -> None:
+    with pytest.raises(ValueError, match=phrase):
+        probe_data_url(url)
+
+
+def test_probe_refuses_decompression_bombs() -> None:
+    # a valid PNG header claiming 100000 x 100000 pixels, with no pixel data behind it
+    big = io.BytesIO()
+    Image.new("1", (1, 1)).save(big, "PNG")
+    raw = bytearray(big.getvalue())
+    raw[16:24] = (100_000).to_bytes(4, "big") * 2
+    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="too large"):
+        probe_data_url("data:image/png;base64," + base64.b64encode(bytes(raw)).decode())
