@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+from .accounts import Account, KeyRegistry, OpenAuthenticator
 from .app import create_app
-from .auth import Account, Authenticator, OpenAuthenticator
+from .auth import Authenticator
 from .clock import Clock, SystemClock, VirtualClock
 from .config import Settings, load_settings
 from .conformance import check_response
@@ -20,6 +21,7 @@ from .errors import (
     DownloadDenied,
     SfmockError,
 )
+from .quota import Limits
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,8 @@ __all__ = [
     "ContractError",
     "ContractViolation",
     "DownloadDenied",
+    "KeyRegistry",
+    "Limits",
     "ModelSpec",
     "OpenAuthenticator",
     "Settings",

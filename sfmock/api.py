@@ -8,12 +8,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import Account, Authenticator
+from .accounts import Account
+from .admission import Admission
+from .auth import Authenticator
 from .clock import Clock
 from .contract import Contract
-from .generation import Generator
+from .generation import Generator, prompt_tokens
 from .payloads import read_json
-from .responses import invalid_request, json_response, unknown_model
+from .quota import Usage
+from .responses import invalid_request, json_response, model_disabled, unknown_model
 from .validation import RequestValidator
 
 __all__ = ["STRICT_HEADER", "Api"]
@@ -31,6 +34,7 @@ class Api:
         contract: Contract,
         generator: Generator,
         authenticator: Authenticator,
+        admission: Admission,
         clock: Clock,
         rng: random.Random,
         strict: bool,
@@ -40,6 +44,7 @@ class Api:
         self.generator = generator
         self.validator = RequestValidator(contract)
         self.authenticator = authenticator
+        self.admission = admission
         self.clock = clock
         self.rng = rng
         self.strict = strict
@@ -49,21 +54,32 @@ class Api:
         return self.authenticator.authenticate(request.headers.get("authorization"))
 
     async def generate(self, request: Request) -> Response:
-        """``POST /v1/images/generations``."""
-        self.account(request)
+        """``POST /v1/images/generations``.
+
+        Checks, in order: key (401), account and key status (403), body is JSON (400/413),
+        model exists (400), account may use it (403 code 30003), request rules (400),
+        rate limits (429), balance (402). Only then is anything counted or charged.
+        """
+        account = self.account(request)
         strict = self.strict_mode(request)
         body = await read_json(request, self.max_body_bytes)
         if not isinstance(body, dict):
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         name = body.get("model")
-        if isinstance(name, str) and name and name not in self.contract.models:
-            raise unknown_model()
+        if isinstance(name, str) and name:
+            if name not in self.contract.models:
+                raise unknown_model()
+            if not account.may_use(name):
+                raise model_disabled()
         message = self.validator.first_error(body, strict=strict)
         if message is not None:
             raise invalid_request(f"Invalid parameter: {message}")
         model = self.contract.models[body["model"]]
-        result = self.generator.respond(body, model, rng=self.rng, now=self.clock.now())
-        return json_response(result)
+        usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
+        now = self.clock.now()
+        headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
+        result = self.generator.respond(body, model, rng=self.rng, now=now)
+        return json_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
         value = request.headers.get(STRICT_HEADER)
@@ -88,9 +104,24 @@ class Api:
         return json_response({"object": "list", "data": data})
 
     async def user_info(self, request: Request) -> Response:
-        """``GET /v1/user/info``."""
+        """``GET /v1/user/info``: the account, with its balances as strings."""
         account = self.account(request)
-        return json_response({"code": 20000, "message": "OK", "status": True, "data": account.info()})
+        balance, charged = self.admission.ledger.balances(account)
+        name, email = account.identity()
+        data = {
+            "id": account.id,
+            "name": name,
+            "image": "",
+            "email": email,
+            "isAdmin": False,
+            "balance": f"{balance:.2f}",
+            "status": account.status,
+            "introduction": "",
+            "role": "",
+            "chargeBalance": f"{charged:.2f}",
+            "totalBalance": f"{balance + charged:.2f}",
+        }
+        return json_response({"code": 20000, "message": "OK", "status": True, "data": data})
 
 
 def _json_type(value: Any) -> str:

@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .accounts import KeyRegistry, OpenAuthenticator
+from .admission import Admission
 from .api import Api
-from .auth import Authenticator, OpenAuthenticator
+from .auth import Authenticator
 from .clock import Clock, SystemClock
 from .config import Settings
 from .contract import Contract, load_contract
@@ -36,7 +38,8 @@ def create_app(
     """The fake SiliconFlow service as an ASGI app.
 
     ``clock`` defaults to the real one; pass a :class:`~sfmock.VirtualClock` to move
-    time by hand. ``authenticator`` defaults to accepting any bearer token.
+    time by hand. ``authenticator`` defaults to the accounts of ``settings``, or to
+    accepting any bearer token when it declares none.
     """
     settings = settings or Settings()
     clock = clock or SystemClock()
@@ -44,10 +47,22 @@ def create_app(
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
     generator = Generator(contract=contract, signer=signer, base_url=settings.base_url)
+    if authenticator is None:
+        if settings.accounts is None:
+            authenticator = OpenAuthenticator(settings.default_balance)
+        else:
+            authenticator = KeyRegistry(settings.accounts)
+    admission = Admission(
+        limits=settings.limits,
+        model_limits=settings.model_limits,
+        prices=settings.prices,
+        headers=settings.rate_limit_headers,
+    )
     api = Api(
         contract=contract,
         generator=generator,
-        authenticator=authenticator or OpenAuthenticator(),
+        authenticator=authenticator,
+        admission=admission,
         clock=clock,
         rng=random.Random(None if seed is None else f"{seed}:generation"),
         strict=settings.strict,
@@ -69,6 +84,7 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.contract = contract
+    app.state.admission = admission
     return app
 
 

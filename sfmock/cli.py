@@ -20,6 +20,8 @@ _FLAGS = {
     "public_url": "--public-url",
     "strict": "--strict",
     "max_body_bytes": "--max-body-bytes",
+    "limits": "--limits",
+    "rate_limit_headers": "--rate-limit-headers",
 }
 
 
@@ -47,6 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="reject fields the model ignores (default: accept and ignore, like the real API)",
     )
     serve.add_argument("--max-body-bytes", type=int, metavar="N", help="request body limit (default 8 MiB)")
+    serve.add_argument(
+        "--limits",
+        metavar="PRESET",
+        help="rate limits of every account: 'realistic' (IPM 2, IPD 400) or 'unlimited' (default)",
+    )
+    serve.add_argument(
+        "--rate-limit-headers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send Retry-After and x-ratelimit-* headers (the real service sends none)",
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 

@@ -7,10 +7,10 @@ from, the key, and what was expected.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,10 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from .accounts import Account, accounts_from_config
+from .contract import load_contract
 from .errors import ConfigError
+from .quota import Limits
 
 __all__ = ["Settings", "load_settings"]
 
@@ -36,6 +39,12 @@ class Settings:
     strict: bool = False
     max_body_bytes: int = 8 * 1024 * 1024
     signing_key: str = "sfmock-dev-signing-key"
+    default_balance: Decimal = Decimal("100.00")
+    prices: Mapping[str, Decimal] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    model_limits: Mapping[str, Limits] = field(default_factory=dict)
+    rate_limit_headers: bool = False
+    accounts: tuple[Account, ...] | None = None  # None: open mode, any token is an account
 
     @property
     def base_url(self) -> str:
@@ -57,13 +66,21 @@ def check(values: Mapping[str, Any], source: str, key_names: Mapping[str, str] |
     error = best_match(_validator().iter_errors(dict(values)))
     if error is None:
         return
-    path = [str(p) for p in error.absolute_path]
-    key = ".".join(path) or "(top level)"
+    path = list(error.absolute_path)
+    key = _key_name(path)
     if key_names and path and path[0] in key_names:
-        key = key_names[path[0]]
+        key = key_names[str(path[0])]
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
     detail = error.message if not expected else f"{error.message}; expected: {expected}"
     raise ConfigError(source, key, detail)
+
+
+def _key_name(path: list[str | int]) -> str:
+    """``["accounts", 0, "keys"]`` -> ``accounts[0].keys``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "(top level)"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -96,5 +113,24 @@ def load_settings(
     extra = {k: v for k, v in (overrides or {}).items() if v is not None}
     check(extra, "command line", flag_names)
     values.update(extra)
-    known = {f.name for f in dataclasses.fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in known})
+    return _settings(values, str(path) if path is not None else "command line")
+
+
+def _settings(values: dict[str, Any], source: str) -> Settings:
+    """Checked values to :class:`Settings`, with the checks a schema cannot make."""
+    models = load_contract().models
+    for section in ("prices", "model_limits"):
+        for model in values.get(section, {}):
+            if model not in models:
+                raise ConfigError(source, f"{section}.{model}", f"unknown model; expected one of {sorted(models)}")
+    if "accounts" in values:
+        values["accounts"] = tuple(accounts_from_config(source, values["accounts"], models))
+    if "limits" in values:
+        values["limits"] = Limits.from_config(values["limits"])
+    if "model_limits" in values:
+        values["model_limits"] = {m: Limits.from_config(v) for m, v in values["model_limits"].items()}
+    if "prices" in values:
+        values["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
+    if "default_balance" in values:
+        values["default_balance"] = Decimal(str(values["default_balance"]))
+    return Settings(**values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -43,6 +44,7 @@ class ModelSpec:
     sizes: tuple[str, ...]
     output_size: str  # "request": from image_size; "input": from the input image
     seconds_per_step: float
+    price: Decimal  # of one image, CNY
     ignored: frozenset[str]
 
 
@@ -113,9 +115,10 @@ def _read_models(contract: Contract) -> dict[str, ModelSpec]:
                 sizes=tuple(meta["sizes"]),
                 output_size=meta["output_size"],
                 seconds_per_step=float(meta["seconds_per_step"]),
+                price=Decimal(str(meta["price"])),
                 ignored=frozenset(rules.get("x-sfmock-ignored", ())),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise ContractError(f"malformed per-model rule in GenerationRequest: {exc!r}") from exc
     if not models:
         raise ContractError("the contract declares no models")

@@ -18,7 +18,7 @@ from .contract import Contract, ModelSpec, parse_size
 from .imaging import probe_data_url
 from .signing import ObjectName, UrlSigner
 
-__all__ = ["Generator", "output_size"]
+__all__ = ["Generator", "output_size", "prompt_tokens"]
 
 MAX_SEED = 9_999_999_999
 
@@ -40,7 +40,7 @@ class Generator:
         seed = int(seed)
         steps = int(body.get("num_inference_steps", defaults["num_inference_steps"]))
         width, height = output_size(body, model, self.max_pixels)
-        count = int(body.get("batch_size", defaults["batch_size"])) if model.batch else 1
+        count = self.image_count(body, model)
         key = f"{model.id}\0{body['prompt']}\0{seed}\0{width}x{height}".encode()
         images = [{"url": self._url(key, i, width, height, now)} for i in range(count)]
         jitter = 0.85 + 0.3 * hashlib.sha256(key).digest()[0] / 255
@@ -55,6 +55,12 @@ class Generator:
             "created": int(now),
         }
 
+    def image_count(self, body: dict[str, Any], model: ModelSpec) -> int:
+        """How many images the request makes: ``batch_size`` where the model batches."""
+        if not model.batch:
+            return 1
+        return int(body.get("batch_size", self.contract.request_defaults()["batch_size"]))
+
     @property
     def max_pixels(self) -> int:
         limit: int = self.contract.request_schema["properties"]["image_size"]["x-sfmock-max-pixels"]
@@ -65,6 +71,12 @@ class Generator:
         name = str(ObjectName(digest=digest, width=width, height=height, index=index))
         query = urlencode(self.signer.sign(name, now))
         return f"{self.base_url}/default/outputs/{name}?{query}"
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """Tokens a request counts for TPM/TPD: about one per four bytes of prompt text."""
+    text = body.get("prompt", "") + body.get("negative_prompt", "")
+    return max(1, math.ceil(len(text.encode("utf-8")) / 4))
 
 
 def output_size(body: dict[str, Any], model: ModelSpec, max_pixels: int) -> tuple[int, int]:

@@ -52,6 +52,30 @@ def unauthorized() -> ApiError:
     return ApiError(401, INVALID_TOKEN)
 
 
+def forbidden() -> ApiError:
+    """The documented 403 of a disabled account or key."""
+    return ApiError(403, "Forbidden")
+
+
+def model_disabled() -> ApiError:
+    """The 403 seen when the account may not use the model."""
+    return ApiError(403, {"code": 30003, "message": "Model disabled."})
+
+
+def insufficient_balance() -> ApiError:
+    """The 402 seen when the balance cannot pay for the request."""
+    return ApiError(402, {"code": 30001, "message": "Sorry, your account balance is insufficient", "data": None})
+
+
+def rate_limited(metric: str, trace_id: str, headers: dict[str, str] | None = None) -> ApiError:
+    """The documented 429; ``Details:`` names the limit reached."""
+    message = (
+        "Request was rejected due to rate limiting. If you want more, please contact "
+        f"contact@siliconflow.cn. Details:{metric.upper()} limit reached."
+    )
+    return ApiError(429, {"message": message, "data": trace_id}, headers)
+
+
 def xml_error(denied: DownloadDenied, request_id: str) -> Response:
     """An object-storage ``<Error>`` document."""
     elements = {**denied.body, "RequestId": request_id, "HostId": request_id}

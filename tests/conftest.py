@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import socket
@@ -82,11 +83,11 @@ def _free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture
-def live_server(clock: VirtualClock) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def run_server(settings: Settings, clock: VirtualClock) -> Iterator[LiveServer]:
     """The fake on a real socket (uvicorn in a thread, ephemeral port, no port race)."""
     sock = _free_socket()
-    settings = Settings(seed=11, port=sock.getsockname()[1])
+    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     config = uvicorn.Config(create_app(settings, clock=clock), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -102,3 +103,10 @@ def live_server(clock: VirtualClock) -> Iterator[LiveServer]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def live_server(clock: VirtualClock) -> Iterator[LiveServer]:
+    """A default fake (open mode, seed 11) on a real socket."""
+    with run_server(Settings(seed=11), clock) as server:
+        yield server

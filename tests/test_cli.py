@@ -16,7 +16,18 @@ import pytest
 from conftest import AUTH, contract_hook
 from sfmock.cli import main
 
-FLAGS = ["--host", "--port", "--config", "--seed", "--url-ttl", "--public-url", "--strict", "--max-body-bytes"]
+FLAGS = [
+    "--host",
+    "--port",
+    "--config",
+    "--seed",
+    "--url-ttl",
+    "--public-url",
+    "--strict",
+    "--max-body-bytes",
+    "--limits",
+    "--rate-limit-headers",
+]
 
 
 def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,6 +52,7 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--url-ttl", "0"], "--url-ttl: 0 is less than the minimum of 1"),
         (["serve", "--port", "99999"], "--port: 99999 is greater than the maximum"),
         (["serve", "--public-url", "not a url"], "--public-url"),
+        (["serve", "--limits", "generous"], "--limits: 'generous' is not one of ['realistic', 'unlimited']"),
         (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
     ],
 )

@@ -1,0 +1,86 @@
+"""Letting a generation through: rate limits, then balance, then charge; all or nothing.
+
+Checks run in this order (after authentication, account status, model permission and
+request validation, which the API does first): every rate limit of the account on the
+model, then the balance. A refused request consumes no quota and costs nothing; an
+admitted one is counted and charged in the same critical section, so N concurrent
+requests against a limit L admit exactly L.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+
+from .accounts import Account, Ledger
+from .contract import ModelSpec
+from .quota import Limits, QuotaExceeded, RateLimiter, Usage
+from .responses import insufficient_balance, rate_limited
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """Quota and balance checks of one app."""
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        model_limits: Mapping[str, Limits],
+        prices: Mapping[str, Decimal],
+        headers: bool,
+    ) -> None:
+        self.limits = limits
+        self.model_limits = dict(model_limits)
+        self.prices = dict(prices)
+        self.headers = headers
+        self.limiter = RateLimiter()
+        self.ledger = Ledger()
+
+    def limits_for(self, account: Account, model: str) -> Limits:
+        """Server-wide limits, under the model's, under the account's own."""
+        limits = self.limits
+        if model in self.model_limits:
+            limits = self.model_limits[model].over(limits)
+        if account.limits is not None:
+            limits = account.limits.over(limits)
+        return limits
+
+    def price(self, model: ModelSpec) -> Decimal:
+        """The price of one image of ``model``."""
+        return self.prices.get(model.id, model.price)
+
+    def admit(self, account: Account, model: ModelSpec, usage: Usage, now: float, trace_id: str) -> dict[str, str]:
+        """Count and charge the request, or raise its 429 or 402; returns headers to send."""
+        limits = self.limits_for(account, model.id)
+        cost = self.price(model) * usage.images
+        with self.limiter.lock:
+            exceeded = self.limiter.check(account.id, model.id, limits, usage, now)
+            if exceeded is not None:
+                raise rate_limited(exceeded.metric, trace_id, self._headers(account, model.id, limits, now, exceeded))
+            if not self.ledger.charge(account, cost):
+                raise insufficient_balance()
+            self.limiter.record(account.id, model.id, limits, usage, now)
+            return self._headers(account, model.id, limits, now, None)
+
+    def _headers(
+        self, account: Account, model: str, limits: Limits, now: float, exceeded: QuotaExceeded | None
+    ) -> dict[str, str]:
+        if not self.headers:
+            return {}
+        headers = {}
+        for metric, state in self.limiter.state(account.id, model, limits, now).items():
+            headers[f"x-ratelimit-limit-{metric}"] = str(state.limit)
+            headers[f"x-ratelimit-remaining-{metric}"] = str(state.remaining)
+            headers[f"x-ratelimit-reset-{metric}"] = str(math.ceil(state.reset))
+        if exceeded is not None and math.isfinite(exceeded.retry_after):
+            headers["Retry-After"] = str(max(1, math.ceil(exceeded.retry_after)))
+        return headers
+
+    def reset(self) -> None:
+        """Forget all usage and restore every opening balance."""
+        with self.limiter.lock:
+            self.limiter.reset()
+            self.ledger.reset()
