@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 from .accounts import Account, KeyRegistry, OpenAuthenticator
+
+__version__ = "0.1.0"
+
 from .app import create_app
 from .auth import Authenticator
 from .clock import Clock, SystemClock, VirtualClock
@@ -22,8 +25,6 @@ from .errors import (
     SfmockError,
 )
 from .quota import Limits
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Account",

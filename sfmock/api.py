@@ -78,7 +78,9 @@ class Api:
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
         now = self.clock.now()
         headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
-        result = self.generator.respond(body, model, rng=self.rng, now=now)
+        fault = getattr(request.state, "fault", None)
+        expired = fault is not None and fault.action.expired_url
+        result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired)
         return json_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:

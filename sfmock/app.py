@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import random
+import secrets
+import time
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -11,16 +15,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import __version__
 from .accounts import KeyRegistry, OpenAuthenticator
 from .admission import Admission
 from .api import Api
 from .auth import Authenticator
-from .clock import Clock, SystemClock
+from .chaos import ChaosMiddleware, Sleep
+from .clock import Clock, ShiftedClock, VirtualClock
 from .config import Settings
 from .contract import Contract, load_contract
+from .control import CONTROL_PREFIX, Control
 from .errors import ApiError
+from .faults import FaultEngine, Scenario
 from .generation import Generator
 from .imagehost import ImageHost
+from .journal import Journal
 from .responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from .signing import UrlSigner
 from .tracing import TraceIdMiddleware
@@ -34,15 +43,18 @@ def create_app(
     clock: Clock | None = None,
     authenticator: Authenticator | None = None,
     contract: Contract | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> Starlette:
     """The fake SiliconFlow service as an ASGI app.
 
-    ``clock`` defaults to the real one; pass a :class:`~sfmock.VirtualClock` to move
-    time by hand. ``authenticator`` defaults to the accounts of ``settings``, or to
-    accepting any bearer token when it declares none.
+    ``clock`` defaults to the wall clock, movable through the control API (or a frozen
+    one with ``settings.frozen_clock``); pass a :class:`~sfmock.VirtualClock` to move time
+    by hand. ``authenticator`` defaults to the accounts of ``settings``, or to accepting
+    any bearer token when it declares none. ``sleep`` is what faults wait with.
     """
     settings = settings or Settings()
-    clock = clock or SystemClock()
+    if clock is None:
+        clock = VirtualClock(time.time()) if settings.frozen_clock else ShiftedClock()
     contract = contract or load_contract()
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
@@ -69,23 +81,65 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
     host = ImageHost(signer, clock, generator.max_pixels)
+    scenario = settings.scenario or Scenario()
+    engine = FaultEngine(scenario, seed=seed)
+    journal = Journal(settings.journal_size)
+    control = Control(
+        engine=engine,
+        journal=journal,
+        admission=admission,
+        clock=clock,
+        scenario=scenario,
+        token=control_token(settings),
+        version=__version__,
+    )
     routes = [
         Route("/v1/images/generations", api.generate, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
         Route("/default/outputs/{object}", host.download, methods=["GET"]),
+        *control.routes(),
     ]
     trace_rng = random.Random(None if seed is None else f"{seed}:trace")
+    chaos = Middleware(
+        ChaosMiddleware,
+        engine=engine,
+        journal=journal,
+        clock=clock,
+        authenticator=authenticator,
+        sleep=sleep,
+        max_body_bytes=settings.max_body_bytes,
+        control_prefix=CONTROL_PREFIX,
+    )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(TraceIdMiddleware, rng=trace_rng)],
+        middleware=[Middleware(TraceIdMiddleware, rng=trace_rng), chaos],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.settings = settings
     app.state.clock = clock
     app.state.contract = contract
     app.state.admission = admission
+    app.state.journal = journal
+    app.state.faults = engine
+    app.state.control = control
     return app
+
+
+def control_token(settings: Settings) -> str | None:
+    """The control API's token: the configured one, or a fresh one off loopback."""
+    if settings.control_token is not None:
+        return settings.control_token
+    if settings.host in ("localhost", "") or _is_loopback(settings.host):
+        return None
+    return secrets.token_urlsafe(18)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

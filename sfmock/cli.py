@@ -22,6 +22,10 @@ _FLAGS = {
     "max_body_bytes": "--max-body-bytes",
     "limits": "--limits",
     "rate_limit_headers": "--rate-limit-headers",
+    "scenario": "--scenario",
+    "control_token": "--control-token",
+    "journal_size": "--journal-size",
+    "frozen_clock": "--frozen-clock",
 }
 
 
@@ -60,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="send Retry-After and x-ratelimit-* headers (the real service sends none)",
     )
+    serve.add_argument("--scenario", metavar="FILE", help="chaos scenario file (see fixtures/scenarios/)")
+    serve.add_argument("--control-token", metavar="TOKEN", help="token the control API /_sfmock/ requires")
+    serve.add_argument("--journal-size", type=int, metavar="N", help="requests the journal keeps (default 1000)")
+    serve.add_argument(
+        "--frozen-clock",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop the clock; move it with POST /_sfmock/clock",
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -87,8 +100,11 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     # with --port 0 the kernel picks the port: image URLs must name the real one
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
-    config = uvicorn.Config(create_app(settings), log_level=args.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=2)
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    if app.state.control.token is not None and settings.control_token is None:
+        print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

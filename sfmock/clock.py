@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "ShiftedClock", "SystemClock", "VirtualClock"]
 
 
 class Clock(Protocol):
@@ -28,6 +28,39 @@ class SystemClock:
         return time.time()
 
 
+class ShiftedClock:
+    """The wall clock plus an offset that can be moved: the server's default clock.
+
+    Time runs on by itself, and the control API can still jump it forward (to expire
+    URLs or lift rate limits) or set it.
+    """
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` and return the new time."""
+        if seconds < 0:
+            raise ValueError(f"a clock only advances; got {seconds} seconds")
+        with self._lock:
+            self._offset += seconds
+        return self.now()
+
+    def set(self, when: float) -> None:
+        """Make it ``when`` now; time keeps running from there."""
+        with self._lock:
+            self._offset = when - time.time()
+
+    def reset(self) -> None:
+        """Back to the wall clock."""
+        with self._lock:
+            self._offset = 0.0
+
+
 class VirtualClock:
     """A clock that moves only when told to; safe to share between threads.
 
@@ -37,7 +70,8 @@ class VirtualClock:
     """
 
     def __init__(self, start: float = 1_767_225_600.0) -> None:
-        self._now = float(start)
+        self.start = float(start)
+        self._now = self.start
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -56,3 +90,7 @@ class VirtualClock:
         """Jump to an absolute Unix time (backwards too, to test clock skew)."""
         with self._lock:
             self._now = float(when)
+
+    def reset(self) -> None:
+        """Back to the start time."""
+        self.set(self.start)

@@ -7,22 +7,20 @@ from, the key, and what was expected.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from .accounts import Account, accounts_from_config
 from .contract import load_contract
 from .errors import ConfigError
+from .faults import Scenario
 from .quota import Limits
+from .schemas import check
 
 __all__ = ["Settings", "load_settings"]
 
@@ -45,6 +43,10 @@ class Settings:
     model_limits: Mapping[str, Limits] = field(default_factory=dict)
     rate_limit_headers: bool = False
     accounts: tuple[Account, ...] | None = None  # None: open mode, any token is an account
+    scenario: Scenario | None = None
+    control_token: str | None = None  # None: none on loopback, a generated one elsewhere
+    journal_size: int = 1000
+    frozen_clock: bool = False
 
     @property
     def base_url(self) -> str:
@@ -53,34 +55,6 @@ class Settings:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-
-@functools.cache
-def _validator() -> Draft202012Validator:
-    text = resources.files("sfmock.contracts").joinpath("config.schema.yaml").read_text("utf-8")
-    return Draft202012Validator(yaml.safe_load(text))
-
-
-def check(values: Mapping[str, Any], source: str, key_names: Mapping[str, str] | None = None) -> None:
-    """Raise :class:`ConfigError` for the first value the schema rejects."""
-    error = best_match(_validator().iter_errors(dict(values)))
-    if error is None:
-        return
-    path = list(error.absolute_path)
-    key = _key_name(path)
-    if key_names and path and path[0] in key_names:
-        key = key_names[str(path[0])]
-    expected = error.schema.get("description") if isinstance(error.schema, dict) else None
-    detail = error.message if not expected else f"{error.message}; expected: {expected}"
-    raise ConfigError(source, key, detail)
-
-
-def _key_name(path: list[str | int]) -> str:
-    """``["accounts", 0, "keys"]`` -> ``accounts[0].keys``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text.lstrip(".") or "(top level)"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -98,7 +72,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(source, "(top level)", "expected a mapping of settings")
-    check(data, source)
+    check("config", data, source)
     return data
 
 
@@ -111,7 +85,10 @@ def load_settings(
     """Settings from an optional YAML file, then ``overrides`` (e.g. CLI flags) on top."""
     values = read_config_file(path) if path is not None else {}
     extra = {k: v for k, v in (overrides or {}).items() if v is not None}
-    check(extra, "command line", flag_names)
+    check("config", extra, "command line", key_names=flag_names)
+    base = Path(path).parent if path is not None else Path()
+    if "scenario" in values:
+        values["scenario"] = str(base / values["scenario"])
     values.update(extra)
     return _settings(values, str(path) if path is not None else "command line")
 
@@ -119,6 +96,8 @@ def load_settings(
 def _settings(values: dict[str, Any], source: str) -> Settings:
     """Checked values to :class:`Settings`, with the checks a schema cannot make."""
     models = load_contract().models
+    if "scenario" in values:
+        values["scenario"] = Scenario.load(values["scenario"])
     for section in ("prices", "model_limits"):
         for model in values.get(section, {}):
             if model not in models:

@@ -31,8 +31,13 @@ class Generator:
     signer: UrlSigner
     base_url: str
 
-    def respond(self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float) -> dict[str, Any]:
-        """The 200 body for a request already checked against the contract."""
+    def respond(
+        self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float, expired: bool = False
+    ) -> dict[str, Any]:
+        """The 200 body for a request already checked against the contract.
+
+        ``expired`` signs the image URLs as if issued ``url_ttl`` seconds ago (a fault).
+        """
         defaults = self.contract.request_defaults()
         seed = body.get("seed")
         if seed is None:
@@ -42,7 +47,8 @@ class Generator:
         width, height = output_size(body, model, self.max_pixels)
         count = self.image_count(body, model)
         key = f"{model.id}\0{body['prompt']}\0{seed}\0{width}x{height}".encode()
-        images = [{"url": self._url(key, i, width, height, now)} for i in range(count)]
+        issued = now - self.signer.ttl if expired else now
+        images = [{"url": self._url(key, i, width, height, issued)} for i in range(count)]
         jitter = 0.85 + 0.3 * hashlib.sha256(key).digest()[0] / 255
         megapixels = width * height / 1_048_576
         inference = max(0.001, round(model.seconds_per_step * steps * megapixels * count * jitter, 3))

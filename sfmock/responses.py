@@ -76,6 +76,53 @@ def rate_limited(metric: str, trace_id: str, headers: dict[str, str] | None = No
     return ApiError(429, {"message": message, "data": trace_id}, headers)
 
 
+OVERLOADED = "Model service overloaded. Please try again later."
+_UNSET: Any = object()
+
+
+def error_for_status(
+    status: int,
+    trace_id: str,
+    *,
+    code: int | None = None,
+    message: str | None = None,
+    limit: str | None = None,
+    body: Any = _UNSET,
+) -> ApiError:
+    """The API's answer for an injected error ``status``, as the real service words it."""
+    if body is not _UNSET:
+        return ApiError(status, body)
+    if status == 400:
+        error = invalid_request(message or "Invalid parameter")
+        error.body["code"] = code if code is not None else INVALID_PARAMETER
+        return error
+    coded = {"code": code, "message": message or "", "data": None}
+    simple: dict[int, ApiError] = {
+        401: unauthorized(),
+        402: insufficient_balance(),
+        403: ApiError(403, coded) if code is not None else forbidden(),
+        404: ApiError(404, NOT_FOUND),
+        429: rate_limited(limit or "RPM", trace_id),
+        500: ApiError(500, {"code": code or 50000, "message": message or "Internal Server Error", "data": None}),
+        502: ApiError(502, message or "Bad Gateway"),
+        503: ApiError(503, {"code": code or 50505, "message": message or OVERLOADED, "data": trace_id}),
+        504: ApiError(504, message or "Gateway Timeout"),
+    }
+    return simple[status]
+
+
+def store_error(status: int, message: str | None = None) -> DownloadDenied:
+    """The image host's answer for an injected error ``status`` (S3 codes)."""
+    codes = {
+        403: ("AccessDenied", "Access Denied"),
+        404: ("NoSuchKey", "The specified key does not exist."),
+        500: ("InternalError", "We encountered an internal error. Please try again."),
+        503: ("SlowDown", "Please reduce your request rate."),
+    }
+    code, default = codes.get(status, ("InternalError", "We encountered an internal error. Please try again."))
+    return DownloadDenied(status, code, message or default)
+
+
 def xml_error(denied: DownloadDenied, request_id: str) -> Response:
     """An object-storage ``<Error>`` document."""
     elements = {**denied.body, "RequestId": request_id, "HostId": request_id}

@@ -18,7 +18,7 @@ from typing import Final
 
 from .errors import DownloadDenied
 
-__all__ = ["ObjectName", "UrlSigner"]
+__all__ = ["ObjectName", "UrlSigner", "expired_denial"]
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 MAX_TTL: Final = 604_800  # S3's own ceiling for X-Amz-Expires: seven days
@@ -99,19 +99,20 @@ class UrlSigner:
         if issued - now > CLOCK_SKEW:
             raise DownloadDenied(403, "AccessDenied", "Request is not valid yet")
         if now >= issued + lifetime:
-            raise DownloadDenied(
-                403,
-                "AccessDenied",
-                "Request has expired",
-                Expires=_iso(issued + lifetime),
-                ServerTime=_iso(now),
-                **{"X-Amz-Expires": expires},
-            )
+            raise expired_denial(issued + lifetime, now, expires)
 
     @staticmethod
     def issued_at(query: Mapping[str, str]) -> float:
         """The Unix time a verified query was signed at."""
         return _parse_date(query["X-Amz-Date"])
+
+
+def expired_denial(expired_at: float | None = None, now: float | None = None, expires: str = "") -> DownloadDenied:
+    """Object storage's answer to an expired pre-signed URL."""
+    extra = {}
+    if expired_at is not None and now is not None:
+        extra = {"Expires": _iso(expired_at), "ServerTime": _iso(now), "X-Amz-Expires": expires}
+    return DownloadDenied(403, "AccessDenied", "Request has expired", **extra)
 
 
 def _parse_date(amz_date: str) -> float:

@@ -1,0 +1,323 @@
+"""Fault rules: which request misbehaves, and how. Pure: no HTTP, no sleeping.
+
+A :class:`Scenario` is a list of :class:`Rule`; each matches requests (path glob,
+method, model, key, account, headers), may be limited to the n-th match, a number of
+times or a probability, and gives an :class:`Action` (or a sequence of them). The
+:class:`FaultEngine` picks the fault for a request using one seeded generator, so the
+same seed and the same requests give the same faults. :func:`parse_fault_header` reads
+the per-request ``X-Sfmock-Fault`` header into the same :class:`Action`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .schemas import check
+
+__all__ = ["Action", "Fault", "FaultEngine", "RequestInfo", "Rule", "Scenario", "parse_fault_header"]
+
+FAULT_HEADER = "x-sfmock-fault"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Seconds:
+    """A duration: fixed, uniform between two bounds, or log-normal around a median."""
+
+    kind: str
+    low: float
+    high: float = 0.0
+
+    @classmethod
+    def from_config(cls, value: Any) -> Seconds:
+        if isinstance(value, int | float):
+            return cls(kind="fixed", low=float(value))
+        if "uniform" in value:
+            low, high = sorted(value["uniform"])
+            return cls(kind="uniform", low=float(low), high=float(high))
+        spec = value["lognormal"]
+        return cls(kind="lognormal", low=float(spec["median"]), high=float(spec["sigma"]))
+
+    def draw(self, rng: random.Random) -> float:
+        """One duration in seconds (capped at an hour)."""
+        if self.kind == "fixed":
+            return self.low
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high)
+        return min(3600.0, rng.lognormvariate(math.log(self.low), self.high))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    """What a fault does. Keys combine: ``delay`` then ``error``, for instance."""
+
+    error: Mapping[str, Any] | None = None  # {"status": 503, "code"?, "message"?, "limit"?, "body"?}
+    delay: Seconds | None = None
+    hang: float | None = None
+    drop: bool = False
+    truncate: float | None = None
+    malformed: bool = False
+    slow_body: tuple[int, float] | None = None  # (chunk bytes, interval seconds)
+    expired_url: bool = False
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any] | str) -> Action:
+        """From a (schema-checked) action mapping, or ``"pass"``."""
+        if value == "pass" or not isinstance(value, Mapping):
+            return cls()
+        error = value.get("error")
+        slow = value.get("slow_body")
+        return cls(
+            error={"status": error} if isinstance(error, int) else error,
+            delay=Seconds.from_config(value["delay"]) if "delay" in value else None,
+            hang=value.get("hang"),
+            drop=bool(value.get("drop")),
+            truncate=value.get("truncate"),
+            malformed=bool(value.get("malformed")),
+            slow_body=(int(slow.get("chunk", 64)), float(slow["interval"])) if slow else None,
+            expired_url=bool(value.get("expired_url")),
+        )
+
+    @property
+    def is_pass(self) -> bool:
+        """True when the action changes nothing."""
+        return self == Action()
+
+    def describe(self, delay: float | None = None) -> str:
+        """A short text for the journal: ``delay=0.73 error=503``."""
+        parts = []
+        if self.delay is not None:
+            parts.append(f"delay={delay if delay is not None else self.delay.low:.3f}")
+        if self.error is not None:
+            parts.append(f"error={self.error['status']}")
+        for name in ("hang", "truncate"):
+            if getattr(self, name) is not None:
+                parts.append(f"{name}={getattr(self, name)}")
+        parts += [name for name in ("drop", "malformed", "expired_url") if getattr(self, name)]
+        if self.slow_body:
+            parts.append(f"slow_body={self.slow_body[1]}")
+        return " ".join(parts) or "pass"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestInfo:
+    """What a rule can match on."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    key: str | None = None
+    account: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """One fault rule of a scenario."""
+
+    name: str
+    when: Mapping[str, Any] = field(default_factory=dict)
+    nth: frozenset[int] | None = None
+    probability: float = 1.0
+    times: int | None = None
+    steps: tuple[Action, ...] = ()
+    sequence: bool = False
+    repeat: bool = False
+
+    def matches(self, info: RequestInfo) -> bool:
+        when = self.when
+        if "path" in when and not fnmatch.fnmatchcase(info.path, when["path"]):
+            return False
+        if "method" in when and info.method.upper() != when["method"].upper():
+            return False
+        for name in ("model", "key", "account"):
+            if name in when and getattr(info, name) != when[name]:
+                return False
+        return all(info.headers.get(k.lower()) == v for k, v in when.get("header", {}).items())
+
+    def step(self, n: int) -> Action:
+        """The action for the n-th matching request (1-based)."""
+        if not self.sequence:
+            return self.steps[0]
+        if self.repeat:
+            return self.steps[(n - 1) % len(self.steps)]
+        return self.steps[n - 1] if n <= len(self.steps) else Action()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """A named list of rules, as loaded from a scenario file or the control API."""
+
+    name: str = "none"
+    description: str = ""
+    rules: tuple[Rule, ...] = ()
+    source: Mapping[str, Any] = field(default_factory=dict)  # the document it came from
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Which request facts the rules match on (the caller computes only those)."""
+        return frozenset(k for rule in self.rules for k in rule.when)
+
+    @classmethod
+    def from_document(cls, document: Any, source: str) -> Scenario:
+        """A checked scenario; errors name ``source``, the key and the expectation."""
+        if not isinstance(document, Mapping):
+            raise ConfigError(source, "(top level)", "expected a mapping with 'rules'")
+        check("scenario", document, source)
+        rules = []
+        for index, entry in enumerate(document.get("rules", [])):
+            nth = entry.get("nth")
+            steps = entry["sequence"] if "sequence" in entry else [entry["action"]]
+            rules.append(
+                Rule(
+                    name=entry.get("name", f"rule-{index + 1}"),
+                    when=entry.get("when", {}),
+                    nth=None if nth is None else frozenset([nth] if isinstance(nth, int) else nth),
+                    probability=float(entry.get("probability", 1.0)),
+                    times=entry.get("times"),
+                    steps=tuple(Action.from_config(step) for step in steps),
+                    sequence="sequence" in entry,
+                    repeat=bool(entry.get("repeat", False)),
+                )
+            )
+        return cls(
+            name=document.get("name", Path(source).stem if source.endswith((".yaml", ".yml", ".json")) else "custom"),
+            description=document.get("description", ""),
+            rules=tuple(rules),
+            source=dict(document),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        """A scenario from a YAML (or JSON) file."""
+        source = str(path)
+        try:
+            document = yaml.safe_load(Path(path).read_text("utf-8"))
+        except OSError as exc:
+            raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
+        return cls.from_document(document if document is not None else {}, source)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fault:
+    """The fault chosen for one request, with its random draws made."""
+
+    rule: str
+    action: Action
+    delay: float | None = None
+
+    def describe(self) -> str:
+        return f"{self.rule}: {self.action.describe(self.delay)}"
+
+
+class FaultEngine:
+    """Chooses faults for requests; thread-safe; all randomness from one seeded generator."""
+
+    def __init__(self, scenario: Scenario | None = None, *, seed: int | None = None) -> None:
+        self._seed = seed
+        self._lock = threading.Lock()
+        self.replace(scenario or Scenario())
+
+    @property
+    def scenario(self) -> Scenario:
+        return self._scenario
+
+    def replace(self, scenario: Scenario) -> None:
+        """Install ``scenario``; counters and the generator start over."""
+        with self._lock:
+            self._scenario = scenario
+            self._matched = [0] * len(scenario.rules)
+            self._fired = [0] * len(scenario.rules)
+            self._rng = random.Random(None if self._seed is None else f"{self._seed}:faults")
+
+    def select(self, info: RequestInfo, forced: Action | None = None) -> Fault | None:
+        """The fault for this request: ``forced`` (from the header) first, then the rules."""
+        with self._lock:
+            if forced is not None:
+                return self._concrete("header", forced)
+            for index, rule in enumerate(self._scenario.rules):
+                if not rule.matches(info):
+                    continue
+                self._matched[index] += 1
+                n = self._matched[index]
+                if rule.nth is not None and n not in rule.nth:
+                    continue
+                if rule.times is not None and self._fired[index] >= rule.times:
+                    continue
+                if rule.probability < 1 and self._rng.random() >= rule.probability:
+                    continue
+                self._fired[index] += 1
+                return self._concrete(rule.name, rule.step(n))
+            return None
+
+    def _concrete(self, name: str, action: Action) -> Fault:
+        delay = action.delay.draw(self._rng) if action.delay is not None else None
+        return Fault(rule=name, action=action, delay=delay)
+
+
+def parse_fault_header(value: str) -> Action:
+    """The ``X-Sfmock-Fault`` header: ``ITEM(;ITEM)*`` with ``ITEM = NAME[=VALUE]``.
+
+    Names: a bare status (``503``), ``error=S``, ``code=N``, ``message=TEXT``, ``limit=IPM``,
+    ``delay=S`` or ``delay=LOW..HIGH``, ``hang[=S]``, ``drop``, ``truncate[=F]``,
+    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``pass``.
+    Raises ``ValueError`` naming the problem.
+    """
+    action: dict[str, Any] = {}
+    error: dict[str, Any] = {}
+    for raw in value.split(";"):
+        item = raw.strip()
+        if not item:
+            continue
+        name, has_value, text = (part.strip() for part in item.partition("="))
+        name = name.lower().replace("_", "-")
+        try:
+            if name.isdigit() and not has_value:
+                error["status"] = int(name)
+            elif name == "error":
+                error["status"] = int(text)
+            elif name == "code":
+                error["code"] = int(text)
+            elif name in ("message", "limit"):
+                error[name] = text
+            elif name == "delay":
+                low, dots, high = text.partition("..")
+                action["delay"] = {"uniform": [float(low), float(high)]} if dots else float(low)
+            elif name == "hang":
+                action["hang"] = float(text) if has_value else 300.0
+            elif name == "truncate":
+                action["truncate"] = float(text) if has_value else 0.5
+            elif name == "slow-body":
+                action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
+            elif name == "chunk":
+                action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
+            elif name in ("drop", "malformed", "expired-url") and not has_value:
+                action[name.replace("-", "_")] = True
+            elif name == "pass" and not has_value:
+                pass
+            else:
+                raise ValueError(f"unknown item {item!r}")
+        except ValueError as exc:
+            if "unknown item" in str(exc):
+                raise
+            raise ValueError(f"bad value in {item!r}") from None
+    if error:
+        if "status" not in error:
+            raise ValueError("code, message and limit need a status (e.g. 'error=429;limit=IPM')")
+        action["error"] = error
+    try:
+        check("scenario", action, "X-Sfmock-Fault", definition="action")
+    except ConfigError as exc:
+        raise ValueError(f"{exc.key}: {exc.expected}") from None
+    return Action.from_config(action)

@@ -1,0 +1,64 @@
+"""sfmock's own JSON Schemas (config, scenario), and turning their errors into ConfigErrors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from .errors import ConfigError
+
+__all__ = ["check", "key_name", "schema"]
+
+
+@functools.cache
+def schema(name: str) -> dict[str, Any]:
+    """A schema document shipped in ``sfmock.contracts`` (``config``, ``scenario``)."""
+    text = resources.files("sfmock.contracts").joinpath(f"{name}.schema.yaml").read_text("utf-8")
+    document: dict[str, Any] = yaml.safe_load(text)
+    return document
+
+
+@functools.cache
+def _validator(name: str, definition: str | None) -> Draft202012Validator:
+    document = schema(name)
+    if definition is not None:
+        document = {"$defs": document["$defs"], "$ref": f"#/$defs/{definition}"}
+    return Draft202012Validator(document)
+
+
+def check(
+    name: str,
+    values: Any,
+    source: str,
+    *,
+    definition: str | None = None,
+    key_names: Mapping[str, str] | None = None,
+) -> None:
+    """Raise :class:`ConfigError` for the first part of ``values`` the schema rejects.
+
+    The error names ``source``, the key (``accounts[0].keys``, or a flag from
+    ``key_names``) and what was expected (the schema's ``description``).
+    """
+    error = best_match(_validator(name, definition).iter_errors(values))
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    key = key_name(path)
+    if key_names and path and str(path[0]) in key_names:
+        key = key_names[str(path[0])]
+    expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    raise ConfigError(source, key, error.message + (f"; expected: {expected}" if expected else ""))
+
+
+def key_name(path: Sequence[str | int]) -> str:
+    """``["accounts", 0, "keys"]`` -> ``accounts[0].keys``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "(top level)"
