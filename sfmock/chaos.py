@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Authenticator, bearer_token
 from .clock import Clock
-from .errors import ApiError, SfmockError
+from .errors import ApiError, DownloadDenied, SfmockError
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
 from .journal import Journal
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
@@ -84,7 +85,7 @@ class ChaosMiddleware:
         try:
             forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
         except ValueError as exc:
-            await json_response(invalid_request(f"X-Sfmock-Fault: {exc}").body, 400)(scope, replay, recording_send)
+            await self._bad_header(scope, str(exc))(scope, replay, recording_send)
         else:
             fault = self.engine.select(self._info(scope, headers, body), forced)
             state["fault"] = fault
@@ -107,6 +108,13 @@ class ChaosMiddleware:
             fault=fault.describe() if fault else None,
             trace_id=state.get("trace_id", ""),
         )
+
+    def _bad_header(self, scope: Scope, problem: str) -> Response:
+        message = f"X-Sfmock-Fault: {problem}"
+        if scope["path"].startswith(STORE_PREFIX):
+            denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName="X-Sfmock-Fault")
+            return xml_error(denied, scope["state"].get("trace_id", ""))
+        return json_response(invalid_request(message).body, 400)
 
     def _info(self, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
         needs = self.engine.scenario.needs

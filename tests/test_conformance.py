@@ -39,17 +39,38 @@ def test_a_good_response_passes() -> None:
         ("GET", "/nowhere", 200, JSON, dumps("ok"), "unknown path must answer 404"),
         ("GET", "/nowhere", 404, JSON, dumps("not here"), "404 page not found"),
         ("PUT", "/v1/models", 404, JSON, dumps("x"), "wrong method must answer 405"),
-        ("GET", "/default/outputs/a.png", 200, {"content-type": "image/png"}, b"GIF89a", "not a PNG"),
-        ("GET", "/default/outputs/a.png", 403, {"content-type": "application/xml"}, b"<Oops/>", "<Error>"),
+        (
+            "GET",
+            "/default/outputs/a.png",
+            200,
+            {"content-type": "image/png", "x-amz-request-id": "r"},
+            b"GIF89a",
+            "not a PNG",
+        ),
         (
             "GET",
             "/default/outputs/a.png",
             403,
-            {"content-type": "application/xml"},
+            {"content-type": "application/xml", "x-amz-request-id": "r"},
+            b"<Oops/>",
+            "<Error>",
+        ),
+        (
+            "GET",
+            "/default/outputs/a.png",
+            403,
+            {"content-type": "application/xml", "x-amz-request-id": "r"},
             b"<Error><Code>Teapot</Code><Message>m</Message><RequestId>r</RequestId></Error>",
             "Teapot",
         ),
-        ("GET", "/default/outputs/a.png", 404, {"content-type": "application/xml"}, b"<Error>", "not XML"),
+        (
+            "GET",
+            "/default/outputs/a.png",
+            404,
+            {"content-type": "application/xml", "x-amz-request-id": "r"},
+            b"<Error>",
+            "not XML",
+        ),
     ],
 )
 def test_violations_are_caught(
@@ -64,8 +85,20 @@ def test_violation_is_an_assertion_error() -> None:
         check_response("POST", GEN, 418, JSON, b'""')
 
 
+def test_store_responses_need_their_request_id() -> None:
+    body = b"<Error><Code>NoSuchKey</Code><Message>m</Message><RequestId>r</RequestId></Error>"
+    with pytest.raises(ContractViolation, match="x-amz-request-id"):
+        check_response("GET", "/default/outputs/a.png", 404, {"content-type": "application/xml"}, body)
+
+
 def test_a_truncated_png_is_caught() -> None:
     png = io.BytesIO()
     Image.new("RGB", (64, 64), (1, 2, 3)).save(png, "PNG")
     with pytest.raises(ContractViolation, match="not a valid image/png"):
-        check_response("GET", "/default/outputs/a.png", 200, {"content-type": "image/png"}, png.getvalue()[:40])
+        check_response(
+            "GET",
+            "/default/outputs/a.png",
+            200,
+            {"content-type": "image/png", "x-amz-request-id": "r"},
+            png.getvalue()[:40],
+        )
