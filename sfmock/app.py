@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from . import __version__
 from .accounts import KeyRegistry, OpenAuthenticator
@@ -111,7 +112,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         control_prefix=CONTROL_PREFIX,
     )
-    app = Starlette(
+    app = FakeApp(
         routes=routes,
         middleware=[Middleware(TraceIdMiddleware, rng=trace_rng), chaos],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
@@ -124,6 +125,21 @@ def create_app(
     app.state.faults = engine
     app.state.control = control
     return app
+
+
+class FakeApp(Starlette):
+    """The Starlette app, plus one thing: it notes the connection's transport.
+
+    Faults that drop or cut a connection need it, and only the server's own ``send``
+    leads to it (uvicorn's exposes ``transport``); Starlette wraps ``send`` before any
+    middleware sees it, so this is the one place to look.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            owner = getattr(send, "__self__", None)
+            scope.setdefault("state", {})["transport"] = getattr(owner, "transport", None)
+        await super().__call__(scope, receive, send)
 
 
 def control_token(settings: Settings) -> str | None:

@@ -86,6 +86,7 @@ class ChaosMiddleware:
             forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
         except ValueError as exc:
             await self._bad_header(scope, str(exc))(scope, replay, recording_send)
+            self._record(scope, headers, body, started, outcome, None)
         else:
             fault = self.engine.select(self._info(scope, headers, body), forced)
             state["fault"] = fault
@@ -96,6 +97,18 @@ class ChaosMiddleware:
                     await self._perform(fault, scope, replay, receive, recording_send, outcome)
             except _ClientGone:
                 outcome["kind"] = "abandoned"  # the client hung up while the fault waited
+            finally:
+                self._record(scope, headers, body, started, outcome, fault)
+
+    def _record(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+        outcome: dict[str, Any],
+        fault: Fault | None,
+    ) -> None:
         self.journal.record(
             time=started,
             method=scope["method"],
@@ -106,7 +119,7 @@ class ChaosMiddleware:
             status=outcome["status"] if outcome["kind"] == "response" else None,
             outcome=outcome["kind"],
             fault=fault.describe() if fault else None,
-            trace_id=state.get("trace_id", ""),
+            trace_id=scope["state"].get("trace_id", ""),
         )
 
     def _bad_header(self, scope: Scope, problem: str) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -90,11 +89,12 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .config import load_settings
+    from .server import listen
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
     try:
         settings = load_settings(args.config, overrides, flag_names=_FLAGS)
-        sock = bind(settings.host, settings.port)
+        sock = listen(settings.host, settings.port)
     except ConfigError as exc:
         print(f"sfmock: error: {exc}", file=sys.stderr)
         return 2
@@ -107,12 +107,3 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``; a clear :class:`ConfigError` if impossible."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ConfigError("command line", "--host/--port", f"cannot listen on {host}:{port}: {exc}") from None

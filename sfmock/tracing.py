@@ -2,8 +2,7 @@
 
 API responses get ``x-siliconcloud-trace-id``. The image host stamps the same id as
 ``x-amz-request-id`` itself (object storage answers those in production), and this
-middleware leaves such responses alone. The id is in ``request.state.trace_id``, and
-the connection's transport (when the server exposes it) in ``request.state.transport``.
+middleware leaves such responses alone. The id is in ``request.state.trace_id``.
 """
 
 from __future__ import annotations
@@ -32,10 +31,7 @@ class TraceIdMiddleware:
             await self.app(scope, receive, send)
             return
         trace_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        state = scope.setdefault("state", {})
-        state["trace_id"] = trace_id
-        # the connection, where the server exposes it (uvicorn does): faults drop it
-        state["transport"] = getattr(getattr(send, "__self__", None), "transport", None)
+        scope.setdefault("state", {})["trace_id"] = trace_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

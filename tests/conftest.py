@@ -6,19 +6,16 @@ import base64
 import contextlib
 import dataclasses
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from sfmock import Settings, VirtualClock, check_response, create_app
+from sfmock.server import ServerThread, listen
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KEY = "sk-test-0123456789"
@@ -76,33 +73,13 @@ class LiveServer:
     settings: Settings
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextlib.contextmanager
 def run_server(settings: Settings, clock: VirtualClock) -> Iterator[LiveServer]:
     """The fake on a real socket (uvicorn in a thread, ephemeral port, no port race)."""
-    sock = _free_socket()
+    sock = listen("127.0.0.1", 0)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
-    config = uvicorn.Config(create_app(settings, clock=clock), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
+    with ServerThread(create_app(settings, clock=clock), sock).running():
         yield LiveServer(url=settings.base_url, clock=clock, settings=settings)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

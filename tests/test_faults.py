@@ -1,0 +1,175 @@
+"""Fault rules as pure functions: matching, nth, times, probability, sequences, the header."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import FIXTURES
+from sfmock import ConfigError
+from sfmock.faults import Action, FaultEngine, RequestInfo, Scenario, Seconds, parse_fault_header
+
+GEN = "/v1/images/generations"
+
+
+def info(**overrides: Any) -> RequestInfo:
+    values: dict[str, Any] = {"method": "POST", "path": GEN, "headers": {}, "key": "sk-a", "model": "Qwen/Qwen-Image"}
+    return RequestInfo(**{**values, **overrides})
+
+
+def engine(*rules: dict[str, Any], seed: int | None = 1) -> FaultEngine:
+    return FaultEngine(Scenario.from_document({"rules": list(rules)}, "test.yaml"), seed=seed)
+
+
+def outcomes(faults: FaultEngine, n: int, **overrides: Any) -> list[str]:
+    result = []
+    for _ in range(n):
+        fault = faults.select(info(**overrides))
+        result.append("-" if fault is None else fault.action.describe(fault.delay))
+    return result
+
+
+def test_sequence_then_normal() -> None:
+    faults = engine({"sequence": [{"error": 503}, {"error": 503}, "pass"]})
+    assert outcomes(faults, 5) == ["error=503", "error=503", "pass", "pass", "pass"]
+
+
+def test_sequence_can_repeat() -> None:
+    faults = engine({"sequence": [{"error": 429}, "pass"], "repeat": True})
+    assert outcomes(faults, 4) == ["error=429", "pass", "error=429", "pass"]
+
+
+def test_nth_and_times() -> None:
+    assert outcomes(engine({"nth": [2, 4], "action": {"drop": True}}), 5) == ["-", "drop", "-", "drop", "-"]
+    assert outcomes(engine({"times": 2, "action": {"malformed": True}}), 4) == ["malformed", "malformed", "-", "-"]
+
+
+@pytest.mark.parametrize(
+    ("when", "hit", "miss"),
+    [
+        ({"path": "/v1/*"}, {}, {"path": "/default/outputs/x.png"}),
+        ({"path": "/default/outputs/*"}, {"path": "/default/outputs/x.png"}, {}),
+        ({"method": "get"}, {"method": "GET"}, {}),
+        ({"model": "Qwen/Qwen-Image"}, {}, {"model": "Kwai-Kolors/Kolors"}),
+        ({"key": "sk-a"}, {}, {"key": "sk-b"}),
+        ({"account": "acct-1"}, {"account": "acct-1"}, {"account": "acct-2"}),
+        ({"header": {"X-Test-Case": "flaky"}}, {"headers": {"x-test-case": "flaky"}}, {"headers": {}}),
+    ],
+)
+def test_matching(when: dict[str, Any], hit: dict[str, Any], miss: dict[str, Any]) -> None:
+    faults = engine({"when": when, "action": {"error": 500}})
+    assert faults.select(info(**hit)) is not None
+    assert faults.select(info(**miss)) is None
+
+
+def test_first_rule_that_fires_wins_and_misses_fall_through() -> None:
+    faults = engine(
+        {"name": "never", "probability": 0, "action": {"error": 500}},
+        {"name": "second", "action": {"error": 503}},
+        {"name": "third", "action": {"error": 504}},
+    )
+    fault = faults.select(info())
+    assert fault is not None and fault.rule == "second"
+
+
+def test_probability_is_deterministic_under_a_seed() -> None:
+    rule = {"probability": 0.5, "action": {"delay": {"uniform": [0, 1]}}}
+    first, second = outcomes(engine(rule, seed=7), 50), outcomes(engine(rule, seed=7), 50)
+    assert first == second
+    assert 10 < first.count("-") < 40  # about half fire
+    assert outcomes(engine(rule, seed=8), 50) != first
+
+
+def test_replacing_the_scenario_restarts_counters_and_generator() -> None:
+    faults = engine({"probability": 0.5, "sequence": [{"error": 503}, "pass"], "repeat": True}, seed=3)
+    first = outcomes(faults, 20)
+    faults.replace(faults.scenario)
+    assert outcomes(faults, 20) == first
+
+
+def test_forced_action_beats_rules() -> None:
+    faults = engine({"action": {"error": 503}})
+    fault = faults.select(info(), forced=parse_fault_header("drop"))
+    assert fault is not None and fault.rule == "header" and fault.action.drop
+
+
+def test_seconds_distributions() -> None:
+    import random
+
+    rng = random.Random(1)
+    assert Seconds.from_config(1.5).draw(rng) == 1.5
+    assert all(0.5 <= Seconds.from_config({"uniform": [2, 0.5]}).draw(rng) <= 2 for _ in range(100))
+    draws = sorted(Seconds.from_config({"lognormal": {"median": 1, "sigma": 0.5}}).draw(rng) for _ in range(201))
+    assert 0.8 < draws[100] < 1.25  # the median is about the median
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("503", Action(error={"status": 503})),
+        ("error=429; limit=IPM", Action(error={"status": 429, "limit": "IPM"})),
+        ("error=400;code=20015;message=no", Action(error={"status": 400, "code": 20015, "message": "no"})),
+        ("delay=1.5", Action(delay=Seconds(kind="fixed", low=1.5))),
+        ("delay=0.5..2", Action(delay=Seconds(kind="uniform", low=0.5, high=2))),
+        ("hang", Action(hang=300.0)),
+        ("hang=2", Action(hang=2.0)),
+        ("drop", Action(drop=True)),
+        ("truncate", Action(truncate=0.5)),
+        ("malformed", Action(malformed=True)),
+        ("slow-body=0.1;chunk=8", Action(slow_body=(8, 0.1))),
+        ("expired-url", Action(expired_url=True)),
+        ("pass", Action()),
+        ("delay=1;503", Action(delay=Seconds(kind="fixed", low=1), error={"status": 503})),
+    ],
+)
+def test_header_grammar(header: str, expected: Action) -> None:
+    assert parse_fault_header(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "phrase"),
+    [
+        ("418", "418 is not one of"),
+        ("teapot", "unknown item 'teapot'"),
+        ("delay=soon", "bad value in 'delay=soon'"),
+        ("limit=IPM", "need a status"),
+        ("truncate=1.5", "truncate"),
+        ("delay=99999", "delay"),
+        ("drop=yes", "unknown item"),
+    ],
+)
+def test_header_errors(header: str, phrase: str) -> None:
+    with pytest.raises(ValueError, match=phrase):
+        parse_fault_header(header)
+
+
+@pytest.mark.parametrize("path", sorted((FIXTURES / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_scenarios_load(path: Path) -> None:
+    scenario = Scenario.load(path)
+    assert scenario.name == path.stem
+    assert scenario.description
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "phrase"),
+    [
+        ("rules: [{action: {error: 418}}]\n", "rules[0].action.error", "418"),
+        ("rules: [{action: {error: 503}, sequence: [pass]}]\n", "rules[0]", "exactly one of action or sequence"),
+        ("rules: [{}]\n", "rules[0]", "exactly one of action or sequence"),
+        ("rules: [{action: {explode: true}}]\n", "rules[0].action", "'explode' was unexpected"),
+        ("rules: [{probability: 2, action: {drop: true}}]\n", "rules[0].probability", "maximum"),
+        ("rules: [{when: {colour: red}, action: {drop: true}}]\n", "rules[0].when", "'colour' was unexpected"),
+        ("rules: {}\n", "rules", "is not of type 'array'"),
+        ("- 1\n", "(top level)", "expected a mapping"),
+        ("rules: [\n", "(syntax)", "not valid YAML"),
+    ],
+)
+def test_bad_scenario_files_name_file_and_key(tmp_path: Path, text: str, key: str, phrase: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info_:
+        Scenario.load(path)
+    assert (info_.value.source, info_.value.key) == (str(path), key)
+    assert phrase in info_.value.expected
