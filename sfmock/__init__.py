@@ -24,6 +24,8 @@ from .errors import (
     DownloadDenied,
     SfmockError,
 )
+from .faults import Scenario
+from .journal import Journal
 from .quota import Limits
 
 __all__ = [
@@ -36,10 +38,12 @@ __all__ = [
     "ContractError",
     "ContractViolation",
     "DownloadDenied",
+    "Journal",
     "KeyRegistry",
     "Limits",
     "ModelSpec",
     "OpenAuthenticator",
+    "Scenario",
     "Settings",
     "SfmockError",
     "SystemClock",

@@ -23,12 +23,12 @@ def test_listen_is_tcp_with_nodelay() -> None:
 def test_listen_on_a_taken_port_names_it() -> None:
     with listen("127.0.0.1", 0) as taken:
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=rf"cannot listen on 127\.0\.0\.1:{port}"):
             listen("127.0.0.1", port)
 
 
 def test_listen_on_an_unknown_host() -> None:
-    with pytest.raises(ConfigError, match="cannot listen on no-such-host.invalid"):
+    with pytest.raises(ConfigError, match=r"cannot listen on no-such-host\.invalid"):
         listen("no-such-host.invalid", 0)
 
 
