@@ -18,20 +18,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Authenticator, bearer_token
 from .clock import Clock
-from .errors import ApiError, DownloadDenied, SfmockError
+from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
 from .journal import Journal
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
 from .signing import expired_denial
 
-__all__ = ["STORE_PREFIX", "ChaosMiddleware", "ConnectionDropped"]
+__all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 
 Sleep = Callable[[float], Awaitable[None]]
 STORE_PREFIX = "/default/"
-
-
-class ConnectionDropped(SfmockError):
-    """Raised where a fault drops the connection but no socket exists (in-process clients)."""
 
 
 class ChaosMiddleware:
@@ -179,10 +175,13 @@ class ChaosMiddleware:
         if action.expired_url and store:
             await xml_error(expired_denial(), scope["state"].get("trace_id", ""))(scope, replay, send)
             return
-        if action.truncate is None and not action.malformed and action.slow_body is None:
+        if action.truncate is None and not action.malformed and action.slow_body is None and not action.extra_fields:
             await self.app(scope, replay, send)
             return
         start, content = await _capture(self.app, scope, replay)
+        if action.extra_fields:
+            content = _with_extra_fields(content)
+            MutableHeaders(scope=start)["content-length"] = str(len(content))
         if action.malformed:
             content = _corrupt(content)
             MutableHeaders(scope=start)["content-length"] = str(len(content))
@@ -237,17 +236,34 @@ async def _capture(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Messag
     return start, b"".join(chunks)
 
 
+def _with_extra_fields(content: bytes) -> bytes:
+    """Add fields no contract lists, at the top and in each image, as services grow them."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return content
+    if isinstance(body, dict):
+        body["sfmock_unlisted"] = {"note": "a field this client does not know", "n": 1}
+        for key in ("images", "data"):
+            for item in body.get(key) or []:
+                if isinstance(item, dict):
+                    item["revised_prompt"] = None
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def _corrupt(content: bytes) -> bytes:
     """Cut the body in the middle: never valid JSON, never a whole PNG."""
     return content[: max(1, len(content) // 2)] if content else b"{"
 
 
 async def _drop(scope: Scope) -> None:
-    transport = scope.get("state", {}).get("transport")
-    if transport is None:
-        raise ConnectionDropped("the fault dropped the connection")
-    transport.abort()
-    await asyncio.sleep(0)  # let the server see the connection is gone before the app returns
+    """Close the connection, or (in-process, no socket) mark the request as dropped."""
+    state = scope.setdefault("state", {})
+    state["dropped"] = True
+    transport = state.get("transport")
+    if transport is not None:
+        transport.abort()
+        await asyncio.sleep(0)  # let the server see the connection is gone before the app returns
 
 
 async def _sleep_unless_gone(sleep: Sleep, seconds: float, receive: Receive) -> None:

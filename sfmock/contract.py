@@ -76,6 +76,13 @@ class Contract:
             node = self.resolve(node["$ref"])
         return node
 
+    def flatten(self, schema: Any) -> Any:
+        """A schema with its ``$ref`` replaced by the target, sibling keywords on top."""
+        while isinstance(schema, dict) and "$ref" in schema:
+            siblings = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**self.resolve(schema["$ref"]), **siblings}
+        return schema
+
     def validator(self, pointer: str) -> Draft202012Validator:
         """A JSON Schema validator for the schema at ``pointer`` (built once, then reused)."""
         found = self._validators.get(pointer)

@@ -68,6 +68,7 @@ class Action:
     malformed: bool = False
     slow_body: tuple[int, float] | None = None  # (chunk bytes, interval seconds)
     expired_url: bool = False
+    extra_fields: bool = False
 
     @classmethod
     def from_config(cls, value: Mapping[str, Any] | str) -> Action:
@@ -85,6 +86,7 @@ class Action:
             malformed=bool(value.get("malformed")),
             slow_body=(int(slow.get("chunk", 64)), float(slow["interval"])) if slow else None,
             expired_url=bool(value.get("expired_url")),
+            extra_fields=bool(value.get("extra_fields")),
         )
 
     @property
@@ -102,7 +104,7 @@ class Action:
         for name in ("hang", "truncate"):
             if getattr(self, name) is not None:
                 parts.append(f"{name}={getattr(self, name)}")
-        parts += [name for name in ("drop", "malformed", "expired_url") if getattr(self, name)]
+        parts += [name for name in ("drop", "malformed", "expired_url", "extra_fields") if getattr(self, name)]
         if self.slow_body:
             parts.append(f"slow_body={self.slow_body[1]}")
         return " ".join(parts) or "pass"
@@ -271,7 +273,7 @@ def parse_fault_header(value: str) -> Action:
 
     Names: a bare status (``503``), ``error=S``, ``code=N``, ``message=TEXT``, ``limit=IPM``,
     ``delay=S`` or ``delay=LOW..HIGH``, ``hang[=S]``, ``drop``, ``truncate[=F]``,
-    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``pass``.
+    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``, ``pass``.
     Raises ``ValueError`` naming the problem.
     """
     action: dict[str, Any] = {}
@@ -302,7 +304,7 @@ def parse_fault_header(value: str) -> Action:
                 action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
             elif name == "chunk":
                 action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
-            elif name in ("drop", "malformed", "expired-url") and not has_value:
+            elif name in ("drop", "malformed", "expired-url", "extra-fields") and not has_value:
                 action[name.replace("-", "_")] = True
             elif name == "pass" and not has_value:
                 pass

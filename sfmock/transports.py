@@ -1,0 +1,245 @@
+"""In-process transports: httpx (sync and async) and requests, straight into the app.
+
+No socket is opened: each request becomes one ASGI call. Faults still behave as a
+client would see them over a network: a dropped or cut connection raises the
+library's own protocol error, and a hang (or a delay longer than the request's read
+timeout) raises its read timeout. Every exchange is kept in :attr:`InProcess.transcript`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+from starlette.types import ASGIApp, Message
+
+from .clock import Clock, SystemClock
+
+__all__ = ["AsyncTransport", "Exchange", "InProcess", "Transport", "requests_adapter"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exchange:
+    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``)."""
+
+    method: str
+    url: str
+    path: str
+    request_headers: dict[str, str]
+    request_body: bytes
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+    failure: str | None
+    fault: str | None
+    started: float
+    ended: float
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.headers.get("x-siliconcloud-trace-id") or self.headers.get("x-amz-request-id")
+
+    def describe(self, origin: float = 0.0) -> str:
+        """One transcript line; times are seconds after ``origin``."""
+        outcome = self.failure or str(self.status)
+        fault = f" [{self.fault}]" if self.fault else ""
+        trace = f" trace={self.trace_id}" if self.trace_id else ""
+        return f"t+{self.started - origin:.1f}s {self.method} {self.path} -> {outcome}{fault}{trace}"
+
+
+class InProcess:
+    """Calls an ASGI app in-process and records every exchange."""
+
+    def __init__(self, app: ASGIApp, clock: Clock | None = None) -> None:
+        self.app = app
+        self.clock = clock or SystemClock()
+        self.transcript: list[Exchange] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def call(
+        self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
+    ) -> Exchange:
+        """Run one request to completion from synchronous code."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
+
+    async def acall(
+        self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
+    ) -> Exchange:
+        """Run one request to completion inside a running event loop."""
+        parts = urlsplit(url)
+        path = unquote(parts.path) or "/"
+        state: dict[str, Any] = {}
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method.upper(),
+            "scheme": parts.scheme or "http",
+            "path": path,
+            "raw_path": (parts.path or "/").encode("latin-1"),
+            "query_string": parts.query.encode("latin-1"),
+            "root_path": "",
+            "headers": [(k.lower(), v) for k, v in headers],
+            "client": ("127.0.0.1", 50000),
+            "server": (parts.hostname or "sfmock.test", parts.port or 80),
+            "state": state,
+        }
+        sent = False
+        status: int | None = None
+        response_headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client never goes away on its own
+            return {"type": "http.disconnect"}  # pragma: no cover
+
+        async def send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in message["headers"])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        started = self.clock.now()
+        failure = None
+        await self.app(scope, receive, send)
+        if state.get("dropped"):
+            failure = "truncated" if status is not None else "dropped"
+        fault = state.get("fault")
+        if fault is not None:
+            waited = (fault.delay or 0.0) + (fault.action.hang or 0.0)
+            if fault.action.hang is not None or (read_timeout is not None and waited > read_timeout):
+                failure = "timeout"
+        exchange = Exchange(
+            method=method.upper(),
+            url=url,
+            path=path,
+            request_headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers},
+            request_body=body,
+            status=None if failure in ("dropped", "timeout") else status,
+            headers=response_headers,
+            body=b"".join(chunks),
+            failure=failure,
+            fault=fault.describe() if fault is not None else None,
+            started=started,
+            ended=self.clock.now(),
+        )
+        self.transcript.append(exchange)
+        return exchange
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+
+def _read_timeout(request: httpx.Request) -> float | None:
+    timeout = request.extensions.get("timeout", {})
+    value = timeout.get("read") if isinstance(timeout, dict) else None
+    return float(value) if value is not None else None
+
+
+def _to_httpx(exchange: Exchange, request: httpx.Request) -> httpx.Response:
+    if exchange.failure == "timeout":
+        raise httpx.ReadTimeout("timed out: the server did not answer (sfmock fault)", request=request)
+    if exchange.failure == "dropped":
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+    if exchange.failure == "truncated":
+        raise httpx.RemoteProtocolError(
+            "peer closed connection without sending complete message body (sfmock fault)", request=request
+        )
+    assert exchange.status is not None
+    return httpx.Response(
+        exchange.status,
+        headers=list(exchange.headers.items()),
+        stream=httpx.ByteStream(exchange.body),
+        request=request,
+    )
+
+
+class Transport(httpx.BaseTransport):
+    """An httpx transport into the app: ``httpx.Client(transport=Transport(app))``."""
+
+    def __init__(self, app: ASGIApp | InProcess, clock: Clock | None = None) -> None:
+        self.inner = app if isinstance(app, InProcess) else InProcess(app, clock)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        exchange = self.inner.call(
+            request.method, str(request.url), request.headers.raw, request.read(), _read_timeout(request)
+        )
+        return _to_httpx(exchange, request)
+
+
+class AsyncTransport(httpx.AsyncBaseTransport):
+    """The async twin: ``httpx.AsyncClient(transport=AsyncTransport(app))``."""
+
+    def __init__(self, app: ASGIApp | InProcess, clock: Clock | None = None) -> None:
+        self.inner = app if isinstance(app, InProcess) else InProcess(app, clock)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        exchange = await self.inner.acall(
+            request.method, str(request.url), request.headers.raw, await request.aread(), _read_timeout(request)
+        )
+        return _to_httpx(exchange, request)
+
+
+def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> Any:
+    """A ``requests`` adapter into the app: ``session.mount("http://", requests_adapter(app))``."""
+    import requests
+    from requests.adapters import BaseAdapter
+    from requests.structures import CaseInsensitiveDict
+
+    inner = app if isinstance(app, InProcess) else InProcess(app, clock)
+
+    class SfmockAdapter(BaseAdapter):
+        def send(
+            self,
+            request: requests.PreparedRequest,
+            stream: bool = False,
+            timeout: Any = None,
+            verify: Any = True,
+            cert: Any = None,
+            proxies: Any = None,
+        ) -> requests.Response:
+            read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
+            body = request.body or b""
+            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
+            exchange = inner.call(
+                request.method or "GET",
+                request.url or "/",
+                raw_headers,
+                body.encode("utf-8") if isinstance(body, str) else body,
+                read_timeout,
+            )
+            failures: dict[str | None, Callable[..., Exception]] = {
+                "timeout": requests.exceptions.ReadTimeout,
+                "dropped": requests.exceptions.ConnectionError,
+                "truncated": requests.exceptions.ChunkedEncodingError,
+            }
+            if exchange.failure in failures:
+                raise failures[exchange.failure](f"sfmock fault: {exchange.failure}", request=request)
+            response = requests.Response()
+            response.status_code = exchange.status or 0
+            response.headers = CaseInsensitiveDict(exchange.headers)
+            response._content = exchange.body
+            response.url = request.url or ""
+            response.request = request
+            response.encoding = "utf-8"
+            response.reason = ""
+            return response
+
+        def close(self) -> None:
+            pass
+
+    return SfmockAdapter()
