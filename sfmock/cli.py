@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="send Retry-After and x-ratelimit-* headers (the real service sends none)",
     )
-    serve.add_argument("--scenario", metavar="FILE", help="chaos scenario file (see fixtures/scenarios/)")
+    serve.add_argument(
+        "--scenario", metavar="FILE", help="chaos scenario: a file, or a shipped name (flaky, overloaded, ...)"
+    )
     serve.add_argument("--control-token", metavar="TOKEN", help="token the control API /_sfmock/ requires")
     serve.add_argument("--journal-size", type=int, metavar="N", help="requests the journal keeps (default 1000)")
     serve.add_argument(

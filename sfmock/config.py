@@ -18,7 +18,7 @@ import yaml
 from .accounts import Account, accounts_from_config
 from .contract import load_contract
 from .errors import ConfigError
-from .faults import Scenario
+from .faults import Scenario, looks_like_path
 from .quota import Limits
 from .schemas import check
 
@@ -87,8 +87,8 @@ def load_settings(
     extra = {k: v for k, v in (overrides or {}).items() if v is not None}
     check("config", extra, "command line", key_names=flag_names)
     base = Path(path).parent if path is not None else Path()
-    if "scenario" in values:
-        values["scenario"] = str(base / values["scenario"])
+    if "scenario" in values and looks_like_path(values["scenario"]):
+        values["scenario"] = str(base / values["scenario"])  # relative to the config file
     values.update(extra)
     return _settings(values, str(path) if path is not None else "command line")
 
@@ -97,7 +97,7 @@ def _settings(values: dict[str, Any], source: str) -> Settings:
     """Checked values to :class:`Settings`, with the checks a schema cannot make."""
     models = load_contract().models
     if "scenario" in values:
-        values["scenario"] = Scenario.load(values["scenario"])
+        values["scenario"] = Scenario.find(values["scenario"])
     for section in ("prices", "model_limits"):
         for model in values.get(section, {}):
             if model not in models:

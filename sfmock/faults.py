@@ -16,6 +16,7 @@ import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,24 @@ class Scenario:
         )
 
     @classmethod
+    def named(cls, name: str) -> Scenario:
+        """A scenario shipped with sfmock: ``happy``, ``flaky``, ``overloaded``, ``rate-limited``,
+        ``slow``, ``expiring-urls``, ``broken-connections``."""
+        shipped = resources.files("sfmock").joinpath("scenarios")
+        names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
+        if name not in names:
+            raise ConfigError("scenario", name, f"no such shipped scenario; expected one of {names}")
+        document = yaml.safe_load(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
+        return cls.from_document(document, f"{name}.yaml")
+
+    @classmethod
+    def find(cls, name_or_path: str | Path) -> Scenario:
+        """A shipped scenario by name (``flaky``), or a scenario file by path."""
+        if isinstance(name_or_path, Path) or looks_like_path(name_or_path):
+            return cls.load(name_or_path)
+        return cls.named(name_or_path)
+
+    @classmethod
     def load(cls, path: str | Path) -> Scenario:
         """A scenario from a YAML (or JSON) file."""
         source = str(path)
@@ -209,6 +228,11 @@ class Scenario:
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
         return cls.from_document(document if document is not None else {}, source)
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a scenario reference is a file path rather than a shipped name."""
+    return "/" in text or text.endswith((".yaml", ".yml", ".json"))
 
 
 @dataclass(frozen=True, kw_only=True)

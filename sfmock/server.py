@@ -9,17 +9,26 @@ waits 40 ms for a delayed ACK.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from .config import Settings
 from .errors import ConfigError
 
-__all__ = ["ServerThread", "listen"]
+if TYPE_CHECKING:
+    from .faults import Scenario
+    from .journal import Journal
+    from .transports import Transport
+
+__all__ = ["FakeServer", "ServerThread", "listen"]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -77,3 +86,67 @@ class ServerThread:
             yield self
         finally:
             self.stop()
+
+
+class FakeServer:
+    """A whole fake on a real socket, for tests: ``with FakeServer() as fake: fake.url``.
+
+    Runs on a virtual clock (``fake.clock``; time moves only when told). ``config`` is a
+    YAML config file; other keywords are :class:`~sfmock.Settings` fields.
+    """
+
+    def __init__(self, *, config: str | None = None, host: str = "127.0.0.1", **settings: Any) -> None:
+        from .app import create_app
+        from .clock import VirtualClock
+        from .config import load_settings
+
+        self.sock = listen(host, 0)
+        base = load_settings(config) if config is not None else Settings()
+        fields = {"seed": 0, **settings, "host": host, "port": self.sock.getsockname()[1]}
+        self.settings = dataclasses.replace(base, **fields)
+        self.clock = VirtualClock(time.time())
+        self.app = create_app(self.settings, clock=self.clock)
+        self.url = self.settings.base_url
+        self.api_url = f"{self.url}/v1"
+        self._thread = ServerThread(self.app, self.sock)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.stop()
+
+    @property
+    def journal(self) -> Journal:
+        """Every request the fake received (but the control API's)."""
+        journal: Journal = self.app.state.journal
+        return journal
+
+    def reset(self) -> None:
+        """Quotas, balances, journal, faults and clock back to the start."""
+        self.app.state.control.reset_all()
+
+    def use_scenario(self, scenario: Scenario | str | Path | Mapping[str, Any] | None) -> None:
+        """Install a scenario: a shipped name, a file, a document, or ``None`` for none."""
+        from .faults import Scenario
+
+        if scenario is None:
+            chosen = Scenario()
+        elif isinstance(scenario, Scenario):
+            chosen = scenario
+        elif isinstance(scenario, Mapping):
+            chosen = Scenario.from_document(scenario, "scenario")
+        else:
+            chosen = Scenario.find(scenario)
+        self.app.state.faults.replace(chosen)
+
+    def advance(self, seconds: float) -> float:
+        """Move the fake's clock forward."""
+        return self.clock.advance(seconds)
+
+    def transport(self) -> Transport:
+        """An in-process ``httpx`` transport into this fake's app (no socket)."""
+        from .transports import Transport
+
+        return Transport(self.app, self.clock)

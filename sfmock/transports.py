@@ -174,6 +174,9 @@ class Transport(httpx.BaseTransport):
     def __init__(self, app: ASGIApp | InProcess, clock: Clock | None = None) -> None:
         self.inner = app if isinstance(app, InProcess) else InProcess(app, clock)
 
+    def close(self) -> None:
+        self.inner.close()
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         exchange = self.inner.call(
             request.method, str(request.url), request.headers.raw, request.read(), _read_timeout(request)

@@ -17,6 +17,8 @@ from starlette.testclient import TestClient
 from sfmock import Settings, VirtualClock, check_response, create_app
 from sfmock.server import ServerThread, listen
 
+pytest_plugins = ["pytester"]
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KEY = "sk-test-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

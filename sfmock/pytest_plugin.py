@@ -1,0 +1,67 @@
+"""The sfmock pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures:
+
+- ``sfmock_server``: a live fake on an ephemeral port, started once per session and
+  reset before each test, on a virtual clock. A test marked
+  ``@pytest.mark.sfmock(config=..., **settings)`` gets a server of its own.
+- ``sfmock_transport``: an in-process ``httpx`` transport into the same app (no socket).
+
+Marker: ``@pytest.mark.sfmock(scenario="flaky", config="accounts.yaml", strict=True, ...)``;
+``scenario`` is a shipped name, a file or a dict; other keywords are ``Settings`` fields.
+Requests made either way land in ``sfmock_server.journal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .server import FakeServer
+    from .transports import Transport
+
+MARKER = (
+    "sfmock(scenario=None, config=None, **settings): run against sfmock with this scenario "
+    "(shipped name, file or dict), config file, or Settings fields"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+
+
+@pytest.fixture(scope="session")
+def _sfmock_session() -> Iterator[FakeServer]:
+    from .server import FakeServer
+
+    with FakeServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -> Iterator[FakeServer]:
+    """A live fake for this test: reset, with the marker's scenario and settings."""
+    from .server import FakeServer
+
+    marker = request.node.get_closest_marker("sfmock")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    scenario = options.pop("scenario", None)
+    if options:  # settings of its own: a server of its own
+        with FakeServer(**options) as own:
+            own.use_scenario(scenario)
+            yield own
+        return
+    _sfmock_session.reset()
+    _sfmock_session.use_scenario(scenario)
+    yield _sfmock_session
+
+
+@pytest.fixture
+def sfmock_transport(sfmock_server: FakeServer) -> Iterator[Transport]:
+    """An ``httpx`` transport straight into ``sfmock_server``'s app, without a socket."""
+    transport = sfmock_server.transport()
+    yield transport
+    transport.close()
