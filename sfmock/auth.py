@@ -25,8 +25,7 @@ def bearer_token(authorization: str | None) -> str | None:
     """The token of a well-formed ``Bearer <token>`` header, else ``None``."""
     if not authorization:
         return None
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    parts = authorization.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
         return None
-    return token
+    return parts[1]

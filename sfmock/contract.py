@@ -24,7 +24,8 @@ from .errors import ContractError
 __all__ = ["CONTRACT_URI", "Contract", "ModelSpec", "load_contract"]
 
 CONTRACT_URI = "urn:sfmock:contract"
-_REQUEST_SCHEMA = "#/components/schemas/GenerationRequest"
+REQUEST = "#/components/schemas/GenerationRequest"
+FIELDS = "#/components/schemas/GenerationFields"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -56,8 +57,11 @@ class Contract:
         self.registry: Registry[Any] = Registry().with_resource(
             CONTRACT_URI, Resource.from_contents(document, default_specification=DRAFT202012)
         )
+        self._rules: dict[str, str] = {}
         self.models: Mapping[str, ModelSpec] = _read_models(self)
         self._validators: dict[str, Draft202012Validator] = {}
+        props = self.request_fields["properties"]
+        self._defaults = {name: prop["default"] for name, prop in props.items() if "default" in prop}
 
     def resolve(self, pointer: str) -> Any:
         """The node at a local JSON pointer such as ``#/components/schemas/X``."""
@@ -83,6 +87,16 @@ class Contract:
             schema = {**self.resolve(schema["$ref"]), **siblings}
         return schema
 
+    def inline(self, schema: Any) -> Any:
+        """``schema`` with every local ``$ref`` replaced by its target (the request schemas
+        have no cycles); validators of inlined schemas skip reference lookups."""
+        if isinstance(schema, dict):
+            flat = self.flatten(schema)
+            return {key: self.inline(value) for key, value in flat.items()}
+        if isinstance(schema, list):
+            return [self.inline(item) for item in schema]
+        return schema
+
     def validator(self, pointer: str) -> Draft202012Validator:
         """A JSON Schema validator for the schema at ``pointer`` (built once, then reused)."""
         found = self._validators.get(pointer)
@@ -97,21 +111,33 @@ class Contract:
 
     @property
     def request_schema(self) -> dict[str, Any]:
-        """The generation request schema, with its per-model rules."""
-        schema: dict[str, Any] = self.resolve(_REQUEST_SCHEMA)
+        """The generation request schema: the fields, then the per-model rules."""
+        schema: dict[str, Any] = self.resolve(REQUEST)
         return schema
+
+    @property
+    def request_fields(self) -> dict[str, Any]:
+        """The schema of the generation request's fields (types, ranges, defaults)."""
+        schema: dict[str, Any] = self.resolve(FIELDS)
+        return schema
+
+    def model_rules(self, model: str) -> str:
+        """The pointer of ``model``'s own request schema."""
+        return self._rules[model]
 
     def request_defaults(self) -> dict[str, Any]:
         """Field defaults of the generation request, as the contract declares them."""
-        props = self.request_schema["properties"]
-        return {name: prop["default"] for name, prop in props.items() if "default" in prop}
+        return dict(self._defaults)
 
 
 def _read_models(contract: Contract) -> dict[str, ModelSpec]:
     models: dict[str, ModelSpec] = {}
     for branch in contract.request_schema.get("allOf", []):
+        if "if" not in branch:
+            continue
         try:
             model_id = branch["if"]["properties"]["model"]["const"]
+            contract._rules[model_id] = branch["then"]["$ref"]
             rules = contract.resolve(branch["then"]["$ref"])
             meta = rules["x-sfmock-model"]
             models[model_id] = ModelSpec(

@@ -12,7 +12,6 @@ import math
 import random
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from .contract import Contract, ModelSpec, parse_size
 from .imaging import probe_data_url
@@ -69,14 +68,13 @@ class Generator:
 
     @property
     def max_pixels(self) -> int:
-        limit: int = self.contract.request_schema["properties"]["image_size"]["x-sfmock-max-pixels"]
+        limit: int = self.contract.request_fields["properties"]["image_size"]["x-sfmock-max-pixels"]
         return limit
 
     def _url(self, key: bytes, index: int, width: int, height: int, now: float) -> str:
         digest = hashlib.sha256(key + bytes([index])).hexdigest()[:32]
         name = str(ObjectName(digest=digest, width=width, height=height, index=index))
-        query = urlencode(self.signer.sign(name, now))
-        return f"{self.base_url}/default/outputs/{name}?{query}"
+        return f"{self.base_url}/default/outputs/{name}?{self.signer.query(name, now)}"
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:

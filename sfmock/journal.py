@@ -30,7 +30,7 @@ def mask_key(key: str | None) -> str | None:
     return f"{key[:4]}...{key[-4:]}" if len(key) > 12 else "****"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
     """One request and its outcome."""
 

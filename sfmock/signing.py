@@ -78,6 +78,10 @@ class UrlSigner:
             "X-Amz-Signature": self._signature(name, amz_date, expires),
         }
 
+    def query(self, name: str, issued: float) -> str:
+        """:meth:`sign` as a query string (every value is URL-safe but the credential's slashes)."""
+        return "&".join(f"{k}={v.replace('/', '%2F')}" for k, v in self.sign(name, issued).items())
+
     def verify(self, name: str, query: Mapping[str, str], now: float) -> None:
         """Raise :class:`DownloadDenied` unless ``query`` is a live signature for ``name``."""
         missing = [p for p in ("X-Amz-Date", "X-Amz-Expires", "X-Amz-Signature") if p not in query]

@@ -56,11 +56,8 @@ def schedules(outcomes: Sequence[str] | None = None, *, max_size: int = 6) -> st
 
 def _model_schema(contract: Contract, model: str, strict: bool) -> dict[str, Any]:
     """The request schema of one model, flattened: base fields under the model's rules."""
-    base = contract.request_schema
-    rules: dict[str, Any] = {}
-    for branch in base.get("allOf", []):
-        if branch["if"]["properties"]["model"]["const"] == model:
-            rules = contract.resolve(branch["then"]["$ref"])
+    base = contract.request_fields
+    rules: dict[str, Any] = contract.resolve(contract.model_rules(model))
     properties = copy.deepcopy(base["properties"])
     required = set(base.get("required", ())) | set(rules.get("required", ()))
     layers = [rules] + ([rules.get("x-sfmock-strict", {})] if strict else [])

@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["STORE_HEADER", "TRACE_HEADER", "TraceIdMiddleware"]
 
 TRACE_HEADER = "x-siliconcloud-trace-id"
 STORE_HEADER = "x-amz-request-id"
+_TRACE, _STORE = TRACE_HEADER.encode(), STORE_HEADER.encode()
 
 
 class TraceIdMiddleware:
@@ -35,9 +35,9 @@ class TraceIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if STORE_HEADER not in headers:
-                    headers[TRACE_HEADER] = trace_id
+                headers = message.setdefault("headers", [])
+                if not any(name == _STORE for name, _ in headers):
+                    headers.append((_TRACE, trace_id.encode()))
             await send(message)
 
         await self.app(scope, receive, send_with_id)

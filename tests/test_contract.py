@@ -67,7 +67,7 @@ def test_model_catalogue_comes_from_the_per_model_rules() -> None:
 
 def test_recommended_sizes_satisfy_the_size_rule() -> None:
     contract = load_contract()
-    rule = contract.request_schema["properties"]["image_size"]
+    rule = contract.request_fields["properties"]["image_size"]
     for model in contract.models.values():
         for size in model.sizes:
             assert re.fullmatch(rule["pattern"], size), (model.id, size)

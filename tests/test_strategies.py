@@ -119,7 +119,7 @@ def test_the_contract_drives_generation() -> None:
     import sfmock.strategies as strategies
 
     document = copy.deepcopy(load_contract().document)
-    document["components"]["schemas"]["GenerationRequest"]["properties"]["sharpness"] = {
+    document["components"]["schemas"]["GenerationFields"]["properties"]["sharpness"] = {
         "type": "integer",
         "minimum": 3,
         "maximum": 5,

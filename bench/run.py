@@ -1,0 +1,261 @@
+"""sfmock's benchmarks: one table of figures, each beside a baseline measured in the same run.
+
+Run from the repository root, in the environment sfmock is installed in:
+
+    python bench/run.py            # about two minutes
+    python bench/run.py --quick    # shorter runs, rougher figures
+
+Load comes from ``wrk`` (Debian package ``wrk``) when it is on the PATH, else the
+section says it was skipped. Exits non-zero only if the benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from statistics import median
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the demo clients
+
+BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
+AUTH = {"Authorization": "Bearer sk-bench-0123456789"}
+ROWS: list[tuple[str, str, str, str, str]] = []
+
+
+def row(section: str, what: str, value: str, baseline: str = "", ratio: str = "") -> None:
+    ROWS.append((section, what, value, baseline, ratio))
+    print(f"  {section:<10} {what:<44} {value:>14} {baseline:>14} {ratio:>8}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def process(*args: str, ready: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A server process; yields it and the first stderr line matching ``ready``."""
+    proc = subprocess.Popen([sys.executable, *args], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while ready not in line:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                raise RuntimeError(f"{args} exited: {proc.returncode}")
+        yield proc, line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def wrk(url: str, connections: int, seconds: float, script: Path | None = None) -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) from one wrk run, after a short warm-up."""
+    base = ["wrk", "-t1", f"-c{connections}", "--latency"] + (["-s", str(script)] if script else [])
+    subprocess.run([*base, "-d1s", url], capture_output=True, text=True, check=True)  # warm-up
+    out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    percentiles = {p: _ms(re.search(rf"^\s+{p}%\s+(\S+)", out, re.M).group(1)) for p in ("50", "99")}  # type: ignore[union-attr]
+    return {
+        "rps": rate,
+        "p50": percentiles["50"],
+        "p99": percentiles["99"],
+        "errors": float(errors.group(1)) if errors else 0,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def bench_generation(seconds: float, workdir: Path) -> None:
+    config = workdir / "bench.yaml"
+    config.write_text(
+        "limits: {rpm: 1000000000, ipm: 1000000000, ipd: 1000000000}\nseed: 1\ndefault_balance: 1000000000\n"
+    )
+    with process(
+        "-m", "sfmock", "serve", "--port", "0", "--config", str(config), "--log-level", "warning", ready="API at"
+    ) as (_, line):
+        url = re.search(r"(http://\S+)/v1", line).group(1)  # type: ignore[union-attr]
+        sample = httpx.post(f"{url}/v1/images/generations", json=BODY, headers=AUTH)
+        assert sample.status_code == 200, sample.text
+        (workdir / "body.json").write_bytes(sample.content)
+        pngs = {}
+        for size in ("1024x1024", "1328x1328"):
+            model = "Kwai-Kolors/Kolors" if size == "1024x1024" else "Qwen/Qwen-Image"
+            image_url = httpx.post(
+                f"{url}/v1/images/generations", json={**BODY, "model": model, "image_size": size}, headers=AUTH
+            ).json()["images"][0]["url"]
+            (workdir / f"{size}.png").write_bytes(httpx.get(image_url).content)
+            pngs[size] = image_url
+        script = workdir / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "{AUTH["Authorization"]}"\n'
+        )
+        ours = {c: wrk(f"{url}/v1/images/generations", c, seconds, script) for c in (1, 32)}
+        downloads = {size: wrk(image_url, 32, seconds) for size, image_url in pngs.items()}
+        journal = httpx.get(f"{url}/_sfmock/health").json()["journal"]
+    png_args = [f"{size}={workdir / f'{size}.png'}" for size in pngs]
+    with process(str(HERE / "baseline_app.py"), "0", str(workdir / "body.json"), *png_args, ready="baseline on") as (
+        _,
+        line,
+    ):
+        port = line.split()[-1]
+        base = {c: wrk(f"http://127.0.0.1:{port}/generate", c, seconds, script) for c in (1, 32)}
+        base_downloads = {size: wrk(f"http://127.0.0.1:{port}/image/{size}", 32, seconds) for size in pngs}
+    for c in (1, 32):
+        row(
+            "generate",
+            f"requests/s, {c} connection(s)",
+            f"{ours[c]['rps']:.0f}",
+            f"{base[c]['rps']:.0f}",
+            f"{ours[c]['rps'] / base[c]['rps']:.0%}",
+        )
+        row(
+            "generate",
+            f"p50 latency ms, {c} connection(s)",
+            f"{ours[c]['p50']:.2f}",
+            f"{base[c]['p50']:.2f}",
+            f"{ours[c]['p50'] / base[c]['p50']:.2f}x",
+        )
+        row(
+            "generate",
+            f"p99 latency ms, {c} connection(s)",
+            f"{ours[c]['p99']:.2f}",
+            f"{base[c]['p99']:.2f}",
+            f"{ours[c]['p99'] / base[c]['p99']:.2f}x",
+        )
+    row("generate", "non-2xx answers under load", f"{ours[1]['errors'] + ours[32]['errors']:.0f}", "0")
+    row("generate", "journal entries kept (bounded)", str(journal), "1000")
+    for size in pngs:
+        ratio = downloads[size]["rps"] / base_downloads[size]["rps"]
+        row(
+            "download",
+            f"{size} PNG downloads/s, 32 connections",
+            f"{downloads[size]['rps']:.0f}",
+            f"{base_downloads[size]['rps']:.0f}",
+            f"{ratio:.0%}",
+        )
+
+
+def bench_render() -> None:
+    from sfmock.imaging import render_png
+
+    for width, height in ((1024, 1024), (1328, 1328)):
+        times = []
+        for i in range(30):
+            render_png.cache_clear()
+            began = time.perf_counter()
+            render_png(str(i).encode(), width, height)
+            times.append(time.perf_counter() - began)
+        row("render", f"{width}x{height} PNG, uncached (median ms)", f"{median(times) * 1000:.2f}")
+
+
+def bench_startup(workdir: Path) -> None:
+    began = time.perf_counter()
+    with process("-m", "sfmock", "serve", "--port", "0", "--log-level", "warning", ready="API at") as (_, line):
+        url = re.search(r"(http://\S+)/v1", line).group(1)  # type: ignore[union-attr]
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/models", headers=AUTH).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.005)
+        elapsed = time.perf_counter() - began
+    row("startup", "sfmock serve to first 200 (s)", f"{elapsed:.2f}", "1.00 target")
+    probe = "import time; import sfmock; t=time.perf_counter(); sfmock.create_app(); print(time.perf_counter()-t)"
+    cold = float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    from sfmock import create_app
+
+    create_app()
+    began = time.perf_counter()
+    for _ in range(100):
+        create_app()
+    warm = (time.perf_counter() - began) / 100
+    row("startup", "create_app, first in a process (ms)", f"{cold * 1000:.1f}", "100 target")
+    row("startup", "create_app, contract already loaded (ms)", f"{warm * 1000:.2f}")
+
+
+def bench_memory(urls: int) -> None:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "memory_probe.py"), str(urls)], capture_output=True, text=True, check=True
+    ).stdout
+    figures = json.loads(out)
+    grown = figures["after_mb"] - figures["idle_mb"]
+    row(
+        "memory",
+        f"RSS after issuing {figures['urls']:,} live URLs (MB)",
+        f"{figures['after_mb']:.1f}",
+        f"{figures['idle_mb']:.1f} idle",
+        f"+{grown:.1f}",
+    )
+
+
+def bench_checks(examples: int) -> None:
+    from demo_clients import careful_generate
+
+    from sfmock.checks import ClientContext, check_client
+
+    def simple(ctx: ClientContext) -> bytes:
+        with ctx.http_client() as http:
+            body = http.post(
+                f"{ctx.base_url}/images/generations",
+                json=ctx.request,
+                headers={"Authorization": f"Bearer {ctx.api_key}"},
+            ).json()
+            return http.get(body["images"][0]["url"]).content
+
+    for name, client, invariants in (
+        ("simple client", simple, ["valid-requests", "downloads", "same-body"]),
+        ("careful client", careful_generate, None),
+    ):
+        began = time.perf_counter()
+        report = check_client(client, invariants=invariants, max_examples=examples, seed=1)
+        rate = report.examples / (time.perf_counter() - began)
+        row("checks", f"schedules/s in-process, {name}", f"{rate:.0f}", "100 target")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    args = parser.parse_args()
+    seconds = 3 if args.quick else 10
+    print(f"  {'section':<10} {'figure':<44} {'sfmock':>14} {'baseline':>14} {'ratio':>8}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if shutil.which("wrk"):
+            bench_generation(seconds, workdir)
+        else:
+            row("generate", "skipped: wrk is not installed (apt-get install wrk)", "-")
+        bench_render()
+        bench_startup(workdir)
+        bench_memory(20_000 if args.quick else 100_000)
+        bench_checks(200 if args.quick else 1000)
+    print("\n| section | figure | sfmock | baseline | ratio |\n|---|---|---|---|---|")
+    for cells in ROWS:
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())
