@@ -34,9 +34,11 @@ def check_response(
 ) -> None:
     """Raise :class:`ContractViolation` unless the contract allows this response.
 
-    ``headers`` must look names up case-insensitively (httpx and Starlette headers do).
+    ``headers`` may come from any client (httpx, requests, Starlette, or a mapping of
+    lists); names are compared case-insensitively.
     """
     contract = contract or load_contract()
+    headers = {str(k).lower(): (v[0] if isinstance(v, list) and v else v) for k, v in headers.items()}
     where = f"{method} {path} -> {status}"
     pointer = _response_pointer(contract, method.lower(), path, status, where)
     response = contract.resolve(pointer)

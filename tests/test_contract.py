@@ -65,6 +65,11 @@ def test_model_catalogue_comes_from_the_per_model_rules() -> None:
     assert "image_size" in models["Qwen/Qwen-Image-Edit-2509"].ignored
 
 
+def test_model_enum_and_model_rules_list_the_same_models() -> None:
+    contract = load_contract()
+    assert contract.request_fields["properties"]["model"]["enum"] == list(contract.models)
+
+
 def test_recommended_sizes_satisfy_the_size_rule() -> None:
     contract = load_contract()
     rule = contract.request_fields["properties"]["image_size"]
@@ -84,6 +89,7 @@ def test_a_model_added_to_the_contract_is_served_without_code() -> None:
     schemas = document["components"]["schemas"]
     schemas["Model.Tiny"] = copy.deepcopy(schemas["Model.FluxSchnell"])
     schemas["Model.Tiny"]["properties"] = {"num_inference_steps": {"maximum": 4}}
+    schemas["GenerationFields"]["properties"]["model"]["enum"].append("acme/tiny")
     schemas["GenerationRequest"]["allOf"].append(
         {
             "if": {"properties": {"model": {"const": "acme/tiny"}}, "required": ["model"]},
