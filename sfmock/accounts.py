@@ -25,6 +25,9 @@ from .responses import forbidden, unauthorized
 __all__ = ["Account", "KeyRegistry", "Ledger", "OpenAuthenticator", "accounts_from_config"]
 
 
+MAX_TOKEN = 256  # real keys are about 50 characters
+
+
 @dataclass(frozen=True, kw_only=True)
 class Account:
     """An account: identity, status, allowed models, own limits and opening balances."""
@@ -71,9 +74,8 @@ class _Key:
 
 
 class OpenAuthenticator:
-    """Accepts any well-formed bearer token; each distinct token is its own account.
-
-    Nothing is stored per token: the account is a pure function of the token.
+    """Accepts any well-formed bearer token up to 256 characters; each distinct token is
+    its own account. Nothing is stored per token: the account is a pure function of it.
     """
 
     def __init__(self, balance: Decimal = Decimal("100.00")) -> None:
@@ -81,7 +83,7 @@ class OpenAuthenticator:
 
     def authenticate(self, authorization: str | None) -> Account:
         token = bearer_token(authorization)
-        if token is None:
+        if token is None or len(token) > MAX_TOKEN:
             raise unauthorized()
         account_id = "open-" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
         return Account(id=account_id, balance=self.balance)

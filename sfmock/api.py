@@ -16,7 +16,7 @@ from .contract import Contract
 from .generation import Generator, prompt_tokens
 from .payloads import read_json
 from .quota import Usage
-from .responses import invalid_request, json_response, model_disabled, unknown_model
+from .responses import invalid_request, json_response, model_disabled, unauthorized, unknown_model
 from .validation import RequestValidator
 
 __all__ = ["STRICT_HEADER", "Api"]
@@ -51,7 +51,11 @@ class Api:
         self.max_body_bytes = max_body_bytes
 
     def account(self, request: Request) -> Account:
-        return self.authenticator.authenticate(request.headers.get("authorization"))
+        """The caller's account; two Authorization headers are as bad as none."""
+        given = request.headers.getlist("authorization")
+        if len(given) > 1:
+            raise unauthorized()
+        return self.authenticator.authenticate(given[0] if given else None)
 
     async def generate(self, request: Request) -> Response:
         """``POST /v1/images/generations``.
@@ -84,7 +88,10 @@ class Api:
         return json_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
-        value = request.headers.get(STRICT_HEADER)
+        values = request.headers.getlist(STRICT_HEADER)
+        if len(values) > 1:
+            raise invalid_request("X-Sfmock-Strict: given more than once")
+        value = values[0] if values else None
         if value is None:
             return self.strict
         try:

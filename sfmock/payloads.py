@@ -41,10 +41,14 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         raise invalid_request("Request body is empty; expected a JSON object")
     try:
-        return json.loads(raw, parse_float=_finite, parse_constant=_reject_constant)
+        text = raw.decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259), nothing else
+    except UnicodeDecodeError as exc:
+        raise invalid_request(f"Invalid JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
     except RecursionError:
         raise invalid_request("Invalid JSON body: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except ValueError as exc:  # JSONDecodeError, and int() past 4300 digits
         raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
 
 

@@ -73,6 +73,7 @@ class LiveServer:
     url: str
     clock: VirtualClock
     settings: Settings
+    app: Any
 
 
 @contextlib.contextmanager
@@ -80,8 +81,9 @@ def run_server(settings: Settings, clock: VirtualClock) -> Iterator[LiveServer]:
     """The fake on a real socket (uvicorn in a thread, ephemeral port, no port race)."""
     sock = listen("127.0.0.1", 0)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
-    with ServerThread(create_app(settings, clock=clock), sock).running():
-        yield LiveServer(url=settings.base_url, clock=clock, settings=settings)
+    app = create_app(settings, clock=clock)
+    with ServerThread(app, sock).running():
+        yield LiveServer(url=settings.base_url, clock=clock, settings=settings, app=app)
 
 
 @pytest.fixture
