@@ -51,7 +51,7 @@ def test_requests_for_one_model(model: str) -> None:
 def test_invalid_requests_break_exactly_the_rule_they_name(strict: bool) -> None:
     labels: set[str] = set()
 
-    @settings(max_examples=300)
+    @settings(max_examples=300, derandomize=True)  # the coverage claims below must not flake
     @given(invalid_generation_requests(strict=strict))
     def check(pair: tuple[dict[str, Any], str]) -> None:
         request, label = pair
@@ -82,7 +82,7 @@ def test_responses_conform_to_the_contract(pair: tuple[int, Any]) -> None:
 def test_responses_cover_every_documented_status() -> None:
     seen: set[int] = set()
 
-    @settings(max_examples=300)
+    @settings(max_examples=300, derandomize=True)
     @given(responses())
     def collect(pair: tuple[int, Any]) -> None:
         seen.add(pair[0])
@@ -130,7 +130,7 @@ def test_the_contract_drives_generation() -> None:
     try:
         seen: set[int] = set()
 
-        @settings(max_examples=200)
+        @settings(max_examples=200, derandomize=True)
         @given(generation_requests("Kwai-Kolors/Kolors"), st.data())
         def check(request: dict[str, Any], data: st.DataObject) -> None:
             if "sharpness" in request:
