@@ -20,7 +20,7 @@ from .contract import load_contract
 from .errors import ConfigError
 from .faults import Scenario, looks_like_path
 from .quota import Limits
-from .schemas import check
+from .schemas import check, load_yaml
 
 __all__ = ["Settings", "load_settings"]
 
@@ -65,7 +65,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
     if data is None:

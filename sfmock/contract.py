@@ -14,12 +14,12 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from .errors import ContractError
+from .schemas import load_yaml
 
 __all__ = ["CONTRACT_URI", "Contract", "ModelSpec", "load_contract"]
 
@@ -162,4 +162,4 @@ def _read_models(contract: Contract) -> dict[str, ModelSpec]:
 def load_contract() -> Contract:
     """The contract shipped with this installation (parsed once per process)."""
     text = resources.files("sfmock.contracts").joinpath("openapi.yaml").read_text("utf-8")
-    return Contract(yaml.safe_load(text))
+    return Contract(load_yaml(text))

@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .faults import FaultEngine, Scenario
 from .journal import Journal
 from .responses import json_response
+from .schemas import load_yaml
 
 __all__ = ["CONTROL_PREFIX", "TOKEN_HEADER", "Control"]
 
@@ -111,7 +112,7 @@ class Control:
             self.engine.replace(Scenario())
         elif request.method == "PUT":
             try:
-                document = yaml.safe_load(await request.body())
+                document = load_yaml(await request.body())
                 self.engine.replace(Scenario.from_document(document if document is not None else {}, "scenario"))
             except yaml.YAMLError as exc:
                 return _error(400, f"scenario: not valid YAML or JSON: {exc}")
@@ -130,7 +131,7 @@ class Control:
     async def clock_state(self, request: Request) -> Response:
         if request.method == "POST":
             try:
-                command = yaml.safe_load(await request.body()) or {}
+                command = load_yaml(await request.body()) or {}
             except yaml.YAMLError:
                 command = None
             if not isinstance(command, dict) or len(command) != 1 or not set(command) <= {"advance", "set"}:

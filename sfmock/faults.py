@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .schemas import check
+from .schemas import check, load_yaml
 
 __all__ = ["Action", "Fault", "FaultEngine", "RequestInfo", "Rule", "Scenario", "parse_fault_header"]
 
@@ -207,7 +207,7 @@ class Scenario:
         names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
         if name not in names:
             raise ConfigError("scenario", name, f"no such shipped scenario; expected one of {names}")
-        document = yaml.safe_load(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
+        document = load_yaml(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
         return cls.from_document(document, f"{name}.yaml")
 
     @classmethod
@@ -222,7 +222,7 @@ class Scenario:
         """A scenario from a YAML (or JSON) file."""
         source = str(path)
         try:
-            document = yaml.safe_load(Path(path).read_text("utf-8"))
+            document = load_yaml(Path(path).read_text("utf-8"))
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
