@@ -7,7 +7,9 @@
      ├── ContractError        the contract document cannot be loaded or is inconsistent
      ├── ApiError             an answer the fake API gives instead of a 200 (status + body)
      │    └── DownloadDenied  an answer the image host gives instead of a PNG (S3-style XML)
-     └── ContractViolation    a request or response breaks the contract (also an AssertionError)
+     ├── ContractViolation    a request or response breaks the contract (also an AssertionError)
+     └── ClientCheckFailed    a client broke an invariant under a schedule (also an
+                              AssertionError; in sfmock.checks, as it carries the run)
 """
 
 from __future__ import annotations
