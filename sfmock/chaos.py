@@ -62,8 +62,18 @@ class ChaosMiddleware:
         body = await _read_body(receive, self.max_body_bytes + 1)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         state = scope.setdefault("state", {})
-        outcome: dict[str, Any] = {"status": None, "kind": "response"}
+        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False}
+        fault: Fault | None = None
         body_sent = False
+
+        def record() -> None:
+            # before the client can see the end of the answer (or of the connection), so a
+            # test that reads the journal right after its request finds the request there
+            if not outcome["recorded"]:
+                outcome["recorded"] = True
+                self._record(scope, headers, body, started, outcome, fault)
+
+        state["record"] = record
 
         async def replay() -> Message:
             nonlocal body_sent
@@ -75,26 +85,26 @@ class ChaosMiddleware:
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()
             await send(message)
 
-        fault: Fault | None = None
         try:
             forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
         except ValueError as exc:
             await self._bad_header(scope, str(exc))(scope, replay, recording_send)
-            self._record(scope, headers, body, started, outcome, None)
-        else:
-            fault = self.engine.select(self._info(scope, headers, body), forced)
-            state["fault"] = fault
-            try:
-                if fault is None:
-                    await self.app(scope, replay, recording_send)
-                else:
-                    await self._perform(fault, scope, replay, receive, recording_send, outcome)
-            except _ClientGone:
-                outcome["kind"] = "abandoned"  # the client hung up while the fault waited
-            finally:
-                self._record(scope, headers, body, started, outcome, fault)
+            return
+        fault = self.engine.select(self._info(scope, headers, body), forced)
+        state["fault"] = fault
+        try:
+            if fault is None:
+                await self.app(scope, replay, recording_send)
+            else:
+                await self._perform(fault, scope, replay, receive, recording_send, outcome)
+        except _ClientGone:
+            outcome["kind"] = "abandoned"  # the client hung up while the fault waited
+        finally:
+            record()
 
     def _record(
         self,
@@ -260,6 +270,7 @@ async def _drop(scope: Scope) -> None:
     """Close the connection, or (in-process, no socket) mark the request as dropped."""
     state = scope.setdefault("state", {})
     state["dropped"] = True
+    state["record"]()  # journal first: the client learns of the drop at once
     transport = state.get("transport")
     if transport is not None:
         transport.abort()

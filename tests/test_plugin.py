@@ -17,7 +17,8 @@ BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
 
 def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
     pytester.makepyfile(HEADER + source)
-    return pytester.runpytest("-p", "no:cacheprovider", "-q", *args)
+    # a subprocess: an in-process run would unload modules (httpcore...) the outer session cached
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", *args)
 
 
 def test_plugin_is_registered_and_the_marker_documented(pytester: pytest.Pytester) -> None:

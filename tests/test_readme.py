@@ -19,7 +19,7 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("block", [b for b in BLOCKS if "def test_" in b], ids=lambda b: b.split("def test_")[1][:30])
 def test_pytest_examples_pass(pytester: pytest.Pytester, block: str) -> None:
     pytester.makepyfile(block)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     tests = block.count("def test_")
     result.assert_outcomes(passed=tests)
 
