@@ -38,9 +38,17 @@ class Admission:
         self.headers = headers
         self.limiter = RateLimiter()
         self.ledger = Ledger()
+        self._limits: dict[tuple[Limits | None, str], Limits] = {}
 
     def limits_for(self, account: Account, model: str) -> Limits:
         """Server-wide limits, under the model's, under the account's own."""
+        key = (account.limits, model)
+        found = self._limits.get(key)
+        if found is None:
+            found = self._limits[key] = self._merge(account, model)
+        return found
+
+    def _merge(self, account: Account, model: str) -> Limits:
         limits = self.limits
         if model in self.model_limits:
             limits = self.model_limits[model].over(limits)

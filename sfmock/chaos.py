@@ -28,6 +28,7 @@ __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 
 Sleep = Callable[[float], Awaitable[None]]
 STORE_PREFIX = "/default/"
+BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
 
 
 class ChaosMiddleware:
@@ -74,6 +75,7 @@ class ChaosMiddleware:
                 self._record(scope, headers, body, started, outcome, fault)
 
         state["record"] = record
+        state[BODY_STATE] = body  # read once here; the handler need not stream it again
 
         async def replay() -> Message:
             nonlocal body_sent

@@ -26,18 +26,25 @@ def _reject_constant(name: str) -> Any:
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The parsed body; 413 past ``limit`` bytes, 400 for anything that is not JSON."""
+    """The parsed body; 413 past ``limit`` bytes, 400 for anything that is not JSON.
+
+    A body an outer layer already read (``request.state.body``) is not streamed again.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = request.scope.get("state", {}).get("body")
+    if raw is None:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    if len(raw) > limit:
+        raise _too_large(limit)
     if not raw.strip():
         raise invalid_request("Request body is empty; expected a JSON object")
     try:

@@ -10,10 +10,11 @@ refuse for another reason (balance) in between without leaking usage.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
@@ -61,12 +62,15 @@ class Limits:
         """``base`` with every metric this one sets replaced."""
         return replace(base, **{m: v for m, v in self.items()})
 
-    def items(self) -> Iterator[tuple[str, int]]:
+    def items(self) -> tuple[tuple[str, int], ...]:
         """The metrics that are set, in checking order."""
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if value is not None:
-                yield field.name, value
+        return self._set
+
+    @functools.cached_property
+    def _set(self) -> tuple[tuple[str, int], ...]:
+        # computed once: limits are checked on every request
+        pairs = ((field.name, getattr(self, field.name)) for field in fields(self))
+        return tuple((name, value) for name, value in pairs if value is not None)
 
 
 @dataclass(frozen=True, kw_only=True)
