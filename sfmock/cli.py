@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -103,6 +104,10 @@ def serve(args: argparse.Namespace) -> int:
     # with --port 0 the kernel picks the port: image URLs must name the real one
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     app = create_app(settings)
+    # everything loaded so far (modules, the contract, validators) lives as long as the
+    # process: keep it out of the collector's full passes, which otherwise stall requests
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=2)
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
     if app.state.control.token is not None and settings.control_token is None:

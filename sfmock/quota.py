@@ -101,30 +101,35 @@ class WindowState:
 
 
 class _Window:
-    """A sliding window log; entries of the same instant are merged to stay small."""
+    """A sliding window log: times and amounts in two deques of plain floats (no object per
+    entry for the garbage collector to walk); entries of one instant are merged."""
 
-    __slots__ = ("entries", "total")
+    __slots__ = ("amounts", "times", "total")
 
     def __init__(self) -> None:
-        self.entries: deque[list[float]] = deque()
+        self.times: deque[float] = deque()
+        self.amounts: deque[float] = deque()
         self.total = 0.0
 
     def used(self, now: float, span: int) -> float:
-        while self.entries and self.entries[0][0] <= now - span:
-            self.total -= self.entries.popleft()[1]
+        times, amounts = self.times, self.amounts
+        while times and times[0] <= now - span:
+            times.popleft()
+            self.total -= amounts.popleft()
         return self.total
 
     def add(self, now: float, amount: float) -> None:
-        if self.entries and self.entries[-1][0] == now:
-            self.entries[-1][1] += amount
+        if self.times and self.times[-1] == now:
+            self.amounts[-1] += amount
         else:
-            self.entries.append([now, amount])
+            self.times.append(now)
+            self.amounts.append(amount)
         self.total += amount
 
     def free_after(self, now: float, span: int, needed: float) -> float:
-        """Seconds until ``needed`` more units fit under ``limit`` (given as needed)."""
+        """Seconds until ``needed`` units have left the window."""
         freed = 0.0
-        for when, amount in self.entries:
+        for when, amount in zip(self.times, self.amounts, strict=True):
             freed += amount
             if freed >= needed:
                 return max(0.0, when + span - now)
@@ -178,7 +183,7 @@ class RateLimiter:
                 span = METRICS[metric][1]
                 window = self._window(account, model, metric)
                 used = window.used(now, span)
-                reset = window.entries[-1][0] + span - now if window.entries else 0.0
+                reset = window.times[-1] + span - now if window.times else 0.0
                 result[metric] = WindowState(limit=limit, remaining=max(0, int(limit - used)), reset=reset)
             return result
 
