@@ -120,7 +120,20 @@ def expired_denial(expired_at: float | None = None, now: float | None = None, ex
 
 
 def _parse_date(amz_date: str) -> float:
-    return float(calendar.timegm(time.strptime(amz_date, _DATE)))
+    """``20260101T000000Z`` -> Unix time (``ValueError`` if malformed); strptime is ~10x slower."""
+    if (
+        len(amz_date) != 16
+        or amz_date[8] != "T"
+        or amz_date[15] != "Z"
+        or not amz_date[:8].isdigit()
+        or not amz_date[9:15].isdigit()
+    ):
+        raise ValueError(f"not an X-Amz-Date: {amz_date!r}")
+    fields = (amz_date[0:4], amz_date[4:6], amz_date[6:8], amz_date[9:11], amz_date[11:13], amz_date[13:15])
+    year, month, day, hour, minute, second = map(int, fields)
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        raise ValueError(f"not an X-Amz-Date: {amz_date!r}")
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
 
 
 def _iso(when: float) -> str:
