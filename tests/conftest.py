@@ -14,7 +14,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from sfmock import Settings, VirtualClock, check_response, create_app
+from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import ServerThread, listen
 
 pytest_plugins = ["pytester"]
@@ -29,6 +29,16 @@ def contract_hook(response: httpx.Response) -> None:
     response.read()
     request = response.request
     check_response(request.method, request.url.path, response.status_code, response.headers, response.content)
+
+
+def assert_config_error(load: Callable[[Path], object], path: Path, text: str, key: str, phrase: str) -> None:
+    """Writing ``text`` to ``path`` and loading it fails naming the file, ``key`` and ``phrase``."""
+    path.write_text(text, "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert (info.value.source, info.value.key) == (str(path), key)
+    assert phrase in info.value.expected, info.value.expected
+    assert str(path) in str(info.value) and key in str(info.value)
 
 
 def load_fixture(name: str) -> Any:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import FIXTURES, contract_hook, load_fixture
-from sfmock import ConfigError, Settings, VirtualClock, create_app, load_settings
+from conftest import FIXTURES, assert_config_error, contract_hook, load_fixture
+from sfmock import Settings, VirtualClock, create_app, load_settings
 from sfmock.accounts import Account, Ledger
 
 GEN = "/v1/images/generations"
@@ -178,12 +178,7 @@ def test_ledger_is_all_or_nothing() -> None:
     ],
 )
 def test_bad_account_config_names_file_and_key(tmp_path: Path, text: str, key: str, phrase: str) -> None:
-    path = tmp_path / "accounts.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_settings(path)
-    assert (info.value.source, info.value.key) == (str(path), key)
-    assert phrase in info.value.expected, info.value.expected
+    assert_config_error(load_settings, tmp_path / "accounts.yaml", text, key, phrase)
 
 
 def test_fixture_configs_load() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_config_error
 from sfmock import ConfigError, Settings, load_settings
 
 
@@ -47,13 +48,7 @@ def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
     ],
 )
 def test_bad_file_names_file_key_and_expectation(tmp_path: Path, text: str, key: str, phrase: str) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load_settings(path)
-    error = info.value
-    assert (error.source, error.key) == (str(path), key)
-    assert phrase in error.expected
-    assert str(path) in str(error) and key in str(error)
+    assert_config_error(load_settings, tmp_path / "sfmock.yaml", text, key, phrase)
 
 
 def test_expectation_comes_from_the_schema(tmp_path: Path) -> None:

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FIXTURES
-from sfmock import ConfigError
+from conftest import FIXTURES, assert_config_error
 from sfmock.faults import Action, FaultEngine, RequestInfo, Scenario, Seconds, parse_fault_header
 
 GEN = "/v1/images/generations"
@@ -167,9 +166,4 @@ def test_shipped_scenarios_load(path: Path) -> None:
     ],
 )
 def test_bad_scenario_files_name_file_and_key(tmp_path: Path, text: str, key: str, phrase: str) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info_:
-        Scenario.load(path)
-    assert (info_.value.source, info_.value.key) == (str(path), key)
-    assert phrase in info_.value.expected
+    assert_config_error(Scenario.load, tmp_path / "bad.yaml", text, key, phrase)
