@@ -127,10 +127,6 @@ class Ledger:
             balance, charged = self._entry(account)
             return balance, charged
 
-    def can_pay(self, account: Account, cost: Decimal) -> bool:
-        with self._lock:
-            return sum(self._entry(account)) >= cost
-
     def charge(self, account: Account, cost: Decimal) -> bool:
         """Take ``cost``, gift balance first; ``False`` (and nothing taken) if it is short."""
         with self._lock:

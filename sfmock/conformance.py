@@ -46,7 +46,7 @@ def check_response(
         pointer = response["$ref"]
         response = contract.resolve(pointer)
     for name, header in response.get("headers", {}).items():
-        if contract.deref(header).get("required") and not headers.get(name):
+        if contract.flatten(header).get("required") and not headers.get(name):
             raise ContractViolation(f"{where}: missing header {name}")
     content = response.get("content")
     if not content or method.upper() == "HEAD":
@@ -96,7 +96,7 @@ def _check_body(contract: Contract, media_type: str, pointer: str, body: bytes, 
         except ValueError as exc:
             raise ContractViolation(f"{where}: body is not JSON: {exc}") from None
     elif media_type.endswith("xml"):
-        instance = _xml_elements(contract.deref(contract.resolve(pointer)), body, where)
+        instance = _xml_elements(contract.flatten(contract.resolve(pointer)), body, where)
     elif media_type.startswith("image/"):
         _check_image(media_type, body, where)
         return

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -61,7 +62,7 @@ class Contract:
         self.models: Mapping[str, ModelSpec] = _read_models(self)
         self._validators: dict[str, Draft202012Validator] = {}
         props = self.request_fields["properties"]
-        self._defaults = {name: prop["default"] for name, prop in props.items() if "default" in prop}
+        self._defaults = MappingProxyType({name: prop["default"] for name, prop in props.items() if "default" in prop})
 
     def resolve(self, pointer: str) -> Any:
         """The node at a local JSON pointer such as ``#/components/schemas/X``."""
@@ -72,12 +73,6 @@ class Contract:
                 node = node[part]
             except (KeyError, TypeError) as exc:
                 raise ContractError(f"contract has no {pointer}") from exc
-        return node
-
-    def deref(self, node: Any) -> Any:
-        """Follow a ``$ref`` object (repeatedly) to the node it names."""
-        while isinstance(node, dict) and set(node) == {"$ref"}:
-            node = self.resolve(node["$ref"])
         return node
 
     def flatten(self, schema: Any) -> Any:
@@ -125,9 +120,9 @@ class Contract:
         """The pointer of ``model``'s own request schema."""
         return self._rules[model]
 
-    def request_defaults(self) -> dict[str, Any]:
-        """Field defaults of the generation request, as the contract declares them."""
-        return dict(self._defaults)
+    def request_defaults(self) -> Mapping[str, Any]:
+        """Field defaults of the generation request, as the contract declares them (read-only)."""
+        return self._defaults
 
 
 def _read_models(contract: Contract) -> dict[str, ModelSpec]:

@@ -307,37 +307,12 @@ def parse_fault_header(value: str) -> Action:
         if not item:
             continue
         name, has_value, text = (part.strip() for part in item.partition("="))
-        name = name.lower().replace("_", "-")
         try:
-            if name.isdigit() and not has_value:
-                error["status"] = int(name)
-            elif name == "error":
-                error["status"] = int(text)
-            elif name == "code":
-                error["code"] = int(text)
-            elif name in ("message", "limit"):
-                error[name] = text
-            elif name == "delay":
-                low, dots, high = text.partition("..")
-                action["delay"] = {"uniform": [float(low), float(high)]} if dots else float(low)
-            elif name == "hang":
-                action["hang"] = float(text) if has_value else 300.0
-            elif name == "truncate":
-                action["truncate"] = float(text) if has_value else 0.5
-            elif name == "slow-body":
-                action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
-            elif name == "chunk":
-                action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
-            elif name in ("drop", "malformed", "expired-url", "extra-fields") and not has_value:
-                action[name.replace("-", "_")] = True
-            elif name == "pass" and not has_value:
-                pass
-            else:
-                raise ValueError(f"unknown item {item!r}")
-        except ValueError as exc:
-            if "unknown item" in str(exc):
-                raise
+            known = _fault_item(name.lower().replace("_", "-"), bool(has_value), text, action, error)
+        except ValueError:
             raise ValueError(f"bad value in {item!r}") from None
+        if not known:
+            raise ValueError(f"unknown item {item!r}")
     if error:
         if "status" not in error:
             raise ValueError("code, message and limit need a status (e.g. 'error=429;limit=IPM')")
@@ -347,3 +322,31 @@ def parse_fault_header(value: str) -> Action:
     except ConfigError as exc:
         raise ValueError(f"{exc.key}: {exc.expected}") from None
     return Action.from_config(action)
+
+
+def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], error: dict[str, Any]) -> bool:
+    """Apply one header item to ``action``/``error``; ``False`` if the name is unknown."""
+    if name.isdigit() and not has_value:
+        error["status"] = int(name)
+    elif name == "error":
+        error["status"] = int(text)
+    elif name == "code":
+        error["code"] = int(text)
+    elif name in ("message", "limit"):
+        error[name] = text
+    elif name == "delay":
+        low, dots, high = text.partition("..")
+        action["delay"] = {"uniform": [float(low), float(high)]} if dots else float(low)
+    elif name == "hang":
+        action["hang"] = float(text) if has_value else 300.0
+    elif name == "truncate":
+        action["truncate"] = float(text) if has_value else 0.5
+    elif name == "slow-body":
+        action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
+    elif name == "chunk":
+        action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
+    elif name in ("drop", "malformed", "expired-url", "extra-fields") and not has_value:
+        action[name.replace("-", "_")] = True
+    else:
+        return name == "pass" and not has_value
+    return True

@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape
 from starlette.responses import Response
 
 from .errors import ApiError, DownloadDenied
+from .tracing import STORE_HEADER
 
 __all__ = [
     "INVALID_TOKEN",
@@ -128,5 +129,5 @@ def xml_error(denied: DownloadDenied, request_id: str) -> Response:
     elements = {**denied.body, "RequestId": request_id, "HostId": request_id}
     inner = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in elements.items())
     content = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{inner}</Error>'
-    headers = {"x-amz-request-id": request_id}
+    headers = {STORE_HEADER: request_id}
     return Response(content, denied.status, headers=headers, media_type="application/xml")

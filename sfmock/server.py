@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from .clock import VirtualClock
 from .config import Settings
 from .errors import ConfigError
 
@@ -91,20 +92,28 @@ class ServerThread:
 class FakeServer:
     """A whole fake on a real socket, for tests: ``with FakeServer() as fake: fake.url``.
 
-    Runs on a virtual clock (``fake.clock``; time moves only when told). ``config`` is a
-    YAML config file; other keywords are :class:`~sfmock.Settings` fields.
+    Runs on a virtual clock (``fake.clock``, or the one given; time moves only when told).
+    Settings come from ``settings``, else the ``config`` YAML file; other keywords override
+    :class:`~sfmock.Settings` fields.
     """
 
-    def __init__(self, *, config: str | None = None, host: str = "127.0.0.1", **settings: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config: str | None = None,
+        clock: VirtualClock | None = None,
+        host: str = "127.0.0.1",
+        **overrides: Any,
+    ) -> None:
         from .app import create_app
-        from .clock import VirtualClock
         from .config import load_settings
 
         self.sock = listen(host, 0)
-        base = load_settings(config) if config is not None else Settings()
-        fields = {"seed": 0, **settings, "host": host, "port": self.sock.getsockname()[1]}
-        self.settings = dataclasses.replace(base, **fields)
-        self.clock = VirtualClock(time.time())
+        base = settings or (load_settings(config) if config is not None else Settings())
+        fields = {"seed": 0 if base.seed is None else base.seed, **overrides}
+        self.settings = dataclasses.replace(base, **fields, host=host, port=self.sock.getsockname()[1])
+        self.clock = clock or VirtualClock(time.time())
         self.app = create_app(self.settings, clock=self.clock)
         self.url = self.settings.base_url
         self.api_url = f"{self.url}/v1"

@@ -179,7 +179,7 @@ def responses(status: int | None = None) -> st.SearchStrategy[tuple[int, Any]]:
         raise ValueError(f"status {status} is not documented for generation")
     options = []
     for code in chosen:
-        response = contract.deref(documented[code])
+        response = contract.flatten(documented[code])
         schema = response["content"]["application/json"]["schema"]
         options.append(st.tuples(st.just(int(code)), from_schema(schema, contract)))
     return st.one_of(options)

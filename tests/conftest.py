@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
-from sfmock.server import ServerThread, listen
+from sfmock.server import FakeServer
 
 pytest_plugins = ["pytester"]
 
@@ -78,22 +76,12 @@ def generate(client: TestClient) -> Callable[..., httpx.Response]:
     return post
 
 
-@dataclasses.dataclass
-class LiveServer:
-    url: str
-    clock: VirtualClock
-    settings: Settings
-    app: Any
+LiveServer = FakeServer  # url, api_url, clock, settings, app, journal
 
 
-@contextlib.contextmanager
-def run_server(settings: Settings, clock: VirtualClock) -> Iterator[LiveServer]:
-    """The fake on a real socket (uvicorn in a thread, ephemeral port, no port race)."""
-    sock = listen("127.0.0.1", 0)
-    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
-    app = create_app(settings, clock=clock)
-    with ServerThread(app, sock).running():
-        yield LiveServer(url=settings.base_url, clock=clock, settings=settings, app=app)
+def run_server(settings: Settings, clock: VirtualClock) -> FakeServer:
+    """The fake on a real socket (uvicorn in a thread, ephemeral port): use with ``with``."""
+    return FakeServer(settings, clock=clock)
 
 
 @pytest.fixture
