@@ -84,7 +84,8 @@ class Api:
         headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
         fault = getattr(request.state, "fault", None)
         expired = fault is not None and fault.action.expired_url
-        result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired)
+        base_url = request.scope["state"].get("public_url")  # set by a Recorder on a socket of its own
+        result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired, base_url=base_url)
         return json_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message
 
 from .clock import Clock, SystemClock
 
-__all__ = ["AsyncTransport", "Exchange", "InProcess", "Transport", "requests_adapter"]
+__all__ = ["AsyncTransport", "Exchange", "InProcess", "Transport", "failure_of", "requests_adapter"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,15 +112,8 @@ class InProcess:
                 chunks.append(message.get("body", b""))
 
         started = self.clock.now()
-        failure = None
         await self.app(scope, receive, send)
-        if state.get("dropped"):
-            failure = "truncated" if status is not None else "dropped"
-        fault = state.get("fault")
-        if fault is not None:
-            waited = (fault.delay or 0.0) + (fault.action.hang or 0.0)
-            if fault.action.hang is not None or (read_timeout is not None and waited > read_timeout):
-                failure = "timeout"
+        failure, fault = failure_of(state, status, read_timeout)
         exchange = Exchange(
             method=method.upper(),
             url=url,
@@ -131,7 +124,7 @@ class InProcess:
             headers=response_headers,
             body=b"".join(chunks),
             failure=failure,
-            fault=fault.describe() if fault is not None else None,
+            fault=fault,
             started=started,
             ended=self.clock.now(),
         )
@@ -142,6 +135,23 @@ class InProcess:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+def failure_of(state: dict[str, Any], status: int | None, read_timeout: float | None) -> tuple[str | None, str | None]:
+    """How a request the app handled ended for its client, and the fault that did it.
+
+    ``(failure, fault)``: failure is ``dropped``, ``truncated``, ``timeout`` or ``None``.
+    """
+    failure = None
+    if state.get("dropped"):
+        failure = "truncated" if status is not None else "dropped"
+    fault = state.get("fault")
+    if fault is None:
+        return failure, None
+    waited = (fault.delay or 0.0) + (fault.action.hang or 0.0)
+    if fault.action.hang is not None or (read_timeout is not None and waited > read_timeout):
+        failure = "timeout"
+    return failure, fault.describe()
 
 
 def _read_timeout(request: httpx.Request) -> float | None:

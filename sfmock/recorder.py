@@ -1,0 +1,83 @@
+"""Recording exchanges on the server side, for clients that reach the fake over a socket.
+
+:class:`Recorder` wraps the app: every HTTP request and what the app answered become an
+:class:`~sfmock.transports.Exchange`, the same record the in-process transports keep, so
+the client checks judge a client on any HTTP stack (or in any language) by one transcript.
+``public_url`` makes the image URLs of the answers point back at the socket it serves on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .clock import Clock
+from .transports import Exchange, failure_of
+
+__all__ = ["PUBLIC_URL_STATE", "Recorder"]
+
+PUBLIC_URL_STATE = "public_url"  # scope["state"][...]: the base URL image URLs should use
+
+
+class Recorder:
+    """ASGI middleware that appends one :class:`Exchange` per HTTP request to ``exchanges``."""
+
+    def __init__(self, app: ASGIApp, clock: Clock, *, public_url: str | None = None) -> None:
+        self.app = app
+        self.clock = clock
+        self.public_url = public_url
+        self.exchanges: list[Exchange] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        if self.public_url is not None:
+            state[PUBLIC_URL_STATE] = self.public_url
+        request_body: list[bytes] = []
+        status: int | None = None
+        headers: dict[str, str] = {}
+        body: list[bytes] = []
+
+        async def recording_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                request_body.append(message.get("body", b""))
+            return message
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message["headers"])
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+            await send(message)
+
+        started = self.clock.now()
+        try:
+            await self.app(scope, recording_receive, recording_send)
+        finally:
+            failure, fault = failure_of(state, status, None)
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            query = scope.get("query_string", b"").decode("latin-1")
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
+            self.exchanges.append(
+                Exchange(
+                    method=scope["method"],
+                    url=url,
+                    path=scope["path"],
+                    request_headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+                    request_body=b"".join(request_body),
+                    status=None if failure in ("dropped", "timeout") else status,
+                    headers=headers,
+                    body=b"".join(body),
+                    failure=failure,
+                    fault=fault,
+                    started=started,
+                    ended=self.clock.now(),
+                )
+            )
