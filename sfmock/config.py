@@ -109,7 +109,10 @@ def _settings(values: dict[str, Any], source: str) -> Settings:
             if model not in models:
                 raise ConfigError(source, f"{section}.{model}", f"unknown model; expected one of {sorted(models)}")
     if isinstance(values.get("replay"), str):
-        values["replay"] = tuple(load_recordings(values["replay"]))
+        try:
+            values["replay"] = tuple(load_recordings(values["replay"]))
+        except ConfigError as exc:
+            raise ConfigError(source, "replay", f"expected a folder of recordings: {exc}") from None
     if "accounts" in values:
         values["accounts"] = tuple(accounts_from_config(source, values["accounts"], models))
     if "limits" in values:
