@@ -147,7 +147,11 @@ def _against(args: argparse.Namespace, contract: Any) -> list[Any] | None:
 
 def _contract(args: argparse.Namespace) -> int:
     from .contractdiff import diff_contracts, format_breaks, read_contract
+    from .errors import ContractError
 
-    breaks = diff_contracts(read_contract(args.old), read_contract(args.new))
+    try:
+        breaks = diff_contracts(read_contract(args.old), read_contract(args.new))
+    except ContractError as exc:
+        raise ConfigError(f"{args.old} / {args.new}", "$ref", str(exc)) from None
     print(format_breaks(breaks))
     return 1 if breaks else 0

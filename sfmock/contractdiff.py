@@ -23,7 +23,7 @@ from .contract import Contract
 from .errors import ConfigError, ContractError
 from .schemas import load_yaml
 
-__all__ = ["Break", "diff_contracts", "format_breaks", "read_contract"]
+__all__ = ["Break", "Document", "diff_contracts", "format_breaks", "read_contract"]
 
 _LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems")
 _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems")
@@ -42,23 +42,49 @@ class Break:
         return f"{self.where}: {self.kind}: {self.detail}"
 
 
-def read_contract(path: str | Path) -> Contract:
-    """A contract from a YAML or JSON file; errors name the file."""
+class Document:
+    """Any OpenAPI document, with the two look-ups a diff needs (older contracts need not
+    hold what :class:`Contract` requires)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+
+    def resolve(self, pointer: str) -> Any:
+        """The node at a local JSON pointer."""
+        node: Any = self.document
+        for part in pointer.removeprefix("#/").split("/"):
+            try:
+                node = node[part.replace("~1", "/").replace("~0", "~")]
+            except (KeyError, TypeError, IndexError):
+                raise ContractError(f"contract has no {pointer}") from None
+        return node
+
+    def flatten(self, schema: Any) -> Any:
+        """``schema`` with its ``$ref`` followed, sibling keywords on top."""
+        seen = 0
+        while isinstance(schema, dict) and "$ref" in schema and seen < 50:
+            siblings = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**self.resolve(schema["$ref"]), **siblings}
+            seen += 1
+        return schema
+
+
+def read_contract(path: str | Path) -> Document:
+    """An OpenAPI document from a YAML or JSON file; errors name the file."""
     try:
         document = load_yaml(Path(path).read_text("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(str(path), "(file)", f"expected a readable OpenAPI document: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
         raise ConfigError(str(path), "paths", "expected an OpenAPI document with paths")
-    try:
-        return Contract(document)
-    except ContractError as exc:
-        raise ConfigError(str(path), "(contract)", str(exc)) from None
+    return Document(document)
 
 
-def diff_contracts(old: Contract, new: Contract) -> list[Break]:
-    """Every change from ``old`` to ``new`` that breaks a client of ``old``."""
-    differ = _Differ(old, new)
+def diff_contracts(old: Contract | Document, new: Contract | Document) -> list[Break]:
+    """Every change from ``old`` to ``new`` that breaks a client of ``old``.
+
+    A ``$ref`` that leads nowhere is reported as a :class:`ContractError`."""
+    differ = _Differ(Document(old.document), Document(new.document))
     for template, operations in old.document["paths"].items():
         for method, operation in operations.items():
             if method in _METHODS and isinstance(operation, dict):
@@ -74,7 +100,7 @@ def format_breaks(breaks: list[Break]) -> str:
 
 
 class _Differ:
-    def __init__(self, old: Contract, new: Contract) -> None:
+    def __init__(self, old: Document, new: Document) -> None:
         self.old, self.new = old, new
         self.found: list[Break] = []
 
@@ -123,7 +149,7 @@ class _Differ:
                 self.schema(old_media["schema"], new_content[media_type]["schema"], where, "response", 0)
 
     def schema(self, old: Any, new: Any, where: str, direction: str, depth: int) -> None:
-        old, new = self.old.flatten(old), self.new.flatten(new)
+        old, new = _merged(self.old, old, 0), _merged(self.new, new, 0)
         if not isinstance(old, dict) or not isinstance(new, dict) or depth > 40:
             return
         request = direction == "request"
@@ -197,7 +223,40 @@ class _Differ:
                 self.add(where, "widened range", f"{keyword} {_show(before)} became {_show(after)}")
 
 
-def _json_schema(contract: Contract, body: Any) -> Any:
+def _merged(doc: Document, schema: Any, depth: int) -> Any:
+    """``schema`` flattened, with the properties and required fields of its plain
+    ``allOf`` branches folded in (moving fields into ``allOf`` changes nothing for a
+    client); conditional branches (``if``/``then``) stay in ``allOf``."""
+    schema = doc.flatten(schema)
+    if not isinstance(schema, dict) or "allOf" not in schema or depth > 20:
+        return schema
+    merged = {k: v for k, v in schema.items() if k != "allOf"}
+    properties, required = dict(schema.get("properties", {})), list(schema.get("required", []))
+    conditional = []
+    for branch in schema["allOf"]:
+        if isinstance(branch, dict) and "if" in branch:
+            conditional.append(branch)
+            continue
+        part = _merged(doc, branch, depth + 1)
+        if not isinstance(part, dict):
+            continue
+        for name, sub in part.get("properties", {}).items():
+            properties.setdefault(name, sub)
+        required += [name for name in part.get("required", []) if name not in required]
+        for key, value in part.items():
+            if key not in ("properties", "required", "allOf", "description"):
+                merged.setdefault(key, value)
+        conditional += [b for b in part.get("allOf", []) if isinstance(b, dict) and "if" in b]
+    if properties:
+        merged["properties"] = properties
+    if required:
+        merged["required"] = required
+    if conditional:
+        merged["allOf"] = conditional
+    return merged
+
+
+def _json_schema(contract: Document, body: Any) -> Any:
     body = _deref(contract, body) if body is not None else None
     if not isinstance(body, dict):
         return None
@@ -207,7 +266,7 @@ def _json_schema(contract: Contract, body: Any) -> Any:
     return None
 
 
-def _deref(contract: Contract, node: Any) -> Any:
+def _deref(contract: Document, node: Any) -> Any:
     while isinstance(node, dict) and "$ref" in node:
         node = contract.resolve(node["$ref"])
     return node

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,12 @@ def _add_optional_field(doc: dict[str, Any]) -> None:
     schemas(doc)["GenerationResponse"]["properties"]["nsfw"] = {"type": "boolean"}
 
 
-@pytest.mark.parametrize("edit", [_widen_batch, _add_optional_field])
+def _fields_moved_into_all_of(doc: dict[str, Any]) -> None:
+    response = schemas(doc)["GenerationResponse"]
+    schemas(doc)["GenerationResponse"] = {"allOf": [{"type": "object", "properties": {}}, response]}
+
+
+@pytest.mark.parametrize("edit", [_widen_batch, _add_optional_field, _fields_moved_into_all_of])
 def test_changes_a_client_survives_are_not_reported(edit: Edit) -> None:
     assert changed(edit) == []
 
@@ -115,3 +121,37 @@ def test_the_command_reports_and_exits_non_zero(tmp_path: Path, capsys: pytest.C
     assert main(["contract", "diff", str(tmp_path / "old.yaml"), str(tmp_path / "bad.yaml")]) == 2
     assert f"{tmp_path / 'bad.yaml'}: paths: expected an OpenAPI document" in capsys.readouterr().err
     assert read_contract(tmp_path / "old.yaml").document == old
+
+
+def test_an_older_contract_without_sfmock_extensions_diffs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = {
+        "openapi": "3.1.0",
+        "paths": {
+            "/v1/x": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["n"],
+                                        "properties": {"n": {"type": "integer", "maximum": 5}},
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    }
+    new = copy.deepcopy(old)
+    new["paths"]["/v1/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["n"] = {
+        "type": "integer",
+        "maximum": 9,
+    }
+    (tmp_path / "old.json").write_text(json.dumps(old), "utf-8")
+    (tmp_path / "new.json").write_text(json.dumps(new), "utf-8")
+    assert main(["contract", "diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 1
+    assert "GET /v1/x 200 /n: widened range: maximum 5 became 9" in capsys.readouterr().out
