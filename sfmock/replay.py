@@ -90,6 +90,18 @@ class ReplayGenerator(Generator):
     fallback: bool = True
     pictures: dict[str, bytes] = field(default_factory=dict)  # object digest -> recorded PNG
 
+    def __post_init__(self) -> None:
+        # every recorded picture is known up front: a URL signed before a restart still
+        # serves it, and answering a request changes no state
+        for _, answer, _ in self.recordings.generations:
+            for key in ("images", "data"):
+                for index, image in enumerate(answer.get(key) or []):
+                    url = image.get("url") if isinstance(image, dict) else None
+                    path = urlsplit(url).path if isinstance(url, str) else ""
+                    picture = self.recordings.downloads.get(path)
+                    if picture is not None and _png_size(picture) is not None:
+                        self.pictures[_digest(_object_key(path), index)] = picture
+
     def image_count(self, body: dict[str, Any], model: ModelSpec) -> int:
         """The recorded answer's image count; a miss in error mode answers 404 here,
         before the request is counted or charged."""
@@ -124,10 +136,16 @@ class ReplayGenerator(Generator):
         picture = self.recordings.downloads.get(path)
         size = _png_size(picture) if picture is not None else None
         width, height = size or output_size(body, model, self.max_pixels)
-        key = b"replay\0" + path.encode()
-        if picture is not None and size is not None:
-            self.pictures[hashlib.sha256(key + bytes([index])).hexdigest()[:32]] = picture
-        return self._url(key, index, width, height, issued)
+        return self._url(_object_key(path), index, width, height, issued)
+
+
+def _object_key(path: str) -> bytes:
+    return b"replay\0" + path.encode()
+
+
+def _digest(key: bytes, index: int) -> str:
+    """The object digest :meth:`Generator._url` derives from ``key`` and ``index``."""
+    return hashlib.sha256(key + bytes([index])).hexdigest()[:32]
 
 
 def _generation(exchange: Exchange) -> tuple[dict[str, Any], dict[str, Any]] | None:
