@@ -56,6 +56,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 MAX_REMEMBERED_URLS = 1000
+MAX_KEPT_DRIFTS = 10_000  # a proxy left running for days keeps the most recent
 
 
 def upstream_origin(url: str, source: str = "--upstream") -> str:
@@ -91,7 +92,7 @@ class DriftLog:
                 "drift": [d.to_json() for d in drifts],
             }
             self._entries = [*self._entries[-(self.size - 1) :], entry]
-            self._drifts.extend(drifts)
+            self._drifts = [*self._drifts, *drifts][-MAX_KEPT_DRIFTS:]
 
     def drifts(self) -> list[Drift]:
         """Every drift seen so far, in order."""
