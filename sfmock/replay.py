@@ -113,12 +113,19 @@ class ReplayGenerator(Generator):
         return max(1, len(answer.get("images", [])))
 
     def respond(
-        self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float, expired: bool = False
+        self,
+        body: dict[str, Any],
+        model: ModelSpec,
+        *,
+        rng: random.Random,
+        now: float,
+        expired: bool = False,
+        base_url: str | None = None,
     ) -> dict[str, Any]:
         """The recorded body, image URLs signed by this server."""
         answer = self.recordings.find(body)
         if answer is None:
-            return super().respond(body, model, rng=rng, now=now, expired=expired)
+            return super().respond(body, model, rng=rng, now=now, expired=expired, base_url=base_url)
         issued = now - self.signer.ttl if expired else now
         moved: dict[str, str] = {}
         result = json.loads(json.dumps(answer))
@@ -127,16 +134,18 @@ class ReplayGenerator(Generator):
                 if isinstance(image, dict) and isinstance(image.get("url"), str):
                     url = image["url"]
                     if url not in moved:
-                        moved[url] = self._replayed_url(url, index, body, model, issued)
+                        moved[url] = self._replayed_url(url, index, body, model, issued, base_url or self.base_url)
                     image["url"] = moved[url]
         return dict(result)
 
-    def _replayed_url(self, url: str, index: int, body: dict[str, Any], model: ModelSpec, issued: float) -> str:
+    def _replayed_url(
+        self, url: str, index: int, body: dict[str, Any], model: ModelSpec, issued: float, base: str
+    ) -> str:
         path = urlsplit(url).path
         picture = self.recordings.downloads.get(path)
         size = _png_size(picture) if picture is not None else None
         width, height = size or output_size(body, model, self.max_pixels)
-        return self._url(_object_key(path), index, width, height, issued)
+        return self._url(base, _object_key(path), index, width, height, issued)
 
 
 def _object_key(path: str) -> bytes:
