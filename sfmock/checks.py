@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,7 @@ __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "R
 BASE = "http://sfmock.test"
 DEFAULT_KEY = "sk-sfmock-check-0123456789"
 LIVE_REAL_CAP = 1.0  # on the live socket a fault waits at most this many real seconds
+_real_monotonic, _real_sleep = time.monotonic, time.sleep  # sfmock's modules keep real time
 Client = Callable[["ClientContext"], Any]
 
 
@@ -193,12 +195,20 @@ class _Harness:
                 sock = listen("127.0.0.1", 0)
                 url = f"http://127.0.0.1:{sock.getsockname()[1]}"
                 recorder = Recorder(self.app, self.clock, public_url=url)
-                thread = ServerThread(recorder, sock)
+                real = self.vtime.real_threads
+                thread = ServerThread(recorder, sock, before_run=lambda: real.add(threading.get_ident()))
                 thread.start()
-                assert thread.thread.ident is not None
-                self.vtime.real_threads.add(thread.thread.ident)
                 self._live = (thread, recorder, url)
             return self._live[2]
+
+    @staticmethod
+    def _settled(recorder: Recorder) -> list[Exchange]:
+        """The live transcript once every request the client began is recorded (a client may
+        act on an error's status line and return before the server has sent the body)."""
+        deadline = _real_monotonic() + LIVE_REAL_CAP + 2
+        while recorder.in_flight > 0 and _real_monotonic() < deadline:
+            _real_sleep(0.001)
+        return list(recorder.exchanges)
 
     def close(self) -> None:
         self.inprocess.close()
@@ -210,7 +220,7 @@ class _Harness:
         self.app.state.faults.replace(_scenario(schedule))
         self.inprocess.transcript.clear()
         if self._live is not None:
-            self._live[1].exchanges.clear()
+            self._live[1].exchanges = []  # a straggler of the last run stays in the last run's list
         context = ClientContext(
             base_url=f"{BASE}/v1",
             api_key=self.api_key,
@@ -234,7 +244,7 @@ class _Harness:
                 error = exc
         exchanges = list(self.inprocess.transcript)
         if self._live is not None:
-            exchanges += self._live[1].exchanges
+            exchanges += self._settled(self._live[1])
         exchanges.sort(key=lambda e: e.started)
         return Run(
             schedule=tuple(schedule),
@@ -315,7 +325,7 @@ def check_client(
             except AssertionError as exc:
                 message = str(exc) or "assertion failed"
             if message:
-                tally.failures.append((tuple(candidate), rseed))
+                tally.failures.append((name, message, run))
                 return name, message, run
         return None
 
@@ -360,7 +370,7 @@ def _verdict(
         else:
             found = _search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
         if found is not None:
-            if schedule is None:
+            if schedule is None and judge(found[2].schedule, found[2].random_seed) is not None:
                 found = _minimize(judge, found)
             name, message, run = found
             return ClientCheckFailed(
@@ -398,7 +408,7 @@ class _Tally:
     def __init__(self) -> None:
         self.runs = self.reached = self.succeeded = 0
         self.outcomes: set[str] = set()
-        self.failures: list[tuple[tuple[str, ...], int]] = []
+        self.failures: list[tuple[str, str, Run]] = []  # every break seen, even once
         self.errors: dict[str, int] = {}
         self.statuses: set[str] = set()
         self.last: Run | None = None
@@ -480,9 +490,8 @@ def _search(
     except _Violation as violation:
         return violation.found
     except Flaky:
-        # a failure the search saw did not come back when Hypothesis replayed it: report it
-        smallest = min(tally.failures, key=lambda f: (len(f[0]), f[0], f[1]))
-        return judge(*smallest) or _first_failure(judge, smallest)
+        # a break the search saw did not come back when Hypothesis replayed it: it stays found
+        return min(tally.failures, key=lambda f: (len(f[2].schedule), f[2].schedule, f[2].random_seed))
     return None
 
 
@@ -499,16 +508,6 @@ def _minimize(judge: Judge, found: tuple[str, str, Run]) -> tuple[str, str, Run]
                 found, improved = again, True
                 break
     return found
-
-
-def _first_failure(
-    judge: Callable[[Sequence[str], int], tuple[str, str, Run] | None], case: tuple[tuple[str, ...], int]
-) -> tuple[str, str, Run] | None:
-    for _ in range(20):
-        found = judge(*case)
-        if found is not None:
-            return found
-    return None
 
 
 def _flakiness(judge: Callable[[Sequence[str], int], tuple[str, str, Run] | None], found: tuple[str, str, Run]) -> str:

@@ -165,7 +165,7 @@ def retries(run: Run) -> str | None:
         return f"made {len(attempts)} generation attempts; at most {run.max_attempts} are reasonable"
     for index in range(len(attempts) - 1):
         exchange = attempts[index]
-        if exchange.status in PERMANENT_STATUSES:
+        if exchange.status in PERMANENT_STATUSES and exchange.failure is None:
             return f"retried after a permanent {exchange.status} (attempt {index + 1})"
         if _succeeded(exchange, run, index) and _download_worked(run, exchange, attempts[index + 1]):
             return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
@@ -236,8 +236,8 @@ def errors(run: Run) -> str | None:
     its attributes (``status_code``, ``response``, ...) or its cause chain."""
     error = run.error
     last = run.exchanges[-1] if run.exchanges else None
-    if error is None or last is None or last.status is None or last.status < 400:
-        return None
+    if error is None or last is None or last.status is None or last.status < 400 or last.failure is not None:
+        return None  # no HTTP error answer came whole to the client
     text = "\n".join(text for _, text in _error_texts(error)) + "\n" + _attribute_text(error)
     missing = [
         what
@@ -423,12 +423,16 @@ def _describe(result: Any, served: list[bytes]) -> str:
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and its causes, as a traceback shows them (``from None`` ends the chain)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        if current.__cause__ is not None:
+            current = current.__cause__
+        else:
+            current = None if current.__suppress_context__ else current.__context__
 
 
 def _error_texts(error: BaseException) -> Iterator[tuple[str, str]]:
@@ -446,12 +450,13 @@ def _attribute_text(error: BaseException) -> str:
         for value in vars(link).values():
             if isinstance(value, str | int):
                 parts.append(str(value))
-            elif isinstance(value, Mapping):
-                parts.extend(str(v) for v in value.values() if isinstance(v, str | int))
+            elif callable(getattr(value, "items", None)):  # dicts, header maps, email.message.Message
+                parts.extend(str(v) for _, v in value.items() if isinstance(v, str | int))
+        for holder in (link, getattr(link, "response", None)):
+            headers = getattr(holder, "headers", None)
+            if callable(getattr(headers, "items", None)):
+                parts.extend(str(v) for _, v in headers.items())
         response = getattr(link, "response", None)
-        headers = getattr(response, "headers", None)
-        if headers is not None:
-            parts.extend(str(v) for v in dict(headers).values())
         for status in (getattr(response, "status_code", None), getattr(response, "status", None)):
             if status is not None:
                 parts.append(str(status))

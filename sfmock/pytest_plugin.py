@@ -6,6 +6,8 @@ Fixtures:
   reset before each test, on a virtual clock. A test marked
   ``@pytest.mark.sfmock(config=..., **settings)`` gets a server of its own.
 - ``sfmock_transport``: an in-process ``httpx`` transport into the same app (no socket).
+- ``check_client``: :func:`sfmock.checks.check_client`, with the marker's settings (a
+  failing check fails the test with the shrunk schedule, transcript and replay line).
 
 Marker: ``@pytest.mark.sfmock(scenario="flaky", config="accounts.yaml", strict=True, ...)``;
 ``scenario`` is a shipped name, a file or a dict; other keywords are ``Settings`` fields.
@@ -14,12 +16,13 @@ Requests made either way land in ``sfmock_server.journal``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from .checks import CheckReport
     from .server import FakeServer
     from .transports import Transport
 
@@ -65,3 +68,27 @@ def sfmock_transport(sfmock_server: FakeServer) -> Iterator[Transport]:
     transport = sfmock_server.transport()
     yield transport
     transport.close()
+
+
+@pytest.fixture
+def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
+    """``check_client(generate, **options)``: the client check, under the marker's settings."""
+    import dataclasses
+
+    from .checks import check_client as run_check
+    from .config import Settings, load_settings
+
+    marker = request.node.get_closest_marker("sfmock")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    options.pop("scenario", None)  # a check drives its own schedules
+    config = options.pop("config", None)
+    settings = None
+    if config is not None or options:
+        settings = dataclasses.replace(load_settings(config) if config else Settings(), **options)
+
+    def check(client: Callable[..., Any], **kwargs: Any) -> CheckReport:
+        __tracebackhide__ = True
+        kwargs.setdefault("settings", settings)
+        return run_check(client, **kwargs)
+
+    return check

@@ -21,13 +21,18 @@ PUBLIC_URL_STATE = "public_url"  # scope["state"][...]: the base URL image URLs 
 
 
 class Recorder:
-    """ASGI middleware that appends one :class:`Exchange` per HTTP request to ``exchanges``."""
+    """ASGI middleware that appends one :class:`Exchange` per HTTP request to ``exchanges``.
+
+    Replace ``exchanges`` with a new list to start a new transcript: a request that was
+    already under way when it was replaced still lands in the old one.
+    """
 
     def __init__(self, app: ASGIApp, clock: Clock, *, public_url: str | None = None) -> None:
         self.app = app
         self.clock = clock
         self.public_url = public_url
         self.exchanges: list[Exchange] = []
+        self.in_flight = 0  # requests begun and not yet recorded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,6 +45,7 @@ class Recorder:
         status: int | None = None
         headers: dict[str, str] = {}
         body: list[bytes] = []
+        answered: list[float] = []
 
         async def recording_receive() -> Message:
             message = await receive()
@@ -49,6 +55,8 @@ class Recorder:
 
         started = self.clock.now()
         recorded = False
+        into = self.exchanges  # the list of the run this request belongs to, even if it ends late
+        self.in_flight += 1
 
         def finish() -> None:
             # before the client can see the end of the answer: a client that returns and
@@ -57,12 +65,13 @@ class Recorder:
             if recorded:
                 return
             recorded = True
+            self.in_flight -= 1
             failure, fault = failure_of(state, status, None)
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
             query = scope.get("query_string", b"").decode("latin-1")
             raw_path = scope.get("raw_path") or scope["path"].encode()
             url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
-            self.exchanges.append(
+            into.append(
                 Exchange(
                     method=scope["method"],
                     url=url,
@@ -75,7 +84,7 @@ class Recorder:
                     failure=failure,
                     fault=fault,
                     started=started,
-                    ended=self.clock.now(),
+                    ended=answered[0] if answered else self.clock.now(),
                 )
             )
 
@@ -83,6 +92,8 @@ class Recorder:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status >= 400:  # a client may act on an error's status line before its body
+                    answered.append(self.clock.now())
                 headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message["headers"])
             elif message["type"] == "http.response.body":
                 body.append(message.get("body", b""))

@@ -13,7 +13,7 @@ import dataclasses
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from .transports import Transport
 
 __all__ = ["FakeServer", "ServerThread", "listen"]
+
+# real time even while a client check makes time virtual (sfmock's modules are not patched)
+_monotonic, _sleep = time.monotonic, time.sleep
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -58,20 +61,33 @@ def listen(host: str, port: int) -> socket.socket:
 class ServerThread:
     """uvicorn serving ``app`` on ``sock`` in a daemon thread, until :meth:`stop`."""
 
-    def __init__(self, app: ASGIApp, sock: socket.socket, *, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sock: socket.socket,
+        *,
+        log_level: str = "warning",
+        before_run: Callable[[], None] | None = None,
+    ) -> None:
         config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=1)
         self.sock = sock
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.before_run = before_run
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        if self.before_run is not None:
+            self.before_run()  # first, in the server's own thread
+        self.server.run(sockets=[self.sock])
 
     def start(self, timeout: float = 10) -> None:
         """Start and wait until the server accepts connections."""
         self.thread.start()
-        deadline = time.monotonic() + timeout
+        deadline = _monotonic() + timeout
         while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
+            if _monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
-            time.sleep(0.005)
+            _sleep(0.005)
 
     def stop(self) -> None:
         """Ask the server to exit and wait for it."""

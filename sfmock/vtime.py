@@ -3,7 +3,8 @@
 :class:`VirtualTime` routes ``time.sleep``, ``time.monotonic``, ``time.time`` (and their
 ``_ns`` twins) to a :class:`~sfmock.clock.VirtualClock` while a client runs. It replaces
 the functions on the ``time`` module *and* every module-level name bound to them
-(``from time import sleep``), found once by scanning ``sys.modules``; a function kept
+(``from time import sleep``), found once by scanning ``sys.modules`` (sfmock's own
+modules excepted); a function kept
 elsewhere (a default argument, a closure, a C extension) keeps real time: that is the
 limit, and it is documented. Threads named in :attr:`VirtualTime.real_threads` (the
 fake's own server) keep real time.
@@ -85,10 +86,10 @@ class VirtualTime:
     def installed(self) -> Iterator[VirtualTime]:
         """Patch the ``time`` module and every module-level alias of its functions."""
         originals = {id(function): name for name, function in self._real.items()}
-        for module in list(sys.modules.values()):
+        for name, module in list(sys.modules.items()):
             namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or namespace is vars(self.__class__):
-                continue
+            if not isinstance(namespace, dict) or name == "sfmock" or name.startswith("sfmock."):
+                continue  # sfmock keeps real time where it binds it (waiting for its own server)
             for attribute, value in list(namespace.items()):
                 name = originals.get(id(value))
                 if name is not None and value is self._real[name]:
