@@ -31,7 +31,8 @@ from .clock import VirtualClock
 __all__ = ["HangForever", "VirtualTime", "new_event_loop"]
 
 REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
-REAL_BOUND = 10.0  # real seconds it waits on sockets alone before calling the wait endless
+THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up before time jumps
+REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
 
@@ -132,11 +133,13 @@ class _JumpingSelector(selectors.BaseSelector):
         ready = self._inner.select(0)
         if ready or timeout == 0:
             return ready
+        # real work may be on its way (a worker thread's result, a live socket's answer):
+        # give it a moment of real time before time jumps; wait longer before calling it endless
         sockets = len(self._inner.get_map()) > 1  # more than the loop's own wake-up pipe
-        if sockets:  # real I/O may be on its way (a live socket): give it a moment of real time
-            ready = self._inner.select(REAL_GRACE if timeout is not None else REAL_BOUND)
-            if ready:
-                return ready
+        grace = REAL_BOUND if timeout is None else (REAL_GRACE if sockets else THREAD_GRACE)
+        ready = self._inner.select(grace)
+        if ready:
+            return ready
         if timeout is None:
             raise HangForever("the client awaits something that never comes, with no timeout")
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
