@@ -453,7 +453,7 @@ def _attribute_text(error: BaseException) -> str:
             elif callable(getattr(value, "items", None)):  # dicts, header maps, email.message.Message
                 parts.extend(str(v) for _, v in value.items() if isinstance(v, str | int))
         for holder in (link, getattr(link, "response", None)):
-            headers = getattr(holder, "headers", None)
+            headers: Any = getattr(holder, "headers", None)
             if callable(getattr(headers, "items", None)):
                 parts.extend(str(v) for _, v in headers.items())
         response = getattr(link, "response", None)

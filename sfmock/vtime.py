@@ -87,9 +87,9 @@ class VirtualTime:
     def installed(self) -> Iterator[VirtualTime]:
         """Patch the ``time`` module and every module-level alias of its functions."""
         originals = {id(function): name for name, function in self._real.items()}
-        for name, module in list(sys.modules.items()):
+        for module_name, module in list(sys.modules.items()):
             namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or name == "sfmock" or name.startswith("sfmock."):
+            if not isinstance(namespace, dict) or module_name.split(".")[0] == "sfmock":
                 continue  # sfmock keeps real time where it binds it (waiting for its own server)
             for attribute, value in list(namespace.items()):
                 name = originals.get(id(value))
