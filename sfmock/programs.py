@@ -1,0 +1,370 @@
+"""Running a program as the client under test, and judging what it did.
+
+Each run gets a fake of its own (an app on the real clock, wrapped in a
+:class:`~sfmock.recorder.Recorder`, on a fresh loopback port) with one schedule installed,
+so runs never see each other's requests and may go in parallel. The program learns
+where the fake is from its environment (:func:`program_environment`) and reports success
+by its exit status; it may save the image to ``$SFMOCK_OUTPUT`` to have it compared with
+what the fake served. The recorded exchanges become a :class:`~sfmock.invariants.Run`
+judged by the same invariants as ``check_client``, plus the checks only a program needs
+(:data:`PROGRAM_CHECKS`).
+
+Real time cannot be virtual for another process, so the schedules' slow outcomes are
+shortened (:data:`TIMINGS`): a hang lasts 2 s, a delay at most 1 s, a slow body trickles
+in 50 ms steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .app import create_app
+from .checks import _scenario
+from .clock import ShiftedClock
+from .config import Settings
+from .errors import SfmockError
+from .faults import Action, Scenario, Seconds
+from .invariants import GENERATE, INVARIANTS, SUCCESS, Run
+from .recorder import Recorder
+from .server import ServerThread, listen
+
+__all__ = [
+    "DEFAULT_REQUEST",
+    "PROGRAM_CHECKS",
+    "TIMINGS",
+    "ProgramError",
+    "ProgramExit",
+    "ProgramRun",
+    "ProgramSetup",
+    "check_names",
+    "judge",
+    "program_environment",
+    "run_program",
+]
+
+DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
+TIMINGS: Mapping[str, float] = {
+    "hang": 2.0,  # a "timeout" answers nothing for this long, then drops the connection
+    "max_delay": 1.0,  # any delay of an outcome is cut to this
+    "slow_interval": 0.05,  # a "slow" body trickles in chunks this far apart
+    "immediate": 0.05,  # a retry sooner than this after the answer counts as "at once"
+}
+PNG = b"\x89PNG\r\n\x1a\n"
+KEEP_OUTPUT = 64 * 1024  # characters kept of each of stdout and stderr
+
+
+class ProgramError(SfmockError):
+    """The program could not be tested at all (it could not start, or made no request)."""
+
+
+class ProgramExit(Exception):
+    """Stands for a program's non-zero exit in a :class:`Run`: the error it reported."""
+
+    def __init__(self, status: int | None, output: str) -> None:
+        self.status = status
+        self.output = output
+        what = "was killed (it did not finish in time)" if status is None else f"exited with status {status}"
+        super().__init__(f"the program {what}; it printed:\n{output[-4000:]}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramSetup:
+    """What every run of a check shares: the command, the request, the key and the limits."""
+
+    command: tuple[str, ...]
+    request: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_REQUEST))
+    api_key: str = "sk-sfmock-check-0123456789"
+    timeout: float = 30.0
+    seed: int = 0
+    max_attempts: int = 6
+    min_attempts: int = 3
+    settings: Settings = field(default_factory=Settings)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramRun:
+    """One run of the program under one schedule: what it sent, got, printed and returned."""
+
+    run: Run
+    status: int | None  # None: killed after ``timeout`` seconds
+    stdout: str
+    stderr: str
+    saved: bytes | None  # what the program wrote to $SFMOCK_OUTPUT, if anything
+    duration: float
+
+    @property
+    def schedule(self) -> tuple[str, ...]:
+        return self.run.schedule
+
+    @property
+    def got_image(self) -> bool:
+        """A generation answered 200 and then an image download answered 200 with a PNG."""
+        return any(_image(e) for e in self.run.downloads) and any(
+            e.status == 200 and e.failure is None for e in self.run.generations
+        )
+
+
+def program_environment(base_url: str, setup: ProgramSetup, output: Path) -> dict[str, str]:
+    """The variables a program gets on top of the caller's environment (documented in the README)."""
+    api = f"{base_url}/v1"
+    return {
+        "SILICONFLOW_BASE_URL": api,
+        "SILICONFLOW_API_KEY": setup.api_key,
+        "OPENAI_BASE_URL": api,
+        "OPENAI_API_KEY": setup.api_key,
+        "SFMOCK_REQUEST": json.dumps(dict(setup.request), separators=(",", ":")),
+        "SFMOCK_OUTPUT": str(output),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+def short_scenario(schedule: Sequence[str]) -> Scenario:
+    """The schedule as a scenario, its slow outcomes cut to :data:`TIMINGS`."""
+    scenario = _scenario(schedule)
+    rules = tuple(dataclasses.replace(rule, steps=tuple(_shorten(s) for s in rule.steps)) for rule in scenario.rules)
+    return dataclasses.replace(scenario, rules=rules)
+
+
+def _shorten(action: Action) -> Action:
+    changes: dict[str, Any] = {}
+    if action.hang is not None:
+        changes["hang"] = min(action.hang, TIMINGS["hang"])
+    if action.slow_body is not None:
+        changes["slow_body"] = (action.slow_body[0], min(action.slow_body[1], TIMINGS["slow_interval"]))
+    if action.delay is not None:
+        cap = TIMINGS["max_delay"]
+        delay = action.delay
+        changes["delay"] = dataclasses.replace(
+            delay, low=min(delay.low, cap), high=min(delay.high, cap) if delay.kind == "uniform" else delay.high
+        )
+        if delay.kind == "lognormal":  # a log-normal draw has no upper bound: make it fixed
+            changes["delay"] = Seconds(kind="fixed", low=min(delay.low, cap))
+    return dataclasses.replace(action, **changes) if changes else action
+
+
+def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
+    """Run the program once against a fake of its own that follows ``schedule``.
+
+    Raises :class:`ProgramError` when the program cannot be started.
+    """
+    clock = ShiftedClock()
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    settings = dataclasses.replace(setup.settings, host="127.0.0.1", port=port, seed=setup.seed)
+    app = create_app(settings, clock=clock)
+    app.state.faults.replace(short_scenario(schedule))
+    served = _KeepTransport(Recorder(_GiveTransport(app), clock, public_url=base_url))
+    recorder = served.app
+    assert isinstance(recorder, Recorder)
+    thread = ServerThread(served, sock, log_level="critical")
+    with tempfile.TemporaryDirectory(prefix="sfmock-run-") as scratch, thread.running():
+        output = Path(scratch) / "image.png"
+        env = {**os.environ, **program_environment(base_url, setup, output)}
+        started = time.monotonic()
+        status, stdout, stderr = _execute(setup, env)
+        duration = time.monotonic() - started
+        saved = output.read_bytes() if output.is_file() else None
+    exchanges = tuple(_settled(recorder.exchanges))
+    error = None if status == 0 else ProgramExit(status, _tail(stderr + stdout))
+    run = Run(
+        schedule=tuple(schedule),
+        exchanges=exchanges,
+        result=saved,
+        error=error,
+        api_key=setup.api_key,
+        max_attempts=setup.max_attempts,
+        min_attempts=setup.min_attempts,
+    )
+    return ProgramRun(run=run, status=status, stdout=stdout, stderr=stderr, saved=saved, duration=duration)
+
+
+class _KeepTransport:
+    """Notes the connection's transport before the Recorder wraps ``send``.
+
+    The app finds the transport (to drop a connection) through ``send.__self__``, which
+    the Recorder's own ``send`` hides; :class:`_GiveTransport` hands it back.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owner = getattr(send, "__self__", None)
+        scope.setdefault("state", {})[_TRANSPORT] = getattr(owner, "transport", None)
+        await self.app(scope, receive, send)
+
+
+class _GiveTransport:
+    """Calls the app with a ``send`` bound to an object that carries the transport again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = _Sender(send, scope.get("state", {}).get(_TRANSPORT))
+        await self.app(scope, receive, sender.send)
+
+
+class _Sender:
+    def __init__(self, send: Send, transport: Any) -> None:
+        self._send = send
+        self.transport = transport
+
+    async def send(self, message: Message) -> None:
+        await self._send(message)
+
+
+_TRANSPORT = "sfmock.programs.transport"
+
+
+def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:
+    try:
+        process = subprocess.Popen(
+            list(setup.command),
+            env=dict(env),
+            cwd=setup.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: a timeout kills its children too
+        )
+    except OSError as exc:
+        raise ProgramError(f"cannot start {setup.command[0]!r}: {exc.strerror or exc}") from None
+    status: int | None
+    try:
+        out, err = process.communicate(timeout=setup.timeout)
+        status = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        status = None
+    return status, _text(out), _text(err)
+
+
+def _text(data: bytes) -> str:
+    return _tail(data.decode("utf-8", "replace"))
+
+
+def _tail(text: str) -> str:
+    return text if len(text) <= KEEP_OUTPUT else "...\n" + text[-KEEP_OUTPUT:]
+
+
+def _settled(exchanges: Sequence[Any]) -> list[Any]:
+    """Exchanges in arrival order, a generation retried sooner than ``immediate`` moved back to "at once".
+
+    From outside the process a retry with no wait still shows a gap of a few milliseconds
+    (the program's own work, the loopback): below :data:`TIMINGS` ``immediate`` it counts as none.
+    """
+    ordered = sorted(exchanges, key=lambda e: e.started)
+    settled: list[Any] = []
+    previous = None
+    for exchange in ordered:
+        if exchange.path == GENERATE and exchange.method == "POST":
+            if previous is not None and 0 < exchange.started - previous.ended < TIMINGS["immediate"]:
+                exchange = dataclasses.replace(exchange, started=previous.ended)
+            previous = exchange
+        settled.append(exchange)
+    return settled
+
+
+def _image(exchange: Any) -> bool:
+    return bool(exchange.status == 200 and exchange.failure is None and exchange.body.startswith(PNG))
+
+
+def key_not_printed(result: ProgramRun) -> str | None:
+    """The API key never appears in what the program prints."""
+    for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if result.run.api_key in text:
+            line = next(line for line in text.splitlines() if result.run.api_key in line)
+            shown = line.replace(result.run.api_key, "<the API key>")[:160]
+            return f"printed the API key on {name}: {shown!r}"
+    return None
+
+
+def exit_status(result: ProgramRun) -> str | None:
+    """The exit status agrees with what happened: 0 exactly when the program got the image."""
+    run = result.run
+    if result.status is None:
+        return "did not finish in time and was killed (does it wait forever on a request?)"
+    if result.status == 0 and not result.got_image:
+        if not run.generations:
+            why = "it sent no generation request"
+        elif not any(e.status == 200 for e in run.generations):
+            why = "no generation request was answered 200"
+        elif not run.downloads:
+            why = "it never downloaded the image"
+        else:
+            why = "no image download was answered 200 with a PNG"
+        return f"reported success (exit 0) without an image: {why}"
+    attempts = len(run.generations)
+    if result.status != 0 and all(run.outcome(i) in SUCCESS for i in range(max(1, attempts))):
+        if result.got_image:
+            return f"reported failure (exit {result.status}) after it got the image"
+        return f"exited {result.status} although every answer it got was a success"
+    return None
+
+
+def saved_image(result: ProgramRun) -> str | None:
+    """After exit 0, an image saved to ``$SFMOCK_OUTPUT`` is exactly an image the fake served."""
+    if result.saved is None or result.status != 0:
+        return None
+    served = [e.body for e in result.run.downloads if _image(e)]
+    if result.saved in served:
+        return None
+    if not served:
+        return f"saved {len(result.saved)} bytes to $SFMOCK_OUTPUT, but no image was served"
+    return (
+        f"the {len(result.saved)} bytes saved to $SFMOCK_OUTPUT are not the image served "
+        f"({len(served[-1])} bytes{', a PNG' if served[-1].startswith(PNG) else ''})"
+    )
+
+
+ProgramCheck = Callable[[ProgramRun], "str | None"]
+
+# checked after the invariants, but key-not-printed first of all (it needs no schedule)
+PROGRAM_CHECKS: Mapping[str, ProgramCheck] = {
+    "key-not-printed": key_not_printed,
+    "exit-status": exit_status,
+    "saved-image": saved_image,
+}
+
+
+def check_names(selection: Sequence[str] | None) -> tuple[str, ...]:
+    """The checks to apply, in order; raises :class:`ValueError` naming an unknown one."""
+    order = ("key-not-printed", *INVARIANTS, "exit-status", "saved-image")
+    if selection is None:
+        return order
+    unknown = [name for name in selection if name not in order]
+    if unknown:
+        raise ValueError(f"unknown check {unknown[0]!r}; choose from {', '.join(order)}")
+    return tuple(name for name in order if name in selection)
+
+
+def judge(result: ProgramRun, names: Sequence[str]) -> tuple[str, str] | None:
+    """The first check of ``names`` the run breaks, as ``(name, message)``, or ``None``."""
+    for name in names:
+        if name in PROGRAM_CHECKS:
+            message = PROGRAM_CHECKS[name](result)
+        else:
+            try:
+                message = INVARIANTS[name](result.run)
+            except AssertionError as exc:
+                message = str(exc) or "assertion failed"
+        if message:
+            return name, message
+    return None

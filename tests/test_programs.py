@@ -1,0 +1,187 @@
+"""`sfmock check -- COMMAND`: real programs (Node with the `openai` npm package, bash with curl)
+as the client under test, each flaw caught by the check the README names."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfmock.cli import main
+from sfmock.program_check import ProgramReport, check_program
+from sfmock.programs import TIMINGS, ProgramSetup, run_program, short_scenario
+
+TESTS = Path(__file__).parent
+NODE_CLIENTS = TESTS / "node" / "clients"
+SHELL_CLIENTS = TESTS / "shell"
+
+
+def _node_missing() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not installed (.ci/run installs it with apt-get install nodejs npm)"
+    if not (TESTS / "node" / "node_modules" / "openai").is_dir():
+        return "the openai npm package is not installed (run: npm install --prefix tests/node)"
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
+    if int(version.lstrip("v").split(".")[0] or 0) < 18:
+        return f"node {version.strip()} is too old for the openai package (it needs 18+: fetch)"
+    return None
+
+
+needs_node = pytest.mark.skipif(_node_missing() is not None, reason=str(_node_missing()))
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+def node(name: str) -> tuple[str, ...]:
+    return ("node", str(NODE_CLIENTS / name))
+
+
+def bash(name: str) -> tuple[str, ...]:
+    return ("bash", str(SHELL_CLIENTS / name))
+
+
+def check(command: tuple[str, ...], **options: Any) -> ProgramReport:
+    budget = options.pop("budget", 90.0)
+    return check_program(ProgramSetup(command=command, cwd=str(TESTS)), budget=budget, **options)
+
+
+# --- the correct clients pass; each flawed one is caught by the check its docstring names ---
+
+CORRECT = [
+    pytest.param(node("openai-careful.mjs"), marks=needs_node, id="node-openai"),
+    pytest.param(bash("curl-careful.sh"), marks=needs_curl, id="curl"),
+]
+
+FLAWED = [
+    pytest.param(node("openai-no-retries.mjs"), "retries", marks=needs_node, id="node-no-retries"),
+    pytest.param(node("openai-retries-everything.mjs"), "retries", marks=needs_node, id="node-retries-400"),
+    pytest.param(node("openai-key-on-download.mjs"), "downloads", marks=needs_node, id="node-key-on-download"),
+    pytest.param(node("openai-exits-zero.mjs"), "exit-status", marks=needs_node, id="node-exits-zero"),
+    pytest.param(node("openai-prints-key.mjs"), "key-not-printed", marks=needs_node, id="node-prints-key"),
+    pytest.param(bash("curl-no-retries.sh"), "retries", marks=needs_curl, id="curl-no-retries"),
+    pytest.param(bash("curl-retries-everything.sh"), "retries", marks=needs_curl, id="curl-retries-400"),
+    pytest.param(bash("curl-key-on-download.sh"), "downloads", marks=needs_curl, id="curl-key-on-download"),
+    pytest.param(bash("curl-exits-zero.sh"), "exit-status", marks=needs_curl, id="curl-exits-zero"),
+]
+
+
+@pytest.mark.parametrize("command", CORRECT)
+def test_a_correct_client_passes(command: tuple[str, ...]) -> None:
+    report = check(command, max_examples=8)
+    assert report.passed, report.text()
+    assert report.runs >= 8
+    assert set(report.outcomes) - {"ok"}, "the search met no failure at all"
+
+
+@pytest.mark.parametrize(("command", "expected"), FLAWED)
+def test_a_flawed_client_is_caught_by_the_named_check(command: tuple[str, ...], expected: str) -> None:
+    report = check(command)
+    failure = report.failure
+    assert failure is not None, f"{command[-1]} passed:\n{report.text()}"
+    assert failure.check == expected, report.text()
+    assert failure.reproduced is True
+    assert len(failure.schedule) <= 1  # shrunk: one bad answer (or none) is enough for each of these flaws
+    text = report.text()
+    assert f"[{expected}]" in text and "transcript:" in text and "replay: sfmock check" in text
+    assert "sk-sfmock-check" not in text  # the key is masked in the report
+
+
+# --- the command line: exit status, replay, JUnit ---
+
+
+@needs_curl
+def test_the_cli_replays_a_failure_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "report.xml"
+    status = main(["check", "--quiet", "--budget", "60", "--junit", str(junit), "--", *bash("curl-no-retries.sh")])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    replay = next(line for line in out.splitlines() if line.startswith("replay: "))[len("replay: ") :]
+    words = shlex.split(replay)
+    assert words[:2] == ["sfmock", "check"] and "--schedule" in words
+    assert main([words[1], "--quiet", *words[2:]]) == 1  # the replay line fails the same way
+    assert "[retries]" in capsys.readouterr().out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1" and suite.get("errors") == "0"
+    failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert failed == ["retries"]
+    assert int(suite.get("tests", "0")) == len(list(suite.iter("testcase"))) > 5
+
+
+@needs_curl
+def test_the_cli_exits_0_when_the_client_passes(tmp_path: Path) -> None:
+    junit = tmp_path / "report.xml"
+    argv = ["check", "--quiet", "--max-examples", "4", "--junit", str(junit), "--", *bash("curl-careful.sh")]
+    assert main(argv) == 0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "0"
+
+
+def test_a_program_that_cannot_start_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "report.xml"
+    assert main(["check", "--quiet", "--junit", str(junit), "--", str(tmp_path / "no-such-program")]) == 2
+    assert "cannot start" in capsys.readouterr().err
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1"
+
+
+def test_a_program_that_never_reaches_the_fake_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--quiet", "--", "bash", "-c", "echo hello"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was tested" in err and "SILICONFLOW_BASE_URL" in err and "hello" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check"], "give the program to check after --"),
+        (["check", "--budget", "0", "--", "true"], "must be positive"),
+        (["check", "--request", "{", "--", "true"], "--request: not JSON"),
+        (["check", "--checks", "retries,speed", "--", "true"], "unknown check 'speed'"),
+        (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcomes"),
+    ],
+)
+def test_bad_usage_is_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+# --- one run: the environment, the timings, the checks only a program needs ---
+
+
+@needs_curl
+def test_a_run_gets_its_environment_and_a_fake_of_its_own() -> None:
+    script = (
+        'echo "$SILICONFLOW_BASE_URL $OPENAI_BASE_URL $SFMOCK_REQUEST"; test "$OPENAI_API_KEY" = "$SILICONFLOW_API_KEY"'
+    )
+    setup = ProgramSetup(command=("bash", "-c", script), request={"model": "Qwen/Qwen-Image", "prompt": "x"})
+    first, second = run_program(setup, []), run_program(setup, [])
+    assert first.status == 0
+    api, same, request = first.stdout.split()
+    assert api == same and api.startswith("http://127.0.0.1:") and api.endswith("/v1")
+    assert request == '{"model":"Qwen/Qwen-Image","prompt":"x"}'
+    assert first.stdout != second.stdout  # another port: a fake per run
+
+
+def test_schedules_are_shortened_to_real_time_limits() -> None:
+    rule = short_scenario(["timeout", "slow", "ok"]).rules[0]
+    assert rule.steps[0].hang == TIMINGS["hang"]
+    assert rule.steps[1].slow_body is not None and rule.steps[1].slow_body[1] == TIMINGS["slow_interval"]
+    assert rule.steps[2].is_pass
+
+
+@needs_curl
+def test_exit_0_without_an_image_and_a_mismatched_saved_image_are_caught() -> None:
+    post = 'curl -s -o /dev/null -H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
+    post += '"$SILICONFLOW_BASE_URL/images/generations"'
+    report = check(("bash", "-c", post), schedule=[])
+    assert report.failure.check == "downloads"
+    report = check(("bash", "-c", post), schedule=[], checks=["exit-status"])
+    assert report.failure.message == "reported success (exit 0) without an image: it never downloaded the image"
+    fake = f'{bash("curl-careful.sh")[1]} >/dev/null && echo not-a-png > "$SFMOCK_OUTPUT"'
+    report = check(("bash", "-c", fake), schedule=[])
+    assert report.failure.check == "saved-image", report.text()
+    assert "are not the image served" in report.failure.message
