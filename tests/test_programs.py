@@ -185,3 +185,16 @@ def test_exit_0_without_an_image_and_a_mismatched_saved_image_are_caught() -> No
     report = check(("bash", "-c", fake), schedule=[])
     assert report.failure.check == "saved-image", report.text()
     assert "are not the image served" in report.failure.message
+
+
+def test_the_readme_shows_the_clients_the_suite_runs() -> None:
+    readme = (TESTS.parent / "README.md").read_text("utf-8")
+    section = readme.split("## Test a client in any language", 1)[1].split("\n## ", 1)[0]
+    assert f"```js\n{(NODE_CLIENTS / 'openai-careful.mjs').read_text('utf-8')}```" in section
+    assert f"```bash\n{(SHELL_CLIENTS / 'curl-careful.sh').read_text('utf-8')}```" in section
+    from sfmock.programs import program_environment
+
+    for name in program_environment("http://127.0.0.1:1", ProgramSetup(command=("x",)), Path("out.png")):
+        assert f"`{name}`" in section, f"{name} is not documented"
+    for check_name in ("key-not-printed", "exit-status", "saved-image", "retries", "downloads", "errors"):
+        assert f"| `{check_name}`" in section or f"`{check_name}`," in section
