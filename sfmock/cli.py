@@ -154,7 +154,7 @@ def check(args: argparse.Namespace) -> int:
 
     from .junit import write_error, write_report
     from .program_check import check_program
-    from .programs import DEFAULT_REQUEST, ProgramError, ProgramSetup
+    from .programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
 
     command = args.program[1:] if args.program[:1] == ["--"] else args.program
     problem = None
@@ -199,6 +199,10 @@ def check(args: argparse.Namespace) -> int:
             max_examples=args.max_examples,
             progress=progress,
         )
+    except KeyboardInterrupt:
+        kill_running()
+        print("sfmock check: interrupted", file=sys.stderr)
+        return 130
     except (ProgramError, ValueError) as exc:
         print(f"sfmock check: error: {exc}", file=sys.stderr)
         if args.junit:

@@ -128,7 +128,7 @@ def check_program(
             raise search.error
     failure = None
     if found:
-        smallest = min((_key(s) for s in found), key=lambda s: (len(s), [list(OUTCOMES).index(o) for o in s]))
+        smallest = min((_key(s) for s in found), key=_order)
         cached = search.cache[_key(smallest)]
         assert cached[0] is not None
         reproduced = None
@@ -162,6 +162,8 @@ class _Search:
         self.limit = limit
         self.say = say
         self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+        self.running: set[tuple[str, ...]] = set()
         self.cache: dict[tuple[str, ...], tuple[Verdict, ProgramRun]] = {}
         self.runs = 0
         self.outcomes: Counter[str] = Counter()
@@ -172,6 +174,8 @@ class _Search:
         """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop."""
         key = _key(schedule)
         with self.lock:
+            while key in self.running:  # another thread runs it now: wait for its verdict
+                self.done.wait()
             if key in self.cache:
                 return self.cache[key]
             if time.monotonic() > self.deadline or self.error is not None:
@@ -180,11 +184,20 @@ class _Search:
                 return None
             self.runs += 1
             number = self.runs
-        result = run_program(self.setup, schedule)
-        verdict = judge(result, self.names)
+            self.running.add(key)
+        try:
+            result = run_program(self.setup, schedule)
+            verdict = judge(result, self.names)
+        except BaseException:
+            with self.lock:
+                self.running.discard(key)
+                self.done.notify_all()
+            raise
         with self.lock:
             self.cache[key] = (verdict, result)
             self.outcomes.update(result.run.outcome(i) for i in range(len(result.run.generations)))
+            self.running.discard(key)
+            self.done.notify_all()
         elapsed = time.monotonic() - self.started
         told = "passed" if verdict is None else f"FAILED [{verdict[0]}] {verdict[1]}"
         self.say(
@@ -200,17 +213,17 @@ class _Search:
         mine: list[tuple[str, ...]] = []
 
         def fails(candidate: list[str]) -> bool:
-            searching = not mine
             try:
-                outcome = self.evaluate(candidate, searching=searching)
+                outcome = self.evaluate(candidate, searching=not mine)
             except ProgramError as exc:
                 with self.lock:
                     self.error = self.error or exc
+                raise _StopSearch() from None
+            if outcome is None:  # the budget is spent, or another thread found a failure first
+                raise _StopSearch()
+            if outcome[0] is None:
                 return False
-            if outcome is None or outcome[0] is None:
-                return False
-            if searching:
-                mine.append(tuple(candidate))
+            mine.append(_key(candidate))
             return True
 
         config = hypothesis_settings(max_examples=max(1, self.limit), database=None, deadline=None)
@@ -218,8 +231,22 @@ class _Search:
             smallest = find(strategy, fails, settings=config, random=random.Random(f"{self.setup.seed}:{number}"))
         except NoSuchExample:
             return
+        except _StopSearch:  # shrinking cut short: the smallest failure seen so far
+            if not mine:
+                return
+            best: tuple[str, ...] = min(mine, key=_order)
+            smallest = list(best)
         with self.lock:
             found.append(tuple(smallest))
+
+
+class _StopSearch(BaseException):
+    """Ends a Hypothesis search at once (a BaseException: Hypothesis does not treat it as a failure)."""
+
+
+def _order(schedule: Sequence[str]) -> tuple[int, list[int]]:
+    """Shorter first, then simpler outcomes first: the order Hypothesis shrinks toward."""
+    return len(schedule), [list(OUTCOMES).index(o) for o in schedule]
 
 
 def _key(schedule: Sequence[str]) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ __all__ = [
     "ProgramSetup",
     "check_names",
     "judge",
+    "kill_running",
     "program_environment",
     "run_program",
 ]
@@ -233,6 +235,8 @@ _TRANSPORT = "sfmock.programs.transport"
 
 
 def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:
+    if _STOPPING.is_set():
+        raise ProgramError("interrupted: no new runs")
     try:
         process = subprocess.Popen(
             list(setup.command),
@@ -246,14 +250,42 @@ def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, s
     except OSError as exc:
         raise ProgramError(f"cannot start {setup.command[0]!r}: {exc.strerror or exc}") from None
     status: int | None
+    with _LIVE_LOCK:
+        _LIVE.add(process)
     try:
         out, err = process.communicate(timeout=setup.timeout)
         status = process.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill(process)
         out, err = process.communicate()
         status = None
+    except BaseException:  # interrupted (Ctrl+C): the program must not outlive the check
+        _kill(process)
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(process)
     return status, _text(out), _text(err)
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def kill_running() -> None:
+    """Kill every program a run has started and not yet reaped, with its children (on Ctrl+C)."""
+    _STOPPING.set()
+    with _LIVE_LOCK:
+        for process in list(_LIVE):
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _text(data: bytes) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -175,8 +178,7 @@ def test_schedules_are_shortened_to_real_time_limits() -> None:
 
 @needs_curl
 def test_exit_0_without_an_image_and_a_mismatched_saved_image_are_caught() -> None:
-    post = 'curl -s -o /dev/null -H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
-    post += '"$SILICONFLOW_BASE_URL/images/generations"'
+    post = POST
     report = check(("bash", "-c", post), schedule=[])
     assert report.failure.check == "downloads"
     report = check(("bash", "-c", post), schedule=[], checks=["exit-status"])
@@ -198,3 +200,71 @@ def test_the_readme_shows_the_clients_the_suite_runs() -> None:
         assert f"`{name}`" in section, f"{name} is not documented"
     for check_name in ("key-not-printed", "exit-status", "saved-image", "retries", "downloads", "errors"):
         assert f"| `{check_name}`" in section or f"`{check_name}`," in section
+
+
+POST = (
+    'curl -s -o /dev/null -H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
+    '"$SILICONFLOW_BASE_URL/images/generations"'
+)
+
+
+@needs_curl
+def test_a_run_past_its_time_limit_is_killed_and_fails_exit_status() -> None:
+    report = check_program(
+        ProgramSetup(command=("bash", "-c", f"{POST}; sleep 30"), timeout=1), schedule=[], checks=["exit-status"]
+    )
+    assert report.failure is not None and report.failure.check == "exit-status"
+    assert report.failure.message.startswith("did not finish in time and was killed")
+    assert report.failure.result.status is None and report.failure.result.duration < 29
+
+
+@needs_curl
+def test_the_budget_bounds_the_search_and_progress_is_printed() -> None:
+    lines: list[str] = []
+    setup = ProgramSetup(command=bash("curl-careful.sh"), cwd=str(TESTS))
+    report = check_program(setup, budget=2, max_examples=10_000, progress=lines.append)
+    assert report.passed
+    assert 1 <= report.runs < 10_000
+    assert lines[0].startswith("checking bash ") and "budget 2s" in lines[0]
+    runs = [line for line in lines if " run " in line]
+    assert len(runs) == report.runs and all(": passed" in line for line in runs)
+
+
+@needs_curl
+def test_the_key_is_masked_in_the_report_and_the_junit_file(tmp_path: Path) -> None:
+    junit = tmp_path / "report.xml"
+    leak = f'{bash("curl-careful.sh")[1]}; echo "key: $SILICONFLOW_API_KEY" >&2'
+    assert main(["check", "--quiet", "--schedule", "", "--junit", str(junit), "--", "bash", "-c", leak]) == 1
+    xml = junit.read_text("utf-8")
+    assert "key-not-printed" in xml and "printed the API key on stderr: 'key: &lt;the API key&gt;'" in xml
+    assert "sk-sfmock-check" not in xml
+
+
+@needs_curl
+def test_ctrl_c_kills_the_running_program_and_exits_130(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    program = f"{POST}; echo $$ > {shlex.quote(str(pid_file))}; sleep 60"
+    argv = [sys.executable, "-m", "sfmock", "check", "--quiet", "--", "bash", "-c", program]
+    checker = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(400):  # the program is running once it wrote its pid
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    checker.send_signal(signal.SIGINT)
+    _, err = checker.communicate(timeout=30)
+    assert checker.returncode == 130, err
+    assert _gone(pid), "the program outlived the check"
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie whose parent has gone counts: it runs no more)."""
+    for _ in range(100):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        except (FileNotFoundError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
