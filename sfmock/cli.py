@@ -140,6 +140,9 @@ def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     check.add_argument("--outcomes", metavar="LIST", help="outcomes the search may use (comma-separated)")
     check.add_argument("--checks", metavar="LIST", help="checks to apply (comma-separated; default all)")
     check.add_argument("--request", metavar="JSON", help="the generation request, given in $SFMOCK_REQUEST")
+    check.add_argument(
+        "--config", metavar="FILE", help="the fake's settings (as for serve: strict, accounts, limits, ...)"
+    )
     check.add_argument("--min-attempts", type=int, default=3, metavar="N", help="tries a transient failure deserves")
     check.add_argument("--max-attempts", type=int, default=6, metavar="N", help="tries never to exceed")
     check.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
@@ -152,6 +155,7 @@ def check(args: argparse.Namespace) -> int:
     import shlex
     import time
 
+    from .config import Settings, load_settings
     from .junit import write_error, write_report
     from .program_check import check_program
     from .programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
@@ -171,6 +175,12 @@ def check(args: argparse.Namespace) -> int:
         else:
             if not isinstance(request, dict):
                 problem = "--request: expected a JSON object, the generation request body"
+    settings = Settings()
+    if problem is None and args.config is not None:
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            problem = str(exc)
     if problem is not None:
         print(f"sfmock check: error: {problem}", file=sys.stderr)
         return 2
@@ -187,6 +197,8 @@ def check(args: argparse.Namespace) -> int:
         seed=args.seed,
         min_attempts=args.min_attempts,
         max_attempts=args.max_attempts,
+        settings=settings,
+        config=args.config,
     )
     try:
         report = check_program(

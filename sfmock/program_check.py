@@ -272,6 +272,8 @@ def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequenc
             words += [flag, f"{value:g}"]
     if checks is not None:
         words += ["--checks", ",".join(checks)]
+    if setup.config is not None:
+        words += ["--config", setup.config]
     return shlex.join([*words, "--", *setup.command])
 
 

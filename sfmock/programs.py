@@ -93,6 +93,7 @@ class ProgramSetup:
     max_attempts: int = 6
     min_attempts: int = 3
     settings: Settings = field(default_factory=Settings)
+    config: str | None = None  # the file ``settings`` came from, for the replay line
     cwd: str | None = None
 
 
@@ -347,7 +348,8 @@ def exit_status(result: ProgramRun) -> str | None:
     if result.status != 0 and all(run.outcome(i) in SUCCESS for i in range(max(1, attempts))):
         if result.got_image:
             return f"reported failure (exit {result.status}) after it got the image"
-        return f"exited {result.status} although every answer it got was a success"
+        last = f"; the last answer: {run.exchanges[-1].describe(run.exchanges[-1].started)}" if run.exchanges else ""
+        return f"exited {result.status} without an image, and no fault was scheduled{last}"
     return None
 
 

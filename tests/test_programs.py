@@ -268,3 +268,19 @@ def _gone(pid: int) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@needs_curl
+def test_the_fake_takes_a_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "sfmock.yaml"
+    config.write_text("accounts:\n  - keys: [sk-somebody-else]\n")
+    argv = ["check", "--quiet", "--schedule", "", "--config", str(config), "--", *bash("curl-careful.sh")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "[exit-status] exited 1 without an image, and no fault was scheduled" in out and "-> 401" in out
+    assert f"--config {config}" in out  # the replay line keeps the config
+    config.write_text("accounts:\n  - keys: [sk-sfmock-check-0123456789]\n")
+    assert main(argv) == 0
+    config.write_text("url_ttl: soon\n")
+    assert main(argv) == 2
+    assert "url_ttl" in capsys.readouterr().err
