@@ -24,7 +24,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from .programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, check_names, judge, run_program
+from .program_rules import check_names, judge
+from .programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from .strategies import OUTCOMES, schedules
 
 __all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
