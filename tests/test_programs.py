@@ -284,3 +284,16 @@ def test_the_fake_takes_a_config_file(tmp_path: Path, capsys: pytest.CaptureFixt
     config.write_text("url_ttl: soon\n")
     assert main(argv) == 2
     assert "url_ttl" in capsys.readouterr().err
+
+
+@needs_curl
+def test_one_job_searches_the_same_schedules_for_the_same_seed() -> None:
+    def schedules_tried(seed: int) -> list[str]:
+        lines: list[str] = []
+        setup = ProgramSetup(command=bash("curl-careful.sh"), cwd=str(TESTS), seed=seed)
+        check_program(setup, jobs=1, max_examples=5, outcomes=["ok", "400", "401", "404"], progress=lines.append)
+        return [line.split(": ", 1)[1].split(" exit ")[0] for line in lines if " run " in line]
+
+    first = schedules_tried(3)
+    assert len(first) == 5
+    assert schedules_tried(3) == first
