@@ -107,6 +107,9 @@ def check_program(
     start, or it makes no request when every answer succeeds.
     """
     names = check_names(checks)
+    unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
+    if unknown:
+        raise ValueError(f"unknown outcome {unknown[0]!r} in the schedule; choose from {', '.join(OUTCOMES)}")
     strategy = schedules(list(outcomes) if outcomes is not None else list(OUTCOMES))
     search = _Search(setup, names, budget, max_examples, progress or (lambda line: None))
     search.say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")

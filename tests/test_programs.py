@@ -145,6 +145,7 @@ def test_a_program_that_never_reaches_the_fake_is_exit_2(capsys: pytest.CaptureF
         (["check", "--request", "{", "--", "true"], "--request: not JSON"),
         (["check", "--checks", "retries,speed", "--", "true"], "unknown check 'speed'"),
         (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcomes"),
+        (["check", "--schedule", "503,teapot", "--", "true"], "unknown outcome 'teapot' in the schedule"),
     ],
 )
 def test_bad_usage_is_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
