@@ -148,8 +148,10 @@ class FakeApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            owner = getattr(send, "__self__", None)
-            scope.setdefault("state", {})["transport"] = getattr(owner, "transport", None)
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            state = scope.setdefault("state", {})
+            if transport is not None or "transport" not in state:  # a Recorder outside may have noted it
+                state["transport"] = transport
         await super().__call__(scope, receive, send)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -169,7 +170,10 @@ def retries(run: Run) -> str | None:
             return f"retried after a permanent {exchange.status} (attempt {index + 1})"
         if _succeeded(exchange, run, index) and _download_worked(run, exchange, attempts[index + 1]):
             return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
-    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts:
+    got_image = attempts and any(
+        d.status == 200 and d.failure is None and d.started >= attempts[-1].started for d in run.downloads
+    )
+    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not got_image:
         return (
             f"gave up after a transient {_answer(attempts[-1])} on attempt {len(attempts)} "
             f"(expected at least {run.min_attempts} attempts)"
@@ -351,16 +355,20 @@ def _served_urls(run: Run, before: float) -> dict[str, list[dict[str, str]]]:
     """Image URLs the fake gave out before ``before``: decoded path -> decoded queries."""
     served: dict[str, list[dict[str, str]]] = {}
     for exchange in run.generations:
-        body = _json_or_raw(exchange.body) if exchange.status == 200 and exchange.started <= before else None
-        if not isinstance(body, dict):
+        if exchange.status != 200 or exchange.started > before:
             continue
-        for key in ("images", "data"):
-            for item in body.get(key) or []:
-                url = item.get("url") if isinstance(item, dict) else None
-                if isinstance(url, str):
-                    parts = urlsplit(url)
-                    served.setdefault(unquote(parts.path), []).append(dict(parse_qsl(parts.query, True)))
+        # every whole URL in the body, even one cut short (a client may use what it got)
+        for match in _URL_FIELD.finditer(exchange.body):
+            try:
+                url = json.loads(b'"' + match.group(1) + b'"')
+            except ValueError:
+                continue
+            parts = urlsplit(url)
+            served.setdefault(unquote(parts.path), []).append(dict(parse_qsl(parts.query, True)))
     return served
+
+
+_URL_FIELD = re.compile(rb'"url"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def _changed_url(url: str, served: dict[str, list[dict[str, str]]]) -> str | None:

@@ -39,6 +39,9 @@ class Recorder:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
+        # the app finds the connection (to drop it) through the server's own ``send``,
+        # which the wrapped ``send`` below hides: note it here
+        state.setdefault("transport", getattr(getattr(send, "__self__", None), "transport", None))
         if self.public_url is not None:
             state[PUBLIC_URL_STATE] = self.public_url
         request_body: list[bytes] = []

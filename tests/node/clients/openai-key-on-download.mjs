@@ -1,0 +1,21 @@
+// Flaw: downloads the image with the API key, as if the store were the API
+// (object storage refuses a pre-signed URL that also carries Authorization).
+// Caught by: downloads.
+import { writeFile } from "node:fs/promises";
+import OpenAI from "openai";
+
+const client = new OpenAI({ timeout: 10_000 });
+try {
+  const answer = await client.images.generate(JSON.parse(process.env.SFMOCK_REQUEST));
+  const download = await fetch(answer.data[0].url, {
+    headers: { Authorization: `Bearer ${process.env.OPENAI_API_KEY}` },
+  });
+  if (!download.ok) {
+    console.error(`download failed: ${download.status} request-id=${download.headers.get("x-amz-request-id")}`);
+    process.exit(1);
+  }
+  await writeFile(process.env.SFMOCK_OUTPUT, Buffer.from(await download.arrayBuffer()));
+} catch (error) {
+  console.error(`failed: ${error.status} ${error.message} trace=${error.headers?.get?.("x-siliconcloud-trace-id")}`);
+  process.exit(1);
+}

@@ -1,0 +1,300 @@
+"""`sfmock check -- COMMAND`: real programs (Node with the `openai` npm package, bash with curl)
+as the client under test, each flaw caught by the check the README names."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfmock.cli import main
+from sfmock.program_check import ProgramReport, check_program
+from sfmock.programs import TIMINGS, ProgramSetup, run_program, short_scenario
+
+TESTS = Path(__file__).parent
+NODE_CLIENTS = TESTS / "node" / "clients"
+SHELL_CLIENTS = TESTS / "shell"
+
+
+def _node_missing() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not installed (.ci/run installs it with apt-get install nodejs npm)"
+    if not (TESTS / "node" / "node_modules" / "openai").is_dir():
+        return "the openai npm package is not installed (run: npm install --prefix tests/node)"
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
+    if int(version.lstrip("v").split(".")[0] or 0) < 18:
+        return f"node {version.strip()} is too old for the openai package (it needs 18+: fetch)"
+    return None
+
+
+needs_node = pytest.mark.skipif(_node_missing() is not None, reason=str(_node_missing()))
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+def node(name: str) -> tuple[str, ...]:
+    return ("node", str(NODE_CLIENTS / name))
+
+
+def bash(name: str) -> tuple[str, ...]:
+    return ("bash", str(SHELL_CLIENTS / name))
+
+
+def check(command: tuple[str, ...], **options: Any) -> ProgramReport:
+    budget = options.pop("budget", 90.0)
+    return check_program(ProgramSetup(command=command, cwd=str(TESTS)), budget=budget, **options)
+
+
+# --- the correct clients pass; each flawed one is caught by the check its docstring names ---
+
+CORRECT = [
+    pytest.param(node("openai-careful.mjs"), marks=needs_node, id="node-openai"),
+    pytest.param(bash("curl-careful.sh"), marks=needs_curl, id="curl"),
+]
+
+FLAWED = [
+    pytest.param(node("openai-no-retries.mjs"), "retries", marks=needs_node, id="node-no-retries"),
+    pytest.param(node("openai-retries-everything.mjs"), "retries", marks=needs_node, id="node-retries-400"),
+    pytest.param(node("openai-key-on-download.mjs"), "downloads", marks=needs_node, id="node-key-on-download"),
+    pytest.param(node("openai-exits-zero.mjs"), "exit-status", marks=needs_node, id="node-exits-zero"),
+    pytest.param(node("openai-prints-key.mjs"), "key-not-printed", marks=needs_node, id="node-prints-key"),
+    pytest.param(bash("curl-no-retries.sh"), "retries", marks=needs_curl, id="curl-no-retries"),
+    pytest.param(bash("curl-retries-everything.sh"), "retries", marks=needs_curl, id="curl-retries-400"),
+    pytest.param(bash("curl-key-on-download.sh"), "downloads", marks=needs_curl, id="curl-key-on-download"),
+    pytest.param(bash("curl-exits-zero.sh"), "exit-status", marks=needs_curl, id="curl-exits-zero"),
+]
+
+
+@pytest.mark.parametrize("command", CORRECT)
+def test_a_correct_client_passes(command: tuple[str, ...]) -> None:
+    report = check(command, max_examples=8)
+    assert report.passed, report.text()
+    assert report.runs >= 8
+    assert set(report.outcomes) - {"ok"}, "the search met no failure at all"
+
+
+@pytest.mark.parametrize(("command", "expected"), FLAWED)
+def test_a_flawed_client_is_caught_by_the_named_check(command: tuple[str, ...], expected: str) -> None:
+    report = check(command)
+    failure = report.failure
+    assert failure is not None, f"{command[-1]} passed:\n{report.text()}"
+    assert failure.check == expected, report.text()
+    assert failure.reproduced is True
+    assert len(failure.schedule) <= 1  # shrunk: one bad answer (or none) is enough for each of these flaws
+    text = report.text()
+    assert f"[{expected}]" in text and "transcript:" in text and "replay: sfmock check" in text
+    assert "sk-sfmock-check" not in text  # the key is masked in the report
+
+
+# --- the command line: exit status, replay, JUnit ---
+
+
+@needs_curl
+def test_the_cli_replays_a_failure_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "report.xml"
+    status = main(["check", "--quiet", "--budget", "60", "--junit", str(junit), "--", *bash("curl-no-retries.sh")])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    replay = next(line for line in out.splitlines() if line.startswith("replay: "))[len("replay: ") :]
+    words = shlex.split(replay)
+    assert words[:2] == ["sfmock", "check"] and "--schedule" in words
+    assert main([words[1], "--quiet", *words[2:]]) == 1  # the replay line fails the same way
+    assert "[retries]" in capsys.readouterr().out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1" and suite.get("errors") == "0"
+    failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert failed == ["retries"]
+    assert int(suite.get("tests", "0")) == len(list(suite.iter("testcase"))) > 5
+
+
+@needs_curl
+def test_the_cli_exits_0_when_the_client_passes(tmp_path: Path) -> None:
+    junit = tmp_path / "report.xml"
+    argv = ["check", "--quiet", "--max-examples", "4", "--junit", str(junit), "--", *bash("curl-careful.sh")]
+    assert main(argv) == 0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "0"
+
+
+def test_a_program_that_cannot_start_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "report.xml"
+    assert main(["check", "--quiet", "--junit", str(junit), "--", str(tmp_path / "no-such-program")]) == 2
+    assert "cannot start" in capsys.readouterr().err
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1"
+
+
+def test_a_program_that_never_reaches_the_fake_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--quiet", "--", "bash", "-c", "echo hello"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was tested" in err and "SILICONFLOW_BASE_URL" in err and "hello" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check"], "give the program to check after --"),
+        (["check", "--budget", "0", "--", "true"], "must be positive"),
+        (["check", "--request", "{", "--", "true"], "--request: not JSON"),
+        (["check", "--checks", "retries,speed", "--", "true"], "unknown check 'speed'"),
+        (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcomes"),
+        (["check", "--schedule", "503,teapot", "--", "true"], "unknown outcome 'teapot' in the schedule"),
+    ],
+)
+def test_bad_usage_is_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+# --- one run: the environment, the timings, the checks only a program needs ---
+
+
+@needs_curl
+def test_a_run_gets_its_environment_and_a_fake_of_its_own() -> None:
+    script = (
+        'echo "$SILICONFLOW_BASE_URL $OPENAI_BASE_URL $SFMOCK_REQUEST"; test "$OPENAI_API_KEY" = "$SILICONFLOW_API_KEY"'
+    )
+    setup = ProgramSetup(command=("bash", "-c", script), request={"model": "Qwen/Qwen-Image", "prompt": "x"})
+    first, second = run_program(setup, []), run_program(setup, [])
+    assert first.status == 0
+    api, same, request = first.stdout.split()
+    assert api == same and api.startswith("http://127.0.0.1:") and api.endswith("/v1")
+    assert request == '{"model":"Qwen/Qwen-Image","prompt":"x"}'
+    assert first.stdout != second.stdout  # another port: a fake per run
+
+
+def test_schedules_are_shortened_to_real_time_limits() -> None:
+    rule = short_scenario(["timeout", "slow", "ok"]).rules[0]
+    assert rule.steps[0].hang == TIMINGS["hang"]
+    assert rule.steps[1].slow_body is not None and rule.steps[1].slow_body[1] == TIMINGS["slow_interval"]
+    assert rule.steps[2].is_pass
+
+
+@needs_curl
+def test_exit_0_without_an_image_and_a_mismatched_saved_image_are_caught() -> None:
+    post = POST
+    report = check(("bash", "-c", post), schedule=[])
+    assert report.failure.check == "downloads"
+    report = check(("bash", "-c", post), schedule=[], checks=["exit-status"])
+    assert report.failure.message == "reported success (exit 0) without an image: it never downloaded the image"
+    fake = f'{bash("curl-careful.sh")[1]} >/dev/null && echo not-a-png > "$SFMOCK_OUTPUT"'
+    report = check(("bash", "-c", fake), schedule=[])
+    assert report.failure.check == "saved-image", report.text()
+    assert "are not the image served" in report.failure.message
+
+
+def test_the_readme_shows_the_clients_the_suite_runs() -> None:
+    readme = (TESTS.parent / "README.md").read_text("utf-8")
+    section = readme.split("## Test a client in any language", 1)[1].split("\n## ", 1)[0]
+    assert f"```js\n{(NODE_CLIENTS / 'openai-careful.mjs').read_text('utf-8')}```" in section
+    assert f"```bash\n{(SHELL_CLIENTS / 'curl-careful.sh').read_text('utf-8')}```" in section
+    from sfmock.programs import program_environment
+
+    for name in program_environment("http://127.0.0.1:1", ProgramSetup(command=("x",)), Path("out.png")):
+        assert f"`{name}`" in section, f"{name} is not documented"
+    for check_name in ("key-not-printed", "exit-status", "saved-image", "retries", "downloads", "errors"):
+        assert f"| `{check_name}`" in section or f"`{check_name}`," in section
+
+
+POST = (
+    'curl -s -o /dev/null -H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
+    '"$SILICONFLOW_BASE_URL/images/generations"'
+)
+
+
+@needs_curl
+def test_a_run_past_its_time_limit_is_killed_and_fails_exit_status() -> None:
+    report = check_program(
+        ProgramSetup(command=("bash", "-c", f"{POST}; sleep 30"), timeout=1), schedule=[], checks=["exit-status"]
+    )
+    assert report.failure is not None and report.failure.check == "exit-status"
+    assert report.failure.message.startswith("did not finish in time and was killed")
+    assert report.failure.result.status is None and report.failure.result.duration < 29
+
+
+@needs_curl
+def test_the_budget_bounds_the_search_and_progress_is_printed() -> None:
+    lines: list[str] = []
+    setup = ProgramSetup(command=bash("curl-careful.sh"), cwd=str(TESTS))
+    report = check_program(setup, budget=2, max_examples=10_000, progress=lines.append)
+    assert report.passed
+    assert 1 <= report.runs < 10_000
+    assert lines[0].startswith("checking bash ") and "budget 2s" in lines[0]
+    runs = [line for line in lines if " run " in line]
+    assert len(runs) == report.runs and all(": passed" in line for line in runs)
+
+
+@needs_curl
+def test_the_key_is_masked_in_the_report_and_the_junit_file(tmp_path: Path) -> None:
+    junit = tmp_path / "report.xml"
+    leak = f'{bash("curl-careful.sh")[1]}; echo "key: $SILICONFLOW_API_KEY" >&2'
+    assert main(["check", "--quiet", "--schedule", "", "--junit", str(junit), "--", "bash", "-c", leak]) == 1
+    xml = junit.read_text("utf-8")
+    assert "key-not-printed" in xml and "printed the API key on stderr: 'key: &lt;the API key&gt;'" in xml
+    assert "sk-sfmock-check" not in xml
+
+
+@needs_curl
+def test_ctrl_c_kills_the_running_program_and_exits_130(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    program = f"{POST}; echo $$ > {shlex.quote(str(pid_file))}; sleep 60"
+    argv = [sys.executable, "-m", "sfmock", "check", "--quiet", "--", "bash", "-c", program]
+    checker = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(400):  # the program is running once it wrote its pid
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    checker.send_signal(signal.SIGINT)
+    _, err = checker.communicate(timeout=30)
+    assert checker.returncode == 130, err
+    assert _gone(pid), "the program outlived the check"
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie whose parent has gone counts: it runs no more)."""
+    for _ in range(100):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        except (FileNotFoundError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@needs_curl
+def test_the_fake_takes_a_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "sfmock.yaml"
+    config.write_text("accounts:\n  - keys: [sk-somebody-else]\n")
+    argv = ["check", "--quiet", "--schedule", "", "--config", str(config), "--", *bash("curl-careful.sh")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "[exit-status] exited 1 without an image, and no fault was scheduled" in out and "-> 401" in out
+    assert f"--config {config}" in out  # the replay line keeps the config
+    config.write_text("accounts:\n  - keys: [sk-sfmock-check-0123456789]\n")
+    assert main(argv) == 0
+    config.write_text("url_ttl: soon\n")
+    assert main(argv) == 2
+    assert "url_ttl" in capsys.readouterr().err
+
+
+@needs_curl
+def test_one_job_searches_the_same_schedules_for_the_same_seed() -> None:
+    def schedules_tried(seed: int) -> list[str]:
+        lines: list[str] = []
+        setup = ProgramSetup(command=bash("curl-careful.sh"), cwd=str(TESTS), seed=seed)
+        check_program(setup, jobs=1, max_examples=5, outcomes=["ok", "400", "401", "404"], progress=lines.append)
+        return [line.split(": ", 1)[1].split(" exit ")[0] for line in lines if " run " in line]
+
+    first = schedules_tried(3)
+    assert len(first) == 5
+    assert schedules_tried(3) == first
