@@ -4,8 +4,9 @@ Windows slide: a limit of N per minute admits at most N units in any 60 seconds,
 measured on the injected clock. That is the strictest reading of the service's
 "per minute": a client that copes with it copes with fixed windows too, and a test
 can fill a window, advance the clock by the window's length and see the limit lift,
-wherever the window started. Checking and recording are separate so the caller can
-refuse for another reason (balance) in between without leaking usage.
+wherever the window started. Windows follow the clock both ways: set it back and what
+was recorded "in the future" no longer counts. Checking and recording are separate so
+the caller can refuse for another reason (balance) in between without leaking usage.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class _Window:
 
     def used(self, now: float, span: int) -> float:
         times, amounts = self.times, self.amounts
+        while times and times[-1] > now:  # the clock went back: that timeline is gone
+            times.pop()
+            self.total -= amounts.pop()
         while times and times[0] <= now - span:
             times.popleft()
             self.total -= amounts.popleft()
@@ -140,7 +144,7 @@ class RateLimiter:
     """Counts usage per (account, model, metric); thread-safe."""
 
     def __init__(self) -> None:
-        self._windows: dict[tuple[str, str, str], _Window] = {}
+        self._windows: dict[str, dict[tuple[str, str], _Window]] = {}  # account -> (model, metric) -> window
         self._lock = threading.RLock()
 
     @property
@@ -149,10 +153,12 @@ class RateLimiter:
         return self._lock
 
     def _window(self, account: str, model: str, metric: str) -> _Window:
-        key = (account, model, metric)
-        window = self._windows.get(key)
+        windows = self._windows.get(account)
+        if windows is None:
+            windows = self._windows[account] = {}
+        window = windows.get((model, metric))
         if window is None:
-            window = self._windows[key] = _Window()
+            window = windows[(model, metric)] = _Window()
         return window
 
     def check(self, account: str, model: str, limits: Limits, usage: Usage, now: float) -> QuotaExceeded | None:
@@ -172,8 +178,10 @@ class RateLimiter:
         """Count ``usage`` against every limit that is set."""
         with self._lock:
             for metric, _ in limits.items():
-                unit, _span = METRICS[metric]
-                self._window(account, model, metric).add(now, getattr(usage, unit))
+                unit, span = METRICS[metric]
+                window = self._window(account, model, metric)
+                window.used(now, span)  # drop entries the clock has gone back before
+                window.add(now, getattr(usage, unit))
 
     def state(self, account: str, model: str, limits: Limits, now: float) -> dict[str, WindowState]:
         """Limit, remaining and seconds-to-full-reset of each metric that is set."""
@@ -186,6 +194,11 @@ class RateLimiter:
                 reset = window.times[-1] + span - now if window.times else 0.0
                 result[metric] = WindowState(limit=limit, remaining=max(0, int(limit - used)), reset=reset)
             return result
+
+    def forget(self, account: str) -> None:
+        """Forget one account's usage."""
+        with self._lock:
+            self._windows.pop(account, None)
 
     def reset(self) -> None:
         """Forget all usage."""

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from .clock import VirtualClock
 from .config import Settings
 from .errors import ConfigError
+from .timeouts import DEFAULT_READ_TIMEOUT, http_protocol
 
 if TYPE_CHECKING:
     from .faults import Scenario
@@ -58,8 +59,21 @@ def listen(host: str, port: int) -> socket.socket:
 class ServerThread:
     """uvicorn serving ``app`` on ``sock`` in a daemon thread, until :meth:`stop`."""
 
-    def __init__(self, app: ASGIApp, sock: socket.socket, *, log_level: str = "warning") -> None:
-        config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=1)
+    def __init__(
+        self, app: ASGIApp, sock: socket.socket, *, log_level: str = "warning", read_timeout: float | None = None
+    ) -> None:
+        """``read_timeout``: seconds a request may take to arrive (default: the app's
+        ``settings.read_timeout``, else 15)."""
+        if read_timeout is None:
+            settings = getattr(getattr(app, "state", None), "settings", None)
+            read_timeout = getattr(settings, "read_timeout", DEFAULT_READ_TIMEOUT)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            http=http_protocol(read_timeout),
+        )
         self.sock = sock
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)

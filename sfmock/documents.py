@@ -1,0 +1,146 @@
+"""Reading untrusted documents (control bodies, scenario and config files) as plain JSON data.
+
+JSON is parsed as JSON: ``1e3`` is a number, ``NaN``, ``Infinity`` and numbers out of
+float range are refused. Anything else is read as YAML with a loader that keeps to
+what JSON can hold, in the YAML 1.2 core schema: ``true``/``false`` only, no dates
+(``2020-01-01`` stays a string), and it refuses what cannot round-trip through JSON
+or could blow up: aliases (``*x``: the "billion laughs"), explicit tags such as
+``!!binary``, ``!!timestamp`` or ``!!set``, ``.inf`` and ``.nan``, keys that are not
+strings, and nesting deeper than :data:`MAX_DEPTH`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+__all__ = ["MAX_DEPTH", "DocumentError", "load_document"]
+
+MAX_DEPTH = 64  # containers inside containers; scenario and config documents need under 10
+
+
+class DocumentError(ValueError):
+    """A document that is not plain JSON data; the message says what and where."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DocumentError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise DocumentError(f"{name} is not a number JSON allows")
+
+
+def _loads_json(text: str) -> Any:
+    return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+
+
+class _JsonLoader(yaml.SafeLoader):
+    """A safe loader restricted to JSON data (YAML 1.2 core schema), refusing aliases."""
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+# the YAML 1.2 core schema's plain scalars; everything else is a string
+_JsonLoader.yaml_implicit_resolvers = {}
+_JsonLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+_JsonLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_JsonLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_JsonLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "seq", "map")}
+
+
+def _check_tree(node: Node) -> None:
+    """Refuse explicit tags beyond JSON's, non-string keys, and deep nesting (iteratively)."""
+    stack: list[tuple[Node, int]] = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if current.tag not in _PLAIN_TAGS:
+            line = current.start_mark.line + 1
+            raise DocumentError(f"line {line}: tag {current.tag} is not allowed (plain data only)")
+        if depth > MAX_DEPTH and not isinstance(current, ScalarNode):
+            raise DocumentError(f"line {current.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(current, SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+        elif isinstance(current, MappingNode):
+            for key, value in current.value:
+                if not (isinstance(key, ScalarNode) and key.tag == "tag:yaml.org,2002:str"):
+                    raise DocumentError(f"line {key.start_mark.line + 1}: keys must be strings")
+                stack.append((value, depth + 1))
+
+
+def _construct_float(loader: _JsonLoader, node: ScalarNode) -> float:
+    value: float = loader.construct_yaml_float(node)
+    if not math.isfinite(value):
+        raise DocumentError(f"line {node.start_mark.line + 1}: {node.value} is not a number JSON allows")
+    return value
+
+
+def _construct_int(loader: _JsonLoader, node: ScalarNode) -> int:
+    text = node.value.replace("_", "")
+    try:
+        return int(text, 0) if text[:2].lower() in ("0o", "0x") else int(text)
+    except ValueError:
+        raise DocumentError(f"line {node.start_mark.line + 1}: {node.value[:40]} is not a usable integer") from None
+
+
+_JsonLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_JsonLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def load_document(raw: str | bytes) -> Any:
+    """``raw`` as plain JSON data; :class:`DocumentError` naming the problem otherwise.
+
+    An empty document is ``None``.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return _loads_json(raw)
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except DocumentError:
+        raise
+    except ValueError:
+        pass  # not JSON: read it as YAML
+    loader = _JsonLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_tree(node)
+        return loader.construct_document(node)
+    except (ConstructorError, yaml.YAMLError) as exc:
+        raise DocumentError(f"not valid YAML or JSON: {exc}") from None
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
