@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections import deque
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
@@ -102,14 +102,15 @@ class WindowState:
 
 
 class _Window:
-    """A sliding window log: times and amounts in two deques of plain floats (no object per
-    entry for the garbage collector to walk); entries of one instant are merged."""
+    """A sliding window log: times and amounts in two arrays of C doubles (no object per
+    entry for the garbage collector to walk, 64 bytes when empty: open mode keeps one per
+    metric per token); entries of one instant are merged."""
 
     __slots__ = ("amounts", "times", "total")
 
     def __init__(self) -> None:
-        self.times: deque[float] = deque()
-        self.amounts: deque[float] = deque()
+        self.times = array("d")
+        self.amounts = array("d")
         self.total = 0.0
 
     def used(self, now: float, span: int) -> float:
@@ -117,9 +118,12 @@ class _Window:
         while times and times[-1] > now:  # the clock went back: that timeline is gone
             times.pop()
             self.total -= amounts.pop()
-        while times and times[0] <= now - span:
-            times.popleft()
-            self.total -= amounts.popleft()
+        expired = 0
+        while expired < len(times) and times[expired] <= now - span:
+            self.total -= amounts[expired]
+            expired += 1
+        if expired:
+            del times[:expired], amounts[:expired]
         return self.total
 
     def add(self, now: float, amount: float) -> None:
