@@ -29,6 +29,7 @@ STRING_CAP = 200
 DEPTH_CAP = 32  # nesting kept in a body summary; deeper levels become a marker
 ENTRY_CAP = 16_384  # characters of one entry's JSON; a larger body becomes a marker
 TEXT_CAP = 1_024  # characters of raw text kept when a body is summarised as a marker
+NODE_CAP = 2_000  # values walked to summarise one body; a larger one becomes a marker at once
 
 
 def mask_key(key: str | None) -> str | None:
@@ -58,21 +59,37 @@ class Entry:
     @property
     def body(self) -> Any:
         """The request body: parsed JSON with long strings shortened, or (escaped) text."""
-        if not self.raw_body:
-            return None
-        try:
-            return _shorten(json.loads(self.raw_body, parse_float=_finite, parse_constant=_no_constant), 0)
-        except (ValueError, RecursionError):
-            return _shorten(_text(self.raw_body), 0)
+        return self._summary()[1]
 
     @property
     def model(self) -> str | None:
-        body = self.body
-        model = body.get("model") if isinstance(body, dict) else None
-        return model if isinstance(model, str) else None
+        return self._summary()[0]
+
+    def _summary(self) -> tuple[str | None, Any]:
+        """(model, shortened body), from one parse of the raw body."""
+        if not self.raw_body:
+            return None, None
+        try:
+            parsed = json.loads(self.raw_body, parse_float=_finite, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            return None, _shorten(_text(self.raw_body), 0, [NODE_CAP])
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+        model = _clean(model) if isinstance(model, str) else None
+        try:
+            return model, _shorten(parsed, 0, [NODE_CAP])
+        except _TooBig:
+            return model, self._marker()
+
+    def _marker(self) -> dict[str, Any]:
+        return {
+            "sfmock_summary": "body too large or too complex to show in full",
+            "bytes": len(self.raw_body),
+            "text": _text(self.raw_body[:TEXT_CAP]),
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The entry as JSON data (what the control API answers)."""
+        model, body = self._summary()
         return {
             "id": self.id,
             "time": self.time,
@@ -81,8 +98,8 @@ class Entry:
             "query": self.query,
             "key": self.key,
             "authorization": self.authorization,
-            "model": self.model,
-            "body": self.body,
+            "model": model,
+            "body": body,
             "status": self.status,
             "outcome": self.outcome,
             "fault": self.fault,
@@ -94,11 +111,7 @@ class Entry:
         data = self.to_json()
         text = _dumps(data)
         if text is None or len(text) > ENTRY_CAP:
-            data["body"] = {
-                "sfmock_summary": "body too large or too complex to show in full",
-                "bytes": len(self.raw_body),
-                "text": _text(self.raw_body[:TEXT_CAP]),
-            }
+            data["body"] = self._marker()
             text = _dumps(data) or _dumps({**data, "body": None}) or "{}"
         return text
 
@@ -135,16 +148,27 @@ def _dumps(data: Any) -> str | None:
         return None
 
 
-def _shorten(value: Any, depth: int) -> Any:
+class _TooBig(Exception):
+    """A body with more values than :data:`NODE_CAP`: summarised as a marker instead."""
+
+
+def _shorten(value: Any, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig()
     if isinstance(value, str):
         value = _clean(value)
         return f"{value[:64]}... ({len(value)} chars)" if len(value) > STRING_CAP else value
     if isinstance(value, dict | list) and depth >= DEPTH_CAP:
         return f"... (nested deeper than {DEPTH_CAP} levels)"
     if isinstance(value, dict):
-        return {_clean(k): _shorten(v, depth + 1) for k, v in value.items()}
+        if len(value) > budget[0]:
+            raise _TooBig()
+        return {_clean(k): _shorten(v, depth + 1, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_shorten(v, depth + 1) for v in value]
+        if len(value) > budget[0]:
+            raise _TooBig()
+        return [_shorten(v, depth + 1, budget) for v in value]
     return value
 
 

@@ -121,7 +121,7 @@ def test_journal_entries_always_serialise(raw: bytes) -> None:
 
 
 YAML_BAD = {
-    "alias": "name: x\nrules:\n  - when: &w {path: /v1/*}\n    action: {error: 503}\n  - when: *w\n    action: pass\n",
+    "alias": "rules:\n  - {when: &w {path: /v1/*}, action: {error: 503}}\n  - {when: *w, action: {error: 500}}\n",
     "binary": "name: !!binary aGVsbG8=\nrules: []\n",
     "timestamp tag": "name: !!timestamp 2020-01-01\nrules: []\n",
     "set": "name: x\nrules: !!set {a: null}\n",
