@@ -79,7 +79,7 @@ class ChaosMiddleware:
             await self._serve(scope, receive, send, headers, state, body, started)
         finally:
             # the body, and the closures that hold it, go now: not at the next full collection
-            for name in ("record", BODY_STATE, "fault"):
+            for name in ("record", BODY_STATE):
                 state.pop(name, None)
 
     async def _serve(
@@ -171,11 +171,16 @@ class ChaosMiddleware:
         await response(scope, nothing, send)
 
     def _too_large(self, scope: Scope) -> Response:
+        """The refusal of a body declared too large; the connection closes after it (the body
+        is never read, so the connection cannot carry another request)."""
         message = f"Request body too large: the limit is {self.max_body_bytes} bytes"
         if scope["path"].startswith(STORE_PREFIX):
             denied = DownloadDenied(400, "MaxMessageLengthExceeded", "Your request was too big.")
-            return xml_error(denied, scope["state"].get("trace_id", ""))
-        return json_response(invalid_request(message, status=413).body, 413)
+            response = xml_error(denied, scope["state"].get("trace_id", ""))
+        else:
+            response = json_response(invalid_request(message, status=413).body, 413)
+        response.headers["connection"] = "close"
+        return response
 
     def _bad_header(self, scope: Scope, problem: str) -> Response:
         message = f"X-Sfmock-Fault: {problem}"

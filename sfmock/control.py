@@ -112,7 +112,9 @@ class Control:
                 return _error(403, f"control API: unexpected Host {host[:100]!r} (DNS rebinding?)")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            return _error(413, f"control API: body over the limit of {self.max_body_bytes} bytes")
+            response = _error(413, f"control API: body over the limit of {self.max_body_bytes} bytes")
+            response.headers["connection"] = "close"  # the body is not read: the connection cannot go on
+            return response
         return None
 
     def _expected_host(self, host: str) -> bool:
