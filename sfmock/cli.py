@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--journal-max-bytes", type=int, metavar="N", help="request-body bytes the journal holds (default 16 MiB)"
     )
-    serve.add_argument("--control-max-body-bytes", type=int, metavar="N", help="control API body limit (default 1 MiB)")
+    serve.add_argument(
+        "--control-max-body-bytes", type=int, metavar="N", help="control API body limit (default 256 KiB)"
+    )
     serve.add_argument(
         "--read-timeout",
         type=float,

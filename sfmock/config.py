@@ -35,7 +35,7 @@ class Settings:
     public_url: str | None = None
     strict: bool = False
     max_body_bytes: int = 8 * 1024 * 1024
-    control_max_body_bytes: int = 1024 * 1024
+    control_max_body_bytes: int = 256 * 1024
     read_timeout: float = 15.0
     signing_key: str | None = None  # None: a random key per process
     default_balance: Decimal = Decimal("100.00")

@@ -61,7 +61,7 @@ class Control:
         scenario: Scenario,
         token: str | None,
         version: str,
-        max_body_bytes: int = 1024 * 1024,
+        max_body_bytes: int = 256 * 1024,
         host_names: Iterable[str] = (),
     ) -> None:
         self.engine = engine
@@ -178,8 +178,8 @@ class Control:
             if isinstance(body, Response):
                 return body
             try:
-                document = load_document(body)
-                self.engine.replace(Scenario.from_document(document if document is not None else {}, "scenario"))
+                # parsing and checking up to 1000 rules takes a while: off the event loop
+                self.engine.replace(await run_in_threadpool(_scenario, body))
             except DocumentError as exc:
                 return _error(400, f"scenario: {exc}")
             except ConfigError as exc:
@@ -245,6 +245,11 @@ class Control:
         }
         content = bytes(json_response(head).body)[:-1] + b',"entries":[' + ",".join(texts).encode("utf-8") + b"]}"
         return Response(content, media_type=JSON_TYPE)
+
+
+def _scenario(body: bytes) -> Scenario:
+    document = load_document(body)
+    return Scenario.from_document(document if document is not None else {}, "scenario")
 
 
 def _clock_problem(verb: str, value: Any, now: float) -> str | None:

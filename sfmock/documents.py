@@ -17,9 +17,9 @@ import re
 from typing import Any
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 __all__ = ["MAX_DEPTH", "DocumentError", "load_document"]
 
@@ -45,14 +45,29 @@ def _loads_json(text: str) -> Any:
     return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
 
 
-class _JsonLoader(yaml.SafeLoader):
-    """A safe loader restricted to JSON data (YAML 1.2 core schema), refusing aliases."""
+try:  # libyaml, when PyYAML was built with it (the wheels are): several times faster
+    from yaml._yaml import CParser
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
+    _LIBYAML = True
+except ImportError:  # pragma: no cover - pure Python, same rules, slower
+    _LIBYAML = False
+
+
+if _LIBYAML:
+
+    class _JsonLoader(CParser, SafeConstructor, Resolver):
+        """A safe loader restricted to JSON data (YAML 1.2 core schema); libyaml parses and
+        composes (its nesting is capped), :func:`_check_tree` refuses what JSON cannot hold."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # pragma: no cover
+
+    class _JsonLoader(yaml.SafeLoader):  # type: ignore[no-redef]
+        """The same loader on PyYAML's pure-Python parser."""
 
 
 # the YAML 1.2 core schema's plain scalars; everything else is a string
@@ -76,10 +91,15 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "
 
 
 def _check_tree(node: Node) -> None:
-    """Refuse explicit tags beyond JSON's, non-string keys, and deep nesting (iteratively)."""
+    """Refuse aliases (a node met twice), explicit tags beyond JSON's, non-string keys and
+    deep nesting; iteratively, so any document is safe to check."""
     stack: list[tuple[Node, int]] = [(node, 1)]
+    seen: set[int] = set()
     while stack:
         current, depth = stack.pop()
+        if id(current) in seen:
+            raise DocumentError(f"line {current.start_mark.line + 1}: aliases (*name) are not allowed")
+        seen.add(id(current))
         if current.tag not in _PLAIN_TAGS:
             line = current.start_mark.line + 1
             raise DocumentError(f"line {line}: tag {current.tag} is not allowed (plain data only)")
@@ -91,6 +111,7 @@ def _check_tree(node: Node) -> None:
             for key, value in current.value:
                 if not (isinstance(key, ScalarNode) and key.tag == "tag:yaml.org,2002:str"):
                     raise DocumentError(f"line {key.start_mark.line + 1}: keys must be strings")
+                stack.append((key, depth + 1))
                 stack.append((value, depth + 1))
 
 
@@ -109,8 +130,8 @@ def _construct_int(loader: _JsonLoader, node: ScalarNode) -> int:
         raise DocumentError(f"line {node.start_mark.line + 1}: {node.value[:40]} is not a usable integer") from None
 
 
-_JsonLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-_JsonLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_JsonLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)  # type: ignore[type-var]
+_JsonLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[type-var]
 
 
 def load_document(raw: str | bytes) -> Any:

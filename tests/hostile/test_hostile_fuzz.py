@@ -31,6 +31,9 @@ ROUTES = [
     ("GET", "/_sfmock/clock"),
     ("POST", "/_sfmock/clock"),
     ("GET", "/_sfmock/journal"),
+    ("DELETE", "/_sfmock/journal"),
+    ("DELETE", "/_sfmock/scenario"),
+    ("POST", "/_sfmock/reset"),
 ]
 
 strings = st.text(st.characters(exclude_categories=()), max_size=20).map(lambda s: json.dumps(s, ensure_ascii=True))

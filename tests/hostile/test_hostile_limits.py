@@ -153,3 +153,20 @@ def test_open_mode_state_is_an_lru_of_accounts() -> None:
     survivors = {account.id for account in others}
     assert set(admission._recent) == survivors
     assert admission.balances(first)[0] == Decimal("1.00")  # forgotten: as if never used
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "phrase"),
+    [
+        ("--read-timeout", "0", "less than or equal to the minimum of 0"),
+        ("--control-max-body-bytes", "10", "less than the minimum"),
+        ("--journal-max-bytes", "10", "less than the minimum"),
+        ("--max-open-accounts", "0", "less than the minimum"),
+    ],
+)
+def test_limit_flags_are_checked(flag: str, value: str, phrase: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfmock.cli import main
+
+    assert main(["serve", flag, value, "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert f"command line: {flag}:" in error and phrase in error
