@@ -8,6 +8,7 @@ socket, names an unexpected ``Host`` (DNS rebinding); bodies are capped.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import math
@@ -232,8 +233,8 @@ class Control:
                 return _error(400, f"journal: {name} must be at least {1 if name == 'limit' else 0}")
         if "since" in filters and not math.isfinite(filters["since"]):
             return _error(400, "journal: since must be a finite number")
-        entries = self.journal.entries(**filters)
-        # serialising large bodies takes a while: off the event loop, so other requests go on
+        # filtering by model and serialising large bodies take a while: off the event loop
+        entries = await run_in_threadpool(functools.partial(self.journal.entries, **filters))
         texts, after = await run_in_threadpool(self.journal.serialise, entries, JOURNAL_PAGE_CHARS)
         head = {
             "count": len(texts),
