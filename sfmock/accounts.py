@@ -144,6 +144,11 @@ class Ledger:
             balance, charged = self._entry(account)
             return account.balance + account.charge_balance - balance - charged
 
+    def forget(self, account_id: str) -> None:
+        """Drop what is kept for one account (it starts over at its opening balances)."""
+        with self._lock:
+            self._balances.pop(account_id, None)
+
     def reset(self) -> None:
         """Every account back to its opening balances."""
         with self._lock:

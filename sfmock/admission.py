@@ -10,6 +10,7 @@ requests against a limit L admit exactly L.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -31,7 +32,13 @@ class Admission:
         model_limits: Mapping[str, Limits],
         prices: Mapping[str, Decimal],
         headers: bool,
+        max_accounts: int | None = None,
     ) -> None:
+        """``max_accounts`` bounds the accounts whose usage and balance are kept (open
+        mode, where any token is an account): past it, the least recently seen one is
+        forgotten, as if it had never been used. ``None`` keeps all."""
+        self.max_accounts = max_accounts
+        self._recent: OrderedDict[str, None] = OrderedDict()
         self.limits = limits
         self.model_limits = dict(model_limits)
         self.prices = dict(prices)
@@ -65,6 +72,7 @@ class Admission:
         limits = self.limits_for(account, model.id)
         cost = self.price(model) * usage.images
         with self.limiter.lock:
+            self._seen(account)
             exceeded = self.limiter.check(account.id, model.id, limits, usage, now)
             if exceeded is not None:
                 raise rate_limited(exceeded.metric, trace_id, self._headers(account, model.id, limits, now, exceeded))
@@ -72,6 +80,23 @@ class Admission:
                 raise insufficient_balance()
             self.limiter.record(account.id, model.id, limits, usage, now)
             return self._headers(account, model.id, limits, now, None)
+
+    def balances(self, account: Account) -> tuple[Decimal, Decimal]:
+        """(gift balance, charged balance) of ``account`` now."""
+        with self.limiter.lock:
+            self._seen(account)
+            return self.ledger.balances(account)
+
+    def _seen(self, account: Account) -> None:
+        """Mark ``account`` as the most recently seen; forget the least recent past the bound."""
+        if self.max_accounts is None:
+            return
+        self._recent[account.id] = None
+        self._recent.move_to_end(account.id)
+        while len(self._recent) > self.max_accounts:
+            gone, _ = self._recent.popitem(last=False)
+            self.limiter.forget(gone)
+            self.ledger.forget(gone)
 
     def _headers(
         self, account: Account, model: str, limits: Limits, now: float, exceeded: QuotaExceeded | None
@@ -92,3 +117,4 @@ class Admission:
         with self.limiter.lock:
             self.limiter.reset()
             self.ledger.reset()
+            self._recent.clear()

@@ -116,7 +116,7 @@ class Api:
     async def user_info(self, request: Request) -> Response:
         """``GET /v1/user/info``: the account, with its balances as strings."""
         account = self.account(request)
-        balance, charged = self.admission.ledger.balances(account)
+        balance, charged = self.admission.balances(account)
         name, email = account.identity()
         data = {
             "id": account.id,

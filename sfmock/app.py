@@ -7,6 +7,7 @@ import ipaddress
 import random
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,12 +22,13 @@ from .accounts import KeyRegistry, OpenAuthenticator
 from .admission import Admission
 from .api import Api
 from .auth import Authenticator
-from .chaos import ChaosMiddleware, Sleep
+from .chaos import STORE_PREFIX, ChaosMiddleware, Sleep
 from .clock import Clock, ShiftedClock, VirtualClock
 from .config import Settings
 from .contract import Contract, load_contract
 from .control import CONTROL_PREFIX, Control
 from .errors import ApiError
+from .failures import InternalErrorMiddleware
 from .faults import FaultEngine, Scenario
 from .generation import Generator
 from .imagehost import ImageHost
@@ -81,6 +83,7 @@ def create_app(
         model_limits=settings.model_limits,
         prices=settings.prices,
         headers=settings.rate_limit_headers,
+        max_accounts=settings.max_open_accounts if settings.accounts is None else None,
     )
     api = Api(
         contract=contract,
@@ -95,7 +98,7 @@ def create_app(
     host = ImageHost(signer, clock, generator.max_pixels, pictures)
     scenario = settings.scenario or Scenario()
     engine = FaultEngine(scenario, seed=seed)
-    journal = Journal(settings.journal_size)
+    journal = Journal(settings.journal_size, max_bytes=settings.journal_max_bytes)
     control = Control(
         engine=engine,
         journal=journal,
@@ -104,6 +107,8 @@ def create_app(
         scenario=scenario,
         token=control_token(settings),
         version=__version__,
+        max_body_bytes=settings.control_max_body_bytes,
+        host_names=host_names(settings),
     )
     routes = [
         Route("/v1/images/generations", api.generate, methods=["POST"]),
@@ -125,7 +130,11 @@ def create_app(
     )
     app = FakeApp(
         routes=routes,
-        middleware=[Middleware(TraceIdMiddleware, rng=trace_rng), chaos],
+        middleware=[
+            Middleware(TraceIdMiddleware, rng=trace_rng),
+            chaos,
+            Middleware(InternalErrorMiddleware, store_prefix=STORE_PREFIX),
+        ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.settings = settings
@@ -162,6 +171,14 @@ def control_token(settings: Settings) -> str | None:
     if settings.host in ("localhost", "") or _is_loopback(settings.host):
         return None
     return secrets.token_urlsafe(18)
+
+
+def host_names(settings: Settings) -> set[str]:
+    """The names the control API answers to in ``Host`` (IP literals always pass)."""
+    names = {"localhost", settings.host}
+    if settings.public_url:
+        names.add(urlsplit(settings.public_url).hostname or "localhost")
+    return names
 
 
 def _is_loopback(host: str) -> bool:

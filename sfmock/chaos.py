@@ -3,6 +3,11 @@
 For each request (the control API excepted) it buffers the body, asks the
 :class:`~sfmock.faults.FaultEngine` for a fault (the ``X-Sfmock-Fault`` header forces
 one), carries it out, and records the request and its outcome in the journal.
+
+A body declared larger than the limit is answered 413 at once, unread (no ``100
+Continue``). A request whose body never fully arrived (the client hung up or the read
+timed out) is journaled as ``abandoned`` and goes no further: nothing is charged or
+counted. The body is let go as soon as the request ends.
 """
 
 from __future__ import annotations
@@ -60,9 +65,33 @@ class ChaosMiddleware:
             await self.app(scope, receive, send)
             return
         started = self.clock.now()
-        body = await _read_body(receive, self.max_body_bytes + 1)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         state = scope.setdefault("state", {})
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._unread(scope, headers, started, send, self._too_large(scope))
+            return
+        body, complete = await _read_body(receive, self.max_body_bytes + 1)
+        if not complete:
+            self._record(scope, headers, body, started, {"status": None, "kind": "abandoned"}, None)
+            return
+        try:
+            await self._serve(scope, receive, send, headers, state, body, started)
+        finally:
+            # the body, and the closures that hold it, go now: not at the next full collection
+            for name in ("record", BODY_STATE):
+                state.pop(name, None)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        state: dict[str, Any],
+        body: bytes,
+        started: float,
+    ) -> None:
         outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False}
         fault: Fault | None = None
         body_sent = False
@@ -129,6 +158,29 @@ class ChaosMiddleware:
             fault=fault.describe() if fault else None,
             trace_id=scope["state"].get("trace_id", ""),
         )
+
+    async def _unread(
+        self, scope: Scope, headers: dict[str, str], started: float, send: Send, response: Response
+    ) -> None:
+        """Answer without reading the body, and journal it so."""
+
+        async def nothing() -> Message:
+            return {"type": "http.disconnect"}
+
+        self._record(scope, headers, b"", started, {"status": response.status_code, "kind": "response"}, None)
+        await response(scope, nothing, send)
+
+    def _too_large(self, scope: Scope) -> Response:
+        """The refusal of a body declared too large; the connection closes after it (the body
+        is never read, so the connection cannot carry another request)."""
+        message = f"Request body too large: the limit is {self.max_body_bytes} bytes"
+        if scope["path"].startswith(STORE_PREFIX):
+            denied = DownloadDenied(400, "MaxMessageLengthExceeded", "Your request was too big.")
+            response = xml_error(denied, scope["state"].get("trace_id", ""))
+        else:
+            response = json_response(invalid_request(message, status=413).body, 413)
+        response.headers["connection"] = "close"
+        return response
 
     def _bad_header(self, scope: Scope, problem: str) -> Response:
         message = f"X-Sfmock-Fault: {problem}"
@@ -217,26 +269,27 @@ class ChaosMiddleware:
             return
         if action.slow_body is not None:
             size, interval = action.slow_body
-            for offset in range(0, len(content), size):
+            offsets = range(0, len(content), size)
+            for offset in offsets[:-1]:
                 await send({"type": "http.response.body", "body": content[offset : offset + size], "more_body": True})
                 await _sleep_unless_gone(self.sleep, interval, receive)
-            content = b""
+            content = content[offsets[-1] :] if offsets else b""
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body up to ``limit`` bytes, and whether it arrived (``False``: the client left)."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return b"".join(chunks), False
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit or not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks), True
 
 
 async def _capture(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:

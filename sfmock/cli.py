@@ -27,6 +27,10 @@ _FLAGS = {
     "scenario": "--scenario",
     "control_token": "--control-token",
     "journal_size": "--journal-size",
+    "journal_max_bytes": "--journal-max-bytes",
+    "control_max_body_bytes": "--control-max-body-bytes",
+    "read_timeout": "--read-timeout",
+    "max_open_accounts": "--max-open-accounts",
     "frozen_clock": "--frozen-clock",
     "replay": "--replay",
     "replay_match": "--replay-match",
@@ -75,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--control-token", metavar="TOKEN", help="token the control API /_sfmock/ requires")
     serve.add_argument("--journal-size", type=int, metavar="N", help="requests the journal keeps (default 1000)")
     serve.add_argument(
+        "--journal-max-bytes", type=int, metavar="N", help="request-body bytes the journal holds (default 16 MiB)"
+    )
+    serve.add_argument(
+        "--control-max-body-bytes", type=int, metavar="N", help="control API body limit (default 256 KiB)"
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a client may take to send a whole request before it is cut off (default 15)",
+    )
+    serve.add_argument(
+        "--max-open-accounts",
+        type=int,
+        metavar="N",
+        help="tokens whose usage and balance are kept without configured accounts (default 10000)",
+    )
+    serve.add_argument(
         "--frozen-clock",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -112,6 +134,7 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .config import load_settings
     from .server import listen
+    from .timeouts import http_protocol
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
     try:
@@ -127,7 +150,9 @@ def serve(args: argparse.Namespace) -> int:
     # process: keep it out of the collector's full passes, which otherwise stall requests
     gc.collect()
     gc.freeze()
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, log_level=args.log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
+    )
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
     if app.state.control.token is not None and settings.control_token is None:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)

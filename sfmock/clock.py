@@ -10,7 +10,15 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ShiftedClock", "SystemClock", "VirtualClock"]
+__all__ = ["MAX_TIME", "Clock", "ShiftedClock", "SystemClock", "VirtualClock"]
+
+MAX_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a 4-digit year (X-Amz-Date) can name
+
+
+def _checked(when: float) -> float:
+    if not 0 <= when <= MAX_TIME:  # also False for NaN
+        raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
+    return float(when)
 
 
 class Clock(Protocol):
@@ -44,16 +52,17 @@ class ShiftedClock:
 
     def advance(self, seconds: float) -> float:
         """Jump forward by ``seconds`` and return the new time."""
-        if seconds < 0:
+        if not seconds >= 0:
             raise ValueError(f"a clock only advances; got {seconds} seconds")
         with self._lock:
+            _checked(time.time() + self._offset + seconds)
             self._offset += seconds
         return self.now()
 
     def set(self, when: float) -> None:
         """Make it ``when`` now; time keeps running from there."""
         with self._lock:
-            self._offset = when - time.time()
+            self._offset = _checked(when) - time.time()
 
     def reset(self) -> None:
         """Back to the wall clock."""
@@ -80,16 +89,16 @@ class VirtualClock:
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` (never backwards) and return the new time."""
-        if seconds < 0:
+        if not seconds >= 0:
             raise ValueError(f"a clock only advances; got {seconds} seconds")
         with self._lock:
-            self._now += seconds
+            self._now = _checked(self._now + seconds)
             return self._now
 
     def set(self, when: float) -> None:
         """Jump to an absolute Unix time (backwards too, to test clock skew)."""
         with self._lock:
-            self._now = float(when)
+            self._now = _checked(when)
 
     def reset(self) -> None:
         """Back to the start time."""

@@ -13,15 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .accounts import Account, accounts_from_config
 from .contract import load_contract
+from .documents import DocumentError, load_document
 from .errors import ConfigError
 from .faults import Scenario, looks_like_path
 from .quota import Limits
 from .recording import Exchange, load_recordings
-from .schemas import check, load_yaml
+from .schemas import check
 
 __all__ = ["Settings", "load_settings"]
 
@@ -37,7 +36,9 @@ class Settings:
     public_url: str | None = None
     strict: bool = False
     max_body_bytes: int = 8 * 1024 * 1024
-    signing_key: str = "sfmock-dev-signing-key"
+    control_max_body_bytes: int = 256 * 1024
+    read_timeout: float = 15.0
+    signing_key: str | None = None  # None: a random key per process
     default_balance: Decimal = Decimal("100.00")
     prices: Mapping[str, Decimal] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
@@ -47,6 +48,8 @@ class Settings:
     scenario: Scenario | None = None
     control_token: str | None = None  # None: none on loopback, a generated one elsewhere
     journal_size: int = 1000
+    journal_max_bytes: int = 16 * 1024 * 1024
+    max_open_accounts: int = 10_000
     frozen_clock: bool = False
     replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.replay)
     replay_match: str = "prompt"
@@ -69,8 +72,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
     try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
+        data = load_document(text)
+    except DocumentError as exc:
         raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
     if data is None:
         return {}

@@ -20,10 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .documents import DocumentError, load_document
 from .errors import ConfigError
-from .schemas import check, load_yaml
+from .schemas import check
 
 __all__ = ["Action", "Fault", "FaultEngine", "RequestInfo", "Rule", "Scenario", "parse_fault_header"]
 
@@ -210,7 +209,7 @@ class Scenario:
         names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
         if name not in names:
             raise ConfigError("scenario", name, f"no such shipped scenario; expected one of {names}")
-        document = load_yaml(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
+        document = load_document(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
         return cls.from_document(document, f"{name}.yaml")
 
     @classmethod
@@ -225,10 +224,10 @@ class Scenario:
         """A scenario from a YAML (or JSON) file."""
         source = str(path)
         try:
-            document = load_yaml(Path(path).read_text("utf-8"))
+            document = load_document(Path(path).read_bytes())
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        except DocumentError as exc:
             raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
         return cls.from_document(document if document is not None else {}, source)
 
@@ -328,6 +327,14 @@ def parse_fault_header(value: str) -> Action:
     return Action.from_config(action)
 
 
+def _number(text: str) -> float:
+    """A finite number (``nan``, ``inf`` and ``1e400`` are ``ValueError``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], error: dict[str, Any]) -> bool:
     """Apply one header item to ``action``/``error``; ``False`` if the name is unknown."""
     if name.isdigit() and not has_value:
@@ -342,13 +349,13 @@ def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], e
         error["retry_after"] = int(text)
     elif name == "delay":
         low, dots, high = text.partition("..")
-        action["delay"] = {"uniform": [float(low), float(high)]} if dots else float(low)
+        action["delay"] = {"uniform": [_number(low), _number(high)]} if dots else _number(low)
     elif name == "hang":
-        action["hang"] = float(text) if has_value else 300.0
+        action["hang"] = _number(text) if has_value else 300.0
     elif name == "truncate":
-        action["truncate"] = float(text) if has_value else 0.5
+        action["truncate"] = _number(text) if has_value else 0.5
     elif name == "slow-body":
-        action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
+        action.setdefault("slow_body", {})["interval"] = _number(text) if has_value else 0.2
     elif name == "chunk":
         action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
     elif name in ("drop", "malformed", "expired-url", "extra-fields", "documented-body") and not has_value:

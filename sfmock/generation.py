@@ -20,6 +20,7 @@ from .signing import ObjectName, UrlSigner
 __all__ = ["Generator", "output_size", "prompt_tokens"]
 
 MAX_SEED = 9_999_999_999
+MAX_SIDE = 4096  # an edit's output is at most this wide and high, whatever the input's aspect
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,8 +96,9 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 def output_size(body: dict[str, Any], model: ModelSpec, max_pixels: int) -> tuple[int, int]:
     """The size of the picture: the request's, the input image's, or the model default.
 
-    Edit models follow a data-URL input image, scaled down to ``max_pixels`` if larger;
-    a URL input is never fetched, so they fall back to the model's default size.
+    Edit models follow a data-URL input image, scaled down to ``max_pixels`` and to
+    :data:`MAX_SIDE` a side if larger (so every URL downloads, whatever the aspect); a
+    URL input is never fetched, so they fall back to the model's default size.
     """
     if model.output_size == "input":
         image = body.get("image", "")
@@ -107,6 +109,9 @@ def output_size(body: dict[str, Any], model: ModelSpec, max_pixels: int) -> tupl
         if width * height > max_pixels:
             scale = math.sqrt(max_pixels / (width * height))
             width, height = max(1, int(width * scale)), max(1, int(height * scale))
+        if max(width, height) > MAX_SIDE:
+            scale = MAX_SIDE / max(width, height)
+            width, height = max(1, min(MAX_SIDE, int(width * scale))), max(1, min(MAX_SIDE, int(height * scale)))
         return width, height
     if "image_size" in body:
         return parse_size(body["image_size"])

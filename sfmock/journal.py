@@ -1,8 +1,13 @@
 """The request journal: what clients sent and what they got, bounded in size.
 
-Entries keep the raw body (capped) and are summarised only when read, so recording
-costs little on the hot path. Keys are masked; long strings (data URLs, huge prompts)
-are shortened in the summary.
+Entries keep the raw body (capped at :data:`BODY_CAP` bytes) and are summarised only
+when read, so recording costs little on the hot path. Keys are masked; long strings
+(data URLs, huge prompts) are shortened in the summary. The journal is bounded twice:
+by entries (``size``) and by the bytes of the bodies it holds (``max_bytes``); what
+either bound pushes out is counted in :attr:`Journal.dropped`. Whatever a client
+sent, an entry always serialises: a body that is not plain JSON (NaN, ``1e400``,
+lone surrogates, deep nesting) is kept as escaped text, and an entry's serialised
+form is capped at :data:`ENTRY_CAP` characters.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ __all__ = ["Entry", "Journal", "mask_key"]
 
 BODY_CAP = 65_536
 STRING_CAP = 200
+DEPTH_CAP = 32  # nesting kept in a body summary; deeper levels become a marker
+ENTRY_CAP = 16_384  # characters of one entry's JSON; a larger body becomes a marker
+TEXT_CAP = 1_024  # characters of raw text kept when a body is summarised as a marker
+NODE_CAP = 2_000  # values walked to summarise one body; a larger one becomes a marker at once
 
 
 def mask_key(key: str | None) -> str | None:
@@ -49,21 +58,38 @@ class Entry:
 
     @property
     def body(self) -> Any:
-        """The request body: parsed JSON with long strings shortened, or text."""
-        if not self.raw_body:
-            return None
-        try:
-            return _shorten(json.loads(self.raw_body))
-        except ValueError:
-            return _shorten(self.raw_body.decode("utf-8", "replace"))
+        """The request body: parsed JSON with long strings shortened, or (escaped) text."""
+        return self._summary()[1]
 
     @property
     def model(self) -> str | None:
-        body = self.body
-        model = body.get("model") if isinstance(body, dict) else None
-        return model if isinstance(model, str) else None
+        return self._summary()[0]
+
+    def _summary(self) -> tuple[str | None, Any]:
+        """(model, shortened body), from one parse of the raw body."""
+        if not self.raw_body:
+            return None, None
+        try:
+            parsed = json.loads(self.raw_body, parse_float=_finite, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            return None, _shorten(_text(self.raw_body), 0, [NODE_CAP])
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+        model = _clean(model) if isinstance(model, str) else None
+        try:
+            return model, _shorten(parsed, 0, [NODE_CAP])
+        except _TooBig:
+            return model, self._marker()
+
+    def _marker(self) -> dict[str, Any]:
+        return {
+            "sfmock_summary": "body too large or too complex to show in full",
+            "bytes": len(self.raw_body),
+            "text": _text(self.raw_body[:TEXT_CAP]),
+        }
 
     def to_json(self) -> dict[str, Any]:
+        """The entry as JSON data (what the control API answers)."""
+        model, body = self._summary()
         return {
             "id": self.id,
             "time": self.time,
@@ -72,34 +98,97 @@ class Entry:
             "query": self.query,
             "key": self.key,
             "authorization": self.authorization,
-            "model": self.model,
-            "body": self.body,
+            "model": model,
+            "body": body,
             "status": self.status,
             "outcome": self.outcome,
             "fault": self.fault,
             "trace_id": self.trace_id,
         }
 
+    def serialised(self) -> str:
+        """:meth:`to_json` as compact JSON, at most about :data:`ENTRY_CAP` characters; never fails."""
+        data = self.to_json()
+        text = _dumps(data)
+        if text is None or len(text) > ENTRY_CAP:
+            data["body"] = self._marker()
+            text = _dumps(data) or _dumps({**data, "body": None}) or "{}"
+        return text
 
-def _shorten(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > STRING_CAP:
-        return f"{value[:64]}... ({len(value)} chars)"
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _text(raw: bytes) -> str:
+    """Bytes as text that always encodes: invalid UTF-8 replaced."""
+    return raw.decode("utf-8", "replace")
+
+
+def _clean(text: str) -> str:
+    """A string that encodes as UTF-8: lone surrogates become ``\\udXXX`` escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _dumps(data: Any) -> str | None:
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+class _TooBig(Exception):
+    """A body with more values than :data:`NODE_CAP`: summarised as a marker instead."""
+
+
+def _shorten(value: Any, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig()
+    if isinstance(value, str):
+        value = _clean(value)
+        return f"{value[:64]}... ({len(value)} chars)" if len(value) > STRING_CAP else value
+    if isinstance(value, dict | list) and depth >= DEPTH_CAP:
+        return f"... (nested deeper than {DEPTH_CAP} levels)"
     if isinstance(value, dict):
-        return {k: _shorten(v) for k, v in value.items()}
+        if len(value) > budget[0]:
+            raise _TooBig()
+        return {_clean(k): _shorten(v, depth + 1, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_shorten(v) for v in value]
+        if len(value) > budget[0]:
+            raise _TooBig()
+        return [_shorten(v, depth + 1, budget) for v in value]
     return value
 
 
 class Journal:
-    """The last ``size`` requests, oldest first; thread-safe."""
+    """The last ``size`` requests, holding at most ``max_bytes`` of bodies, oldest first; thread-safe."""
 
-    def __init__(self, size: int = 1000) -> None:
+    def __init__(self, size: int = 1000, *, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.size = size
-        self._entries: deque[Entry] = deque(maxlen=size)
+        self.max_bytes = max_bytes
+        self._entries: deque[Entry] = deque()
         self._lock = threading.Lock()
         self._next_id = 1
-        self.dropped = 0  # entries pushed out by the bound
+        self._bytes = 0
+        self._texts: dict[int, str] = {}  # id -> serialised entry, filled when first read
+        self.dropped = 0  # entries pushed out by either bound
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of request bodies held now."""
+        return self._bytes
 
     def record(
         self,
@@ -131,9 +220,13 @@ class Journal:
                 trace_id=trace_id,
             )
             self._next_id += 1
-            if len(self._entries) == self.size:
-                self.dropped += 1
             self._entries.append(entry)
+            self._bytes += len(entry.raw_body)
+            while len(self._entries) > self.size or (self._bytes > self.max_bytes and len(self._entries) > 1):
+                gone = self._entries.popleft()
+                self._bytes -= len(gone.raw_body)
+                self._texts.pop(gone.id, None)
+                self.dropped += 1
             return entry
 
     def entries(
@@ -147,13 +240,42 @@ class Journal:
         fault: str | None = None,
         since: float | None = None,
         limit: int | None = None,
+        after: int | None = None,
     ) -> list[Entry]:
-        """Entries that match every filter given (``path`` is a glob, ``key`` unmasked)."""
+        """Entries that match every filter given (``path`` is a glob, ``key`` unmasked);
+        ``after`` keeps those with a larger id (paging), ``limit`` the last N."""
         with self._lock:
             found = list(self._filter(method, path, status, key, fault, since))
+        if after is not None:
+            found = [e for e in found if e.id > after]
         if model is not None:
             found = [e for e in found if e.model == model]
         return found[-limit:] if limit else found
+
+    def serialise(self, entries: list[Entry], max_chars: int) -> tuple[list[str], int | None]:
+        """The JSON texts of ``entries``, oldest first, up to about ``max_chars`` in all
+        (at least one), and the id to page on from (``after``) when some were left out.
+
+        Each entry is serialised once and kept while it is in the journal. Slow for
+        large bodies: call it off the event loop.
+        """
+        texts: list[str] = []
+        total = 0
+        for index, entry in enumerate(entries):
+            text = self._texts.get(entry.id)
+            if text is None:
+                text = entry.serialised()
+                with self._lock:
+                    if entry.id >= self._oldest_id():  # still held: not evicted or cleared meanwhile
+                        self._texts[entry.id] = text
+            if texts and total + len(text) > max_chars:
+                return texts, entries[index - 1].id
+            texts.append(text)
+            total += len(text) + 1
+        return texts, None
+
+    def _oldest_id(self) -> int:
+        return self._entries[0].id if self._entries else self._next_id
 
     def _filter(
         self,
@@ -186,4 +308,6 @@ class Journal:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._texts.clear()
+            self._bytes = 0
             self.dropped = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -11,7 +12,10 @@ from starlette.requests import Request
 from .errors import ApiError
 from .responses import invalid_request
 
-__all__ = ["read_json"]
+__all__ = ["MAX_DEPTH", "read_json"]
+
+MAX_DEPTH = 64  # arrays and objects inside each other; a generation request needs 2
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _finite(text: str) -> float:
@@ -52,11 +56,43 @@ async def read_json(request: Request, limit: int) -> Any:
     except UnicodeDecodeError as exc:
         raise invalid_request(f"Invalid JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
+        value = json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
     except RecursionError:
         raise invalid_request("Invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() past 4300 digits
         raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
+    # the full walk only when it can find something: more brackets than the depth limit,
+    # or a \\uD800-\\uDFFF escape (a pair is fine, a lone half is not text)
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_DEPTH or _SURROGATE_ESCAPE.search(text):
+        problem = plain_data_problem(value)
+        if problem is not None:
+            raise invalid_request(f"Invalid JSON body: {problem}")
+    return value
+
+
+def plain_data_problem(value: Any) -> str | None:
+    """Why parsed JSON cannot be handled as text and data (deep nesting, a lone
+    surrogate in a string), or ``None``. Iterative: any depth is safe to check."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, str):
+            if not current.isascii():
+                try:
+                    current.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "a string holds a lone surrogate (\\ud800-\\udfff), which is not text"
+            continue
+        if isinstance(current, dict | list):
+            if depth > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep"
+            items = current.items() if isinstance(current, dict) else ((None, v) for v in current)
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+    return None
 
 
 def _too_large(limit: int) -> ApiError:

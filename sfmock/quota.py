@@ -4,8 +4,9 @@ Windows slide: a limit of N per minute admits at most N units in any 60 seconds,
 measured on the injected clock. That is the strictest reading of the service's
 "per minute": a client that copes with it copes with fixed windows too, and a test
 can fill a window, advance the clock by the window's length and see the limit lift,
-wherever the window started. Checking and recording are separate so the caller can
-refuse for another reason (balance) in between without leaking usage.
+wherever the window started. Windows follow the clock both ways: set it back and what
+was recorded "in the future" no longer counts. Checking and recording are separate so
+the caller can refuse for another reason (balance) in between without leaking usage.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections import deque
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
@@ -101,21 +102,28 @@ class WindowState:
 
 
 class _Window:
-    """A sliding window log: times and amounts in two deques of plain floats (no object per
-    entry for the garbage collector to walk); entries of one instant are merged."""
+    """A sliding window log: times and amounts in two arrays of C doubles (no object per
+    entry for the garbage collector to walk, 64 bytes when empty: open mode keeps one per
+    metric per token); entries of one instant are merged."""
 
     __slots__ = ("amounts", "times", "total")
 
     def __init__(self) -> None:
-        self.times: deque[float] = deque()
-        self.amounts: deque[float] = deque()
+        self.times = array("d")
+        self.amounts = array("d")
         self.total = 0.0
 
     def used(self, now: float, span: int) -> float:
         times, amounts = self.times, self.amounts
-        while times and times[0] <= now - span:
-            times.popleft()
-            self.total -= amounts.popleft()
+        while times and times[-1] > now:  # the clock went back: that timeline is gone
+            times.pop()
+            self.total -= amounts.pop()
+        expired = 0
+        while expired < len(times) and times[expired] <= now - span:
+            self.total -= amounts[expired]
+            expired += 1
+        if expired:
+            del times[:expired], amounts[:expired]
         return self.total
 
     def add(self, now: float, amount: float) -> None:
@@ -140,7 +148,7 @@ class RateLimiter:
     """Counts usage per (account, model, metric); thread-safe."""
 
     def __init__(self) -> None:
-        self._windows: dict[tuple[str, str, str], _Window] = {}
+        self._windows: dict[str, dict[tuple[str, str], _Window]] = {}  # account -> (model, metric) -> window
         self._lock = threading.RLock()
 
     @property
@@ -149,10 +157,12 @@ class RateLimiter:
         return self._lock
 
     def _window(self, account: str, model: str, metric: str) -> _Window:
-        key = (account, model, metric)
-        window = self._windows.get(key)
+        windows = self._windows.get(account)
+        if windows is None:
+            windows = self._windows[account] = {}
+        window = windows.get((model, metric))
         if window is None:
-            window = self._windows[key] = _Window()
+            window = windows[(model, metric)] = _Window()
         return window
 
     def check(self, account: str, model: str, limits: Limits, usage: Usage, now: float) -> QuotaExceeded | None:
@@ -172,8 +182,10 @@ class RateLimiter:
         """Count ``usage`` against every limit that is set."""
         with self._lock:
             for metric, _ in limits.items():
-                unit, _span = METRICS[metric]
-                self._window(account, model, metric).add(now, getattr(usage, unit))
+                unit, span = METRICS[metric]
+                window = self._window(account, model, metric)
+                window.used(now, span)  # drop entries the clock has gone back before
+                window.add(now, getattr(usage, unit))
 
     def state(self, account: str, model: str, limits: Limits, now: float) -> dict[str, WindowState]:
         """Limit, remaining and seconds-to-full-reset of each metric that is set."""
@@ -186,6 +198,11 @@ class RateLimiter:
                 reset = window.times[-1] + span - now if window.times else 0.0
                 result[metric] = WindowState(limit=limit, remaining=max(0, int(limit - used)), reset=reset)
             return result
+
+    def forget(self, account: str) -> None:
+        """Forget one account's usage."""
+        with self._lock:
+            self._windows.pop(account, None)
 
     def reset(self) -> None:
         """Forget all usage."""

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from .clock import VirtualClock
 from .config import Settings
 from .errors import ConfigError
+from .timeouts import DEFAULT_READ_TIMEOUT, http_protocol
 
 if TYPE_CHECKING:
     from .faults import Scenario
@@ -67,9 +68,21 @@ class ServerThread:
         sock: socket.socket,
         *,
         log_level: str = "warning",
+        read_timeout: float | None = None,
         before_run: Callable[[], None] | None = None,
     ) -> None:
-        config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=1)
+        """``read_timeout``: seconds a request may take to arrive (default: the app's
+        ``settings.read_timeout``, else 15); ``before_run`` is called first in the server's thread."""
+        if read_timeout is None:
+            settings = getattr(getattr(app, "state", None), "settings", None)
+            read_timeout = getattr(settings, "read_timeout", DEFAULT_READ_TIMEOUT)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            http=http_protocol(read_timeout),
+        )
         self.sock = sock
         self.server = uvicorn.Server(config)
         self.before_run = before_run

@@ -9,6 +9,7 @@ another model are ignored); strict mode also applies ``x-sfmock-ignored`` and
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -59,10 +60,22 @@ def _strict(validator: Any, subschema: Any, instance: Any, schema: dict[str, Any
     yield from validator.descend(instance, subschema)
 
 
+@functools.cache
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262, where $ is the very end; in Python $ also matches
+    # before a final newline, so "1024x1024\n" would pass '^...$'
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    if isinstance(instance, str) and not _ecma_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 # extend() has no annotations in jsonschema's stubs
 _Lenient = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
-    {"x-sfmock-max-pixels": _max_pixels, "x-sfmock-image-ref": _image_ref},
+    {"x-sfmock-max-pixels": _max_pixels, "x-sfmock-image-ref": _image_ref, "pattern": _pattern},
 )
 _Strict = validators.extend(  # type: ignore[no-untyped-call]
     _Lenient, {"x-sfmock-ignored": _ignored, "x-sfmock-strict": _strict}

@@ -106,8 +106,15 @@ def test_load(server: str) -> None:
 
     # nothing lost: the journal, the quota counters and the balances add up to what was sent
     with httpx.Client(base_url=server, timeout=60) as http:
-        journal = http.get("/_sfmock/journal", params={"status": 200}).json()
-        assert Counter(e["path"].startswith("/default/") for e in journal["entries"]) == {
+        entries, after = [], None  # the journal answers in pages of a few MB
+        while True:
+            params = {"status": 200} if after is None else {"status": 200, "after": after}
+            journal = http.get("/_sfmock/journal", params=params).json()
+            entries += journal["entries"]
+            after = journal["next_after"]
+            if after is None:
+                break
+        assert Counter(e["path"].startswith("/default/") for e in entries) == {
             False: GENERATIONS,
             True: GENERATIONS,
         }

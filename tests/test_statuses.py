@@ -31,7 +31,9 @@ def client() -> Iterator[TestClient]:
         Account(id="ok", balance=Decimal(100), keys=(("sk-ok-0123456789", True),)),
         Account(id="off", status="disabled", keys=(("sk-off-0123456789", True),)),
     )
-    settings = Settings(seed=1, accounts=accounts, max_body_bytes=4096, control_token="control-token")
+    settings = Settings(
+        seed=1, accounts=accounts, max_body_bytes=4096, control_token="control-token", control_max_body_bytes=1024
+    )
     with TestClient(create_app(settings, clock=VirtualClock())) as test_client:
         test_client.event_hooks = {"request": [], "response": [contract_hook]}
         yield test_client
@@ -117,6 +119,25 @@ for _path in ("/v1/images/generations", "/v1/models", "/v1/user/info"):
     _method = "POST" if _path == GEN else "GET"
     for _status in INJECTABLE:
         CASES.setdefault((_path, _method, _status), fault(_method, _path, _status))
+CONTROL = {
+    "/_sfmock/health": ("GET",),
+    "/_sfmock/reset": ("POST",),
+    "/_sfmock/scenario": ("GET", "PUT", "DELETE"),
+    "/_sfmock/clock": ("GET", "POST"),
+    "/_sfmock/journal": ("GET", "DELETE"),
+}
+
+
+def _control(method: str, path: str, status: int) -> Call:
+    if status == 403:  # a page on another origin, in the developer's browser
+        return lambda c: c.request(method, path, headers={**TOKEN, "Origin": "http://evil.example"})
+    return lambda c: c.request(method, path, content=b"x" * 2048, headers=TOKEN)  # over the 1024-byte cap
+
+
+for _path, _methods in CONTROL.items():
+    for _method in _methods:
+        for _status in (403, 413):
+            CASES[(_path, _method, _status)] = _control(_method, _path, _status)
 CASES[("/default/outputs/{object}", "GET", 503)] = lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "503"})
 
 

@@ -1,0 +1,167 @@
+"""Reading untrusted documents (control bodies, scenario and config files) as plain JSON data.
+
+JSON is parsed as JSON: ``1e3`` is a number, ``NaN``, ``Infinity`` and numbers out of
+float range are refused. Anything else is read as YAML with a loader that keeps to
+what JSON can hold, in the YAML 1.2 core schema: ``true``/``false`` only, no dates
+(``2020-01-01`` stays a string), and it refuses what cannot round-trip through JSON
+or could blow up: aliases (``*x``: the "billion laughs"), explicit tags such as
+``!!binary``, ``!!timestamp`` or ``!!set``, ``.inf`` and ``.nan``, keys that are not
+strings, and nesting deeper than :data:`MAX_DEPTH`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+__all__ = ["MAX_DEPTH", "DocumentError", "load_document"]
+
+MAX_DEPTH = 64  # containers inside containers; scenario and config documents need under 10
+
+
+class DocumentError(ValueError):
+    """A document that is not plain JSON data; the message says what and where."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DocumentError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise DocumentError(f"{name} is not a number JSON allows")
+
+
+def _loads_json(text: str) -> Any:
+    return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+
+
+try:  # libyaml, when PyYAML was built with it (the wheels are): several times faster
+    from yaml._yaml import CParser
+
+    _LIBYAML = True
+except ImportError:  # pragma: no cover - pure Python, same rules, slower
+    _LIBYAML = False
+
+
+if _LIBYAML:
+
+    class _JsonLoader(CParser, SafeConstructor, Resolver):
+        """A safe loader restricted to JSON data (YAML 1.2 core schema); libyaml parses and
+        composes (its nesting is capped), :func:`_check_tree` refuses what JSON cannot hold."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # pragma: no cover
+
+    class _JsonLoader(yaml.SafeLoader):  # type: ignore[no-redef]
+        """The same loader on PyYAML's pure-Python parser."""
+
+
+# the YAML 1.2 core schema's plain scalars; everything else is a string
+_JsonLoader.yaml_implicit_resolvers = {}
+_JsonLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+_JsonLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_JsonLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_JsonLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "seq", "map")}
+
+
+def _check_tree(node: Node) -> None:
+    """Refuse aliases (a node met twice), explicit tags beyond JSON's, non-string keys and
+    deep nesting; iteratively, so any document is safe to check."""
+    stack: list[tuple[Node, int]] = [(node, 1)]
+    seen: set[int] = set()
+    while stack:
+        current, depth = stack.pop()
+        if id(current) in seen:
+            raise DocumentError(f"line {current.start_mark.line + 1}: aliases (*name) are not allowed")
+        seen.add(id(current))
+        if current.tag not in _PLAIN_TAGS:
+            line = current.start_mark.line + 1
+            raise DocumentError(f"line {line}: tag {current.tag} is not allowed (plain data only)")
+        if depth > MAX_DEPTH and not isinstance(current, ScalarNode):
+            raise DocumentError(f"line {current.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(current, SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+        elif isinstance(current, MappingNode):
+            for key, value in current.value:
+                if not (isinstance(key, ScalarNode) and key.tag == "tag:yaml.org,2002:str"):
+                    raise DocumentError(f"line {key.start_mark.line + 1}: keys must be strings")
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+
+
+def _construct_float(loader: _JsonLoader, node: ScalarNode) -> float:
+    value: float = loader.construct_yaml_float(node)
+    if not math.isfinite(value):
+        raise DocumentError(f"line {node.start_mark.line + 1}: {node.value} is not a number JSON allows")
+    return value
+
+
+def _construct_int(loader: _JsonLoader, node: ScalarNode) -> int:
+    text = node.value.replace("_", "")
+    try:
+        return int(text, 0) if text[:2].lower() in ("0o", "0x") else int(text)
+    except ValueError:
+        raise DocumentError(f"line {node.start_mark.line + 1}: {node.value[:40]} is not a usable integer") from None
+
+
+_JsonLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)  # type: ignore[type-var]
+_JsonLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[type-var]
+
+
+def load_document(raw: str | bytes) -> Any:
+    """``raw`` as plain JSON data; :class:`DocumentError` naming the problem otherwise.
+
+    An empty document is ``None``.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return _loads_json(raw)
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except DocumentError:
+        raise
+    except ValueError:
+        pass  # not JSON: read it as YAML
+    loader = _JsonLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_tree(node)
+        return loader.construct_document(node)
+    except (ConstructorError, yaml.YAMLError) as exc:
+        raise DocumentError(f"not valid YAML or JSON: {exc}") from None
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()

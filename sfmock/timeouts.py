@@ -1,0 +1,70 @@
+"""Read timeouts for uvicorn: a request must arrive whole within ``read_timeout`` seconds.
+
+uvicorn times out idle keep-alive connections (``timeout_keep_alive``, 5 s) but not a
+request that arrives slowly: a client sending one header byte a second (slowloris), or
+a body that never ends, holds its connection, and enough of them exhaust the server's
+descriptors. :func:`http_protocol` gives uvicorn's h11 protocol with one more timer:
+armed when a connection opens or a request starts arriving, disarmed when the whole
+request (headers and body) has been read; when it fires the connection is closed. The
+app sees a disconnect, so a request cut short is journaled as abandoned, not served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["DEFAULT_READ_TIMEOUT", "http_protocol"]
+
+DEFAULT_READ_TIMEOUT = 15.0
+_READING = (h11.IDLE, h11.SEND_BODY)
+logger = logging.getLogger("sfmock")
+
+
+class _TimedH11Protocol(H11Protocol):
+    read_timeout = DEFAULT_READ_TIMEOUT
+    _read_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()  # a connection that sends nothing at all is slow too
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state in _READING:
+            self._arm()
+        super().data_received(data)
+        if self.conn.their_state not in _READING:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE:
+            self._disarm()  # between requests the keep-alive timeout applies
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_later(self.read_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _timed_out(self) -> None:
+        self._read_timer = None
+        if self.conn.their_state in _READING and not self.transport.is_closing():
+            logger.info("sfmock: closed a connection whose request did not arrive within %ss", self.read_timeout)
+            self.transport.close()
+
+
+def http_protocol(read_timeout: float = DEFAULT_READ_TIMEOUT) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol class, closing connections whose request is not read in time."""
+    return type("ReadTimeoutH11Protocol", (_TimedH11Protocol,), {"read_timeout": float(read_timeout)})
