@@ -31,11 +31,19 @@ class Generator:
     base_url: str
 
     def respond(
-        self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float, expired: bool = False
+        self,
+        body: dict[str, Any],
+        model: ModelSpec,
+        *,
+        rng: random.Random,
+        now: float,
+        expired: bool = False,
+        base_url: str | None = None,
     ) -> dict[str, Any]:
         """The 200 body for a request already checked against the contract.
 
-        ``expired`` signs the image URLs as if issued ``url_ttl`` seconds ago (a fault).
+        ``expired`` signs the image URLs as if issued ``url_ttl`` seconds ago (a fault);
+        ``base_url`` replaces the configured one (the request's own origin).
         """
         defaults = self.contract.request_defaults()
         seed = body.get("seed")
@@ -47,7 +55,8 @@ class Generator:
         count = self.image_count(body, model)
         key = f"{model.id}\0{body['prompt']}\0{seed}\0{width}x{height}".encode()
         issued = now - self.signer.ttl if expired else now
-        images = [{"url": self._url(key, i, width, height, issued)} for i in range(count)]
+        base = base_url or self.base_url
+        images = [{"url": self._url(base, key, i, width, height, issued)} for i in range(count)]
         jitter = 0.85 + 0.3 * hashlib.sha256(key).digest()[0] / 255
         megapixels = width * height / 1_048_576
         inference = max(0.001, round(model.seconds_per_step * steps * megapixels * count * jitter, 3))
@@ -71,10 +80,10 @@ class Generator:
         limit: int = self.contract.request_fields["properties"]["image_size"]["x-sfmock-max-pixels"]
         return limit
 
-    def _url(self, key: bytes, index: int, width: int, height: int, now: float) -> str:
+    def _url(self, base: str, key: bytes, index: int, width: int, height: int, now: float) -> str:
         digest = hashlib.sha256(key + bytes([index])).hexdigest()[:32]
         name = str(ObjectName(digest=digest, width=width, height=height, index=index))
-        return f"{self.base_url}/default/outputs/{name}?{self.signer.query(name, now)}"
+        return f"{base}/default/outputs/{name}?{self.signer.query(name, now)}"
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:

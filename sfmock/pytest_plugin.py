@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .server import FakeServer
     from .transports import Transport
 
@@ -48,9 +49,11 @@ def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -
 
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    if marker and marker.args:
+        raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
     scenario = options.pop("scenario", None)
     if options:  # settings of its own: a server of its own
-        with FakeServer(**options) as own:
+        with FakeServer(_marker_settings(options), host=options.get("host"), port=options.get("port") or 0) as own:
             own.use_scenario(scenario)
             yield own
         return
@@ -61,7 +64,22 @@ def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -
 
 @pytest.fixture
 def sfmock_transport(sfmock_server: FakeServer) -> Iterator[Transport]:
-    """An ``httpx`` transport straight into ``sfmock_server``'s app, without a socket."""
-    transport = sfmock_server.transport()
+    """An ``httpx`` transport straight into ``sfmock_server``'s app, without a socket;
+    it serves ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
+    from .transports import AsyncTransport, Transport
+
+    class EitherTransport(Transport, AsyncTransport):
+        """:class:`Transport` and :class:`AsyncTransport` in one object."""
+
+    transport = EitherTransport(sfmock_server.app, sfmock_server.clock)
     yield transport
     transport.close()
+
+
+def _marker_settings(options: dict[str, Any]) -> Settings:
+    """The marker's keywords, checked and converted exactly as a config file's keys are."""
+    from .config import load_settings, settings_from
+
+    config = options.pop("config", None)
+    base = load_settings(config) if config is not None else None
+    return settings_from(options, "@pytest.mark.sfmock", base)
