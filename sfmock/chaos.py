@@ -20,7 +20,7 @@ from .auth import Authenticator, bearer_token
 from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
-from .journal import Journal
+from .journal import RESPONSE_CAP, Journal
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
 from .signing import expired_denial
 
@@ -63,7 +63,7 @@ class ChaosMiddleware:
         body = await _read_body(receive, self.max_body_bytes + 1)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         state = scope.setdefault("state", {})
-        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False}
+        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False, "body": b""}
         fault: Fault | None = None
         body_sent = False
 
@@ -87,8 +87,11 @@ class ChaosMiddleware:
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                record()
+            elif message["type"] == "http.response.body":
+                if len(outcome["body"]) < RESPONSE_CAP:
+                    outcome["body"] += message.get("body", b"")[: RESPONSE_CAP - len(outcome["body"])]
+                if not message.get("more_body", False):
+                    record()
             await send(message)
 
         try:
@@ -128,6 +131,8 @@ class ChaosMiddleware:
             outcome=outcome["kind"],
             fault=fault.describe() if fault else None,
             trace_id=scope["state"].get("trace_id", ""),
+            headers=headers,
+            response=outcome["body"],
         )
 
     def _bad_header(self, scope: Scope, problem: str) -> Response:

@@ -38,6 +38,7 @@ _FILTERS = {
     "since": float,
     "limit": int,
 }
+_KINDS = {str: "a string", int: "an integer", float: "a number"}
 
 
 class Control:
@@ -153,12 +154,17 @@ class Control:
         if request.method == "DELETE":
             self.journal.clear()
         filters: dict[str, Any] = {}
+        for name in request.query_params:
+            if name not in _FILTERS:
+                return _error(400, f"journal: unknown filter {name!r}; the filters are {', '.join(_FILTERS)}")
         for name, kind in _FILTERS.items():
             if name in request.query_params:
                 try:
                     filters[name] = kind(request.query_params[name])
                 except ValueError:
-                    return _error(400, f"journal: {name} must be {kind.__name__}")
+                    return _error(400, f"journal: {name} must be {_KINDS[kind]}")
+        if filters.get("limit", 1) < 1 or not math.isfinite(filters.get("since", 0.0)):
+            return _error(400, "journal: limit must be at least 1, since a finite number")
         entries = self.journal.entries(**filters)
         return json_response(
             {
