@@ -7,6 +7,7 @@ loopback, every call needs the ``X-Sfmock-Token`` header.
 from __future__ import annotations
 
 import hmac
+import json
 import math
 import time
 from typing import Any
@@ -112,9 +113,12 @@ class Control:
         if request.method == "DELETE":
             self.engine.replace(Scenario())
         elif request.method == "PUT":
+            raw = await request.body()
+            if not raw.strip():  # DELETE clears the scenario; an empty PUT is a mistake
+                return _error(400, "scenario: a body is required (a scenario document, YAML or JSON)")
             try:
-                document = load_yaml(await request.body())
-                self.engine.replace(Scenario.from_document(document if document is not None else {}, "scenario"))
+                document = _json_or_yaml(raw)
+                self.engine.replace(Scenario.from_document(document, "scenario"))
             except yaml.YAMLError as exc:
                 return _error(400, f"scenario: not valid YAML or JSON: {exc}")
             except ConfigError as exc:
@@ -174,6 +178,15 @@ class Control:
                 "evicted": self.journal.dropped,
             }
         )
+
+
+def _json_or_yaml(raw: bytes) -> Any:
+    """A JSON body as JSON (YAML parsers refuse some valid JSON, such as lone surrogate
+    escapes), anything else as YAML."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return load_yaml(raw)
 
 
 def _error(status: int, message: str) -> Response:
