@@ -115,8 +115,7 @@ def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) ->
         process.wait(10)
         if process.stderr:
             process.stderr.close()
-    # uvicorn shuts down cleanly, then re-raises the signal, as a well-behaved CLI does
-    assert process.returncode in (0, -signal.SIGINT)
+    assert process.returncode == 0  # Ctrl+C is the normal way to stop: a quiet exit 0
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
