@@ -73,3 +73,14 @@ def test_ctrl_c_on_serve_is_quiet_and_exits_0() -> None:
     process.send_signal(signal.SIGINT)  # an impatient second Ctrl+C too
     _, err = process.communicate(timeout=30)
     assert process.returncode == 0 and "Traceback" not in err, err
+
+
+def test_httpx_is_a_core_dependency() -> None:
+    # sfmock.checks and the transports import httpx: a plain `pip install sfmock` must bring it
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text("utf-8"))["project"]
+    assert any(d.startswith("httpx") for d in project["dependencies"])
+    code = "import sfmock.checks, sfmock.transports"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
