@@ -100,3 +100,22 @@ def test_shell_examples_run_as_written(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
     assert server.returncode == 0
+
+
+def test_the_bad_body_row_quotes_what_the_server_sends() -> None:
+    from starlette.testclient import TestClient
+
+    from sfmock import Settings, create_app
+
+    row = next(line for line in README.splitlines() if line.startswith("| body not a JSON object"))
+    quoted = re.findall(r'"message":"([^"]*?)(?:\.\.\.)?"|`"([^"`]+)"`', row)
+    messages = [a or b for a, b in quoted]
+    assert len(messages) == 3, row
+    auth = {"Authorization": "Bearer sk-readme"}
+    with TestClient(create_app(Settings(seed=1))) as client:
+        sent = [
+            client.post("/v1/images/generations", content=body, headers=auth).json()["message"]
+            for body in (b"{nope", b"", b"[]")
+        ]
+    for message, answer in zip(messages, sent, strict=True):
+        assert answer.startswith(message), (message, answer)
