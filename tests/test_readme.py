@@ -119,3 +119,11 @@ def test_the_bad_body_row_quotes_what_the_server_sends() -> None:
         ]
     for message, answer in zip(messages, sent, strict=True):
         assert answer.startswith(message), (message, answer)
+
+
+def test_the_js_example_is_the_one_the_node_test_runs() -> None:
+    (block,) = re.findall(r"```js\n(.*?)```", README, re.S)
+    runs = (FIXTURES.parent / "tests" / "node" / "generate.mjs").read_text("utf-8")
+    helper = block.split("\n\n")[0]
+    assert helper in runs  # the custom fetch, word for word
+    assert "createOpenAICompatible({" in runs and "fetch: presignedDownloadsWithoutKey" in runs
