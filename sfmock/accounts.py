@@ -78,7 +78,7 @@ class OpenAuthenticator:
     its own account. Nothing is stored per token: the account is a pure function of it.
     """
 
-    def __init__(self, balance: Decimal = Decimal("100.00")) -> None:
+    def __init__(self, balance: Decimal = Decimal("1000000000.00")) -> None:
         self.balance = balance
 
     def authenticate(self, authorization: str | None) -> Account:

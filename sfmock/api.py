@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -39,6 +40,7 @@ class Api:
         rng: random.Random,
         strict: bool,
         max_body_bytes: int,
+        origin_from_host: bool = False,
     ) -> None:
         self.contract = contract
         self.generator = generator
@@ -49,6 +51,7 @@ class Api:
         self.rng = rng
         self.strict = strict
         self.max_body_bytes = max_body_bytes
+        self.origin_from_host = origin_from_host
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
@@ -84,7 +87,10 @@ class Api:
         headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
         fault = getattr(request.state, "fault", None)
         expired = fault is not None and fault.action.expired_url
-        base_url = request.scope["state"].get("public_url")  # set by a Recorder on a socket of its own
+        # a Recorder serving on a socket of its own names its base; off loopback, the request's origin
+        base_url = request.scope["state"].get("public_url")
+        if base_url is None and self.origin_from_host:
+            base_url = request_origin(request)
         result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired, base_url=base_url)
         return json_response(result, headers=headers)
 
@@ -132,6 +138,18 @@ class Api:
             "totalBalance": f"{balance + charged:.2f}",
         }
         return json_response({"code": 20000, "message": "OK", "status": True, "data": data})
+
+
+def request_origin(request: Request) -> str | None:
+    """``http://HOST[:PORT]`` from the request's ``Host`` header, if it is a plain host name
+    or address (anything else, and no header, give ``None``: the configured origin)."""
+    host = request.headers.get("host", "")
+    if not _HOST.fullmatch(host):
+        return None
+    return f"{request.url.scheme}://{host}"
+
+
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def _json_type(value: Any) -> str:

@@ -94,6 +94,9 @@ def create_app(
         rng=random.Random(None if seed is None else f"{seed}:generation"),
         strict=settings.strict,
         max_body_bytes=settings.max_body_bytes,
+        # bound off loopback with no public_url, this server's own address (0.0.0.0, say)
+        # means nothing to a client: image URLs follow the Host the client used instead
+        origin_from_host=settings.public_url is None and not is_loopback(settings.host),
     )
     host = ImageHost(signer, clock, generator.max_pixels, pictures)
     scenario = settings.scenario or Scenario()
@@ -168,7 +171,7 @@ def control_token(settings: Settings) -> str | None:
     """The control API's token: the configured one, or a fresh one off loopback."""
     if settings.control_token is not None:
         return settings.control_token
-    if settings.host in ("localhost", "") or _is_loopback(settings.host):
+    if is_loopback(settings.host):
         return None
     return secrets.token_urlsafe(18)
 
@@ -181,7 +184,10 @@ def host_names(settings: Settings) -> set[str]:
     return names
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable only from this machine."""
+    if host in ("localhost", ""):
+        return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:

@@ -25,7 +25,7 @@ from .auth import Authenticator, bearer_token
 from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
-from .journal import Journal
+from .journal import RESPONSE_CAP, Journal
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
 from .signing import expired_denial
 
@@ -92,7 +92,7 @@ class ChaosMiddleware:
         body: bytes,
         started: float,
     ) -> None:
-        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False}
+        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False, "body": b""}
         fault: Fault | None = None
         body_sent = False
 
@@ -116,8 +116,11 @@ class ChaosMiddleware:
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                record()
+            elif message["type"] == "http.response.body":
+                if len(outcome["body"]) < RESPONSE_CAP:
+                    outcome["body"] += message.get("body", b"")[: RESPONSE_CAP - len(outcome["body"])]
+                if not message.get("more_body", False):
+                    record()
             await send(message)
 
         try:
@@ -157,6 +160,8 @@ class ChaosMiddleware:
             outcome=outcome["kind"],
             fault=fault.describe() if fault else None,
             trace_id=scope["state"].get("trace_id", ""),
+            headers=headers,
+            response=outcome["body"],
         )
 
     async def _unread(

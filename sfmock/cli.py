@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .cli_fidelity import add_commands as add_fidelity_commands
 from .cli_fidelity import run as run_fidelity_command
@@ -38,17 +38,28 @@ _FLAGS = {
 }
 
 
+# subcommands: name -> (add its arguments, run it); another one is another entry
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str, str]
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sfmock`` parser, with one subparser per entry of :data:`COMMANDS`."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="sfmock",
         description="An offline, faithful fake of the SiliconFlow image-generation API.",
     )
+    parser.add_argument("--version", action="version", version=f"sfmock {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser(
-        "serve",
-        help="run the fake server",
-        description="Run the fake API and image host. Flags override the config file.",
-    )
+    for name, (arguments, _, summary, description) in COMMANDS.items():
+        arguments(commands.add_parser(name, help=summary, description=description))
+    add_fidelity_commands(commands)
+    add_check_parser(commands)
+    return parser
+
+
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1: loopback only)")
     serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (default 8000)")
     serve.add_argument("--config", metavar="FILE", help="YAML config file (see README)")
@@ -102,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop the clock; move it with POST /_sfmock/clock",
     )
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level: 'info' logs each request, 'warning' only problems (default info)",
+    )
     _add_replay_flags(serve)
-    add_fidelity_commands(commands)
-    add_check_parser(commands)
-    return parser
 
 
 def _add_replay_flags(serve: argparse.ArgumentParser) -> None:
@@ -116,19 +129,26 @@ def _add_replay_flags(serve: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    status = run_fidelity_command(args)
-    if status is not None:
-        return status
-    if args.command == "check":
-        return check(args)
-    return 2  # pragma: no cover - argparse requires a command
+    """Run the CLI; returns the exit status (0 on Ctrl+C, 2 on a usage or config error)."""
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # the subcommand's usage, not the top level's
+            chooser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            chooser.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command in COMMANDS:
+            run: Callable[[argparse.Namespace], int] = COMMANDS[args.command][1]
+            return run(args)
+        if args.command == "check":
+            return check(args)
+        status = run_fidelity_command(args)
+        return 2 if status is None else status
+    except KeyboardInterrupt:  # Ctrl+C, at any moment: a normal way to stop
+        return 0
 
 
 def serve(args: argparse.Namespace) -> int:
+    """``sfmock serve``: run the fake until Ctrl+C."""
     import uvicorn
 
     from .app import create_app
@@ -273,3 +293,71 @@ def _names(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a config file or a scenario file (YAML or JSON)")
+
+
+def validate(args: argparse.Namespace) -> int:
+    """``sfmock validate FILE``: check a config or scenario file as ``serve`` would."""
+    from .config import load_settings, read_config_file
+    from .faults import Scenario
+
+    try:
+        document = _peek(args.file)
+        if isinstance(document, dict) and "rules" in document:
+            scenario = Scenario.load(args.file)
+            print(f"{args.file}: a valid scenario ({scenario.name!r}, {len(scenario.rules)} rules)")
+        else:
+            read_config_file(args.file)
+            load_settings(args.file)
+            print(f"{args.file}: a valid config")
+    except ConfigError as exc:
+        print(f"sfmock: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _peek(path: str) -> object:
+    """The file's document, or ``None`` when it cannot be read (the loader then says why)."""
+    from pathlib import Path
+
+    from .schemas import load_yaml
+
+    try:
+        return load_yaml(Path(path).read_text("utf-8"))
+    except Exception:
+        return None
+
+
+def scenarios(args: argparse.Namespace) -> int:
+    """``sfmock scenarios``: the shipped scenarios, with their descriptions."""
+    from .faults import Scenario
+
+    for name in Scenario.shipped():
+        print(f"{name:<20} {Scenario.named(name).description}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": (
+        _serve_arguments,
+        serve,
+        "run the fake server",
+        "Run the fake API and image host. Flags override the config file.",
+    ),
+    "validate": (
+        _validate_arguments,
+        validate,
+        "check a config or scenario file",
+        "Check a config file (or a scenario file: one with 'rules') with the same checks and "
+        "messages as serve; exit status 0 when valid, 2 when not.",
+    ),
+    "scenarios": (
+        lambda parser: None,
+        scenarios,
+        "list the shipped scenarios",
+        "List the scenarios shipped with sfmock (use them with --scenario NAME).",
+    ),
+}

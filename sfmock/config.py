@@ -7,8 +7,9 @@ from, the key, and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,23 @@ from .quota import Limits
 from .recording import Exchange, load_recordings
 from .schemas import check
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
+
+
+# the open-mode balance of every token's account: large enough that no load test runs
+# out of money (at 0.02 per image, fifty billion images), and shown as this figure
+UNLIMITED_BALANCE = Decimal("1000000000.00")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything ``sfmock serve`` can be told; the defaults are the safe ones."""
+    """Everything ``sfmock serve`` can be told; the defaults are the safe ones.
+
+    Fields take what a config file takes: ``Settings(limits="realistic",
+    prices={"Kwai-Kolors/Kolors": "1.25"}, accounts=[{"keys": ["sk-a"]}])`` goes through
+    the same schema and conversion, and a bad value raises :class:`ConfigError` naming
+    the key. Already-converted values (``Limits``, ``Decimal``, ``Account``) pass as they are.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -39,7 +51,7 @@ class Settings:
     control_max_body_bytes: int = 256 * 1024
     read_timeout: float = 15.0
     signing_key: str | None = None  # None: a random key per process
-    default_balance: Decimal = Decimal("100.00")
+    default_balance: Decimal = UNLIMITED_BALANCE
     prices: Mapping[str, Decimal] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     model_limits: Mapping[str, Limits] = field(default_factory=dict)
@@ -55,6 +67,11 @@ class Settings:
     replay_match: str = "prompt"
     replay_miss: str = "fake"
 
+    def __post_init__(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in _convert(values, "Settings").items():
+            object.__setattr__(self, name, value)
+
     @property
     def base_url(self) -> str:
         """Where image URLs point: ``public_url``, else this server's own address."""
@@ -62,6 +79,85 @@ class Settings:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def settings_from(values: Mapping[str, Any], source: str, base: Settings | None = None) -> Settings:
+    """``base`` (default: the defaults) with config-file ``values`` on top, checked as a
+    config file is; errors name ``source`` and the key (the pytest marker uses this)."""
+    converted = _convert(dict(values), source)
+    return dataclasses.replace(base or Settings(), **{**values, **converted})
+
+
+def _for_schema(values: dict[str, Any]) -> dict[str, Any]:
+    """The values a schema can check: converted ones shown as the config text they stand for."""
+    shown: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or (name == "scenario" and not isinstance(value, str)):
+            continue  # None is every optional key's default; scenarios are checked when loaded
+        if isinstance(value, Decimal):
+            value = _money(value)
+        elif isinstance(value, Limits):
+            value = dataclasses.asdict(value)
+        elif name in ("prices", "model_limits") and isinstance(value, Mapping):
+            value = {k: _money(v) if isinstance(v, Decimal) else v for k, v in value.items()}
+            value = {k: dataclasses.asdict(v) if isinstance(v, Limits) else v for k, v in value.items()}
+        elif name == "replay" and isinstance(value, tuple):
+            continue  # recordings already loaded (and checked) from their folder
+        elif name == "accounts" and isinstance(value, tuple | list):
+            if all(isinstance(a, Account) for a in value):
+                continue
+            value = list(value)
+        shown[name] = value
+    return shown
+
+
+def _money(value: Decimal) -> Any:
+    return format(value, "f") if value.is_finite() else str(value)
+
+
+def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Schema-checked config values converted to the types of :class:`Settings`' fields.
+
+    Checks what the schema cannot (known model names); values already converted stay.
+    """
+    check("config", _for_schema(values), source)
+    models = load_contract().models
+    out: dict[str, Any] = {}
+    scenario = values.get("scenario")
+    if isinstance(scenario, str | Path):
+        try:
+            out["scenario"] = Scenario.find(scenario)
+        except ConfigError as exc:
+            if exc.source != "scenario":
+                raise  # a scenario file's own error names that file
+            raise ConfigError(source, "scenario", f"{scenario!r}: {exc.expected}") from None
+    elif isinstance(scenario, Mapping):
+        out["scenario"] = Scenario.from_document(scenario, f"{source}: scenario")
+    for section in ("prices", "model_limits"):
+        for model in values.get(section) or {}:
+            if model not in models:
+                raise ConfigError(source, f"{section}.{model}", f"unknown model; expected one of {sorted(models)}")
+    accounts = values.get("accounts")
+    if accounts is not None and not all(isinstance(a, Account) for a in accounts):
+        out["accounts"] = tuple(accounts_from_config(source, accounts, models))
+    elif isinstance(accounts, list):
+        out["accounts"] = tuple(accounts)
+    if values.get("limits") is not None and not isinstance(values["limits"], Limits):
+        out["limits"] = Limits.from_config(values["limits"])
+    if values.get("model_limits"):
+        out["model_limits"] = {
+            m: v if isinstance(v, Limits) else Limits.from_config(v) for m, v in values["model_limits"].items()
+        }
+    if values.get("prices"):
+        out["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
+    if values.get("default_balance") is not None:
+        out["default_balance"] = Decimal(str(values["default_balance"]))
+    if isinstance(values.get("replay"), str | Path):
+        try:
+            out["replay"] = tuple(load_recordings(values["replay"]))
+        except ConfigError as exc:
+            raise ConfigError(source, "replay", f"expected a folder of recordings: {exc}") from None
+    return out
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -104,26 +200,4 @@ def load_settings(
 
 def _settings(values: dict[str, Any], source: str) -> Settings:
     """Checked values to :class:`Settings`, with the checks a schema cannot make."""
-    models = load_contract().models
-    if "scenario" in values:
-        values["scenario"] = Scenario.find(values["scenario"])
-    for section in ("prices", "model_limits"):
-        for model in values.get(section, {}):
-            if model not in models:
-                raise ConfigError(source, f"{section}.{model}", f"unknown model; expected one of {sorted(models)}")
-    if isinstance(values.get("replay"), str):
-        try:
-            values["replay"] = tuple(load_recordings(values["replay"]))
-        except ConfigError as exc:
-            raise ConfigError(source, "replay", f"expected a folder of recordings: {exc}") from None
-    if "accounts" in values:
-        values["accounts"] = tuple(accounts_from_config(source, values["accounts"], models))
-    if "limits" in values:
-        values["limits"] = Limits.from_config(values["limits"])
-    if "model_limits" in values:
-        values["model_limits"] = {m: Limits.from_config(v) for m, v in values["model_limits"].items()}
-    if "prices" in values:
-        values["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
-    if "default_balance" in values:
-        values["default_balance"] = Decimal(str(values["default_balance"]))
-    return Settings(**values)
+    return Settings(**{**values, **_convert(values, source)})

@@ -47,6 +47,7 @@ _FILTERS = {
     "limit": int,
     "after": int,
 }
+_KINDS = {str: "a string", int: "an integer", float: "a number"}
 
 
 class Control:
@@ -178,6 +179,8 @@ class Control:
             body = await self._body(request)
             if isinstance(body, Response):
                 return body
+            if not body.strip():  # DELETE clears the scenario; an empty PUT is a mistake
+                return _error(400, "scenario: a body is required (a scenario document, YAML or JSON)")
             try:
                 # parsing and checking up to 1000 rules takes a while: off the event loop
                 self.engine.replace(await run_in_threadpool(_scenario, body))
@@ -222,12 +225,15 @@ class Control:
         if request.method == "DELETE":
             self.journal.clear()
         filters: dict[str, Any] = {}
+        for name in request.query_params:
+            if name not in _FILTERS:
+                return _error(400, f"journal: unknown filter {name!r}; the filters are {', '.join(_FILTERS)}")
         for name, kind in _FILTERS.items():
             if name in request.query_params:
                 try:
                     filters[name] = kind(request.query_params[name])
                 except ValueError:
-                    return _error(400, f"journal: {name} must be {kind.__name__}")
+                    return _error(400, f"journal: {name} must be {_KINDS[kind]}")
         for name in ("limit", "after"):
             if name in filters and filters[name] < (1 if name == "limit" else 0):
                 return _error(400, f"journal: {name} must be at least {1 if name == 'limit' else 0}")

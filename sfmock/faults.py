@@ -201,12 +201,18 @@ class Scenario:
             source=dict(document),
         )
 
+    @staticmethod
+    def shipped() -> list[str]:
+        """The names of the scenarios shipped with sfmock, sorted."""
+        shipped = resources.files("sfmock").joinpath("scenarios")
+        return sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
+
     @classmethod
     def named(cls, name: str) -> Scenario:
         """A scenario shipped with sfmock: ``happy``, ``flaky``, ``overloaded``, ``rate-limited``,
         ``slow``, ``expiring-urls``, ``broken-connections``."""
         shipped = resources.files("sfmock").joinpath("scenarios")
-        names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
+        names = Scenario.shipped()
         if name not in names:
             raise ConfigError("scenario", name, f"no such shipped scenario; expected one of {names}")
         document = load_document(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
@@ -305,11 +311,16 @@ def parse_fault_header(value: str) -> Action:
     """
     action: dict[str, Any] = {}
     error: dict[str, Any] = {}
+    seen: dict[str, str] = {}
     for raw in value.split(";"):
         item = raw.strip()
         if not item:
             continue
         name, has_value, text = (part.strip() for part in item.partition("="))
+        kind = "error" if name.isdigit() and not has_value else name.lower().replace("_", "-")
+        if kind in seen:  # "error=503;error=504" is a mistake, not "the last one wins"
+            raise ValueError(f"{item!r} repeats {seen[kind]!r}: give each item once")
+        seen[kind] = item
         try:
             known = _fault_item(name.lower().replace("_", "-"), bool(has_value), text, action, error)
         except ValueError:

@@ -44,7 +44,7 @@ class Generator:
         """The 200 body for a request already checked against the contract.
 
         ``expired`` signs the image URLs as if issued ``url_ttl`` seconds ago (a fault);
-        ``base_url`` replaces the generator's own in the image URLs.
+        ``base_url`` replaces the configured one (the request's own origin, or a socket's).
         """
         defaults = self.contract.request_defaults()
         seed = body.get("seed")

@@ -1,35 +1,61 @@
 """The request journal: what clients sent and what they got, bounded in size.
 
-Entries keep the raw body (capped at :data:`BODY_CAP` bytes) and are summarised only
-when read, so recording costs little on the hot path. Keys are masked; long strings
-(data URLs, huge prompts) are shortened in the summary. The journal is bounded twice:
-by entries (``size``) and by the bytes of the bodies it holds (``max_bytes``); what
-either bound pushes out is counted in :attr:`Journal.dropped`. Whatever a client
-sent, an entry always serialises: a body that is not plain JSON (NaN, ``1e400``,
-lone surrogates, deep nesting) is kept as escaped text, and an entry's serialised
-form is capped at :data:`ENTRY_CAP` characters.
+Entries keep the raw bodies (capped at :data:`BODY_CAP` bytes) and are summarised only
+when read, so recording costs little on the hot path. Keys are masked (and kept as a
+hash, to filter on the real key); long strings (data URLs, huge prompts) are shortened
+in the summary. The journal is bounded twice: by entries (``size``) and by the bytes of
+the bodies it holds (``max_bytes``); what either bound pushes out is counted in
+:attr:`Journal.dropped`. Whatever a client sent, an entry always serialises: a body
+that is not plain JSON (NaN, ``1e400``, lone surrogates, deep nesting) is kept as
+escaped text, and an entry's serialised form is capped at :data:`ENTRY_CAP` characters.
+
+One shape in Python and over HTTP: an :class:`Entry` has the fields of
+:data:`ENTRY_FIELDS` as attributes and as items (``entry.status == entry["status"]``),
+and ``GET /_sfmock/journal`` sends the same fields.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import bearer_token
 
-__all__ = ["Entry", "Journal", "mask_key"]
+__all__ = ["ENTRY_FIELDS", "FILTERS", "Entry", "Journal", "mask_key"]
 
 BODY_CAP = 65_536
+RESPONSE_CAP = 4096  # the start of each answer's body is kept
 STRING_CAP = 200
 DEPTH_CAP = 32  # nesting kept in a body summary; deeper levels become a marker
 ENTRY_CAP = 16_384  # characters of one entry's JSON; a larger body becomes a marker
 TEXT_CAP = 1_024  # characters of raw text kept when a body is summarised as a marker
 NODE_CAP = 2_000  # values walked to summarise one body; a larger one becomes a marker at once
+# headers whose values are secrets: recorded masked
+SECRET_HEADERS = frozenset({"authorization", "x-sfmock-token", "cookie", "proxy-authorization", "x-api-key"})
+ENTRY_FIELDS = (
+    "id",
+    "time",
+    "method",
+    "path",
+    "query",
+    "key",
+    "authorization",
+    "headers",
+    "model",
+    "body",
+    "status",
+    "outcome",
+    "fault",
+    "response_body",
+    "trace_id",
+)
+FILTERS = ("method", "path", "status", "key", "model", "fault", "since", "limit", "after")
 
 
 def mask_key(key: str | None) -> str | None:
@@ -37,6 +63,20 @@ def mask_key(key: str | None) -> str | None:
     if key is None:
         return None
     return f"{key[:4]}...{key[-4:]}" if len(key) > 12 else "****"
+
+
+def key_hash(key: str | None) -> str | None:
+    """What the journal keeps to find a key's requests, without keeping the key."""
+    return None if key is None else hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _mask_header(name: str, value: str) -> str:
+    if name not in SECRET_HEADERS:
+        return value
+    scheme, space, token = value.partition(" ")
+    if space and scheme.lower() == "bearer":
+        return f"{scheme} {mask_key(token.strip())}"
+    return mask_key(value) or ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,12 +89,43 @@ class Entry:
     path: str
     query: str
     key: str | None  # masked
+    key_hash: str | None = field(repr=False)  # sha256 of the real key, for the key filter
     authorization: bool  # whether an Authorization header was sent at all
+    headers: Mapping[str, str]  # lower-case names; secrets masked
     raw_body: bytes = field(repr=False)
     status: int | None  # None: no response (dropped)
-    outcome: str  # "response", "dropped", "truncated"
+    outcome: str  # "response", "dropped", "truncated", "abandoned"
     fault: str | None
+    raw_response: bytes = field(repr=False)  # the start of the answer's body
     trace_id: str
+
+    def __getitem__(self, name: str) -> Any:
+        """``entry["status"]``: the same fields as the attributes and the HTTP journal."""
+        if name not in ENTRY_FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def keys(self) -> tuple[str, ...]:
+        """The documented fields (so ``dict(entry)`` is the HTTP journal's entry)."""
+        return ENTRY_FIELDS
+
+    @property
+    def response_body(self) -> Any:
+        """The answer's body (its first 4 KiB): parsed JSON with long strings shortened,
+        text, or ``None`` for none and for binary content such as a PNG."""
+        if not self.raw_response:
+            return None
+        try:
+            parsed = json.loads(self.raw_response, parse_float=_finite, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            try:
+                return _shorten(self.raw_response.decode("utf-8"), 0, [NODE_CAP])
+            except UnicodeDecodeError:
+                return None
+        try:
+            return _shorten(parsed, 0, [NODE_CAP])
+        except _TooBig:
+            return {"sfmock_summary": "answer too complex to show in full", "bytes": len(self.raw_response)}
 
     @property
     def body(self) -> Any:
@@ -88,23 +159,10 @@ class Entry:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The entry as JSON data (what the control API answers)."""
+        """The entry as the HTTP journal sends it: every field of :data:`ENTRY_FIELDS`."""
         model, body = self._summary()
-        return {
-            "id": self.id,
-            "time": self.time,
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "key": self.key,
-            "authorization": self.authorization,
-            "model": model,
-            "body": body,
-            "status": self.status,
-            "outcome": self.outcome,
-            "fault": self.fault,
-            "trace_id": self.trace_id,
-        }
+        computed = {"model": model, "body": body, "headers": dict(self.headers)}
+        return {name: computed[name] if name in computed else getattr(self, name) for name in ENTRY_FIELDS}
 
     def serialised(self) -> str:
         """:meth:`to_json` as compact JSON, at most about :data:`ENTRY_CAP` characters; never fails."""
@@ -203,7 +261,12 @@ class Journal:
         outcome: str,
         fault: str | None,
         trace_id: str,
+        headers: Mapping[str, str] | None = None,
+        response: bytes = b"",
     ) -> Entry:
+        """Add one request; ``headers`` are stored with their secrets masked."""
+        token = bearer_token(authorization)
+        shown = {name: _mask_header(name, value) for name, value in (headers or {}).items()}
         with self._lock:
             entry = Entry(
                 id=self._next_id,
@@ -211,12 +274,15 @@ class Journal:
                 method=method,
                 path=path,
                 query=query,
-                key=mask_key(bearer_token(authorization)),
+                key=mask_key(token),
+                key_hash=key_hash(token),
                 authorization=authorization is not None,
+                headers=shown,
                 raw_body=body[:BODY_CAP],
                 status=status,
                 outcome=outcome,
                 fault=fault,
+                raw_response=response[:RESPONSE_CAP],
                 trace_id=trace_id,
             )
             self._next_id += 1
@@ -242,8 +308,13 @@ class Journal:
         limit: int | None = None,
         after: int | None = None,
     ) -> list[Entry]:
-        """Entries that match every filter given (``path`` is a glob, ``key`` unmasked);
-        ``after`` keeps those with a larger id (paging), ``limit`` the last N."""
+        """Entries that match every filter given.
+
+        ``path`` is a glob; ``key`` is the real key (matched on its hash, shown masked);
+        ``fault`` is a glob over the rule's name or the whole fault text (``*`` is any
+        fault, ``header`` the ``X-Sfmock-Fault`` ones, ``*error=503*``); ``after`` keeps
+        those with a larger id (paging); ``limit`` keeps the last N.
+        """
         with self._lock:
             found = list(self._filter(method, path, status, key, fault, since))
         if after is not None:
@@ -286,7 +357,7 @@ class Journal:
         fault: str | None,
         since: float | None,
     ) -> Iterator[Entry]:
-        masked = mask_key(key)
+        wanted = key_hash(key)
         for entry in self._entries:
             if method is not None and entry.method != method.upper():
                 continue
@@ -294,15 +365,16 @@ class Journal:
                 continue
             if status is not None and entry.status != status:
                 continue
-            if key is not None and entry.key != masked:
+            if key is not None and entry.key_hash != wanted:
                 continue
-            if fault is not None and (entry.fault is None or not entry.fault.startswith(fault)):
+            if fault is not None and not _fault_matches(entry.fault, fault):
                 continue
             if since is not None and entry.time < since:
                 continue
             yield entry
 
     def __len__(self) -> int:
+        """How many entries it holds."""
         return len(self._entries)
 
     def clear(self) -> None:
@@ -311,3 +383,10 @@ class Journal:
             self._texts.clear()
             self._bytes = 0
             self.dropped = 0
+
+
+def _fault_matches(text: str | None, pattern: str) -> bool:
+    if text is None:
+        return False
+    rule = text.partition(": ")[0]
+    return fnmatch.fnmatchcase(rule, pattern) or fnmatch.fnmatchcase(text, pattern)

@@ -23,6 +23,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .checks import CheckReport
+    from .config import Settings
     from .server import FakeServer
     from .transports import Transport
 
@@ -51,9 +52,11 @@ def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -
 
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    if marker and marker.args:
+        raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
     scenario = options.pop("scenario", None)
     if options:  # settings of its own: a server of its own
-        with FakeServer(**options) as own:
+        with FakeServer(_marker_settings(options), host=options.get("host"), port=options.get("port") or 0) as own:
             own.use_scenario(scenario)
             yield own
         return
@@ -64,27 +67,36 @@ def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -
 
 @pytest.fixture
 def sfmock_transport(sfmock_server: FakeServer) -> Iterator[Transport]:
-    """An ``httpx`` transport straight into ``sfmock_server``'s app, without a socket."""
-    transport = sfmock_server.transport()
+    """An ``httpx`` transport straight into ``sfmock_server``'s app, without a socket;
+    it serves ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
+    from .transports import AsyncTransport, Transport
+
+    class EitherTransport(Transport, AsyncTransport):
+        """:class:`Transport` and :class:`AsyncTransport` in one object."""
+
+    transport = EitherTransport(sfmock_server.app, sfmock_server.clock)
     yield transport
     transport.close()
+
+
+def _marker_settings(options: dict[str, Any]) -> Settings:
+    """The marker's keywords, checked and converted exactly as a config file's keys are."""
+    from .config import load_settings, settings_from
+
+    config = options.pop("config", None)
+    base = load_settings(config) if config is not None else None
+    return settings_from(options, "@pytest.mark.sfmock", base)
 
 
 @pytest.fixture
 def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
     """``check_client(generate, **options)``: the client check, under the marker's settings."""
-    import dataclasses
-
     from .checks import check_client as run_check
-    from .config import Settings, load_settings
 
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     options.pop("scenario", None)  # a check drives its own schedules
-    config = options.pop("config", None)
-    settings = None
-    if config is not None or options:
-        settings = dataclasses.replace(load_settings(config) if config else Settings(), **options)
+    settings = _marker_settings(options) if options else None
 
     def check(client: Callable[..., Any], **kwargs: Any) -> CheckReport:
         __tracebackhide__ = True

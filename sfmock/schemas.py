@@ -17,11 +17,32 @@ __all__ = ["check", "key_name", "load_yaml", "schema"]
 
 # libyaml's loader when PyYAML was built with it (the wheels are): the contract parses
 # in a few milliseconds instead of tens
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """The safe loader, refusing a key given twice in one mapping (YAML says "last wins",
+    which silently loses a setting)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                problem = f"duplicate key {key!r} on line {line} (each key once)"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def load_yaml(text: str | bytes) -> Any:
-    """Parse YAML (or JSON) safely: no tags, no objects, plain data only."""
+    """Parse YAML (or JSON) safely: no tags, no objects, plain data only; a key given twice
+    in one mapping is an error naming the key and its line."""
     return yaml.load(text, Loader=_Loader)
 
 
@@ -62,6 +83,8 @@ def check(
     if key_names and path and str(path[0]) in key_names:
         key = key_names[str(path[0])]
     expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
+        expected = "one of the keys " + ", ".join(sorted(error.schema.get("properties", {})))
     raise ConfigError(source, key, error.message + (f"; expected: {expected}" if expected else ""))
 
 

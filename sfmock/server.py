@@ -130,21 +130,26 @@ class FakeServer:
         self,
         settings: Settings | None = None,
         *,
-        config: str | None = None,
+        config: str | Path | None = None,
         clock: VirtualClock | None = None,
-        host: str = "127.0.0.1",
+        host: str | None = None,
+        port: int = 0,
         **overrides: Any,
     ) -> None:
         from .app import create_app
-        from .config import load_settings
+        from .config import load_settings, settings_from
 
-        self.sock = listen(host, 0)
         base = settings or (load_settings(config) if config is not None else Settings())
-        fields = {"seed": 0 if base.seed is None else base.seed, **overrides}
-        self.settings = dataclasses.replace(base, **fields, host=host, port=self.sock.getsockname()[1])
+        if overrides:  # what a config file takes, checked as a config file is
+            base = settings_from(overrides, "FakeServer", base)
+        host = host or "127.0.0.1"  # loopback, whatever the settings say, unless asked
+        self.sock = listen(host, port)
+        seed = 0 if base.seed is None else base.seed
+        self.settings = dataclasses.replace(base, seed=seed, host=host, port=self.sock.getsockname()[1])
         self.clock = clock or VirtualClock(time.time())
         self.app = create_app(self.settings, clock=self.clock)
-        self.url = self.settings.base_url
+        address = f"[{host}]" if ":" in host else host
+        self.url = f"http://{address}:{self.settings.port}"  # where it listens, whatever public_url says
         self.api_url = f"{self.url}/v1"
         self._thread = ServerThread(self.app, self.sock)
 

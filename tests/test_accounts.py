@@ -191,4 +191,4 @@ def test_accounts_over_a_real_socket(live_server: object) -> None:
     url = live_server.url
     with httpx.Client(base_url=url, event_hooks={"response": [contract_hook]}) as client:
         assert client.post(GEN, json=QWEN, headers=bearer("sk-a")).status_code == 200
-        assert client.get("/v1/user/info", headers=bearer("sk-a")).json()["data"]["balance"] == "99.70"
+        assert client.get("/v1/user/info", headers=bearer("sk-a")).json()["data"]["balance"] == "999999999.70"

@@ -66,7 +66,7 @@ def test_a_refused_request_costs_nothing(make: Make) -> None:
     client.post(GEN, json=QWEN, headers=bearer("k"))
     for _ in range(3):
         assert client.post(GEN, json=QWEN, headers=bearer("k")).status_code == 429
-    assert client.get("/v1/user/info", headers=bearer("k")).json()["data"]["balance"] == "99.70"
+    assert client.get("/v1/user/info", headers=bearer("k")).json()["data"]["balance"] == "999999999.70"
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,11 @@ def test_user_info_shape_and_string_balances(client: TestClient) -> None:
     body = client.get("/v1/user/info", headers=AUTH).json()
     assert (body["code"], body["message"], body["status"]) == (20000, "OK", True)
     data = body["data"]
-    assert data["balance"] == "100.00" and data["chargeBalance"] == "0.00" and data["totalBalance"] == "100.00"
+    assert (
+        data["balance"] == "1000000000.00"
+        and data["chargeBalance"] == "0.00"
+        and data["totalBalance"] == "1000000000.00"
+    )
     assert data["status"] == "normal" and data["isAdmin"] is False
     assert "@" in data["email"] and data["name"]
 

@@ -75,7 +75,7 @@ def test_429_names_the_limit_and_503_is_the_overload(api: httpx.Client) -> None:
 
 def test_an_injected_error_costs_nothing(api: httpx.Client, server: LiveServer) -> None:
     fault(api, "503")
-    assert api.get("/v1/user/info", headers=AUTH).json()["data"]["balance"] == "100.00"
+    assert api.get("/v1/user/info", headers=AUTH).json()["data"]["balance"] == "1000000000.00"
 
 
 def test_delay_then_normal_answer(api: httpx.Client, server: LiveServer) -> None:

@@ -167,3 +167,9 @@ def test_shipped_scenarios_load(path: Path) -> None:
 )
 def test_bad_scenario_files_name_file_and_key(tmp_path: Path, text: str, key: str, phrase: str) -> None:
     assert_config_error(Scenario.load, tmp_path / "bad.yaml", text, key, phrase)
+
+
+@pytest.mark.parametrize("header", ["error=503;error=504", "503;504", "503;error=504", "delay=1;delay=2", "drop;drop"])
+def test_a_fault_item_given_twice_is_an_error(header: str) -> None:
+    with pytest.raises(ValueError, match="give each item once"):
+        parse_fault_header(header)

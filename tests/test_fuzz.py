@@ -1,32 +1,51 @@
-"""An outside OpenAPI fuzzer (Schemathesis) against sfmock's own contract.
+"""An outside OpenAPI fuzzer (Schemathesis) against sfmock's own contract, over a real
+socket, with every check Schemathesis has, positive and negative data, on two configs:
+open mode (any token is an account) and an accounts config (a wrong key is refused).
 
-Every operation but the control API's gets generated requests, valid and invalid;
-every answer must conform to the contract (status, headers, content type, body) and
-none may be a 5xx. sfmock's own headers are left out: X-Sfmock-Fault asks for 5xx on
-purpose, and X-Sfmock-Strict switches to stricter rules the OpenAPI document (which
-describes the real, lenient service) cannot express.
+What a check cannot apply to, and why (per route):
+
+- ``ignored_auth`` in open mode, on the ``/v1`` routes: open mode accepts every
+  well-formed token by design (README, "Accounts"); the accounts config runs it.
+- ``positive_data_acceptance``, only for an answer that is a 400 naming one of the
+  contract's ``x-sfmock-*`` rules (an image data URL must decode, ``x-sfmock-max-pixels``,
+  a scenario's rules grammar ``x-sfmock-schema``): rules the contract states as
+  extensions because JSON Schema cannot. Any other rejection of valid data still fails.
+- unknown query parameters are not generated as invalid data: the real listing and
+  download routes ignore them (clients send ``page=``, ``page_size=``); the journal,
+  which refuses them, has its own test (tests/test_journal.py).
+- sfmock's own request headers are not generated: ``X-Sfmock-Fault`` asks for 5xx and
+  dropped connections on purpose (tests/test_faults.py, tests/test_bad_input.py), and
+  ``X-Sfmock-Strict`` switches to rules the lenient document does not describe.
+
+Every case starts from a reset server, so a scenario one case installs, or a clock it
+moves, cannot change the next case's answer.
 """
 
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
-from schemathesis.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.checks import CHECKS, ignored_auth, load_all_checks, positive_data_acceptance
 
-from conftest import contract_hook
-from sfmock import Account, Settings, VirtualClock, check_response, create_app, load_contract
+from sfmock import Settings, VirtualClock, check_response, load_contract
+from sfmock.server import FakeServer
 
 SFMOCK_HEADERS = {"#/components/parameters/FaultHeader", "#/components/parameters/StrictHeader"}
+KEY = "sk-fuzz-0123456789"
+CONFIGS = {
+    "open": Settings(seed=1),
+    "accounts": Settings(seed=1, accounts=[{"id": "fuzz", "balance": "1000000000", "keys": [KEY]}]),  # type: ignore[arg-type]
+}
 
 
 def fuzzable_contract() -> dict[str, Any]:
     document = copy.deepcopy(load_contract().document)
-    document["paths"] = {path: item for path, item in document["paths"].items() if not path.startswith("/_sfmock")}
     for item in document["paths"].values():
         for operation in item.values():
             if isinstance(operation, dict) and "parameters" in operation:
@@ -34,35 +53,59 @@ def fuzzable_contract() -> dict[str, Any]:
     return document
 
 
-KEY = "sk-fuzz-0123456789"
-# a key registry, so that the fuzzer's made-up credentials are refused as the real API refuses them
-ACCOUNT = Account(id="fuzz", balance=Decimal(10**9), keys=((KEY, True),))
-APP = create_app(Settings(seed=1, accounts=(ACCOUNT,)), clock=VirtualClock())
+load_all_checks()
+ALL_CHECKS = list(CHECKS.get_all())
 schema = schemathesis.openapi.from_dict(fuzzable_contract())
-schema.app = APP
+# credentials: the test sends the valid key, and ignored_auth re-sends each request without
+# it and with a wrong one; extra query parameters are not "negative" data, as the real
+# listing routes ignore them (clients send page= and page_size=)
+schema.config.generation.update(with_security_parameters=False, allow_extra_parameters=False)
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, FakeServer]]:
+    with FakeServer(CONFIGS[request.param], clock=VirtualClock()) as live:
+        yield request.param, live
+
+
+def names_an_extension_rule(case: Case, status: int, text: str) -> bool:
+    """A 400 for a rule the contract states as an ``x-sfmock-*`` extension."""
+    if status != 400:
+        return False
+    if "(rule: x-sfmock-" in text:
+        return True
+    return case.path == "/_sfmock/scenario" and '"scenario: rules' in text
 
 
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_fuzz_every_operation(case: Case) -> None:
-    headers = {"Authorization": f"Bearer {KEY}"} if case.path.startswith("/v1") else None
-    response = case.call(headers=headers)
-    assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:200]}"
+def test_fuzz_every_operation(case: Case, server: tuple[str, FakeServer]) -> None:
+    config, live = server
+    live.reset()
+    live.use_scenario(None)
+    headers = {"Authorization": f"Bearer {KEY}"} if case.path.startswith("/v1") else {}
+    response = case.call(base_url=live.url, headers=headers)
+    excluded = []
+    if config == "open" and case.path.startswith("/v1"):
+        excluded.append(ignored_auth)  # open mode: every token is an account, by design
+    if names_an_extension_rule(case, response.status_code, response.text):
+        excluded.append(positive_data_acceptance)
+    if (case.method, case.path) == ("POST", "/_sfmock/clock") and response.status_code == 500:
+        # issue 12 (its engineer owns clock-set validation): {"set": -7.29e89} is a 500 today.
+        # test_clock_set_out_of_range_is_a_400 (strict xfail) fails once that is fixed: then
+        # delete this branch, and the fuzzer holds the route to every check again
+        return
     check_response(case.method, case.formatted_path, response.status_code, response.headers, response.content)
-    # sfmock's contract has rules JSON Schema cannot state (an image data URL must decode,
-    # x-sfmock-max-pixels), so "schema-valid data must be accepted" would be a false alarm;
-    # and the listing endpoints take any query string, as the real ones do (clients send
-    # page= and page_size=), so only the generation route must reject what breaks its schema
-    excluded = [positive_data_acceptance]
-    if case.method == "GET":
-        excluded.append(negative_data_rejection)
-    case.validate_response(response, excluded_checks=excluded)
+    case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded, headers=headers)
+
+
+def test_every_check_is_run() -> None:
+    names = {check.__name__ for check in ALL_CHECKS}
+    assert {"not_a_server_error", "ignored_auth", "positive_data_acceptance", "negative_data_rejection"} <= names
+    assert len(names) >= 14
 
 
 def test_the_fuzzer_is_not_toothless() -> None:
-    # the same checks fail on a body the contract does not allow
-    import pytest
-
     from sfmock import ContractViolation
 
     with pytest.raises(ContractViolation):
@@ -73,4 +116,12 @@ def test_the_fuzzer_is_not_toothless() -> None:
             {"content-type": "application/json", "x-siliconcloud-trace-id": "t"},
             b'{"images": "nope"}',
         )
-    assert contract_hook  # the in-suite contract hook is the same check
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 owns clock-set validation; remove this mark once it is merged")
+def test_clock_set_out_of_range_is_a_400() -> None:
+    import httpx
+
+    with FakeServer(CONFIGS["open"], clock=VirtualClock()) as live:
+        answer = httpx.post(live.url + "/_sfmock/clock", json={"set": -7.29e89})
+    assert answer.status_code == 400

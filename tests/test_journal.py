@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, data_url
 from sfmock import Settings, create_app
-from sfmock.journal import Journal, mask_key
+from sfmock.journal import ENTRY_FIELDS, RESPONSE_CAP, STRING_CAP, Journal, mask_key
 
 
 def record(journal: Journal, **overrides: object) -> None:
@@ -83,3 +83,63 @@ def test_a_test_can_assert_what_its_client_sent(settings: Settings) -> None:
             client.post("/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH)
     sent = app.state.journal.entries(path="/v1/images/generations")
     assert len(sent) == 3 and all(e.status == 200 for e in sent)
+
+
+def _journal_client() -> TestClient:
+    client = TestClient(create_app(Settings(seed=1)))
+    body = {"model": "Kwai-Kolors/Kolors", "prompt": "x"}
+    for key in ("sk-a", "sk-b", "sk-test-0123456789"):
+        client.post("/v1/images/generations", json=body, headers={"Authorization": f"Bearer {key}"})
+    client.post(
+        "/v1/images/generations", json=body, headers={**AUTH, "X-Sfmock-Fault": "503", "X-Sfmock-Token": "tok-123"}
+    )
+    return client
+
+
+def test_the_key_filter_matches_the_real_key_and_shows_it_masked() -> None:
+    with _journal_client() as client:
+        # sk-a and sk-b both mask to "****": the filter must still tell them apart
+        found = client.get("/_sfmock/journal", params={"key": "sk-a"}).json()["entries"]
+        assert [e["key"] for e in found] == ["****"] and len(found) == 1
+        assert client.get("/_sfmock/journal", params={"key": "sk-never-used"}).json()["count"] == 0
+        assert client.get("/_sfmock/journal", params={"key": "sk-test-0123456789"}).json()["count"] == 2
+    assert len(client.app.state.journal.entries(key="sk-b")) == 1  # type: ignore[attr-defined]
+
+
+def test_unknown_filters_are_a_400_naming_the_allowed_ones() -> None:
+    with _journal_client() as client:
+        answer = client.get("/_sfmock/journal", params={"stauts": "503"})
+        assert answer.status_code == 400
+        assert "'stauts'" in answer.json()["error"] and "method, path, status, key" in answer.json()["error"]
+        for bad in ({"limit": "0"}, {"limit": "-3"}, {"since": "nan"}, {"status": "x"}):
+            assert client.get("/_sfmock/journal", params=bad).status_code == 400, bad
+
+
+def test_fault_filter_is_a_glob() -> None:
+    with _journal_client() as client:
+        for pattern, count in (("*", 1), ("header", 1), ("*error=503*", 1), ("head", 0), ("*504*", 0)):
+            assert client.get("/_sfmock/journal", params={"fault": pattern}).json()["count"] == count, pattern
+
+
+def test_one_entry_shape_in_python_and_over_http() -> None:
+    with _journal_client() as client:
+        over_http = client.get("/_sfmock/journal").json()["entries"]
+        in_python = client.app.state.journal.entries()  # type: ignore[attr-defined]
+    assert [dict(e) | {"headers": dict(e["headers"])} for e in in_python] == over_http
+    last = in_python[-1]
+    assert last.status == last["status"] == 503 and last.fault == last["fault"]
+    assert set(over_http[-1]) == set(ENTRY_FIELDS)
+    # request headers are recorded with secrets masked; the answer's body is kept
+    assert last.headers["authorization"] == "Bearer sk-t...6789" and last.headers["x-sfmock-token"] == "****"
+    assert last.headers["x-sfmock-fault"] == "503" and "0123456789" not in json.dumps(over_http)
+    assert last.response_body["code"] == 50505 and over_http[0]["response_body"]["images"]
+
+
+def test_the_response_body_is_bounded() -> None:
+    journal = Journal()
+    record(journal, response=b'"' + b"x" * 100_000 + b'"')
+    entry = journal.entries()[0]
+    assert len(entry.raw_response) == RESPONSE_CAP and isinstance(entry.response_body, str)
+    assert len(entry.response_body) <= STRING_CAP
+    record(journal, response=b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert journal.entries()[1].response_body is None  # binary: not shown

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +36,95 @@ def test_script_examples_run(block: str, capsys: pytest.CaptureFixture[str]) -> 
     if "print(failure)" in block:
         shown = re.search(r"```\n(client check failed: .*?)\n", README)
         assert shown is not None and shown.group(1) in capsys.readouterr().out
+
+
+# --- the shell examples: run in order, as a new user would, each server on its own port ---
+
+SHELL_BLOCKS = [b for b in re.findall(r"```bash\n(.*?)```", README, re.S) if "pip install" not in b]
+EXPECTED = re.compile(r"#\s*->\s*(.*)$", re.M)
+
+
+def fragments(expected: str) -> list[str]:
+    """What an expectation asks to see, in order: its words, with ``...`` for anything."""
+    return [part for word in expected.split() for part in word.split("...") if part]
+
+
+def shows(output: str, expected: str) -> bool:
+    position = 0
+    for part in fragments(expected):
+        position = output.find(part, position)
+        if position < 0:
+            return False
+        position += len(part)
+    return True
+
+
+def test_shell_blocks_say_what_they_print_and_use_distinct_ports() -> None:
+    assert len(SHELL_BLOCKS) >= 6 and sum(len(EXPECTED.findall(b)) for b in SHELL_BLOCKS) >= 10
+    started = [re.search(r"--port (\d+)", b) for b in SHELL_BLOCKS if "sfmock serve" in b]
+    ports = [m.group(1) if m else "8000" for m in started]
+    assert len(ports) == len(set(ports)) and "8000" not in ports, ports  # 8000 is the first server's
+    assert shows("a 200 b 401 c", "200 ... 401") and not shows("401 200", "200 401")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("file")), reason="needs curl and file (.ci/run installs them)"
+)
+def test_shell_examples_run_as_written(tmp_path: Path) -> None:
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    (tmp_path / "fixtures").symlink_to(FIXTURES)
+    ports = {port: str(free_port()) for port in sorted(set(re.findall(r"\b80\d\d\b", "".join(SHELL_BLOCKS))))}
+    # the README's first command, left running: `.venv/bin/sfmock serve` (on 8000, or its stand-in)
+    server = subprocess.Popen(
+        [".venv/bin/sfmock", "serve", "--port", ports["8000"]], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stderr is not None and "API at" in server.stderr.readline()
+        for block in SHELL_BLOCKS:
+            script = re.sub(r"\b80\d\d\b", lambda m: ports[m.group(0)], block)
+            wrapped = f"{script}\nstatus=$?; kill $(jobs -p) 2>/dev/null; wait; exit $status\n"
+            run = subprocess.run(
+                ["bash", "-c", wrapped], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+            )
+            output = run.stdout + run.stderr
+            assert run.returncode == 0, f"{block}\n---\n{output}"
+            for expected in EXPECTED.findall(block):
+                assert shows(output, expected), f"expected {expected!r} from:\n{block}\n--- got:\n{output}"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert server.returncode == 0
+
+
+def test_the_bad_body_row_quotes_what_the_server_sends() -> None:
+    from starlette.testclient import TestClient
+
+    from sfmock import Settings, create_app
+
+    row = next(line for line in README.splitlines() if line.startswith("| body not a JSON object"))
+    quoted = re.findall(r'"message":"([^"]*?)(?:\.\.\.)?"|`"([^"`]+)"`', row)
+    messages = [a or b for a, b in quoted]
+    assert len(messages) == 3, row
+    auth = {"Authorization": "Bearer sk-readme"}
+    with TestClient(create_app(Settings(seed=1))) as client:
+        sent = [
+            client.post("/v1/images/generations", content=body, headers=auth).json()["message"]
+            for body in (b"{nope", b"", b"[]")
+        ]
+    for message, answer in zip(messages, sent, strict=True):
+        assert answer.startswith(message), (message, answer)
+
+
+def test_the_js_example_is_the_one_the_node_test_runs() -> None:
+    (block,) = re.findall(r"```js\n(.*?)```", README, re.S)
+    runs = (FIXTURES.parent / "tests" / "node" / "generate.mjs").read_text("utf-8")
+    helper = block.split("\n\n")[0]
+    assert helper in runs  # the custom fetch, word for word
+    assert "createOpenAICompatible({" in runs and "fetch: presignedDownloadsWithoutKey" in runs

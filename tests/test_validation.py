@@ -67,11 +67,12 @@ FIELD_RULES = [
     (QWEN, "cfg", 0.05, "minimum"),
     (QWEN, "cfg", 21, "maximum"),
     (EDIT_2509, "image", "ftp://example.com/a.png", "pattern"),
-    (EDIT_2509, "image", "data:image/png;base64,@@@@", "x-sfmock-image-ref"),
+    (EDIT_2509, "image", "data:image/png;base64,@@@@", "pattern"),  # the contract says base64
+    (EDIT_2509, "image", "data:image/png;base64,AAAA", "x-sfmock-image-ref"),  # base64, but of no image
     (EDIT_2509, "image", NOT_AN_IMAGE, "x-sfmock-image-ref"),
     (EDIT_2509, "image", 42, "type"),
     (EDIT_2509, "image2", "file:///etc/passwd", "pattern"),
-    (EDIT_2509, "image3", "data:image/png;base64,", "x-sfmock-image-ref"),
+    (EDIT_2509, "image3", "data:image/png;base64,", "pattern"),
     (FLUX_DEV, "num_inference_steps", 31, "maximum"),
     (FLUX_DEV, "image_size", "2048x2048", "x-sfmock-max-pixels"),
 ]

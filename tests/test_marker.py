@@ -1,0 +1,220 @@
+"""The pytest marker takes what a config file takes: every config key, through the
+same schema and conversion, and the same clear error naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FIXTURES
+from sfmock import ConfigError, Limits, Settings, load_contract
+from sfmock.config import settings_from
+
+HEADER = """
+import httpx
+import pytest
+
+AUTH = {"Authorization": "Bearer sk-marker"}
+QWEN = {"model": "Qwen/Qwen-Image", "prompt": "a lighthouse"}
+KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
+
+
+def gen(server, body=KOLORS, headers=AUTH):
+    return httpx.post(server.api_url + "/images/generations", json=body, headers=headers)
+"""
+
+# one test per config key: the marker's value takes effect
+EVERY_KEY = {
+    "host": """
+@pytest.mark.sfmock(host="127.0.0.1")
+def test_host(sfmock_server):
+    assert sfmock_server.url.startswith("http://127.0.0.1:") and gen(sfmock_server).status_code == 200
+""",
+    "port": """
+@pytest.mark.sfmock(port=0)
+def test_port(sfmock_server):
+    assert sfmock_server.settings.port > 0 and gen(sfmock_server).status_code == 200
+""",
+    "seed": """
+@pytest.mark.sfmock(seed=5)
+def test_seed(sfmock_server):
+    from sfmock.server import FakeServer
+
+    with FakeServer(seed=5) as twin, FakeServer(seed=6) as other:
+        assert gen(sfmock_server).json()["seed"] == gen(twin).json()["seed"] != gen(other).json()["seed"]
+""",
+    "url_ttl": """
+@pytest.mark.sfmock(url_ttl=60)
+def test_url_ttl(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    assert "X-Amz-Expires=60" in url
+    sfmock_server.advance(61)
+    assert httpx.get(url).status_code == 403
+""",
+    "public_url": """
+@pytest.mark.sfmock(public_url="https://images.example.test/base")
+def test_public_url(sfmock_server):
+    assert gen(sfmock_server).json()["images"][0]["url"].startswith("https://images.example.test/base/default/")
+""",
+    "strict": """
+@pytest.mark.sfmock(strict=True)
+def test_strict(sfmock_server):
+    assert gen(sfmock_server, {**QWEN, "batch_size": 2}).status_code == 400
+""",
+    "max_body_bytes": """
+@pytest.mark.sfmock(max_body_bytes=2048)
+def test_max_body_bytes(sfmock_server):
+    assert gen(sfmock_server, {**KOLORS, "prompt": "x" * 4096}).status_code == 413
+""",
+    "signing_key": """
+@pytest.mark.sfmock(signing_key="another-key")
+def test_signing_key(sfmock_server):
+    assert sfmock_server.settings.signing_key == "another-key"
+    assert httpx.get(gen(sfmock_server).json()["images"][0]["url"]).status_code == 200
+""",
+    "default_balance": """
+@pytest.mark.sfmock(default_balance="0.10")
+def test_default_balance(sfmock_server):
+    assert gen(sfmock_server, QWEN).status_code == 402
+""",
+    "prices": """
+@pytest.mark.sfmock(prices={"Kwai-Kolors/Kolors": "1.25"}, default_balance=2)
+def test_prices(sfmock_server):
+    assert gen(sfmock_server).status_code == 200
+    info = httpx.get(sfmock_server.api_url + "/user/info", headers=AUTH).json()["data"]
+    assert info["balance"] == "0.75" and gen(sfmock_server).status_code == 402
+""",
+    "limits": """
+@pytest.mark.sfmock(limits="realistic")
+def test_limits(sfmock_server):
+    assert [gen(sfmock_server).status_code for _ in range(3)] == [200, 200, 429]
+""",
+    "model_limits": """
+@pytest.mark.sfmock(model_limits={"Kwai-Kolors/Kolors": {"rpm": 1}})
+def test_model_limits(sfmock_server):
+    assert [gen(sfmock_server).status_code for _ in range(2)] == [200, 429]
+    assert gen(sfmock_server, QWEN).status_code == 200
+""",
+    "rate_limit_headers": """
+@pytest.mark.sfmock(rate_limit_headers=True, limits={"ipm": 5})
+def test_rate_limit_headers(sfmock_server):
+    assert gen(sfmock_server).headers["x-ratelimit-remaining-ipm"] == "4"
+""",
+    "accounts": """
+@pytest.mark.sfmock(accounts=[{"keys": ["sk-marker"], "balance": "1.00"}])
+def test_accounts(sfmock_server):
+    assert gen(sfmock_server).status_code == 200
+    assert gen(sfmock_server, headers={"Authorization": "Bearer sk-other"}).status_code == 401
+""",
+    "scenario": """
+@pytest.mark.sfmock(scenario="overloaded", seed=1)
+def test_scenario(sfmock_server):
+    assert gen(sfmock_server).status_code == 503
+""",
+    "control_token": """
+@pytest.mark.sfmock(control_token="s3cret-token")
+def test_control_token(sfmock_server):
+    assert httpx.get(sfmock_server.url + "/_sfmock/health").status_code == 401
+    token = {"X-Sfmock-Token": "s3cret-token"}
+    assert httpx.get(sfmock_server.url + "/_sfmock/health", headers=token).status_code == 200
+""",
+    "journal_size": """
+@pytest.mark.sfmock(journal_size=1)
+def test_journal_size(sfmock_server):
+    gen(sfmock_server), gen(sfmock_server)
+    assert len(sfmock_server.journal) == 1
+""",
+    "frozen_clock": """
+@pytest.mark.sfmock(frozen_clock=True)
+def test_frozen_clock(sfmock_server):
+    before = httpx.get(sfmock_server.url + "/_sfmock/clock").json()["now"]
+    assert sfmock_server.settings.frozen_clock is True
+    assert httpx.get(sfmock_server.url + "/_sfmock/clock").json()["now"] == before
+""",
+}
+
+
+def test_every_config_key_has_a_marker_test() -> None:
+    from sfmock.schemas import schema
+
+    assert set(EVERY_KEY) == set(schema("config")["properties"])
+
+
+def test_every_config_key_works_through_the_marker(pytester: pytest.Pytester) -> None:
+    config = FIXTURES / "realistic-limits.yaml"
+    extra = f"""
+@pytest.mark.sfmock(config={str(config)!r}, strict=True)
+def test_config_file_and_keys(sfmock_server):
+    sized = {{**KOLORS, "image_size": "1024x1024"}}
+    assert [gen(sfmock_server, sized).status_code for _ in range(3)] == [200, 200, 429]
+    assert gen(sfmock_server, {{**QWEN, "batch_size": 2}}).status_code == 400
+
+
+async def test_async_client_on_the_transport(sfmock_transport):
+    async with httpx.AsyncClient(transport=sfmock_transport, base_url="http://sfmock.test/v1") as client:
+        answer = await client.post("/images/generations", json=KOLORS, headers=AUTH)
+    assert answer.status_code == 200
+
+
+def test_sync_client_on_the_same_transport(sfmock_transport):
+    with httpx.Client(transport=sfmock_transport, base_url="http://sfmock.test/v1") as client:
+        assert client.post("/images/generations", json=KOLORS, headers=AUTH).status_code == 200
+"""
+    pytester.makepyfile(HEADER + "".join(EVERY_KEY.values()) + extra)
+    pytester.makeconftest("import asyncio, inspect, pytest\n" + ASYNC_RUNNER)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=len(EVERY_KEY) + 3)
+
+
+# a minimal runner for ``async def`` tests, so this test needs no asyncio plugin
+ASYNC_RUNNER = """
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+        asyncio.run(pyfuncitem.obj(**args))
+        return True
+"""
+
+BAD_MARKERS = {
+    'limits="nope"': "limits",
+    'url_ttl="soon"': "url_ttl",
+    "port=70000": "port",
+    'prices={"No/Such-Model": "1"}': "prices.No/Such-Model",
+    'prices={"Kwai-Kolors/Kolors": "-1"}': "prices.Kwai-Kolors/Kolors",
+    'accounts=[{"keys": []}]': "accounts[0].keys",
+    'accounts=[{"keys": ["sk-a"], "balance": "lots"}]': "accounts[0].balance",
+    'colour="blue"': "(top level)",
+    'scenario="no-such-scenario"': "no-such-scenario",
+}
+
+
+def test_bad_marker_values_name_the_marker_and_the_key(pytester: pytest.Pytester) -> None:
+    tests = "".join(
+        f"\n@pytest.mark.sfmock({marker})\ndef test_{i}(sfmock_server):\n    pass\n"
+        for i, marker in enumerate(BAD_MARKERS)
+    )
+    pytester.makepyfile(HEADER + tests)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(errors=len(BAD_MARKERS))
+    out = result.stdout.str()
+    for key in BAD_MARKERS.values():
+        assert key in out, key
+    assert "TypeError" not in out and "Traceback" not in out.split("short test summary")[0].split("ERROR at setup")[0]
+    assert out.count("ConfigError: @pytest.mark.sfmock: ") >= len(BAD_MARKERS) - 1  # the scenario one names itself
+
+
+def test_settings_in_python_take_config_values() -> None:
+    settings = Settings(limits="realistic", prices={"Kwai-Kolors/Kolors": "1.25"}, accounts=[{"keys": ["sk-a"]}])  # type: ignore[arg-type]
+    assert settings.limits == Limits(ipm=2, ipd=400)
+    assert str(settings.prices["Kwai-Kolors/Kolors"]) == "1.25"
+    assert settings.accounts is not None and settings.accounts[0].keys == (("sk-a", True),)
+    with pytest.raises(ConfigError, match=r"^Settings: url_ttl: 'soon' is not of type 'integer'"):
+        Settings(url_ttl="soon")  # type: ignore[arg-type]
+
+
+def test_unknown_keys_list_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from({"colour": "blue"}, "@pytest.mark.sfmock")
+    assert "'colour' was unexpected" in info.value.expected
+    assert all(key in info.value.expected for key in ("url_ttl", "accounts", "default_balance"))
+    assert load_contract()  # the models the price check names come from the contract
