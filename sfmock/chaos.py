@@ -161,7 +161,7 @@ class ChaosMiddleware:
             fault=fault.describe() if fault else None,
             trace_id=scope["state"].get("trace_id", ""),
             headers=headers,
-            response=outcome["body"],
+            response=outcome.get("body", b""),
         )
 
     async def _unread(

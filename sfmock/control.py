@@ -256,15 +256,20 @@ class Control:
 
 def _scenario(body: bytes) -> Scenario:
     document = load_document(body)
-    return Scenario.from_document(document if document is not None else {}, "scenario")
+    if document is None:  # DELETE clears the scenario; an empty PUT is a mistake
+        raise DocumentError("a body is required (a scenario document, YAML or JSON)")
+    return Scenario.from_document(document, "scenario")
+
+
+MAX_ADVANCE = 3_153_600_000  # a century of seconds: what the contract allows one move
 
 
 def _clock_problem(verb: str, value: Any, now: float) -> str | None:
     """Why ``{verb: value}`` may not move the clock, or ``None``; the clock stays within 0..MAX_TIME."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return f"{verb} needs a number, got {str(value)[:60]!r}"
-    if verb == "advance" and value < 0:
-        return "advance needs a number >= 0 (use set to go back)"
+    if verb == "advance" and not 0 <= value <= MAX_ADVANCE:
+        return f"advance needs a number from 0 to {MAX_ADVANCE} (a century; use set to go back)"
     target = now + value if verb == "advance" else value
     if not 0 <= target <= MAX_TIME:
         return f"{verb} {value!r} would put the clock outside 0..{MAX_TIME} (1970 to 9999)"

@@ -6,7 +6,7 @@ what JSON can hold, in the YAML 1.2 core schema: ``true``/``false`` only, no dat
 (``2020-01-01`` stays a string), and it refuses what cannot round-trip through JSON
 or could blow up: aliases (``*x``: the "billion laughs"), explicit tags such as
 ``!!binary``, ``!!timestamp`` or ``!!set``, ``.inf`` and ``.nan``, keys that are not
-strings, and nesting deeper than :data:`MAX_DEPTH`.
+strings, a key given twice in one mapping, and nesting deeper than :data:`MAX_DEPTH`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,17 @@ def _no_constant(name: str) -> Any:
     raise DocumentError(f"{name} is not a number JSON allows")
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DocumentError(f"duplicate key {key!r}")
+        found[key] = value
+    return found
+
+
 def _loads_json(text: str) -> Any:
-    return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    return json.loads(text, parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique)
 
 
 try:  # libyaml, when PyYAML was built with it (the wheels are): several times faster
@@ -108,9 +117,13 @@ def _check_tree(node: Node) -> None:
         if isinstance(current, SequenceNode):
             stack.extend((child, depth + 1) for child in current.value)
         elif isinstance(current, MappingNode):
+            names: set[str] = set()
             for key, value in current.value:
                 if not (isinstance(key, ScalarNode) and key.tag == "tag:yaml.org,2002:str"):
                     raise DocumentError(f"line {key.start_mark.line + 1}: keys must be strings")
+                if key.value in names:
+                    raise DocumentError(f"duplicate key {key.value!r} on line {key.start_mark.line + 1}")
+                names.add(key.value)
                 stack.append((key, depth + 1))
                 stack.append((value, depth + 1))
 

@@ -66,9 +66,9 @@ def test_max_body_bytes(sfmock_server):
     assert gen(sfmock_server, {**KOLORS, "prompt": "x" * 4096}).status_code == 413
 """,
     "signing_key": """
-@pytest.mark.sfmock(signing_key="another-key")
+@pytest.mark.sfmock(signing_key="another-signing-key")
 def test_signing_key(sfmock_server):
-    assert sfmock_server.settings.signing_key == "another-key"
+    assert sfmock_server.settings.signing_key == "another-signing-key"
     assert httpx.get(gen(sfmock_server).json()["images"][0]["url"]).status_code == 200
 """,
     "default_balance": """
@@ -129,6 +129,47 @@ def test_frozen_clock(sfmock_server):
     before = httpx.get(sfmock_server.url + "/_sfmock/clock").json()["now"]
     assert sfmock_server.settings.frozen_clock is True
     assert httpx.get(sfmock_server.url + "/_sfmock/clock").json()["now"] == before
+""",
+    "journal_max_bytes": """
+@pytest.mark.sfmock(journal_max_bytes=65536)
+def test_journal_max_bytes(sfmock_server):
+    long = {**KOLORS, "prompt": "x" * 40_000}
+    gen(sfmock_server, long), gen(sfmock_server, long)
+    assert len(sfmock_server.journal) == 1 and sfmock_server.journal.dropped == 1
+""",
+    "control_max_body_bytes": """
+@pytest.mark.sfmock(control_max_body_bytes=1024)
+def test_control_max_body_bytes(sfmock_server):
+    scenario = '{"name": "long", "rules": [{"action": {"error": 503}}]}' + " " * 2048
+    assert httpx.put(sfmock_server.url + "/_sfmock/scenario", content=scenario).status_code == 413
+""",
+    "read_timeout": """
+@pytest.mark.sfmock(read_timeout=2.5)
+def test_read_timeout(sfmock_server):
+    assert sfmock_server.settings.read_timeout == 2.5 and gen(sfmock_server).status_code == 200
+""",
+    "max_open_accounts": """
+@pytest.mark.sfmock(max_open_accounts=1, default_balance="0.50")
+def test_max_open_accounts(sfmock_server):
+    assert gen(sfmock_server, QWEN).status_code == 200  # sk-... pays 0.30 of 0.50
+    assert gen(sfmock_server, QWEN, headers={"Authorization": "Bearer sk-another"}).status_code == 200
+    assert gen(sfmock_server, QWEN).status_code == 200  # forgotten, so a fresh 0.50 again
+""",
+    "replay": f"""
+@pytest.mark.sfmock(replay={str(FIXTURES / "responses")!r})
+def test_replay(sfmock_server):
+    assert len(sfmock_server.settings.replay) > 0 and gen(sfmock_server).status_code == 200
+""",
+    "replay_match": """
+@pytest.mark.sfmock(replay_match="exact")
+def test_replay_match(sfmock_server):
+    assert sfmock_server.settings.replay_match == "exact"
+""",
+    "replay_miss": f"""
+@pytest.mark.sfmock(replay={str(FIXTURES / "responses")!r}, replay_miss="error")
+def test_replay_miss(sfmock_server):
+    answer = gen(sfmock_server, {{**KOLORS, "prompt": "nothing recorded"}})
+    assert answer.status_code == 404
 """,
 }
 
