@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from .generation import Generator, prompt_tokens
 from .payloads import read_json
 from .quota import Usage
 from .responses import invalid_request, json_response, model_disabled, unauthorized, unknown_model
+from .sessions import SESSION_PARAM, SessionState
 from .validation import RequestValidator
 
 __all__ = ["STRICT_HEADER", "Api"]
@@ -81,10 +83,17 @@ class Api:
         model = self.contract.models[body["model"]]
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
         now = self.clock.now()
-        headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
+        session = _session(request)
+        admission = session.admission if session is not None else self.admission
+        headers = admission.admit(account, model, usage, now, request.state.trace_id)
         fault = getattr(request.state, "fault", None)
         expired = fault is not None and fault.action.expired_url
         result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired)
+        if session is not None and session.name is not None:
+            # downloads carry no header of their own: the URL says which session issued it
+            suffix = f"&{SESSION_PARAM}={quote(session.name, safe='')}"
+            for image in (*result["images"], *result["data"]):
+                image["url"] += suffix
         return json_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
@@ -115,7 +124,8 @@ class Api:
     async def user_info(self, request: Request) -> Response:
         """``GET /v1/user/info``: the account, with its balances as strings."""
         account = self.account(request)
-        balance, charged = self.admission.ledger.balances(account)
+        session = _session(request)
+        balance, charged = (session.admission if session is not None else self.admission).ledger.balances(account)
         name, email = account.identity()
         data = {
             "id": account.id,
@@ -131,6 +141,12 @@ class Api:
             "totalBalance": f"{balance + charged:.2f}",
         }
         return json_response({"code": 20000, "message": "OK", "status": True, "data": data})
+
+
+def _session(request: Request) -> SessionState | None:
+    """The session serving the request (set by the chaos middleware), if any."""
+    session: SessionState | None = request.scope.get("state", {}).get("session")
+    return session
 
 
 def _json_type(value: Any) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
@@ -20,8 +22,9 @@ from .auth import Authenticator, bearer_token
 from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
-from .journal import Journal
+from .metrics import Metrics
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
+from .sessions import Answer, SessionError, Sessions, SessionState, session_name
 from .signing import expired_denial
 
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
@@ -29,6 +32,9 @@ __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 Sleep = Callable[[float], Awaitable[None]]
 STORE_PREFIX = "/default/"
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
+SESSION_STATE = "session"  # request.state.session: the SessionState serving the request
+ANSWER_CAP = 16_384  # bytes of each answer kept for the page
+GENERATION_PATH = "/v1/images/generations"
 
 
 class ChaosMiddleware:
@@ -38,8 +44,8 @@ class ChaosMiddleware:
         self,
         app: ASGIApp,
         *,
-        engine: FaultEngine,
-        journal: Journal,
+        sessions: Sessions,
+        metrics: Metrics,
         clock: Clock,
         authenticator: Authenticator,
         sleep: Sleep,
@@ -47,8 +53,8 @@ class ChaosMiddleware:
         control_prefix: str,
     ) -> None:
         self.app = app
-        self.engine = engine
-        self.journal = journal
+        self.sessions = sessions
+        self.metrics = metrics
         self.clock = clock
         self.authenticator = authenticator
         self.sleep = sleep
@@ -59,11 +65,11 @@ class ChaosMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.control_prefix):
             await self.app(scope, receive, send)
             return
-        started = self.clock.now()
+        started, began = self.clock.now(), time.perf_counter()
         body = await _read_body(receive, self.max_body_bytes + 1)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         state = scope.setdefault("state", {})
-        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False}
+        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False, "type": "", "answer": []}
         fault: Fault | None = None
         body_sent = False
 
@@ -72,7 +78,7 @@ class ChaosMiddleware:
             # test that reads the journal right after its request finds the request there
             if not outcome["recorded"]:
                 outcome["recorded"] = True
-                self._record(scope, headers, body, started, outcome, fault)
+                self._record(session, scope, headers, body, (started, began), outcome, fault)
 
         state["record"] = record
         state[BODY_STATE] = body  # read once here; the handler need not stream it again
@@ -87,37 +93,51 @@ class ChaosMiddleware:
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                record()
+                outcome["type"] = _content_type(message)
+            elif message["type"] == "http.response.body":
+                _keep(outcome, message.get("body", b""))
+                if not message.get("more_body", False):
+                    record()
             await send(message)
 
         try:
-            forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
-        except ValueError as exc:
-            await self._bad_header(scope, str(exc))(scope, replay, recording_send)
+            session = self.sessions.get(session_name(headers, dict(parse_qsl(scope.get("query_string", b"").decode()))))
+        except SessionError as exc:
+            await self._bad_header(scope, str(exc), "X-Sfmock-Session")(scope, replay, send)
             return
-        fault = self.engine.select(self._info(scope, headers, body), forced)
-        state["fault"] = fault
+        state[SESSION_STATE] = session
+        session.activity.begin()
         try:
-            if fault is None:
-                await self.app(scope, replay, recording_send)
-            else:
-                await self._perform(fault, scope, replay, receive, recording_send, outcome)
-        except _ClientGone:
-            outcome["kind"] = "abandoned"  # the client hung up while the fault waited
+            try:
+                forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
+            except ValueError as exc:
+                await self._bad_header(scope, f"X-Sfmock-Fault: {exc}", "X-Sfmock-Fault")(scope, replay, recording_send)
+                return
+            fault = session.engine.select(self._info(session.engine, scope, headers, body), forced)
+            state["fault"] = fault
+            try:
+                if fault is None:
+                    await self.app(scope, replay, recording_send)
+                else:
+                    await self._perform(fault, scope, replay, receive, recording_send, outcome)
+            except _ClientGone:
+                outcome["kind"] = "abandoned"  # the client hung up while the fault waited
         finally:
             record()
+            session.activity.end()
 
     def _record(
         self,
+        session: SessionState,
         scope: Scope,
         headers: dict[str, str],
         body: bytes,
-        started: float,
+        times: tuple[float, float],
         outcome: dict[str, Any],
         fault: Fault | None,
     ) -> None:
-        self.journal.record(
+        started, began = times
+        entry = session.journal.record(
             time=started,
             method=scope["method"],
             path=scope["path"],
@@ -129,16 +149,29 @@ class ChaosMiddleware:
             fault=fault.describe() if fault else None,
             trace_id=scope["state"].get("trace_id", ""),
         )
+        answer = b"".join(outcome["answer"])
+        status = entry.status
+        images = _issued(answer) if status == 200 and scope["path"] == GENERATION_PATH else ()
+        session.remember(entry.id, Answer(status=status, content_type=outcome["type"], body=answer, images=images))
+        self.metrics.observe(
+            path=entry.path,
+            method=entry.method,
+            status=status,
+            model=entry.model if entry.path == GENERATION_PATH else None,
+            fault=entry.fault,
+            seconds=time.perf_counter() - began,
+            images=len(images),
+            answer=answer,
+        )
 
-    def _bad_header(self, scope: Scope, problem: str) -> Response:
-        message = f"X-Sfmock-Fault: {problem}"
+    def _bad_header(self, scope: Scope, message: str, header: str) -> Response:
         if scope["path"].startswith(STORE_PREFIX):
-            denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName="X-Sfmock-Fault")
+            denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName=header)
             return xml_error(denied, scope["state"].get("trace_id", ""))
         return json_response(invalid_request(message).body, 400)
 
-    def _info(self, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
-        needs = self.engine.scenario.needs
+    def _info(self, engine: FaultEngine, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
+        needs = engine.scenario.needs
         account = model = None
         if "account" in needs:
             try:
@@ -216,6 +249,32 @@ class ChaosMiddleware:
                 await _sleep_unless_gone(self.sleep, interval, receive)
             content = b""
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+def _content_type(start: Message) -> str:
+    for name, value in start.get("headers", []):
+        if name.lower() == b"content-type":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _keep(outcome: dict[str, Any], chunk: bytes) -> None:
+    """Keep the start of a non-image answer, for the page and the metrics."""
+    if outcome["type"].startswith("image/"):
+        return
+    kept: list[bytes] = outcome["answer"]
+    room = ANSWER_CAP - sum(len(part) for part in kept)
+    if room > 0 and chunk:
+        kept.append(chunk[:room])
+
+
+def _issued(answer: bytes) -> tuple[str, ...]:
+    """The image URLs of a generation's 200 answer."""
+    try:
+        images = json.loads(answer).get("images") or []
+        return tuple(str(image["url"]) for image in images if isinstance(image, dict) and "url" in image)
+    except (ValueError, AttributeError, TypeError):
+        return ()
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -187,6 +187,11 @@ class RateLimiter:
                 result[metric] = WindowState(limit=limit, remaining=max(0, int(limit - used)), reset=reset)
             return result
 
+    def models(self, account: str) -> list[str]:
+        """The models ``account`` has used under a limit since the last reset."""
+        with self._lock:
+            return sorted({model for who, model, _ in self._windows if who == account})
+
     def reset(self) -> None:
         """Forget all usage."""
         with self._lock:

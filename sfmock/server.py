@@ -26,8 +26,9 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .faults import Scenario
-    from .journal import Journal
+    from .journal import Entry, Journal
     from .transports import Transport
+    from .verify import Pattern
 
 __all__ = ["FakeServer", "ServerThread", "listen"]
 
@@ -153,6 +154,25 @@ class FakeServer:
     def advance(self, seconds: float) -> float:
         """Move the fake's clock forward."""
         return self.clock.advance(seconds)
+
+    def verify(
+        self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any
+    ) -> list[Entry]:
+        """Count the journal's requests that match a pattern, after in-flight ones are recorded.
+
+        ``fake.verify(path="/v1/images/generations", status=503, count=2)``; see
+        :meth:`sfmock.verify.Verifier.verify`. A failure is an ``AssertionError`` naming the
+        closest near misses.
+        """
+        entries: list[Entry] = self.app.verify(pattern, session=session, **options)
+        return entries
+
+    def verify_order(
+        self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
+    ) -> list[Entry]:
+        """Requests matching ``patterns`` in this order; see :meth:`sfmock.verify.Verifier.verify_order`."""
+        entries: list[Entry] = self.app.verify_order(*patterns, session=session, **options)
+        return entries
 
     def transport(self) -> Transport:
         """An in-process ``httpx`` transport into this fake's app (no socket)."""
