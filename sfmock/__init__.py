@@ -27,6 +27,8 @@ from .errors import (
 from .faults import Scenario
 from .journal import Journal
 from .quota import Limits
+from .remote import RemoteFake
+from .verify import Pattern, VerificationFailed
 
 __all__ = [
     "Account",
@@ -43,10 +45,13 @@ __all__ = [
     "Limits",
     "ModelSpec",
     "OpenAuthenticator",
+    "Pattern",
+    "RemoteFake",
     "Scenario",
     "Settings",
     "SfmockError",
     "SystemClock",
+    "VerificationFailed",
     "VirtualClock",
     "__version__",
     "check_response",
