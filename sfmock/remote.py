@@ -105,11 +105,10 @@ class RemoteFake:
         now: float = self.call("POST", "clock", {"advance": seconds})["now"]
         return now
 
-    def journal(self, **filters: Any) -> list[dict[str, Any]]:
-        """This session's journal entries (as JSON), filtered as ``GET /_sfmock/journal``."""
-        query = "&".join(f"{k}={urllib.parse.quote(str(v))}" for k, v in filters.items())
-        entries: list[dict[str, Any]] = self.call("GET", f"journal?{query}" if query else "journal")["entries"]
-        return entries
+    @property
+    def journal(self) -> RemoteJournal:
+        """This session's journal: ``fake.journal.entries(status=503)`` (entries as JSON)."""
+        return RemoteJournal(self)
 
     def verify(
         self,
@@ -151,6 +150,22 @@ class RemoteFake:
             raise VerificationFailed(verdict["message"])
         entries: list[dict[str, Any]] = verdict["entries"]
         return entries
+
+
+class RemoteJournal:
+    """A session's journal over the control API; read like :class:`~sfmock.Journal`."""
+
+    def __init__(self, fake: RemoteFake) -> None:
+        self.fake = fake
+
+    def entries(self, **filters: Any) -> list[dict[str, Any]]:
+        """Entries (as JSON) filtered as ``GET /_sfmock/journal`` filters them."""
+        query = "&".join(f"{k}={urllib.parse.quote(str(v))}" for k, v in filters.items())
+        entries: list[dict[str, Any]] = self.fake.call("GET", f"journal?{query}" if query else "journal")["entries"]
+        return entries
+
+    def __len__(self) -> int:
+        return len(self.entries())
 
 
 def _document(pattern: Pattern | Mapping[str, Any]) -> dict[str, Any]:

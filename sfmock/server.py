@@ -155,6 +155,17 @@ class FakeServer:
         """Move the fake's clock forward."""
         return self.clock.advance(seconds)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers a test sends with its requests: none here (see :class:`~sfmock.RemoteFake`)."""
+        return {}
+
+    def client(self, **options: Any) -> Any:
+        """An ``httpx.Client`` on :attr:`api_url` (needs httpx)."""
+        import httpx
+
+        return httpx.Client(base_url=self.api_url, **options)
+
     def verify(
         self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any
     ) -> list[Entry]:

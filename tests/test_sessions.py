@@ -121,8 +121,8 @@ def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
             assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 503
         with httpx.Client(transport=theirs.transport(), base_url=theirs.api_url) as client:
             assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 200
-        assert [e["status"] for e in mine.journal()] == [503]
-        assert [e["status"] for e in theirs.journal(path=GEN)] == [200]
+        assert [e["status"] for e in mine.journal.entries()] == [503]
+        assert [e["status"] for e in theirs.journal.entries(path=GEN)] == [200]
         assert mine.verify(status=503, count=1)[0]["fault"].startswith("overload")
         with pytest.raises(VerificationFailed, match="status expected 200, seen 503"):
             mine.verify(path=GEN, status=200, timeout=0)
@@ -131,7 +131,7 @@ def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
             theirs.verify(stat=1)
         assert mine.advance(5) == clock.now()
         mine.reset()
-        assert mine.journal() == [] and len(theirs.journal()) == 1
+        assert mine.journal.entries() == [] and len(theirs.journal) == 1
 
 
 INNER = """
@@ -155,7 +155,7 @@ def test_isolated(sfmock_server, case):
     assert statuses == ([503] * 4 if name == "down" else [200, 200, 500, 200])
     sfmock_server.verify(path="/v1/images/generations", count=4)
     sfmock_server.verify(status=200, count=0 if name == "down" else 3)
-    assert len(sfmock_server.journal()) == 4
+    assert len(sfmock_server.journal.entries()) == 4
 """
 
 
