@@ -72,6 +72,7 @@ class Api:
         if not isinstance(body, dict):
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         name = body.get("model")
+        request.state.model = name if isinstance(name, str) else None  # for the metrics
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()

@@ -157,7 +157,7 @@ class ChaosMiddleware:
             path=entry.path,
             method=entry.method,
             status=status,
-            model=entry.model if entry.path == GENERATION_PATH else None,
+            model=_model(scope, body, fault),
             fault=entry.fault,
             seconds=time.perf_counter() - began,
             images=len(images),
@@ -249,6 +249,18 @@ class ChaosMiddleware:
                 await _sleep_unless_gone(self.sleep, interval, receive)
             content = b""
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
+    """The model a request named: as the API read it, or (a fault answered instead) from the body."""
+    model = scope["state"].get("model")
+    if model is None and fault is not None and scope["path"] == GENERATION_PATH:
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+    return model if isinstance(model, str) else None
 
 
 def _content_type(start: Message) -> str:

@@ -54,7 +54,7 @@ class Entry:
             return None
         try:
             return _shorten(json.loads(self.raw_body))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
             return _shorten(self.raw_body.decode("utf-8", "replace"))
 
     @property

@@ -28,7 +28,8 @@ __all__ = ["SESSION_HEADER", "SESSION_PARAM", "Activity", "SessionError", "Sessi
 SESSION_HEADER = "x-sfmock-session"
 SESSION_PARAM = "X-Sfmock-Session"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
-ANSWERS_KEPT = 1000
+ANSWERS_KEPT = 1000  # answers kept per session for the page: at most this many...
+ANSWER_BYTES = 1_048_576  # ...and at most this many bytes of them
 
 
 class SessionError(ValueError):
@@ -87,13 +88,16 @@ class SessionState:
     admission: Admission
     activity: Activity = field(default_factory=Activity)
     answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
+    answer_bytes: int = 0
 
     def remember(self, entry_id: int, answer: Answer) -> None:
-        """Keep the answer to journal entry ``entry_id`` (the last 1000 are kept)."""
+        """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
         with self.activity.condition:
             self.answers[entry_id] = answer
-            while len(self.answers) > ANSWERS_KEPT:
-                self.answers.popitem(last=False)
+            self.answer_bytes += _size(answer)
+            while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
+                _, gone = self.answers.popitem(last=False)
+                self.answer_bytes -= _size(gone)
 
     def answer(self, entry_id: int) -> Answer | None:
         with self.activity.condition:
@@ -106,7 +110,12 @@ class SessionState:
         self.engine.replace(scenario)
         with self.activity.condition:
             self.answers.clear()
+            self.answer_bytes = 0
             self.activity.condition.notify_all()
+
+
+def _size(answer: Answer) -> int:
+    return len(answer.body) + sum(len(url) for url in answer.images)
 
 
 class Sessions:

@@ -13,6 +13,7 @@ from sfmock import Limits, Settings, VirtualClock, create_app
 from sfmock.app import FakeApp
 from sfmock.remote import RemoteFake
 from sfmock.server import FakeServer
+from sfmock.sessions import ANSWER_BYTES, ANSWERS_KEPT, Answer
 from sfmock.verify import VerificationFailed
 
 GEN = "/v1/images/generations"
@@ -95,8 +96,9 @@ def test_a_bad_session_name_is_a_400_naming_the_header(api: TestClient, value: s
     assert answer.status_code == 400
     assert answer.json()["message"].startswith("X-Sfmock-Session: ")
     assert "expected 1 to 128 letters" in answer.json()["message"]
-    control = api.get("/_sfmock/journal", headers=headers)
-    assert control.status_code == 400 and control.json()["error"].startswith("X-Sfmock-Session: ")
+    for path in ("/_sfmock/journal", "/_sfmock/health", "/_sfmock/metrics"):
+        control = api.get(path, headers=headers)
+        assert control.status_code == 400 and control.json()["error"].startswith("X-Sfmock-Session: ")
     download = api.get("/default/outputs/x.png?X-Sfmock-Session=%20")
     assert download.status_code == 400 and b"<ArgumentName>X-Sfmock-Session</ArgumentName>" in download.content
 
@@ -110,6 +112,19 @@ def test_sessions_beyond_the_limit_forget_the_least_recently_used(clock: Virtual
     sessions.get("one")  # used again: "two" is now the oldest
     sessions.get("three")
     assert sessions.names() == ["one", "three"] and sessions.get("one") is first
+
+
+def test_answers_kept_for_the_page_are_bounded_by_count_and_bytes(app: FakeApp) -> None:
+    state = app.state.sessions.get("page")
+    for entry_id in range(1, 101):
+        state.remember(entry_id, Answer(status=200, content_type="application/json", body=b"x" * 16_384))
+    assert state.answer_bytes <= ANSWER_BYTES and state.answer_bytes == 16_384 * len(state.answers)
+    assert state.answer(1) is None and state.answer(100) is not None  # the oldest go first
+    for entry_id in range(101, 101 + ANSWERS_KEPT + 5):
+        state.remember(entry_id, Answer(status=404, content_type="application/json", body=b"{}"))
+    assert len(state.answers) == ANSWERS_KEPT
+    state.reset(app.state.control.initial_scenario)
+    assert (len(state.answers), state.answer_bytes) == (0, 0)
 
 
 def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:

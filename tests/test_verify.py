@@ -216,3 +216,12 @@ def test_bad_control_verifications_are_400(api: TestClient, command: object, mes
         answer = api.post("/_sfmock/verify", json=command)
     assert answer.status_code == 400
     assert answer.json()["error"].startswith(message), answer.json()
+
+
+def test_a_body_too_deeply_nested_to_read_is_matched_as_text(app: FakeApp, api: TestClient) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert api.post(GEN, content=deep, headers=AUTH).status_code == 400
+    assert app.verify(status=400, count=1)[0].model is None
+    with pytest.raises(VerificationFailed, match=r"body.model expected 'x', seen \(absent\)"):
+        app.verify(body={"model": "x"}, timeout=0)
+    assert api.get("/_sfmock/journal").json()["entries"][0]["body"].startswith("[[[[")
