@@ -24,7 +24,7 @@ from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
 from .metrics import Metrics
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
-from .sessions import Answer, SessionError, Sessions, SessionState, session_name
+from .sessions import SESSION_PARAM, Answer, SessionError, Sessions, SessionState, session_name
 from .signing import expired_denial
 
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
@@ -101,7 +101,9 @@ class ChaosMiddleware:
             await send(message)
 
         try:
-            session = self.sessions.get(session_name(headers, dict(parse_qsl(scope.get("query_string", b"").decode()))))
+            query = scope.get("query_string", b"")  # image URLs issued in a session name it
+            params = dict(parse_qsl(query.decode("latin-1"))) if SESSION_PARAM.encode() in query else None
+            session = self.sessions.get(session_name(headers, params))
         except SessionError as exc:
             await self._bad_header(scope, str(exc), "X-Sfmock-Session")(scope, replay, send)
             return

@@ -132,9 +132,10 @@ def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
         mine, theirs = RemoteFake(fake.url, session="mine"), RemoteFake(fake.url, session="theirs")
         mine.use_scenario("overloaded")
         theirs.use_scenario({"rules": []})
-        with mine.client() as client:
+        with mine.client(event_hooks={"response": [contract_hook]}) as client:
             assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 503
-        with httpx.Client(transport=theirs.transport(), base_url=theirs.api_url) as client:
+        hooks = {"response": [contract_hook]}
+        with httpx.Client(transport=theirs.transport(), base_url=theirs.api_url, event_hooks=hooks) as client:
             assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 200
         assert [e["status"] for e in mine.journal.entries()] == [503]
         assert [e["status"] for e in theirs.journal.entries(path=GEN)] == [200]

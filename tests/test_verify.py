@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,12 @@ def api(app: FakeApp) -> Iterator[TestClient]:
     with TestClient(app) as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         yield client
+
+
+def checked_post(url: str, **options: Any) -> httpx.Response:
+    """``httpx.post``, with the answer checked against the contract."""
+    with httpx.Client(event_hooks={"response": [contract_hook]}) as client:
+        return client.post(url, **options)
 
 
 def traffic(api: TestClient) -> None:
@@ -126,7 +133,7 @@ def test_waits_for_requests_in_flight(clock: VirtualClock) -> None:
     """An answer still in flight when the test verifies is waited for, not raced."""
     with FakeServer(Settings(seed=1), clock=clock) as fake:
         sent = threading.Thread(
-            target=httpx.post,
+            target=checked_post,
             args=(fake.api_url + "/images/generations",),
             kwargs={"json": KOLORS, "headers": {**AUTH, "X-Sfmock-Fault": "delay=0.3"}, "timeout": 10},
         )
@@ -145,7 +152,7 @@ def test_within_waits_on_the_virtual_clock(clock: VirtualClock) -> None:
 
         def later() -> None:
             time.sleep(0.05)
-            httpx.post(fake.api_url + "/images/generations", json=KOLORS, headers=AUTH, timeout=10)
+            checked_post(fake.api_url + "/images/generations", json=KOLORS, headers=AUTH, timeout=10)
 
         sender = threading.Thread(target=later)
         sender.start()
