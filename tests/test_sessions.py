@@ -128,8 +128,13 @@ def test_answers_kept_for_the_page_are_bounded_by_count_and_bytes(app: FakeApp) 
 
 
 def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
-    with FakeServer(Settings(seed=1), clock=clock) as fake:
-        mine, theirs = RemoteFake(fake.url, session="mine"), RemoteFake(fake.url, session="theirs")
+    with FakeServer(Settings(seed=1, control_token="tok"), clock=clock) as fake:
+        with pytest.raises(RuntimeError, match=r"GET /_sfmock/journal: 401 .*x-sfmock-token"):
+            RemoteFake(fake.url, session="mine").journal.entries()
+        with pytest.raises(ValueError, match="X-Sfmock-Session: 'a b' is not a session name"):
+            RemoteFake(fake.url, session="a b")
+        shared = RemoteFake(fake.url, token="tok")
+        mine, theirs = shared.for_session("mine"), shared.for_session("theirs")
         mine.use_scenario("overloaded")
         theirs.use_scenario({"rules": []})
         with mine.client(event_hooks={"response": [contract_hook]}) as client:
