@@ -31,6 +31,8 @@ from .journal import Journal
 from .proxy import create_proxy
 from .quota import Limits
 from .recording import Exchange, load_recordings
+from .remote import RemoteFake
+from .verify import Pattern, VerificationFailed
 
 __all__ = [
     "Account",
@@ -49,10 +51,13 @@ __all__ = [
     "Limits",
     "ModelSpec",
     "OpenAuthenticator",
+    "Pattern",
+    "RemoteFake",
     "Scenario",
     "Settings",
     "SfmockError",
     "SystemClock",
+    "VerificationFailed",
     "VirtualClock",
     "__version__",
     "check_exchange",

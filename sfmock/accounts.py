@@ -107,19 +107,30 @@ class KeyRegistry:
             raise forbidden()
         return entry.account
 
+    def accounts(self) -> list[Account]:
+        """Every configured account, in the order of the config."""
+        return list({id(e.account): e.account for e in self._keys.values()}.values())
+
 
 class Ledger:
     """Balances per account; charges are atomic, all-or-nothing and never go below zero."""
 
     def __init__(self) -> None:
         self._balances: dict[str, list[Decimal]] = {}
+        self._accounts: dict[str, Account] = {}
         self._lock = threading.Lock()
 
     def _entry(self, account: Account) -> list[Decimal]:
         entry = self._balances.get(account.id)
         if entry is None:
             entry = self._balances[account.id] = [account.balance, account.charge_balance]
+            self._accounts[account.id] = account
         return entry
+
+    def seen(self) -> list[Account]:
+        """The accounts whose balance was looked at since the last reset, first seen first."""
+        with self._lock:
+            return list(self._accounts.values())
 
     def balances(self, account: Account) -> tuple[Decimal, Decimal]:
         """(gift balance, charged balance) now."""
@@ -153,6 +164,7 @@ class Ledger:
         """Every account back to its opening balances."""
         with self._lock:
             self._balances.clear()
+            self._accounts.clear()
 
 
 def accounts_from_config(

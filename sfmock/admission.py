@@ -47,6 +47,16 @@ class Admission:
         self.ledger = Ledger()
         self._limits: dict[tuple[Limits | None, str], Limits] = {}
 
+    def fresh(self) -> Admission:
+        """An admission with the same limits and prices and none of the usage or spending."""
+        return Admission(
+            limits=self.limits,
+            model_limits=self.model_limits,
+            prices=self.prices,
+            headers=self.headers,
+            max_accounts=self.max_accounts,
+        )
+
     def limits_for(self, account: Account, model: str) -> Limits:
         """Server-wide limits, under the model's, under the account's own."""
         key = (account.limits, model)

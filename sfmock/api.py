@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +19,7 @@ from .generation import Generator, prompt_tokens
 from .payloads import read_json
 from .quota import Usage
 from .responses import invalid_request, json_response, model_disabled, unauthorized, unknown_model
+from .sessions import SESSION_PARAM, SessionState
 from .validation import RequestValidator
 
 __all__ = ["STRICT_HEADER", "Api"]
@@ -73,6 +75,7 @@ class Api:
         if not isinstance(body, dict):
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         name = body.get("model")
+        request.state.model = name if isinstance(name, str) else None  # for the metrics
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()
@@ -84,7 +87,9 @@ class Api:
         model = self.contract.models[body["model"]]
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
         now = self.clock.now()
-        headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
+        session = _session(request)
+        admission = session.admission if session is not None else self.admission
+        headers = admission.admit(account, model, usage, now, request.state.trace_id)
         fault = getattr(request.state, "fault", None)
         expired = fault is not None and fault.action.expired_url
         # a Recorder serving on a socket of its own names its base; off loopback, the request's origin
@@ -92,6 +97,11 @@ class Api:
         if base_url is None and self.origin_from_host:
             base_url = request_origin(request)
         result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired, base_url=base_url)
+        if session is not None and session.name is not None:
+            # downloads carry no header of their own: the URL says which session issued it
+            suffix = f"&{SESSION_PARAM}={quote(session.name, safe='')}"
+            for image in (*result["images"], *result["data"]):
+                image["url"] += suffix
         return json_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
@@ -122,7 +132,8 @@ class Api:
     async def user_info(self, request: Request) -> Response:
         """``GET /v1/user/info``: the account, with its balances as strings."""
         account = self.account(request)
-        balance, charged = self.admission.balances(account)
+        session = _session(request)
+        balance, charged = (session.admission if session is not None else self.admission).balances(account)
         name, email = account.identity()
         data = {
             "id": account.id,
@@ -150,6 +161,12 @@ def request_origin(request: Request) -> str | None:
 
 
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _session(request: Request) -> SessionState | None:
+    """The session serving the request (set by the chaos middleware), if any."""
+    session: SessionState | None = request.scope.get("state", {}).get("session")
+    return session
 
 
 def _json_type(value: Any) -> str:

@@ -7,6 +7,8 @@ import ipaddress
 import random
 import secrets
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -32,13 +34,17 @@ from .failures import InternalErrorMiddleware
 from .faults import FaultEngine, Scenario
 from .generation import Generator
 from .imagehost import ImageHost
-from .journal import Journal
+from .journal import Entry, Journal
+from .metrics import Metrics
+from .page import Page
 from .replay import Recordings, ReplayGenerator
 from .responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
+from .sessions import Sessions, SessionState
 from .signing import UrlSigner
 from .tracing import TraceIdMiddleware
+from .verify import Pattern, Verifier
 
-__all__ = ["create_app"]
+__all__ = ["FakeApp", "create_app"]
 
 
 def create_app(
@@ -48,7 +54,7 @@ def create_app(
     authenticator: Authenticator | None = None,
     contract: Contract | None = None,
     sleep: Sleep = asyncio.sleep,
-) -> Starlette:
+) -> FakeApp:
     """The fake SiliconFlow service as an ASGI app.
 
     ``clock`` defaults to the wall clock, movable through the control API (or a frozen
@@ -100,31 +106,39 @@ def create_app(
     )
     host = ImageHost(signer, clock, generator.max_pixels, pictures)
     scenario = settings.scenario or Scenario()
-    engine = FaultEngine(scenario, seed=seed)
-    journal = Journal(settings.journal_size, max_bytes=settings.journal_max_bytes)
+
+    def new_session(name: str | None) -> SessionState:
+        own = admission if name is None else admission.fresh()
+        engine = FaultEngine(scenario, seed=seed)
+        journal = Journal(settings.journal_size, max_bytes=settings.journal_max_bytes)
+        return SessionState(name=name, journal=journal, engine=engine, admission=own)
+
+    sessions = Sessions(new_session)
+    metrics = Metrics()
     control = Control(
-        engine=engine,
-        journal=journal,
-        admission=admission,
+        sessions=sessions,
         clock=clock,
         scenario=scenario,
         token=control_token(settings),
         version=__version__,
         max_body_bytes=settings.control_max_body_bytes,
         host_names=host_names(settings),
+        metrics=metrics,
     )
+    page = Page(control=control, authenticator=authenticator, max_pixels=generator.max_pixels)
     routes = [
         Route("/v1/images/generations", api.generate, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
         Route("/default/outputs/{object}", host.download, methods=["GET"]),
         *control.routes(),
+        *page.routes(),
     ]
     trace_rng = random.Random(None if seed is None else f"{seed}:trace")
     chaos = Middleware(
         ChaosMiddleware,
-        engine=engine,
-        journal=journal,
+        sessions=sessions,
+        metrics=metrics,
         clock=clock,
         authenticator=authenticator,
         sleep=sleep,
@@ -144,14 +158,17 @@ def create_app(
     app.state.clock = clock
     app.state.contract = contract
     app.state.admission = admission
-    app.state.journal = journal
-    app.state.faults = engine
+    app.state.sessions = sessions
+    app.state.journal = sessions.default.journal
+    app.state.faults = sessions.default.engine
     app.state.control = control
+    app.state.metrics = metrics
     return app
 
 
 class FakeApp(Starlette):
-    """The Starlette app, plus one thing: it notes the connection's transport.
+    """The Starlette app, plus verification (:meth:`verify`, :meth:`verify_order`), and it
+    notes the connection's transport.
 
     Faults that drop or cut a connection need it, and only the server's own ``send``
     leads to it (uvicorn's exposes ``transport``); Starlette wraps ``send`` before any
@@ -165,6 +182,23 @@ class FakeApp(Starlette):
             if transport is not None or "transport" not in state:  # a Recorder outside may have noted it
                 state["transport"] = transport
         await super().__call__(scope, receive, send)
+
+    def verifier(self, session: str | None = None) -> Verifier:
+        """Verifications over the journal of ``session`` (the default one for ``None``)."""
+        sessions: Sessions = self.state.sessions
+        return Verifier(sessions.get(session), self.state.clock)
+
+    def verify(
+        self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any
+    ) -> list[Entry]:
+        """Count requests matching a pattern: see :meth:`sfmock.verify.Verifier.verify`."""
+        return self.verifier(session).verify(pattern, **options)
+
+    def verify_order(
+        self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
+    ) -> list[Entry]:
+        """Requests matching patterns in order: see :meth:`sfmock.verify.Verifier.verify_order`."""
+        return self.verifier(session).verify_order(*patterns, **options)
 
 
 def control_token(settings: Settings) -> str | None:

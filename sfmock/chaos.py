@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
@@ -25,8 +27,10 @@ from .auth import Authenticator, bearer_token
 from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
-from .journal import RESPONSE_CAP, Journal
+from .journal import RESPONSE_CAP
+from .metrics import Metrics
 from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
+from .sessions import SESSION_PARAM, Answer, SessionError, Sessions, SessionState, session_name
 from .signing import expired_denial
 
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
@@ -34,6 +38,9 @@ __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 Sleep = Callable[[float], Awaitable[None]]
 STORE_PREFIX = "/default/"
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
+SESSION_STATE = "session"  # request.state.session: the SessionState serving the request
+ANSWER_CAP = 16_384  # bytes of each answer kept for the page
+GENERATION_PATH = "/v1/images/generations"
 
 
 class ChaosMiddleware:
@@ -43,8 +50,8 @@ class ChaosMiddleware:
         self,
         app: ASGIApp,
         *,
-        engine: FaultEngine,
-        journal: Journal,
+        sessions: Sessions,
+        metrics: Metrics,
         clock: Clock,
         authenticator: Authenticator,
         sleep: Sleep,
@@ -52,8 +59,8 @@ class ChaosMiddleware:
         control_prefix: str,
     ) -> None:
         self.app = app
-        self.engine = engine
-        self.journal = journal
+        self.sessions = sessions
+        self.metrics = metrics
         self.clock = clock
         self.authenticator = authenticator
         self.sleep = sleep
@@ -64,19 +71,27 @@ class ChaosMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.control_prefix):
             await self.app(scope, receive, send)
             return
-        started = self.clock.now()
+        started, began = self.clock.now(), time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         state = scope.setdefault("state", {})
+        try:
+            query = scope.get("query_string", b"")  # image URLs issued in a session name it
+            params = dict(parse_qsl(query.decode("latin-1"))) if SESSION_PARAM.encode() in query else None
+            session = self.sessions.get(session_name(headers, params))
+        except SessionError as exc:
+            await self._bad_header(scope, str(exc), "X-Sfmock-Session")(scope, receive, send)
+            return
+        state[SESSION_STATE] = session
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._unread(scope, headers, started, send, self._too_large(scope))
+            await self._unread(session, scope, headers, (started, began), send, self._too_large(scope))
             return
         body, complete = await _read_body(receive, self.max_body_bytes + 1)
         if not complete:
-            self._record(scope, headers, body, started, {"status": None, "kind": "abandoned"}, None)
+            self._record(session, scope, headers, body, (started, began), {"status": None, "kind": "abandoned"}, None)
             return
         try:
-            await self._serve(scope, receive, send, headers, state, body, started)
+            await self._serve(scope, receive, send, headers, body, (started, began), session)
         finally:
             # the body, and the closures that hold it, go now: not at the next full collection
             for name in ("record", BODY_STATE):
@@ -88,11 +103,19 @@ class ChaosMiddleware:
         receive: Receive,
         send: Send,
         headers: dict[str, str],
-        state: dict[str, Any],
         body: bytes,
-        started: float,
+        times: tuple[float, float],
+        session: SessionState,
     ) -> None:
-        outcome: dict[str, Any] = {"status": None, "kind": "response", "recorded": False, "body": b""}
+        state = scope["state"]
+        outcome: dict[str, Any] = {
+            "status": None,
+            "kind": "response",
+            "recorded": False,
+            "body": b"",
+            "type": "",
+            "answer": [],
+        }
         fault: Fault | None = None
         body_sent = False
 
@@ -101,7 +124,7 @@ class ChaosMiddleware:
             # test that reads the journal right after its request finds the request there
             if not outcome["recorded"]:
                 outcome["recorded"] = True
-                self._record(scope, headers, body, started, outcome, fault)
+                self._record(session, scope, headers, body, times, outcome, fault)
 
         state["record"] = record
         state[BODY_STATE] = body  # read once here; the handler need not stream it again
@@ -116,40 +139,48 @@ class ChaosMiddleware:
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
+                outcome["type"] = _content_type(message)
             elif message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
                 if len(outcome["body"]) < RESPONSE_CAP:
-                    outcome["body"] += message.get("body", b"")[: RESPONSE_CAP - len(outcome["body"])]
+                    outcome["body"] += chunk[: RESPONSE_CAP - len(outcome["body"])]
+                _keep(outcome, chunk)
                 if not message.get("more_body", False):
                     record()
             await send(message)
 
+        session.activity.begin()
         try:
-            forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
-        except ValueError as exc:
-            await self._bad_header(scope, str(exc))(scope, replay, recording_send)
-            return
-        fault = self.engine.select(self._info(scope, headers, body), forced)
-        state["fault"] = fault
-        try:
-            if fault is None:
-                await self.app(scope, replay, recording_send)
-            else:
-                await self._perform(fault, scope, replay, receive, recording_send, outcome)
-        except _ClientGone:
-            outcome["kind"] = "abandoned"  # the client hung up while the fault waited
+            try:
+                forced = parse_fault_header(headers[FAULT_HEADER]) if FAULT_HEADER in headers else None
+            except ValueError as exc:
+                await self._bad_header(scope, f"X-Sfmock-Fault: {exc}", "X-Sfmock-Fault")(scope, replay, recording_send)
+                return
+            fault = session.engine.select(self._info(session.engine, scope, headers, body), forced)
+            state["fault"] = fault
+            try:
+                if fault is None:
+                    await self.app(scope, replay, recording_send)
+                else:
+                    await self._perform(fault, scope, replay, receive, recording_send, outcome)
+            except _ClientGone:
+                outcome["kind"] = "abandoned"  # the client hung up while the fault waited
         finally:
             record()
+            session.activity.end()
 
     def _record(
         self,
+        session: SessionState,
         scope: Scope,
         headers: dict[str, str],
         body: bytes,
-        started: float,
+        times: tuple[float, float],
         outcome: dict[str, Any],
         fault: Fault | None,
     ) -> None:
-        self.journal.record(
+        started, began = times
+        entry = session.journal.record(
             time=started,
             method=scope["method"],
             path=scope["path"],
@@ -163,16 +194,37 @@ class ChaosMiddleware:
             headers=headers,
             response=outcome.get("body", b""),
         )
+        answer = b"".join(outcome.get("answer", ()))
+        status = entry.status
+        images = _issued(answer) if status == 200 and scope["path"] == GENERATION_PATH else ()
+        kind = outcome.get("type", "")
+        session.remember(entry.id, Answer(status=status, content_type=kind, body=answer, images=images))
+        self.metrics.observe(
+            path=entry.path,
+            method=entry.method,
+            status=status,
+            model=_model(scope, body, fault),
+            fault=entry.fault,
+            seconds=time.perf_counter() - began,
+            images=len(images),
+            answer=answer,
+        )
 
     async def _unread(
-        self, scope: Scope, headers: dict[str, str], started: float, send: Send, response: Response
+        self,
+        session: SessionState,
+        scope: Scope,
+        headers: dict[str, str],
+        times: tuple[float, float],
+        send: Send,
+        response: Response,
     ) -> None:
         """Answer without reading the body, and journal it so."""
 
         async def nothing() -> Message:
             return {"type": "http.disconnect"}
 
-        self._record(scope, headers, b"", started, {"status": response.status_code, "kind": "response"}, None)
+        self._record(session, scope, headers, b"", times, {"status": response.status_code, "kind": "response"}, None)
         await response(scope, nothing, send)
 
     def _too_large(self, scope: Scope) -> Response:
@@ -187,15 +239,14 @@ class ChaosMiddleware:
         response.headers["connection"] = "close"
         return response
 
-    def _bad_header(self, scope: Scope, problem: str) -> Response:
-        message = f"X-Sfmock-Fault: {problem}"
+    def _bad_header(self, scope: Scope, message: str, header: str) -> Response:
         if scope["path"].startswith(STORE_PREFIX):
-            denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName="X-Sfmock-Fault")
+            denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName=header)
             return xml_error(denied, scope["state"].get("trace_id", ""))
         return json_response(invalid_request(message).body, 400)
 
-    def _info(self, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
-        needs = self.engine.scenario.needs
+    def _info(self, engine: FaultEngine, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
+        needs = engine.scenario.needs
         account = model = None
         if "account" in needs:
             try:
@@ -280,6 +331,44 @@ class ChaosMiddleware:
                 await _sleep_unless_gone(self.sleep, interval, receive)
             content = content[offsets[-1] :] if offsets else b""
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
+    """The model a request named: as the API read it, or (a fault answered instead) from the body."""
+    model = scope["state"].get("model")
+    if model is None and fault is not None and scope["path"] == GENERATION_PATH:
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def _content_type(start: Message) -> str:
+    for name, value in start.get("headers", []):
+        if name.lower() == b"content-type":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _keep(outcome: dict[str, Any], chunk: bytes) -> None:
+    """Keep the start of a non-image answer, for the page and the metrics."""
+    if outcome["type"].startswith("image/"):
+        return
+    kept: list[bytes] = outcome["answer"]
+    room = ANSWER_CAP - sum(len(part) for part in kept)
+    if room > 0 and chunk:
+        kept.append(chunk[:room])
+
+
+def _issued(answer: bytes) -> tuple[str, ...]:
+    """The image URLs of a generation's 200 answer."""
+    try:
+        images = json.loads(answer).get("images") or []
+        return tuple(str(image["url"]) for image in images if isinstance(image, dict) and "url" in image)
+    except (ValueError, AttributeError, TypeError):
+        return ()
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

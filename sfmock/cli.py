@@ -176,6 +176,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
     if app.state.control.token is not None and settings.control_token is None:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
+    print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

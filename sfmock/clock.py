@@ -45,10 +45,26 @@ class ShiftedClock:
 
     def __init__(self) -> None:
         self._offset = 0.0
+        self._stopped: float | None = None  # the time it shows while frozen
         self._lock = threading.Lock()
 
     def now(self) -> float:
-        return time.time() + self._offset
+        stopped = self._stopped
+        return stopped if stopped is not None else time.time() + self._offset
+
+    @property
+    def frozen(self) -> bool:
+        """Whether time stands still (see :meth:`freeze`)."""
+        return self._stopped is not None
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop time where it is (``False``: let it run on from there)."""
+        with self._lock:
+            if frozen and self._stopped is None:
+                self._stopped = time.time() + self._offset
+            elif not frozen and self._stopped is not None:
+                self._offset = self._stopped - time.time()
+                self._stopped = None
 
     def advance(self, seconds: float) -> float:
         """Jump forward by ``seconds`` and return the new time."""
@@ -57,17 +73,22 @@ class ShiftedClock:
         with self._lock:
             _checked(time.time() + self._offset + seconds)
             self._offset += seconds
+            if self._stopped is not None:
+                self._stopped += seconds
         return self.now()
 
     def set(self, when: float) -> None:
-        """Make it ``when`` now; time keeps running from there."""
+        """Make it ``when`` now; time keeps running from there (or stays there, frozen)."""
         with self._lock:
             self._offset = _checked(when) - time.time()
+            if self._stopped is not None:
+                self._stopped = when
 
     def reset(self) -> None:
-        """Back to the wall clock."""
+        """Back to the wall clock, running."""
         with self._lock:
             self._offset = 0.0
+            self._stopped = None
 
 
 class VirtualClock:

@@ -1,9 +1,10 @@
-"""The control API under ``/_sfmock/``: health, reset, scenario, clock and journal.
+"""The control API under ``/_sfmock/``: health, reset, scenario, clock, journal, verify.
 
 Documented in the contract like every route. When the server listens on anything but
 loopback, every call needs the ``X-Sfmock-Token`` header. Every call is refused when a
 browser makes it from another origin (``Origin`` not this server: CSRF) or, over a
-socket, names an unexpected ``Host`` (DNS rebinding); bodies are capped.
+socket, names an unexpected ``Host`` (DNS rebinding); bodies are capped. A call with
+the ``X-Sfmock-Session`` header acts on that session's journal, scenario and counters.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -22,13 +24,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .admission import Admission
 from .clock import MAX_TIME, Clock
 from .documents import DocumentError, load_document
 from .errors import ConfigError
-from .faults import FaultEngine, Scenario
-from .journal import Journal
+from .faults import Scenario
+from .metrics import CONTENT_TYPE, Metrics
 from .responses import JSON_TYPE, json_response
+from .sessions import SessionError, Sessions, SessionState, session_name
+from .verify import MAX_TIMEOUT, VerificationFailed, Verifier
 
 __all__ = ["CONTROL_PREFIX", "JOURNAL_PAGE_CHARS", "TOKEN_HEADER", "Control"]
 
@@ -48,6 +51,7 @@ _FILTERS = {
     "after": int,
 }
 _KINDS = {str: "a string", int: "an integer", float: "a number"}
+_VERIFY_KEYS = ("pattern", "count", "at_least", "at_most", "order", "within", "timeout")
 
 
 class Control:
@@ -56,19 +60,17 @@ class Control:
     def __init__(
         self,
         *,
-        engine: FaultEngine,
-        journal: Journal,
-        admission: Admission,
+        sessions: Sessions,
         clock: Clock,
         scenario: Scenario,
         token: str | None,
         version: str,
+        metrics: Metrics,
         max_body_bytes: int = 256 * 1024,
         host_names: Iterable[str] = (),
     ) -> None:
-        self.engine = engine
-        self.journal = journal
-        self.admission = admission
+        self.metrics = metrics
+        self.sessions = sessions
         self.clock = clock
         self.initial_scenario = scenario
         self.token = token
@@ -79,14 +81,16 @@ class Control:
     def routes(self) -> list[Route]:
         p = CONTROL_PREFIX
         return [
-            Route(f"{p}/health", self._guard(self.health), methods=["GET"]),
-            Route(f"{p}/reset", self._guard(self.reset), methods=["POST"]),
-            Route(f"{p}/scenario", self._guard(self.scenario), methods=["GET", "PUT", "DELETE"]),
-            Route(f"{p}/clock", self._guard(self.clock_state), methods=["GET", "POST"]),
-            Route(f"{p}/journal", self._guard(self.journal_entries), methods=["GET", "DELETE"]),
+            Route(f"{p}/health", self.guard(self.health), methods=["GET"]),
+            Route(f"{p}/reset", self.guard(self.reset), methods=["POST"]),
+            Route(f"{p}/scenario", self.guard(self.scenario), methods=["GET", "PUT", "DELETE"]),
+            Route(f"{p}/clock", self.guard(self.clock_state), methods=["GET", "POST"]),
+            Route(f"{p}/journal", self.guard(self.journal_entries), methods=["GET", "DELETE"]),
+            Route(f"{p}/verify", self.guard(self.verify), methods=["POST"]),
+            Route(f"{p}/metrics", self.guard(self.metrics_text), methods=["GET"]),
         ]
 
-    def _guard(self, handler: Any) -> Any:
+    def guard(self, handler: Any) -> Any:
         async def guarded(request: Request) -> Response:
             refusal = self._refusal(request)
             if refusal is not None:
@@ -95,6 +99,11 @@ class Control:
                 given = request.headers.get(TOKEN_HEADER, "")
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
                     return _error(401, f"the control API needs the {TOKEN_HEADER} header with the server's token")
+            try:
+                session = self.sessions.get(session_name(request.headers))
+            except SessionError as exc:
+                return _error(400, str(exc))
+            request.state.session = session
             response: Response = await handler(request)
             return response
 
@@ -149,32 +158,38 @@ class Control:
         return b"".join(chunks)
 
     def reset_all(self) -> None:
-        """Quotas, balances, journal, faults and clock back to how the server started."""
-        self.admission.reset()
-        self.journal.clear()
-        self.engine.replace(self.initial_scenario)
+        """Quotas, balances, journal, faults and clock back to how the server started;
+        named sessions are forgotten."""
+        self.sessions.forget_named()
+        self.sessions.default.reset(self.initial_scenario)
         reset = getattr(self.clock, "reset", None)
         if reset is not None:
             reset()
 
     async def health(self, request: Request) -> Response:
+        session = _session(request)
         return json_response(
             {
                 "status": "ok",
                 "version": self.version,
                 "time": self.clock.now(),
-                "scenario": self.engine.scenario.name,
-                "journal": len(self.journal),
+                "scenario": session.engine.scenario.name,
+                "journal": len(session.journal),
             }
         )
 
     async def reset(self, request: Request) -> Response:
-        self.reset_all()
+        session = _session(request)
+        if session.name is None:
+            self.reset_all()
+        else:  # one session: its own state only; the shared clock stays where it is
+            session.reset(self.initial_scenario)
         return json_response({"status": "reset"})
 
     async def scenario(self, request: Request) -> Response:
+        engine = _session(request).engine
         if request.method == "DELETE":
-            self.engine.replace(Scenario())
+            engine.replace(Scenario())
         elif request.method == "PUT":
             body = await self._body(request)
             if isinstance(body, Response):
@@ -183,12 +198,12 @@ class Control:
                 return _error(400, "scenario: a body is required (a scenario document, YAML or JSON)")
             try:
                 # parsing and checking up to 1000 rules takes a while: off the event loop
-                self.engine.replace(await run_in_threadpool(_scenario, body))
+                engine.replace(await run_in_threadpool(_scenario, body))
             except DocumentError as exc:
                 return _error(400, f"scenario: {exc}")
             except ConfigError as exc:
                 return _error(400, str(exc))
-        current = self.engine.scenario
+        current = engine.scenario
         return json_response(
             {
                 "name": current.name,
@@ -207,9 +222,12 @@ class Control:
                 command = load_document(body)
             except DocumentError:
                 command = None
-            if not isinstance(command, dict) or len(command) != 1 or not set(command) <= {"advance", "set"}:
-                return _error(400, 'clock: expected {"advance": SECONDS} or {"set": UNIX_TIME}')
+            verbs = {"advance", "set", "freeze"}
+            if not isinstance(command, dict) or len(command) != 1 or not set(command) <= verbs:
+                return _error(400, 'clock: expected {"advance": SECONDS}, {"set": UNIX_TIME} or {"freeze": BOOLEAN}')
             ((verb, value),) = command.items()
+            if verb == "freeze":
+                return self._freeze(value)
             problem = _clock_problem(verb, value, self.clock.now())
             if problem is not None:
                 return _error(400, f"clock: {problem}")
@@ -217,13 +235,76 @@ class Control:
             if method is None:
                 return _error(409, "clock: this server's clock cannot be moved")
             method(value)
+        return self._clock_json()
+
+    def _freeze(self, value: Any) -> Response:
+        if not isinstance(value, bool):
+            return _error(400, f"clock: freeze needs true or false, got {value!r}")
+        freeze = getattr(self.clock, "freeze", None)
+        if freeze is None:
+            if value == _frozen(self.clock):
+                return self._clock_json()
+            return _error(409, "clock: this server's clock cannot be " + ("frozen" if value else "thawed"))
+        freeze(value)
+        return self._clock_json()
+
+    def _clock_json(self) -> Response:
         now = self.clock.now()
         iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        return json_response({"now": now, "iso": iso, "controllable": hasattr(self.clock, "advance")})
+        controllable = hasattr(self.clock, "advance")
+        return json_response({"now": now, "iso": iso, "controllable": controllable, "frozen": _frozen(self.clock)})
+
+    async def verify(self, request: Request) -> Response:
+        """``POST /_sfmock/verify``: ``{"pattern": {...}, "count": N}`` or ``{"order": [...]}``."""
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            command = json.loads(body)
+        except (ValueError, RecursionError):
+            command = None
+        if not isinstance(command, dict):
+            return _error(400, "verify: expected a JSON object with pattern (or order) and count/at_least/at_most")
+        unknown = sorted(set(command) - set(_VERIFY_KEYS))
+        if unknown:
+            return _error(400, f"verify: unknown field {unknown[0]!r}; expected any of {', '.join(_VERIFY_KEYS)}")
+        waits: dict[str, Any] = {}
+        for name in ("within", "timeout"):
+            value = command.get(name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TIMEOUT:
+                    return _error(400, f"verify: {name} must be a number of seconds from 0 to {MAX_TIMEOUT:g}")
+                waits[name] = float(value)
+        verifier = Verifier(_session(request), self.clock)
+        order = command.get("order")
+        if order is not None and (not isinstance(order, list) or "pattern" in command):
+            return _error(400, "verify: order must be a list of patterns, and comes without pattern")
+
+        def run() -> list[Any]:
+            if order is not None:
+                extra = sorted(set(command) - {"order", "within", "timeout"})
+                if extra:
+                    raise ValueError(f"verify: {extra[0]} does not apply to order")
+                return verifier.verify_order(*order, **waits)
+            counts = {k: command[k] for k in ("count", "at_least", "at_most") if command.get(k) is not None}
+            return verifier.verify(command.get("pattern") or {}, **counts, **waits)
+
+        try:
+            entries = await run_in_threadpool(run)
+        except VerificationFailed as failed:
+            return json_response(failed.to_json())
+        except ValueError as exc:
+            return _error(400, str(exc) if str(exc).startswith("verify") else f"verify: {exc}")
+        return json_response({"ok": True, "count": len(entries), "entries": [e.to_json() for e in entries]})
+
+    async def metrics_text(self, request: Request) -> Response:
+        """``GET /_sfmock/metrics``: Prometheus text format, all sessions together."""
+        return Response(self.metrics.render(), headers={"content-type": CONTENT_TYPE})
 
     async def journal_entries(self, request: Request) -> Response:
+        journal = _session(request).journal
         if request.method == "DELETE":
-            self.journal.clear()
+            journal.clear()
         filters: dict[str, Any] = {}
         for name in request.query_params:
             if name not in _FILTERS:
@@ -240,14 +321,14 @@ class Control:
         if "since" in filters and not math.isfinite(filters["since"]):
             return _error(400, "journal: since must be a finite number")
         # filtering by model and serialising large bodies take a while: off the event loop
-        entries = await run_in_threadpool(functools.partial(self.journal.entries, **filters))
-        texts, after = await run_in_threadpool(self.journal.serialise, entries, JOURNAL_PAGE_CHARS)
+        entries = await run_in_threadpool(functools.partial(journal.entries, **filters))
+        texts, after = await run_in_threadpool(journal.serialise, entries, JOURNAL_PAGE_CHARS)
         head = {
             "count": len(texts),
-            "size": self.journal.size,
-            "evicted": self.journal.dropped,
-            "bytes": self.journal.held_bytes,
-            "max_bytes": self.journal.max_bytes,
+            "size": journal.size,
+            "evicted": journal.dropped,
+            "bytes": journal.held_bytes,
+            "max_bytes": journal.max_bytes,
             "next_after": after,
         }
         content = bytes(json_response(head).body)[:-1] + b',"entries":[' + ",".join(texts).encode("utf-8") + b"]}"
@@ -282,6 +363,19 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _frozen(clock: Clock) -> bool:
+    """Whether time stands still unless moved (a virtual clock, or a frozen server clock)."""
+    frozen = getattr(clock, "frozen", None)
+    if frozen is not None:
+        return bool(frozen)
+    return hasattr(clock, "advance")
+
+
+def _session(request: Request) -> SessionState:
+    session: SessionState = request.state.session
+    return session
 
 
 def _error(status: int, message: str) -> Response:

@@ -12,10 +12,21 @@ Fixtures:
 Marker: ``@pytest.mark.sfmock(scenario="flaky", config="accounts.yaml", strict=True, ...)``;
 ``scenario`` is a shipped name, a file or a dict; other keywords are ``Settings`` fields.
 Requests made either way land in ``sfmock_server.journal``.
+
+A shared fake: with ``SFMOCK_URL`` set (and ``SFMOCK_CONTROL_TOKEN`` off loopback), no
+server is started; ``sfmock_server`` is a :class:`~sfmock.remote.RemoteFake` on that
+fake, in a session of its own for each test (``X-Sfmock-Session``), so parallel tests
+(``pytest -n 8``) and CI jobs sharing the fake do not see each other. Tests send
+``sfmock_server.headers`` with their requests (``sfmock_server.client()`` and
+``sfmock_transport`` do it for them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +35,13 @@ import pytest
 if TYPE_CHECKING:
     from .checks import CheckReport
     from .config import Settings
+    from .remote import RemoteFake
     from .server import FakeServer
     from .transports import Transport
+
+URL_VARIABLE = "SFMOCK_URL"
+TOKEN_VARIABLE = "SFMOCK_CONTROL_TOKEN"
+_RUN = uuid.uuid4().hex[:8]  # tells apart CI jobs (and xdist workers) running the same tests
 
 MARKER = (
     "sfmock(scenario=None, config=None, **settings): run against sfmock with this scenario "
@@ -38,16 +54,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def _sfmock_session() -> Iterator[FakeServer]:
+def _sfmock_session() -> Iterator[FakeServer | RemoteFake]:
+    from .remote import RemoteFake
     from .server import FakeServer
 
+    shared = os.environ.get(URL_VARIABLE)
+    if shared:
+        yield RemoteFake(shared, token=os.environ.get(TOKEN_VARIABLE))
+        return
     with FakeServer() as server:
         yield server
 
 
 @pytest.fixture
-def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -> Iterator[FakeServer]:
+def sfmock_server(
+    request: pytest.FixtureRequest, _sfmock_session: FakeServer | RemoteFake
+) -> Iterator[FakeServer | RemoteFake]:
     """A live fake for this test: reset, with the marker's scenario and settings."""
+    from .remote import RemoteFake
     from .server import FakeServer
 
     marker = request.node.get_closest_marker("sfmock")
@@ -60,21 +84,23 @@ def sfmock_server(request: pytest.FixtureRequest, _sfmock_session: FakeServer) -
             own.use_scenario(scenario)
             yield own
         return
+    if isinstance(_sfmock_session, RemoteFake):  # a shared fake: a session of its own
+        mine = _sfmock_session.for_session(session_for(request.node.nodeid))
+        mine.reset()
+        mine.use_scenario(scenario)
+        yield mine
+        mine.reset()  # frees the session's journal on the shared fake
+        return
     _sfmock_session.reset()
     _sfmock_session.use_scenario(scenario)
     yield _sfmock_session
 
 
 @pytest.fixture
-def sfmock_transport(sfmock_server: FakeServer) -> Iterator[Transport]:
-    """An ``httpx`` transport straight into ``sfmock_server``'s app, without a socket;
-    it serves ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
-    from .transports import AsyncTransport, Transport
-
-    class EitherTransport(Transport, AsyncTransport):
-        """:class:`Transport` and :class:`AsyncTransport` in one object."""
-
-    transport = EitherTransport(sfmock_server.app, sfmock_server.clock)
+def sfmock_transport(sfmock_server: FakeServer | RemoteFake) -> Iterator[Transport]:
+    """An ``httpx`` transport into ``sfmock_server``: in-process without a socket, or (on a
+    shared fake) over the network with the test's session header."""
+    transport = sfmock_server.transport()
     yield transport
     transport.close()
 
@@ -104,3 +130,10 @@ def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
         return run_check(client, **kwargs)
 
     return check
+
+
+def session_for(nodeid: str) -> str:
+    """A session name for one test of this run: readable, unique, within the header's rules."""
+    digest = hashlib.sha256(nodeid.encode()).hexdigest()[:10]
+    tail = re.sub(r"[^A-Za-z0-9._:/@+-]", "-", nodeid)[-80:].lstrip("._:/@+-")
+    return f"{_RUN}-{digest}-{tail}"

@@ -204,6 +204,11 @@ class RateLimiter:
         with self._lock:
             self._windows.pop(account, None)
 
+    def models(self, account: str) -> list[str]:
+        """The models ``account`` has used under a limit since the last reset."""
+        with self._lock:
+            return sorted({model for model, _ in self._windows.get(account, {})})
+
     def reset(self) -> None:
         """Forget all usage."""
         with self._lock:

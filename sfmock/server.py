@@ -27,8 +27,9 @@ from .timeouts import DEFAULT_READ_TIMEOUT, http_protocol
 
 if TYPE_CHECKING:
     from .faults import Scenario
-    from .journal import Journal
-    from .transports import Transport
+    from .journal import Entry, Journal
+    from .transports import EitherTransport
+    from .verify import Pattern
 
 __all__ = ["FakeServer", "ServerThread", "listen"]
 
@@ -188,8 +189,39 @@ class FakeServer:
         """Move the fake's clock forward."""
         return self.clock.advance(seconds)
 
-    def transport(self) -> Transport:
-        """An in-process ``httpx`` transport into this fake's app (no socket)."""
-        from .transports import Transport
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers a test sends with its requests: none here (see :class:`~sfmock.RemoteFake`)."""
+        return {}
 
-        return Transport(self.app, self.clock)
+    def client(self, **options: Any) -> Any:
+        """An ``httpx.Client`` on :attr:`api_url` (needs httpx)."""
+        import httpx
+
+        return httpx.Client(base_url=self.api_url, **options)
+
+    def verify(
+        self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any
+    ) -> list[Entry]:
+        """Count the journal's requests that match a pattern, after in-flight ones are recorded.
+
+        ``fake.verify(path="/v1/images/generations", status=503, count=2)``; see
+        :meth:`sfmock.verify.Verifier.verify`. A failure is an ``AssertionError`` naming the
+        closest near misses.
+        """
+        entries: list[Entry] = self.app.verify(pattern, session=session, **options)
+        return entries
+
+    def verify_order(
+        self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
+    ) -> list[Entry]:
+        """Requests matching ``patterns`` in this order; see :meth:`sfmock.verify.Verifier.verify_order`."""
+        entries: list[Entry] = self.app.verify_order(*patterns, session=session, **options)
+        return entries
+
+    def transport(self) -> EitherTransport:
+        """An in-process ``httpx`` transport into this fake's app (no socket), for
+        ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
+        from .transports import EitherTransport
+
+        return EitherTransport(self.app, self.clock)

@@ -25,6 +25,7 @@ from .vtime import HangForever
 __all__ = [
     "READ_TIMEOUT",
     "AsyncTransport",
+    "EitherTransport",
     "Exchange",
     "InProcess",
     "TimedOut",
@@ -252,6 +253,11 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             request.method, str(request.url), request.headers.raw, await request.aread(), _read_timeout(request)
         )
         return _to_httpx(exchange, request)
+
+
+class EitherTransport(Transport, AsyncTransport):
+    """:class:`Transport` and :class:`AsyncTransport` in one object: serves ``httpx.Client``
+    and ``httpx.AsyncClient`` alike."""
 
 
 def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> Any:

@@ -98,7 +98,7 @@ def test_clock_advance_and_set(control: TestClient, clock: VirtualClock) -> None
     start = clock.now()
     assert control.post("/_sfmock/clock", json={"advance": 3600}).json()["now"] == start + 3600
     state = control.post("/_sfmock/clock", json={"set": 1_800_000_000}).json()
-    assert state == {"now": 1_800_000_000, "iso": "2027-01-15T08:00:00Z", "controllable": True}
+    assert state == {"now": 1_800_000_000, "iso": "2027-01-15T08:00:00Z", "controllable": True, "frozen": True}
     assert control.get("/_sfmock/clock").json()["now"] == clock.now() == 1_800_000_000
 
 

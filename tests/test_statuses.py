@@ -141,6 +141,52 @@ for _path, _methods in CONTROL.items():
 CASES[("/default/outputs/{object}", "GET", 503)] = lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "503"})
 
 
+def thumbnail(c: TestClient) -> httpx.Response:
+    return c.get("/_sfmock/ui/thumbnail/" + urlsplit(image_url(c)).path.rsplit("/", 1)[1], headers=TOKEN)
+
+
+VERIFY = {"pattern": {"status": 200}, "at_most": 0}
+CASES.update(
+    {
+        ("/_sfmock/verify", "POST", 200): lambda c: c.post("/_sfmock/verify", json=VERIFY, headers=TOKEN),
+        ("/_sfmock/verify", "POST", 400): lambda c: c.post("/_sfmock/verify", json={"x": 1}, headers=TOKEN),
+        ("/_sfmock/verify", "POST", 401): lambda c: c.post("/_sfmock/verify", json=VERIFY),
+        ("/_sfmock/verify", "POST", 405): lambda c: c.get("/_sfmock/verify", headers=TOKEN),
+        ("/_sfmock/metrics", "GET", 200): lambda c: c.get("/_sfmock/metrics", headers=TOKEN),
+        ("/_sfmock/metrics", "GET", 401): lambda c: c.get("/_sfmock/metrics"),
+        ("/_sfmock/metrics", "GET", 405): lambda c: c.post("/_sfmock/metrics", headers=TOKEN),
+        ("/_sfmock/", "GET", 200): lambda c: c.get("/_sfmock/"),
+        ("/_sfmock/", "GET", 405): lambda c: c.post("/_sfmock/"),
+        ("/_sfmock/ui", "GET", 200): lambda c: c.get("/_sfmock/ui"),
+        ("/_sfmock/ui", "GET", 405): lambda c: c.delete("/_sfmock/ui"),
+        ("/_sfmock/ui/feed", "GET", 200): lambda c: c.get("/_sfmock/ui/feed", headers=TOKEN),
+        ("/_sfmock/ui/feed", "GET", 400): lambda c: c.get("/_sfmock/ui/feed?after=x", headers=TOKEN),
+        ("/_sfmock/ui/feed", "GET", 401): lambda c: c.get("/_sfmock/ui/feed"),
+        ("/_sfmock/ui/feed", "GET", 405): lambda c: c.post("/_sfmock/ui/feed", headers=TOKEN),
+        ("/_sfmock/ui/accounts", "GET", 200): lambda c: c.get("/_sfmock/ui/accounts", headers=TOKEN),
+        ("/_sfmock/ui/accounts", "GET", 401): lambda c: c.get("/_sfmock/ui/accounts"),
+        ("/_sfmock/ui/accounts", "GET", 405): lambda c: c.post("/_sfmock/ui/accounts", headers=TOKEN),
+        ("/_sfmock/ui/scenarios", "GET", 200): lambda c: c.get("/_sfmock/ui/scenarios", headers=TOKEN),
+        ("/_sfmock/ui/scenarios", "GET", 401): lambda c: c.get("/_sfmock/ui/scenarios"),
+        ("/_sfmock/ui/scenarios", "GET", 405): lambda c: c.post("/_sfmock/ui/scenarios", headers=TOKEN),
+        ("/_sfmock/ui/thumbnail/{object}", "GET", 200): thumbnail,
+        ("/_sfmock/ui/thumbnail/{object}", "GET", 401): lambda c: c.get("/_sfmock/ui/thumbnail/x.png"),
+        ("/_sfmock/ui/thumbnail/{object}", "GET", 404): lambda c: c.get("/_sfmock/ui/thumbnail/x.png", headers=TOKEN),
+        ("/_sfmock/ui/thumbnail/{object}", "GET", 405): lambda c: c.post("/_sfmock/ui/thumbnail/x.png", headers=TOKEN),
+    }
+)
+
+
+def bad_session(method: str, path: str) -> Call:
+    """Any guarded control call with a malformed X-Sfmock-Session header: 400."""
+    concrete = path.replace("{object}", "x.png")
+    return lambda c: c.request(method, concrete, headers={**TOKEN, "X-Sfmock-Session": "no good"})
+
+
+for _path, _method, _status in [case for case in CASES if case[0].startswith("/_sfmock/") and case[2] == 401]:
+    CASES.setdefault((_path, _method, 400), bad_session(_method, _path))
+
+
 def documented() -> set[tuple[str, str, int]]:
     found = set()
     for path, item in load_contract().document["paths"].items():

@@ -1,0 +1,92 @@
+"""Prometheus metrics of one app, served at ``GET /_sfmock/metrics``.
+
+Each app has its own :class:`prometheus_client.CollectorRegistry` (never the global
+one), so several fakes in one process count apart. Counted for every request the
+journal records (the control API excepted), across all sessions.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE", "Metrics", "route_of"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+API_ROUTES = ("/v1/images/generations", "/v1/models", "/v1/user/info")
+STORE_ROUTE = "/default/outputs/{object}"
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_DETAILS = re.compile(rb"Details:([A-Za-z]+) limit reached")
+
+
+def route_of(path: str) -> str:
+    """The route template a path belongs to (``other`` for unknown paths)."""
+    if path in API_ROUTES:
+        return path
+    if path.startswith("/default/outputs/"):
+        return STORE_ROUTE
+    return "other"
+
+
+class Metrics:
+    """Counters and histograms of one app."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "sfmock_requests",
+            "Requests answered (or dropped), by route, method, status, model and fault rule.",
+            ["route", "method", "status", "model", "fault"],
+            registry=self.registry,
+        )
+        self.images_issued = Counter(
+            "sfmock_images_issued", "Image URLs issued by successful generations.", ["model"], registry=self.registry
+        )
+        self.images_downloaded = Counter(
+            "sfmock_images_downloaded", "Images downloaded from the image host.", registry=self.registry
+        )
+        self.rate_limited = Counter(
+            "sfmock_rate_limited",
+            "429 answers, by the limit they name (rpm, ipm, ...; 'none' when a fault named none).",
+            ["metric"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sfmock_request_duration_seconds",
+            "Time from the request's arrival to the end of its answer (real seconds), by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(
+        self,
+        *,
+        path: str,
+        method: str,
+        status: int | None,
+        model: str | None,
+        fault: str | None,
+        seconds: float,
+        images: int,
+        answer: bytes,
+    ) -> None:
+        """Count one journalled request (``answer``: the start of its body, for 429s)."""
+        route = route_of(path)
+        rule = fault.split(":", 1)[0] if fault else ""
+        label = "none" if status is None else str(status)
+        self.requests.labels(route, method, label, model or "", rule).inc()
+        self.latency.labels(route).observe(max(0.0, seconds))
+        if images:
+            self.images_issued.labels(model or "").inc(images)
+        if route == STORE_ROUTE and status == 200:
+            self.images_downloaded.inc()
+        if status == 429:
+            found = _DETAILS.search(answer)
+            self.rate_limited.labels(found.group(1).decode().lower() if found else "none").inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
