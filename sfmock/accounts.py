@@ -159,6 +159,7 @@ class Ledger:
         """Drop what is kept for one account (it starts over at its opening balances)."""
         with self._lock:
             self._balances.pop(account_id, None)
+            self._accounts.pop(account_id, None)
 
     def reset(self) -> None:
         """Every account back to its opening balances."""

@@ -161,6 +161,7 @@ class _Harness:
         self.api_key = api_key
         self.slept: list[float] = []
         self.vtime = VirtualTime(self.clock, self._client_sleep)
+        self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
 
@@ -387,7 +388,7 @@ def _verdict(
             return ClientCheckFailed(
                 invariant="coverage",
                 message=uncovered,
-                run=tally.last,
+                run=tally.happy or tally.last,
                 seed=seed,
                 examples=tally.runs,
                 replay=replay([], 0),
@@ -412,10 +413,13 @@ class _Tally:
         self.errors: dict[str, int] = {}
         self.statuses: set[str] = set()
         self.last: Run | None = None
+        self.happy: Run | None = None  # the run whose schedule was all success
 
     def add(self, run: Run) -> None:
         self.runs += 1
         self.last = run
+        if not run.schedule and self.happy is None:
+            self.happy = run
         if run.exchanges:
             self.reached += 1
         for index in range(len(run.generations)):

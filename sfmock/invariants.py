@@ -168,8 +168,16 @@ def retries(run: Run) -> str | None:
         exchange = attempts[index]
         if exchange.status in PERMANENT_STATUSES and exchange.failure is None:
             return f"retried after a permanent {exchange.status} (attempt {index + 1})"
-        if _succeeded(exchange, run, index) and _download_worked(run, exchange, attempts[index + 1]):
-            return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
+        if _succeeded(exchange, run, index):
+            failed = _download_failure(run, exchange, attempts[index + 1])
+            if failed is None:
+                return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
+            if failed.failure is not None or failed.status in TRANSIENT_STATUSES:
+                return (
+                    f"generated again after the download of attempt {index + 1}'s image met a transient "
+                    f"{_answer(failed)}: retry the download (its URL is still good), not the generation "
+                    "(that pays twice)"
+                )
     got_image = attempts and any(
         d.status == 200 and d.failure is None and d.started >= attempts[-1].started for d in run.downloads
     )
@@ -243,11 +251,17 @@ def errors(run: Run) -> str | None:
     if error is None or last is None or last.status is None or last.status < 400 or last.failure is not None:
         return None  # no HTTP error answer came whole to the client
     text = "\n".join(text for _, text in _error_texts(error)) + "\n" + _attribute_text(error)
-    missing = [
-        what
-        for what, value in (("status", str(last.status)), ("trace id", last.trace_id))
-        if value and value not in text
-    ]
+
+    def lacks(exchange: Exchange) -> list[str]:
+        facts = (("status", str(exchange.status)), ("trace id", exchange.trace_id))
+        return [what for what, value in facts if value and value not in text]
+
+    # the last error answer, or (requests in parallel: a batch of downloads) any other one
+    # that came after the last success: the error may be about that one
+    recent = [e for e in run.exchanges if e.started >= _last_success(run) and e.failure is None]
+    if any(not lacks(e) for e in recent if e.status is not None and e.status >= 400):
+        return None
+    missing = lacks(last)
     if missing:
         return (
             f"the {type(error).__name__} raised after a {last.status} lacks its {' and '.join(missing)}: "
@@ -317,6 +331,11 @@ def _difference(first: Any, other: Any) -> str:
     return "; ".join(changes)
 
 
+def _last_success(run: Run) -> float:
+    """When the last 200 generation started (0 when none did)."""
+    return max((g.started for g in run.generations if g.status == 200 and g.failure is None), default=0.0)
+
+
 def _transient(exchange: Exchange) -> bool:
     return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
 
@@ -329,10 +348,12 @@ def _succeeded(exchange: Exchange, run: Run, index: int) -> bool:
     return exchange.status == 200 and exchange.failure is None and run.outcome(index) in SUCCESS
 
 
-def _download_worked(run: Run, answer: Exchange, following: Exchange) -> bool:
-    """Whether the image of ``answer`` came down (or was never asked for) before ``following``."""
+def _download_failure(run: Run, answer: Exchange, following: Exchange) -> Exchange | None:
+    """The last failed download of ``answer``'s image before ``following``; ``None`` if every
+    download before it worked (or none was tried)."""
     between = [d for d in run.downloads if answer.ended <= d.started <= following.started]
-    return all(d.status == 200 and d.failure is None for d in between)
+    failed = [d for d in between if d.status != 200 or d.failure is not None]
+    return failed[-1] if failed else None
 
 
 def _retry_after(exchange: Exchange) -> float | None:

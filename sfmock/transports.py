@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -213,17 +213,43 @@ def _to_httpx(exchange: Exchange, request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out: the server did not answer (sfmock fault)", request=request)
     if exchange.failure == "dropped":
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
-    if exchange.failure == "truncated":
-        raise httpx.RemoteProtocolError(
-            "peer closed connection without sending complete message body (sfmock fault)", request=request
-        )
     assert exchange.status is not None
+    if exchange.failure == "truncated":  # the headers and the first part come; then the connection ends
+        return httpx.Response(
+            exchange.status,
+            headers=list(exchange.headers.items()),
+            stream=_CutStream(exchange.body, request),
+            request=request,
+        )
     return httpx.Response(
         exchange.status,
         headers=list(exchange.headers.items()),
         stream=httpx.ByteStream(exchange.body),
         request=request,
     )
+
+
+class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that ends early: what arrived, then the protocol error a cut connection raises."""
+
+    def __init__(self, part: bytes, request: httpx.Request) -> None:
+        self.part = part
+        self.request = request
+
+    def _cut(self) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(
+            "peer closed connection without sending complete message body (sfmock fault)", request=self.request
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.part:
+            yield self.part
+        raise self._cut()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.part:
+            yield self.part
+        raise self._cut()
 
 
 class Transport(httpx.BaseTransport):

@@ -52,6 +52,8 @@ class VirtualTime:
         self.on_sleep = on_sleep
         self.active = False
         self.real_threads: set[int] = set()
+        # real work under way elsewhere (the live socket serving a request): time must not jump
+        self.busy: Callable[[], bool] = lambda: False
         self._origin = time.monotonic()
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
@@ -116,9 +118,10 @@ class VirtualTime:
 class _JumpingSelector(selectors.BaseSelector):
     """A selector that, instead of blocking until a timer is due, moves the clock there."""
 
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: VirtualClock, busy: Callable[[], bool]) -> None:
         self._inner = selectors.DefaultSelector()
         self._clock = clock
+        self._busy = busy
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -140,6 +143,8 @@ class _JumpingSelector(selectors.BaseSelector):
         ready = self._inner.select(grace)
         if ready:
             return ready
+        if self._busy():  # a live request is being served in real time: wait for it, do not jump
+            return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
         if timeout is None:
             raise HangForever("the client awaits something that never comes, with no timeout")
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
@@ -158,7 +163,7 @@ class _JumpingSelector(selectors.BaseSelector):
 
 class _VirtualLoop(asyncio.SelectorEventLoop):
     def __init__(self, vtime: VirtualTime) -> None:
-        super().__init__(_JumpingSelector(vtime.clock))
+        super().__init__(_JumpingSelector(vtime.clock, vtime.busy))
         self._vtime = vtime
 
     def time(self) -> float:

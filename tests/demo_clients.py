@@ -7,6 +7,7 @@ invariant catches the mistake it is about (mutation testing of the checks).
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import httpx
@@ -97,7 +98,17 @@ def _download(
         url = (body.get("images") or body.get("data"))[0]["url"]
     except (ValueError, TypeError, KeyError, IndexError):
         return None, SiliconFlowError("malformed answer", status=200, trace_id=trace)
-    image = http.get(url, headers=headers)
+    for attempt in range(3):  # a transient download failure: the URL is still good, fetch it again
+        try:
+            image = http.get(url, headers=headers)
+        except httpx.TransportError:
+            time.sleep(2**attempt)
+            continue
+        if image.status_code not in TRANSIENT:
+            break
+        time.sleep(2**attempt)
+    else:
+        raise SiliconFlowError("image download kept failing", status=None)
     if image.status_code == 200:
         return image.content, SiliconFlowError("ok")
     problem = SiliconFlowError(
