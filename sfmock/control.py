@@ -31,7 +31,7 @@ from .faults import Scenario
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import JSON_TYPE, json_response
 from .sessions import SessionError, Sessions, SessionState, session_name
-from .verify import MAX_TIMEOUT, VerificationFailed, Verifier
+from .verify import VerificationFailed, Verifier
 
 __all__ = ["CONTROL_PREFIX", "JOURNAL_PAGE_CHARS", "TOKEN_HEADER", "Control"]
 
@@ -272,9 +272,17 @@ class Control:
         for name in ("within", "timeout"):
             value = command.get(name)
             if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TIMEOUT:
-                    return _error(400, f"verify: {name} must be a number of seconds from 0 to {MAX_TIMEOUT:g}")
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= HTTP_MAX_WAIT:
+                    return _error(400, f"verify: {name} must be a number of seconds from 0 to {HTTP_MAX_WAIT:g}")
                 waits[name] = float(value)
+        for name in ("count", "at_least", "at_most"):
+            value = command.get(name, 0)
+            if isinstance(value, float) and value.is_integer():
+                value = command[name] = int(value)  # 3.0 is the integer 3 in JSON
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+                return _error(400, f"verify: {name} must be an integer from 0 to {MAX_COUNT}")
+        if "order" in command and not isinstance(command["order"], list):
+            return _error(400, "verify: order must be a list of patterns")
         verifier = Verifier(_session(request), self.clock)
         order = command.get("order")
         if order is not None and (not isinstance(order, list) or "pattern" in command):
@@ -287,7 +295,8 @@ class Control:
                     raise ValueError(f"verify: {extra[0]} does not apply to order")
                 return verifier.verify_order(*order, **waits)
             counts = {k: command[k] for k in ("count", "at_least", "at_most") if command.get(k) is not None}
-            return verifier.verify(command.get("pattern") or {}, **counts, **waits)
+            pattern = command.get("pattern")
+            return verifier.verify({} if pattern is None else pattern, **counts, **waits)
 
         try:
             entries = await run_in_threadpool(run)
@@ -342,6 +351,8 @@ def _scenario(body: bytes) -> Scenario:
     return Scenario.from_document(document, "scenario")
 
 
+HTTP_MAX_WAIT = 5.0  # seconds a verify call over HTTP may wait (within, timeout); Python allows more
+MAX_COUNT = 1_000_000  # a count no journal can reach is a mistake
 MAX_ADVANCE = 3_153_600_000  # a century of seconds: what the contract allows one move
 
 

@@ -82,9 +82,13 @@ class Pattern:
             if document.get(name) is not None and not isinstance(document[name], str):
                 raise ValueError(f"{where}.{name}: expected a string, got {document[name]!r}")
         status = document.get("status")
-        if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
-            raise ValueError(f"{where}.status: expected an integer, got {status!r}")
-        body = document.get("body") or {}
+        if isinstance(status, float) and status.is_integer():
+            status = int(status)  # 404.0 is the integer 404 in JSON
+            document = {**document, "status": status}
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599):
+            raise ValueError(f"{where}.status: expected an HTTP status (100 to 599), got {status!r}")
+        body = document.get("body")
+        body = {} if body is None else body
         if not isinstance(body, Mapping) or not all(isinstance(k, str) for k in body):
             raise ValueError(f"{where}.body: expected an object of field names and values")
         return cls(**{**document, "body": dict(body)})
@@ -272,7 +276,8 @@ def _bounds(count: int | None, at_least: int | None, at_most: int | None) -> tup
     low = at_least or 0
     high: int | float = float("inf") if at_most is None else at_most
     if low > high:
-        raise ValueError(f"verify: at_least ({low}) is more than at_most ({at_most})")
+        # a rule JSON Schema cannot state: the contract names it x-sfmock-bounds
+        raise ValueError(f"verify: at_least ({low}) is more than at_most ({at_most}) (rule: x-sfmock-bounds)")
     return low, high
 
 

@@ -17,9 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
-# issue 12 owns clock-set validation ({"set": -7.29e89} answers 500 today): once it is
-# merged this set must be empty, and the test below then asks for exit status 0
-KNOWN_ELSEWHERE = {"POST /_sfmock/clock"}
 
 
 @contextmanager
@@ -59,8 +56,7 @@ def test_schemathesis_cli_finds_nothing(flags: tuple[str, ...], key: str, extra:
             check=False,
         )
     output = run.stdout + run.stderr
-    assert "13/13" in output, output  # every operation, the control API's too
-    failing = set(re.findall(r"^_{3,} ([A-Z]+ \S+) _{3,}$", output, re.M))
-    assert failing <= KNOWN_ELSEWHERE, output
-    if not failing:
-        assert run.returncode == 0, output
+    done = re.search(r"Operations:\s+(\d+) selected / (\d+) total", output)
+    assert done and done[1] == done[2] and int(done[2]) >= 13, output  # every operation, the control API's too
+    assert not re.findall(r"^_{3,} ([A-Z]+ \S+) _{3,}$", output, re.M), output
+    assert run.returncode == 0, output

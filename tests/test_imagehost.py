@@ -125,7 +125,7 @@ def test_urls_survive_a_restart_with_the_same_key(clock: VirtualClock, image_url
     # no per-URL state: another process with the same signing key serves the URL
     with TestClient(create_app(Settings(seed=99), clock=clock)) as other:
         assert other.get(image_url).status_code == 200
-    with TestClient(create_app(Settings(signing_key="another"), clock=clock)) as stranger:
+    with TestClient(create_app(Settings(signing_key="another-signing-key"), clock=clock)) as stranger:
         assert s3_error(stranger.get(image_url))["Code"] == "SignatureDoesNotMatch"
 
 

@@ -100,8 +100,8 @@ def test_each_app_counts_alone(clock: VirtualClock) -> None:
 
 
 def test_metrics_need_the_control_token_off_loopback(clock: VirtualClock) -> None:
-    app = create_app(Settings(host="0.0.0.0", control_token="s3cret"), clock=clock)
+    app = create_app(Settings(host="0.0.0.0", control_token="s3cret-token"), clock=clock)
     with TestClient(app) as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         assert client.get("/_sfmock/metrics").status_code == 401
-        assert client.get("/_sfmock/metrics", headers={"X-Sfmock-Token": "s3cret"}).status_code == 200
+        assert client.get("/_sfmock/metrics", headers={"X-Sfmock-Token": "s3cret-token"}).status_code == 200

@@ -108,13 +108,13 @@ def test_the_clock_freezes_and_thaws(clock: VirtualClock) -> None:
 
 
 def test_the_page_s_data_needs_the_token_off_loopback(clock: VirtualClock) -> None:
-    app = create_app(Settings(host="0.0.0.0", control_token="s3cret"), clock=clock)
+    app = create_app(Settings(host="0.0.0.0", control_token="s3cret-token"), clock=clock)
     with TestClient(app) as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         assert client.get("/_sfmock/").status_code == 200  # the page holds no data
         for path in ("ui/feed", "ui/accounts", "ui/scenarios", "ui/thumbnail/x.png"):
             assert client.get(f"/_sfmock/{path}").status_code == 401
-            assert client.get(f"/_sfmock/{path}", headers={"X-Sfmock-Token": "s3cret"}).status_code in (200, 404)
+            assert client.get(f"/_sfmock/{path}", headers={"X-Sfmock-Token": "s3cret-token"}).status_code in (200, 404)
 
 
 # --- in a real browser -----------------------------------------------------------------
@@ -146,13 +146,16 @@ def test_watching_the_page_while_a_client_works(browser: object) -> None:
     from playwright.sync_api import Browser, expect
 
     assert isinstance(browser, Browser)
-    with FakeServer(control_token="tok") as fake, httpx.Client(base_url=fake.api_url, headers=AUTH) as client:
+    with (
+        FakeServer(control_token="tok-0123456789") as fake,
+        httpx.Client(base_url=fake.api_url, headers=AUTH) as client,
+    ):
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         problems: list[str] = []
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         own = (fake.url, f"blob:{fake.url}")
         page.on("request", lambda request: None if request.url.startswith(own) else problems.append(request.url))
-        page.goto(f"{fake.url}/_sfmock/#token=tok")
+        page.goto(f"{fake.url}/_sfmock/#token=tok-0123456789")
         expect(page.locator("#state")).to_contain_text("live")
         rows = page.locator("tr.entry")
 
@@ -204,11 +207,11 @@ def test_the_page_without_the_token_says_so(browser: object) -> None:
     from playwright.sync_api import Browser, expect
 
     assert isinstance(browser, Browser)
-    with FakeServer(control_token="tok") as fake:
+    with FakeServer(control_token="tok-0123456789") as fake:
         page = browser.new_page()
         page.goto(f"{fake.url}/_sfmock/")
         expect(page.locator("#state")).to_contain_text("offline: the control API needs the x-sfmock-token header")
-        page.get_by_test_id("token").fill("tok")
+        page.get_by_test_id("token").fill("tok-0123456789")
         page.get_by_test_id("token").dispatch_event("change")
         expect(page.locator("#state")).to_contain_text("live")
         page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,9 @@ def test_an_unmatched_request_gets_the_fake(match: str, recorded: Path, clock: V
 
 
 def test_a_miss_can_be_an_error_naming_the_closest_recording(recorded: Path) -> None:
-    settings = Settings(seed=1, replay=tuple(load_recordings(recorded)), replay_miss="error")
+    settings = Settings(
+        seed=1, replay=tuple(load_recordings(recorded)), replay_miss="error", default_balance=Decimal("100.00")
+    )
     with TestClient(create_app(settings, clock=VirtualClock(0))) as strict:
         answer = strict.post("/v1/images/generations", json={**BODY, "prompt": "a lighthouse!"}, headers=AUTH)
         balance = strict.get("/v1/user/info", headers=AUTH).json()["data"]["balance"]

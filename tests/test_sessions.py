@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ def session(name: str) -> dict[str, str]:
 
 @pytest.fixture
 def app(clock: VirtualClock) -> FakeApp:
-    return create_app(Settings(seed=5, limits=Limits(ipm=2)), clock=clock)
+    return create_app(Settings(seed=5, limits=Limits(ipm=2), default_balance=Decimal("100.00")), clock=clock)
 
 
 @pytest.fixture
@@ -128,12 +129,12 @@ def test_answers_kept_for_the_page_are_bounded_by_count_and_bytes(app: FakeApp) 
 
 
 def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
-    with FakeServer(Settings(seed=1, control_token="tok"), clock=clock) as fake:
+    with FakeServer(Settings(seed=1, control_token="tok-0123456789"), clock=clock) as fake:
         with pytest.raises(RuntimeError, match=r"GET /_sfmock/journal: 401 .*x-sfmock-token"):
             RemoteFake(fake.url, session="mine").journal.entries()
         with pytest.raises(ValueError, match="X-Sfmock-Session: 'a b' is not a session name"):
             RemoteFake(fake.url, session="a b")
-        shared = RemoteFake(fake.url, token="tok")
+        shared = RemoteFake(fake.url, token="tok-0123456789")
         mine, theirs = shared.for_session("mine"), shared.for_session("theirs")
         mine.use_scenario("overloaded")
         theirs.use_scenario({"rules": []})
