@@ -1,0 +1,87 @@
+"""The client catalogue of issue 10: every flawed client is caught by the invariant its
+docstring names, with a shrunk schedule that replays; every correct client passes.
+
+Each check runs under several search seeds, so a verdict that holds for one seed only
+(a lucky schedule, or a jittered wait that happened to be long) does not pass here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from catalogue import async_clients, httpx_clients, requests_clients, retrylib_clients, sdk_clients, socket_clients
+from sfmock.checks import INVARIANTS, ClientCheckFailed, check_client
+
+MODULES = (httpx_clients, requests_clients, async_clients, sdk_clients, retrylib_clients, socket_clients)
+CORRECT: list[Callable[..., Any]] = [client for module in MODULES for client in module.CORRECT]
+FLAWED: dict[Callable[..., Any], str] = {
+    client: invariant for module in MODULES for client, invariant in module.FLAWED.items()
+}
+
+SEEDS = (1, 2, 3)
+MAX_EXAMPLES = 60
+
+KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "image_size": "1024x1024"}
+# per-client options: the request that shows the client's behaviour (the default request otherwise)
+OPTIONS: dict[Callable[..., Any], dict[str, Any]] = {
+    httpx_clients.httpx_seed_per_attempt: {"request": KOLORS},  # no seed asked: the client draws one
+    httpx_clients.threads_batch: {"request": {**KOLORS, "seed": 42, "batch_size": 2}},
+    async_clients.asyncio_gather_batch: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
+}
+
+# the checker's verdicts that are wrong, each with its diagnosis (see the catalogue's report)
+CHECKER_BUGS: dict[Callable[..., Any], str] = {}
+
+
+def _name(client: Callable[..., Any]) -> str:
+    return client.__name__
+
+
+def _marks(client: Callable[..., Any]) -> list[pytest.MarkDecorator]:
+    if client in CHECKER_BUGS:
+        return [pytest.mark.xfail(reason=f"checker bug: {CHECKER_BUGS[client]}", strict=True)]
+    return []
+
+
+def _cases(clients: list[Callable[..., Any]]) -> list[Any]:
+    return [pytest.param(client, seed, id=f"{_name(client)}-seed{seed}", marks=_marks(client))
+            for client in clients for seed in SEEDS]  # fmt: skip
+
+
+def test_the_catalogue_is_the_size_issue_10_asks_for() -> None:
+    assert len(CORRECT) >= 14 and len(FLAWED) >= 22
+    assert not set(CORRECT) & set(FLAWED)
+    assert set(FLAWED.values()) <= set(INVARIANTS), set(FLAWED.values()) - set(INVARIANTS)
+
+
+@pytest.mark.parametrize("client", [*CORRECT, *FLAWED], ids=_name)
+def test_every_client_names_its_style_and_its_flaw(client: Callable[..., Any]) -> None:
+    doc = inspect.getdoc(client) or ""
+    if client in FLAWED:
+        assert "Flaw:" in doc and "Correct." not in doc, doc
+    else:
+        assert doc.endswith("Correct.") and "Flaw:" not in doc, doc
+
+
+@pytest.mark.parametrize(("client", "seed"), _cases(list(FLAWED)))
+def test_a_flawed_client_is_caught_by_its_invariant_with_a_schedule_that_replays(
+    client: Callable[..., Any], seed: int
+) -> None:
+    options = OPTIONS.get(client, {})
+    with pytest.raises(ClientCheckFailed) as found:
+        check_client(client, seed=seed, max_examples=MAX_EXAMPLES, **options)
+    failure = found.value
+    assert failure.invariant == FLAWED[client], str(failure)
+    with pytest.raises(ClientCheckFailed) as replayed:
+        check_client(client, schedule=failure.schedule, random_seed=failure.random_seed, **options)
+    assert replayed.value.invariant == failure.invariant, str(replayed.value)
+    assert replayed.value.schedule == failure.schedule
+
+
+@pytest.mark.parametrize(("client", "seed"), _cases(CORRECT))
+def test_a_correct_client_passes_every_invariant(client: Callable[..., Any], seed: int) -> None:
+    check_client(client, seed=seed, max_examples=MAX_EXAMPLES, **OPTIONS.get(client, {}))
