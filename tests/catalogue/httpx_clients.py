@@ -525,6 +525,14 @@ def httpx_bare_exception(ctx: ClientContext) -> bytes:
     raise AssertionError("unreachable")
 
 
+def httpx_own_client(ctx: ClientContext) -> bytes:
+    """A careful loop on an ``httpx.Client`` it builds itself instead of ``ctx.http_client()``.
+    Flaw: never reaches the fake (so nothing was tested: the verdict must not be a pass)."""
+    http = httpx.Client(timeout=TIMEOUT)
+    answer, trace = _retry_loop(ctx, http)
+    return _fetch(http, image_urls(answer)[0], trace)
+
+
 CORRECT = [httpx_loop, httpx_wait_table, httpx_full_jitter, threads_batch]
 
 FLAWED = {
@@ -556,4 +564,5 @@ FLAWED = {
     httpx_missing_break: "retries",
     httpx_regenerates: "retries",
     httpx_bare_exception: "errors",
+    httpx_own_client: "coverage",
 }
