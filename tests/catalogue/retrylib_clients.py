@@ -1,4 +1,4 @@
-"""Clients that let a retry library do the retrying: tenacity and backoff."""
+"""Clients that let a retry library do the retrying: tenacity, backoff and stamina."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import backoff
 import httpx
 import requests
+import stamina
 import tenacity
 from tenacity import (
     RetryCallState,
@@ -126,6 +127,26 @@ def backoff_decorated(ctx: ClientContext) -> bytes:
     return _fetch(http, image_urls(answer)[0], trace)
 
 
+def _transient_or_retry_after(failure: Exception) -> bool | float:
+    """stamina backoff hook: retry transient failures, after the server's Retry-After when it sent one."""
+    if isinstance(failure, Transient):
+        return failure.retry_after or True
+    return False
+
+
+def stamina_hook(ctx: ClientContext) -> bytes:
+    """httpx + stamina: ``@stamina.retry(on=hook, attempts=5, timeout=300)``, the hook returning
+    Retry-After as the wait when the server sent one (else stamina's jittered exponential back-off). Correct."""
+    http = ctx.http_client(timeout=TIMEOUT)
+
+    @stamina.retry(on=_transient_or_retry_after, attempts=5, timeout=300.0, wait_initial=1.0, wait_max=20.0)
+    def generate() -> tuple[dict[str, Any], str | None]:
+        return _ask(http, ctx, ctx.request)
+
+    answer, trace = generate()
+    return _fetch(http, image_urls(answer)[0], trace)
+
+
 def tenacity_ignores_retry_after(ctx: ClientContext) -> bytes:
     """httpx + tenacity ``wait_exponential(multiplier=0.5, max=10)``. Flaw: ignores Retry-After."""
     http = ctx.http_client(timeout=TIMEOUT)
@@ -178,7 +199,7 @@ def backoff_max_time_only(ctx: ClientContext) -> bytes:
     return _fetch(http, image_urls(answer)[0], trace)
 
 
-CORRECT = [tenacity_jitter_deadline, tenacity_requests, backoff_decorated]
+CORRECT = [tenacity_jitter_deadline, tenacity_requests, backoff_decorated, stamina_hook]
 
 FLAWED = {
     tenacity_ignores_retry_after: "backoff",
