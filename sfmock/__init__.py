@@ -16,6 +16,8 @@ from .clock import Clock, SystemClock, VirtualClock
 from .config import Settings, load_settings
 from .conformance import check_response
 from .contract import Contract, ModelSpec, load_contract
+from .contractdiff import diff_contracts
+from .drift import Drift, check_exchange
 from .errors import (
     ApiError,
     ConfigError,
@@ -26,7 +28,9 @@ from .errors import (
 )
 from .faults import Scenario
 from .journal import Journal
+from .proxy import create_proxy
 from .quota import Limits
+from .recording import Exchange, load_recordings
 
 __all__ = [
     "Account",
@@ -38,6 +42,8 @@ __all__ = [
     "ContractError",
     "ContractViolation",
     "DownloadDenied",
+    "Drift",
+    "Exchange",
     "Journal",
     "KeyRegistry",
     "Limits",
@@ -49,8 +55,12 @@ __all__ = [
     "SystemClock",
     "VirtualClock",
     "__version__",
+    "check_exchange",
     "check_response",
     "create_app",
+    "create_proxy",
+    "diff_contracts",
     "load_contract",
+    "load_recordings",
     "load_settings",
 ]

@@ -31,6 +31,7 @@ from .faults import FaultEngine, Scenario
 from .generation import Generator
 from .imagehost import ImageHost
 from .journal import Journal
+from .replay import Recordings, ReplayGenerator
 from .responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from .signing import UrlSigner
 from .tracing import TraceIdMiddleware
@@ -60,6 +61,16 @@ def create_app(
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
     generator = Generator(contract=contract, signer=signer, base_url=settings.base_url)
+    pictures: dict[str, bytes] = {}
+    if settings.replay is not None:
+        generator = ReplayGenerator(
+            contract=contract,
+            signer=signer,
+            base_url=settings.base_url,
+            recordings=Recordings(settings.replay, settings.replay_match),
+            fallback=settings.replay_miss == "fake",
+            pictures=pictures,
+        )
     if authenticator is None:
         if settings.accounts is None:
             authenticator = OpenAuthenticator(settings.default_balance)
@@ -81,7 +92,7 @@ def create_app(
         strict=settings.strict,
         max_body_bytes=settings.max_body_bytes,
     )
-    host = ImageHost(signer, clock, generator.max_pixels)
+    host = ImageHost(signer, clock, generator.max_pixels, pictures)
     scenario = settings.scenario or Scenario()
     engine = FaultEngine(scenario, seed=seed)
     journal = Journal(settings.journal_size)

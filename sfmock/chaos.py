@@ -182,17 +182,23 @@ class ChaosMiddleware:
                 options = {k: spec[k] for k in ("code", "message", "limit", "body") if k in spec}
                 error = error_for_status(spec["status"], trace_id, **options)
                 response = json_response(error.body, error.status)
+            if "retry_after" in spec:
+                response.headers["Retry-After"] = str(spec["retry_after"])
             await response(scope, replay, send)
             return
         if action.expired_url and store:
             await xml_error(expired_denial(), scope["state"].get("trace_id", ""))(scope, replay, send)
             return
-        if action.truncate is None and not action.malformed and action.slow_body is None and not action.extra_fields:
+        rewrites = action.extra_fields or action.documented_body or action.malformed
+        if action.truncate is None and action.slow_body is None and not rewrites:
             await self.app(scope, replay, send)
             return
         start, content = await _capture(self.app, scope, replay)
         if action.extra_fields:
             content = _with_extra_fields(content)
+            MutableHeaders(scope=start)["content-length"] = str(len(content))
+        if action.documented_body:
+            content = _documented_only(content)
             MutableHeaders(scope=start)["content-length"] = str(len(content))
         if action.malformed:
             content = _corrupt(content)
@@ -263,6 +269,20 @@ def _with_extra_fields(content: bytes) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+DOCUMENTED_FIELDS = ("images", "timings", "seed")
+
+
+def _documented_only(content: bytes) -> bytes:
+    """Keep only the fields the API reference documents for a 200 (no ``data``, ...)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return content
+    if isinstance(body, dict) and "images" in body:
+        body = {key: body[key] for key in DOCUMENTED_FIELDS if key in body}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def _corrupt(content: bytes) -> bytes:
     """Cut the body in the middle: never valid JSON, never a whole PNG."""
     return content[: max(1, len(content) // 2)] if content else b"{"
@@ -286,7 +306,9 @@ async def _sleep_unless_gone(sleep: Sleep, seconds: float, receive: Receive) -> 
     done, pending = await asyncio.wait({sleeper, watcher}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
-    if watcher in done and sleeper not in done:
+    if sleeper in done:
+        sleeper.result()  # a sleep that ended in an exception (a client's timeout, in checks) goes on up
+    elif watcher in done:
         raise _ClientGone()
 
 

@@ -8,6 +8,8 @@ import gc
 import sys
 from collections.abc import Sequence
 
+from .cli_fidelity import add_commands as add_fidelity_commands
+from .cli_fidelity import run as run_fidelity_command
 from .errors import ConfigError
 
 __all__ = ["main"]
@@ -26,6 +28,9 @@ _FLAGS = {
     "control_token": "--control-token",
     "journal_size": "--journal-size",
     "frozen_clock": "--frozen-clock",
+    "replay": "--replay",
+    "replay_match": "--replay-match",
+    "replay_miss": "--replay-miss",
 }
 
 
@@ -76,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the clock; move it with POST /_sfmock/clock",
     )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _add_replay_flags(serve)
+    add_fidelity_commands(commands)
     return parser
+
+
+def _add_replay_flags(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--replay", metavar="DIR", help="answer matching generations from recordings (sfmock proxy)")
+    serve.add_argument("--replay-match", metavar="HOW", help="prompt (model and prompt, default) or exact (whole body)")
+    serve.add_argument("--replay-miss", metavar="WHAT", help="fake (default: the fake answers) or error (404)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    status = run_fidelity_command(args)
+    if status is not None:
+        return status
     return 2  # pragma: no cover - argparse requires a command
 
 

@@ -20,6 +20,7 @@ from .contract import load_contract
 from .errors import ConfigError
 from .faults import Scenario, looks_like_path
 from .quota import Limits
+from .recording import Exchange, load_recordings
 from .schemas import check, load_yaml
 
 __all__ = ["Settings", "load_settings"]
@@ -47,6 +48,9 @@ class Settings:
     control_token: str | None = None  # None: none on loopback, a generated one elsewhere
     journal_size: int = 1000
     frozen_clock: bool = False
+    replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.replay)
+    replay_match: str = "prompt"
+    replay_miss: str = "fake"
 
     @property
     def base_url(self) -> str:
@@ -89,6 +93,8 @@ def load_settings(
     base = Path(path).parent if path is not None else Path()
     if "scenario" in values and looks_like_path(values["scenario"]):
         values["scenario"] = str(base / values["scenario"])  # relative to the config file
+    if isinstance(values.get("replay"), str):
+        values["replay"] = str(base / values["replay"])
     values.update(extra)
     return _settings(values, str(path) if path is not None else "command line")
 
@@ -102,6 +108,11 @@ def _settings(values: dict[str, Any], source: str) -> Settings:
         for model in values.get(section, {}):
             if model not in models:
                 raise ConfigError(source, f"{section}.{model}", f"unknown model; expected one of {sorted(models)}")
+    if isinstance(values.get("replay"), str):
+        try:
+            values["replay"] = tuple(load_recordings(values["replay"]))
+        except ConfigError as exc:
+            raise ConfigError(source, "replay", f"expected a folder of recordings: {exc}") from None
     if "accounts" in values:
         values["accounts"] = tuple(accounts_from_config(source, values["accounts"], models))
     if "limits" in values:

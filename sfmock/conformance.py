@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from .contract import Contract, load_contract
 from .errors import ContractViolation
 
-__all__ = ["check_response"]
+__all__ = ["check_response", "find_response", "match_path"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,11 +40,7 @@ def check_response(
     contract = contract or load_contract()
     headers = {str(k).lower(): (v[0] if isinstance(v, list) and v else v) for k, v in headers.items()}
     where = f"{method} {path} -> {status}"
-    pointer = _response_pointer(contract, method.lower(), path, status, where)
-    response = contract.resolve(pointer)
-    while "$ref" in response:
-        pointer = response["$ref"]
-        response = contract.resolve(pointer)
+    pointer, response = find_response(contract, method, path, status)
     for name, header in response.get("headers", {}).items():
         if contract.flatten(header).get("required") and not headers.get(name):
             raise ContractViolation(f"{where}: missing header {name}")
@@ -56,6 +52,23 @@ def check_response(
         raise ContractViolation(f"{where}: content type {media_type!r} is not one of {sorted(content)}")
     schema_pointer = f"{pointer}/content/{_escape(media_type)}/schema"
     _check_body(contract, media_type, schema_pointer, body, where)
+
+
+def find_response(contract: Contract, method: str, path: str, status: int) -> tuple[str, dict[str, Any]]:
+    """The pointer and Response Object the contract gives ``status`` on ``method path``
+    (following ``$ref``); :class:`ContractViolation` when it documents none."""
+    where = f"{method} {path} -> {status}"
+    pointer = _response_pointer(contract, method.lower(), path, status, where)
+    response = contract.resolve(pointer)
+    while "$ref" in response:
+        pointer = response["$ref"]
+        response = contract.resolve(pointer)
+    return pointer, response
+
+
+def match_path(contract: Contract, path: str) -> str | None:
+    """The contract's path template that ``path`` matches, if any."""
+    return _match_path(contract, path)
 
 
 def _response_pointer(contract: Contract, method: str, path: str, status: int, where: str) -> str:

@@ -70,6 +70,7 @@ class Action:
     slow_body: tuple[int, float] | None = None  # (chunk bytes, interval seconds)
     expired_url: bool = False
     extra_fields: bool = False
+    documented_body: bool = False
 
     @classmethod
     def from_config(cls, value: Mapping[str, Any] | str) -> Action:
@@ -88,6 +89,7 @@ class Action:
             slow_body=(int(slow.get("chunk", 64)), float(slow["interval"])) if slow else None,
             expired_url=bool(value.get("expired_url")),
             extra_fields=bool(value.get("extra_fields")),
+            documented_body=bool(value.get("documented_body")),
         )
 
     @property
@@ -105,7 +107,8 @@ class Action:
         for name in ("hang", "truncate"):
             if getattr(self, name) is not None:
                 parts.append(f"{name}={getattr(self, name)}")
-        parts += [name for name in ("drop", "malformed", "expired_url", "extra_fields") if getattr(self, name)]
+        flags = ("drop", "malformed", "expired_url", "extra_fields", "documented_body")
+        parts += [name for name in flags if getattr(self, name)]
         if self.slow_body:
             parts.append(f"slow_body={self.slow_body[1]}")
         return " ".join(parts) or "pass"
@@ -297,7 +300,8 @@ def parse_fault_header(value: str) -> Action:
 
     Names: a bare status (``503``), ``error=S``, ``code=N``, ``message=TEXT``, ``limit=IPM``,
     ``delay=S`` or ``delay=LOW..HIGH``, ``hang[=S]``, ``drop``, ``truncate[=F]``,
-    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``, ``pass``.
+    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``,
+    ``documented-body``, ``retry-after=S`` (with an error), ``pass``.
     Raises ``ValueError`` naming the problem.
     """
     action: dict[str, Any] = {}
@@ -315,7 +319,7 @@ def parse_fault_header(value: str) -> Action:
             raise ValueError(f"unknown item {item!r}")
     if error:
         if "status" not in error:
-            raise ValueError("code, message and limit need a status (e.g. 'error=429;limit=IPM')")
+            raise ValueError("code, message, limit and retry-after need a status (e.g. 'error=429;limit=IPM')")
         action["error"] = error
     try:
         check("scenario", action, "X-Sfmock-Fault", definition="action")
@@ -334,6 +338,8 @@ def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], e
         error["code"] = int(text)
     elif name in ("message", "limit"):
         error[name] = text
+    elif name == "retry-after":
+        error["retry_after"] = int(text)
     elif name == "delay":
         low, dots, high = text.partition("..")
         action["delay"] = {"uniform": [float(low), float(high)]} if dots else float(low)
@@ -345,7 +351,7 @@ def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], e
         action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
     elif name == "chunk":
         action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
-    elif name in ("drop", "malformed", "expired-url", "extra-fields") and not has_value:
+    elif name in ("drop", "malformed", "expired-url", "extra-fields", "documented-body") and not has_value:
         action[name.replace("-", "_")] = True
     else:
         return name == "pass" and not has_value

@@ -2,30 +2,35 @@
 
 Each invariant is a function ``Run -> message | None``: the message says what the client
 did wrong. They are checked in the order of :data:`INVARIANTS` (causes before their
-consequences); users add their own functions of the same shape.
+consequences); users add their own functions of the same shape. Invariants judge what
+the fake saw (the exchanges), not what it was told to do, so they hold for any client,
+over any transport, in any language.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import os
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from .contract import load_contract
 from .signing import UrlSigner
+from .strategies import PERMANENT, SUCCESS, TRANSIENT
 from .transports import Exchange
 from .validation import RequestValidator
 
 __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"]
 
 GENERATE = "/v1/images/generations"
-STORE = "/default/outputs/"
-TRANSIENT = frozenset({"429", "500", "503", "504", "timeout", "dropped"})
-PERMANENT = frozenset({"400", "401", "403", "404"})
-SUCCESS = frozenset({"ok", "slow", "extra-fields"})
+STORE = "/outputs/"  # image objects live under {prefix}/outputs/ on the object store
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
+BACKOFF_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +44,14 @@ class Run:
     api_key: str
     max_attempts: int
     min_attempts: int
+    request: Mapping[str, Any] = field(default_factory=dict)  # what the client was asked to send
+    strict: bool = False  # the fake's validation mode
+    returns_image: bool = True
+    hung: str | None = None  # why the run was stopped as endless, if it was
+    logs: tuple[str, ...] = ()  # log records emitted during the run (INFO and above)
+    random_seed: int = 0
+    max_total_wait: float = 600.0
+    rerun: Callable[[int], Run] | None = field(default=None, repr=False, compare=False)
 
     @property
     def generations(self) -> list[Exchange]:
@@ -46,78 +59,89 @@ class Run:
 
     @property
     def downloads(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.path.startswith(STORE)]
+        return [e for e in self.exchanges if STORE in e.path and e.method == "GET"]
 
     def outcome(self, attempt: int) -> str:
         """The scheduled outcome of generation attempt ``attempt`` (0-based)."""
         return self.schedule[attempt] if attempt < len(self.schedule) else "ok"
+
+    def waits(self) -> list[float]:
+        """Seconds between the end of each generation attempt and the start of the next."""
+        attempts = self.generations
+        return [attempts[i + 1].started - attempts[i].ended for i in range(len(attempts) - 1)]
 
 
 Invariant = Callable[[Run], "str | None"]
 
 
 def valid_requests(run: Run) -> str | None:
-    """Every generation request has a bearer key and a body valid under the contract."""
+    """Every generation request has a bearer key and a body valid under the contract
+    (under strict rules when the fake runs strict)."""
     validator = _validator()
     for number, exchange in enumerate(run.generations, 1):
         if not exchange.request_headers.get("authorization", "").lower().startswith("bearer "):
             return f"request {number} has no 'Authorization: Bearer' header"
-        try:
-            body = json.loads(exchange.request_body)
-        except ValueError:
+        body = _json_or_raw(exchange.request_body)
+        if isinstance(body, bytes):
             return f"request {number} body is not JSON"
         if not isinstance(body, dict):
             return f"request {number} body is not a JSON object"
         if body.get("model") not in validator.contract.models:
             return f"request {number} names a model the contract does not list: {body.get('model')!r}"
-        problem = validator.first_error(body)
+        problem = validator.first_error(body, strict=run.strict)
         if problem is not None:
-            return f"request {number} breaks the contract: {problem}"
+            mode = "strict " if run.strict else ""
+            return f"request {number} breaks the {mode}contract: {problem}"
     return None
 
 
-def retries(run: Run) -> str | None:
-    """Transient failures are retried, with waits that never shrink; permanent ones are not."""
-    attempts = run.generations
-    if len(attempts) > run.max_attempts:
-        return f"made {len(attempts)} generation attempts; at most {run.max_attempts} are reasonable"
-    for index in range(len(attempts) - 1):
-        outcome = run.outcome(index)
-        if outcome in PERMANENT:
-            return f"retried after a permanent {outcome} (attempt {index + 1})"
-        if outcome in SUCCESS and attempts[index].status == 200:
-            return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
-    if attempts:
-        last = run.outcome(len(attempts) - 1)
-        if last in TRANSIENT and len(attempts) < run.min_attempts:
-            return (
-                f"gave up after a transient {last} on attempt {len(attempts)} "
-                f"(expected at least {run.min_attempts} attempts)"
-            )
-    waits = [attempts[i + 1].started - attempts[i].ended for i in range(len(attempts) - 1)]
-    for index, wait in enumerate(waits):
-        if wait <= 0 and run.outcome(index) in ("429", "503"):
-            return f"retried a {run.outcome(index)} at once, without backing off (attempt {index + 2})"
-        if index and wait < waits[index - 1] - 1e-9:
-            return f"back-off shrank: waited {waits[index - 1]:.2f}s, then {wait:.2f}s (attempt {index + 2})"
+def faithful_request(run: Run) -> str | None:
+    """Every generation request carries each field the caller asked for, with its value."""
+    for number, exchange in enumerate(run.generations, 1):
+        body = _json_or_raw(exchange.request_body)
+        if not isinstance(body, dict):
+            return None  # valid-requests says why
+        for name, asked in run.request.items():
+            if name not in body:
+                return f"request {number} dropped the field {name!r} the caller asked for ({asked!r})"
+            if body[name] != asked:
+                return f"request {number} sent {name}={_short(body[name])} but the caller asked for {_short(asked)}"
     return None
 
 
 def same_body(run: Run) -> str | None:
     """A retry resends exactly the same body, seed included."""
-    bodies = [e.request_body for e in run.generations]
+    bodies = [_json_or_raw(e.request_body) for e in run.generations]
     for number, body in enumerate(bodies[1:], 2):
-        if _json_or_raw(body) != _json_or_raw(bodies[0]):
-            return f"attempt {number} sent a different body than attempt 1"
+        if body != bodies[0]:
+            return f"attempt {number} sent a different body than attempt 1: {_difference(bodies[0], body)}"
+    return None
+
+
+def timeouts(run: Run) -> str | None:
+    """A request the server never answers ends by the client's own timeout, and that
+    timeout is longer than a normal answer takes."""
+    if run.hung is not None:
+        return run.hung
+    for number, exchange in enumerate(run.generations, 1):
+        if exchange.failure == "timeout" and exchange.fault is None:
+            return (
+                f"request {number} timed out after {exchange.ended - exchange.started:.1f}s on a normal answer: "
+                "the read timeout is shorter than a generation takes (seconds, see timings.inference)"
+            )
     return None
 
 
 def downloads(run: Run) -> str | None:
-    """Images are downloaded, without Authorization, before their URL expires."""
+    """Images are downloaded without Authorization, before their URL expires, by the URL
+    exactly as served; a successful answer is followed by a download."""
     for exchange in run.downloads:
         name = exchange.path.rsplit("/", 1)[-1]
         if "authorization" in exchange.request_headers:
             return f"downloaded {name} with the Authorization header (object storage refuses two auth mechanisms)"
+        changed = _changed_url(exchange.url, _served_urls(run, exchange.started))
+        if changed:
+            return changed
         expiry = _expiry(exchange.url)
         signature = parse_qs(urlsplit(exchange.url).query).get("X-Amz-Signature", [""])[0].encode()
         issued_by = next((g for g in run.generations if signature and signature in g.body), None)
@@ -125,25 +149,96 @@ def downloads(run: Run) -> str | None:
             late = exchange.started - expiry
             return f"downloaded {name} {late:.0f}s after its URL expired (URLs live {_ttl(exchange.url)}s)"
     attempts = run.generations
-    if run.error is None and attempts and run.outcome(len(attempts) - 1) in SUCCESS:
-        if not any(d.status == 200 for d in run.downloads):
+    if run.error is None and run.hung is None and attempts and _succeeded(attempts[-1], run, len(attempts) - 1):
+        if not any(d.status is not None for d in run.downloads):
             return "returned without downloading the image"
     return None
 
 
+def retries(run: Run) -> str | None:
+    """Transient failures are retried (``min_attempts`` in all), permanent ones never;
+    never more than ``max_attempts``; nothing is asked again after a success."""
+    if run.hung is not None:
+        return None
+    attempts = run.generations
+    if len(attempts) > run.max_attempts:
+        return f"made {len(attempts)} generation attempts; at most {run.max_attempts} are reasonable"
+    for index in range(len(attempts) - 1):
+        exchange = attempts[index]
+        if exchange.status in PERMANENT_STATUSES:
+            return f"retried after a permanent {exchange.status} (attempt {index + 1})"
+        if _succeeded(exchange, run, index) and _download_worked(run, exchange, attempts[index + 1]):
+            return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
+    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts:
+        return (
+            f"gave up after a transient {_answer(attempts[-1])} on attempt {len(attempts)} "
+            f"(expected at least {run.min_attempts} attempts)"
+        )
+    return None
+
+
+def backoff(run: Run) -> str | None:
+    """A wait before retrying a 429 or 503, ``Retry-After`` honoured, a deterministic
+    back-off that never shrinks (jitter may), and a bounded total wait."""
+    attempts = run.generations
+    waits = run.waits()
+    for index, wait in enumerate(waits):
+        answer = attempts[index]
+        retry_after = _retry_after(answer)
+        if retry_after is not None and wait < retry_after - 1e-6:
+            return (
+                f"ignored Retry-After: {retry_after:g} on the {answer.status} of attempt {index + 1}: "
+                f"retried after {wait:.2f}s"
+            )
+        if wait <= 0 and answer.status in BACKOFF_STATUSES:
+            return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
+    if sum(waits) > run.max_total_wait:
+        return f"waited {sum(waits):.0f}s in all between attempts; at most {run.max_total_wait:g}s is reasonable"
+    for index in range(1, len(waits)):
+        dictated = _retry_after(attempts[index]) is not None or _retry_after(attempts[index - 1]) is not None
+        if not dictated and waits[index] < waits[index - 1] - 1e-9 and _deterministic(run):
+            return (
+                f"back-off shrank: waited {waits[index - 1]:.2f}s, then {waits[index]:.2f}s "
+                f"(attempt {index + 2}), the same under any random state"
+            )
+    return None
+
+
+def returns_image(run: Run) -> str | None:
+    """A run that returns normally returns exactly the image bytes the fake served."""
+    if not run.returns_image or run.error is not None or run.hung is not None:
+        return None
+    served = [d.body for d in run.downloads if d.status == 200 and d.failure is None]
+    images = _as_images(run.result)
+    if images is not None and images and all(image in served for image in images):
+        return None
+    what = _describe(run.result, served)
+    if not served:
+        return f"returned {what} though it never got an image (an error swallowed?)"
+    return f"returned {what} instead of the image it downloaded ({len(served[-1])} bytes of PNG)"
+
+
+def secrets(run: Run) -> str | None:
+    """The API key is in no error raised to the caller (message, args, notes, repr,
+    traceback, causes) and in no log record emitted during the run."""
+    if run.error is not None:
+        for where, text in _error_texts(run.error):
+            if run.api_key in text:
+                return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
+    for record in run.logs:
+        if run.api_key in record:
+            return f"a log record contains the API key: {record.replace(run.api_key, '<API KEY>')[:160]!r}"
+    return None
+
+
 def errors(run: Run) -> str | None:
-    """An error raised to the caller carries the status and trace id, never the API key."""
+    """An error raised after an HTTP error carries its status and trace id: in its message,
+    its attributes (``status_code``, ``response``, ...) or its cause chain."""
     error = run.error
-    if error is None:
-        return None
-    public = f"{error}\n{error!r}\n" + "\n".join(repr(arg) for arg in error.args)
-    if run.api_key in public:
-        return f"the {type(error).__name__} raised to the caller contains the API key"
-    answered = [e for e in run.exchanges if e.status is not None]
     last = run.exchanges[-1] if run.exchanges else None
-    if last is None or last.status is None or last.status < 400 or last not in answered:
+    if error is None or last is None or last.status is None or last.status < 400:
         return None
-    text = public + _attribute_text(error)
+    text = "\n".join(text for _, text in _error_texts(error)) + "\n" + _attribute_text(error)
     missing = [
         what
         for what, value in (("status", str(last.status)), ("trace id", last.trace_id))
@@ -158,23 +253,30 @@ def errors(run: Run) -> str | None:
 
 
 def tolerant(run: Run) -> str | None:
-    """A successful answer is a success, even with fields the client does not know."""
+    """A successful answer is a success, even with unknown fields or only the documented ones."""
     attempts = run.generations
     if run.error is None or not attempts:
         return None
     last = run.outcome(len(attempts) - 1)
     if last in SUCCESS and attempts[-1].status == 200 and all(d.status == 200 for d in run.downloads):
-        extra = " with unknown fields" if last == "extra-fields" else ""
-        return f"raised {type(run.error).__name__} on a successful answer{extra}: {str(run.error)[:160]!r}"
+        extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
+        return (
+            f"raised {type(run.error).__name__} on a successful answer{extra.get(last, '')}: {str(run.error)[:160]!r}"
+        )
     return None
 
 
 # checked in this order; the first broken one is reported (causes before consequences)
 INVARIANTS: Mapping[str, Invariant] = {
     "valid-requests": valid_requests,
+    "faithful-request": faithful_request,
     "same-body": same_body,
+    "timeouts": timeouts,
     "downloads": downloads,
     "retries": retries,
+    "backoff": backoff,
+    "returns-image": returns_image,
+    "secrets": secrets,
     "errors": errors,
     "tolerant": tolerant,
 }
@@ -192,11 +294,97 @@ def _json_or_raw(body: bytes) -> Any:
         return body
 
 
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _difference(first: Any, other: Any) -> str:
+    if not (isinstance(first, dict) and isinstance(other, dict)):
+        return f"{_short(first)} -> {_short(other)}"
+    changes = []
+    for name in sorted(set(first) | set(other), key=str):
+        if name not in other:
+            changes.append(f"{name}: removed (was {_short(first[name])})")
+        elif name not in first:
+            changes.append(f"{name}: added {_short(other[name])}")
+        elif first[name] != other[name]:
+            changes.append(f"{name}: {_short(first[name])} -> {_short(other[name])}")
+    return "; ".join(changes)
+
+
+def _transient(exchange: Exchange) -> bool:
+    return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
+
+
+def _answer(exchange: Exchange) -> str:
+    return exchange.failure or str(exchange.status)
+
+
+def _succeeded(exchange: Exchange, run: Run, index: int) -> bool:
+    return exchange.status == 200 and exchange.failure is None and run.outcome(index) in SUCCESS
+
+
+def _download_worked(run: Run, answer: Exchange, following: Exchange) -> bool:
+    """Whether the image of ``answer`` came down (or was never asked for) before ``following``."""
+    between = [d for d in run.downloads if answer.ended <= d.started <= following.started]
+    return all(d.status == 200 and d.failure is None for d in between)
+
+
+def _retry_after(exchange: Exchange) -> float | None:
+    value = exchange.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _deterministic(run: Run) -> bool:
+    """Whether the client's waits stay the same under another random state (no jitter)."""
+    if run.rerun is None:
+        return True
+    other = run.rerun(run.random_seed + 1)
+    return [round(w, 6) for w in other.waits()] == [round(w, 6) for w in run.waits()]
+
+
+def _served_urls(run: Run, before: float) -> dict[str, list[dict[str, str]]]:
+    """Image URLs the fake gave out before ``before``: decoded path -> decoded queries."""
+    served: dict[str, list[dict[str, str]]] = {}
+    for exchange in run.generations:
+        body = _json_or_raw(exchange.body) if exchange.status == 200 and exchange.started <= before else None
+        if not isinstance(body, dict):
+            continue
+        for key in ("images", "data"):
+            for item in body.get(key) or []:
+                url = item.get("url") if isinstance(item, dict) else None
+                if isinstance(url, str):
+                    parts = urlsplit(url)
+                    served.setdefault(unquote(parts.path), []).append(dict(parse_qsl(parts.query, True)))
+    return served
+
+
+def _changed_url(url: str, served: dict[str, list[dict[str, str]]]) -> str | None:
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    name = path.rsplit("/", 1)[-1]
+    if path not in served:
+        return f"downloaded {name}, a URL the fake never gave out (the client rebuilt or re-encoded the path)"
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if query in served[path]:
+        return None
+    expected = served[path][-1]
+    missing = sorted(set(expected) - set(query))
+    if missing:
+        return f"downloaded {name} without the signed parameters {missing}: the pre-signed URL was cut"
+    changed = sorted(k for k in expected if query.get(k) != expected[k])
+    return f"downloaded {name} with changed parameters {changed} (re-encoded?): use the pre-signed URL as given"
+
+
 def _expiry(url: str) -> float | None:
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     try:
         return UrlSigner.issued_at(query) + int(query["X-Amz-Expires"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):
         return None
 
 
@@ -204,16 +392,68 @@ def _ttl(url: str) -> str:
     return parse_qs(urlsplit(url).query).get("X-Amz-Expires", ["?"])[0]
 
 
+def _as_images(result: Any) -> list[bytes] | None:
+    if isinstance(result, bytes | bytearray | memoryview):
+        return [bytes(result)]
+    if isinstance(result, os.PathLike) or (isinstance(result, str) and 0 < len(result) < 4096):
+        try:
+            with open(result, "rb") as file:
+                return [file.read()]
+        except (OSError, ValueError):
+            return None
+    if isinstance(result, list | tuple) and result:
+        images = [_as_images(item) for item in result]
+        if all(image is not None and len(image) == 1 for image in images):
+            return [image[0] for image in images if image]
+    return None
+
+
+def _describe(result: Any, served: list[bytes]) -> str:
+    if result is None:
+        return "None"
+    if isinstance(result, bytes | bytearray | memoryview):
+        data = bytes(result)
+        if not data:
+            return 'b""'
+        if any(image.startswith(data) for image in served):
+            whole = next(len(image) for image in served if image.startswith(data))
+            return f"part of the image ({len(data)} of {whole} bytes)"
+        return f"{len(data)} bytes that are not the image (they begin {data[:24]!r})"
+    return f"a {type(result).__name__} ({str(result)[:60]!r})"
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _error_texts(error: BaseException) -> Iterator[tuple[str, str]]:
+    for link in _chain(error):
+        yield "message", str(link)
+        yield "repr", repr(link)
+        yield "args", "\n".join(repr(arg) for arg in link.args)
+        yield "notes", "\n".join(str(note) for note in getattr(link, "__notes__", ()))
+    yield "traceback", "".join(traceback.format_exception(error))
+
+
 def _attribute_text(error: BaseException) -> str:
     parts = []
-    for value in vars(error).values():
-        if isinstance(value, str | int):
-            parts.append(str(value))
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is not None:
-        parts.extend(str(v) for v in dict(headers).values())
-    status = getattr(response, "status_code", None)
-    if status is not None:
-        parts.append(str(status))
+    for link in _chain(error):
+        for value in vars(link).values():
+            if isinstance(value, str | int):
+                parts.append(str(value))
+            elif isinstance(value, Mapping):
+                parts.extend(str(v) for v in value.values() if isinstance(v, str | int))
+        response = getattr(link, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            parts.extend(str(v) for v in dict(headers).values())
+        for status in (getattr(response, "status_code", None), getattr(response, "status", None)):
+            if status is not None:
+                parts.append(str(status))
+        parts.extend(str(getattr(link, name)) for name in ("status_code", "status", "code") if hasattr(link, name))
     return "\n".join(parts)

@@ -47,19 +47,16 @@ class Recorder:
                 request_body.append(message.get("body", b""))
             return message
 
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message["headers"])
-            elif message["type"] == "http.response.body":
-                body.append(message.get("body", b""))
-            await send(message)
-
         started = self.clock.now()
-        try:
-            await self.app(scope, recording_receive, recording_send)
-        finally:
+        recorded = False
+
+        def finish() -> None:
+            # before the client can see the end of the answer: a client that returns and
+            # starts its next run never races its own last exchange into the next transcript
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             failure, fault = failure_of(state, status, None)
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
             query = scope.get("query_string", b"").decode("latin-1")
@@ -81,3 +78,19 @@ class Recorder:
                     ended=self.clock.now(),
                 )
             )
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message["headers"])
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    finish()
+            await send(message)
+
+        try:
+            await self.app(scope, recording_receive, recording_send)
+        finally:
+            finish()

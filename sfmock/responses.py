@@ -103,6 +103,7 @@ def error_for_status(
         402: insufficient_balance(),
         403: ApiError(403, coded) if code is not None else forbidden(),
         404: ApiError(404, NOT_FOUND),
+        413: invalid_request(message or "Request body too large", 413),
         429: rate_limited(limit or "RPM", trace_id),
         500: ApiError(500, {"code": code or 50000, "message": message or "Internal Server Error", "data": None}),
         502: ApiError(502, message or "Bad Gateway"),

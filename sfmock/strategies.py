@@ -23,7 +23,17 @@ from .contract import Contract, load_contract
 from .fromschema import from_schema
 from .validation import RequestValidator
 
-__all__ = ["OUTCOMES", "generation_requests", "invalid_generation_requests", "responses", "schedules"]
+__all__ = [
+    "DOWNLOAD_FAULTS",
+    "OUTCOMES",
+    "PERMANENT",
+    "SUCCESS",
+    "TRANSIENT",
+    "generation_requests",
+    "invalid_generation_requests",
+    "responses",
+    "schedules",
+]
 
 # schedule outcome -> the fault action that produces it; simplest first, for shrinking
 OUTCOMES: Final[Mapping[str, Any]] = {
@@ -32,26 +42,58 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "429": {"error": {"status": 429, "limit": "IPM"}},
     "504": {"error": 504},
     "500": {"error": 500},
-    "timeout": {"hang": 60},
+    "502": {"error": 502},
+    "429-retry-after": {"error": {"status": 429, "limit": "IPM", "retry_after": 3}},
+    "503-retry-after": {"error": {"status": 503, "retry_after": 5}},
+    "timeout": {"hang": 3600},
     "dropped": {"drop": True},
+    "truncated": {"truncate": 0.5},
     "malformed": {"malformed": True},
     "slow": {"slow_body": {"chunk": 256, "interval": 0.5}},
+    "latency": {"delay": 20},
     "expired-url": {"expired_url": True},
     "extra-fields": {"extra_fields": True},
+    "documented-body": {"documented_body": True},
     "400": {"error": 400},
     "401": {"error": 401},
+    "402": {"error": 402},
     "403": {"error": 403},
     "404": {"error": 404},
+    "413": {"error": 413},
+    # the generation succeeds; the download of its image meets the fault
+    "download-403": {"error": 403},
+    "download-404": {"error": 404},
+    "download-503": {"error": 503},
+    "download-expired": {"expired_url": True},
+    "download-cut": {"truncate": 0.5},
+    "download-slow": {"slow_body": {"chunk": 4096, "interval": 1.0}},
 }
+TRANSIENT: Final = frozenset(
+    {"429", "429-retry-after", "500", "502", "503", "503-retry-after", "504", "timeout", "dropped", "truncated"}
+)
+PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413"})
+SUCCESS: Final = frozenset({"ok", "slow", "latency", "extra-fields", "documented-body"})
+DOWNLOAD_FAULTS: Final = frozenset(name for name in OUTCOMES if name.startswith("download-"))
 
 
-def schedules(outcomes: Sequence[str] | None = None, *, max_size: int = 6) -> st.SearchStrategy[list[str]]:
-    """Sequences of outcomes for successive generation requests; after the list, all succeed."""
+def schedules(
+    outcomes: Sequence[str] | None = None, *, max_size: int = 6, max_attempts: int | None = None
+) -> st.SearchStrategy[list[str]]:
+    """Sequences of outcomes for successive generation requests; after the list, all succeed.
+
+    With ``max_attempts``, runs of transient failures longer than that are drawn often
+    too, so a client that never gives up is found every time, not by chance.
+    """
     names = list(outcomes) if outcomes is not None else list(OUTCOMES)
     unknown = [name for name in names if name not in OUTCOMES]
     if unknown:
         raise ValueError(f"unknown outcomes {unknown}; choose from {list(OUTCOMES)}")
-    return st.lists(st.sampled_from(names), max_size=max_size)
+    mixed = st.lists(st.sampled_from(names), max_size=max_size)
+    transient = [name for name in names if name in TRANSIENT]
+    if max_attempts is None or not transient:
+        return mixed
+    long_runs = st.lists(st.sampled_from(transient), min_size=max_attempts, max_size=max_attempts + 2)
+    return st.one_of(mixed, long_runs)
 
 
 def _model_schema(contract: Contract, model: str, strict: bool) -> dict[str, Any]:

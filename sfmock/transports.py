@@ -9,17 +9,39 @@ timeout) raises its read timeout. Every exchange is kept in :attr:`InProcess.tra
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 from starlette.types import ASGIApp, Message
 
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, VirtualClock
+from .vtime import HangForever
 
-__all__ = ["AsyncTransport", "Exchange", "InProcess", "Transport", "failure_of", "requests_adapter"]
+__all__ = [
+    "READ_TIMEOUT",
+    "AsyncTransport",
+    "Exchange",
+    "InProcess",
+    "TimedOut",
+    "Transport",
+    "failure_of",
+    "requests_adapter",
+]
+
+# the read timeout of the in-process request being served (None: the client set none);
+# a fault's wait that outlasts it ends in the client's timeout (see sfmock.checks)
+READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
+
+Latency = Callable[["Exchange"], float]
+
+
+class TimedOut(BaseException):
+    """Raised inside the app when the in-process client's read timeout has run out."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,19 +76,22 @@ class Exchange:
 class InProcess:
     """Calls an ASGI app in-process and records every exchange."""
 
-    def __init__(self, app: ASGIApp, clock: Clock | None = None) -> None:
+    def __init__(self, app: ASGIApp, clock: Clock | None = None, *, latency: Latency | None = None) -> None:
         self.app = app
         self.clock = clock or SystemClock()
+        self.latency = latency
         self.transcript: list[Exchange] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # threads of one client take turns: each call is instant
 
     def call(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
     ) -> Exchange:
-        """Run one request to completion from synchronous code."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
+        """Run one request to completion from synchronous code (any thread)."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
 
     async def acall(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
@@ -112,8 +137,20 @@ class InProcess:
                 chunks.append(message.get("body", b""))
 
         started = self.clock.now()
-        await self.app(scope, receive, send)
+        token = READ_TIMEOUT.set(read_timeout)
+        timed_out = False
+        hung: HangForever | None = None
+        try:
+            await self.app(scope, receive, send)
+        except TimedOut:
+            timed_out = True
+        except HangForever as exc:
+            hung = exc
+        finally:
+            READ_TIMEOUT.reset(token)
         failure, fault = failure_of(state, status, read_timeout)
+        if timed_out or hung is not None:
+            failure = "timeout"
         exchange = Exchange(
             method=method.upper(),
             url=url,
@@ -128,7 +165,17 @@ class InProcess:
             started=started,
             ended=self.clock.now(),
         )
+        if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
+            delay = self.latency(exchange)
+            if read_timeout is not None and delay > read_timeout:  # the answer comes too late
+                self.clock.advance(read_timeout)
+                exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
+            elif delay > 0:
+                self.clock.advance(delay)
+                exchange = replace(exchange, ended=self.clock.now())
         self.transcript.append(exchange)
+        if hung is not None:
+            raise hung
         return exchange
 
     def close(self) -> None:

@@ -67,11 +67,9 @@ def careful_generate(
     for _attempt in range(max_attempts):
         if reroll_seed:
             body["seed"] = random.randint(0, 9_999_999_999)
+        retry_after = 0.0
         try:
             response = http.post(f"{ctx.base_url}/images/generations", json=body, headers=headers)
-        except httpx.TransportError as exc:
-            failure = SiliconFlowError(f"transport error {type(exc).__name__}")
-        else:
             trace = response.headers.get("x-siliconcloud-trace-id")
             if response.status_code == 200:
                 image, failure = _download(http, response, headers if auth_on_download else {})
@@ -79,9 +77,12 @@ def careful_generate(
                     return image
             elif response.status_code in TRANSIENT or retry_everything:
                 failure = SiliconFlowError(_message(response), status=response.status_code, trace_id=trace)
+                retry_after = float(response.headers.get("retry-after", 0))
             else:
                 raise SiliconFlowError(_message(response), status=response.status_code, trace_id=trace)
-        ctx.sleep(0 if no_backoff else delay)
+        except httpx.TransportError as exc:
+            failure = SiliconFlowError(f"transport error {type(exc).__name__}")
+        ctx.sleep(0 if no_backoff else max(delay, retry_after))
         delay *= 2
     raise failure
 

@@ -31,6 +31,9 @@ FLAGS = [
     "--control-token",
     "--journal-size",
     "--frozen-clock",
+    "--replay",
+    "--replay-match",
+    "--replay-miss",
 ]
 
 
@@ -60,6 +63,8 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--journal-size", "0"], "--journal-size: 0 is less than the minimum of 1"),
         (["serve", "--limits", "generous"], "--limits: 'generous' is not one of ['realistic', 'unlimited']"),
         (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
+        (["serve", "--replay-miss", "maybe"], "--replay-miss: 'maybe' is not one of ['fake', 'error']"),
+        (["serve", "--replay", "/nonexistent"], "command line: replay: expected a folder of recordings"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_a_message(

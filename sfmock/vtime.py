@@ -1,0 +1,166 @@
+"""Virtual time for a client under check: its waits cost nothing, its deadlines still hold.
+
+:class:`VirtualTime` routes ``time.sleep``, ``time.monotonic``, ``time.time`` (and their
+``_ns`` twins) to a :class:`~sfmock.clock.VirtualClock` while a client runs. It replaces
+the functions on the ``time`` module *and* every module-level name bound to them
+(``from time import sleep``), found once by scanning ``sys.modules``; a function kept
+elsewhere (a default argument, a closure, a C extension) keeps real time: that is the
+limit, and it is documented. Threads named in :attr:`VirtualTime.real_threads` (the
+fake's own server) keep real time.
+
+:func:`new_event_loop` makes an asyncio loop on the same clock: when nothing is ready
+to run it jumps the clock to its next timer instead of waiting, so ``asyncio.sleep``,
+``anyio.sleep``, ``asyncio.wait_for`` and httpx's async timeouts are virtual too. A
+loop that has nothing to wait for at all is deadlocked: it raises :class:`HangForever`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .clock import VirtualClock
+
+__all__ = ["HangForever", "VirtualTime", "new_event_loop"]
+
+REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
+REAL_BOUND = 10.0  # real seconds it waits on sockets alone before calling the wait endless
+
+MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
+
+_NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns")
+
+
+class HangForever(BaseException):
+    """The client waits for something that never comes (a BaseException: no ``except
+    Exception`` in the client swallows it)."""
+
+
+class VirtualTime:
+    """Patches the clock functions for the duration of a check; on only while :attr:`active`."""
+
+    def __init__(self, clock: VirtualClock, on_sleep: Callable[[float], None]) -> None:
+        self.clock = clock
+        self.on_sleep = on_sleep
+        self.active = False
+        self.real_threads: set[int] = set()
+        self._origin = time.monotonic()
+        self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
+        self._fake: dict[str, Any] = {
+            "sleep": self._sleep,
+            "monotonic": self._monotonic,
+            "time": self._time,
+            "monotonic_ns": lambda: int(self._monotonic() * 1e9),
+            "time_ns": lambda: int(self._time() * 1e9),
+        }
+        self._patched: list[tuple[dict[str, Any], str, Any]] = []
+
+    def virtual_here(self) -> bool:
+        """Whether the calling thread sees virtual time now."""
+        return self.active and threading.get_ident() not in self.real_threads
+
+    def monotonic(self) -> float:
+        """The virtual monotonic clock (moves with the virtual clock, starts near the real one)."""
+        return self._origin + (self.clock.now() - self.clock.start)
+
+    def _sleep(self, seconds: float) -> None:
+        if not self.virtual_here():
+            self._real["sleep"](seconds)
+            return
+        self.on_sleep(seconds)
+
+    def _monotonic(self) -> float:
+        return self.monotonic() if self.virtual_here() else float(self._real["monotonic"]())
+
+    def _time(self) -> float:
+        return self.clock.now() if self.virtual_here() else float(self._real["time"]())
+
+    @contextmanager
+    def installed(self) -> Iterator[VirtualTime]:
+        """Patch the ``time`` module and every module-level alias of its functions."""
+        originals = {id(function): name for name, function in self._real.items()}
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict) or namespace is vars(self.__class__):
+                continue
+            for attribute, value in list(namespace.items()):
+                name = originals.get(id(value))
+                if name is not None and value is self._real[name]:
+                    self._patched.append((namespace, attribute, value))
+                    namespace[attribute] = self._fake[name]
+        try:
+            yield self
+        finally:
+            for namespace, attribute, value in reversed(self._patched):
+                namespace[attribute] = value
+            self._patched.clear()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Virtual time on, for one run of the client."""
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """A selector that, instead of blocking until a timer is due, moves the clock there."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._inner = selectors.DefaultSelector()
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._inner.select(0)
+        if ready or timeout == 0:
+            return ready
+        sockets = len(self._inner.get_map()) > 1  # more than the loop's own wake-up pipe
+        if sockets:  # real I/O may be on its way (a live socket): give it a moment of real time
+            ready = self._inner.select(REAL_GRACE if timeout is not None else REAL_BOUND)
+            if ready:
+                return ready
+        if timeout is None:
+            raise HangForever("the client awaits something that never comes, with no timeout")
+        # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
+        self._clock.advance(max(timeout, MIN_STEP))
+        return []
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.get_key(fileobj)
+
+    def get_map(self) -> Any:
+        return self._inner.get_map()
+
+
+class _VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, vtime: VirtualTime) -> None:
+        super().__init__(_JumpingSelector(vtime.clock))
+        self._vtime = vtime
+
+    def time(self) -> float:
+        return self._vtime.monotonic()
+
+
+def new_event_loop(vtime: VirtualTime) -> asyncio.AbstractEventLoop:
+    """An asyncio loop whose time is ``vtime``'s and whose waits jump the clock."""
+    return _VirtualLoop(vtime)
