@@ -28,6 +28,7 @@ from catalogue.common import (
     Transient,
     download_error,
     image_urls,
+    retry_after,
     status_error,
 )
 from catalogue.httpx_clients import TIMEOUT, _ask, _fetch
@@ -37,15 +38,18 @@ log = logging.getLogger("catalogue.retrylibs")
 
 
 class wait_retry_after(tenacity.wait.wait_base):  # named like tenacity's own waits
-    """tenacity wait: the server's ``Retry-After`` when it sent one and it is longer, else ``fallback``."""
+    """tenacity wait: the server's ``Retry-After`` (from our error or httpx's) when longer than ``fallback``."""
 
     def __init__(self, fallback: tenacity.wait.wait_base) -> None:
         self.fallback = fallback
 
     def __call__(self, retry_state: RetryCallState) -> float:
         assert retry_state.outcome is not None
-        asked = getattr(retry_state.outcome.exception(), "retry_after", None) or 0.0
-        return max(float(asked), self.fallback(retry_state))
+        failure = retry_state.outcome.exception()
+        asked = getattr(failure, "retry_after", None)
+        if asked is None and isinstance(failure, httpx.HTTPStatusError):
+            asked = retry_after(failure.response.headers)
+        return max(asked or 0.0, self.fallback(retry_state))
 
 
 def tenacity_jitter_deadline(ctx: ClientContext) -> bytes:
