@@ -7,6 +7,7 @@ should catch it; ``CORRECT`` and ``FLAWED`` at the bottom are the table the test
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import urllib.parse
@@ -525,12 +526,29 @@ def httpx_bare_exception(ctx: ClientContext) -> bytes:
     raise AssertionError("unreachable")
 
 
+GATEWAY = os.environ.get("CATALOGUE_GATEWAY_URL", "http://127.0.0.1:9/v1")  # the team's local gateway
+
+
 def httpx_own_client(ctx: ClientContext) -> bytes:
-    """A careful loop on an ``httpx.Client`` it builds itself instead of ``ctx.http_client()``.
+    """A careful loop on an ``httpx.Client`` of its own, aimed at the team's gateway, not at ``ctx``.
     Flaw: never reaches the fake (so nothing was tested: the verdict must not be a pass)."""
     http = httpx.Client(timeout=TIMEOUT)
-    answer, trace = _retry_loop(ctx, http)
-    return _fetch(http, image_urls(answer)[0], trace)
+    delay = 1.0
+    for attempt in range(5):
+        try:
+            answer = http.post(
+                f"{GATEWAY}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
+            )
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            time.sleep(delay)
+            delay *= 2
+            continue
+        if answer.status_code != 200:
+            raise status_error(answer.status_code, answer.headers, answer.text)
+        return _fetch(http, image_urls(answer.json())[0], answer.headers.get(TRACE))
+    raise AssertionError("unreachable")
 
 
 CORRECT = [httpx_loop, httpx_wait_table, httpx_full_jitter, threads_batch]

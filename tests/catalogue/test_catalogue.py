@@ -85,6 +85,7 @@ FLAKY_CHECKER_BUGS: dict[Callable[..., Any], str] = {
         socket_clients.urllib3_first_retry_at_once,
         socket_clients.requests_adapter_retry,
         socket_clients.urllib_request_no_timeout,
+        async_clients.aiohttp_session_auth,
     )
 }
 
