@@ -102,9 +102,14 @@ def _marks(client: Callable[..., Any]) -> list[pytest.MarkDecorator]:
     return []
 
 
+# Clients on live_base_url cost 7-40 s of real socket time per check (in-process ones ~0.3 s) and their
+# verdicts are flaky today (FLAKY_CHECKER_BUGS): one seed each keeps the file near a minute.
+LIVE = {*socket_clients.CORRECT, *socket_clients.FLAWED, async_clients.aiohttp_live, async_clients.aiohttp_session_auth}
+
+
 def _cases(clients: list[Callable[..., Any]]) -> list[Any]:
     return [pytest.param(client, seed, id=f"{_name(client)}-seed{seed}", marks=_marks(client))
-            for client in clients for seed in SEEDS]  # fmt: skip
+            for client in clients for seed in (SEEDS[:1] if client in LIVE else SEEDS)]  # fmt: skip
 
 
 def test_the_catalogue_is_the_size_issue_10_asks_for() -> None:
