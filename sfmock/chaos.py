@@ -38,6 +38,7 @@ __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 Sleep = Callable[[float], Awaitable[None]]
 STORE_PREFIX = "/default/"
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
+BEFORE_DROP = "before_drop"  # request.state.before_drop: callables run just before a connection is cut
 SESSION_STATE = "session"  # request.state.session: the SessionState serving the request
 ANSWER_CAP = 16_384  # bytes of each answer kept for the page
 GENERATION_PATH = "/v1/images/generations"
@@ -439,6 +440,8 @@ async def _drop(scope: Scope) -> None:
     """Close the connection, or (in-process, no socket) mark the request as dropped."""
     state = scope.setdefault("state", {})
     state["dropped"] = True
+    for hook in state.get(BEFORE_DROP, ()):
+        hook()  # a Recorder notes the moment the client learns of it
     state["record"]()  # journal first: the client learns of the drop at once
     transport = state.get("transport")
     if transport is not None:

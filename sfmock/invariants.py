@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from .contract import load_contract
 from .signing import UrlSigner
-from .strategies import PERMANENT, SUCCESS, TRANSIENT
+from .strategies import DOWNLOAD_FAULTS, PERMANENT, SUCCESS, TRANSIENT
 from .transports import Exchange
 from .validation import RequestValidator
 
@@ -345,7 +345,9 @@ def _answer(exchange: Exchange) -> str:
 
 
 def _succeeded(exchange: Exchange, run: Run, index: int) -> bool:
-    return exchange.status == 200 and exchange.failure is None and run.outcome(index) in SUCCESS
+    """A generation that answered 200 with a usable body (a fault on its download may follow)."""
+    outcome = run.outcome(index)
+    return exchange.status == 200 and exchange.failure is None and (outcome in SUCCESS or outcome in DOWNLOAD_FAULTS)
 
 
 def _download_failure(run: Run, answer: Exchange, following: Exchange) -> Exchange | None:

@@ -44,11 +44,12 @@ class Recorder:
         state.setdefault("transport", getattr(getattr(send, "__self__", None), "transport", None))
         if self.public_url is not None:
             state[PUBLIC_URL_STATE] = self.public_url
+        answered: list[float] = []  # when the client learnt the outcome (a status line, a cut)
+        state.setdefault("before_drop", []).append(lambda: answered.append(self.clock.now()))
         request_body: list[bytes] = []
         status: int | None = None
         headers: dict[str, str] = {}
         body: list[bytes] = []
-        answered: list[float] = []
 
         async def recording_receive() -> Message:
             message = await receive()

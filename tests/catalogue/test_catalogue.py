@@ -34,59 +34,19 @@ OPTIONS: dict[Callable[..., Any], dict[str, Any]] = {
 
 # The checker's verdicts that are wrong, each with its diagnosis; the tests say what should happen.
 CHECKER_BUGS: dict[Callable[..., Any], str] = {
-    async_clients.asyncio_gather_batch: (
-        "accused of [errors] on ['expired-url'] with a batch of 3: the client raises the 403 of the first image, "
-        "carrying that download's request id and the generation's trace id, but the check wants the trace id of the "
-        "last exchange in time (the third 403); with concurrent downloads 'the last HTTP error' is not the one "
-        "the error is about"
-    ),
-    async_clients.aiohttp_live: (
-        "accused of [retries] on ['slow'] ('asked again after a successful answer'): on live_base_url the body "
-        "trickles over a real socket, but aiohttp's sock_read timer runs on the checker's virtual loop, which "
-        "jumps 60 virtual seconds while the socket is still delivering, so the client's read timeout fires "
-        "(t+61s in the transcript) and it retries a 200 that was arriving fine"
-    ),
-    httpx_clients.httpx_sorted_query: (
-        "missed: the download URL has its query reordered (X-Amz-Signature before X-Amz-SignedHeaders); "
-        "[downloads] promises 'the URL exactly as served (not ... reordered)' and the store accepts it"
-    ),
-    httpx_clients.httpx_regenerates: (
-        "missed: after a 200 generation whose download answered 503 (or 403, or an expired URL) the client "
-        "POSTs the generation again and pays twice; [retries] promises 'nothing is asked again after a success'"
-    ),
-    httpx_clients.httpx_keeps_partial: (
-        "missed: on ['download-cut'] the in-process transport raises RemoteProtocolError when the stream is opened, "
-        "before the headers and the first half of the body reach the client, so a streaming client that keeps "
-        "what arrived (it returns half a PNG over a real socket) never gets the chance; [returns-image] cannot see it"
-    ),
-    requests_clients.requests_hides_cause: (
-        "missed: after a 400 the client raises RuntimeError('the image service refused the request') from None; "
-        "`from None` hides the HTTPError from the user (__suppress_context__), yet [errors] accepts it, "
-        "apparently by finding the status and trace id in the suppressed __context__"
-    ),
-    httpx_clients.httpx_own_client: (
-        "the [coverage] verdict is right but its schedule is not shrunk: it reports e.g. ['expired-url'] * 5 "
-        "although the client fails the same way under [] (it never reaches the fake)"
+    socket_clients.urllib_request_no_timeout: (
+        "a documented limit: on live_base_url socket timeouts are real, so a hang lasts 1 real second and then "
+        "the connection closes; a client with no timeout cannot be told from one with a long timeout there "
+        "(README, 'Virtual time and its limits'); the same flaw in-process is caught (httpx_no_timeout)"
     ),
 }
 # Live-socket verdicts that are wrong only some of the time: these cannot be strict xfails.
 FLAKY_CHECKER_BUGS: dict[Callable[..., Any], str] = {
-    client: (
-        "on live_base_url, ['download-slow'] is accused of [returns-image] ('returned 5596 bytes that are not the "
-        "image ... though it never got an image', flaky 2 of 3 replays): the client returns exactly the image "
-        "(same length and hash as in-process) but the image GET is missing from the transcript; and a replay "
-        "(check_client(schedule=...)) of a live-socket client often fails [coverage] with 'uvicorn did not start' "
-        "after 0.09 s, the live server's start-up wait apparently running on virtual time"
-    )
-    for client in (
-        socket_clients.urllib3_pool_retry,
-        socket_clients.urllib_request_loop,
-        socket_clients.urllib3_default_methods,
-        socket_clients.urllib3_first_retry_at_once,
-        socket_clients.requests_adapter_retry,
-        socket_clients.urllib_request_no_timeout,
-        async_clients.aiohttp_session_auth,
-    )
+    socket_clients.urllib_request_no_timeout: (
+        "a documented limit: on live_base_url socket timeouts are real, so a hang lasts 1 real second and then "
+        "the connection closes; a client with no timeout cannot be told from one with a long timeout there "
+        "(README, 'Virtual time and its limits'); the same flaw in-process is caught (httpx_no_timeout)"
+    ),
 }
 
 
