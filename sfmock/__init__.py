@@ -26,6 +26,7 @@ from .errors import (
 )
 from .faults import Scenario
 from .journal import Journal
+from .lifecycle import Lifecycle, Retirement
 from .quota import Limits
 
 __all__ = [
@@ -40,9 +41,11 @@ __all__ = [
     "DownloadDenied",
     "Journal",
     "KeyRegistry",
+    "Lifecycle",
     "Limits",
     "ModelSpec",
     "OpenAuthenticator",
+    "Retirement",
     "Scenario",
     "Settings",
     "SfmockError",

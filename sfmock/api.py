@@ -14,6 +14,7 @@ from .auth import Authenticator
 from .clock import Clock
 from .contract import Contract
 from .generation import Generator, prompt_tokens
+from .lifecycle import Lifecycle
 from .payloads import read_json
 from .quota import Usage
 from .responses import invalid_request, json_response, model_disabled, unauthorized, unknown_model
@@ -39,6 +40,8 @@ class Api:
         rng: random.Random,
         strict: bool,
         max_body_bytes: int,
+        lifecycle: Lifecycle | None = None,
+        unknown_fields: str = "accept",
     ) -> None:
         self.contract = contract
         self.generator = generator
@@ -49,6 +52,8 @@ class Api:
         self.rng = rng
         self.strict = strict
         self.max_body_bytes = max_body_bytes
+        self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
+        self.known_fields = frozenset(contract.request_fields["properties"]) if unknown_fields == "reject" else None
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
@@ -61,8 +66,9 @@ class Api:
         """``POST /v1/images/generations``.
 
         Checks, in order: key (401), account and key status (403), body is JSON (400/413),
-        model exists (400), account may use it (403 code 30003), request rules (400),
-        rate limits (429), balance (402). Only then is anything counted or charged.
+        model exists (400), model is live and the account may use it (403 code 30003),
+        request rules (400), rate limits (429), balance (403 or 402, code 30001). Only
+        then is anything counted or charged.
         """
         account = self.account(request)
         strict = self.strict_mode(request)
@@ -70,19 +76,23 @@ class Api:
         if not isinstance(body, dict):
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         name = body.get("model")
+        now = self.clock.now()
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()
-            if not account.may_use(name):
+            if self.lifecycle.is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
-        message = self.validator.first_error(body, strict=strict)
+        message = self.validator.first_message(body, strict=strict)
         if message is not None:
-            raise invalid_request(f"Invalid parameter: {message}")
+            raise invalid_request(message)
+        if self.known_fields is not None and not body.keys() <= self.known_fields:
+            extra = sorted(body.keys() - self.known_fields)[0]
+            raise invalid_request(f"Invalid parameter: {extra}: not a field of the request (rule: unknown_fields)")
         model = self.contract.models[body["model"]]
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
-        now = self.clock.now()
-        headers = self.admission.admit(account, model, usage, now, request.state.trace_id)
         fault = getattr(request.state, "fault", None)
+        dialect = fault.action.dialect if fault is not None else None
+        headers = self.admission.admit(account, model, usage, now, request.state.trace_id, dialect)
         expired = fault is not None and fault.action.expired_url
         result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired)
         return json_response(result, headers=headers)
@@ -104,9 +114,10 @@ class Api:
         self.account(request)
         kind = request.query_params.get("type")
         sub_type = request.query_params.get("sub_type")
+        live = self.lifecycle.live(self.contract.models, self.clock.now())
         data = [
             {"id": spec.id, "object": "model", "created": 0, "owned_by": ""}
-            for spec in self.contract.models.values()
+            for spec in (self.contract.models[model] for model in live)
             # one real client asks type=text-to-image: a sub_type given as a type
             if kind in (None, "", "image", spec.sub_type) and sub_type in (None, "", spec.sub_type)
         ]

@@ -31,6 +31,7 @@ from .faults import FaultEngine, Scenario
 from .generation import Generator
 from .imagehost import ImageHost
 from .journal import Journal
+from .lifecycle import Lifecycle
 from .responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from .signing import UrlSigner
 from .tracing import TraceIdMiddleware
@@ -59,7 +60,10 @@ def create_app(
     contract = contract or load_contract()
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
-    generator = Generator(contract=contract, signer=signer, base_url=settings.base_url)
+    generator = Generator(
+        contract=contract, signer=signer, base_url=settings.base_url, image_prefix=settings.image_prefix
+    )
+    lifecycle = Lifecycle(settings.retire, started=clock.now())
     if authenticator is None:
         if settings.accounts is None:
             authenticator = OpenAuthenticator(settings.default_balance)
@@ -70,6 +74,9 @@ def create_app(
         model_limits=settings.model_limits,
         prices=settings.prices,
         headers=settings.rate_limit_headers,
+        balance_status=settings.balance_status,
+        dialect=settings.dialect,
+        rate_limit_codes=settings.rate_limit_codes,
     )
     api = Api(
         contract=contract,
@@ -80,6 +87,8 @@ def create_app(
         rng=random.Random(None if seed is None else f"{seed}:generation"),
         strict=settings.strict,
         max_body_bytes=settings.max_body_bytes,
+        lifecycle=lifecycle,
+        unknown_fields=settings.unknown_fields,
     )
     host = ImageHost(signer, clock, generator.max_pixels)
     scenario = settings.scenario or Scenario()
@@ -89,6 +98,7 @@ def create_app(
         engine=engine,
         journal=journal,
         admission=admission,
+        lifecycle=lifecycle,
         clock=clock,
         scenario=scenario,
         token=control_token(settings),
@@ -98,7 +108,7 @@ def create_app(
         Route("/v1/images/generations", api.generate, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
-        Route("/default/outputs/{object}", host.download, methods=["GET"]),
+        Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),
         *control.routes(),
     ]
     trace_rng = random.Random(None if seed is None else f"{seed}:trace")
@@ -111,6 +121,10 @@ def create_app(
         sleep=sleep,
         max_body_bytes=settings.max_body_bytes,
         control_prefix=CONTROL_PREFIX,
+        store_prefix=settings.image_prefix,
+        lifecycle=lifecycle,
+        dialect=settings.dialect,
+        rate_limit_codes=settings.rate_limit_codes,
     )
     app = FakeApp(
         routes=routes,
@@ -121,6 +135,7 @@ def create_app(
     app.state.clock = clock
     app.state.contract = contract
     app.state.admission = admission
+    app.state.lifecycle = lifecycle
     app.state.journal = journal
     app.state.faults = engine
     app.state.control = control

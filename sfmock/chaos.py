@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -21,13 +21,14 @@ from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
 from .journal import Journal
-from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
+from .lifecycle import Lifecycle
+from .responses import OBSERVED_429_CODES, error_for_status, invalid_request, json_response, store_error, xml_error
 from .signing import expired_denial
 
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 
 Sleep = Callable[[float], Awaitable[None]]
-STORE_PREFIX = "/default/"
+STORE_PREFIX = "/temporary/outputs/"  # the default image_prefix
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
 
 
@@ -45,6 +46,10 @@ class ChaosMiddleware:
         sleep: Sleep,
         max_body_bytes: int,
         control_prefix: str,
+        store_prefix: str = STORE_PREFIX,
+        lifecycle: Lifecycle | None = None,
+        dialect: str = "documented",
+        rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -54,6 +59,10 @@ class ChaosMiddleware:
         self.sleep = sleep
         self.max_body_bytes = max_body_bytes
         self.control_prefix = control_prefix
+        self.store_prefix = store_prefix
+        self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
+        self.dialect = dialect
+        self.rate_limit_codes = rate_limit_codes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.control_prefix):
@@ -132,7 +141,7 @@ class ChaosMiddleware:
 
     def _bad_header(self, scope: Scope, problem: str) -> Response:
         message = f"X-Sfmock-Fault: {problem}"
-        if scope["path"].startswith(STORE_PREFIX):
+        if scope["path"].startswith(self.store_prefix):
             denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName="X-Sfmock-Fault")
             return xml_error(denied, scope["state"].get("trace_id", ""))
         return json_response(invalid_request(message).body, 400)
@@ -158,13 +167,16 @@ class ChaosMiddleware:
             key=bearer_token(headers.get("authorization")),
             account=account,
             model=model if isinstance(model, str) else None,
+            elapsed=self.clock.now() - self.lifecycle.started if "after" in needs else 0.0,
         )
 
     async def _perform(
         self, fault: Fault, scope: Scope, replay: Receive, receive: Receive, send: Send, outcome: dict[str, Any]
     ) -> None:
         action = fault.action
-        store = scope["path"].startswith(STORE_PREFIX)
+        store = scope["path"].startswith(self.store_prefix)
+        for model in action.retire:
+            self.lifecycle.retire(model, self.clock.now())
         if fault.delay:
             await _sleep_unless_gone(self.sleep, fault.delay, receive)
         if action.hang is not None or action.drop:
@@ -180,7 +192,10 @@ class ChaosMiddleware:
                 response = xml_error(store_error(spec["status"], spec.get("message")), trace_id)
             else:
                 options = {k: spec[k] for k in ("code", "message", "limit", "body") if k in spec}
-                error = error_for_status(spec["status"], trace_id, **options)
+                dialect = action.dialect or self.dialect
+                error = error_for_status(
+                    spec["status"], trace_id, dialect=dialect, codes=self.rate_limit_codes, **options
+                )
                 response = json_response(error.body, error.status)
             await response(scope, replay, send)
             return

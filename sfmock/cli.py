@@ -26,6 +26,9 @@ _FLAGS = {
     "control_token": "--control-token",
     "journal_size": "--journal-size",
     "frozen_clock": "--frozen-clock",
+    "dialect": "--dialect",
+    "balance_status": "--balance-status",
+    "image_prefix": "--image-prefix",
 }
 
 
@@ -75,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop the clock; move it with POST /_sfmock/clock",
     )
+    serve.add_argument(
+        "--dialect",
+        metavar="DIALECT",
+        help="error bodies as the reference page words them ('documented', default) or the live service ('observed')",
+    )
+    serve.add_argument(
+        "--balance-status",
+        type=int,
+        metavar="S",
+        help="status of code 30001, insufficient balance: 403 (default) or 402",
+    )
+    serve.add_argument("--image-prefix", metavar="PATH", help="path of image URLs (default /temporary/outputs/)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 

@@ -19,7 +19,9 @@ from .accounts import Account, accounts_from_config
 from .contract import load_contract
 from .errors import ConfigError
 from .faults import Scenario, looks_like_path
+from .lifecycle import Retirement
 from .quota import Limits
+from .responses import OBSERVED_429_CODES
 from .schemas import check, load_yaml
 
 __all__ = ["Settings", "load_settings"]
@@ -47,6 +49,13 @@ class Settings:
     control_token: str | None = None  # None: none on loopback, a generated one elsewhere
     journal_size: int = 1000
     frozen_clock: bool = False
+    # the live service as clients meet it (see the README's "Fidelity" table)
+    dialect: str = "documented"  # or "observed": error bodies as the live service words them
+    balance_status: int = 403  # code 30001: 403 on the error-code page; 402 also seen
+    image_prefix: str = "/temporary/outputs/"  # /default/outputs/ until ~2026
+    retire: tuple[Retirement, ...] = ()  # models that retire, from the start or on the clock
+    rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))
+    unknown_fields: str = "accept"  # fields the reference does not list (n, size, user, ...): a guess
 
     @property
     def base_url(self) -> str:
@@ -110,6 +119,26 @@ def _settings(values: dict[str, Any], source: str) -> Settings:
         values["model_limits"] = {m: Limits.from_config(v) for m, v in values["model_limits"].items()}
     if "prices" in values:
         values["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
+    if "retire" in values:
+        values["retire"] = _retirements(values["retire"], source, models)
+    if "rate_limit_codes" in values:
+        values["rate_limit_codes"] = {metric.upper(): code for metric, code in values["rate_limit_codes"].items()}
     if "default_balance" in values:
         values["default_balance"] = Decimal(str(values["default_balance"]))
     return Settings(**values)
+
+
+def _retirements(entries: Any, source: str, models: Mapping[str, Any]) -> tuple[Retirement, ...]:
+    """``retire:``: a model name, a ``{model, at?, after?}`` mapping, or a list of them."""
+    items = entries if isinstance(entries, list) else [entries]
+    result = []
+    for index, item in enumerate(items):
+        where = f"retire[{index}]" if isinstance(entries, list) else "retire"
+        model = item if isinstance(item, str) else item["model"]
+        if model not in models:
+            raise ConfigError(source, where, f"unknown model {model!r}; expected one of {sorted(models)}")
+        try:
+            result.append(Retirement.coerce(item))
+        except ValueError as exc:
+            raise ConfigError(source, f"{where}.at", str(exc)) from None
+    return tuple(result)

@@ -21,6 +21,7 @@ from .clock import Clock
 from .errors import ConfigError
 from .faults import FaultEngine, Scenario
 from .journal import Journal
+from .lifecycle import Lifecycle
 from .responses import json_response
 from .schemas import load_yaml
 
@@ -49,6 +50,7 @@ class Control:
         engine: FaultEngine,
         journal: Journal,
         admission: Admission,
+        lifecycle: Lifecycle,
         clock: Clock,
         scenario: Scenario,
         token: str | None,
@@ -57,6 +59,7 @@ class Control:
         self.engine = engine
         self.journal = journal
         self.admission = admission
+        self.lifecycle = lifecycle
         self.clock = clock
         self.initial_scenario = scenario
         self.token = token
@@ -84,13 +87,14 @@ class Control:
         return guarded
 
     def reset_all(self) -> None:
-        """Quotas, balances, journal, faults and clock back to how the server started."""
+        """Quotas, balances, journal, faults, clock and model retirements back to how the server started."""
         self.admission.reset()
         self.journal.clear()
         self.engine.replace(self.initial_scenario)
         reset = getattr(self.clock, "reset", None)
         if reset is not None:
             reset()
+        self.lifecycle.reset(self.clock.now())
 
     async def health(self, request: Request) -> Response:
         return json_response(

@@ -70,6 +70,8 @@ class Action:
     slow_body: tuple[int, float] | None = None  # (chunk bytes, interval seconds)
     expired_url: bool = False
     extra_fields: bool = False
+    dialect: str | None = None  # word this answer's errors as "documented" or "observed"
+    retire: tuple[str, ...] = ()  # retire these models now, then answer
 
     @classmethod
     def from_config(cls, value: Mapping[str, Any] | str) -> Action:
@@ -88,6 +90,8 @@ class Action:
             slow_body=(int(slow.get("chunk", 64)), float(slow["interval"])) if slow else None,
             expired_url=bool(value.get("expired_url")),
             extra_fields=bool(value.get("extra_fields")),
+            dialect=value.get("dialect"),
+            retire=_models(value.get("retire")),
         )
 
     @property
@@ -108,6 +112,9 @@ class Action:
         parts += [name for name in ("drop", "malformed", "expired_url", "extra_fields") if getattr(self, name)]
         if self.slow_body:
             parts.append(f"slow_body={self.slow_body[1]}")
+        if self.dialect:
+            parts.append(f"dialect={self.dialect}")
+        parts += [f"retire={model}" for model in self.retire]
         return " ".join(parts) or "pass"
 
 
@@ -121,6 +128,7 @@ class RequestInfo:
     key: str | None = None
     account: str | None = None
     model: str | None = None
+    elapsed: float = 0.0  # server seconds since the start (or the last reset)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +153,8 @@ class Rule:
         for name in ("model", "key", "account"):
             if name in when and getattr(info, name) != when[name]:
                 return False
+        if "after" in when and info.elapsed < when["after"]:
+            return False
         return all(info.headers.get(k.lower()) == v for k, v in when.get("header", {}).items())
 
     def step(self, n: int) -> Action:
@@ -187,7 +197,7 @@ class Scenario:
                     nth=None if nth is None else frozenset([nth] if isinstance(nth, int) else nth),
                     probability=float(entry.get("probability", 1.0)),
                     times=entry.get("times"),
-                    steps=tuple(Action.from_config(step) for step in steps),
+                    steps=tuple(_checked(Action.from_config(step), source, index) for step in steps),
                     sequence="sequence" in entry,
                     repeat=bool(entry.get("repeat", False)),
                 )
@@ -202,7 +212,7 @@ class Scenario:
     @classmethod
     def named(cls, name: str) -> Scenario:
         """A scenario shipped with sfmock: ``happy``, ``flaky``, ``overloaded``, ``rate-limited``,
-        ``slow``, ``expiring-urls``, ``broken-connections``."""
+        ``slow``, ``expiring-urls``, ``broken-connections``, ``retiring-models``."""
         shipped = resources.files("sfmock").joinpath("scenarios")
         names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml"))
         if name not in names:
@@ -228,6 +238,24 @@ class Scenario:
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
         return cls.from_document(document if document is not None else {}, source)
+
+
+def _checked(action: Action, source: str, index: int) -> Action:
+    """``action``, once the models it retires are known to the contract."""
+    from .contract import load_contract  # the contract module does not need faults
+
+    known = load_contract().models
+    for model in action.retire:
+        if model not in known:
+            expected = f"unknown model {model!r}; expected one of {sorted(known)}"
+            raise ConfigError(source, f"rules[{index}].retire", expected)
+    return action
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def looks_like_path(text: str) -> bool:
@@ -297,7 +325,8 @@ def parse_fault_header(value: str) -> Action:
 
     Names: a bare status (``503``), ``error=S``, ``code=N``, ``message=TEXT``, ``limit=IPM``,
     ``delay=S`` or ``delay=LOW..HIGH``, ``hang[=S]``, ``drop``, ``truncate[=F]``,
-    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``, ``pass``.
+    ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``,
+    ``dialect=documented|observed``, ``retire=MODEL``, ``pass``.
     Raises ``ValueError`` naming the problem.
     """
     action: dict[str, Any] = {}
@@ -345,6 +374,10 @@ def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], e
         action.setdefault("slow_body", {})["interval"] = float(text) if has_value else 0.2
     elif name == "chunk":
         action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
+    elif name == "dialect" and has_value:
+        action["dialect"] = text
+    elif name == "retire" and has_value:
+        action.setdefault("retire", []).append(text)
     elif name in ("drop", "malformed", "expired-url", "extra-fields") and not has_value:
         action[name.replace("-", "_")] = True
     else:

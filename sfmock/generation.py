@@ -29,6 +29,7 @@ class Generator:
     contract: Contract
     signer: UrlSigner
     base_url: str
+    image_prefix: str = "/temporary/outputs/"
 
     def respond(
         self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float, expired: bool = False
@@ -74,7 +75,7 @@ class Generator:
     def _url(self, key: bytes, index: int, width: int, height: int, now: float) -> str:
         digest = hashlib.sha256(key + bytes([index])).hexdigest()[:32]
         name = str(ObjectName(digest=digest, width=width, height=height, index=index))
-        return f"{self.base_url}/default/outputs/{name}?{self.signer.query(name, now)}"
+        return f"{self.base_url}{self.image_prefix}{name}?{self.signer.query(name, now)}"
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:

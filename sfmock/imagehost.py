@@ -31,7 +31,7 @@ class ImageHost:
         self.max_pixels = max_pixels
 
     async def download(self, request: Request) -> Response:
-        """``GET /default/outputs/{object}``."""
+        """``GET {image_prefix}{object}`` (``/temporary/outputs/`` by default)."""
         request_id = request.state.trace_id
         try:
             name = self.check(request.path_params["object"], request)

@@ -22,7 +22,7 @@ from .validation import RequestValidator
 __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"]
 
 GENERATE = "/v1/images/generations"
-STORE = "/default/outputs/"
+STORE = "/temporary/outputs/"
 TRANSIENT = frozenset({"429", "500", "503", "504", "timeout", "dropped"})
 PERMANENT = frozenset({"400", "401", "403", "404"})
 SUCCESS = frozenset({"ok", "slow", "extra-fields"})

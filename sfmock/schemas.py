@@ -17,7 +17,17 @@ __all__ = ["check", "key_name", "load_yaml", "schema"]
 
 # libyaml's loader when PyYAML was built with it (the wheels are): the contract parses
 # in a few milliseconds instead of tens
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """The safe loader, but dates stay strings (``at: 2026-09-10`` is checked as text)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
 
 
 def load_yaml(text: str | bytes) -> Any:

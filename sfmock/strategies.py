@@ -42,6 +42,8 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "401": {"error": 401},
     "403": {"error": 403},
     "404": {"error": 404},
+    "429-observed": {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
+    "403-balance": {"error": {"status": 403, "code": 30001}},
 }
 
 

@@ -48,8 +48,8 @@ def test_nth_and_times() -> None:
 @pytest.mark.parametrize(
     ("when", "hit", "miss"),
     [
-        ({"path": "/v1/*"}, {}, {"path": "/default/outputs/x.png"}),
-        ({"path": "/default/outputs/*"}, {"path": "/default/outputs/x.png"}, {}),
+        ({"path": "/v1/*"}, {}, {"path": "/temporary/outputs/x.png"}),
+        ({"path": "/temporary/outputs/*"}, {"path": "/temporary/outputs/x.png"}, {}),
         ({"method": "get"}, {"method": "GET"}, {}),
         ({"model": "Qwen/Qwen-Image"}, {}, {"model": "Kwai-Kolors/Kolors"}),
         ({"key": "sk-a"}, {}, {"key": "sk-b"}),

@@ -107,7 +107,7 @@ def test_load(server: str) -> None:
     # nothing lost: the journal, the quota counters and the balances add up to what was sent
     with httpx.Client(base_url=server, timeout=60) as http:
         journal = http.get("/_sfmock/journal", params={"status": 200}).json()
-        assert Counter(e["path"].startswith("/default/") for e in journal["entries"]) == {
+        assert Counter(e["path"].startswith("/temporary/outputs/") for e in journal["entries"]) == {
             False: GENERATIONS,
             True: GENERATIONS,
         }
