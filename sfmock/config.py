@@ -7,7 +7,7 @@ from, the key, and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -53,7 +53,8 @@ class Settings:
     dialect: str = "documented"  # or "observed": error bodies as the live service words them
     balance_status: int = 403  # code 30001: 403 on the error-code page; 402 also seen
     image_prefix: str = "/temporary/outputs/"  # /default/outputs/ until ~2026
-    retire: tuple[Retirement, ...] = ()  # models that retire, from the start or on the clock
+    # models that retire: names (from the start), Retirement or {model, at | after} mappings
+    retire: Sequence[Retirement | str | Mapping[str, Any]] = ()
     rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))
     unknown_fields: str = "accept"  # fields the reference does not list (n, size, user, ...): a guess
 

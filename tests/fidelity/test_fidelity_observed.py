@@ -215,3 +215,26 @@ def test_models_can_be_listed_by_sub_type_alone() -> None:
         edits = model_ids(client, sub_type="image-to-image")
     assert "Kwai-Kolors/Kolors" in ids and "Qwen/Qwen-Image-Edit" not in ids
     assert set(edits) == {"Qwen/Qwen-Image-Edit", "Qwen/Qwen-Image-Edit-2509", "black-forest-labs/FLUX.1-Kontext-dev"}
+
+
+def test_a_scenario_rule_picks_the_dialect_so_one_run_meets_both() -> None:
+    """Fact "Observed 2025-2026" row "429 bodies as the live service sends them" [seen]
+    beside "Errors" row 429 [doc]: a rule words its 429 as observed while the server's
+    dialect stays documented, so one run meets both bodies."""
+    from sfmock import Scenario
+
+    rule = {
+        "when": {"path": GEN},
+        "sequence": [
+            {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
+            {"error": {"status": 429, "limit": "IPM"}},
+        ],
+    }
+    with fake(Settings(seed=3, scenario=Scenario.from_document({"rules": [rule]}, "s.yaml"))) as client:
+        client.event_hooks = {"request": [], "response": []}  # two dialects: checked one by one below
+        observed, documented = generate(client, **KOLORS), generate(client, **KOLORS)
+    check_response("POST", GEN, 429, observed.headers, observed.content, dialect="observed")
+    check_response("POST", GEN, 429, documented.headers, documented.content, dialect="documented")
+    assert observed.json()["code"] == 50604 and "contact" in documented.json()["message"]
+    with pytest.raises(ContractViolation):
+        check_response("POST", GEN, 429, observed.headers, observed.content, dialect="documented")
