@@ -240,7 +240,7 @@ class Scenario:
         return cls.from_document(document if document is not None else {}, source)
 
 
-def _checked(action: Action, source: str, index: int) -> Action:
+def _checked(action: Action, source: str, index: int | None) -> Action:
     """``action``, once the models it retires are known to the contract."""
     from .contract import load_contract  # the contract module does not need faults
 
@@ -248,7 +248,7 @@ def _checked(action: Action, source: str, index: int) -> Action:
     for model in action.retire:
         if model not in known:
             expected = f"unknown model {model!r}; expected one of {sorted(known)}"
-            raise ConfigError(source, f"rules[{index}].retire", expected)
+            raise ConfigError(source, "retire" if index is None else f"rules[{index}].retire", expected)
     return action
 
 
@@ -348,9 +348,9 @@ def parse_fault_header(value: str) -> Action:
         action["error"] = error
     try:
         check("scenario", action, "X-Sfmock-Fault", definition="action")
+        return _checked(Action.from_config(action), "X-Sfmock-Fault", None)
     except ConfigError as exc:
         raise ValueError(f"{exc.key}: {exc.expected}") from None
-    return Action.from_config(action)
 
 
 def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], error: dict[str, Any]) -> bool:

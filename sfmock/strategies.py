@@ -44,6 +44,7 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "404": {"error": 404},
     "429-observed": {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
     "403-balance": {"error": {"status": 403, "code": 30001}},
+    "402-balance": {"error": 402},
 }
 
 
