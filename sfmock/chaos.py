@@ -20,6 +20,7 @@ from .auth import Authenticator, bearer_token
 from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
+from .imagehost import IMAGE_PREFIX
 from .journal import Journal
 from .lifecycle import Lifecycle
 from .responses import OBSERVED_429_CODES, error_for_status, invalid_request, json_response, store_error, xml_error
@@ -28,7 +29,7 @@ from .signing import expired_denial
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 
 Sleep = Callable[[float], Awaitable[None]]
-STORE_PREFIX = "/temporary/outputs/"  # the default image_prefix
+STORE_PREFIX = IMAGE_PREFIX  # the default image_prefix
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
 
 

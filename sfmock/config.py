@@ -19,6 +19,7 @@ from .accounts import Account, accounts_from_config
 from .contract import load_contract
 from .errors import ConfigError
 from .faults import Scenario, looks_like_path
+from .imagehost import IMAGE_PREFIX
 from .lifecycle import Retirement
 from .quota import Limits
 from .responses import OBSERVED_429_CODES
@@ -52,7 +53,7 @@ class Settings:
     # the live service as clients meet it (see the README's "Fidelity" table)
     dialect: str = "documented"  # or "observed": error bodies as the live service words them
     balance_status: int = 403  # code 30001: 403 on the error-code page; 402 also seen
-    image_prefix: str = "/temporary/outputs/"  # /default/outputs/ until ~2026
+    image_prefix: str = IMAGE_PREFIX  # /default/outputs/ until 2026
     # models that retire: names (from the start), Retirement or {model, at | after} mappings
     retire: Sequence[Retirement | str | Mapping[str, Any]] = ()
     rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))

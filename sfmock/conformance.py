@@ -17,6 +17,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .contract import Contract, load_contract
 from .errors import ContractViolation
+from .imagehost import IMAGE_PREFIX
+from .responses import DIALECTS
 
 __all__ = ["check_response"]
 
@@ -34,7 +36,7 @@ def check_response(
     *,
     contract: Contract | None = None,
     dialect: str = "documented",
-    image_prefix: str = "/temporary/outputs/",
+    image_prefix: str = IMAGE_PREFIX,
 ) -> None:
     """Raise :class:`ContractViolation` unless the contract allows this response.
 
@@ -43,8 +45,8 @@ def check_response(
     (``documented`` or ``observed``): where the contract words a body both ways, only that
     dialect's body passes. ``image_prefix`` is where the server serves its images.
     """
-    if dialect not in ("documented", "observed"):
-        raise ValueError(f"dialect must be 'documented' or 'observed', got {dialect!r}")
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
     contract = contract or load_contract()
     headers = {str(k).lower(): (v[0] if isinstance(v, list) and v else v) for k, v in headers.items()}
     where = f"{method} {path} -> {status}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .contract import Contract, ModelSpec, parse_size
+from .imagehost import IMAGE_PREFIX
 from .imaging import probe_data_url
 from .signing import ObjectName, UrlSigner
 
@@ -29,7 +30,7 @@ class Generator:
     contract: Contract
     signer: UrlSigner
     base_url: str
-    image_prefix: str = "/temporary/outputs/"
+    image_prefix: str = IMAGE_PREFIX
 
     def respond(
         self, body: dict[str, Any], model: ModelSpec, *, rng: random.Random, now: float, expired: bool = False

@@ -14,7 +14,10 @@ from .responses import xml_error
 from .signing import ObjectName, UrlSigner
 from .tracing import STORE_HEADER
 
-__all__ = ["ImageHost"]
+__all__ = ["IMAGE_PREFIX", "ImageHost"]
+
+# where images are served by default: seen in 2026 (``/default/outputs/`` until then)
+IMAGE_PREFIX = "/temporary/outputs/"
 
 TWO_AUTH_MECHANISMS = (
     "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
