@@ -17,7 +17,15 @@ from .generation import Generator, prompt_tokens
 from .lifecycle import Lifecycle
 from .payloads import read_json
 from .quota import Usage
-from .responses import invalid_request, json_response, model_disabled, unauthorized, unknown_model
+from .responses import (
+    PARAMETER_INVALID,
+    invalid_request,
+    json_response,
+    model_disabled,
+    parameter_invalid,
+    unauthorized,
+    unknown_model,
+)
 from .validation import RequestValidator
 
 __all__ = ["STRICT_HEADER", "Api"]
@@ -42,6 +50,7 @@ class Api:
         max_body_bytes: int,
         lifecycle: Lifecycle | None = None,
         unknown_fields: str = "accept",
+        invalid_parameter_code: int = 20012,
     ) -> None:
         self.contract = contract
         self.generator = generator
@@ -53,6 +62,7 @@ class Api:
         self.strict = strict
         self.max_body_bytes = max_body_bytes
         self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
+        self.parameter_code = invalid_parameter_code
         self.known_fields = frozenset(contract.request_fields["properties"]) if unknown_fields == "reject" else None
 
     def account(self, request: Request) -> Account:
@@ -83,11 +93,13 @@ class Api:
             if self.lifecycle.is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
         message = self.validator.first_message(body, strict=strict)
-        if message is not None:
-            raise invalid_request(message)
-        if self.known_fields is not None and not body.keys() <= self.known_fields:
+        if message is None and self.known_fields is not None and not body.keys() <= self.known_fields:
             extra = sorted(body.keys() - self.known_fields)[0]
-            raise invalid_request(f"Invalid parameter: {extra}: not a field of the request (rule: unknown_fields)")
+            message = f"Invalid parameter: {extra}: not a field of the request (rule: unknown_fields)"
+        if message is not None:
+            if self.parameter_code == PARAMETER_INVALID and message.startswith("Invalid parameter: "):
+                raise parameter_invalid()  # the seen wording names no field
+            raise invalid_request(message)
         model = self.contract.models[body["model"]]
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
         fault = getattr(request.state, "fault", None)

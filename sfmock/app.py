@@ -89,6 +89,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         lifecycle=lifecycle,
         unknown_fields=settings.unknown_fields,
+        invalid_parameter_code=settings.invalid_parameter_code,
     )
     host = ImageHost(signer, clock, generator.max_pixels)
     scenario = settings.scenario or Scenario()

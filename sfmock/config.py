@@ -58,6 +58,7 @@ class Settings:
     retire: Sequence[Retirement | str | Mapping[str, Any]] = ()
     rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))
     unknown_fields: str = "accept"  # fields the reference does not list (n, size, user, ...): a guess
+    invalid_parameter_code: int = 20012  # 20015 as seen on other endpoints: a guess for images
 
     @property
     def base_url(self) -> str:

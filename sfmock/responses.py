@@ -47,6 +47,16 @@ def invalid_request(message: str, status: int = 400) -> ApiError:
     return ApiError(status, {"code": INVALID_PARAMETER, "message": message, "data": None})
 
 
+PARAMETER_INVALID = 20015
+PARAMETER_INVALID_MESSAGE = "The parameter is invalid. Please check again."
+
+
+def parameter_invalid() -> ApiError:
+    """The 400 seen on the chat and embedding endpoints (code 20015, no field named); for
+    images only 20012 is documented, so this one answers only by setting."""
+    return ApiError(400, {"code": PARAMETER_INVALID, "message": PARAMETER_INVALID_MESSAGE, "data": None})
+
+
 def unknown_model() -> ApiError:
     """The documented 400 of a model name the service does not know."""
     return invalid_request("Model does not exist. Please check it carefully.")

@@ -238,3 +238,21 @@ def test_a_scenario_rule_picks_the_dialect_so_one_run_meets_both() -> None:
     assert observed.json()["code"] == 50604 and "contact" in documented.json()["message"]
     with pytest.raises(ContractViolation):
         check_response("POST", GEN, 429, observed.headers, observed.content, dialect="documented")
+
+
+def test_code_20015_for_images_is_a_setting(tmp_path: Path) -> None:
+    """Fact "Observed 2025-2026" row "Invalid parameters on other endpoints answer
+    {"code":20015,"message":"The parameter is invalid. Please check again.","data":null}"
+    [seen] chat/embeddings, [guess] images: ``invalid_parameter_code: 20015`` answers it
+    (no field named); the default stays the documented 20012 naming the field."""
+    with fake() as client:
+        documented = generate(client, **KOLORS, batch_size=9).json()
+        assert documented["code"] == 20012 and "batch_size" in documented["message"]
+    path = tmp_path / "c.yaml"
+    path.write_text("invalid_parameter_code: 20015\nunknown_fields: reject\n")
+    seen = {"code": 20015, "message": "The parameter is invalid. Please check again.", "data": None}
+    with fake(load_settings(path)) as client:
+        assert generate(client, **KOLORS, batch_size=9).json() == seen
+        assert generate(client, **KOLORS, n=1).json() == seen
+        assert generate(client, **QWEN, image_size="2048x1152").json()["message"] == PIXEL_CAP  # seen as is
+        assert generate(client, model="nope/nope", prompt="x").json()["code"] == 20012  # unknown model: documented
