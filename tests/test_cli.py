@@ -31,6 +31,9 @@ FLAGS = [
     "--control-token",
     "--journal-size",
     "--frozen-clock",
+    "--dialect",
+    "--balance-status",
+    "--image-prefix",
 ]
 
 
@@ -60,6 +63,9 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--journal-size", "0"], "--journal-size: 0 is less than the minimum of 1"),
         (["serve", "--limits", "generous"], "--limits: 'generous' is not one of ['realistic', 'unlimited']"),
         (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
+        (["serve", "--dialect", "spoken"], "--dialect: 'spoken' is not one of ['documented', 'observed']"),
+        (["serve", "--balance-status", "401"], "--balance-status: 401 is not one of [402, 403]"),
+        (["serve", "--image-prefix", "/v1/x/"], "--image-prefix: '/v1/x/' does not match"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_a_message(
@@ -117,3 +123,14 @@ def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) ->
             process.stderr.close()
     # uvicorn shuts down cleanly, then re-raises the signal, as a well-behaved CLI does
     assert process.returncode in (0, -signal.SIGINT)
+
+
+def test_fidelity_flags_reach_the_settings() -> None:
+    from sfmock.cli import _FLAGS, build_parser
+    from sfmock.config import load_settings
+
+    args = build_parser().parse_args(
+        ["serve", "--dialect", "observed", "--balance-status", "402", "--image-prefix", "/default/outputs/"]
+    )
+    settings = load_settings(None, {key: getattr(args, key) for key in _FLAGS}, flag_names=_FLAGS)
+    assert (settings.dialect, settings.balance_status, settings.image_prefix) == ("observed", 402, "/default/outputs/")
