@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from fidelity_helpers import KOLORS, START, fake, generate
 
 from sfmock import ConfigError, Settings, VirtualClock, check_response, load_settings
+from sfmock.signing import UrlSigner
 
 
 def image_url(client: object, **fields: object) -> str:
@@ -90,8 +91,12 @@ def test_store_refusals_follow_s3() -> None:
     expired [guess]; a tampered signature 403 SignatureDoesNotMatch; a missing object 404
     NoSuchKey": the guess's timing is the ``url_ttl`` setting."""
     clock = VirtualClock(START)
-    with fake(Settings(seed=3, url_ttl=60), clock=clock) as client:
+    with fake(Settings(seed=3, url_ttl=60, signing_key="sk-fidelity-signing"), clock=clock) as client:
         url = image_url(client)
+        signer = UrlSigner("sk-fidelity-signing", ttl=60)
+        unknown = "not-an-image.png"
+        missing = client.get(f"/temporary/outputs/{unknown}?{urlencode(signer.sign(unknown, clock.now()))}")
+        assert missing.status_code == 404 and b"<Code>NoSuchKey</Code>" in missing.content
         tampered = client.get(url[:-4] + ("0000" if not url.endswith("0000") else "1111"))
         assert tampered.status_code == 403 and b"SignatureDoesNotMatch" in tampered.content
         clock.advance(60)
