@@ -157,6 +157,56 @@ def bench_generation(seconds: float, workdir: Path) -> None:
         )
 
 
+def bench_inprocess(rounds: int) -> None:
+    """CPU time of one generation through the whole app, no socket: steady on a busy machine."""
+    import asyncio
+    from decimal import Decimal
+
+    from sfmock import Settings, VirtualClock, create_app
+
+    app = create_app(Settings(seed=1, default_balance=Decimal("1000000000")), clock=VirtualClock())
+    body = json.dumps(BODY).encode()
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", AUTH["Authorization"].encode())]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/images/generations",
+        "raw_path": b"",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": None,
+    }
+
+    async def one() -> None:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            assert message.get("status", 200) == 200, message
+
+        await app({**scope, "state": {}}, receive, send)
+
+    async def run() -> list[float]:
+        for _ in range(200):
+            await one()
+        times = []
+        for _ in range(rounds):
+            started = time.process_time()
+            for _ in range(500):
+                await one()
+            times.append((time.process_time() - started) / 500)
+        return times
+
+    row(
+        "inprocess",
+        f"generation CPU per request, no socket (median µs of {rounds})",
+        f"{median(asyncio.run(run())) * 1e6:.0f}",
+    )
+
+
 def bench_render() -> None:
     from sfmock.imaging import render_png
 
@@ -246,6 +296,7 @@ def main() -> int:
             bench_generation(seconds, workdir)
         else:
             row("generate", "skipped: wrk is not installed (apt-get install wrk)", "-")
+        bench_inprocess(5 if args.quick else 15)
         bench_render()
         bench_startup(workdir)
         bench_memory(20_000 if args.quick else 100_000)

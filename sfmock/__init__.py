@@ -28,6 +28,7 @@ from .errors import (
 )
 from .faults import Scenario
 from .journal import Journal
+from .lifecycle import Lifecycle, Retirement
 from .proxy import create_proxy
 from .quota import Limits
 from .recording import Exchange, load_recordings
@@ -48,11 +49,13 @@ __all__ = [
     "Exchange",
     "Journal",
     "KeyRegistry",
+    "Lifecycle",
     "Limits",
     "ModelSpec",
     "OpenAuthenticator",
     "Pattern",
     "RemoteFake",
+    "Retirement",
     "Scenario",
     "Settings",
     "SfmockError",

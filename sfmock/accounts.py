@@ -139,10 +139,14 @@ class Ledger:
             return balance, charged
 
     def charge(self, account: Account, cost: Decimal) -> bool:
-        """Take ``cost``, gift balance first; ``False`` (and nothing taken) if it is short."""
+        """Take ``cost``, gift balance first; ``False`` (and nothing taken) if it is short.
+
+        An empty account pays for nothing, not even a model priced at zero (as seen live).
+        """
         with self._lock:
             entry = self._entry(account)
-            if entry[0] + entry[1] < cost:
+            total = entry[0] + entry[1]
+            if total <= 0 or total < cost:
                 return False
             from_gift = min(entry[0], cost)
             entry[0] -= from_gift

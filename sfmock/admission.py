@@ -17,7 +17,7 @@ from decimal import Decimal
 from .accounts import Account, Ledger
 from .contract import ModelSpec
 from .quota import Limits, QuotaExceeded, RateLimiter, Usage
-from .responses import insufficient_balance, rate_limited
+from .responses import OBSERVED_429_CODES, insufficient_balance, rate_limited
 
 __all__ = ["Admission"]
 
@@ -33,6 +33,9 @@ class Admission:
         prices: Mapping[str, Decimal],
         headers: bool,
         max_accounts: int | None = None,
+        balance_status: int = 403,
+        dialect: str = "documented",
+        rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
     ) -> None:
         """``max_accounts`` bounds the accounts whose usage and balance are kept (open
         mode, where any token is an account): past it, the least recently seen one is
@@ -40,6 +43,9 @@ class Admission:
         self.max_accounts = max_accounts
         self._recent: OrderedDict[str, None] = OrderedDict()
         self.limits = limits
+        self.balance_status = balance_status
+        self.dialect = dialect
+        self.rate_limit_codes = dict(rate_limit_codes)
         self.model_limits = dict(model_limits)
         self.prices = dict(prices)
         self.headers = headers
@@ -77,17 +83,26 @@ class Admission:
         """The price of one image of ``model``."""
         return self.prices.get(model.id, model.price)
 
-    def admit(self, account: Account, model: ModelSpec, usage: Usage, now: float, trace_id: str) -> dict[str, str]:
-        """Count and charge the request, or raise its 429 or 402; returns headers to send."""
+    def admit(
+        self, account: Account, model: ModelSpec, usage: Usage, now: float, trace_id: str, dialect: str | None = None
+    ) -> dict[str, str]:
+        """Count and charge the request, or raise its 429 (worded in ``dialect``, else the
+        server's) or its 403/402 code 30001; returns headers to send."""
         limits = self.limits_for(account, model.id)
         cost = self.price(model) * usage.images
         with self.limiter.lock:
             self._seen(account)
             exceeded = self.limiter.check(account.id, model.id, limits, usage, now)
             if exceeded is not None:
-                raise rate_limited(exceeded.metric, trace_id, self._headers(account, model.id, limits, now, exceeded))
+                raise rate_limited(
+                    exceeded.metric,
+                    trace_id,
+                    self._headers(account, model.id, limits, now, exceeded),
+                    dialect=dialect or self.dialect,
+                    codes=self.rate_limit_codes,
+                )
             if not self.ledger.charge(account, cost):
-                raise insufficient_balance()
+                raise insufficient_balance(self.balance_status)
             self.limiter.record(account.id, model.id, limits, usage, now)
             return self._headers(account, model.id, limits, now, None)
 

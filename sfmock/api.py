@@ -16,9 +16,18 @@ from .auth import Authenticator
 from .clock import Clock
 from .contract import Contract
 from .generation import Generator, prompt_tokens
+from .lifecycle import Lifecycle
 from .payloads import read_json
 from .quota import Usage
-from .responses import invalid_request, json_response, model_disabled, unauthorized, unknown_model
+from .responses import (
+    PARAMETER_INVALID,
+    invalid_request,
+    json_response,
+    model_disabled,
+    parameter_invalid,
+    unauthorized,
+    unknown_model,
+)
 from .sessions import SESSION_PARAM, SessionState
 from .validation import RequestValidator
 
@@ -43,6 +52,9 @@ class Api:
         strict: bool,
         max_body_bytes: int,
         origin_from_host: bool = False,
+        lifecycle: Lifecycle | None = None,
+        unknown_fields: str = "accept",
+        invalid_parameter_code: int = 20012,
     ) -> None:
         self.contract = contract
         self.generator = generator
@@ -54,6 +66,9 @@ class Api:
         self.strict = strict
         self.max_body_bytes = max_body_bytes
         self.origin_from_host = origin_from_host
+        self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
+        self.parameter_code = invalid_parameter_code
+        self.known_fields = frozenset(contract.request_fields["properties"]) if unknown_fields == "reject" else None
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
@@ -66,8 +81,9 @@ class Api:
         """``POST /v1/images/generations``.
 
         Checks, in order: key (401), account and key status (403), body is JSON (400/413),
-        model exists (400), account may use it (403 code 30003), request rules (400),
-        rate limits (429), balance (402). Only then is anything counted or charged.
+        model exists (400), model is live and the account may use it (403 code 30003),
+        request rules (400), rate limits (429), balance (403 or 402, code 30001). Only
+        then is anything counted or charged.
         """
         account = self.account(request)
         strict = self.strict_mode(request)
@@ -76,21 +92,27 @@ class Api:
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         name = body.get("model")
         request.state.model = name if isinstance(name, str) else None  # for the metrics
+        now = self.clock.now()
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()
-            if not account.may_use(name):
+            if self.lifecycle.is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
-        message = self.validator.first_error(body, strict=strict)
+        message = self.validator.first_message(body, strict=strict)
+        if message is None and self.known_fields is not None and not body.keys() <= self.known_fields:
+            extra = sorted(body.keys() - self.known_fields)[0]
+            message = f"Invalid parameter: {extra}: not a field of the request (rule: unknown_fields)"
         if message is not None:
-            raise invalid_request(f"Invalid parameter: {message}")
+            if self.parameter_code == PARAMETER_INVALID and message.startswith("Invalid parameter: "):
+                raise parameter_invalid()  # the seen wording names no field
+            raise invalid_request(message)
         model = self.contract.models[body["model"]]
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
-        now = self.clock.now()
         session = _session(request)
         admission = session.admission if session is not None else self.admission
-        headers = admission.admit(account, model, usage, now, request.state.trace_id)
         fault = getattr(request.state, "fault", None)
+        dialect = fault.action.dialect if fault is not None else None
+        headers = admission.admit(account, model, usage, now, request.state.trace_id, dialect)
         expired = fault is not None and fault.action.expired_url
         # a Recorder serving on a socket of its own names its base; off loopback, the request's origin
         base_url = request.scope["state"].get("public_url")
@@ -121,9 +143,10 @@ class Api:
         self.account(request)
         kind = request.query_params.get("type")
         sub_type = request.query_params.get("sub_type")
+        live = self.lifecycle.live(self.contract.models, self.clock.now())
         data = [
             {"id": spec.id, "object": "model", "created": 0, "owned_by": ""}
-            for spec in self.contract.models.values()
+            for spec in (self.contract.models[model] for model in live)
             # one real client asks type=text-to-image: a sub_type given as a type
             if kind in (None, "", "image", spec.sub_type) and sub_type in (None, "", spec.sub_type)
         ]

@@ -24,7 +24,7 @@ from .accounts import KeyRegistry, OpenAuthenticator
 from .admission import Admission
 from .api import Api
 from .auth import Authenticator
-from .chaos import STORE_PREFIX, ChaosMiddleware, Sleep
+from .chaos import ChaosMiddleware, Sleep
 from .clock import Clock, ShiftedClock, VirtualClock
 from .config import Settings
 from .contract import Contract, load_contract
@@ -35,6 +35,7 @@ from .faults import FaultEngine, Scenario
 from .generation import Generator
 from .imagehost import ImageHost
 from .journal import Entry, Journal
+from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .page import Page
 from .replay import Recordings, ReplayGenerator
@@ -68,17 +69,21 @@ def create_app(
     contract = contract or load_contract()
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
-    generator = Generator(contract=contract, signer=signer, base_url=settings.base_url)
+    generator = Generator(
+        contract=contract, signer=signer, base_url=settings.base_url, image_prefix=settings.image_prefix
+    )
     pictures: dict[str, bytes] = {}
     if settings.replay is not None:
         generator = ReplayGenerator(
             contract=contract,
             signer=signer,
             base_url=settings.base_url,
+            image_prefix=settings.image_prefix,
             recordings=Recordings(settings.replay, settings.replay_match),
             fallback=settings.replay_miss == "fake",
             pictures=pictures,
         )
+    lifecycle = Lifecycle(settings.retire, started=clock.now())
     if authenticator is None:
         if settings.accounts is None:
             authenticator = OpenAuthenticator(settings.default_balance)
@@ -90,6 +95,9 @@ def create_app(
         prices=settings.prices,
         headers=settings.rate_limit_headers,
         max_accounts=settings.max_open_accounts if settings.accounts is None else None,
+        balance_status=settings.balance_status,
+        dialect=settings.dialect,
+        rate_limit_codes=settings.rate_limit_codes,
     )
     api = Api(
         contract=contract,
@@ -103,6 +111,9 @@ def create_app(
         # bound off loopback with no public_url, this server's own address (0.0.0.0, say)
         # means nothing to a client: image URLs follow the Host the client used instead
         origin_from_host=settings.public_url is None and not is_loopback(settings.host),
+        lifecycle=lifecycle,
+        unknown_fields=settings.unknown_fields,
+        invalid_parameter_code=settings.invalid_parameter_code,
     )
     host = ImageHost(signer, clock, generator.max_pixels, pictures)
     scenario = settings.scenario or Scenario()
@@ -117,6 +128,7 @@ def create_app(
     metrics = Metrics()
     control = Control(
         sessions=sessions,
+        lifecycle=lifecycle,
         clock=clock,
         scenario=scenario,
         token=control_token(settings),
@@ -130,7 +142,7 @@ def create_app(
         Route("/v1/images/generations", api.generate, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
-        Route("/default/outputs/{object}", host.download, methods=["GET"]),
+        Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),
         *control.routes(),
         *page.routes(),
     ]
@@ -144,13 +156,17 @@ def create_app(
         sleep=sleep,
         max_body_bytes=settings.max_body_bytes,
         control_prefix=CONTROL_PREFIX,
+        store_prefix=settings.image_prefix,
+        lifecycle=lifecycle,
+        dialect=settings.dialect,
+        rate_limit_codes=settings.rate_limit_codes,
     )
     app = FakeApp(
         routes=routes,
         middleware=[
             Middleware(TraceIdMiddleware, rng=trace_rng),
             chaos,
-            Middleware(InternalErrorMiddleware, store_prefix=STORE_PREFIX),
+            Middleware(InternalErrorMiddleware, store_prefix=settings.image_prefix),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
@@ -161,6 +177,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.journal = sessions.default.journal
     app.state.faults = sessions.default.engine
+    app.state.lifecycle = lifecycle
     app.state.control = control
     app.state.metrics = metrics
     return app

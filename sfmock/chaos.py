@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,16 +27,18 @@ from .auth import Authenticator, bearer_token
 from .clock import Clock
 from .errors import ApiError, DownloadDenied
 from .faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
+from .imagehost import IMAGE_PREFIX
 from .journal import RESPONSE_CAP
+from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .responses import error_for_status, invalid_request, json_response, store_error, xml_error
+from .responses import OBSERVED_429_CODES, error_for_status, invalid_request, json_response, store_error, xml_error
 from .sessions import SESSION_PARAM, Answer, SessionError, Sessions, SessionState, session_name
 from .signing import expired_denial
 
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
 
 Sleep = Callable[[float], Awaitable[None]]
-STORE_PREFIX = "/default/"
+STORE_PREFIX = IMAGE_PREFIX  # the default image_prefix
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
 BEFORE_DROP = "before_drop"  # request.state.before_drop: callables run just before a connection is cut
 SESSION_STATE = "session"  # request.state.session: the SessionState serving the request
@@ -58,6 +60,10 @@ class ChaosMiddleware:
         sleep: Sleep,
         max_body_bytes: int,
         control_prefix: str,
+        store_prefix: str = STORE_PREFIX,
+        lifecycle: Lifecycle | None = None,
+        dialect: str = "documented",
+        rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
     ) -> None:
         self.app = app
         self.sessions = sessions
@@ -67,6 +73,10 @@ class ChaosMiddleware:
         self.sleep = sleep
         self.max_body_bytes = max_body_bytes
         self.control_prefix = control_prefix
+        self.store_prefix = store_prefix
+        self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
+        self.dialect = dialect
+        self.rate_limit_codes = rate_limit_codes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.control_prefix):
@@ -232,7 +242,7 @@ class ChaosMiddleware:
         """The refusal of a body declared too large; the connection closes after it (the body
         is never read, so the connection cannot carry another request)."""
         message = f"Request body too large: the limit is {self.max_body_bytes} bytes"
-        if scope["path"].startswith(STORE_PREFIX):
+        if scope["path"].startswith(self.store_prefix):
             denied = DownloadDenied(400, "MaxMessageLengthExceeded", "Your request was too big.")
             response = xml_error(denied, scope["state"].get("trace_id", ""))
         else:
@@ -241,7 +251,7 @@ class ChaosMiddleware:
         return response
 
     def _bad_header(self, scope: Scope, message: str, header: str) -> Response:
-        if scope["path"].startswith(STORE_PREFIX):
+        if scope["path"].startswith(self.store_prefix):
             denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName=header)
             return xml_error(denied, scope["state"].get("trace_id", ""))
         return json_response(invalid_request(message).body, 400)
@@ -267,13 +277,16 @@ class ChaosMiddleware:
             key=bearer_token(headers.get("authorization")),
             account=account,
             model=model if isinstance(model, str) else None,
+            elapsed=self.clock.now() - self.lifecycle.started if "after" in needs else 0.0,
         )
 
     async def _perform(
         self, fault: Fault, scope: Scope, replay: Receive, receive: Receive, send: Send, outcome: dict[str, Any]
     ) -> None:
         action = fault.action
-        store = scope["path"].startswith(STORE_PREFIX)
+        store = scope["path"].startswith(self.store_prefix)
+        for model in action.retire:
+            self.lifecycle.retire(model, self.clock.now())
         if fault.delay:
             await _sleep_unless_gone(self.sleep, fault.delay, receive)
         if action.hang is not None or action.drop:
@@ -289,7 +302,10 @@ class ChaosMiddleware:
                 response = xml_error(store_error(spec["status"], spec.get("message")), trace_id)
             else:
                 options = {k: spec[k] for k in ("code", "message", "limit", "body") if k in spec}
-                error = error_for_status(spec["status"], trace_id, **options)
+                dialect = action.dialect or self.dialect
+                error = error_for_status(
+                    spec["status"], trace_id, dialect=dialect, codes=self.rate_limit_codes, **options
+                )
                 response = json_response(error.body, error.status)
             if "retry_after" in spec:
                 response.headers["Retry-After"] = str(spec["retry_after"])

@@ -35,6 +35,9 @@ _FLAGS = {
     "replay": "--replay",
     "replay_match": "--replay-match",
     "replay_miss": "--replay-miss",
+    "dialect": "--dialect",
+    "balance_status": "--balance-status",
+    "image_prefix": "--image-prefix",
 }
 
 
@@ -119,6 +122,18 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level: 'info' logs each request, 'warning' only problems (default info)",
     )
+    serve.add_argument(
+        "--dialect",
+        metavar="DIALECT",
+        help="error bodies as the reference page words them ('documented', default) or the live service ('observed')",
+    )
+    serve.add_argument(
+        "--balance-status",
+        type=int,
+        metavar="S",
+        help="status of code 30001, insufficient balance: 403 (default) or 402",
+    )
+    serve.add_argument("--image-prefix", metavar="PATH", help="path of image URLs (default /temporary/outputs/)")
     _add_replay_flags(serve)
 
 

@@ -8,7 +8,7 @@ from, the key, and what was expected.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
@@ -19,8 +19,11 @@ from .contract import load_contract
 from .documents import DocumentError, load_document
 from .errors import ConfigError
 from .faults import Scenario, looks_like_path
+from .imagehost import IMAGE_PREFIX
+from .lifecycle import Retirement
 from .quota import Limits
 from .recording import Exchange, load_recordings
+from .responses import OBSERVED_429_CODES
 from .schemas import check
 
 __all__ = ["UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
@@ -63,6 +66,15 @@ class Settings:
     journal_max_bytes: int = 16 * 1024 * 1024
     max_open_accounts: int = 10_000
     frozen_clock: bool = False
+    # the live service as clients meet it (see the README's "Fidelity" table)
+    dialect: str = "documented"  # or "observed": error bodies as the live service words them
+    balance_status: int = 403  # code 30001: 403 on the error-code page; 402 also seen
+    image_prefix: str = IMAGE_PREFIX  # /default/outputs/ until 2026
+    # models that retire: names (from the start), Retirement or {model, at | after} mappings
+    retire: Sequence[Retirement | str | Mapping[str, Any]] = ()
+    rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))
+    unknown_fields: str = "accept"  # fields the reference does not list (n, size, user, ...): a guess
+    invalid_parameter_code: int = 20012  # 20015 as seen on other endpoints: a guess for images
     replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.replay)
     replay_match: str = "prompt"
     replay_miss: str = "fake"
@@ -101,6 +113,8 @@ def _for_schema(values: dict[str, Any]) -> dict[str, Any]:
         elif name in ("prices", "model_limits") and isinstance(value, Mapping):
             value = {k: _money(v) if isinstance(v, Decimal) else v for k, v in value.items()}
             value = {k: dataclasses.asdict(v) if isinstance(v, Limits) else v for k, v in value.items()}
+        elif name == "retire" and isinstance(value, tuple | list) and all(isinstance(r, Retirement) for r in value):
+            continue  # retirements already converted (and checked)
         elif name == "replay" and isinstance(value, tuple):
             continue  # recordings already loaded (and checked) from their folder
         elif name == "accounts" and isinstance(value, tuple | list):
@@ -152,6 +166,10 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         out["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
     if values.get("default_balance") is not None:
         out["default_balance"] = Decimal(str(values["default_balance"]))
+    if values.get("retire"):
+        out["retire"] = _retirements(values["retire"], source, models)
+    if values.get("rate_limit_codes") is not None:
+        out["rate_limit_codes"] = {metric.upper(): code for metric, code in values["rate_limit_codes"].items()}
     if isinstance(values.get("replay"), str | Path):
         try:
             out["replay"] = tuple(load_recordings(values["replay"]))
@@ -201,3 +219,19 @@ def load_settings(
 def _settings(values: dict[str, Any], source: str) -> Settings:
     """Checked values to :class:`Settings`, with the checks a schema cannot make."""
     return Settings(**{**values, **_convert(values, source)})
+
+
+def _retirements(entries: Any, source: str, models: Mapping[str, Any]) -> tuple[Retirement, ...]:
+    """``retire:``: a model name, a ``{model, at?, after?}`` mapping, or a list of them."""
+    items = entries if isinstance(entries, list) else [entries]
+    result = []
+    for index, item in enumerate(items):
+        where = f"retire[{index}]" if isinstance(entries, list) else "retire"
+        model = item if isinstance(item, str) else item["model"]
+        if model not in models:
+            raise ConfigError(source, where, f"unknown model {model!r}; expected one of {sorted(models)}")
+        try:
+            result.append(Retirement.coerce(item))
+        except ValueError as exc:
+            raise ConfigError(source, f"{where}.at", str(exc)) from None
+    return tuple(result)

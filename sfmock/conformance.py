@@ -17,10 +17,14 @@ from PIL import Image, UnidentifiedImageError
 
 from .contract import Contract, load_contract
 from .errors import ContractViolation
+from .imagehost import IMAGE_PREFIX
+from .responses import DIALECTS
 
 __all__ = ["check_response", "find_response", "match_path"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PREFIXED = "x-sfmock-prefix-setting"
+_DIALECTS = "x-sfmock-dialects"
 
 
 def check_response(
@@ -31,16 +35,22 @@ def check_response(
     body: bytes,
     *,
     contract: Contract | None = None,
+    dialect: str = "documented",
+    image_prefix: str = IMAGE_PREFIX,
 ) -> None:
     """Raise :class:`ContractViolation` unless the contract allows this response.
 
     ``headers`` may come from any client (httpx, requests, Starlette, or a mapping of
-    lists); names are compared case-insensitively.
+    lists); names are compared case-insensitively. ``dialect`` is the dialect in force
+    (``documented`` or ``observed``): where the contract words a body both ways, only that
+    dialect's body passes. ``image_prefix`` is where the server serves its images.
     """
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
     contract = contract or load_contract()
     headers = {str(k).lower(): (v[0] if isinstance(v, list) and v else v) for k, v in headers.items()}
     where = f"{method} {path} -> {status}"
-    pointer, response = find_response(contract, method, path, status)
+    pointer, response = find_response(contract, method, path, status, image_prefix)
     for name, header in response.get("headers", {}).items():
         if contract.flatten(header).get("required") and not headers.get(name):
             raise ContractViolation(f"{where}: missing header {name}")
@@ -51,14 +61,20 @@ def check_response(
     if media_type not in content:
         raise ContractViolation(f"{where}: content type {media_type!r} is not one of {sorted(content)}")
     schema_pointer = f"{pointer}/content/{_escape(media_type)}/schema"
+    dialects = contract.resolve(schema_pointer).get(_DIALECTS)
+    if dialects is not None:
+        schema_pointer = dialects[dialect]
+        where += f" ({dialect} dialect)"
     _check_body(contract, media_type, schema_pointer, body, where)
 
 
-def find_response(contract: Contract, method: str, path: str, status: int) -> tuple[str, dict[str, Any]]:
+def find_response(
+    contract: Contract, method: str, path: str, status: int, image_prefix: str = IMAGE_PREFIX
+) -> tuple[str, dict[str, Any]]:
     """The pointer and Response Object the contract gives ``status`` on ``method path``
     (following ``$ref``); :class:`ContractViolation` when it documents none."""
     where = f"{method} {path} -> {status}"
-    pointer = _response_pointer(contract, method.lower(), path, status, where)
+    pointer = _response_pointer(contract, method.lower(), path, status, where, image_prefix)
     response = contract.resolve(pointer)
     while "$ref" in response:
         pointer = response["$ref"]
@@ -66,13 +82,13 @@ def find_response(contract: Contract, method: str, path: str, status: int) -> tu
     return pointer, response
 
 
-def match_path(contract: Contract, path: str) -> str | None:
+def match_path(contract: Contract, path: str, image_prefix: str = IMAGE_PREFIX) -> str | None:
     """The contract's path template that ``path`` matches, if any."""
-    return _match_path(contract, path)
+    return _match_path(contract, path, image_prefix)
 
 
-def _response_pointer(contract: Contract, method: str, path: str, status: int, where: str) -> str:
-    template = _match_path(contract, path)
+def _response_pointer(contract: Contract, method: str, path: str, status: int, where: str, image_prefix: str) -> str:
+    template = _match_path(contract, path, image_prefix)
     if template is None:
         return _expect(status, 404, "#/components/responses/NotFound", where, "an unknown path")
     operations = contract.document["paths"][template]
@@ -93,8 +109,13 @@ def _expect(status: int, wanted: int, pointer: str, where: str, what: str) -> st
     return pointer
 
 
-def _match_path(contract: Contract, path: str) -> str | None:
-    for template in contract.document["paths"]:
+def _match_path(contract: Contract, path: str, image_prefix: str) -> str | None:
+    under_prefix = path.startswith(image_prefix) and "/" not in path[len(image_prefix) :]
+    for template, operations in contract.document["paths"].items():
+        if any(isinstance(op, dict) and _PREFIXED in op for op in operations.values()):
+            if under_prefix and len(path) > len(image_prefix):
+                return str(template)
+            continue
         pattern = re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, path):
             return str(template)

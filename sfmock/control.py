@@ -28,6 +28,7 @@ from .clock import MAX_TIME, Clock
 from .documents import DocumentError, load_document
 from .errors import ConfigError
 from .faults import Scenario
+from .lifecycle import Lifecycle
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import JSON_TYPE, json_response
 from .sessions import SessionError, Sessions, SessionState, session_name
@@ -61,6 +62,7 @@ class Control:
         self,
         *,
         sessions: Sessions,
+        lifecycle: Lifecycle,
         clock: Clock,
         scenario: Scenario,
         token: str | None,
@@ -71,6 +73,7 @@ class Control:
     ) -> None:
         self.metrics = metrics
         self.sessions = sessions
+        self.lifecycle = lifecycle
         self.clock = clock
         self.initial_scenario = scenario
         self.token = token
@@ -158,13 +161,15 @@ class Control:
         return b"".join(chunks)
 
     def reset_all(self) -> None:
-        """Quotas, balances, journal, faults and clock back to how the server started;
-        named sessions are forgotten."""
+        """Quotas, balances, journal, faults, clock and model retirements back to how the
+        server started; named sessions are forgotten."""
         self.sessions.forget_named()
         self.sessions.default.reset(self.initial_scenario)
         reset = getattr(self.clock, "reset", None)
         if reset is not None:
             reset()
+        self.lifecycle.reset(self.clock.now())
+        self.lifecycle.reset(self.clock.now())
 
     async def health(self, request: Request) -> Response:
         session = _session(request)

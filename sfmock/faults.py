@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .contract import load_contract
 from .documents import DocumentError, load_document
 from .errors import ConfigError
 from .schemas import check
@@ -70,6 +71,8 @@ class Action:
     expired_url: bool = False
     extra_fields: bool = False
     documented_body: bool = False
+    dialect: str | None = None  # word this answer's errors as "documented" or "observed"
+    retire: tuple[str, ...] = ()  # retire these models now, then answer
 
     @classmethod
     def from_config(cls, value: Mapping[str, Any] | str) -> Action:
@@ -89,6 +92,8 @@ class Action:
             expired_url=bool(value.get("expired_url")),
             extra_fields=bool(value.get("extra_fields")),
             documented_body=bool(value.get("documented_body")),
+            dialect=value.get("dialect"),
+            retire=_models(value.get("retire")),
         )
 
     @property
@@ -110,6 +115,9 @@ class Action:
         parts += [name for name in flags if getattr(self, name)]
         if self.slow_body:
             parts.append(f"slow_body={self.slow_body[1]}")
+        if self.dialect:
+            parts.append(f"dialect={self.dialect}")
+        parts += [f"retire={model}" for model in self.retire]
         return " ".join(parts) or "pass"
 
 
@@ -123,6 +131,7 @@ class RequestInfo:
     key: str | None = None
     account: str | None = None
     model: str | None = None
+    elapsed: float = 0.0  # server seconds since the start (or the last reset)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +156,8 @@ class Rule:
         for name in ("model", "key", "account"):
             if name in when and getattr(info, name) != when[name]:
                 return False
+        if "after" in when and info.elapsed < when["after"]:
+            return False
         return all(info.headers.get(k.lower()) == v for k, v in when.get("header", {}).items())
 
     def step(self, n: int) -> Action:
@@ -189,7 +200,7 @@ class Scenario:
                     nth=None if nth is None else frozenset([nth] if isinstance(nth, int) else nth),
                     probability=float(entry.get("probability", 1.0)),
                     times=entry.get("times"),
-                    steps=tuple(Action.from_config(step) for step in steps),
+                    steps=tuple(_checked(Action.from_config(step), source, index) for step in steps),
                     sequence="sequence" in entry,
                     repeat=bool(entry.get("repeat", False)),
                 )
@@ -210,7 +221,7 @@ class Scenario:
     @classmethod
     def named(cls, name: str) -> Scenario:
         """A scenario shipped with sfmock: ``happy``, ``flaky``, ``overloaded``, ``rate-limited``,
-        ``slow``, ``expiring-urls``, ``broken-connections``."""
+        ``slow``, ``expiring-urls``, ``broken-connections``, ``retiring-models``."""
         shipped = resources.files("sfmock").joinpath("scenarios")
         names = Scenario.shipped()
         if name not in names:
@@ -236,6 +247,24 @@ class Scenario:
         except DocumentError as exc:
             raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
         return cls.from_document(document if document is not None else {}, source)
+
+
+def _checked(action: Action, source: str, index: int | None) -> Action:
+    """``action``, once the models it retires are known to the contract."""
+    if not action.retire:
+        return action
+    known = load_contract().models
+    for model in action.retire:
+        if model not in known:
+            expected = f"unknown model {model!r}; expected one of {sorted(known)}"
+            raise ConfigError(source, "retire" if index is None else f"rules[{index}].retire", expected)
+    return action
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def looks_like_path(text: str) -> bool:
@@ -306,7 +335,8 @@ def parse_fault_header(value: str) -> Action:
     Names: a bare status (``503``), ``error=S``, ``code=N``, ``message=TEXT``, ``limit=IPM``,
     ``delay=S`` or ``delay=LOW..HIGH``, ``hang[=S]``, ``drop``, ``truncate[=F]``,
     ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``,
-    ``documented-body``, ``retry-after=S`` (with an error), ``pass``.
+    ``documented-body``, ``retry-after=S`` (with an error), ``dialect=documented|observed``,
+    ``retire=MODEL``, ``pass``.
     Raises ``ValueError`` naming the problem.
     """
     action: dict[str, Any] = {}
@@ -333,9 +363,9 @@ def parse_fault_header(value: str) -> Action:
         action["error"] = error
     try:
         check("scenario", action, "X-Sfmock-Fault", definition="action")
+        return _checked(Action.from_config(action), "X-Sfmock-Fault", None)
     except ConfigError as exc:
         raise ValueError(f"{exc.key}: {exc.expected}") from None
-    return Action.from_config(action)
 
 
 def _number(text: str) -> float:
@@ -369,6 +399,10 @@ def _fault_item(name: str, has_value: bool, text: str, action: dict[str, Any], e
         action.setdefault("slow_body", {})["interval"] = _number(text) if has_value else 0.2
     elif name == "chunk":
         action.setdefault("slow_body", {"interval": 0.2})["chunk"] = int(text)
+    elif name == "dialect" and has_value:
+        action["dialect"] = text
+    elif name == "retire" and has_value:
+        action.setdefault("retire", []).append(text)
     elif name in ("drop", "malformed", "expired-url", "extra-fields", "documented-body") and not has_value:
         action[name.replace("-", "_")] = True
     else:

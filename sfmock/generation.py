@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .contract import Contract, ModelSpec, parse_size
+from .imagehost import IMAGE_PREFIX
 from .imaging import probe_data_url
 from .signing import ObjectName, UrlSigner
 
@@ -30,6 +31,7 @@ class Generator:
     contract: Contract
     signer: UrlSigner
     base_url: str
+    image_prefix: str = IMAGE_PREFIX
 
     def respond(
         self,
@@ -84,7 +86,7 @@ class Generator:
     def _url(self, base: str, key: bytes, index: int, width: int, height: int, now: float) -> str:
         digest = hashlib.sha256(key + bytes([index])).hexdigest()[:32]
         name = str(ObjectName(digest=digest, width=width, height=height, index=index))
-        return f"{base}/default/outputs/{name}?{self.signer.query(name, now)}"
+        return f"{base}{self.image_prefix}{name}?{self.signer.query(name, now)}"
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:

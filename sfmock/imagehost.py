@@ -15,7 +15,10 @@ from .responses import xml_error
 from .signing import ObjectName, UrlSigner
 from .tracing import STORE_HEADER
 
-__all__ = ["ImageHost"]
+__all__ = ["IMAGE_PREFIX", "ImageHost"]
+
+# where images are served by default: seen in 2026 (``/default/outputs/`` until then)
+IMAGE_PREFIX = "/temporary/outputs/"
 
 TWO_AUTH_MECHANISMS = (
     "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
@@ -35,7 +38,7 @@ class ImageHost:
         self.pictures = pictures if pictures is not None else {}  # digest -> recorded PNG (replay)
 
     async def download(self, request: Request) -> Response:
-        """``GET /default/outputs/{object}``."""
+        """``GET {image_prefix}{object}`` (``/temporary/outputs/`` by default)."""
         request_id = request.state.trace_id
         try:
             name = self.check(request.path_params["object"], request)

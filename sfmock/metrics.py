@@ -16,7 +16,7 @@ __all__ = ["CONTENT_TYPE", "Metrics", "route_of"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 API_ROUTES = ("/v1/images/generations", "/v1/models", "/v1/user/info")
-STORE_ROUTE = "/default/outputs/{object}"
+STORE_ROUTE = "/temporary/outputs/{object}"  # the image host's route (under any image_prefix)
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DETAILS = re.compile(rb"Details:([A-Za-z]+) limit reached")
 
@@ -25,7 +25,7 @@ def route_of(path: str) -> str:
     """The route template a path belongs to (``other`` for unknown paths)."""
     if path in API_ROUTES:
         return path
-    if path.startswith("/default/outputs/"):
+    if "/outputs/" in path:
         return STORE_ROUTE
     return "other"
 

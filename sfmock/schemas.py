@@ -40,6 +40,13 @@ class _Loader(_Base):  # type: ignore[misc]
         return mapping
 
 
+# dates stay strings (``at: 2026-09-10`` is checked as text)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
+
+
 def load_yaml(text: str | bytes) -> Any:
     """Parse YAML (or JSON) safely: no tags, no objects, plain data only; a key given twice
     in one mapping is an error naming the key and its line."""

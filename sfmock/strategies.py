@@ -67,11 +67,27 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "download-expired": {"expired_url": True},
     "download-cut": {"truncate": 0.5},
     "download-slow": {"slow_body": {"chunk": 4096, "interval": 1.0}},
+    # the live service's wording (dialect: observed) and the balance answers seen in 2026
+    "429-observed": {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
+    "403-balance": {"error": {"status": 403, "code": 30001}},
+    "402-balance": {"error": 402},
 }
 TRANSIENT: Final = frozenset(
-    {"429", "429-retry-after", "500", "502", "503", "503-retry-after", "504", "timeout", "dropped", "truncated"}
+    {
+        "429",
+        "429-retry-after",
+        "429-observed",
+        "500",
+        "502",
+        "503",
+        "503-retry-after",
+        "504",
+        "timeout",
+        "dropped",
+        "truncated",
+    }
 )
-PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413"})
+PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413", "403-balance", "402-balance"})
 SUCCESS: Final = frozenset({"ok", "slow", "latency", "extra-fields", "documented-body"})
 DOWNLOAD_FAULTS: Final = frozenset(name for name in OUTCOMES if name.startswith("download-"))
 

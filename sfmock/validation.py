@@ -23,6 +23,7 @@ from .imaging import probe_data_url
 
 __all__ = ["RequestValidator"]
 
+VERBATIM = "x-sfmock-message"  # a rule's 400 message exactly as the service words it
 _SIZE = re.compile(r"([0-9]+)x([0-9]+)")
 _MESSAGE_LIMIT = 300
 
@@ -31,7 +32,11 @@ def _max_pixels(validator: Validator, limit: int, instance: Any, schema: dict[st
     match = _SIZE.fullmatch(instance) if isinstance(instance, str) else None
     if match and int(match[1]) * int(match[2]) > limit:
         pixels = int(match[1]) * int(match[2])
-        yield ValidationError(f"{instance!r} has {pixels} pixels, more than the maximum of {limit}")
+        template = schema.get(VERBATIM)
+        if template:  # the service's own words for this rule
+            yield ValidationError(template.format(limit=limit, pixels=pixels, size=instance))
+        else:
+            yield ValidationError(f"{instance!r} has {pixels} pixels, more than the maximum of {limit}")
 
 
 def _image_ref(validator: Validator, enabled: bool, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
@@ -120,6 +125,19 @@ class RequestValidator:
         # a rule that holds in both modes explains more than a strict-only one
         error = best_match([e for e in errors if not _strict_only(e)] or errors)
         return None if error is None else describe(error)
+
+    def first_message(self, body: Any, *, strict: bool = False) -> str | None:
+        """The 400 message for ``body``, or ``None`` when it is valid: the service's own words
+        where the contract gives them (``x-sfmock-message``), else ``Invalid parameter: ...``."""
+        validator = self._validator(body, strict)
+        if validator.is_valid(body):
+            return None
+        errors = list(validator.iter_errors(body))
+        verbatim = [e for e in errors if isinstance(e.schema, dict) and VERBATIM in e.schema]
+        if verbatim:
+            return verbatim[0].message
+        error = best_match([e for e in errors if not _strict_only(e)] or errors)
+        return None if error is None else f"Invalid parameter: {describe(error)}"
 
 
 def describe(error: ValidationError) -> str:

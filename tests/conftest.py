@@ -22,11 +22,26 @@ KEY = "sk-test-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def contract_hook(response: httpx.Response) -> None:
-    """httpx response hook: fail the test if the response breaks the contract."""
+def contract_hook(response: httpx.Response, settings: Settings | None = None) -> None:
+    """httpx response hook: fail the test if the response breaks the contract (in the
+    dialect and with the image path of ``settings``, the defaults' when not given)."""
     response.read()
     request = response.request
-    check_response(request.method, request.url.path, response.status_code, response.headers, response.content)
+    settings = settings or Settings()
+    check_response(
+        request.method,
+        request.url.path,
+        response.status_code,
+        response.headers,
+        response.content,
+        dialect=settings.dialect,
+        image_prefix=settings.image_prefix,
+    )
+
+
+def contract_hook_for(settings: Settings) -> Callable[[httpx.Response], None]:
+    """:func:`contract_hook` for a server with these settings."""
+    return lambda response: contract_hook(response, settings)
 
 
 def assert_config_error(load: Callable[[Path], object], path: Path, text: str, key: str, phrase: str) -> None:
@@ -62,7 +77,7 @@ def client(settings: Settings, clock: VirtualClock) -> Iterator[TestClient]:
     """An in-process client of a fresh fake on a virtual clock."""
     app = create_app(settings, clock=clock)
     with TestClient(app, base_url=settings.base_url, raise_server_exceptions=True) as test_client:
-        test_client.event_hooks = {"request": [], "response": [contract_hook]}
+        test_client.event_hooks = {"request": [], "response": [contract_hook_for(settings)]}
         yield test_client
 
 

@@ -46,7 +46,7 @@ def balance(client: TestClient, key: str) -> str:
         ("sk-unknown", QWEN, 401, "Invalid token"),
         ("sk-valid-disabled", QWEN, 403, "Forbidden"),
         ("sk-forbidden", QWEN, 403, "Forbidden"),
-        ("sk-broke", QWEN, 402, load_fixture("responses/402.json")["body"]),
+        ("sk-broke", QWEN, 403, load_fixture("responses/402.json")["body"]),  # 403 by default
         ("sk-restricted", QWEN, 403, {"code": 30003, "message": "Model disabled."}),
         ("sk-restricted", KOLORS, 200, None),
     ],
@@ -91,7 +91,7 @@ def test_order_limits_before_balance() -> None:
     settings = load_settings(FIXTURES / "accounts.yaml", {"limits": "realistic"})
     with make_client(settings) as client:
         refused = client.post(GEN, json={**KOLORS, "batch_size": 4}, headers=bearer("sk-broke"))
-        assert refused.status_code == 429  # 4 images can never fit IPM 2: 429 wins over 402
+        assert refused.status_code == 429  # 4 images can never fit IPM 2: 429 wins over 403 code 30001
 
 
 def test_balance_goes_down_on_success_only(accounts: TestClient) -> None:
@@ -109,7 +109,7 @@ def test_balance_never_goes_below_zero() -> None:
     with make_client(settings) as client:
         statuses = [client.post(GEN, json=QWEN, headers=bearer("k")).status_code for _ in range(3)]
         info = client.get("/v1/user/info", headers=bearer("k")).json()["data"]
-    assert statuses == [200, 402, 402]
+    assert statuses == [200, 403, 403]  # code 30001: 403 by default (balance_status)
     assert (info["balance"], info["chargeBalance"], info["totalBalance"]) == ("0.20", "0.00", "0.20")
 
 
@@ -146,7 +146,7 @@ def test_open_mode_each_token_is_an_account() -> None:
 def test_open_mode_balance_runs_out() -> None:
     with make_client(Settings(default_balance=Decimal("0.30"))) as client:
         assert client.post(GEN, json=QWEN, headers=bearer("k")).status_code == 200
-        assert client.post(GEN, json=QWEN, headers=bearer("k")).status_code == 402
+        assert client.post(GEN, json=QWEN, headers=bearer("k")).status_code == 403
 
 
 def test_ledger_is_all_or_nothing() -> None:

@@ -105,11 +105,11 @@ def test_wrong_content_types(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/default/outputs/..%2F..%2Fetc%2Fpasswd",
-        "/default/outputs/%2e%2e/%2e%2e/etc/passwd",
+        "/temporary/outputs/..%2F..%2Fetc%2Fpasswd",
+        "/temporary/outputs/%2e%2e/%2e%2e/etc/passwd",
         "/default/../etc/passwd",
-        "/default/outputs/....//....//etc/passwd",
-        "/default/outputs/a.png%00.txt",
+        "/temporary/outputs/....//....//etc/passwd",
+        "/temporary/outputs/a.png%00.txt",
     ],
 )
 def test_path_traversal_on_the_image_route(client: httpx.Client, path: str) -> None:

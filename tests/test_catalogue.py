@@ -53,13 +53,13 @@ ROUTES: dict[str, tuple[str, str, dict[str, str], bytes | None, int]] = {
     "fault: negative delay": ("POST", GEN, {"X-Sfmock-Fault": "delay=-1"}, None, 400),
     "fault: truncate above 1": ("POST", GEN, {"X-Sfmock-Fault": "truncate=7"}, None, 400),
     "fault: drop with a value": ("POST", GEN, {"X-Sfmock-Fault": "drop=yes"}, None, 400),
-    "fault: on the image host": ("GET", "/default/outputs/x.png", {"X-Sfmock-Fault": "explode"}, None, 400),
+    "fault: on the image host": ("GET", "/temporary/outputs/x.png", {"X-Sfmock-Fault": "explode"}, None, 400),
     "strict: not a switch": ("POST", GEN, {"X-Sfmock-Strict": "maybe"}, None, 400),
     "models: no key": ("GET", "/v1/models", {"Authorization": ""}, None, 401),
     "user info: not bearer": ("GET", "/v1/user/info", {"Authorization": "Basic eDp5"}, None, 401),
     "generation: wrong method": ("GET", GEN, {}, None, 405),
     "unknown path": ("GET", "/v2/images/generations", {}, None, 404),
-    "image: no signature": ("GET", "/default/outputs/x.png", {}, None, 403),
+    "image: no signature": ("GET", "/temporary/outputs/x.png", {}, None, 403),
 }
 
 

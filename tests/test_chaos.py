@@ -141,7 +141,7 @@ def test_bad_fault_header_is_a_clear_400(api: httpx.Client) -> None:
 
 def test_image_host_faults_from_a_scenario(clock: VirtualClock) -> None:
     settings = load_settings(None, {"scenario": str(FIXTURES / "scenarios" / "slow.yaml"), "seed": 1})
-    rules = [{"when": {"path": "/default/outputs/*"}, "sequence": [{"error": 503}, {"error": 500}, "pass"]}]
+    rules = [{"when": {"path": "/temporary/outputs/*"}, "sequence": [{"error": 503}, {"error": 500}, "pass"]}]
     with run_server(Settings(seed=1), clock) as server:
         httpx.put(f"{server.url}/_sfmock/scenario", json={"rules": rules}).raise_for_status()
         with httpx.Client(event_hooks={"response": [contract_hook]}) as client:

@@ -34,6 +34,9 @@ FLAGS = [
     "--replay",
     "--replay-match",
     "--replay-miss",
+    "--dialect",
+    "--balance-status",
+    "--image-prefix",
 ]
 
 
@@ -65,6 +68,9 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
         (["serve", "--replay-miss", "maybe"], "--replay-miss: 'maybe' is not one of ['fake', 'error']"),
         (["serve", "--replay", "/nonexistent"], "command line: replay: expected a folder of recordings"),
+        (["serve", "--dialect", "spoken"], "--dialect: 'spoken' is not one of ['documented', 'observed']"),
+        (["serve", "--balance-status", "401"], "--balance-status: 401 is not one of [402, 403]"),
+        (["serve", "--image-prefix", "/v1/x/"], "--image-prefix: '/v1/x/' does not match"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_a_message(
@@ -193,3 +199,16 @@ def test_log_level_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
         main(["serve", "--help"])
     assert "--log-level" in capsys.readouterr().out
     assert "--log-level" in (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    # uvicorn shuts down cleanly, then re-raises the signal, as a well-behaved CLI does
+    assert process.returncode in (0, -signal.SIGINT)
+
+
+def test_fidelity_flags_reach_the_settings() -> None:
+    from sfmock.cli import _FLAGS, build_parser
+    from sfmock.config import load_settings
+
+    args = build_parser().parse_args(
+        ["serve", "--dialect", "observed", "--balance-status", "402", "--image-prefix", "/default/outputs/"]
+    )
+    settings = load_settings(None, {key: getattr(args, key) for key in _FLAGS}, flag_names=_FLAGS)
+    assert (settings.dialect, settings.balance_status, settings.image_prefix) == ("observed", 402, "/default/outputs/")

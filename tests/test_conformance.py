@@ -35,13 +35,13 @@ def test_a_good_response_passes() -> None:
         ("POST", GEN, 418, JSON, dumps("teapot"), "not documented"),
         ("POST", GEN, 401, JSON, dumps("Unauthorized"), "Invalid token"),
         ("POST", GEN, 400, JSON, dumps({"message": "x"}), "'code' is a required"),
-        ("POST", GEN, 429, JSON, dumps({"message": "slow down"}), "Details:"),
+        ("POST", GEN, 429, JSON, dumps({"message": "slow down", "data": "t"}), "Details:"),
         ("GET", "/nowhere", 200, JSON, dumps("ok"), "unknown path must answer 404"),
         ("GET", "/nowhere", 404, JSON, dumps("not here"), "404 page not found"),
         ("PUT", "/v1/models", 404, JSON, dumps("x"), "wrong method must answer 405"),
         (
             "GET",
-            "/default/outputs/a.png",
+            "/temporary/outputs/a.png",
             200,
             {"content-type": "image/png", "x-amz-request-id": "r"},
             b"GIF89a",
@@ -49,7 +49,7 @@ def test_a_good_response_passes() -> None:
         ),
         (
             "GET",
-            "/default/outputs/a.png",
+            "/temporary/outputs/a.png",
             403,
             {"content-type": "application/xml", "x-amz-request-id": "r"},
             b"<Oops/>",
@@ -57,7 +57,7 @@ def test_a_good_response_passes() -> None:
         ),
         (
             "GET",
-            "/default/outputs/a.png",
+            "/temporary/outputs/a.png",
             403,
             {"content-type": "application/xml", "x-amz-request-id": "r"},
             b"<Error><Code>Teapot</Code><Message>m</Message><RequestId>r</RequestId></Error>",
@@ -65,7 +65,7 @@ def test_a_good_response_passes() -> None:
         ),
         (
             "GET",
-            "/default/outputs/a.png",
+            "/temporary/outputs/a.png",
             404,
             {"content-type": "application/xml", "x-amz-request-id": "r"},
             b"<Error>",
@@ -88,7 +88,7 @@ def test_violation_is_an_assertion_error() -> None:
 def test_store_responses_need_their_request_id() -> None:
     body = b"<Error><Code>NoSuchKey</Code><Message>m</Message><RequestId>r</RequestId></Error>"
     with pytest.raises(ContractViolation, match="x-amz-request-id"):
-        check_response("GET", "/default/outputs/a.png", 404, {"content-type": "application/xml"}, body)
+        check_response("GET", "/temporary/outputs/a.png", 404, {"content-type": "application/xml"}, body)
 
 
 def test_a_truncated_png_is_caught() -> None:
@@ -97,7 +97,7 @@ def test_a_truncated_png_is_caught() -> None:
     with pytest.raises(ContractViolation, match="not a valid image/png"):
         check_response(
             "GET",
-            "/default/outputs/a.png",
+            "/temporary/outputs/a.png",
             200,
             {"content-type": "image/png", "x-amz-request-id": "r"},
             png.getvalue()[:40],

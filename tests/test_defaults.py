@@ -40,24 +40,24 @@ def test_off_loopback_image_urls_follow_the_request_host(host: str) -> None:
     with TestClient(app, base_url="http://fake.example.test:8123") as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         url = client.post(GEN, json=QWEN, headers=AUTH).json()["images"][0]["url"]
-        assert url.startswith("http://fake.example.test:8123/default/outputs/")
+        assert url.startswith("http://fake.example.test:8123/temporary/outputs/")
         assert client.get(url).status_code == 200
         # a Host header that is not a host name falls back to the configured origin
         odd = client.post(GEN, json=QWEN, headers={**AUTH, "Host": "a b/c"}).json()["images"][0]["url"]
-        assert odd.startswith(Settings(host=host).base_url + "/default/outputs/")
+        assert odd.startswith(Settings(host=host).base_url + "/temporary/outputs/")
 
 
 def test_public_url_wins_over_the_request_host() -> None:
     settings = Settings(host="0.0.0.0", public_url="https://images.example.test", control_token="control-token")
     with TestClient(create_app(settings, clock=VirtualClock()), base_url="http://elsewhere:1") as client:
         url = client.post(GEN, json=QWEN, headers=AUTH).json()["images"][0]["url"]
-    assert url.startswith("https://images.example.test/default/outputs/")
+    assert url.startswith("https://images.example.test/temporary/outputs/")
 
 
 def test_loopback_keeps_the_configured_origin() -> None:
     with TestClient(create_app(Settings(port=8000), clock=VirtualClock()), base_url="http://other:9") as client:
         url = client.post(GEN, json=QWEN, headers=AUTH).json()["images"][0]["url"]
-    assert url.startswith("http://127.0.0.1:8000/default/outputs/")
+    assert url.startswith("http://127.0.0.1:8000/temporary/outputs/")
 
 
 def _serve(*flags: str) -> subprocess.Popen[str]:

@@ -48,8 +48,8 @@ def test_nth_and_times() -> None:
 @pytest.mark.parametrize(
     ("when", "hit", "miss"),
     [
-        ({"path": "/v1/*"}, {}, {"path": "/default/outputs/x.png"}),
-        ({"path": "/default/outputs/*"}, {"path": "/default/outputs/x.png"}, {}),
+        ({"path": "/v1/*"}, {}, {"path": "/temporary/outputs/x.png"}),
+        ({"path": "/temporary/outputs/*"}, {"path": "/temporary/outputs/x.png"}, {}),
         ({"method": "get"}, {"method": "GET"}, {}),
         ({"model": "Qwen/Qwen-Image"}, {}, {"model": "Kwai-Kolors/Kolors"}),
         ({"key": "sk-a"}, {}, {"key": "sk-b"}),
@@ -121,6 +121,8 @@ def test_seconds_distributions() -> None:
         ("expired-url", Action(expired_url=True)),
         ("pass", Action()),
         ("delay=1;503", Action(delay=Seconds(kind="fixed", low=1), error={"status": 503})),
+        ("429;dialect=observed", Action(error={"status": 429}, dialect="observed")),
+        ("retire=Qwen/Qwen-Image", Action(retire=("Qwen/Qwen-Image",))),
     ],
 )
 def test_header_grammar(header: str, expected: Action) -> None:
@@ -137,6 +139,9 @@ def test_header_grammar(header: str, expected: Action) -> None:
         ("truncate=1.5", "truncate"),
         ("delay=99999", "delay"),
         ("drop=yes", "unknown item"),
+        ("dialect=spoken", "dialect"),
+        ("dialect", "unknown item"),
+        ("retire=FLUX.9", "retire: unknown model 'FLUX.9'"),
     ],
 )
 def test_header_errors(header: str, phrase: str) -> None:

@@ -116,7 +116,7 @@ def test_urls_are_presigned_on_the_public_url(clock: VirtualClock) -> None:
     parts = urlsplit(body["images"][0]["url"])
     query = parse_qs(parts.query)
     assert f"{parts.scheme}://{parts.netloc}" == "https://images.example.test"
-    assert parts.path.startswith("/base/default/outputs/") and parts.path.endswith(".png")
+    assert parts.path.startswith("/base/temporary/outputs/") and parts.path.endswith(".png")
     assert query["X-Amz-Expires"] == ["600"]
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert {"X-Amz-Date", "X-Amz-Signature", "X-Amz-Credential", "X-Amz-SignedHeaders"} <= set(query)

@@ -107,7 +107,7 @@ def test_missing_signature_is_access_denied(client: TestClient, image_url: str) 
 def test_unknown_object_is_no_such_key(client: TestClient, clock: VirtualClock) -> None:
     name = "not-an-object.png"
     query = urlencode(UrlSigner(Settings().signing_key).sign(name, clock.now()))
-    response = client.get(f"/default/outputs/{name}?{query}")
+    response = client.get(f"/temporary/outputs/{name}?{query}")
     assert response.status_code == 404
     error = s3_error(response)
     assert error["Code"] == "NoSuchKey" and error["Key"] == name
@@ -129,7 +129,7 @@ def test_urls_survive_a_restart_with_the_same_key(clock: VirtualClock, image_url
         assert s3_error(stranger.get(image_url))["Code"] == "SignatureDoesNotMatch"
 
 
-@pytest.mark.parametrize("path", ["/default/outputs/../../etc/passwd", "/default/outputs/a/b.png", "/default/x"])
+@pytest.mark.parametrize("path", ["/temporary/outputs/../../etc/passwd", "/temporary/outputs/a/b.png", "/default/x"])
 def test_paths_outside_the_store_are_not_found(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404 and response.json() == "404 page not found"

@@ -114,7 +114,7 @@ def test_load(server: str) -> None:
             after = journal["next_after"]
             if after is None:
                 break
-        assert Counter(e["path"].startswith("/default/") for e in entries) == {
+        assert Counter(e["path"].startswith("/temporary/outputs/") for e in entries) == {
             False: GENERATIONS,
             True: GENERATIONS,
         }

@@ -61,7 +61,7 @@ def test_requests_images_429s_and_latency(client: TestClient) -> None:
     assert value(found, requests, **base, status="200", model="Qwen/Qwen-Image") == 1
     assert value(found, requests, **{**base, "fault": "header"}, status="429", model="Qwen/Qwen-Image") == 1
     assert value(found, requests, **{**base, "fault": "header"}, status="503", model="Qwen/Qwen-Image") == 1
-    store = {"route": "/default/outputs/{object}", "method": "GET", "fault": "", "model": ""}
+    store = {"route": "/temporary/outputs/{object}", "method": "GET", "fault": "", "model": ""}
     assert value(found, requests, **store, status="200") == 1
     assert value(found, requests, **store, status="403") == 1
     assert value(found, requests, route="/v1/models", method="GET", status="200", model="", fault="") == 1
@@ -74,7 +74,7 @@ def test_requests_images_429s_and_latency(client: TestClient) -> None:
     assert value(found, "sfmock_rate_limited_total", metric="rpm") == 1
     assert value(found, "sfmock_request_duration_seconds_count", route=GEN) == 5
     assert value(found, "sfmock_request_duration_seconds_bucket", route=GEN, le="+Inf") == 5
-    assert value(found, "sfmock_request_duration_seconds_count", route="/default/outputs/{object}") == 2
+    assert value(found, "sfmock_request_duration_seconds_count", route="/temporary/outputs/{object}") == 2
 
 
 def test_dropped_requests_and_scenario_rules_are_labelled(clock: VirtualClock) -> None:

@@ -54,7 +54,7 @@ def test_the_vercel_ai_sdk_generates_an_image_with_the_documented_fetch(sdk: Pat
 def test_without_it_the_sdk_sends_the_key_with_the_download_and_is_refused(sdk: Path) -> None:
     with FakeServer(Settings(seed=1)) as server:
         result = run_sdk(sdk, server, "--no-custom-fetch")
-        download = server.journal.entries(path="/default/outputs/*")[0]
+        download = server.journal.entries(path="/temporary/outputs/*")[0]
     assert result == {"ok": False, "error": "Forbidden"}
     assert download.status == 403 and download.authorization is True
     assert b"Only one auth mechanism" in download.raw_response

@@ -71,7 +71,7 @@ def test_image_urls_carry_the_session_so_downloads_land_in_it(app: FakeApp, api:
     url = api.post(GEN, json=BODY, headers=session("job-7")).json()["images"][0]["url"]
     assert url.endswith("&X-Sfmock-Session=job-7")
     assert api.get(url).status_code == 200  # still a valid signature
-    app.verify_order({"path": GEN}, {"path": "/default/outputs/*", "status": 200}, session="job-7")
+    app.verify_order({"path": GEN}, {"path": "/temporary/outputs/*", "status": 200}, session="job-7")
     assert len(app.state.journal) == 0
 
 
@@ -100,7 +100,7 @@ def test_a_bad_session_name_is_a_400_naming_the_header(api: TestClient, value: s
     for path in ("/_sfmock/journal", "/_sfmock/health", "/_sfmock/metrics"):
         control = api.get(path, headers=headers)
         assert control.status_code == 400 and control.json()["error"].startswith("X-Sfmock-Session: ")
-    download = api.get("/default/outputs/x.png?X-Sfmock-Session=%20")
+    download = api.get("/temporary/outputs/x.png?X-Sfmock-Session=%20")
     assert download.status_code == 400 and b"<ArgumentName>X-Sfmock-Session</ArgumentName>" in download.content
 
 

@@ -79,14 +79,14 @@ CASES: dict[tuple[str, str, int], Call] = {
     ("/v1/models", "GET", 405): lambda c: c.delete("/v1/models", headers=KEY),
     ("/v1/user/info", "GET", 200): lambda c: c.get("/v1/user/info", headers=KEY),
     ("/v1/user/info", "GET", 405): lambda c: c.post("/v1/user/info", headers=KEY),
-    ("/default/outputs/{object}", "GET", 200): lambda c: c.get(image_url(c)),
-    ("/default/outputs/{object}", "GET", 403): expired,
-    ("/default/outputs/{object}", "GET", 404): lambda c: c.get(
-        "/default/outputs/none.png?" + UrlSigner(Settings().signing_key).query("none.png", 1_767_225_600)
+    ("/temporary/outputs/{object}", "GET", 200): lambda c: c.get(image_url(c)),
+    ("/temporary/outputs/{object}", "GET", 403): expired,
+    ("/temporary/outputs/{object}", "GET", 404): lambda c: c.get(
+        "/temporary/outputs/none.png?" + UrlSigner(Settings().signing_key).query("none.png", 1_767_225_600)
     ),
-    ("/default/outputs/{object}", "GET", 405): lambda c: c.post(image_url(c)),
-    ("/default/outputs/{object}", "GET", 400): lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "no"}),
-    ("/default/outputs/{object}", "GET", 500): lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "500"}),
+    ("/temporary/outputs/{object}", "GET", 405): lambda c: c.post(image_url(c)),
+    ("/temporary/outputs/{object}", "GET", 400): lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "no"}),
+    ("/temporary/outputs/{object}", "GET", 500): lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "500"}),
     ("/_sfmock/health", "GET", 200): lambda c: c.get("/_sfmock/health", headers=TOKEN),
     ("/_sfmock/health", "GET", 401): lambda c: c.get("/_sfmock/health"),
     ("/_sfmock/health", "GET", 405): lambda c: c.post("/_sfmock/health", headers=TOKEN),
@@ -138,7 +138,7 @@ for _path, _methods in CONTROL.items():
     for _method in _methods:
         for _status in (403, 413):
             CASES[(_path, _method, _status)] = _control(_method, _path, _status)
-CASES[("/default/outputs/{object}", "GET", 503)] = lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "503"})
+CASES[("/temporary/outputs/{object}", "GET", 503)] = lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "503"})
 
 
 def thumbnail(c: TestClient) -> httpx.Response:

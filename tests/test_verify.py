@@ -54,7 +54,7 @@ def test_counts_exactly_at_least_and_at_most(app: FakeApp, api: TestClient) -> N
     traffic(api)
     assert [e.id for e in app.verify(path="/v1/*", method="post", count=3)] == [1, 2, 3]
     assert [e.id for e in app.verify(model="Qwen/Qwen-Image", status=200, count=1)] == [3]
-    assert len(app.verify(path="/default/outputs/*", status=200, at_least=1, at_most=1)) == 1
+    assert len(app.verify(path="/temporary/outputs/*", status=200, at_least=1, at_most=1)) == 1
     assert len(app.verify(status=401)) == 1  # no bound: at least one
     assert app.verify(status=429, at_most=0) == []
     assert len(app.verify(fault="header", count=1)) == 1

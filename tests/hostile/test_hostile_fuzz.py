@@ -24,7 +24,7 @@ ROUTES = [
     ("POST", "/v1/images/generations"),
     ("GET", "/v1/models"),
     ("GET", "/v1/user/info"),
-    ("GET", "/default/outputs/0123456789abcdef0123456789abcdef-64x64_0.png"),
+    ("GET", "/temporary/outputs/0123456789abcdef0123456789abcdef-64x64_0.png"),
     ("GET", "/_sfmock/health"),
     ("GET", "/_sfmock/scenario"),
     ("PUT", "/_sfmock/scenario"),

@@ -7,7 +7,7 @@ import { generateImage } from "ai";
 // The few lines of user code the README documents: image downloads are pre-signed, so they
 // go without the API key (the SDK sends the API's headers to a URL on the API's own origin).
 const presignedDownloadsWithoutKey = (url, init = {}) => {
-  if (new URL(url).pathname.startsWith("/default/outputs/")) {
+  if (new URL(url).pathname.startsWith("/temporary/outputs/")) {
     const headers = new Headers(init.headers);
     headers.delete("authorization");
     init = { ...init, headers };

@@ -1,0 +1,104 @@
+"""Models come and go: which models of the catalogue are live, on the server's clock.
+
+The real service retires models under its clients' feet (FLUX.1-schnell left the .cn
+service by mid-2025; Qwen-Image arrived by Sep 2025). A retired model answers 403
+``{"code":30003,"message":"Model disabled."}`` and leaves ``GET /v1/models``; a name the
+service never knew stays 400 20012. Retirement is configured (``retire:`` in the config,
+the pytest marker or :class:`~sfmock.Settings`), scheduled on the clock (``at`` a time,
+or ``after`` seconds from the start) or triggered by a scenario rule.
+
+Checking is one dictionary lookup per request: the generation path stays as fast.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Lifecycle", "Retirement", "parse_time"]
+
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?(?:Z|\+00:00)?")
+
+
+def parse_time(value: float | int | str) -> float:
+    """A Unix time from a number or an ISO 8601 UTC date (``2026-09-10``, ``2026-09-10T12:00:00Z``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _ISO.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"expected a Unix time or an ISO 8601 UTC date, got {value!r}")
+    parts = [int(p) if p else 0 for p in match.groups()]
+    year, month, day, hour, minute, second = parts
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        raise ValueError(f"not a valid date: {value!r}")
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retirement:
+    """One model's retirement: from the start, ``at`` a Unix time, or ``after`` seconds."""
+
+    model: str
+    at: float | None = None
+    after: float | None = None
+
+    @classmethod
+    def coerce(cls, value: Retirement | str | Mapping[str, Any]) -> Retirement:
+        """From a :class:`Retirement`, a bare model name (retired from the start), or a
+        (schema-checked) mapping ``{model, at?, after?}``."""
+        if isinstance(value, Retirement):
+            return value
+        if isinstance(value, str):
+            return cls(model=value)
+        at = value.get("at")
+        after = value.get("after")
+        return cls(
+            model=str(value["model"]),
+            at=None if at is None else parse_time(at),
+            after=None if after is None else float(after),
+        )
+
+    def when(self, started: float) -> float:
+        """The server time from which the model is retired."""
+        if self.at is not None:
+            return self.at
+        if self.after is not None:
+            return started + self.after
+        return -math.inf
+
+
+class Lifecycle:
+    """Which models are retired, and from when; thread-safe, reset to its schedule."""
+
+    def __init__(self, schedule: Iterable[Retirement | str | Mapping[str, Any]], *, started: float) -> None:
+        self.schedule = tuple(Retirement.coerce(item) for item in schedule)
+        self._lock = threading.Lock()
+        self.reset(started)
+
+    def reset(self, started: float) -> None:
+        """Back to the configured schedule, counted from ``started`` (scenario retirements undone)."""
+        with self._lock:
+            self.started = started
+            retired: dict[str, float] = {}
+            for item in self.schedule:
+                retired[item.model] = min(retired.get(item.model, math.inf), item.when(started))
+            self._retired = retired
+
+    def retire(self, model: str, now: float) -> None:
+        """Retire ``model`` from ``now`` on (a scenario rule's ``retire`` action)."""
+        with self._lock:
+            self._retired = {**self._retired, model: min(self._retired.get(model, math.inf), now)}
+
+    def is_retired(self, model: str, now: float) -> bool:
+        """Whether ``model`` answers 403 "Model disabled." at server time ``now``."""
+        since = self._retired.get(model)
+        return since is not None and now >= since
+
+    def live(self, models: Iterable[str], now: float) -> list[str]:
+        """The models of ``models`` still live at ``now``, in order."""
+        return [model for model in models if not self.is_retired(model, now)]
