@@ -199,8 +199,6 @@ def test_log_level_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
         main(["serve", "--help"])
     assert "--log-level" in capsys.readouterr().out
     assert "--log-level" in (Path(__file__).parent.parent / "README.md").read_text("utf-8")
-    # uvicorn shuts down cleanly, then re-raises the signal, as a well-behaved CLI does
-    assert process.returncode in (0, -signal.SIGINT)
 
 
 def test_fidelity_flags_reach_the_settings() -> None:
