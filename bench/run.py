@@ -260,10 +260,11 @@ def bench_memory(urls: int) -> None:
     )
 
 
-def bench_checks(examples: int) -> None:
+def bench_checks(examples: int, catalogue: bool) -> None:
+    """Schedules per second for a simple and a careful client; the catalogue's verdicts."""
     from demo_clients import careful_generate
 
-    from sfmock.checks import ClientContext, check_client
+    from sfmock.checks import ClientCheckFailed, ClientContext, check_client
 
     def simple(ctx: ClientContext) -> bytes:
         with ctx.http_client() as http:
@@ -282,6 +283,30 @@ def bench_checks(examples: int) -> None:
         report = check_client(client, invariants=invariants, max_examples=examples, seed=1)
         rate = report.examples / (time.perf_counter() - began)
         row("checks", f"schedules/s in-process, {name}", f"{rate:.0f}", "300 target")
+    if not catalogue:
+        return
+    from catalogue.test_catalogue import CORRECT, FLAWED, LIVE, OPTIONS
+
+    caught = accused = 0
+    began = time.perf_counter()
+    for client, invariant in FLAWED.items():
+        try:
+            check_client(client, seed=1, max_examples=60, **OPTIONS.get(client, {}))
+        except ClientCheckFailed as failure:
+            caught += failure.invariant == invariant
+    for client in CORRECT:
+        try:
+            check_client(client, seed=1, max_examples=60, **OPTIONS.get(client, {}))
+        except ClientCheckFailed:
+            accused += 1
+    row("checks", f"catalogue: flawed clients caught by their invariant (of {len(FLAWED)})", f"{caught}")
+    row("checks", f"catalogue: correct clients accused (of {len(CORRECT)})", f"{accused}")
+    live = sum(1 for c in (*FLAWED, *CORRECT) if c in LIVE)
+    row(
+        "checks",
+        f"catalogue: seconds for {len(FLAWED) + len(CORRECT)} checks ({live} live)",
+        f"{time.perf_counter() - began:.0f}",
+    )
 
 
 def main() -> int:
@@ -300,7 +325,7 @@ def main() -> int:
         bench_render()
         bench_startup(workdir)
         bench_memory(20_000 if args.quick else 100_000)
-        bench_checks(200 if args.quick else 1000)
+        bench_checks(200 if args.quick else 1000, catalogue=not args.quick)
     print("\n| section | figure | sfmock | baseline | ratio |\n|---|---|---|---|---|")
     for cells in ROWS:
         print("| " + " | ".join(cells) + " |")

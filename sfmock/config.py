@@ -121,7 +121,7 @@ def _for_schema(values: dict[str, Any]) -> dict[str, Any]:
             if all(isinstance(a, Account) for a in value):
                 continue
             value = list(value)
-        shown[name] = value
+        shown[name] = list(value) if isinstance(value, tuple) else value  # a schema's arrays are lists
     return shown
 
 
@@ -166,8 +166,9 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         out["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
     if values.get("default_balance") is not None:
         out["default_balance"] = Decimal(str(values["default_balance"]))
-    if values.get("retire"):
-        out["retire"] = _retirements(values["retire"], source, models)
+    retire = values.get("retire")
+    if retire and not (isinstance(retire, tuple | list) and all(isinstance(r, Retirement) for r in retire)):
+        out["retire"] = _retirements(list(retire) if isinstance(retire, tuple) else retire, source, models)
     if values.get("rate_limit_codes") is not None:
         out["rate_limit_codes"] = {metric.upper(): code for metric, code in values["rate_limit_codes"].items()}
     if isinstance(values.get("replay"), str | Path):

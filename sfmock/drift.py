@@ -19,6 +19,7 @@ Reports never quote a query string, so a signature cannot leak into one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from .conformance import find_response, match_path
 from .contract import REQUEST, Contract, load_contract
 from .errors import ContractViolation
+from .imagehost import IMAGE_PREFIX
 from .recording import Exchange, scrub
 
 __all__ = ["Drift", "check_exchange", "check_exchanges", "format_report"]
@@ -110,7 +112,7 @@ _Found = tuple[str, str, str]  # pointer, expected, actual
 def _response_drift(contract: Contract, exchange: Exchange) -> Iterator[_Found]:
     method, path, status = exchange.method, exchange.path, exchange.status
     try:
-        pointer, response = find_response(contract, method, path, status)
+        pointer, response = find_response(contract, method, path, status, _prefix_of(path))
     except ContractViolation as exc:
         yield "/status", "a status documented for this route", f"{status} ({exc})"
         return
@@ -240,11 +242,23 @@ def _valid(contract: Contract, schema: Any, instance: Any) -> bool:
     return bool(Draft202012Validator(contract.inline(schema)).is_valid(instance))
 
 
+_OUTPUTS = re.compile(r"/[A-Za-z0-9._~-]+/outputs/")
+
+
+def _prefix_of(path: str) -> str:
+    """The image prefix ``path`` is under: the prefix is a setting (x-sfmock-prefix-setting),
+    /temporary/outputs/ in 2026 and /default/outputs/ before; any {folder}/outputs/ is the store's."""
+    prefix = path.rsplit("/", 1)[0] + "/"
+    return prefix if _OUTPUTS.fullmatch(prefix) else IMAGE_PREFIX
+
+
 def _url_drift(contract: Contract, rule: dict[str, Any], url: str, pointer: str) -> Iterator[_Found]:
     operation_id = rule["operation"]
     template, operation = _operation(contract, operation_id)
     parts = urlsplit(url)
-    if match_path(contract, parts.path) != template:
+    # the image path's prefix is a setting (x-sfmock-prefix-setting): /temporary/outputs/ in
+    # 2026, /default/outputs/ before; any {folder}/outputs/ is the object store's
+    if match_path(contract, parts.path, _prefix_of(parts.path)) != template:
         yield pointer, f"an image URL under {template}", f"a URL on {parts.netloc} under {parts.path}"
         return
     query = dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -41,7 +41,10 @@ def exit_status(result: ProgramRun) -> str | None:
             why = "no image download was answered 200 with a PNG"
         return f"reported success (exit 0) without an image: {why}"
     attempts = len(run.generations)
-    if result.status != 0 and all(run.outcome(i) in SUCCESS for i in range(max(1, attempts))):
+    unfaulted = all(run.outcome(i) in SUCCESS for i in range(max(1, attempts))) and not any(
+        e.fault for e in run.exchanges
+    )
+    if result.status != 0 and unfaulted:
         if result.got_image:
             return f"reported failure (exit {result.status}) after it got the image"
         last = f"; the last answer: {run.exchanges[-1].describe(run.exchanges[-1].started)}" if run.exchanges else ""

@@ -79,7 +79,7 @@ def _new_store_code(doc: dict[str, Any]) -> None:
         (_seed_as_string, (f"{GEN} 200 /seed", "changed type")),
         (_drop_trace_header, (f"{GEN} 200 header x-siliconcloud-trace-id", "removed header")),
         (_drop_user_info, ("GET /v1/user/info", "removed operation")),
-        (_new_store_code, ("GET /default/outputs/{object} 403 /Code", "new enum value")),
+        (_new_store_code, ("GET /temporary/outputs/{object} 403 /Code", "new enum value")),
     ],
 )
 def test_each_breaking_change_is_named(edit: Edit, expected: tuple[str, str]) -> None:

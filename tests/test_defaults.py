@@ -31,7 +31,7 @@ def test_open_mode_does_not_run_out_of_money_in_a_load_test() -> None:
 
 def test_configured_balances_still_run_out() -> None:
     with TestClient(create_app(Settings(default_balance="0.60"), clock=VirtualClock())) as client:  # type: ignore[arg-type]
-        assert [client.post(GEN, json=QWEN, headers=AUTH).status_code for _ in range(3)] == [200, 200, 402]
+        assert [client.post(GEN, json=QWEN, headers=AUTH).status_code for _ in range(3)] == [200, 200, 403]
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])

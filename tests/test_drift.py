@@ -44,7 +44,7 @@ def origin(upstream: tuple[Starlette, str]) -> str:
 def test_the_real_service_fixtures_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["drift", str(FIXTURES / "responses")]) == 1
     out = capsys.readouterr().out
-    assert "checked 11 exchange(s)" in out
+    assert "checked 17 exchange(s)" in out
     found = set(re.findall(r"responses/([\w.-]+): POST /v1/images/generations 200 (\S+):", out))
     assert found == OBSERVED_URL_MOVE
     assert "sc-maas.oss-cn-shanghai.aliyuncs.com under /outputs/a_0.png" in out

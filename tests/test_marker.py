@@ -53,7 +53,7 @@ def test_url_ttl(sfmock_server):
     "public_url": """
 @pytest.mark.sfmock(public_url="https://images.example.test/base")
 def test_public_url(sfmock_server):
-    assert gen(sfmock_server).json()["images"][0]["url"].startswith("https://images.example.test/base/default/")
+    assert gen(sfmock_server).json()["images"][0]["url"].startswith("https://images.example.test/base/temporary/outputs/")
 """,
     "strict": """
 @pytest.mark.sfmock(strict=True)
@@ -74,14 +74,14 @@ def test_signing_key(sfmock_server):
     "default_balance": """
 @pytest.mark.sfmock(default_balance="0.10")
 def test_default_balance(sfmock_server):
-    assert gen(sfmock_server, QWEN).status_code == 402
+    assert gen(sfmock_server, QWEN).status_code == 403  # code 30001, as the error-code page lists it
 """,
     "prices": """
 @pytest.mark.sfmock(prices={"Kwai-Kolors/Kolors": "1.25"}, default_balance=2)
 def test_prices(sfmock_server):
     assert gen(sfmock_server).status_code == 200
     info = httpx.get(sfmock_server.api_url + "/user/info", headers=AUTH).json()["data"]
-    assert info["balance"] == "0.75" and gen(sfmock_server).status_code == 402
+    assert info["balance"] == "0.75" and gen(sfmock_server).status_code == 403
 """,
     "limits": """
 @pytest.mark.sfmock(limits="realistic")
@@ -170,6 +170,44 @@ def test_replay_match(sfmock_server):
 def test_replay_miss(sfmock_server):
     answer = gen(sfmock_server, {{**KOLORS, "prompt": "nothing recorded"}})
     assert answer.status_code == 404
+""",
+    "dialect": """
+@pytest.mark.sfmock(dialect="observed", limits={"ipm": 1})
+def test_dialect(sfmock_server):
+    gen(sfmock_server)
+    assert gen(sfmock_server).json()["code"] == 50604  # the live service's 429
+""",
+    "balance_status": """
+@pytest.mark.sfmock(balance_status=402, default_balance="0.10")
+def test_balance_status(sfmock_server):
+    assert gen(sfmock_server, QWEN).status_code == 402
+""",
+    "image_prefix": """
+@pytest.mark.sfmock(image_prefix="/default/outputs/")
+def test_image_prefix(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    assert "/default/outputs/" in url and httpx.get(url).status_code == 200
+""",
+    "retire": """
+@pytest.mark.sfmock(retire=["Qwen/Qwen-Image"])
+def test_retire(sfmock_server):
+    assert gen(sfmock_server, QWEN).json() == {"code": 30003, "message": "Model disabled."}
+""",
+    "rate_limit_codes": """
+@pytest.mark.sfmock(dialect="observed", limits={"ipm": 1}, rate_limit_codes={"ipm": 59999})
+def test_rate_limit_codes(sfmock_server):
+    gen(sfmock_server)
+    assert gen(sfmock_server).json()["code"] == 59999
+""",
+    "unknown_fields": """
+@pytest.mark.sfmock(unknown_fields="reject")
+def test_unknown_fields(sfmock_server):
+    assert gen(sfmock_server, {**KOLORS, "n": 1}).status_code == 400
+""",
+    "invalid_parameter_code": """
+@pytest.mark.sfmock(invalid_parameter_code=20015)
+def test_invalid_parameter_code(sfmock_server):
+    assert gen(sfmock_server, {**KOLORS, "batch_size": 9}).json()["code"] == 20015
 """,
 }
 

@@ -91,7 +91,7 @@ def test_binary_bodies_round_trip(tmp_path: Path) -> None:
 
 def test_fixtures_load_as_generation_answers() -> None:
     exchanges = load_recordings(FIXTURES / "responses")
-    assert len(exchanges) == 11
+    assert len(exchanges) == 17
     assert {(e.method, e.path) for e in exchanges} == {("POST", "/v1/images/generations")}
 
 

@@ -106,10 +106,10 @@ def test_body_fields_nested_and_absent(app: FakeApp, api: TestClient) -> None:
 
 def test_order(app: FakeApp, api: TestClient) -> None:
     traffic(api)
-    found = app.verify_order({"status": 503}, {"model": "Qwen/Qwen-Image", "status": 200}, {"path": "/default/*"})
+    found = app.verify_order({"status": 503}, {"model": "Qwen/Qwen-Image", "status": 200}, {"path": "/temporary/*"})
     assert [e.id for e in found] == [2, 3, 4]
     with pytest.raises(VerificationFailed) as info:
-        app.verify_order({"path": "/default/*"}, {"status": 503})
+        app.verify_order({"path": "/temporary/*"}, {"status": 503})
     message = str(info.value)
     assert message.startswith("verify_order: step 2 of 2 {status=503} not found after #4 (5 recorded)\n")
     assert "matched so far: step 1 #4" in message

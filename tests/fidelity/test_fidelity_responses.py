@@ -110,7 +110,7 @@ def test_models_filter_by_type_and_sub_type() -> None:
 def test_user_info_reports_balances_as_strings() -> None:
     """Fact "Endpoints clients call besides generation" [doc]: GET /v1/user/info answers
     code 20000 with balance, chargeBalance and totalBalance as strings."""
-    with fake() as client:
+    with fake(default_balance="100.00") as client:
         generate(client, **KOLORS)
         info = client.get("/v1/user/info", headers=bearer()).json()
     assert (info["code"], info["message"], info["status"]) == (20000, "OK", True)
