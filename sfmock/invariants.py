@@ -206,9 +206,13 @@ def backoff(run: Run) -> str | None:
             return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
     if sum(waits) > run.max_total_wait:
         return f"waited {sum(waits):.0f}s in all between attempts; at most {run.max_total_wait:g}s is reasonable"
+    def pure(gap: int) -> bool:  # a gap between two generation attempts with no download in it
+        return not any(attempts[gap].ended <= d.started <= attempts[gap + 1].started for d in run.downloads)
+
     for index in range(1, len(waits)):
         dictated = _retry_after(attempts[index]) is not None or _retry_after(attempts[index - 1]) is not None
-        if not dictated and waits[index] < waits[index - 1] - 1e-9 and _deterministic(run):
+        comparable = pure(index) and pure(index - 1)
+        if comparable and not dictated and waits[index] < waits[index - 1] - 1e-9 and _deterministic(run):
             return (
                 f"back-off shrank: waited {waits[index - 1]:.2f}s, then {waits[index]:.2f}s "
                 f"(attempt {index + 2}), the same under any random state"

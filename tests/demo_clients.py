@@ -98,17 +98,22 @@ def _download(
         url = (body.get("images") or body.get("data"))[0]["url"]
     except (ValueError, TypeError, KeyError, IndexError):
         return None, SiliconFlowError("malformed answer", status=200, trace_id=trace)
+    image: httpx.Response | None = None
     for attempt in range(3):  # a transient download failure: the URL is still good, fetch it again
         try:
             image = http.get(url, headers=headers)
         except httpx.TransportError:
+            image = None
             time.sleep(2**attempt)
             continue
         if image.status_code not in TRANSIENT:
             break
         time.sleep(2**attempt)
     else:
-        raise SiliconFlowError("image download kept failing", status=None)
+        status = image.status_code if image is not None else None
+        request_id = image.headers.get("x-amz-request-id") if image is not None else None
+        raise SiliconFlowError("image download kept failing", status=status, trace_id=request_id)
+    assert image is not None
     if image.status_code == 200:
         return image.content, SiliconFlowError("ok")
     problem = SiliconFlowError(
