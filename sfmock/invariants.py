@@ -206,6 +206,7 @@ def backoff(run: Run) -> str | None:
             return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
     if sum(waits) > run.max_total_wait:
         return f"waited {sum(waits):.0f}s in all between attempts; at most {run.max_total_wait:g}s is reasonable"
+
     def pure(gap: int) -> bool:  # a gap between two generation attempts with no download in it
         return not any(attempts[gap].ended <= d.started <= attempts[gap + 1].started for d in run.downloads)
 
