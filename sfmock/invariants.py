@@ -281,7 +281,8 @@ def tolerant(run: Run) -> str | None:
     if run.error is None or not attempts:
         return None
     last = run.outcome(len(attempts) - 1)
-    if last in SUCCESS and attempts[-1].status == 200 and all(d.status == 200 for d in run.downloads):
+    downloads_fine = all(d.status == 200 and d.failure is None and d.fault is None for d in run.downloads)
+    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
         extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
         return (
             f"raised {type(run.error).__name__} on a successful answer{extra.get(last, '')}: {str(run.error)[:160]!r}"
