@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import gc
 import sys
+from asyncio import CancelledError
 from collections.abc import Callable, Sequence
 
 from .cli_fidelity import add_commands as add_fidelity_commands
@@ -158,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args)
         status = run_fidelity_command(args)
         return 2 if status is None else status
-    except KeyboardInterrupt:  # Ctrl+C, at any moment: a normal way to stop
-        return 0
+    except (KeyboardInterrupt, CancelledError):  # Ctrl+C, at any moment (during uvicorn's start-up
+        return 0  # a second one cancels its loop instead): a normal way to stop
 
 
 def serve(args: argparse.Namespace) -> int:

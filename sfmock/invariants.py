@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import re
-import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from .contract import load_contract
-from .signing import UrlSigner
+from .evidence import (
+    as_images,
+    attribute_text,
+    changed_url,
+    describe,
+    error_texts,
+    expiry,
+    served_urls,
+    ttl,
+)
 from .strategies import DOWNLOAD_FAULTS, PERMANENT, SUCCESS, TRANSIENT
 from .transports import Exchange
 from .validation import RequestValidator
@@ -140,15 +146,15 @@ def downloads(run: Run) -> str | None:
         name = exchange.path.rsplit("/", 1)[-1]
         if "authorization" in exchange.request_headers:
             return f"downloaded {name} with the Authorization header (object storage refuses two auth mechanisms)"
-        changed = _changed_url(exchange.url, _served_urls(run, exchange.started))
+        changed = changed_url(exchange.url, served_urls(run, exchange.started))
         if changed:
             return changed
-        expiry = _expiry(exchange.url)
+        expires = expiry(exchange.url)
         signature = parse_qs(urlsplit(exchange.url).query).get("X-Amz-Signature", [""])[0].encode()
         issued_by = next((g for g in run.generations if signature and signature in g.body), None)
-        if expiry is not None and issued_by is not None and expiry > issued_by.ended and exchange.started >= expiry:
-            late = exchange.started - expiry
-            return f"downloaded {name} {late:.0f}s after its URL expired (URLs live {_ttl(exchange.url)}s)"
+        if expires is not None and issued_by is not None and expires > issued_by.ended and exchange.started >= expires:
+            late = exchange.started - expires
+            return f"downloaded {name} {late:.0f}s after its URL expired (URLs live {ttl(exchange.url)}s)"
     attempts = run.generations
     if run.error is None and run.hung is None and attempts and _succeeded(attempts[-1], run, len(attempts) - 1):
         if not any(d.status is not None for d in run.downloads):
@@ -226,10 +232,10 @@ def returns_image(run: Run) -> str | None:
     if not run.returns_image or run.error is not None or run.hung is not None:
         return None
     served = [d.body for d in run.downloads if d.status == 200 and d.failure is None]
-    images = _as_images(run.result)
+    images = as_images(run.result)
     if images is not None and images and all(image in served for image in images):
         return None
-    what = _describe(run.result, served)
+    what = describe(run.result, served)
     if not served:
         return f"returned {what} though it never got an image (an error swallowed?)"
     return f"returned {what} instead of the image it downloaded ({len(served[-1])} bytes of PNG)"
@@ -239,7 +245,7 @@ def secrets(run: Run) -> str | None:
     """The API key is in no error raised to the caller (message, args, notes, repr,
     traceback, causes) and in no log record emitted during the run."""
     if run.error is not None:
-        for where, text in _error_texts(run.error):
+        for where, text in error_texts(run.error):
             if run.api_key in text:
                 return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
     for record in run.logs:
@@ -255,7 +261,7 @@ def errors(run: Run) -> str | None:
     last = run.exchanges[-1] if run.exchanges else None
     if error is None or last is None or last.status is None or last.status < 400 or last.failure is not None:
         return None  # no HTTP error answer came whole to the client
-    text = "\n".join(text for _, text in _error_texts(error)) + "\n" + _attribute_text(error)
+    text = "\n".join(text for _, text in error_texts(error)) + "\n" + attribute_text(error)
 
     def lacks(exchange: Exchange) -> list[str]:
         facts = (("status", str(exchange.status)), ("trace id", exchange.trace_id))
@@ -378,124 +384,3 @@ def _deterministic(run: Run) -> bool:
         return True
     other = run.rerun(run.random_seed + 1)
     return [round(w, 6) for w in other.waits()] == [round(w, 6) for w in run.waits()]
-
-
-def _served_urls(run: Run, before: float) -> dict[str, list[dict[str, str]]]:
-    """Image URLs the fake gave out before ``before``: decoded path -> decoded queries."""
-    served: dict[str, list[dict[str, str]]] = {}
-    for exchange in run.generations:
-        if exchange.status != 200 or exchange.started > before:
-            continue
-        # every whole URL in the body, even one cut short (a client may use what it got)
-        for match in _URL_FIELD.finditer(exchange.body):
-            try:
-                url = json.loads(b'"' + match.group(1) + b'"')
-            except ValueError:
-                continue
-            parts = urlsplit(url)
-            served.setdefault(unquote(parts.path), []).append(dict(parse_qsl(parts.query, True)))
-    return served
-
-
-_URL_FIELD = re.compile(rb'"url"\s*:\s*"((?:[^"\\]|\\.)*)"')
-
-
-def _changed_url(url: str, served: dict[str, list[dict[str, str]]]) -> str | None:
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    name = path.rsplit("/", 1)[-1]
-    if path not in served:
-        return f"downloaded {name}, a URL the fake never gave out (the client rebuilt or re-encoded the path)"
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if query in served[path]:
-        return None
-    expected = served[path][-1]
-    missing = sorted(set(expected) - set(query))
-    if missing:
-        return f"downloaded {name} without the signed parameters {missing}: the pre-signed URL was cut"
-    changed = sorted(k for k in expected if query.get(k) != expected[k])
-    return f"downloaded {name} with changed parameters {changed} (re-encoded?): use the pre-signed URL as given"
-
-
-def _expiry(url: str) -> float | None:
-    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-    try:
-        return UrlSigner.issued_at(query) + int(query["X-Amz-Expires"])
-    except (KeyError, ValueError, OverflowError):
-        return None
-
-
-def _ttl(url: str) -> str:
-    return parse_qs(urlsplit(url).query).get("X-Amz-Expires", ["?"])[0]
-
-
-def _as_images(result: Any) -> list[bytes] | None:
-    if isinstance(result, bytes | bytearray | memoryview):
-        return [bytes(result)]
-    if isinstance(result, os.PathLike) or (isinstance(result, str) and 0 < len(result) < 4096):
-        try:
-            with open(result, "rb") as file:
-                return [file.read()]
-        except (OSError, ValueError):
-            return None
-    if isinstance(result, list | tuple) and result:
-        images = [_as_images(item) for item in result]
-        if all(image is not None and len(image) == 1 for image in images):
-            return [image[0] for image in images if image]
-    return None
-
-
-def _describe(result: Any, served: list[bytes]) -> str:
-    if result is None:
-        return "None"
-    if isinstance(result, bytes | bytearray | memoryview):
-        data = bytes(result)
-        if not data:
-            return 'b""'
-        if any(image.startswith(data) for image in served):
-            whole = next(len(image) for image in served if image.startswith(data))
-            return f"part of the image ({len(data)} of {whole} bytes)"
-        return f"{len(data)} bytes that are not the image (they begin {data[:24]!r})"
-    return f"a {type(result).__name__} ({str(result)[:60]!r})"
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The error and its causes, as a traceback shows them (``from None`` ends the chain)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        if current.__cause__ is not None:
-            current = current.__cause__
-        else:
-            current = None if current.__suppress_context__ else current.__context__
-
-
-def _error_texts(error: BaseException) -> Iterator[tuple[str, str]]:
-    for link in _chain(error):
-        yield "message", str(link)
-        yield "repr", repr(link)
-        yield "args", "\n".join(repr(arg) for arg in link.args)
-        yield "notes", "\n".join(str(note) for note in getattr(link, "__notes__", ()))
-    yield "traceback", "".join(traceback.format_exception(error))
-
-
-def _attribute_text(error: BaseException) -> str:
-    parts = []
-    for link in _chain(error):
-        for value in vars(link).values():
-            if isinstance(value, str | int):
-                parts.append(str(value))
-            elif callable(getattr(value, "items", None)):  # dicts, header maps, email.message.Message
-                parts.extend(str(v) for _, v in value.items() if isinstance(v, str | int))
-        for holder in (link, getattr(link, "response", None)):
-            headers: Any = getattr(holder, "headers", None)
-            if callable(getattr(headers, "items", None)):
-                parts.extend(str(v) for _, v in headers.items())
-        response = getattr(link, "response", None)
-        for status in (getattr(response, "status_code", None), getattr(response, "status", None)):
-            if status is not None:
-                parts.append(str(status))
-        parts.extend(str(getattr(link, name)) for name in ("status_code", "status", "code") if hasattr(link, name))
-    return "\n".join(parts)

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .app import create_app
-from .checks import _scenario
 from .clock import ShiftedClock
 from .config import Settings
 from .errors import SfmockError
 from .faults import Action, Scenario, Seconds
+from .harness import schedule_scenario
 from .invariants import GENERATE, Run
 from .recorder import Recorder
 from .server import ServerThread, listen
@@ -135,7 +135,7 @@ def program_environment(base_url: str, setup: ProgramSetup, output: Path) -> dic
 
 def short_scenario(schedule: Sequence[str]) -> Scenario:
     """The schedule as a scenario, its slow outcomes cut to :data:`TIMINGS`."""
-    scenario = _scenario(schedule)
+    scenario = schedule_scenario(schedule)
     rules = tuple(dataclasses.replace(rule, steps=tuple(_shorten(s) for s in rule.steps)) for rule in scenario.rules)
     return dataclasses.replace(scenario, rules=rules)
 

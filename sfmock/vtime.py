@@ -28,7 +28,7 @@ from typing import Any
 
 from .clock import VirtualClock
 
-__all__ = ["HangForever", "VirtualTime", "new_event_loop"]
+__all__ = ["HangForever", "VirtualTime", "new_event_loop", "on_virtual_loop"]
 
 REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
 THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up before time jumps
@@ -168,6 +168,14 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._vtime.monotonic()
+
+
+def on_virtual_loop() -> bool:
+    """Whether the caller runs on a loop made by :func:`new_event_loop`."""
+    try:
+        return isinstance(asyncio.get_running_loop(), _VirtualLoop)
+    except RuntimeError:
+        return False
 
 
 def new_event_loop(vtime: VirtualTime) -> asyncio.AbstractEventLoop:
