@@ -6,19 +6,15 @@
 
 from __future__ import annotations
 
-from .accounts import Account, KeyRegistry, OpenAuthenticator
-
-__version__ = "0.1.0"
-
-from .app import create_app
-from .auth import Authenticator
-from .clock import Clock, SystemClock, VirtualClock
-from .config import Settings, load_settings
-from .conformance import check_response
-from .contract import Contract, ModelSpec, load_contract
-from .contractdiff import diff_contracts
-from .drift import Drift, check_exchange
-from .errors import (
+from sfmock._version import __version__
+from sfmock.app import create_app
+from sfmock.chaos.faults import Scenario
+from sfmock.chaos.journal import Journal
+from sfmock.chaos.verify import Pattern, VerificationFailed
+from sfmock.clock import Clock, SystemClock, VirtualClock
+from sfmock.config import Settings, load_settings
+from sfmock.contract.openapi import Contract, ModelSpec, load_contract
+from sfmock.errors import (
     ApiError,
     ConfigError,
     ContractError,
@@ -26,14 +22,15 @@ from .errors import (
     DownloadDenied,
     SfmockError,
 )
-from .faults import Scenario
-from .journal import Journal
-from .lifecycle import Lifecycle, Retirement
-from .proxy import create_proxy
-from .quota import Limits
-from .recording import Exchange, load_recordings
-from .remote import RemoteFake
-from .verify import Pattern, VerificationFailed
+from sfmock.fidelity.conformance import check_response
+from sfmock.fidelity.contractdiff import diff_contracts
+from sfmock.fidelity.drift import Drift, check_exchange
+from sfmock.fidelity.proxy import create_proxy
+from sfmock.fidelity.recording import Exchange, load_recordings
+from sfmock.remote import RemoteFake
+from sfmock.service.accounts import Account, Authenticator, KeyRegistry, OpenAuthenticator
+from sfmock.service.lifecycle import Lifecycle, Retirement
+from sfmock.service.quota import Limits
 
 __all__ = [
     "Account",

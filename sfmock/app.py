@@ -19,31 +19,30 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import __version__
-from .accounts import KeyRegistry, OpenAuthenticator
-from .admission import Admission
-from .api import Api
-from .auth import Authenticator
-from .chaos import ChaosMiddleware, Sleep
-from .clock import Clock, ShiftedClock, VirtualClock
-from .config import Settings
-from .contract import Contract, load_contract
-from .control import CONTROL_PREFIX, Control
-from .errors import ApiError
-from .failures import InternalErrorMiddleware
-from .faults import FaultEngine, Scenario
-from .generation import Generator
-from .imagehost import ImageHost
-from .journal import Entry, Journal
-from .lifecycle import Lifecycle
-from .metrics import Metrics
-from .page import Page
-from .replay import Recordings, ReplayGenerator
-from .responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
-from .sessions import Sessions, SessionState
-from .signing import UrlSigner
-from .tracing import TraceIdMiddleware
-from .verify import Pattern, Verifier
+from sfmock._version import __version__
+from sfmock.chaos.control import CONTROL_PREFIX, Control
+from sfmock.chaos.faults import FaultEngine, Scenario
+from sfmock.chaos.journal import Entry, Journal
+from sfmock.chaos.metrics import Metrics
+from sfmock.chaos.middleware import ChaosMiddleware, Sleep
+from sfmock.chaos.page import Page
+from sfmock.chaos.sessions import Sessions, SessionState
+from sfmock.chaos.verify import Pattern, Verifier
+from sfmock.clock import Clock, ShiftedClock, VirtualClock
+from sfmock.config import Settings
+from sfmock.contract.openapi import Contract, load_contract
+from sfmock.errors import ApiError
+from sfmock.fidelity.replay import Recordings, ReplayGenerator
+from sfmock.service.accounts import Authenticator, KeyRegistry, OpenAuthenticator
+from sfmock.service.admission import Admission
+from sfmock.service.api import Api
+from sfmock.service.failures import InternalErrorMiddleware
+from sfmock.service.generation import Generator
+from sfmock.service.imagehost import ImageHost
+from sfmock.service.lifecycle import Lifecycle
+from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
+from sfmock.service.signing import UrlSigner
+from sfmock.service.tracing import TraceIdMiddleware
 
 __all__ = ["FakeApp", "create_app"]
 
@@ -208,13 +207,13 @@ class FakeApp(Starlette):
     def verify(
         self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any
     ) -> list[Entry]:
-        """Count requests matching a pattern: see :meth:`sfmock.verify.Verifier.verify`."""
+        """Count requests matching a pattern: see :meth:`sfmock.chaos.verifyVerifier.verify`."""
         return self.verifier(session).verify(pattern, **options)
 
     def verify_order(
         self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
     ) -> list[Entry]:
-        """Requests matching patterns in order: see :meth:`sfmock.verify.Verifier.verify_order`."""
+        """Requests matching patterns in order: see :meth:`sfmock.chaos.verifyVerifier.verify_order`."""
         return self.verifier(session).verify_order(*patterns, **options)
 
 

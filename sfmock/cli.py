@@ -9,9 +9,9 @@ import sys
 from asyncio import CancelledError
 from collections.abc import Callable, Sequence
 
-from .cli_fidelity import add_commands as add_fidelity_commands
-from .cli_fidelity import run as run_fidelity_command
-from .errors import ConfigError
+from sfmock.cli_fidelity import add_commands as add_fidelity_commands
+from sfmock.cli_fidelity import run as run_fidelity_command
+from sfmock.errors import ConfigError
 
 __all__ = ["main"]
 
@@ -48,7 +48,7 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sfmock`` parser, with one subparser per entry of :data:`COMMANDS`."""
-    from . import __version__
+    from sfmock._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="sfmock",
@@ -167,10 +167,10 @@ def serve(args: argparse.Namespace) -> int:
     """``sfmock serve``: run the fake until Ctrl+C."""
     import uvicorn
 
-    from .app import create_app
-    from .config import load_settings
-    from .server import listen
-    from .timeouts import http_protocol
+    from sfmock.app import create_app
+    from sfmock.config import load_settings
+    from sfmock.server import listen
+    from sfmock.timeouts import http_protocol
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
     try:
@@ -233,10 +233,10 @@ def check(args: argparse.Namespace) -> int:
     import shlex
     import time
 
-    from .config import Settings, load_settings
-    from .junit import write_error, write_report
-    from .program_check import check_program
-    from .programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
+    from sfmock.config import Settings, load_settings
+    from sfmock.testing.junit import write_error, write_report
+    from sfmock.testing.program_check import check_program
+    from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
 
     command = args.program[1:] if args.program[:1] == ["--"] else args.program
     problem = None
@@ -318,8 +318,8 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def validate(args: argparse.Namespace) -> int:
     """``sfmock validate FILE``: check a config or scenario file as ``serve`` would."""
-    from .config import load_settings, read_config_file
-    from .faults import Scenario
+    from sfmock.chaos.faults import Scenario
+    from sfmock.config import load_settings, read_config_file
 
     try:
         document = _peek(args.file)
@@ -340,7 +340,7 @@ def _peek(path: str) -> object:
     """The file's document, or ``None`` when it cannot be read (the loader then says why)."""
     from pathlib import Path
 
-    from .schemas import load_yaml
+    from sfmock.contract.schemas import load_yaml
 
     try:
         return load_yaml(Path(path).read_text("utf-8"))
@@ -350,7 +350,7 @@ def _peek(path: str) -> object:
 
 def scenarios(args: argparse.Namespace) -> int:
     """``sfmock scenarios``: the shipped scenarios, with their descriptions."""
-    from .faults import Scenario
+    from sfmock.chaos.faults import Scenario
 
     for name in Scenario.shipped():
         print(f"{name:<20} {Scenario.named(name).description}")

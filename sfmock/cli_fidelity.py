@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from sfmock.errors import ConfigError
 
 __all__ = ["add_commands", "run"]
 
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int | None:
 def _proxy(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .drift import format_report
-    from .proxy import create_proxy
-    from .server import listen
+    from sfmock.fidelity.drift import format_report
+    from sfmock.fidelity.proxy import create_proxy
+    from sfmock.server import listen
 
     app = create_proxy(args.upstream, record=args.record, downloads=args.downloads)
     sock = listen(args.host, args.port)
@@ -99,9 +99,9 @@ def _proxy(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from .contract import load_contract
-    from .drift import check_exchanges, format_report
-    from .recording import load_recordings
+    from sfmock.contract.openapi import load_contract
+    from sfmock.fidelity.drift import check_exchanges, format_report
+    from sfmock.fidelity.recording import load_recordings
 
     if bool(args.recordings) == bool(args.against):
         raise ConfigError("command line", "drift", "expected recordings (DIR ...) or --against URL, not both")
@@ -121,9 +121,9 @@ def _drift(args: argparse.Namespace) -> int:
 def _against(args: argparse.Namespace, contract: Any) -> list[Any] | None:
     import httpx
 
-    from .canary import describe, plan, run_plan
-    from .proxy import upstream_origin
-    from .recording import write_recording
+    from sfmock.fidelity.canary import describe, plan, run_plan
+    from sfmock.fidelity.proxy import upstream_origin
+    from sfmock.fidelity.recording import write_recording
 
     origin = upstream_origin(args.against, "--against")
     calls = plan(contract)
@@ -146,8 +146,8 @@ def _against(args: argparse.Namespace, contract: Any) -> list[Any] | None:
 
 
 def _contract(args: argparse.Namespace) -> int:
-    from .contractdiff import diff_contracts, format_breaks, read_contract
-    from .errors import ContractError
+    from sfmock.errors import ContractError
+    from sfmock.fidelity.contractdiff import diff_contracts, format_breaks, read_contract
 
     try:
         breaks = diff_contracts(read_contract(args.old), read_contract(args.new))

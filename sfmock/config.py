@@ -14,17 +14,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .accounts import Account, accounts_from_config
-from .contract import load_contract
-from .documents import DocumentError, load_document
-from .errors import ConfigError
-from .faults import Scenario, looks_like_path
-from .imagehost import IMAGE_PREFIX
-from .lifecycle import Retirement
-from .quota import Limits
-from .recording import Exchange, load_recordings
-from .responses import OBSERVED_429_CODES
-from .schemas import check
+from sfmock.chaos.faults import Scenario, looks_like_path
+from sfmock.contract.openapi import load_contract
+from sfmock.contract.schemas import check
+from sfmock.documents import DocumentError, load_document
+from sfmock.errors import ConfigError
+from sfmock.fidelity.recording import Exchange, load_recordings
+from sfmock.service.accounts import Account, accounts_from_config
+from sfmock.service.imagehost import IMAGE_PREFIX
+from sfmock.service.lifecycle import Retirement
+from sfmock.service.quota import Limits
+from sfmock.service.responses import OBSERVED_429_CODES
 
 __all__ = ["UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
 
@@ -75,7 +75,7 @@ class Settings:
     rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))
     unknown_fields: str = "accept"  # fields the reference does not list (n, size, user, ...): a guess
     invalid_parameter_code: int = 20012  # 20015 as seen on other endpoints: a guess for images
-    replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.replay)
+    replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.fidelity.replay)
     replay_match: str = "prompt"
     replay_miss: str = "fake"
 

@@ -9,9 +9,9 @@
      │    └── DownloadDenied  an answer the image host gives instead of a PNG (S3-style XML)
      ├── ContractViolation    a request or response breaks the contract (also an AssertionError)
      ├── ClientCheckFailed    a client broke an invariant under a schedule (also an
-     │                        AssertionError; in sfmock.checks, as it carries the run)
+     │                        AssertionError; in sfmock.testing.checks, as it carries the run)
      └── ProgramError         a program under `sfmock check` could not be tested (it did
-                              not start, or made no request; in sfmock.programs)
+                              not start, or made no request; in sfmock.testing.programs)
 """
 
 from __future__ import annotations

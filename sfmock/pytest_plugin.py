@@ -6,7 +6,7 @@ Fixtures:
   reset before each test, on a virtual clock. A test marked
   ``@pytest.mark.sfmock(config=..., **settings)`` gets a server of its own.
 - ``sfmock_transport``: an in-process ``httpx`` transport into the same app (no socket).
-- ``check_client``: :func:`sfmock.checks.check_client`, with the marker's settings (a
+- ``check_client``: :func:`sfmock.testing.checks.check_client`, with the marker's settings (a
   failing check fails the test with the shrunk schedule, transcript and replay line).
 
 Marker: ``@pytest.mark.sfmock(scenario="flaky", config="accounts.yaml", strict=True, ...)``;
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .checks import CheckReport
-    from .config import Settings
-    from .remote import RemoteFake
-    from .server import FakeServer
-    from .transports import Transport
+    from sfmock.config import Settings
+    from sfmock.remote import RemoteFake
+    from sfmock.server import FakeServer
+    from sfmock.testing.checks import CheckReport
+    from sfmock.transports import Transport
 
 URL_VARIABLE = "SFMOCK_URL"
 TOKEN_VARIABLE = "SFMOCK_CONTROL_TOKEN"
@@ -55,8 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def _sfmock_session() -> Iterator[FakeServer | RemoteFake]:
-    from .remote import RemoteFake
-    from .server import FakeServer
+    from sfmock.remote import RemoteFake
+    from sfmock.server import FakeServer
 
     shared = os.environ.get(URL_VARIABLE)
     if shared:
@@ -71,8 +71,8 @@ def sfmock_server(
     request: pytest.FixtureRequest, _sfmock_session: FakeServer | RemoteFake
 ) -> Iterator[FakeServer | RemoteFake]:
     """A live fake for this test: reset, with the marker's scenario and settings."""
-    from .remote import RemoteFake
-    from .server import FakeServer
+    from sfmock.remote import RemoteFake
+    from sfmock.server import FakeServer
 
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
@@ -107,7 +107,7 @@ def sfmock_transport(sfmock_server: FakeServer | RemoteFake) -> Iterator[Transpo
 
 def _marker_settings(options: dict[str, Any]) -> Settings:
     """The marker's keywords, checked and converted exactly as a config file's keys are."""
-    from .config import load_settings, settings_from
+    from sfmock.config import load_settings, settings_from
 
     config = options.pop("config", None)
     base = load_settings(config) if config is not None else None
@@ -117,7 +117,7 @@ def _marker_settings(options: dict[str, Any]) -> Settings:
 @pytest.fixture
 def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
     """``check_client(generate, **options)``: the client check, under the marker's settings."""
-    from .checks import check_client as run_check
+    from sfmock.testing.checks import check_client as run_check
 
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .faults import Scenario
-from .sessions import check_name
-from .verify import Pattern, VerificationFailed
+from sfmock.chaos.faults import Scenario
+from sfmock.chaos.sessions import check_name
+from sfmock.chaos.verify import Pattern, VerificationFailed
 
 __all__ = ["RemoteFake"]
 
@@ -121,7 +121,7 @@ class RemoteFake:
         timeout: float | None = None,
         **fields: Any,
     ) -> list[dict[str, Any]]:
-        """:meth:`sfmock.verify.Verifier.verify` over the control API."""
+        """:meth:`sfmock.chaos.verifyVerifier.verify` over the control API."""
         command = {
             "pattern": _document(fields if pattern is None else pattern),
             "count": count,
@@ -135,7 +135,7 @@ class RemoteFake:
     def verify_order(
         self, *patterns: Pattern | Mapping[str, Any], within: float | None = None, timeout: float | None = None
     ) -> list[dict[str, Any]]:
-        """:meth:`sfmock.verify.Verifier.verify_order` over the control API."""
+        """:meth:`sfmock.chaos.verifyVerifier.verify_order` over the control API."""
         command = {"order": [_document(p) for p in patterns], "within": within, "timeout": timeout}
         return self._verdict({k: v for k, v in command.items() if v is not None})
 

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from .clock import VirtualClock
-from .config import Settings
-from .errors import ConfigError
-from .timeouts import DEFAULT_READ_TIMEOUT, http_protocol
+from sfmock.clock import VirtualClock
+from sfmock.config import Settings
+from sfmock.errors import ConfigError
+from sfmock.timeouts import DEFAULT_READ_TIMEOUT, http_protocol
 
 if TYPE_CHECKING:
-    from .faults import Scenario
-    from .journal import Entry, Journal
-    from .transports import EitherTransport
-    from .verify import Pattern
+    from sfmock.chaos.faults import Scenario
+    from sfmock.chaos.journal import Entry, Journal
+    from sfmock.chaos.verify import Pattern
+    from sfmock.transports import EitherTransport
 
 __all__ = ["FakeServer", "ServerThread", "listen"]
 
@@ -137,8 +137,8 @@ class FakeServer:
         port: int = 0,
         **overrides: Any,
     ) -> None:
-        from .app import create_app
-        from .config import load_settings, settings_from
+        from sfmock.app import create_app
+        from sfmock.config import load_settings, settings_from
 
         base = settings or (load_settings(config) if config is not None else Settings())
         if overrides:  # what a config file takes, checked as a config file is
@@ -173,7 +173,7 @@ class FakeServer:
 
     def use_scenario(self, scenario: Scenario | str | Path | Mapping[str, Any] | None) -> None:
         """Install a scenario: a shipped name, a file, a document, or ``None`` for none."""
-        from .faults import Scenario
+        from sfmock.chaos.faults import Scenario
 
         if scenario is None:
             chosen = Scenario()
@@ -206,7 +206,7 @@ class FakeServer:
         """Count the journal's requests that match a pattern, after in-flight ones are recorded.
 
         ``fake.verify(path="/v1/images/generations", status=503, count=2)``; see
-        :meth:`sfmock.verify.Verifier.verify`. A failure is an ``AssertionError`` naming the
+        :meth:`sfmock.chaos.verifyVerifier.verify`. A failure is an ``AssertionError`` naming the
         closest near misses.
         """
         entries: list[Entry] = self.app.verify(pattern, session=session, **options)
@@ -215,13 +215,13 @@ class FakeServer:
     def verify_order(
         self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
     ) -> list[Entry]:
-        """Requests matching ``patterns`` in this order; see :meth:`sfmock.verify.Verifier.verify_order`."""
+        """Requests matching ``patterns`` in this order; see :meth:`sfmock.chaos.verifyVerifier.verify_order`."""
         entries: list[Entry] = self.app.verify_order(*patterns, session=session, **options)
         return entries
 
     def transport(self) -> EitherTransport:
         """An in-process ``httpx`` transport into this fake's app (no socket), for
         ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
-        from .transports import EitherTransport
+        from sfmock.transports import EitherTransport
 
         return EitherTransport(self.app, self.clock)

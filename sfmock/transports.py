@@ -19,14 +19,14 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from starlette.types import ASGIApp, Message
 
-from .clock import Clock, SystemClock, VirtualClock
-from .vtime import HangForever
+from sfmock.clock import Clock, SystemClock, VirtualClock
 
 __all__ = [
     "READ_TIMEOUT",
     "AsyncTransport",
     "EitherTransport",
     "Exchange",
+    "HangForever",
     "InProcess",
     "TimedOut",
     "Transport",
@@ -35,10 +35,15 @@ __all__ = [
 ]
 
 # the read timeout of the in-process request being served (None: the client set none);
-# a fault's wait that outlasts it ends in the client's timeout (see sfmock.checks)
+# a fault's wait that outlasts it ends in the client's timeout (see sfmock.testing.checks)
 READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
 
 Latency = Callable[["Exchange"], float]
+
+
+class HangForever(BaseException):
+    """The client waits for something that never comes (a BaseException: no ``except
+    Exception`` in the client swallows it)."""
 
 
 class TimedOut(BaseException):

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from conftest import FIXTURES, assert_config_error, contract_hook, load_fixture
 from sfmock import Settings, VirtualClock, create_app, load_settings
-from sfmock.accounts import Account, Ledger
+from sfmock.service.accounts import Account, Ledger
 
 GEN = "/v1/images/generations"
 QWEN = {"model": "Qwen/Qwen-Image", "prompt": "a lighthouse"}

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from conftest import FIXTURES, contract_hook, run_server
 from sfmock import Limits, Settings, VirtualClock, create_app, load_settings
-from sfmock.accounts import Account
+from sfmock.service.accounts import Account
 
 GEN = "/v1/images/generations"
 KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

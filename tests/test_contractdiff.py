@@ -13,7 +13,7 @@ import yaml
 
 from sfmock import Contract, load_contract
 from sfmock.cli import main
-from sfmock.contractdiff import diff_contracts, read_contract
+from sfmock.fidelity.contractdiff import diff_contracts, read_contract
 
 GEN = "POST /v1/images/generations"
 Edit = Callable[[dict[str, Any]], None]

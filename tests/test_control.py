@@ -58,7 +58,7 @@ def test_reset_restores_everything(control: TestClient, clock: VirtualClock) -> 
 
 
 def test_reset_returns_to_the_scenario_the_server_started_with(clock: VirtualClock) -> None:
-    from sfmock.faults import Scenario
+    from sfmock.chaos.faults import Scenario
 
     scenario = Scenario.load(FIXTURES / "scenarios" / "overloaded.yaml")
     with TestClient(create_app(Settings(scenario=scenario), clock=clock)) as client:

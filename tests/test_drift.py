@@ -18,8 +18,8 @@ from starlette.applications import Starlette
 
 from conftest import FIXTURES
 from sfmock.cli import main
-from sfmock.drift import check_exchange
-from sfmock.recording import Exchange, Message, load_recordings
+from sfmock.fidelity.drift import check_exchange
+from sfmock.fidelity.recording import Exchange, Message, load_recordings
 from upstream import KEY, running_upstream
 
 OBSERVED_URL_MOVE = {  # the service left this object store in late 2025: real drift
@@ -72,7 +72,7 @@ def test_values_are_not_drift() -> None:
 def test_a_recording_through_the_proxy_has_no_drift(origin: str, tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
-    from sfmock.proxy import create_proxy
+    from sfmock.fidelity.proxy import create_proxy
 
     with TestClient(create_proxy(origin, record=tmp_path)) as client:
         client.post("/v1/images/generations", json={"model": "Qwen/Qwen-Image", "prompt": "x"}, headers=_auth())

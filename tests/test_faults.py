@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conftest import FIXTURES, assert_config_error
-from sfmock.faults import Action, FaultEngine, RequestInfo, Scenario, Seconds, parse_fault_header
+from sfmock.chaos.faults import Action, FaultEngine, RequestInfo, Scenario, Seconds, parse_fault_header
 
 GEN = "/v1/images/generations"
 

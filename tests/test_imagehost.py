@@ -13,7 +13,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from sfmock import Settings, VirtualClock, create_app
-from sfmock.signing import UrlSigner
+from sfmock.service.signing import UrlSigner
 
 Post = Callable[..., httpx.Response]
 

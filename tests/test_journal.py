@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, data_url
 from sfmock import Settings, create_app
-from sfmock.journal import ENTRY_FIELDS, RESPONSE_CAP, STRING_CAP, Journal, mask_key
+from sfmock.chaos.journal import ENTRY_FIELDS, RESPONSE_CAP, STRING_CAP, Journal, mask_key
 
 
 def record(journal: Journal, **overrides: object) -> None:

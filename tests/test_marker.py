@@ -213,7 +213,7 @@ def test_invalid_parameter_code(sfmock_server):
 
 
 def test_every_config_key_has_a_marker_test() -> None:
-    from sfmock.schemas import schema
+    from sfmock.contract.schemas import schema
 
     assert set(EVERY_KEY) == set(schema("config")["properties"])
 

@@ -37,7 +37,7 @@ def test_the_page_is_one_self_contained_file(api: TestClient) -> None:
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
         assert "connect-src 'self'" in answer.headers["content-security-policy"]
     html = api.get("/_sfmock/").text
-    assert html == resources.files("sfmock").joinpath("page.html").read_text("utf-8")
+    assert html == resources.files("sfmock.chaos").joinpath("page.html").read_text("utf-8")
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.IGNORECASE)  # nothing from elsewhere
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"(?!data:)", html)  # no second file either
     assert api.get("/_sfmock/journal").json()["count"] == 0  # the page itself is not journalled

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from sfmock.cli import main
-from sfmock.program_check import ProgramReport, check_program
-from sfmock.programs import TIMINGS, ProgramSetup, run_program, short_scenario
+from sfmock.testing.program_check import ProgramReport, check_program
+from sfmock.testing.programs import TIMINGS, ProgramSetup, run_program, short_scenario
 
 TESTS = Path(__file__).parent
 NODE_CLIENTS = TESTS / "node" / "clients"
@@ -195,7 +195,7 @@ def test_the_readme_shows_the_clients_the_suite_runs() -> None:
     section = readme.split("## Test a client in any language", 1)[1].split("\n## ", 1)[0]
     assert f"```js\n{(NODE_CLIENTS / 'openai-careful.mjs').read_text('utf-8')}```" in section
     assert f"```bash\n{(SHELL_CLIENTS / 'curl-careful.sh').read_text('utf-8')}```" in section
-    from sfmock.programs import program_environment
+    from sfmock.testing.programs import program_environment
 
     for name in program_environment("http://127.0.0.1:1", ProgramSetup(command=("x",)), Path("out.png")):
         assert f"`{name}`" in section, f"{name} is not documented"

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from sfmock import ConfigError
-from sfmock.proxy import create_proxy, upstream_origin
+from sfmock.fidelity.proxy import create_proxy, upstream_origin
 from upstream import DRIFTS, KEY, running_upstream
 
 AUTH = {"Authorization": f"Bearer {KEY}"}

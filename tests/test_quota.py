@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sfmock.quota import METRICS, Limits, RateLimiter, Usage
+from sfmock.service.quota import METRICS, Limits, RateLimiter, Usage
 
 T0 = 1_000_000.0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, assert_config_error
-from sfmock.recording import REDACTED, Exchange, Message, load_recordings, scrub, scrub_url, write_recording
+from sfmock.fidelity.recording import REDACTED, Exchange, Message, load_recordings, scrub, scrub_url, write_recording
 
 SECRET_KEY = "sk-live-abcdefghijklmnop"
 

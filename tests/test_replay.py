@@ -10,9 +10,9 @@ from starlette.testclient import TestClient
 
 from conftest import assert_config_error
 from sfmock import Settings, VirtualClock, check_response, create_app, load_settings
+from sfmock.fidelity.proxy import create_proxy
+from sfmock.fidelity.recording import load_recordings
 from sfmock.imaging import render_png
-from sfmock.proxy import create_proxy
-from sfmock.recording import load_recordings
 from upstream import KEY, running_upstream
 
 BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 7}

@@ -12,10 +12,10 @@ from starlette.testclient import TestClient
 from conftest import AUTH, contract_hook
 from sfmock import Limits, Settings, VirtualClock, create_app
 from sfmock.app import FakeApp
+from sfmock.chaos.sessions import ANSWER_BYTES, ANSWERS_KEPT, Answer
+from sfmock.chaos.verify import VerificationFailed
 from sfmock.remote import RemoteFake
 from sfmock.server import FakeServer
-from sfmock.sessions import ANSWER_BYTES, ANSWERS_KEPT, Answer
-from sfmock.verify import VerificationFailed
 
 GEN = "/v1/images/generations"
 BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sfmock import DownloadDenied
-from sfmock.signing import MAX_TTL, ObjectName, UrlSigner
+from sfmock.service.signing import MAX_TTL, ObjectName, UrlSigner
 
 T0 = 1_767_225_600.0
 NAME = "0123456789abcdef0123456789abcdef-1024x768_2.png"

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook
 from sfmock import Account, Settings, SystemClock, VirtualClock, create_app, load_contract
-from sfmock.signing import UrlSigner
+from sfmock.service.signing import UrlSigner
 
 GEN = "/v1/images/generations"
 BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

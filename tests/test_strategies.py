@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfmock import Contract, ContractViolation, check_response, load_contract
+from sfmock.contract.validation import RequestValidator
 from sfmock.strategies import (
     OUTCOMES,
     generation_requests,
@@ -17,7 +18,6 @@ from sfmock.strategies import (
     responses,
     schedules,
 )
-from sfmock.validation import RequestValidator
 
 GEN = "/v1/images/generations"
 
@@ -126,7 +126,7 @@ def test_schedules_shrink_to_all_success() -> None:
 
 def test_the_contract_drives_generation() -> None:
     # a new field with a range, added to the contract only, is generated within its range
-    import sfmock.strategies as strategies
+    import sfmock.testing.strategies as strategies
 
     document = copy.deepcopy(load_contract().document)
     document["components"]["schemas"]["GenerationFields"]["properties"]["sharpness"] = {

@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 from conftest import AUTH, KEY, contract_hook
 from sfmock import Settings, VirtualClock, create_app
 from sfmock.app import FakeApp
+from sfmock.chaos.verify import Pattern, VerificationFailed
 from sfmock.server import FakeServer
-from sfmock.verify import Pattern, VerificationFailed
 
 GEN = "/v1/images/generations"
 KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

@@ -9,7 +9,7 @@ import pytest
 from fidelity_helpers import KOLORS, START, fake, generate
 
 from sfmock import ConfigError, Settings, VirtualClock, check_response, load_settings
-from sfmock.signing import UrlSigner
+from sfmock.service.signing import UrlSigner
 
 
 def image_url(client: object, **fields: object) -> str:

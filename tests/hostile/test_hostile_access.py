@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook, run_server
 from sfmock import Settings, VirtualClock, create_app
-from sfmock.signing import UrlSigner
+from sfmock.service.signing import UrlSigner
 
 GEN = "/v1/images/generations"
 OK = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook, run_server
 from sfmock import Settings, VirtualClock, create_app
-from sfmock.generation import MAX_SIDE
-from sfmock.quota import Limits
+from sfmock.service.generation import MAX_SIDE
+from sfmock.service.quota import Limits
 
 GEN = "/v1/images/generations"
 OK = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

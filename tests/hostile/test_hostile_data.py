@@ -19,8 +19,8 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook
 from sfmock import ConfigError, Settings, VirtualClock, create_app
-from sfmock.faults import Scenario
-from sfmock.journal import ENTRY_CAP, Journal
+from sfmock.chaos.faults import Scenario
+from sfmock.chaos.journal import ENTRY_CAP, Journal
 
 GEN = "/v1/images/generations"
 OK = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

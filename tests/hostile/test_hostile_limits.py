@@ -16,12 +16,12 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook, run_server
 from sfmock import Settings, VirtualClock, create_app
-from sfmock.accounts import OpenAuthenticator
-from sfmock.admission import Admission
-from sfmock.contract import load_contract
+from sfmock.chaos.journal import ENTRY_CAP, Journal
+from sfmock.contract.openapi import load_contract
 from sfmock.errors import ApiError
-from sfmock.journal import ENTRY_CAP, Journal
-from sfmock.quota import Limits, Usage
+from sfmock.service.accounts import OpenAuthenticator
+from sfmock.service.admission import Admission
+from sfmock.service.quota import Limits, Usage
 
 GEN = "/v1/images/generations"
 OK = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
@@ -99,9 +99,9 @@ def test_the_journal_is_bounded_in_bytes_and_counts_evictions(client: TestClient
 
 
 def test_entries_and_answers_are_capped_and_paged(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sfmock.control
+    import sfmock.chaos.control
 
-    monkeypatch.setattr(sfmock.control, "JOURNAL_PAGE_CHARS", 5_000)
+    monkeypatch.setattr(sfmock.chaos.control, "JOURNAL_PAGE_CHARS", 5_000)
     app = create_app(Settings(seed=1, max_body_bytes=100_000), clock=VirtualClock())
     array_body = json.dumps({**OK, "extra": list(range(10_000))}).encode()  # ~60 KB: over the entry cap
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:

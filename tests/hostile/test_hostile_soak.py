@@ -23,10 +23,10 @@ import pytest
 
 from conftest import AUTH, run_server
 from sfmock import Settings, VirtualClock, create_app
-from sfmock.accounts import OpenAuthenticator
-from sfmock.admission import Admission
-from sfmock.contract import load_contract
-from sfmock.quota import Limits, Usage
+from sfmock.contract.openapi import load_contract
+from sfmock.service.accounts import OpenAuthenticator
+from sfmock.service.admission import Admission
+from sfmock.service.quota import Limits, Usage
 
 GEN = "/v1/images/generations"
 OK = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}

@@ -1,0 +1,172 @@
+"""Sessions: the state one test (or CI job) sees when many share one running fake.
+
+A request with the ``X-Sfmock-Session: NAME`` header (or, for image downloads, the
+``X-Sfmock-Session`` query parameter the fake adds to the URLs it issues in a session)
+is served from that session's own journal, scenario, fault counters, rate-limit
+counters and balances. Without it, requests use the default session: the fake behaves
+as if sessions did not exist. The clock and the configuration are shared.
+
+All scoped state is reached through :class:`Sessions` (``sessions.get(name)``), the one
+place a shared store would plug in.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfmock.chaos.faults import FaultEngine, Scenario
+from sfmock.chaos.journal import Journal
+from sfmock.service.admission import Admission
+from sfmock.service.imagehost import SESSION_PARAM
+
+__all__ = ["SESSION_HEADER", "SESSION_PARAM", "Activity", "SessionError", "SessionState", "Sessions"]
+
+SESSION_HEADER = "x-sfmock-session"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
+ANSWERS_KEPT = 1000  # answers kept per session for the page: at most this many...
+ANSWER_BYTES = 1_048_576  # ...and at most this many bytes of them
+
+
+class SessionError(ValueError):
+    """A malformed session name (the message says what is expected)."""
+
+
+def check_name(value: str) -> str:
+    """``value`` if it is a valid session name, else :class:`SessionError`."""
+    if not NAME.fullmatch(value):
+        raise SessionError(
+            f"X-Sfmock-Session: {value[:40]!r} is not a session name; expected 1 to 128 letters, "
+            "digits or . _ : / @ + - (starting with a letter or digit)"
+        )
+    return value
+
+
+class Activity:
+    """Requests in flight and recorded, with a condition to wait on (see :mod:`sfmock.chaos.verify`)."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.in_flight = 0
+
+    def begin(self) -> None:
+        with self.condition:
+            self.in_flight += 1
+
+    def end(self) -> None:
+        with self.condition:
+            self.in_flight -= 1
+            self.condition.notify_all()
+
+    def wait(self, seconds: float) -> None:
+        """Wait until a request finishes, or ``seconds`` pass."""
+        with self.condition:
+            self.condition.wait(seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """What the fake answered a journalled request, for the page (body capped)."""
+
+    status: int | None
+    content_type: str
+    body: bytes
+    images: tuple[str, ...] = ()  # image URLs issued (generation 200s)
+
+
+@dataclass(kw_only=True)
+class SessionState:
+    """The scoped state of one session."""
+
+    name: str | None  # None: the default session
+    journal: Journal
+    engine: FaultEngine
+    admission: Admission
+    activity: Activity = field(default_factory=Activity)
+    answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
+    answer_bytes: int = 0
+
+    def remember(self, entry_id: int, answer: Answer) -> None:
+        """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
+        with self.activity.condition:
+            self.answers[entry_id] = answer
+            self.answer_bytes += _size(answer)
+            while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
+                _, gone = self.answers.popitem(last=False)
+                self.answer_bytes -= _size(gone)
+
+    def answer(self, entry_id: int) -> Answer | None:
+        with self.activity.condition:
+            return self.answers.get(entry_id)
+
+    def reset(self, scenario: Scenario) -> None:
+        """Journal, answers, quotas, balances and faults back to the start."""
+        self.admission.reset()
+        self.journal.clear()
+        self.engine.replace(scenario)
+        with self.activity.condition:
+            self.answers.clear()
+            self.answer_bytes = 0
+            self.activity.condition.notify_all()
+
+
+def _size(answer: Answer) -> int:
+    return len(answer.body) + sum(len(url) for url in answer.images)
+
+
+class Sessions:
+    """Every session of one app, created on first use; the oldest unused go beyond ``limit``."""
+
+    def __init__(self, make: Callable[[str | None], SessionState], *, limit: int = 256) -> None:
+        self._make = make
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._named: OrderedDict[str, SessionState] = OrderedDict()
+        self.default = make(None)
+
+    def get(self, name: str | None) -> SessionState:
+        """The session called ``name`` (created if new), or the default one for ``None``."""
+        if name is None:
+            return self.default
+        with self._lock:
+            state = self._named.get(name)
+            if state is None:
+                state = self._named[name] = self._make(name)
+                while len(self._named) > self._limit:
+                    self._named.popitem(last=False)
+            else:
+                self._named.move_to_end(name)
+            return state
+
+    def find(self, name: str | None) -> SessionState | None:
+        """The session if it exists (never creates one)."""
+        if name is None:
+            return self.default
+        with self._lock:
+            return self._named.get(name)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._named)
+
+    def __iter__(self) -> Iterator[SessionState]:
+        with self._lock:
+            named = list(self._named.values())
+        return iter([self.default, *named])
+
+    def forget_named(self) -> None:
+        """Drop every named session (a full reset)."""
+        with self._lock:
+            self._named.clear()
+
+
+def session_name(headers: Mapping[str, str], query: Mapping[str, Any] | None = None) -> str | None:
+    """The session a request names (header first, then the query parameter), checked."""
+    value = headers.get(SESSION_HEADER)
+    if value is None and query is not None:
+        value = query.get(SESSION_PARAM)
+    return None if value is None else check_name(str(value))

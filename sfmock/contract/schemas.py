@@ -1,0 +1,103 @@
+"""sfmock's own JSON Schemas (config, scenario), and turning their errors into ConfigErrors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from sfmock.errors import ConfigError
+
+__all__ = ["check", "key_name", "load_yaml", "schema"]
+
+# libyaml's loader when PyYAML was built with it (the wheels are): the contract parses
+# in a few milliseconds instead of tens
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """The safe loader, refusing a key given twice in one mapping (YAML says "last wins",
+    which silently loses a setting)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                problem = f"duplicate key {key!r} on line {line} (each key once)"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+# dates stay strings (``at: 2026-09-10`` is checked as text)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """Parse YAML (or JSON) safely: no tags, no objects, plain data only; a key given twice
+    in one mapping is an error naming the key and its line."""
+    return yaml.load(text, Loader=_Loader)
+
+
+@functools.cache
+def schema(name: str) -> dict[str, Any]:
+    """A schema document shipped in ``sfmock.contracts`` (``config``, ``scenario``)."""
+    text = resources.files("sfmock.contracts").joinpath(f"{name}.schema.yaml").read_text("utf-8")
+    document: dict[str, Any] = load_yaml(text)
+    return document
+
+
+@functools.cache
+def _validator(name: str, definition: str | None) -> Draft202012Validator:
+    document = schema(name)
+    if definition is not None:
+        document = {"$defs": document["$defs"], "$ref": f"#/$defs/{definition}"}
+    return Draft202012Validator(document)
+
+
+def check(
+    name: str,
+    values: Any,
+    source: str,
+    *,
+    definition: str | None = None,
+    key_names: Mapping[str, str] | None = None,
+) -> None:
+    """Raise :class:`ConfigError` for the first part of ``values`` the schema rejects.
+
+    The error names ``source``, the key (``accounts[0].keys``, or a flag from
+    ``key_names``) and what was expected (the schema's ``description``).
+    """
+    error = best_match(_validator(name, definition).iter_errors(values))
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    key = key_name(path)
+    if key_names and path and str(path[0]) in key_names:
+        key = key_names[str(path[0])]
+    expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
+        expected = "one of the keys " + ", ".join(sorted(error.schema.get("properties", {})))
+    raise ConfigError(source, key, error.message + (f"; expected: {expected}" if expected else ""))
+
+
+def key_name(path: Sequence[str | int]) -> str:
+    """``["accounts", 0, "keys"]`` -> ``accounts[0].keys``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "(top level)"

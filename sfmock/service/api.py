@@ -1,0 +1,206 @@
+"""The API's handlers: translate HTTP to the pure core and back, nothing more."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sfmock.clock import Clock
+from sfmock.contract.openapi import Contract
+from sfmock.contract.validation import RequestValidator
+from sfmock.service.accounts import Account, Authenticator
+from sfmock.service.admission import Admission
+from sfmock.service.generation import Generator, prompt_tokens
+from sfmock.service.imagehost import SESSION_PARAM
+from sfmock.service.lifecycle import Lifecycle
+from sfmock.service.payloads import read_json
+from sfmock.service.quota import Usage
+from sfmock.service.responses import (
+    PARAMETER_INVALID,
+    invalid_request,
+    json_response,
+    model_disabled,
+    parameter_invalid,
+    unauthorized,
+    unknown_model,
+)
+
+__all__ = ["STRICT_HEADER", "Api"]
+
+STRICT_HEADER = "x-sfmock-strict"
+_SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+class Api:
+    """The SiliconFlow endpoints sfmock fakes."""
+
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        generator: Generator,
+        authenticator: Authenticator,
+        admission: Admission,
+        clock: Clock,
+        rng: random.Random,
+        strict: bool,
+        max_body_bytes: int,
+        origin_from_host: bool = False,
+        lifecycle: Lifecycle | None = None,
+        unknown_fields: str = "accept",
+        invalid_parameter_code: int = 20012,
+    ) -> None:
+        self.contract = contract
+        self.generator = generator
+        self.validator = RequestValidator(contract)
+        self.authenticator = authenticator
+        self.admission = admission
+        self.clock = clock
+        self.rng = rng
+        self.strict = strict
+        self.max_body_bytes = max_body_bytes
+        self.origin_from_host = origin_from_host
+        self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
+        self.parameter_code = invalid_parameter_code
+        self.known_fields = frozenset(contract.request_fields["properties"]) if unknown_fields == "reject" else None
+
+    def account(self, request: Request) -> Account:
+        """The caller's account; two Authorization headers are as bad as none."""
+        given = request.headers.getlist("authorization")
+        if len(given) > 1:
+            raise unauthorized()
+        return self.authenticator.authenticate(given[0] if given else None)
+
+    async def generate(self, request: Request) -> Response:
+        """``POST /v1/images/generations``.
+
+        Checks, in order: key (401), account and key status (403), body is JSON (400/413),
+        model exists (400), model is live and the account may use it (403 code 30003),
+        request rules (400), rate limits (429), balance (403 or 402, code 30001). Only
+        then is anything counted or charged.
+        """
+        account = self.account(request)
+        strict = self.strict_mode(request)
+        body = await read_json(request, self.max_body_bytes)
+        if not isinstance(body, dict):
+            raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
+        name = body.get("model")
+        request.state.model = name if isinstance(name, str) else None  # for the metrics
+        now = self.clock.now()
+        if isinstance(name, str) and name:
+            if name not in self.contract.models:
+                raise unknown_model()
+            if self.lifecycle.is_retired(name, now) or not account.may_use(name):
+                raise model_disabled()
+        message = self.validator.first_message(body, strict=strict)
+        if message is None and self.known_fields is not None and not body.keys() <= self.known_fields:
+            extra = sorted(body.keys() - self.known_fields)[0]
+            message = f"Invalid parameter: {extra}: not a field of the request (rule: unknown_fields)"
+        if message is not None:
+            if self.parameter_code == PARAMETER_INVALID and message.startswith("Invalid parameter: "):
+                raise parameter_invalid()  # the seen wording names no field
+            raise invalid_request(message)
+        model = self.contract.models[body["model"]]
+        usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
+        session = _session(request)
+        admission = session.admission if session is not None else self.admission
+        fault = getattr(request.state, "fault", None)
+        dialect = fault.action.dialect if fault is not None else None
+        headers = admission.admit(account, model, usage, now, request.state.trace_id, dialect)
+        expired = fault is not None and fault.action.expired_url
+        # a Recorder serving on a socket of its own names its base; off loopback, the request's origin
+        base_url = request.scope["state"].get("public_url")
+        if base_url is None and self.origin_from_host:
+            base_url = request_origin(request)
+        result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired, base_url=base_url)
+        if session is not None and session.name is not None:
+            # downloads carry no header of their own: the URL says which session issued it
+            suffix = f"&{SESSION_PARAM}={quote(session.name, safe='')}"
+            for image in (*result["images"], *result["data"]):
+                image["url"] += suffix
+        return json_response(result, headers=headers)
+
+    def strict_mode(self, request: Request) -> bool:
+        values = request.headers.getlist(STRICT_HEADER)
+        if len(values) > 1:
+            raise invalid_request("X-Sfmock-Strict: given more than once")
+        value = values[0] if values else None
+        if value is None:
+            return self.strict
+        try:
+            return _SWITCH[value.strip().lower()]
+        except KeyError:
+            raise invalid_request(f"X-Sfmock-Strict: expected 0 or 1, got {value[:40]!r}") from None
+
+    async def models(self, request: Request) -> Response:
+        """``GET /v1/models?type=&sub_type=``."""
+        self.account(request)
+        kind = request.query_params.get("type")
+        sub_type = request.query_params.get("sub_type")
+        live = self.lifecycle.live(self.contract.models, self.clock.now())
+        data = [
+            {"id": spec.id, "object": "model", "created": 0, "owned_by": ""}
+            for spec in (self.contract.models[model] for model in live)
+            # one real client asks type=text-to-image: a sub_type given as a type
+            if kind in (None, "", "image", spec.sub_type) and sub_type in (None, "", spec.sub_type)
+        ]
+        return json_response({"object": "list", "data": data})
+
+    async def user_info(self, request: Request) -> Response:
+        """``GET /v1/user/info``: the account, with its balances as strings."""
+        account = self.account(request)
+        session = _session(request)
+        balance, charged = (session.admission if session is not None else self.admission).balances(account)
+        name, email = account.identity()
+        data = {
+            "id": account.id,
+            "name": name,
+            "image": "",
+            "email": email,
+            "isAdmin": False,
+            "balance": f"{balance:.2f}",
+            "status": account.status,
+            "introduction": "",
+            "role": "",
+            "chargeBalance": f"{charged:.2f}",
+            "totalBalance": f"{balance + charged:.2f}",
+        }
+        return json_response({"code": 20000, "message": "OK", "status": True, "data": data})
+
+
+def request_origin(request: Request) -> str | None:
+    """``http://HOST[:PORT]`` from the request's ``Host`` header, if it is a plain host name
+    or address (anything else, and no header, give ``None``: the configured origin)."""
+    host = request.headers.get("host", "")
+    if not _HOST.fullmatch(host):
+        return None
+    return f"{request.url.scheme}://{host}"
+
+
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+class Session(Protocol):
+    """What the handler uses of the session serving a request (set by the chaos layer)."""
+
+    @property
+    def name(self) -> str | None: ...  # None: the default session
+
+    @property
+    def admission(self) -> Admission: ...
+
+
+def _session(request: Request) -> Session | None:
+    """The session serving the request (set by the chaos middleware), if any."""
+    session: Session | None = request.scope.get("state", {}).get("session")
+    return session
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")

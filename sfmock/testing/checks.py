@@ -1,0 +1,398 @@
+"""Client checks: drive a user's client against the fake under generated server behaviour.
+
+``check_client(fn)`` runs ``fn`` (one image generation through the user's client, sync
+or ``async``) again and again, each time against a *schedule*: the outcomes the fake
+gives to successive generation requests (``["503", "timeout", "ok"]``). Time is virtual
+(:mod:`sfmock.testing.vtime`), so back-off sleeps and timeouts cost nothing. After each run the
+invariants (:mod:`sfmock.testing.invariants`) read the transcript; the first schedule that
+breaks one is shrunk by Hypothesis to the smallest that still does and reported with its
+transcript and a replay line. A check that never reached the fake, or never saw the
+client succeed, fails too: nothing tested is not a pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hypothesis import Phase, example, given
+from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.errors import Flaky
+
+from sfmock.config import Settings
+from sfmock.errors import SfmockError
+from sfmock.testing.harness import BASE, DEFAULT_KEY, Client, ClientContext, Harness, Options
+from sfmock.testing.invariants import INVARIANTS, Invariant, Run
+from sfmock.testing.strategies import OUTCOMES, TRANSIENT, schedules
+
+__all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
+
+
+class ClientCheckFailed(SfmockError, AssertionError):
+    """A client broke an invariant (or was never really tested); the message is the report."""
+
+    def __init__(
+        self, *, invariant: str, message: str, run: Run | None, seed: int | None, examples: int, replay: str, note: str
+    ) -> None:
+        self.invariant = invariant
+        self.problem = message
+        self.run = run
+        self.schedule = list(run.schedule) if run is not None else []
+        self.random_seed = run.random_seed if run is not None else 0
+        self.seed = seed
+        self.replay = replay
+        lines = []
+        if run is not None:
+            origin = run.exchanges[0].started if run.exchanges else 0.0
+            lines = [f"  {n}. {e.describe(origin)}" for n, e in enumerate(run.exchanges, 1)]
+        transcript = "\n".join(lines) or "  (no request reached the fake)"
+        raised = "returned normally" if run is None or run.error is None else _error_line(run.error)
+        if run is not None and run.hung is not None:
+            raised = "was stopped: it would have waited forever"
+        seeded = f", seed {seed}" if seed is not None else ""
+        super().__init__(
+            f"client check failed: [{invariant}] {message}\n"
+            + (f"{note}\n" if note else "")
+            + f"smallest schedule: {self.schedule!r} (random seed {self.random_seed}; "
+            f"after {examples} schedules{seeded})\n"
+            f"transcript:\n{transcript}\n"
+            f"the client {raised}\n"
+            f"replay: {replay}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckReport:
+    """What a passing check ran: how many schedules, which invariants and outcomes."""
+
+    examples: int
+    invariants: tuple[str, ...]
+    seed: int | None
+    outcomes: tuple[str, ...] = ()  # the outcomes the client actually met
+    reached: int = 0  # runs in which the client reached the fake
+    succeeded: int = 0  # runs that completed a generation and its download
+
+
+def check_client(
+    client: Client,
+    *,
+    request: Mapping[str, Any] | None = None,
+    invariants: Sequence[str | Invariant] | None = None,
+    outcomes: Sequence[str] | None = None,
+    schedule: Sequence[str] | None = None,
+    random_seed: int | None = None,
+    max_examples: int | None = None,
+    seed: int | None = None,
+    max_attempts: int = 6,
+    min_attempts: int = 3,
+    api_key: str = DEFAULT_KEY,
+    settings: Settings | None = None,
+    returns_image: bool = True,
+    max_total_wait: float = 600.0,
+    hang_bound: float = 600.0,
+) -> CheckReport:
+    """Check ``client`` under generated schedules; raise :class:`ClientCheckFailed` on a break.
+
+    ``client(ctx)`` (a function or ``async def``) makes one generation of ``ctx.request``
+    through the client under test, using ``ctx.base_url`` and ``ctx.api_key`` with
+    ``ctx.http_client()``, ``ctx.async_http_client()`` or ``ctx.requests_session()``, or
+    ``ctx.live_base_url`` for any other HTTP stack, and returns the image bytes
+    (``returns_image=False`` if it returns nothing to compare). ``invariants`` picks from
+    :data:`INVARIANTS` by name, or adds callables ``Run -> message | None``.
+
+    The search follows the Hypothesis settings in force (profile, ``max_examples``,
+    ``derandomize``, the example database, ``--hypothesis-seed``); ``seed`` fixes it.
+    ``schedule`` (with ``random_seed``) replays one schedule instead of searching.
+    ``min_attempts``: a transient failure must be retried until at least this many
+    attempts; ``max_attempts``: never more. ``max_total_wait``: seconds of back-off a run
+    may spend. ``hang_bound``: virtual seconds after which a client waiting on an answer
+    that never comes is stopped as "would hang forever".
+    """
+    __tracebackhide__ = True
+    chosen = _invariants(invariants)
+    base = settings or Settings()
+    options = Options(
+        request=dict(request or {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}),
+        max_attempts=max_attempts,
+        min_attempts=min_attempts,
+        returns_image=returns_image,
+        max_total_wait=max_total_wait,
+        strict=base.strict,
+    )
+    names = list(outcomes) if outcomes is not None else list(OUTCOMES)
+    replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound)
+    harness = Harness(replace(base, seed=0 if seed is None else seed, public_url=BASE), api_key, hang_bound)
+    tally = _Tally()
+
+    def judge(candidate: Sequence[str], rseed: int) -> tuple[str, str, Run] | None:
+        run = harness.run(client, candidate, rseed, options)
+        tally.add(run)
+        for name, invariant in chosen:
+            try:
+                message = invariant(run)
+            except AssertionError as exc:
+                message = str(exc) or "assertion failed"
+            if message:
+                tally.failures.append((name, message, run))
+                return name, message, run
+        return None
+
+    try:
+        with harness.vtime.installed():
+            verdict = _verdict(
+                judge, tally, schedule, random_seed, names, max_attempts, max_examples, seed, client, replay
+            )
+        if verdict is not None:
+            raise verdict
+    finally:
+        harness.close()
+    return CheckReport(
+        examples=tally.runs,
+        invariants=tuple(name for name, _ in chosen),
+        seed=seed,
+        outcomes=tuple(sorted(tally.outcomes, key=list(OUTCOMES).index)),
+        reached=tally.reached,
+        succeeded=tally.succeeded,
+    )
+
+
+Judge = Callable[[Sequence[str], int], "tuple[str, str, Run] | None"]
+
+
+def _verdict(
+    judge: Judge,
+    tally: _Tally,
+    schedule: Sequence[str] | None,
+    random_seed: int | None,
+    names: list[str],
+    max_attempts: int,
+    max_examples: int | None,
+    seed: int | None,
+    client: Client,
+    replay: Callable[[Sequence[str], int], str],
+) -> ClientCheckFailed | None:
+    __tracebackhide__ = True
+    if True:
+        if schedule is not None:
+            found = judge(list(schedule), random_seed or 0)
+        else:
+            found = _search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
+        if found is not None:
+            if schedule is None and judge(found[2].schedule, found[2].random_seed) is not None:
+                found = _minimize(judge, found)
+            name, message, run = found
+            return ClientCheckFailed(
+                invariant=name,
+                message=message,
+                run=run,
+                seed=seed,
+                examples=tally.runs,
+                replay=replay(run.schedule, run.random_seed),
+                note=_flakiness(judge, found),
+            )
+        uncovered = tally.uncovered(replaying=schedule is not None)
+        if uncovered is not None:
+            return ClientCheckFailed(
+                invariant="coverage",
+                message=uncovered,
+                run=tally.happy or tally.last,
+                seed=seed,
+                examples=tally.runs,
+                replay=replay([], 0),
+                note="",
+            )
+    return None
+
+
+class _Violation(Exception):
+    def __init__(self, found: tuple[str, str, Run]) -> None:
+        super().__init__(found[1])
+        self.found = found
+
+
+class _Tally:
+    """What the runs of one check saw, for the verdict that nothing was tested."""
+
+    def __init__(self) -> None:
+        self.runs = self.reached = self.succeeded = 0
+        self.outcomes: set[str] = set()
+        self.failures: list[tuple[str, str, Run]] = []  # every break seen, even once
+        self.errors: dict[str, int] = {}
+        self.statuses: set[str] = set()
+        self.last: Run | None = None
+        self.happy: Run | None = None  # the run whose schedule was all success
+
+    def add(self, run: Run) -> None:
+        self.runs += 1
+        self.last = run
+        if not run.schedule and self.happy is None:
+            self.happy = run
+        if run.exchanges:
+            self.reached += 1
+        for index in range(len(run.generations)):
+            self.outcomes.add(run.outcome(index))
+        self.statuses.update(e.failure or str(e.status) for e in run.generations)
+        gens_ok = any(g.status == 200 and g.failure is None for g in run.generations)
+        if gens_ok and any(d.status == 200 and d.failure is None for d in run.downloads):
+            self.succeeded += 1
+        if run.error is not None:
+            line = _error_line(run.error)
+            self.errors[line] = self.errors.get(line, 0) + 1
+
+    def uncovered(self, *, replaying: bool = False) -> str | None:
+        seen = "; ".join(f"{line} ({count}x)" for line, count in list(self.errors.items())[:3])
+        if not self.reached:
+            return (
+                f"the client never reached the fake in {self.runs} runs"
+                + (f": it raised {seen}" if seen else "")
+                + ". It must use ctx.http_client(), ctx.async_http_client(), ctx.requests_session() "
+                "or ctx.live_base_url; a connection of its own goes elsewhere"
+            )
+        if not self.succeeded and not replaying:
+            answers = ", ".join(sorted(self.statuses))
+            return (
+                f"the client never succeeded in {self.runs} runs (no generation answered 200 whose image it "
+                f"downloaded); generation answers seen: {answers}" + (f"; it raised {seen}" if seen else "")
+            )
+        return None
+
+
+def _search(
+    judge: Callable[[Sequence[str], int], tuple[str, str, Run] | None],
+    tally: _Tally,
+    names: list[str],
+    max_attempts: int,
+    max_examples: int | None,
+    seed: int | None,
+    database_key: bytes,
+) -> tuple[str, str, Run] | None:
+    """Hypothesis looks for a breaking (schedule, random seed) and shrinks it."""
+    __tracebackhide__ = True
+    strategy = st.tuples(schedules(names, max_attempts=max_attempts), st.integers(0, 2**32 - 1))
+    current = hypothesis_settings()  # the profile in force
+    config = hypothesis_settings(
+        current,
+        max_examples=max_examples if max_examples is not None else current.max_examples,
+        deadline=None,  # a run's real duration says nothing: time is virtual
+        report_multiple_bugs=False,
+        phases=[phase for phase in current.phases if phase is not Phase.explain],
+        print_blob=False,
+    )
+
+    def search(case: tuple[list[str], int]) -> None:
+        found = judge(*case)
+        if found is not None:
+            raise _Violation(found)
+
+    # always tried first, so no verdict depends on luck: the happy path, each outcome once,
+    # and a run of transient failures longer than any client should retry
+    transient = [name for name in names if name in TRANSIENT]
+    cases: list[list[str]] = [[], *([name] for name in names if name != "ok")]
+    if transient:
+        cases.append([transient[0]] * (max_attempts + 1))
+    for case in reversed(cases):
+        search = example((case, 0))(search)
+    test = config(given(strategy)(search))
+    if seed is not None:
+        test = hypothesis_seed(seed)(test)
+    test._hypothesis_internal_database_key = database_key  # type: ignore[attr-defined]
+    try:
+        test()
+    except _Violation as violation:
+        return violation.found
+    except Flaky:
+        # a break the search saw did not come back when Hypothesis replayed it: it stays found
+        return min(tally.failures, key=lambda f: (len(f[2].schedule), f[2].schedule, f[2].random_seed))
+    return None
+
+
+def _minimize(judge: Judge, found: tuple[str, str, Run]) -> tuple[str, str, Run]:
+    """Drop outcomes one by one while the same invariant still breaks: the smallest schedule."""
+    improved = True
+    while improved:
+        improved = False
+        schedule = found[2].schedule
+        for index in range(len(schedule)):
+            candidate = schedule[:index] + schedule[index + 1 :]
+            again = judge(candidate, found[2].random_seed)
+            if again is not None and again[0] == found[0]:
+                found, improved = again, True
+                break
+    return found
+
+
+def _flakiness(judge: Callable[[Sequence[str], int], tuple[str, str, Run] | None], found: tuple[str, str, Run]) -> str:
+    """Replay the reported case twice more: a client that is not deterministic is named so."""
+    run = found[2]
+    again = [judge(run.schedule, run.random_seed) for _ in range(2)]
+    failed = 1 + sum(1 for result in again if result is not None)
+    if failed == 3:
+        return ""
+    return (
+        f"flaky: this schedule failed {failed} of 3 replays with the same random seed "
+        "(the client depends on something the check does not control: threads, real time, its own RNG)"
+    )
+
+
+def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, Invariant]]:
+    chosen: list[tuple[str, Invariant]] = []
+    for item in selection if selection is not None else list(INVARIANTS):
+        if isinstance(item, str):
+            if item not in INVARIANTS:
+                raise ValueError(f"unknown invariant {item!r}; choose from {sorted(INVARIANTS)}")
+            chosen.append((item, INVARIANTS[item]))
+        else:
+            chosen.append((getattr(item, "__name__", "custom"), item))
+    return chosen
+
+
+def _error_line(error: BaseException) -> str:
+    return f"raised {type(error).__name__}: {str(error)[:160]}"
+
+
+def _digest(client: Client, replay: str) -> bytes:
+    """The example-database key: the client and everything that shapes its check."""
+    name = f"{getattr(client, '__module__', '')}.{getattr(client, '__qualname__', repr(client))}"
+    return hashlib.sha256(f"sfmock-check\0{name}\0{replay}".encode()).digest()
+
+
+def _replay_line(
+    client: Client,
+    options: Options,
+    chosen: list[tuple[str, Invariant]],
+    settings: Settings | None,
+    api_key: str,
+    max_total_wait: float,
+    hang_bound: float,
+) -> Callable[[Sequence[str], int], str]:
+    """``check_client(...)`` with every option that shapes the run, for a schedule and seed."""
+    fixed = [f"request={options.request!r}", f"invariants={[n for n, _ in chosen]!r}"]
+    optional = {
+        "max_attempts": (options.max_attempts, 6),
+        "min_attempts": (options.min_attempts, 3),
+        "returns_image": (options.returns_image, True),
+        "max_total_wait": (max_total_wait, 600.0),
+        "hang_bound": (hang_bound, 600.0),
+    }
+    fixed += [f"{key}={value!r}" for key, (value, default) in optional.items() if value != default]
+    if api_key != DEFAULT_KEY:
+        fixed.append("api_key=...")
+    if settings is not None:
+        default = Settings()
+        changed = {
+            f: getattr(settings, f)
+            for f in settings.__dataclass_fields__
+            if getattr(settings, f) != getattr(default, f)
+        }
+        if changed:
+            fixed.append(f"settings=Settings(**{changed!r})")
+    name = getattr(client, "__name__", "fn")
+
+    def line(schedule: Sequence[str], random_seed: int) -> str:
+        return f"check_client({name}, schedule={list(schedule)!r}, random_seed={random_seed}, {', '.join(fixed)})"
+
+    return line

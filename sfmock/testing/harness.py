@@ -1,0 +1,325 @@
+"""Running a client once under one schedule, for the client checks.
+
+:class:`Harness` holds one fake for a whole check, in-process and (on demand) on a live
+socket, and runs the client under virtual time with its logs captured; it returns the
+:class:`~sfmock.testing.invariantsRun` the invariants judge. :class:`ClientContext` is what the
+client under test is given. :mod:`sfmock.testing.checks` searches schedules with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sfmock.app import create_app
+from sfmock.chaos.faults import Action, Rule, Scenario
+from sfmock.clock import VirtualClock
+from sfmock.config import Settings
+from sfmock.server import ServerThread, listen
+from sfmock.testing.evidence import GENERATE, Run
+from sfmock.testing.recorder import Recorder
+from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
+from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
+from sfmock.transports import (
+    READ_TIMEOUT,
+    AsyncTransport,
+    Exchange,
+    InProcess,
+    TimedOut,
+    Transport,
+    requests_adapter,
+)
+
+__all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "schedule_scenario"]
+
+BASE = "http://sfmock.test"
+
+
+DEFAULT_KEY = "sk-sfmock-check-0123456789"
+
+
+LIVE_REAL_CAP = 1.0  # on the live socket a fault waits at most this many real seconds
+
+
+_real_monotonic, _real_sleep = time.monotonic, time.sleep  # sfmock's modules keep real time
+
+
+Client = Callable[["ClientContext"], Any]
+
+
+@dataclass
+class ClientContext:
+    """What the client under test is given: where the fake is, a key, and what to ask."""
+
+    base_url: str
+    api_key: str
+    request: dict[str, Any]
+    clock: VirtualClock
+    inprocess: InProcess
+    slept: list[float] = field(default_factory=list)
+    live: Callable[[], str] | None = field(default=None, repr=False)
+
+    def http_client(self, **kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` wired to the fake (for the API and the image downloads)."""
+        return httpx.Client(transport=Transport(self.inprocess), **kwargs)
+
+    def async_http_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` wired to the fake (``AsyncOpenAI(http_client=...)`` takes it)."""
+        return httpx.AsyncClient(transport=AsyncTransport(self.inprocess), **kwargs)
+
+    def requests_session(self) -> Any:
+        """A ``requests.Session`` wired to the fake."""
+        import requests
+
+        session = requests.Session()
+        session.mount("http://", requests_adapter(self.inprocess))
+        return session
+
+    @property
+    def live_base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``: the fake on a real socket, for any HTTP stack
+        (aiohttp, urllib, urllib3 pools, pycurl...). Socket timeouts there are real seconds."""
+        if self.live is None:
+            raise RuntimeError("this context has no live socket")
+        return self.live() + "/v1"
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep on the virtual clock (``time.sleep`` is routed here during a check too)."""
+        self.slept.append(seconds)
+        self.clock.advance(max(0.0, seconds))
+
+
+@dataclass(kw_only=True)
+class Options:
+    request: dict[str, Any]
+    max_attempts: int
+    min_attempts: int
+    returns_image: bool
+    max_total_wait: float
+    strict: bool
+
+
+class Harness:
+    """One fake for a whole check: in-process and (on demand) on a live socket."""
+
+    def __init__(self, settings: Settings, api_key: str, hang_bound: float) -> None:
+        self.clock = VirtualClock()
+        self.hang_bound = hang_bound
+        self.app = create_app(settings, clock=self.clock, sleep=self._fault_sleep)
+        self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency)
+        self.api_key = api_key
+        self.slept: list[float] = []
+        self.vtime = VirtualTime(self.clock, self._client_sleep)
+        self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
+        self._live: tuple[ServerThread, Recorder, str] | None = None
+        self._live_lock = threading.Lock()
+
+    def _client_sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.advance(max(0.0, seconds))
+
+    async def _fault_sleep(self, seconds: float) -> None:
+        """How a fault waits: up to the client's read timeout, which then fires."""
+        if threading.get_ident() in self.vtime.real_threads:  # the live socket: real, short
+            wait = min(seconds, LIVE_REAL_CAP)
+            await asyncio.sleep(wait)
+            self.clock.advance(wait)
+            return
+        budget = READ_TIMEOUT.get()
+        wait = min(seconds, self.hang_bound) if budget is None else min(seconds, budget)
+        if on_virtual_loop():
+            await asyncio.sleep(wait)  # the client's own asyncio timeouts may end it first
+        else:
+            self.clock.advance(wait)
+        if budget is not None and seconds > budget:
+            raise TimedOut()
+        if budget is None and seconds >= self.hang_bound:
+            raise HangForever(
+                f"would hang forever: a request the server never answers got no timeout from the client "
+                f"(stopped after {self.hang_bound:g}s of virtual time); set a read timeout"
+            )
+
+    def live_url(self) -> str:
+        with self._live_lock:
+            if self._live is None:
+                sock = listen("127.0.0.1", 0)
+                url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+                recorder = Recorder(self.app, self.clock, public_url=url)
+                real = self.vtime.real_threads
+                thread = ServerThread(recorder, sock, before_run=lambda: real.add(threading.get_ident()))
+                thread.start()
+                self._live = (thread, recorder, url)
+            return self._live[2]
+
+    @staticmethod
+    def _settled(recorder: Recorder) -> list[Exchange]:
+        """The live transcript once every request the client began is recorded (a client may
+        act on an error's status line and return before the server has sent the body)."""
+        deadline = _real_monotonic() + LIVE_REAL_CAP + 2
+        while recorder.in_flight > 0 and _real_monotonic() < deadline:
+            _real_sleep(0.001)
+        return list(recorder.exchanges)
+
+    def close(self) -> None:
+        self.inprocess.close()
+        if self._live is not None:
+            self._live[0].stop()
+
+    def run(self, client: Client, schedule: Sequence[str], random_seed: int, options: Options) -> Run:
+        self.app.state.control.reset_all()
+        self.app.state.faults.replace(schedule_scenario(schedule))
+        self.inprocess.transcript.clear()
+        if self._live is not None:
+            self._live[1].exchanges = []  # a straggler of the last run stays in the last run's list
+        context = ClientContext(
+            base_url=f"{BASE}/v1",
+            api_key=self.api_key,
+            request=json.loads(json.dumps(options.request)),
+            clock=self.clock,
+            inprocess=self.inprocess,
+            slept=self.slept,
+            live=self.live_url,
+        )
+        self.slept.clear()
+        result: Any = None
+        error: BaseException | None = None
+        hung: str | None = None
+        random.seed(random_seed)
+        with _captured_logs() as logs, self.vtime.running():
+            try:
+                result = _call(client, context, self.vtime)
+            except HangForever as exc:
+                hung = str(exc)
+            except Exception as exc:
+                error = exc
+        exchanges = list(self.inprocess.transcript)
+        if self._live is not None:
+            exchanges += self._settled(self._live[1])
+        exchanges.sort(key=lambda e: e.started)
+        return Run(
+            schedule=tuple(schedule),
+            exchanges=tuple(exchanges),
+            result=result,
+            error=error,
+            api_key=self.api_key,
+            max_attempts=options.max_attempts,
+            min_attempts=options.min_attempts,
+            request=options.request,
+            strict=options.strict,
+            returns_image=options.returns_image,
+            hung=hung,
+            logs=tuple(logs),
+            random_seed=random_seed,
+            max_total_wait=options.max_total_wait,
+            rerun=lambda other: self.run(client, schedule, other, options),
+        )
+
+
+def _call(client: Client, context: ClientContext, vtime: VirtualTime) -> Any:
+    if inspect.iscoroutinefunction(client):
+        return _run_async(client(context), vtime)
+    result = client(context)
+    if inspect.isawaitable(result):
+        return _run_async(result, vtime)
+    return result
+
+
+def _run_async(awaitable: Any, vtime: VirtualTime) -> Any:
+    loop = new_event_loop(vtime)
+    try:
+        return loop.run_until_complete(awaitable)
+    finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        try:
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException:
+            pass
+        loop.close()
+
+
+def _generation_latency(exchange: Exchange) -> float:
+    """A 200 generation takes its ``timings.inference`` seconds to come back."""
+    if exchange.path != GENERATE or exchange.status != 200:
+        return 0.0
+    try:
+        return float(json.loads(exchange.body)["timings"]["inference"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self, records: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.records.append(f"{record.name}: {text}")
+
+
+@contextmanager
+def _captured_logs() -> Iterator[list[str]]:
+    """Every log record of INFO and above emitted while the client runs.
+
+    The root logger is opened to INFO for the run; its other handlers keep seeing only
+    what they saw before, so nothing the user sees changes.
+    """
+    records: list[str] = []
+    root = logging.getLogger()
+    level = root.level
+    quiet = _AtLeast(root.getEffectiveLevel())
+    others = list(root.handlers)
+    for handler in others:
+        handler.addFilter(quiet)
+    collector = _LogCollector(records)
+    root.addHandler(collector)
+    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
+    try:
+        yield records
+    finally:
+        root.removeHandler(collector)
+        root.setLevel(level)
+        for handler in others:
+            handler.removeFilter(quiet)
+
+
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def schedule_scenario(schedule: Sequence[str]) -> Scenario:
+    generation = [OUTCOMES[o] if o not in DOWNLOAD_FAULTS else "pass" for o in schedule]
+    download = [OUTCOMES[o] for o in schedule if o in DOWNLOAD_FAULTS]
+    rules = []
+    if generation:
+        steps = tuple(Action.from_config(step) for step in generation)
+        rules.append(Rule(name="schedule", when={"path": GENERATE, "method": "POST"}, steps=steps, sequence=True))
+    if download:
+        steps = tuple(Action.from_config(step) for step in download)
+        rules.append(Rule(name="schedule", when={"path": "*/outputs/*", "method": "GET"}, steps=steps, sequence=True))
+    return Scenario(name="schedule", rules=tuple(rules))

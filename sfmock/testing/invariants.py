@@ -1,0 +1,346 @@
+"""The invariants a client check verifies after each run, and the run they read.
+
+Each invariant is a function ``Run -> message | None``: the message says what the client
+did wrong. They are checked in the order of :data:`INVARIANTS` (causes before their
+consequences); users add their own functions of the same shape. Invariants judge what
+the fake saw (the exchanges), not what it was told to do, so they hold for any client,
+over any transport, in any language.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sfmock.contract.openapi import load_contract
+from sfmock.contract.validation import RequestValidator
+from sfmock.testing.evidence import (
+    Run,
+    as_images,
+    attribute_text,
+    changed_url,
+    describe,
+    error_texts,
+    expiry,
+    served_urls,
+    ttl,
+)
+from sfmock.testing.strategies import DOWNLOAD_FAULTS, PERMANENT, SUCCESS, TRANSIENT
+from sfmock.transports import Exchange
+
+__all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"]
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
+BACKOFF_STATUSES = frozenset({429, 503})
+
+
+Invariant = Callable[[Run], "str | None"]
+
+
+def valid_requests(run: Run) -> str | None:
+    """Every generation request has a bearer key and a body valid under the contract
+    (under strict rules when the fake runs strict)."""
+    validator = _validator()
+    for number, exchange in enumerate(run.generations, 1):
+        if not exchange.request_headers.get("authorization", "").lower().startswith("bearer "):
+            return f"request {number} has no 'Authorization: Bearer' header"
+        body = _json_or_raw(exchange.request_body)
+        if isinstance(body, bytes):
+            return f"request {number} body is not JSON"
+        if not isinstance(body, dict):
+            return f"request {number} body is not a JSON object"
+        if body.get("model") not in validator.contract.models:
+            return f"request {number} names a model the contract does not list: {body.get('model')!r}"
+        problem = validator.first_error(body, strict=run.strict)
+        if problem is not None:
+            mode = "strict " if run.strict else ""
+            return f"request {number} breaks the {mode}contract: {problem}"
+    return None
+
+
+def faithful_request(run: Run) -> str | None:
+    """Every generation request carries each field the caller asked for, with its value."""
+    for number, exchange in enumerate(run.generations, 1):
+        body = _json_or_raw(exchange.request_body)
+        if not isinstance(body, dict):
+            return None  # valid-requests says why
+        for name, asked in run.request.items():
+            if name not in body:
+                return f"request {number} dropped the field {name!r} the caller asked for ({asked!r})"
+            if body[name] != asked:
+                return f"request {number} sent {name}={_short(body[name])} but the caller asked for {_short(asked)}"
+    return None
+
+
+def same_body(run: Run) -> str | None:
+    """A retry resends exactly the same body, seed included."""
+    bodies = [_json_or_raw(e.request_body) for e in run.generations]
+    for number, body in enumerate(bodies[1:], 2):
+        if body != bodies[0]:
+            return f"attempt {number} sent a different body than attempt 1: {_difference(bodies[0], body)}"
+    return None
+
+
+def timeouts(run: Run) -> str | None:
+    """A request the server never answers ends by the client's own timeout, and that
+    timeout is longer than a normal answer takes."""
+    if run.hung is not None:
+        return run.hung
+    for number, exchange in enumerate(run.generations, 1):
+        if exchange.failure == "timeout" and exchange.fault is None:
+            return (
+                f"request {number} timed out after {exchange.ended - exchange.started:.1f}s on a normal answer: "
+                "the read timeout is shorter than a generation takes (seconds, see timings.inference)"
+            )
+    return None
+
+
+def downloads(run: Run) -> str | None:
+    """Images are downloaded without Authorization, before their URL expires, by the URL
+    exactly as served; a successful answer is followed by a download."""
+    for exchange in run.downloads:
+        name = exchange.path.rsplit("/", 1)[-1]
+        if "authorization" in exchange.request_headers:
+            return f"downloaded {name} with the Authorization header (object storage refuses two auth mechanisms)"
+        changed = changed_url(exchange.url, served_urls(run, exchange.started))
+        if changed:
+            return changed
+        expires = expiry(exchange.url)
+        signature = parse_qs(urlsplit(exchange.url).query).get("X-Amz-Signature", [""])[0].encode()
+        issued_by = next((g for g in run.generations if signature and signature in g.body), None)
+        if expires is not None and issued_by is not None and expires > issued_by.ended and exchange.started >= expires:
+            late = exchange.started - expires
+            return f"downloaded {name} {late:.0f}s after its URL expired (URLs live {ttl(exchange.url)}s)"
+    attempts = run.generations
+    if run.error is None and run.hung is None and attempts and _succeeded(attempts[-1], run, len(attempts) - 1):
+        if not any(d.status is not None for d in run.downloads):
+            return "returned without downloading the image"
+    return None
+
+
+def retries(run: Run) -> str | None:
+    """Transient failures are retried (``min_attempts`` in all), permanent ones never;
+    never more than ``max_attempts``; nothing is asked again after a success."""
+    if run.hung is not None:
+        return None
+    attempts = run.generations
+    if len(attempts) > run.max_attempts:
+        return f"made {len(attempts)} generation attempts; at most {run.max_attempts} are reasonable"
+    for index in range(len(attempts) - 1):
+        exchange = attempts[index]
+        if exchange.status in PERMANENT_STATUSES and exchange.failure is None:
+            return f"retried after a permanent {exchange.status} (attempt {index + 1})"
+        if _succeeded(exchange, run, index):
+            failed = _download_failure(run, exchange, attempts[index + 1])
+            if failed is None:
+                return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
+            if failed.failure is not None or failed.status in TRANSIENT_STATUSES:
+                return (
+                    f"generated again after the download of attempt {index + 1}'s image met a transient "
+                    f"{_answer(failed)}: retry the download (its URL is still good), not the generation "
+                    "(that pays twice)"
+                )
+    got_image = attempts and any(
+        d.status == 200 and d.failure is None and d.started >= attempts[-1].started for d in run.downloads
+    )
+    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not got_image:
+        return (
+            f"gave up after a transient {_answer(attempts[-1])} on attempt {len(attempts)} "
+            f"(expected at least {run.min_attempts} attempts)"
+        )
+    return None
+
+
+def backoff(run: Run) -> str | None:
+    """A wait before retrying a 429 or 503, ``Retry-After`` honoured, a deterministic
+    back-off that never shrinks (jitter may), and a bounded total wait."""
+    attempts = run.generations
+    waits = run.waits()
+    for index, wait in enumerate(waits):
+        answer = attempts[index]
+        retry_after = _retry_after(answer)
+        if retry_after is not None and wait < retry_after - 1e-6:
+            return (
+                f"ignored Retry-After: {retry_after:g} on the {answer.status} of attempt {index + 1}: "
+                f"retried after {wait:.2f}s"
+            )
+        if wait <= 0 and answer.status in BACKOFF_STATUSES:
+            return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
+    if sum(waits) > run.max_total_wait:
+        return f"waited {sum(waits):.0f}s in all between attempts; at most {run.max_total_wait:g}s is reasonable"
+
+    def pure(gap: int) -> bool:  # a gap between two generation attempts with no download in it
+        return not any(attempts[gap].ended <= d.started <= attempts[gap + 1].started for d in run.downloads)
+
+    for index in range(1, len(waits)):
+        dictated = _retry_after(attempts[index]) is not None or _retry_after(attempts[index - 1]) is not None
+        comparable = pure(index) and pure(index - 1)
+        if comparable and not dictated and waits[index] < waits[index - 1] - 1e-9 and _deterministic(run):
+            return (
+                f"back-off shrank: waited {waits[index - 1]:.2f}s, then {waits[index]:.2f}s "
+                f"(attempt {index + 2}), the same under any random state"
+            )
+    return None
+
+
+def returns_image(run: Run) -> str | None:
+    """A run that returns normally returns exactly the image bytes the fake served."""
+    if not run.returns_image or run.error is not None or run.hung is not None:
+        return None
+    served = [d.body for d in run.downloads if d.status == 200 and d.failure is None]
+    images = as_images(run.result)
+    if images is not None and images and all(image in served for image in images):
+        return None
+    what = describe(run.result, served)
+    if not served:
+        return f"returned {what} though it never got an image (an error swallowed?)"
+    return f"returned {what} instead of the image it downloaded ({len(served[-1])} bytes of PNG)"
+
+
+def secrets(run: Run) -> str | None:
+    """The API key is in no error raised to the caller (message, args, notes, repr,
+    traceback, causes) and in no log record emitted during the run."""
+    if run.error is not None:
+        for where, text in error_texts(run.error):
+            if run.api_key in text:
+                return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
+    for record in run.logs:
+        if run.api_key in record:
+            return f"a log record contains the API key: {record.replace(run.api_key, '<API KEY>')[:160]!r}"
+    return None
+
+
+def errors(run: Run) -> str | None:
+    """An error raised after an HTTP error carries its status and trace id: in its message,
+    its attributes (``status_code``, ``response``, ...) or its cause chain."""
+    error = run.error
+    last = run.exchanges[-1] if run.exchanges else None
+    if error is None or last is None or last.status is None or last.status < 400 or last.failure is not None:
+        return None  # no HTTP error answer came whole to the client
+    text = "\n".join(text for _, text in error_texts(error)) + "\n" + attribute_text(error)
+
+    def lacks(exchange: Exchange) -> list[str]:
+        facts = (("status", str(exchange.status)), ("trace id", exchange.trace_id))
+        return [what for what, value in facts if value and value not in text]
+
+    # the last error answer, or (requests in parallel: a batch of downloads) any other one
+    # that came after the last success: the error may be about that one
+    recent = [e for e in run.exchanges if e.started >= _last_success(run) and e.failure is None]
+    if any(not lacks(e) for e in recent if e.status is not None and e.status >= 400):
+        return None
+    missing = lacks(last)
+    if missing:
+        return (
+            f"the {type(error).__name__} raised after a {last.status} lacks its {' and '.join(missing)}: "
+            f"{str(error)[:160]!r}"
+        )
+    return None
+
+
+def tolerant(run: Run) -> str | None:
+    """A successful answer is a success, even with unknown fields or only the documented ones."""
+    attempts = run.generations
+    if run.error is None or not attempts:
+        return None
+    last = run.outcome(len(attempts) - 1)
+    downloads_fine = all(d.status == 200 and d.failure is None and d.fault is None for d in run.downloads)
+    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
+        extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
+        return (
+            f"raised {type(run.error).__name__} on a successful answer{extra.get(last, '')}: {str(run.error)[:160]!r}"
+        )
+    return None
+
+
+# checked in this order; the first broken one is reported (causes before consequences)
+INVARIANTS: Mapping[str, Invariant] = {
+    "valid-requests": valid_requests,
+    "faithful-request": faithful_request,
+    "same-body": same_body,
+    "timeouts": timeouts,
+    "downloads": downloads,
+    "retries": retries,
+    "backoff": backoff,
+    "returns-image": returns_image,
+    "secrets": secrets,
+    "errors": errors,
+    "tolerant": tolerant,
+}
+
+
+@functools.cache
+def _validator() -> RequestValidator:
+    return RequestValidator(load_contract())
+
+
+def _json_or_raw(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _difference(first: Any, other: Any) -> str:
+    if not (isinstance(first, dict) and isinstance(other, dict)):
+        return f"{_short(first)} -> {_short(other)}"
+    changes = []
+    for name in sorted(set(first) | set(other), key=str):
+        if name not in other:
+            changes.append(f"{name}: removed (was {_short(first[name])})")
+        elif name not in first:
+            changes.append(f"{name}: added {_short(other[name])}")
+        elif first[name] != other[name]:
+            changes.append(f"{name}: {_short(first[name])} -> {_short(other[name])}")
+    return "; ".join(changes)
+
+
+def _last_success(run: Run) -> float:
+    """When the last 200 generation started (0 when none did)."""
+    return max((g.started for g in run.generations if g.status == 200 and g.failure is None), default=0.0)
+
+
+def _transient(exchange: Exchange) -> bool:
+    return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
+
+
+def _answer(exchange: Exchange) -> str:
+    return exchange.failure or str(exchange.status)
+
+
+def _succeeded(exchange: Exchange, run: Run, index: int) -> bool:
+    """A generation that answered 200 with a usable body (a fault on its download may follow)."""
+    outcome = run.outcome(index)
+    return exchange.status == 200 and exchange.failure is None and (outcome in SUCCESS or outcome in DOWNLOAD_FAULTS)
+
+
+def _download_failure(run: Run, answer: Exchange, following: Exchange) -> Exchange | None:
+    """The last failed download of ``answer``'s image before ``following``; ``None`` if every
+    download before it worked (or none was tried)."""
+    between = [d for d in run.downloads if answer.ended <= d.started <= following.started]
+    failed = [d for d in between if d.status != 200 or d.failure is not None]
+    return failed[-1] if failed else None
+
+
+def _retry_after(exchange: Exchange) -> float | None:
+    value = exchange.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _deterministic(run: Run) -> bool:
+    """Whether the client's waits stay the same under another random state (no jitter)."""
+    if run.rerun is None:
+        return True
+    other = run.rerun(run.random_seed + 1)
+    return [round(w, 6) for w in other.waits()] == [round(w, 6) for w in run.waits()]

@@ -1,0 +1,290 @@
+"""Checking a program as a client: search schedules, shrink a failure, say how to replay it.
+
+:func:`check_program` runs the program (:mod:`sfmock.testing.programs`) first under the schedule
+where every answer succeeds, then under schedules Hypothesis generates, ``jobs`` runs at a
+time (each on a fake of its own), until ``budget`` seconds have passed or ``max_examples``
+schedules have run. The first schedule that breaks a check is shrunk to the smallest that
+still does, replayed once more to see whether it fails again, and reported with its
+transcript, the program's output and the command line that replays it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hypothesis import find
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
+
+from sfmock.testing.program_rules import check_names, judge
+from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
+from sfmock.testing.strategies import OUTCOMES, schedules
+
+__all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
+
+Verdict = tuple[str, str] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramFailure:
+    """The smallest failing run found, and whether a replay of it failed again."""
+
+    check: str
+    message: str
+    schedule: tuple[str, ...]
+    result: ProgramRun
+    reproduced: bool | None  # None: not replayed
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramReport:
+    """The verdict of :func:`check_program`: what ran, for how long, and the failure if any."""
+
+    setup: ProgramSetup
+    checks: tuple[str, ...]
+    runs: int
+    elapsed: float
+    outcomes: dict[str, int]  # outcome -> generation attempts that met it
+    failure: ProgramFailure | None
+    replay: str
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    def text(self) -> str:
+        """The report a human reads (the API key masked)."""
+        seen = ", ".join(f"{name} {count}" for name, count in self.outcomes.items()) or "none"
+        summary = f"{self.runs} runs in {self.elapsed:.1f}s, seed {self.setup.seed}"
+        if self.failure is None:
+            return (
+                f"client check passed: {summary}\n"
+                f"checks: {', '.join(self.checks)}\n"
+                f"outcomes exercised (generation attempts): {seen}\n"
+            )
+        failure = self.failure
+        run = failure.result.run
+        origin = run.exchanges[0].started if run.exchanges else 0.0
+        lines = [f"  {n}. {e.describe(origin)}" for n, e in enumerate(run.exchanges, 1)] or ["  (no request)"]
+        replayed = {None: "", True: "; a replay failed again", False: "; FLAKY: a replay of it passed"}
+        status = failure.result.status
+        ended = "was killed after the run's time limit" if status is None else f"exited with status {status}"
+        text = (
+            f"client check failed: [{failure.check}] {failure.message}\n"
+            f"smallest schedule: {list(failure.schedule)!r} ({summary}){replayed[failure.reproduced]}\n"
+            f"transcript:\n" + "\n".join(lines) + "\n"
+            f"the program {ended} after {failure.result.duration:.1f}s\n"
+            f"stdout:\n{_indent(failure.result.stdout)}\n"
+            f"stderr:\n{_indent(failure.result.stderr)}\n"
+            f"outcomes exercised (generation attempts): {seen}\n"
+            f"replay: {self.replay}\n"
+        )
+        return text.replace(self.setup.api_key, "<the API key>")
+
+
+def check_program(
+    setup: ProgramSetup,
+    *,
+    checks: Sequence[str] | None = None,
+    outcomes: Sequence[str] | None = None,
+    schedule: Sequence[str] | None = None,
+    budget: float = 60.0,
+    jobs: int = 2,
+    max_examples: int = 100,
+    progress: Callable[[str], None] | None = None,
+) -> ProgramReport:
+    """Check the program of ``setup`` under generated schedules (or one ``schedule``).
+
+    Raises :class:`~sfmock.testing.programsProgramError` when it cannot be tested: it does not
+    start, or it makes no request when every answer succeeds.
+    """
+    names = check_names(checks)
+    unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
+    if unknown:
+        raise ValueError(f"unknown outcome {unknown[0]!r} in the schedule; choose from {', '.join(OUTCOMES)}")
+    strategy = schedules(list(outcomes) if outcomes is not None else list(OUTCOMES))
+    search = _Search(setup, names, budget, max_examples, progress or (lambda line: None))
+    search.say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")
+    first = search.evaluate(list(schedule) if schedule is not None else [], searching=True)
+    assert first is not None  # the first run always runs
+    if schedule is None and not first[1].run.exchanges:
+        raise ProgramError(
+            "nothing was tested: the program made no request to the fake when every answer succeeds "
+            f"(it exited {first[1].status}); does it read SILICONFLOW_BASE_URL or OPENAI_BASE_URL?\n"
+            f"stdout:\n{_indent(first[1].stdout)}\nstderr:\n{_indent(first[1].stderr)}"
+        )
+    found: list[tuple[str, ...]] = [first[1].schedule] if first[0] is not None else []
+    if schedule is None and not found:
+        threads = [threading.Thread(target=search.worker, args=(strategy, n, found), daemon=True) for n in range(jobs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if search.error is not None:
+            raise search.error
+    failure = None
+    if found:
+        smallest = min((_key(s) for s in found), key=_order)
+        cached = search.cache[_key(smallest)]
+        assert cached[0] is not None
+        reproduced = None
+        if schedule is None:
+            search.say(f"replaying the smallest schedule {list(smallest)!r}")
+            reproduced = judge(run_program(setup, smallest), names) is not None
+        failure = ProgramFailure(
+            check=cached[0][0], message=cached[0][1], schedule=smallest, result=cached[1], reproduced=reproduced
+        )
+    return ProgramReport(
+        setup=setup,
+        checks=names,
+        runs=search.runs,
+        elapsed=time.monotonic() - search.started,
+        outcomes=dict(search.outcomes.most_common()),
+        failure=failure,
+        replay=replay_command(setup, failure.schedule if failure else (), checks),
+    )
+
+
+class _Search:
+    """Runs shared by the search threads: a cache by schedule, the budget, and progress."""
+
+    def __init__(
+        self, setup: ProgramSetup, names: tuple[str, ...], budget: float, limit: int, say: Callable[[str], None]
+    ) -> None:
+        self.setup = setup
+        self.names = names
+        self.started = time.monotonic()
+        self.deadline = self.started + budget
+        self.limit = limit
+        self.say = say
+        self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+        self.running: set[tuple[str, ...]] = set()
+        self.cache: dict[tuple[str, ...], tuple[Verdict, ProgramRun]] = {}
+        self.runs = 0
+        self.outcomes: Counter[str] = Counter()
+        self.found = threading.Event()
+        self.error: ProgramError | None = None
+
+    def evaluate(self, schedule: Sequence[str], *, searching: bool) -> tuple[Verdict, ProgramRun] | None:
+        """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop."""
+        key = _key(schedule)
+        with self.lock:
+            while key in self.running:  # another thread runs it now: wait for its verdict
+                self.done.wait()
+            if key in self.cache:
+                return self.cache[key]
+            if time.monotonic() > self.deadline or self.error is not None:
+                return None
+            if searching and (self.found.is_set() or self.runs >= self.limit):
+                return None
+            self.runs += 1
+            number = self.runs
+            self.running.add(key)
+        try:
+            result = run_program(self.setup, schedule)
+            verdict = judge(result, self.names)
+        except BaseException:
+            with self.lock:
+                self.running.discard(key)
+                self.done.notify_all()
+            raise
+        with self.lock:
+            self.cache[key] = (verdict, result)
+            self.outcomes.update(result.run.outcome(i) for i in range(len(result.run.generations)))
+            self.running.discard(key)
+            self.done.notify_all()
+        elapsed = time.monotonic() - self.started
+        told = "passed" if verdict is None else f"FAILED [{verdict[0]}] {verdict[1]}"
+        self.say(
+            f"[{elapsed:5.1f}s] run {number}: {list(key)!r} exit {result.status} in {result.duration:.1f}s: {told}"
+        )
+        if verdict is not None and searching and not self.found.is_set():
+            self.found.set()
+            self.say("found a failure: shrinking it to the smallest schedule that still fails")
+        return verdict, result
+
+    def worker(self, strategy: st.SearchStrategy[list[str]], number: int, found: list[tuple[str, ...]]) -> None:
+        """One search thread: Hypothesis finds and shrinks a failing schedule."""
+        mine: list[tuple[str, ...]] = []
+
+        def fails(candidate: list[str]) -> bool:
+            try:
+                outcome = self.evaluate(candidate, searching=not mine)
+            except ProgramError as exc:
+                with self.lock:
+                    self.error = self.error or exc
+                raise _StopSearch() from None
+            if outcome is None:  # the budget is spent, or another thread found a failure first
+                raise _StopSearch()
+            if outcome[0] is None:
+                return False
+            mine.append(_key(candidate))
+            return True
+
+        config = hypothesis_settings(max_examples=max(1, self.limit), database=None, deadline=None)
+        try:
+            smallest = find(strategy, fails, settings=config, random=random.Random(f"{self.setup.seed}:{number}"))
+        except NoSuchExample:
+            return
+        except _StopSearch:  # shrinking cut short: the smallest failure seen so far
+            if not mine:
+                return
+            best: tuple[str, ...] = min(mine, key=_order)
+            smallest = list(best)
+        with self.lock:
+            found.append(tuple(smallest))
+
+
+class _StopSearch(BaseException):
+    """Ends a Hypothesis search at once (a BaseException: Hypothesis does not treat it as a failure)."""
+
+
+def _order(schedule: Sequence[str]) -> tuple[int, list[int]]:
+    """Shorter first, then simpler outcomes first: the order Hypothesis shrinks toward."""
+    return len(schedule), [list(OUTCOMES).index(o) for o in schedule]
+
+
+def _key(schedule: Sequence[str]) -> tuple[str, ...]:
+    """Trailing "ok"s change nothing (after the schedule every answer succeeds): one run for all."""
+    key = list(schedule)
+    while key and key[-1] == "ok":
+        key.pop()
+    return tuple(key)
+
+
+def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequence[str] | None) -> str:
+    """The ``sfmock check`` command line that runs exactly ``schedule`` with these options."""
+    words = ["sfmock", "check", "--seed", str(setup.seed), "--schedule", ",".join(schedule)]
+    defaults = ProgramSetup(command=setup.command)
+    if dict(setup.request) != dict(DEFAULT_REQUEST):
+        words += ["--request", _json(setup.request)]
+    for flag, value, default in (
+        ("--timeout", setup.timeout, defaults.timeout),
+        ("--min-attempts", setup.min_attempts, defaults.min_attempts),
+        ("--max-attempts", setup.max_attempts, defaults.max_attempts),
+    ):
+        if value != default:
+            words += [flag, f"{value:g}"]
+    if checks is not None:
+        words += ["--checks", ",".join(checks)]
+    if setup.config is not None:
+        words += ["--config", setup.config]
+    return shlex.join([*words, "--", *setup.command])
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _indent(text: str) -> str:
+    lines = text.rstrip("\n").splitlines()[-40:]
+    return "\n".join(f"  | {line}" for line in lines) if lines else "  (nothing)"

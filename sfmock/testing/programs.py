@@ -1,0 +1,285 @@
+"""Running a program as the client under test, and judging what it did.
+
+Each run gets a fake of its own (an app on the real clock, wrapped in a
+:class:`~sfmock.testing.recorderRecorder`, on a fresh loopback port) with one schedule installed,
+so runs never see each other's requests and may go in parallel. The program learns
+where the fake is from its environment (:func:`program_environment`) and reports success
+by its exit status; it may save the image to ``$SFMOCK_OUTPUT`` to have it compared with
+what the fake served. The recorded exchanges become a :class:`~sfmock.testing.invariantsRun`
+judged by the same invariants as ``check_client``, plus the checks only a program needs
+(:mod:`sfmock.testing.program_rules`).
+
+Real time cannot be virtual for another process, so the schedules' slow outcomes are
+shortened (:data:`TIMINGS`): a hang lasts 2 s, a delay at most 1 s, a slow body trickles
+in 50 ms steps, a Retry-After says at most 1 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfmock.app import create_app
+from sfmock.chaos.faults import Action, Scenario, Seconds
+from sfmock.clock import ShiftedClock
+from sfmock.config import Settings
+from sfmock.errors import SfmockError
+from sfmock.server import ServerThread, listen
+from sfmock.testing.evidence import GENERATE, Run
+from sfmock.testing.harness import schedule_scenario
+from sfmock.testing.recorder import Recorder
+
+__all__ = [
+    "DEFAULT_REQUEST",
+    "PNG",
+    "TIMINGS",
+    "ProgramError",
+    "ProgramExit",
+    "ProgramRun",
+    "ProgramSetup",
+    "is_image",
+    "kill_running",
+    "program_environment",
+    "run_program",
+    "short_scenario",
+]
+
+DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
+TIMINGS: Mapping[str, float] = {
+    "hang": 2.0,  # a "timeout" answers nothing for this long, then drops the connection
+    "max_delay": 1.0,  # any delay of an outcome is cut to this
+    "slow_interval": 0.05,  # a "slow" body trickles in chunks this far apart
+    "immediate": 0.05,  # a retry sooner than this after the answer counts as "at once"
+    "retry_after": 1.0,  # a Retry-After header says at most this many seconds
+}
+PNG = b"\x89PNG\r\n\x1a\n"
+KEEP_OUTPUT = 64 * 1024  # characters kept of each of stdout and stderr
+
+
+class ProgramError(SfmockError):
+    """The program could not be tested at all (it could not start, or made no request)."""
+
+
+class ProgramExit(Exception):
+    """Stands for a program's non-zero exit in a :class:`Run`: the error it reported."""
+
+    def __init__(self, status: int | None, output: str) -> None:
+        self.status = status
+        self.output = output
+        what = "was killed (it did not finish in time)" if status is None else f"exited with status {status}"
+        super().__init__(f"the program {what}; it printed:\n{output[-4000:]}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramSetup:
+    """What every run of a check shares: the command, the request, the key and the limits."""
+
+    command: tuple[str, ...]
+    request: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_REQUEST))
+    api_key: str = "sk-sfmock-check-0123456789"
+    timeout: float = 30.0
+    seed: int = 0
+    max_attempts: int = 6
+    min_attempts: int = 3
+    settings: Settings = field(default_factory=Settings)
+    config: str | None = None  # the file ``settings`` came from, for the replay line
+    cwd: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramRun:
+    """One run of the program under one schedule: what it sent, got, printed and returned."""
+
+    run: Run
+    status: int | None  # None: killed after ``timeout`` seconds
+    stdout: str
+    stderr: str
+    saved: bytes | None  # what the program wrote to $SFMOCK_OUTPUT, if anything
+    duration: float
+
+    @property
+    def schedule(self) -> tuple[str, ...]:
+        return self.run.schedule
+
+    @property
+    def got_image(self) -> bool:
+        """An image download answered 200 with a PNG (its URL came from a generation's 200,
+        even one cut short: a program may use the URL it got)."""
+        return any(is_image(e) for e in self.run.downloads) and any(e.status == 200 for e in self.run.generations)
+
+
+def program_environment(base_url: str, setup: ProgramSetup, output: Path) -> dict[str, str]:
+    """The variables a program gets on top of the caller's environment (documented in the README)."""
+    api = f"{base_url}/v1"
+    return {
+        "SILICONFLOW_BASE_URL": api,
+        "SILICONFLOW_API_KEY": setup.api_key,
+        "OPENAI_BASE_URL": api,
+        "OPENAI_API_KEY": setup.api_key,
+        "SFMOCK_REQUEST": json.dumps(dict(setup.request), separators=(",", ":")),
+        "SFMOCK_OUTPUT": str(output),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+def short_scenario(schedule: Sequence[str]) -> Scenario:
+    """The schedule as a scenario, its slow outcomes cut to :data:`TIMINGS`."""
+    scenario = schedule_scenario(schedule)
+    rules = tuple(dataclasses.replace(rule, steps=tuple(_shorten(s) for s in rule.steps)) for rule in scenario.rules)
+    return dataclasses.replace(scenario, rules=rules)
+
+
+def _shorten(action: Action) -> Action:
+    changes: dict[str, Any] = {}
+    if action.error is not None and "retry_after" in action.error:
+        changes["error"] = {
+            **action.error,
+            "retry_after": min(action.error["retry_after"], int(TIMINGS["retry_after"])),
+        }
+    if action.hang is not None:
+        changes["hang"] = min(action.hang, TIMINGS["hang"])
+    if action.slow_body is not None:
+        changes["slow_body"] = (action.slow_body[0], min(action.slow_body[1], TIMINGS["slow_interval"]))
+    if action.delay is not None:
+        cap = TIMINGS["max_delay"]
+        delay = action.delay
+        changes["delay"] = dataclasses.replace(
+            delay, low=min(delay.low, cap), high=min(delay.high, cap) if delay.kind == "uniform" else delay.high
+        )
+        if delay.kind == "lognormal":  # a log-normal draw has no upper bound: make it fixed
+            changes["delay"] = Seconds(kind="fixed", low=min(delay.low, cap))
+    return dataclasses.replace(action, **changes) if changes else action
+
+
+def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
+    """Run the program once against a fake of its own that follows ``schedule``.
+
+    Raises :class:`ProgramError` when the program cannot be started.
+    """
+    clock = ShiftedClock()
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    settings = dataclasses.replace(setup.settings, host="127.0.0.1", port=port, seed=setup.seed)
+    app = create_app(settings, clock=clock)
+    app.state.faults.replace(short_scenario(schedule))
+    recorder = Recorder(app, clock, public_url=base_url)
+    thread = ServerThread(recorder, sock, log_level="critical")
+    with tempfile.TemporaryDirectory(prefix="sfmock-run-") as scratch, thread.running():
+        output = Path(scratch) / "image.png"
+        env = {**os.environ, **program_environment(base_url, setup, output)}
+        started = time.monotonic()
+        status, stdout, stderr = _execute(setup, env)
+        duration = time.monotonic() - started
+        saved = output.read_bytes() if output.is_file() else None
+    exchanges = tuple(_settled(recorder.exchanges))
+    error = None if status == 0 else ProgramExit(status, _tail(stderr + stdout))
+    run = Run(
+        schedule=tuple(schedule),
+        exchanges=exchanges,
+        result=saved,
+        error=error,
+        api_key=setup.api_key,
+        max_attempts=setup.max_attempts,
+        min_attempts=setup.min_attempts,
+        request=dict(setup.request),
+        strict=setup.settings.strict,
+        returns_image=False,  # a program reports its image in $SFMOCK_OUTPUT: `saved-image` judges it
+    )
+    return ProgramRun(run=run, status=status, stdout=stdout, stderr=stderr, saved=saved, duration=duration)
+
+
+def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:
+    if _STOPPING.is_set():
+        raise ProgramError("interrupted: no new runs")
+    try:
+        process = subprocess.Popen(
+            list(setup.command),
+            env=dict(env),
+            cwd=setup.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: a timeout kills its children too
+        )
+    except OSError as exc:
+        raise ProgramError(f"cannot start {setup.command[0]!r}: {exc.strerror or exc}") from None
+    status: int | None
+    with _LIVE_LOCK:
+        _LIVE.add(process)
+    try:
+        out, err = process.communicate(timeout=setup.timeout)
+        status = process.returncode
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        out, err = process.communicate()
+        status = None
+    except BaseException:  # interrupted (Ctrl+C): the program must not outlive the check
+        _kill(process)
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(process)
+    return status, _text(out), _text(err)
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def kill_running() -> None:
+    """Kill every program a run has started and not yet reaped, with its children (on Ctrl+C)."""
+    _STOPPING.set()
+    with _LIVE_LOCK:
+        for process in list(_LIVE):
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _text(data: bytes) -> str:
+    return _tail(data.decode("utf-8", "replace"))
+
+
+def _tail(text: str) -> str:
+    return text if len(text) <= KEEP_OUTPUT else "...\n" + text[-KEEP_OUTPUT:]
+
+
+def _settled(exchanges: Sequence[Any]) -> list[Any]:
+    """Exchanges in arrival order, a generation retried sooner than ``immediate`` moved back to "at once".
+
+    From outside the process a retry with no wait still shows a gap of a few milliseconds
+    (the program's own work, the loopback): below :data:`TIMINGS` ``immediate`` it counts as none.
+    """
+    ordered = sorted(exchanges, key=lambda e: e.started)
+    settled: list[Any] = []
+    previous = None
+    for exchange in ordered:
+        if exchange.path == GENERATE and exchange.method == "POST":
+            if previous is not None and 0 < exchange.started - previous.ended < TIMINGS["immediate"]:
+                exchange = dataclasses.replace(exchange, started=previous.ended)
+            previous = exchange
+        settled.append(exchange)
+    return settled
+
+
+def is_image(exchange: Any) -> bool:
+    """The exchange is a download answered 200 with a PNG."""
+    return bool(exchange.status == 200 and exchange.failure is None and exchange.body.startswith(PNG))
