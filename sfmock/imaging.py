@@ -13,14 +13,40 @@ import functools
 import hashlib
 import io
 import re
+import threading
 import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["probe_data_url", "render_png"]
+__all__ = ["decode_base64", "probe_data_url", "render_png"]
 
 _GRID = 8
+_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "  # what str.split() drops, in ASCII
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_PROBES_KEPT = 64
+_PROBED_LOCK = threading.Lock()
+_PROBED: dict[tuple[int, int], tuple[int, int] | str] = {}  # oldest first
 _DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
+
+
+def decode_base64(text: str) -> bytes:
+    """The bytes of strict base64 ``text``, whitespace anywhere allowed (the docs show a space
+    after the comma); ``ValueError`` if it is not base64.
+
+    The verdicts of ``base64.b64decode("".join(text.split()), validate=True)``, whose strict
+    decoder takes 16 ms for a 1.4 MB data URL. Canonical base64 (checked with
+    ``bytes.translate``) is decoded leniently, a tenth of that; anything else goes to the
+    strict decoder for its verdict.
+    """
+    if text.isascii():
+        data = text.encode("ascii").translate(None, _WHITESPACE)
+        body = data.rstrip(b"=")
+        if not (len(data) % 4 or len(data) - len(body) > 2 or body.translate(None, _ALPHABET)):
+            return binascii.a2b_base64(data)
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("holds invalid base64 data") from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -40,16 +66,32 @@ def probe_data_url(text: str) -> tuple[int, int]:
     """The (width, height) of the image inside a ``data:image/...;base64,`` URL.
 
     Raises ``ValueError`` with a message fit for a 400 when the URL is not base64 or
-    does not hold an image Pillow can identify.
+    does not hold an image Pillow can identify. A request's image is probed by the
+    validator and again by the generator: the second probe is remembered by the string's
+    hash (computed once per string by Python) rather than by the string, which may be
+    megabytes.
     """
+    key = (len(text), hash(text))
+    known = _PROBED.get(key)
+    if known is None:
+        try:
+            known = _probe(text)
+        except ValueError as exc:
+            known = str(exc)
+        with _PROBED_LOCK:  # servers in threads probe too
+            _PROBED[key] = known
+            if len(_PROBED) > _PROBES_KEPT:
+                del _PROBED[next(iter(_PROBED))]
+    if isinstance(known, str):
+        raise ValueError(known)
+    return known
+
+
+def _probe(text: str) -> tuple[int, int]:
     match = _DATA_URL.fullmatch(text)
     if match is None:
         raise ValueError("is not a data:image/<type>;base64,<data> URL")
-    payload = "".join(match.group(2).split())  # the docs show a space after the comma
-    try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("holds invalid base64 data") from None
+    raw = decode_base64(match.group(2))
     if not raw:
         raise ValueError("holds no image data")
     try:

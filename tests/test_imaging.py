@@ -7,10 +7,12 @@ import io
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import data_url
-from sfmock.imaging import probe_data_url, render_png
+from sfmock.imaging import decode_base64, probe_data_url, render_png
 
 
 @pytest.mark.parametrize("size", [(1, 1), (96, 64), (1024, 1024), (1328, 1328), (720, 1440)])
@@ -64,3 +66,44 @@ def test_probe_refuses_decompression_bombs() -> None:
     raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")
     with pytest.raises(ValueError, match="too large"):
         probe_data_url("data:image/png;base64," + base64.b64encode(bytes(raw)).decode())
+
+
+# The fast base64 path gives the strict decoder's verdicts, byte for byte.
+PIECES = [*"ABCxyz019+/=", " ", "\n", "\t", "\u2003", "\xa0", "-", "_", "é", "\x1c", "\x00", "*"]
+
+
+def strict(text: str) -> bytes | None:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except ValueError:
+        return None
+
+
+def fast(text: str) -> bytes | None:
+    try:
+        return decode_base64(text)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=3000)
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
+    | st.binary(max_size=40).map(lambda data: base64.b64encode(data).decode())
+)
+def test_the_fast_path_agrees_with_the_strict_decoder(text: str) -> None:
+    assert fast(text) == strict(text)
+
+
+def test_a_probe_remembered_by_hash_still_answers_each_image_by_its_own_bytes() -> None:
+    urls = []
+    for width in (3, 5):
+        out = io.BytesIO()
+        Image.new("RGB", (width, 2)).save(out, format="PNG")
+        urls.append("data:image/png;base64," + base64.b64encode(out.getvalue()).decode())
+    for _ in range(2):  # the second round answers from what was remembered
+        assert [probe_data_url(url) for url in urls] == [(3, 2), (5, 2)]
+    broken = urls[0][:-8] + "!!!!!!!!"
+    for _ in range(2):
+        with pytest.raises(ValueError, match="invalid base64"):
+            probe_data_url(broken)
