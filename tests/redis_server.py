@@ -14,6 +14,7 @@ import pytest
 import redis
 
 REDIS_SERVER = shutil.which("redis-server")
+APPENDFSYNC = "always"
 
 
 def free_port() -> int:
@@ -42,7 +43,7 @@ class RedisServer:
             "--dir", str(self.folder),
             "--save", "",
             "--appendonly", "yes",
-            "--appendfsync", "always",
+            "--appendfsync", APPENDFSYNC,
             "--protected-mode", "yes",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
