@@ -4,8 +4,9 @@ Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the d
 session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
 script, so they are atomic across processes. Memory stays bounded: a window's keys
-expire with the window, the journal keeps ``size`` entries and ``max_bytes`` of bodies,
-and in open mode (any token an account) a balance goes a day after its last use.
+expire with the window, the journal keeps ``size`` entries and ``max_bytes`` of bodies;
+in open mode (any token an account) a balance, and a named session's state, go a day
+after their last use.
 
 A lost connection raises :class:`~sfmock.state.store.StoreUnavailable` (logged once per
 outage); the next call tries again, so the server recovers by itself. Nothing is retried
@@ -37,7 +38,7 @@ T = TypeVar("T")
 logger = logging.getLogger("sfmock")
 NAMESPACE = "sfmock"
 MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
-OPEN_BALANCE_TTL_MS = 86_400_000  # open mode: a token's balance goes a day after its last use
+IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 CLOCK_KEY = f"{NAMESPACE}:#clock"
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 
@@ -97,13 +98,19 @@ class RedisStore:
         return f"{NAMESPACE}:{session or ''}|"
 
     def book(self, session: str | None) -> RedisBook:
-        return RedisBook(self, self.prefix(session))
+        idle = IDLE_TTL_MS if self.open_mode or session is not None else 0
+        return RedisBook(self, self.prefix(session), idle)
 
     def log(self, session: str | None, codec: Codec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
-        return RedisLog(self, self.prefix(session), codec, size, max_bytes)
+        return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
 
     def faults(self, session: str | None, initial: T, codec: Codec[T]) -> RedisFaults[T]:
-        return RedisFaults(self, self.prefix(session), initial, codec)
+        return RedisFaults(self, self.prefix(session), initial, codec, self._idle(session))
+
+    def _idle(self, session: str | None) -> int:
+        """How long (ms) a session's state is kept after its last use: for ever for the
+        default session, a day for a named one (they are not counted and evicted, as in memory)."""
+        return 0 if session is None else IDLE_TTL_MS
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return RedisClock(self, frozen=frozen)
@@ -152,9 +159,10 @@ class RedisBook:
 
     shared = True
 
-    def __init__(self, store: RedisStore, prefix: str) -> None:
+    def __init__(self, store: RedisStore, prefix: str, idle_ms: int) -> None:
         self.store = store
         self.prefix = prefix + "q:"
+        self.idle_ms = idle_ms
 
     def _run(
         self,
@@ -166,7 +174,7 @@ class RedisBook:
         charge: bool,
     ) -> Verdict:
         keys = [f"{self.prefix}bal:{account}", f"{self.prefix}seq", CLOCK_KEY]
-        ttl = "0" if not self.store.open_mode else str(OPEN_BALANCE_TTL_MS)
+        ttl = str(self.idle_ms)
         args: list[str] = [
             repr(float(now)),
             _units(opening[0]),
@@ -221,8 +229,11 @@ class RedisBook:
 class RedisLog(Generic[T]):
     """A journal in Redis: a sorted set of encoded entries by id, and a meta hash."""
 
-    def __init__(self, store: RedisStore, prefix: str, codec: Codec[T], size: int, max_bytes: int) -> None:
+    def __init__(
+        self, store: RedisStore, prefix: str, codec: Codec[T], size: int, max_bytes: int, idle_ms: int
+    ) -> None:
         self.store = store
+        self.idle_ms = idle_ms
         self.codec = codec
         self.size = size
         self.max_bytes = max_bytes
@@ -236,7 +247,7 @@ class RedisLog(Generic[T]):
             item = build(entry_id)
             payload = self.codec.encode(item)
             keys = [self.entries_key, self.meta_key]
-            self.store.push_script(keys=keys, args=[entry_id, size, payload, self.size, self.max_bytes])
+            self.store.push_script(keys=keys, args=[entry_id, size, payload, self.size, self.max_bytes, self.idle_ms])
         return item
 
     def items(self) -> list[T]:
@@ -287,8 +298,9 @@ class RedisLog(Generic[T]):
 class RedisFaults(Generic[T]):
     """The scenario (encoded, versioned) and its counters in Redis; version 0 is ``initial``."""
 
-    def __init__(self, store: RedisStore, prefix: str, initial: T, codec: Codec[T]) -> None:
+    def __init__(self, store: RedisStore, prefix: str, initial: T, codec: Codec[T], idle_ms: int) -> None:
         self.store = store
+        self.idle_ms = idle_ms
         self.codec = codec
         self.initial = initial
         self.scenario_key = prefix + "f:scenario"
@@ -308,13 +320,14 @@ class RedisFaults(Generic[T]):
     def replace(self, scenario: T) -> None:
         data = self.codec.encode(scenario)
         with self.store.guard():
-            self.store.replace_script(keys=[self.scenario_key, self.counters_prefix], args=[data])
+            self.store.replace_script(keys=[self.scenario_key, self.counters_prefix], args=[data, self.idle_ms])
 
     def hit(
         self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
     ) -> tuple[int, bool]:
         listed = "" if nth is None else ",".join(str(n) for n in sorted(nth))
-        args: list[str | int] = [version, index, listed, -1 if times is None else times, 1 if chance() else 0]
+        drawn = 1 if chance() else 0
+        args: list[str | int] = [version, index, listed, -1 if times is None else times, drawn, self.idle_ms]
         with self.store.guard():
             n, fires = self.store.hit_script(keys=[self.scenario_key, f"{self.counters_prefix}{version}"], args=args)
         return int(n), bool(fires)

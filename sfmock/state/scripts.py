@@ -113,6 +113,7 @@ if ARGV[6] ~= '0' then
 end
 if windows > 0 then
   local seq = redis.call('INCR', KEYS[2])
+  local longest = 0
   for i = 1, windows do
     local key, total_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
     redis.call('ZADD', key, now_text, seq .. ':' .. ARGV[6 + (i - 1) * 4 + 3])
@@ -120,6 +121,10 @@ if windows > 0 then
     local ttl = tonumber(ttls[i]) + slack
     redis.call('SET', total_key, fmt(used[i]), 'PX', ttl)
     redis.call('PEXPIRE', key, ttl)
+    longest = math.max(longest, ttl)
+  end
+  if redis.call('PTTL', KEYS[2]) < longest then -- kept as long as any window that may hold its numbers
+    redis.call('PEXPIRE', KEYS[2], string.format('%.0f', longest))
   end
 end
 return answer(1, 0, 0)
@@ -129,7 +134,7 @@ PUSH = r"""
 -- Append one journal entry and trim to the caps, oldest (lowest id) first.
 -- KEYS[1]: sorted set of entries (score: id; member: "ID SIZE PAYLOAD")
 -- KEYS[2]: meta hash (next, bytes, dropped)
--- ARGV: id, size, payload, max entries, max bytes
+-- ARGV: id, size, payload, max entries, max bytes, ttl (ms; 0: kept for ever)
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
 local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[2])
 local count = redis.call('ZCARD', KEYS[1])
@@ -145,18 +150,27 @@ if dropped > 0 then
   redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
   redis.call('HINCRBY', KEYS[2], 'dropped', dropped)
 end
+if ARGV[6] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
 return dropped
 """
 
 HIT = r"""
 -- Count a match of one fault rule; say whether it fires.
 -- KEYS[1]: the scenario hash (version, data); KEYS[2]: the counters hash
--- ARGV: version, rule index, nth ("" or "3,5"), times (-1: no cap), chance (1 or 0)
+-- ARGV: version, rule index, nth ("" or "3,5"), times (-1: no cap), chance (1 or 0),
+-- ttl (ms; 0: kept for ever)
 -- Returns {n, fires}; a stale version counts nothing.
 if tonumber(redis.call('HGET', KEYS[1], 'version') or '0') ~= tonumber(ARGV[1]) then
   return {0, 0}
 end
 local n = redis.call('HINCRBY', KEYS[2], 'm' .. ARGV[2], 1)
+if ARGV[6] ~= '0' then
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
 if ARGV[3] ~= '' then
   local listed = false
   for value in string.gmatch(ARGV[3], '%d+') do
@@ -180,11 +194,15 @@ return {n, 1}
 
 REPLACE = r"""
 -- Install a scenario: a new version, its data, counters from zero.
--- KEYS[1]: the scenario hash; KEYS[2]: the counters hash prefix; ARGV[1]: the data
+-- KEYS[1]: the scenario hash; KEYS[2]: the counters hash prefix
+-- ARGV[1]: the data; ARGV[2]: ttl (ms; 0: kept for ever)
 local old = redis.call('HGET', KEYS[1], 'version') or '0'
 redis.call('DEL', KEYS[2] .. old)
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'data', ARGV[1])
+if ARGV[2] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return version
 """
 

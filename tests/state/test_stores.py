@@ -183,8 +183,17 @@ def test_redis_memory_stays_bounded(redis_url: str) -> None:
     book.admit("a", OPENING, [Window("m|rpm", 60, 5, 1)], Decimal(0), T0)
     for _ in range(50):
         log.append(lambda n: {"id": n}, 10)
+    named = store.log("suite", JsonCodec(), size=5, max_bytes=1000)
+    named.append(lambda n: {"id": n}, 10)
+    store.book("suite").admit("a", OPENING, [rpm(5)], Decimal(1), T0)
+    faults = store.faults("suite", {}, JsonCodec())
+    faults.replace({"name": "x"})
+    faults.hit(faults.current()[0], 0, None, None, lambda: True)
     client = redis.Redis.from_url(redis_url)
-    windows = [k for k in client.keys("sfmock:|q:w:*")]
+    windows = client.keys("sfmock:|q:w:*")
     assert windows and all(0 < client.pttl(k) <= 60_000 for k in windows)  # gone with the window
     assert client.zcard("sfmock:|j:entries") == 5
+    assert client.pttl("sfmock:|q:bal:a") == -1  # a configured account's money stays
+    session_keys = client.keys("sfmock:suite|*")
+    assert len(session_keys) >= 5 and all(0 < client.pttl(k) <= 86_400_000 for k in session_keys)
     client.close()
