@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
-from sfmock.state.store import Store, StoreUnavailable
+from sfmock.state.store import StoreUnavailable
 
 __all__ = ["main"]
 
@@ -186,6 +186,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, overrides, flag_names=_FLAGS)
         _check_workers(args.workers, settings.store)
+        _check_store(settings.store)
         sock = listen(settings.host, settings.port)
     except ConfigError as exc:
         print(f"sfmock: error: {exc}", file=sys.stderr)
@@ -197,7 +198,6 @@ def serve(args: argparse.Namespace) -> int:
         key, token = serving_secrets(settings)
         settings = dataclasses.replace(settings, signing_key=key, control_token=token)
     app = create_app(settings)
-    _warn_if_unreachable(app.state.store)
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
     if app.state.control.token is not None and not token_given:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
@@ -232,15 +232,19 @@ def _check_workers(workers: int, store: str) -> None:
         )
 
 
-def _warn_if_unreachable(store: Store) -> None:
-    """Say so when the shared store cannot be reached yet (requests answer 503 until it can)."""
-    ping = getattr(store, "ping", None)
-    if ping is None:
+def _check_store(url: str) -> None:
+    """A shared store must answer at start (later, a lost one answers 503 until it is back)."""
+    if url == "memory":
         return
+    from sfmock.state.redis_store import RedisStore
+
+    store = RedisStore(url)
     try:
-        ping()
+        store.ping()
     except StoreUnavailable as exc:
-        print(f"sfmock: warning: {exc}; requests answer 503 until it can", file=sys.stderr, flush=True)
+        raise ConfigError("command line", "--store", f"{exc}; expected a Redis server that answers") from None
+    finally:
+        store.close()
 
 
 def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

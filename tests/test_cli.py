@@ -76,6 +76,10 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--store", "mysql://db"], "--store: 'mysql://db' does not match"),
         (["serve", "--workers", "0"], "--workers: 0: expected a whole number of processes, 1 or more"),
         (
+            ["serve", "--store", "redis://127.0.0.1:1/0"],
+            "command line: --store: the shared store redis://127.0.0.1:1/0 cannot be reached: Error 111",
+        ),
+        (
             ["serve", "--workers", "2"],
             "command line: --workers: 2 workers would each keep their own quotas, balances, journal and "
             "scenario; expected --store redis://HOST:PORT/DB (or store: in the config file) for them to share",
