@@ -339,15 +339,23 @@ class RedisClock:
     def __init__(self, store: RedisStore, *, frozen: bool) -> None:
         self.store = store
         self.key = CLOCK_KEY
-        if frozen:  # the first process to start decides where it stands
-            with self.store.guard():
-                start = repr(time.time())
-                self.store.client.hsetnx(self.key, "start", start)
-                self.store.client.hsetnx(self.key, "stopped", start)
+        self.starts_frozen = frozen
+        if frozen:
+            self._start()
+
+    def _start(self) -> None:
+        """Stop the clock now, unless another process did first (or it was moved since)."""
+        with self.store.guard():
+            start = repr(time.time())
+            self.store.client.hsetnx(self.key, "start", start)
+            self.store.client.hsetnx(self.key, "stopped", start)
 
     def _state(self) -> tuple[float, float | None]:
         with self.store.guard():
-            offset, stopped = self.store.client.hmget(self.key, ["offset", "stopped"])
+            offset, stopped, start = self.store.client.hmget(self.key, ["offset", "stopped", "start"])
+        if start is None and self.starts_frozen:  # Redis lost its data (restarted without it)
+            self._start()
+            return self._state()
         return float(offset or 0), None if stopped is None else float(stopped)
 
     def now(self) -> float:
