@@ -21,7 +21,7 @@ from sfmock.service.accounts import Account, opening
 from sfmock.service.quota import Limits, Usage, WindowState, window_models, window_states, windows
 from sfmock.service.responses import OBSERVED_429_CODES, insufficient_balance, rate_limited
 from sfmock.state.memory import MemoryBook
-from sfmock.state.store import Book, Verdict
+from sfmock.state.store import Book, Verdict, Window
 
 __all__ = ["Admission"]
 
@@ -57,7 +57,7 @@ class Admission:
         self.prices = dict(prices)
         self.headers = headers
         self.book: Book = book if book is not None else MemoryBook()
-        self._limits: dict[tuple[Limits | None, str], Limits] = {}
+        self._limits: dict[tuple[Limits | None, str], tuple[Limits, dict[Usage, tuple[Window, ...]]]] = {}
 
     def fresh(self, book: Book | None = None) -> Admission:
         """An admission with the same limits and prices over ``book`` (default: a new
@@ -76,10 +76,15 @@ class Admission:
 
     def limits_for(self, account: Account, model: str) -> Limits:
         """Server-wide limits, under the model's, under the account's own."""
+        return self._plan(account, model)[0]
+
+    def _plan(self, account: Account, model: str) -> tuple[Limits, dict[Usage, tuple[Window, ...]]]:
+        """The limits, and the windows a request counts against by its usage (both kept:
+        they are needed on every request, and most requests look alike)."""
         key = (account.limits, model)
         found = self._limits.get(key)
         if found is None:
-            found = self._limits[key] = self._merge(account, model)
+            found = self._limits[key] = (self._merge(account, model), {})
         return found
 
     def _merge(self, account: Account, model: str) -> Limits:
@@ -99,9 +104,13 @@ class Admission:
     ) -> dict[str, str]:
         """Count and charge the request, or raise its 429 (worded in ``dialect``, else the
         server's) or its 403/402 code 30001; returns headers to send."""
-        limits = self.limits_for(account, model.id)
+        limits, known = self._plan(account, model.id)
         cost = self.price(model) * usage.images
-        specs = windows(model.id, limits, usage)
+        specs = known.get(usage)
+        if specs is None:
+            if len(known) >= 1024:  # prompts of every length: keep the count bounded
+                known.clear()
+            specs = known[usage] = windows(model.id, limits, usage)
         self._seen(account)
         verdict = self.book.admit(account.id, opening(account), specs, cost, now)
         if verdict.outcome == "limited":

@@ -76,14 +76,7 @@ class MemoryBook:
     def admit(
         self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
     ) -> Verdict:
-        with self.windows.lock:
-            over = self.windows.check(account, windows, now)
-            if over is not None:
-                return Verdict("limited", (), *over)
-            if not self.money.charge(account, opening, cost):
-                return Verdict("short")
-            self.windows.record(account, windows, now)
-            return Verdict("admitted")
+        return self.windows.admit(account, windows, now, lambda: self.money.charge(account, opening, cost))
 
     def usage(self, account: str, windows: Sequence[Window], now: float) -> tuple[WindowUse, ...]:
         return self.windows.usage(account, windows, now)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from sfmock.state.store import Window, WindowUse
+from sfmock.state.store import Verdict, Window, WindowUse
 
 __all__ = ["SlidingWindow", "Windows"]
 
@@ -92,6 +92,22 @@ class Windows:
                     wait = math.inf if spec.amount > spec.limit else window.free_after(now, spec.span, needed)
                     return index, wait
             return None
+
+    def admit(self, account: str, windows: Sequence[Window], now: float, allow: Callable[[], bool]) -> Verdict:
+        """Check every window, then ``allow()`` (the balance), then count: one pass, one lock."""
+        with self.lock:
+            held = [self._window(account, spec.name) for spec in windows]
+            for index, (spec, window) in enumerate(zip(windows, held, strict=True)):
+                used = window.used(now, spec.span)
+                if used + spec.amount > spec.limit:
+                    needed = used + spec.amount - spec.limit
+                    wait = math.inf if spec.amount > spec.limit else window.free_after(now, spec.span, needed)
+                    return Verdict("limited", (), index, wait)
+            if not allow():
+                return Verdict("short")
+            for spec, window in zip(windows, held, strict=True):
+                window.add(now, spec.amount)  # used() above dropped what the clock went back before
+            return Verdict("admitted")
 
     def record(self, account: str, windows: Sequence[Window], now: float) -> None:
         """Count each window's amount at ``now``."""
