@@ -205,8 +205,8 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from sfmock.workers import run_workers
 
+        print(f"sfmock: {args.workers} workers sharing {app.state.store.url}", file=sys.stderr, flush=True)
         app.state.store.close()
-        print(f"sfmock: {args.workers} workers sharing {settings.store}", file=sys.stderr, flush=True)
         return run_workers(settings, sock, workers=args.workers, log_level=args.log_level)
     # everything loaded so far (modules, the contract, validators) lives as long as the
     # process: keep it out of the collector's full passes, which otherwise stall requests
