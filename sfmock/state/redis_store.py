@@ -40,6 +40,7 @@ NAMESPACE = "sfmock"
 MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 CLOCK_KEY = f"{NAMESPACE}:#clock"
+IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 
 
@@ -243,7 +244,8 @@ class RedisLog(Generic[T]):
 
     def append(self, build: Callable[[int], T], size: int) -> T:
         with self.store.guard():
-            entry_id = int(self.store.client.hincrby(self.meta_key, "next", 1))
+            # one counter for every session, never reset: no process ever sees an id again
+            entry_id = int(self.store.client.incr(IDS_KEY))
             item = build(entry_id)
             payload = self.codec.encode(item)
             keys = [self.entries_key, self.meta_key]
@@ -271,7 +273,7 @@ class RedisLog(Generic[T]):
             first = self.store.client.zrange(self.entries_key, 0, 0, withscores=True)
             if first:
                 return int(first[0][1])
-            return int(self.store.client.hget(self.meta_key, "next") or 0) + 1
+            return int(self.store.client.get(IDS_KEY) or 0) + 1
 
     def count(self) -> int:
         with self.store.guard():
@@ -291,7 +293,7 @@ class RedisLog(Generic[T]):
         with self.store.guard():
             pipe = self.store.client.pipeline(transaction=True)
             pipe.delete(self.entries_key)
-            pipe.hset(self.meta_key, mapping={"bytes": 0, "dropped": 0})  # ids go on increasing
+            pipe.hset(self.meta_key, mapping={"bytes": 0, "dropped": 0})
             pipe.execute()
 
 

@@ -133,7 +133,7 @@ return answer(1, 0, 0)
 PUSH = r"""
 -- Append one journal entry and trim to the caps, oldest (lowest id) first.
 -- KEYS[1]: sorted set of entries (score: id; member: "ID SIZE PAYLOAD")
--- KEYS[2]: meta hash (next, bytes, dropped)
+-- KEYS[2]: meta hash (bytes, dropped)
 -- ARGV: id, size, payload, max entries, max bytes, ttl (ms; 0: kept for ever)
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
 local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[2])

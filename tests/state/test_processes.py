@@ -113,6 +113,11 @@ def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:
     for n in range(len(one.urls)):
         journal = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": "suite-a"})
         assert journal["count"] == 20
+    one.control(-1, "POST", "reset")  # a full reset forgets named sessions, on every process
+    assert one.client(0).get("/v1/models", headers=session).status_code == 200
+    for n in range(len(one.urls)):
+        journal = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": "suite-a"})
+        assert [e["path"] for e in journal["entries"]] == ["/v1/models"]  # nothing stale from before
 
 
 def test_killing_redis_mid_load_forgets_nothing_admitted_and_admits_nothing_past_a_limit(
