@@ -41,6 +41,7 @@ MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of th
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 CLOCK_KEY = f"{NAMESPACE}:#clock"
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
+VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 
 
@@ -322,7 +323,8 @@ class RedisFaults(Generic[T]):
     def replace(self, scenario: T) -> None:
         data = self.codec.encode(scenario)
         with self.store.guard():
-            self.store.replace_script(keys=[self.scenario_key, self.counters_prefix], args=[data, self.idle_ms])
+            keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
+            self.store.replace_script(keys=keys, args=[data, self.idle_ms])
 
     def hit(
         self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]

@@ -194,12 +194,13 @@ return {n, 1}
 
 REPLACE = r"""
 -- Install a scenario: a new version, its data, counters from zero.
--- KEYS[1]: the scenario hash; KEYS[2]: the counters hash prefix
+-- KEYS[1]: the scenario hash; KEYS[2]: the counters hash prefix; KEYS[3]: the version
+-- counter of every session, never reset (a process never sees a version number twice)
 -- ARGV[1]: the data; ARGV[2]: ttl (ms; 0: kept for ever)
 local old = redis.call('HGET', KEYS[1], 'version') or '0'
 redis.call('DEL', KEYS[2] .. old)
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'data', ARGV[1])
+local version = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'version', version, 'data', ARGV[1])
 if ARGV[2] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end

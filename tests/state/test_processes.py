@@ -118,6 +118,11 @@ def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:
     for n in range(len(one.urls)):
         journal = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": "suite-a"})
         assert [e["path"] for e in journal["entries"]] == ["/v1/models"]  # nothing stale from before
+    rule = {"when": {"path": "/v1/models"}, "action": {"error": 503}}
+    one.control(0, "PUT", "scenario", json={"rules": [rule]}, headers={"X-Sfmock-Session": "suite-a"})
+    one.control(0, "POST", "reset")
+    one.control(-1, "PUT", "scenario", json={"rules": []}, headers={"X-Sfmock-Session": "suite-a"})
+    assert [one.client(n).get("/v1/models", headers=session).status_code for n in range(2)] == [200, 200]
 
 
 def test_killing_redis_mid_load_forgets_nothing_admitted_and_admits_nothing_past_a_limit(
