@@ -19,20 +19,20 @@ _BYTES = ("raw_body", "raw_response")
 
 
 class EntryCodec:
-    """A journal :class:`Entry` as compact JSON (bodies in base64)."""
+    """A journal :class:`Entry` as compact JSON (bodies in base64), its id kept apart."""
 
     def encode(self, item: Entry) -> bytes:
-        data: dict[str, Any] = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+        data: dict[str, Any] = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "id"}
         for name in _BYTES:
             data[name] = base64.b64encode(data[name]).decode("ascii")
         data["headers"] = dict(item.headers)
         return json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
-    def decode(self, data: bytes) -> Entry:
+    def decode(self, data: bytes, item_id: int) -> Entry:
         fields = json.loads(data)
         for name in _BYTES:
             fields[name] = base64.b64decode(fields[name])
-        return Entry(**fields)
+        return Entry(id=item_id, **fields)
 
 
 class ScenarioCodec:

@@ -15,7 +15,7 @@ import functools
 import math
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -316,12 +316,20 @@ class FaultEngine:
             self._faults.replace(scenario)
             self._rng = random.Random(None if self._seed is None else f"{self._seed}:faults")
 
-    def select(self, info: RequestInfo, forced: Action | None = None) -> Fault | None:
-        """The fault for this request: ``forced`` (from the header) first, then the rules."""
+    def select(
+        self, info: RequestInfo | Callable[[Scenario], RequestInfo], forced: Action | None = None
+    ) -> Fault | None:
+        """The fault for this request: ``forced`` (from the header) first, then the rules.
+
+        ``info`` may be a function of the scenario (it names the facts its rules need),
+        so the scenario is read once per request.
+        """
         with self._lock:
             if forced is not None:
                 return self._concrete("header", forced)
             version, scenario = self._faults.current()
+            if callable(info):
+                info = info(scenario)
             for index, rule in enumerate(scenario.rules):
                 if not rule.matches(info):
                     continue

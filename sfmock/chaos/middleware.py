@@ -24,7 +24,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sfmock.chaos.faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
+from sfmock.chaos.faults import FAULT_HEADER, Fault, RequestInfo, Scenario, parse_fault_header
 from sfmock.chaos.journal import RESPONSE_CAP, Entry
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import SESSION_PARAM, Answer, SessionError, Sessions, SessionState, session_name
@@ -179,7 +179,7 @@ class ChaosMiddleware:
             except ValueError as exc:
                 await self._bad_header(scope, f"X-Sfmock-Fault: {exc}", "X-Sfmock-Fault")(scope, replay, recording_send)
                 return
-            fault = session.engine.select(self._info(session.engine, scope, headers, body), forced)
+            fault = session.engine.select(lambda scenario: self._info(scenario, scope, headers, body), forced)
             state["fault"] = fault
             try:
                 if fault is None:
@@ -284,8 +284,8 @@ class ChaosMiddleware:
             return xml_error(denied, scope["state"].get("trace_id", ""))
         return json_response(invalid_request(message).body, 400)
 
-    def _info(self, engine: FaultEngine, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
-        needs = engine.scenario.needs
+    def _info(self, scenario: Scenario, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
+        needs = scenario.needs
         account = model = None
         if "account" in needs:
             try:

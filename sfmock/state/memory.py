@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from sfmock.clock import Clock
-from sfmock.state.store import Codec, Verdict, Window, WindowUse
+from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
 from sfmock.state.windows import Windows
 
 __all__ = ["Balances", "MemoryBook", "MemoryFaults", "MemoryLog", "MemoryStore"]
@@ -193,7 +193,7 @@ class MemoryStore:
     def book(self, session: str | None) -> MemoryBook:
         return MemoryBook()
 
-    def log(self, session: str | None, codec: Codec[T], *, size: int, max_bytes: int) -> MemoryLog[T]:
+    def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> MemoryLog[T]:
         return MemoryLog(size, max_bytes)
 
     def faults(self, session: str | None, initial: T, codec: Codec[T]) -> MemoryFaults[T]:

@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from sfmock.clock import MAX_TIME, Clock
 from sfmock.state import scripts
-from sfmock.state.store import Codec, StoreUnavailable, Verdict, Window, WindowUse
+from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 
 __all__ = ["RedisStore"]
 
@@ -103,7 +103,7 @@ class RedisStore:
         idle = IDLE_TTL_MS if self.open_mode or session is not None else 0
         return RedisBook(self, self.prefix(session), idle)
 
-    def log(self, session: str | None, codec: Codec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
+    def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
         return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
 
     def faults(self, session: str | None, initial: T, codec: Codec[T]) -> RedisFaults[T]:
@@ -232,7 +232,7 @@ class RedisLog(Generic[T]):
     """A journal in Redis: a sorted set of encoded entries by id, and a meta hash."""
 
     def __init__(
-        self, store: RedisStore, prefix: str, codec: Codec[T], size: int, max_bytes: int, idle_ms: int
+        self, store: RedisStore, prefix: str, codec: NumberedCodec[T], size: int, max_bytes: int, idle_ms: int
     ) -> None:
         self.store = store
         self.idle_ms = idle_ms
@@ -244,14 +244,11 @@ class RedisLog(Generic[T]):
         self._decoded: dict[int, T] = {}
 
     def append(self, build: Callable[[int], T], size: int) -> T:
+        payload = self.codec.encode(build(0))  # written without its id: the script numbers it
+        keys = [self.entries_key, self.meta_key, IDS_KEY]
         with self.store.guard():
-            # one counter for every session, never reset: no process ever sees an id again
-            entry_id = int(self.store.client.incr(IDS_KEY))
-            item = build(entry_id)
-            payload = self.codec.encode(item)
-            keys = [self.entries_key, self.meta_key]
-            self.store.push_script(keys=keys, args=[entry_id, size, payload, self.size, self.max_bytes, self.idle_ms])
-        return item
+            entry_id = self.store.push_script(keys=keys, args=[size, payload, self.size, self.max_bytes, self.idle_ms])
+        return build(int(entry_id))
 
     def items(self) -> list[T]:
         with self.store.guard():
@@ -263,7 +260,7 @@ class RedisLog(Generic[T]):
             entry_id = int(head)
             item = self._decoded.get(entry_id)
             if item is None:
-                item = self.codec.decode(rest.partition(b" ")[2])
+                item = self.codec.decode(rest.partition(b" ")[2], entry_id)
             decoded[entry_id] = item
             result.append(item)
         self._decoded = decoded  # only what is held stays cached

@@ -131,14 +131,17 @@ return answer(1, 0, 0)
 """
 
 PUSH = r"""
--- Append one journal entry and trim to the caps, oldest (lowest id) first.
+-- Number one journal entry, append it and trim to the caps, oldest (lowest id) first.
 -- KEYS[1]: sorted set of entries (score: id; member: "ID SIZE PAYLOAD")
 -- KEYS[2]: meta hash (bytes, dropped)
--- ARGV: id, size, payload, max entries, max bytes, ttl (ms; 0: kept for ever)
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
-local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[2])
+-- KEYS[3]: the id counter of every session, never reset (no process sees an id twice)
+-- ARGV: size, payload, max entries, max bytes, ttl (ms; 0: kept for ever)
+-- Returns the entry's id.
+local id = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], id, id .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[1])
 local count = redis.call('ZCARD', KEYS[1])
-local size, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+local size, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local freed, dropped = 0, 0
 while count > size or (bytes - freed > max_bytes and count > 1) do
   local gone = redis.call('ZPOPMIN', KEYS[1])
@@ -150,11 +153,11 @@ if dropped > 0 then
   redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
   redis.call('HINCRBY', KEYS[2], 'dropped', dropped)
 end
-if ARGV[6] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if ARGV[5] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
-return dropped
+return id
 """
 
 HIT = r"""

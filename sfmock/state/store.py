@@ -27,6 +27,7 @@ __all__ = [
     "Codec",
     "Faults",
     "Log",
+    "NumberedCodec",
     "Store",
     "StoreUnavailable",
     "Verdict",
@@ -113,6 +114,15 @@ class Codec(Protocol[T]):
     def decode(self, data: bytes) -> T: ...
 
 
+class NumberedCodec(Protocol[T]):
+    """How a store that keeps bytes writes a log's items without their ids, and reads them
+    back with the ids it gave them."""
+
+    def encode(self, item: T) -> bytes: ...
+
+    def decode(self, data: bytes, item_id: int) -> T: ...
+
+
 class Log(Protocol[T]):
     """An append-only list of items with increasing ids, capped by count and bytes;
     what either cap pushes out (oldest first) is counted in :attr:`dropped`."""
@@ -166,7 +176,7 @@ class Store(Protocol):
 
     def book(self, session: str | None) -> Book: ...
 
-    def log(self, session: str | None, codec: Codec[T], *, size: int, max_bytes: int) -> Log[T]: ...
+    def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> Log[T]: ...
 
     def faults(self, session: str | None, initial: T, codec: Codec[T]) -> Faults[T]: ...
 
