@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sfmock._version import __version__
+from sfmock.chaos.codecs import ENTRIES, SCENARIOS
 from sfmock.chaos.control import CONTROL_PREFIX, Control
 from sfmock.chaos.faults import FaultEngine, Scenario
 from sfmock.chaos.journal import Entry, Journal
@@ -36,15 +37,16 @@ from sfmock.fidelity.replay import Recordings, ReplayGenerator
 from sfmock.service.accounts import Authenticator, KeyRegistry, OpenAuthenticator
 from sfmock.service.admission import Admission
 from sfmock.service.api import Api
-from sfmock.service.failures import InternalErrorMiddleware
+from sfmock.service.failures import InternalErrorMiddleware, StoreOutageMiddleware
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import TraceIdMiddleware
+from sfmock.state.open import open_store
 
-__all__ = ["FakeApp", "create_app"]
+__all__ = ["FakeApp", "create_app", "serving_secrets"]
 
 
 def create_app(
@@ -63,8 +65,10 @@ def create_app(
     any bearer token when it declares none. ``sleep`` is what faults wait with.
     """
     settings = settings or Settings()
+    store = open_store(settings.store, open_mode=settings.accounts is None)
     if clock is None:
-        clock = VirtualClock(time.time()) if settings.frozen_clock else ShiftedClock()
+        frozen = settings.frozen_clock
+        clock = store.clock(lambda: VirtualClock(time.time()) if frozen else ShiftedClock(), frozen=frozen)
     contract = contract or load_contract()
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
@@ -97,6 +101,7 @@ def create_app(
         balance_status=settings.balance_status,
         dialect=settings.dialect,
         rate_limit_codes=settings.rate_limit_codes,
+        book=store.book(None),
     )
     api = Api(
         contract=contract,
@@ -118,12 +123,13 @@ def create_app(
     scenario = settings.scenario or Scenario()
 
     def new_session(name: str | None) -> SessionState:
-        own = admission if name is None else admission.fresh()
-        engine = FaultEngine(scenario, seed=seed)
-        journal = Journal(settings.journal_size, max_bytes=settings.journal_max_bytes)
+        own = admission if name is None else admission.fresh(store.book(name))
+        engine = FaultEngine(seed=seed, faults=store.faults(name, scenario, SCENARIOS))
+        size, most = settings.journal_size, settings.journal_max_bytes
+        journal = Journal(size, max_bytes=most, log=store.log(name, ENTRIES, size=size, max_bytes=most))
         return SessionState(name=name, journal=journal, engine=engine, admission=own)
 
-    sessions = Sessions(new_session)
+    sessions = Sessions(new_session, store=store)
     metrics = Metrics()
     control = Control(
         sessions=sessions,
@@ -164,6 +170,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(TraceIdMiddleware, rng=trace_rng),
+            Middleware(StoreOutageMiddleware, store_prefix=settings.image_prefix),
             chaos,
             Middleware(InternalErrorMiddleware, store_prefix=settings.image_prefix),
         ],
@@ -179,6 +186,7 @@ def create_app(
     app.state.lifecycle = lifecycle
     app.state.control = control
     app.state.metrics = metrics
+    app.state.store = store
     return app
 
 
@@ -215,6 +223,12 @@ class FakeApp(Starlette):
     ) -> list[Entry]:
         """Requests matching patterns in order: see :meth:`sfmock.chaos.verifyVerifier.verify_order`."""
         return self.verifier(session).verify_order(*patterns, **options)
+
+
+def serving_secrets(settings: Settings) -> tuple[str, str | None]:
+    """(signing key, control token) every worker of one server must share: the
+    configured ones, else drawn once here (kept in memory, never written anywhere)."""
+    return settings.signing_key or secrets.token_urlsafe(32), control_token(settings)
 
 
 def control_token(settings: Settings) -> str | None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
+from sfmock.state.store import StoreUnavailable
 
 __all__ = ["main"]
 
@@ -39,6 +40,7 @@ _FLAGS = {
     "dialect": "--dialect",
     "balance_status": "--balance-status",
     "image_prefix": "--image-prefix",
+    "store": "--store",
 }
 
 
@@ -135,6 +137,14 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="status of code 30001, insufficient balance: 403 (default) or 402",
     )
     serve.add_argument("--image-prefix", metavar="PATH", help="path of image URLs (default /temporary/outputs/)")
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="where state lives: memory (default) or redis://HOST:PORT/DB, shared by every worker and host",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes serving the port (more than 1 needs --store)"
+    )
     _add_replay_flags(serve)
 
 
@@ -167,7 +177,7 @@ def serve(args: argparse.Namespace) -> int:
     """``sfmock serve``: run the fake until Ctrl+C."""
     import uvicorn
 
-    from sfmock.app import create_app
+    from sfmock.app import create_app, serving_secrets
     from sfmock.config import load_settings
     from sfmock.server import listen
     from sfmock.timeouts import http_protocol
@@ -175,13 +185,29 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key) for key in _FLAGS}
     try:
         settings = load_settings(args.config, overrides, flag_names=_FLAGS)
+        _check_workers(args.workers, settings.store)
+        _check_store(settings.store)
         sock = listen(settings.host, settings.port)
     except ConfigError as exc:
         print(f"sfmock: error: {exc}", file=sys.stderr)
         return 2
     # with --port 0 the kernel picks the port: image URLs must name the real one
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    token_given = settings.control_token is not None
+    if args.workers > 1:  # one signing key and control token for all of them
+        key, token = serving_secrets(settings)
+        settings = dataclasses.replace(settings, signing_key=key, control_token=token)
     app = create_app(settings)
+    print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    if app.state.control.token is not None and not token_given:
+        print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
+    print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
+    if args.workers > 1:
+        from sfmock.workers import run_workers
+
+        print(f"sfmock: {args.workers} workers sharing {app.state.store.url}", file=sys.stderr, flush=True)
+        app.state.store.close()
+        return run_workers(settings, sock, workers=args.workers, log_level=args.log_level)
     # everything loaded so far (modules, the contract, validators) lives as long as the
     # process: keep it out of the collector's full passes, which otherwise stall requests
     gc.collect()
@@ -189,12 +215,36 @@ def serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, log_level=args.log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
     )
-    print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
-    if app.state.control.token is not None and settings.control_token is None:
-        print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
-    print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _check_workers(workers: int, store: str) -> None:
+    """``--workers N`` is a whole number of processes; more than one needs a shared store."""
+    if workers < 1:
+        raise ConfigError("command line", "--workers", f"{workers}: expected a whole number of processes, 1 or more")
+    if workers > 1 and store == "memory":
+        raise ConfigError(
+            "command line",
+            "--workers",
+            f"{workers} workers would each keep their own quotas, balances, journal and scenario; "
+            "expected --store redis://HOST:PORT/DB (or store: in the config file) for them to share",
+        )
+
+
+def _check_store(url: str) -> None:
+    """A shared store must answer at start (later, a lost one answers 503 until it is back)."""
+    if url == "memory":
+        return
+    from sfmock.state.redis_store import RedisStore
+
+    store = RedisStore(url)
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        raise ConfigError("command line", "--store", f"{exc}; expected a Redis server that answers") from None
+    finally:
+        store.close()
 
 
 def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -78,6 +78,7 @@ class Settings:
     replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.fidelity.replay)
     replay_match: str = "prompt"
     replay_miss: str = "fake"
+    store: str = "memory"  # or redis://HOST:PORT/DB: state shared by every process using it
 
     def __post_init__(self) -> None:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from redis_server import RedisServer, need_redis
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
 
@@ -104,3 +105,31 @@ def live_server(clock: VirtualClock) -> Iterator[LiveServer]:
     """A default fake (open mode, seed 11) on a real socket."""
     with run_server(Settings(seed=11), clock) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests/state/); ``redis_url`` empties it per test."""
+    need_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an empty Redis."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill and start again."""
+    need_redis()
+    server = RedisServer(tmp_path / "redis")
+    server.folder.mkdir()
+    server.start()
+    yield server
+    server.stop()

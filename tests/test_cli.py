@@ -37,6 +37,8 @@ FLAGS = [
     "--dialect",
     "--balance-status",
     "--image-prefix",
+    "--store",
+    "--workers",
 ]
 
 
@@ -71,6 +73,17 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--dialect", "spoken"], "--dialect: 'spoken' is not one of ['documented', 'observed']"),
         (["serve", "--balance-status", "401"], "--balance-status: 401 is not one of [402, 403]"),
         (["serve", "--image-prefix", "/v1/x/"], "--image-prefix: '/v1/x/' does not match"),
+        (["serve", "--store", "mysql://db"], "--store: 'mysql://db' does not match"),
+        (["serve", "--workers", "0"], "--workers: 0: expected a whole number of processes, 1 or more"),
+        (
+            ["serve", "--store", "redis://127.0.0.1:1/0"],
+            "command line: --store: the shared store redis://127.0.0.1:1/0 cannot be reached: Error 111",
+        ),
+        (
+            ["serve", "--workers", "2"],
+            "command line: --workers: 2 workers would each keep their own quotas, balances, journal and "
+            "scenario; expected --store redis://HOST:PORT/DB (or store: in the config file) for them to share",
+        ),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_a_message(

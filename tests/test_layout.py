@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sfmock"
 LAYERS: list[tuple[str, set[str]]] = [
     ("edges", {"__main__", "cli", "cli_fidelity", "pytest_plugin", "remote", "checks", "strategies"}),
     ("testing", {"testing"}),
-    ("serving", {"server", "timeouts", "transports"}),
+    ("serving", {"server", "timeouts", "transports", "workers"}),
     ("composition", {"app", "config"}),
     ("fidelity", {"fidelity"}),
     ("chaos", {"chaos"}),

@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 
 from conftest import FIXTURES
+from redis_server import REDIS_SERVER
 from sfmock import ConfigError, Limits, Settings, load_contract
 from sfmock.config import settings_from
 
 HEADER = """
+import os
+
 import httpx
 import pytest
 
@@ -204,6 +207,16 @@ def test_rate_limit_codes(sfmock_server):
 def test_unknown_fields(sfmock_server):
     assert gen(sfmock_server, {**KOLORS, "n": 1}).status_code == 400
 """,
+    "store": """
+@pytest.mark.sfmock(store=os.environ["SFMOCK_TEST_STORE"], limits={"rpm": 1})
+def test_store(sfmock_server):
+    from sfmock.server import FakeServer
+
+    store = os.environ["SFMOCK_TEST_STORE"]
+    assert sfmock_server.app.state.store.url == store and gen(sfmock_server).status_code == 200
+    with FakeServer(sfmock_server.settings, clock=sfmock_server.clock) as twin:  # one quota on Redis
+        assert gen(twin).status_code == (200 if store == "memory" else 429)
+""",
     "invalid_parameter_code": """
 @pytest.mark.sfmock(invalid_parameter_code=20015)
 def test_invalid_parameter_code(sfmock_server):
@@ -218,7 +231,12 @@ def test_every_config_key_has_a_marker_test() -> None:
     assert set(EVERY_KEY) == set(schema("config")["properties"])
 
 
-def test_every_config_key_works_through_the_marker(pytester: pytest.Pytester) -> None:
+def test_every_config_key_works_through_the_marker(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # store: a real Redis when redis-server is installed (CI installs it), else memory
+    store = request.getfixturevalue("redis_url") if REDIS_SERVER is not None else "memory"
+    monkeypatch.setenv("SFMOCK_TEST_STORE", store)
     config = FIXTURES / "realistic-limits.yaml"
     extra = f"""
 @pytest.mark.sfmock(config={str(config)!r}, strict=True)

@@ -94,4 +94,4 @@ def test_state_and_reset() -> None:
 def test_same_instant_entries_are_merged() -> None:
     limiter, limits = RateLimiter(), Limits(rpm=10_000)
     fill(limiter, limits, Usage(), T0, 1000)
-    assert len(limiter._windows["a"][("m", "rpm")].times) == 1
+    assert len(limiter.windows._windows["a"]["m|rpm"].times) == 1

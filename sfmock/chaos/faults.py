@@ -11,10 +11,11 @@ the per-request ``X-Sfmock-Fault`` header into the same :class:`Action`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,8 @@ from sfmock.contract.openapi import load_contract
 from sfmock.contract.schemas import check
 from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
+from sfmock.state.memory import MemoryFaults
+from sfmock.state.store import Faults
 
 __all__ = ["Action", "Fault", "FaultEngine", "RequestInfo", "Rule", "Scenario", "parse_fault_header"]
 
@@ -285,48 +288,67 @@ class Fault:
 
 
 class FaultEngine:
-    """Chooses faults for requests; thread-safe; all randomness from one seeded generator."""
+    """Chooses faults for requests; thread-safe; all randomness from one seeded generator.
 
-    def __init__(self, scenario: Scenario | None = None, *, seed: int | None = None) -> None:
+    The scenario and its counters (``nth``, ``times``, sequences) live in a
+    :class:`~sfmock.state.store.Faults` slot: this process's memory by default, or a
+    shared store, where every process counts the same matches.
+    """
+
+    def __init__(
+        self, scenario: Scenario | None = None, *, seed: int | None = None, faults: Faults[Scenario] | None = None
+    ) -> None:
         self._seed = seed
         self._lock = threading.Lock()
-        self.replace(scenario or Scenario())
+        self._rng = random.Random(None if seed is None else f"{seed}:faults")
+        if faults is None:
+            self._faults: Faults[Scenario] = MemoryFaults(scenario or Scenario())
+        else:
+            self._faults = faults
 
     @property
     def scenario(self) -> Scenario:
-        return self._scenario
+        return self._faults.current()[1]
 
     def replace(self, scenario: Scenario) -> None:
         """Install ``scenario``; counters and the generator start over."""
         with self._lock:
-            self._scenario = scenario
-            self._matched = [0] * len(scenario.rules)
-            self._fired = [0] * len(scenario.rules)
+            self._faults.replace(scenario)
             self._rng = random.Random(None if self._seed is None else f"{self._seed}:faults")
 
-    def select(self, info: RequestInfo, forced: Action | None = None) -> Fault | None:
-        """The fault for this request: ``forced`` (from the header) first, then the rules."""
+    def select(
+        self, info: RequestInfo | Callable[[Scenario], RequestInfo], forced: Action | None = None
+    ) -> Fault | None:
+        """The fault for this request: ``forced`` (from the header) first, then the rules.
+
+        ``info`` may be a function of the scenario (it names the facts its rules need),
+        so the scenario is read once per request.
+        """
         with self._lock:
             if forced is not None:
                 return self._concrete("header", forced)
-            for index, rule in enumerate(self._scenario.rules):
+            version, scenario = self._faults.current()
+            if callable(info):
+                info = info(scenario)
+            for index, rule in enumerate(scenario.rules):
                 if not rule.matches(info):
                     continue
-                self._matched[index] += 1
-                n = self._matched[index]
-                if rule.nth is not None and n not in rule.nth:
-                    continue
-                if rule.times is not None and self._fired[index] >= rule.times:
-                    continue
-                if rule.probability < 1 and self._rng.random() >= rule.probability:
-                    continue
-                self._fired[index] += 1
-                return self._concrete(rule.name, rule.step(n))
+                chance = _always if rule.probability >= 1 else functools.partial(self._draw, rule.probability)
+                n, fires = self._faults.hit(version, index, rule.nth, rule.times, chance)
+                if fires:
+                    return self._concrete(rule.name, rule.step(n))
             return None
+
+    def _draw(self, probability: float) -> bool:
+        return self._rng.random() < probability
 
     def _concrete(self, name: str, action: Action) -> Fault:
         delay = action.delay.draw(self._rng) if action.delay is not None else None
         return Fault(rule=name, action=action, delay=delay)
+
+
+def _always() -> bool:
+    return True
 
 
 def parse_fault_header(value: str) -> Action:

@@ -20,12 +20,13 @@ import fnmatch
 import hashlib
 import json
 import threading
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sfmock.service.auth import bearer_token
+from sfmock.state.memory import MemoryLog
+from sfmock.state.store import Log
 
 __all__ = ["ENTRY_FIELDS", "FILTERS", "Entry", "Journal", "mask_key"]
 
@@ -233,20 +234,23 @@ def _shorten(value: Any, depth: int, budget: list[int]) -> Any:
 class Journal:
     """The last ``size`` requests, holding at most ``max_bytes`` of bodies, oldest first; thread-safe."""
 
-    def __init__(self, size: int = 1000, *, max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, size: int = 1000, *, max_bytes: int = 16 * 1024 * 1024, log: Log[Entry] | None = None) -> None:
+        """``log`` keeps the entries (default: in this process's memory; see :mod:`sfmock.state`)."""
         self.size = size
         self.max_bytes = max_bytes
-        self._entries: deque[Entry] = deque()
+        self._log: Log[Entry] = log if log is not None else MemoryLog(size, max_bytes)
         self._lock = threading.Lock()
-        self._next_id = 1
-        self._bytes = 0
         self._texts: dict[int, str] = {}  # id -> serialised entry, filled when first read
-        self.dropped = 0  # entries pushed out by either bound
 
     @property
     def held_bytes(self) -> int:
         """Bytes of request bodies held now."""
-        return self._bytes
+        return self._log.held_bytes()
+
+    @property
+    def dropped(self) -> int:
+        """Entries pushed out by either bound since the last clear."""
+        return self._log.dropped()
 
     def record(
         self,
@@ -267,9 +271,11 @@ class Journal:
         """Add one request; ``headers`` are stored with their secrets masked."""
         token = bearer_token(authorization)
         shown = {name: _mask_header(name, value) for name, value in (headers or {}).items()}
-        with self._lock:
-            entry = Entry(
-                id=self._next_id,
+        raw_body = body[:BODY_CAP]
+
+        def build(entry_id: int) -> Entry:
+            return Entry(
+                id=entry_id,
                 time=time,
                 method=method,
                 path=path,
@@ -278,22 +284,20 @@ class Journal:
                 key_hash=key_hash(token),
                 authorization=authorization is not None,
                 headers=shown,
-                raw_body=body[:BODY_CAP],
+                raw_body=raw_body,
                 status=status,
                 outcome=outcome,
                 fault=fault,
                 raw_response=response[:RESPONSE_CAP],
                 trace_id=trace_id,
             )
-            self._next_id += 1
-            self._entries.append(entry)
-            self._bytes += len(entry.raw_body)
-            while len(self._entries) > self.size or (self._bytes > self.max_bytes and len(self._entries) > 1):
-                gone = self._entries.popleft()
-                self._bytes -= len(gone.raw_body)
-                self._texts.pop(gone.id, None)
-                self.dropped += 1
-            return entry
+
+        entry = self._log.append(build, len(raw_body))
+        if len(self._texts) > self.size:  # forget the texts of entries pushed out
+            oldest = self._log.oldest_id()
+            with self._lock:
+                self._texts = {k: v for k, v in self._texts.items() if k >= oldest}
+        return entry
 
     def entries(
         self,
@@ -315,8 +319,7 @@ class Journal:
         fault, ``header`` the ``X-Sfmock-Fault`` ones, ``*error=503*``); ``after`` keeps
         those with a larger id (paging); ``limit`` keeps the last N.
         """
-        with self._lock:
-            found = list(self._filter(method, path, status, key, fault, since))
+        found = list(self._filter(self._log.items(), method, path, status, key, fault, since))
         if after is not None:
             found = [e for e in found if e.id > after]
         if model is not None:
@@ -337,19 +340,16 @@ class Journal:
             if text is None:
                 text = entry.serialised()
                 with self._lock:
-                    if entry.id >= self._oldest_id():  # still held: not evicted or cleared meanwhile
-                        self._texts[entry.id] = text
+                    self._texts[entry.id] = text
             if texts and total + len(text) > max_chars:
                 return texts, entries[index - 1].id
             texts.append(text)
             total += len(text) + 1
         return texts, None
 
-    def _oldest_id(self) -> int:
-        return self._entries[0].id if self._entries else self._next_id
-
     def _filter(
         self,
+        held: list[Entry],
         method: str | None,
         path: str | None,
         status: int | None,
@@ -358,7 +358,7 @@ class Journal:
         since: float | None,
     ) -> Iterator[Entry]:
         wanted = key_hash(key)
-        for entry in self._entries:
+        for entry in held:
             if method is not None and entry.method != method.upper():
                 continue
             if path is not None and not fnmatch.fnmatchcase(entry.path, path):
@@ -375,14 +375,12 @@ class Journal:
 
     def __len__(self) -> int:
         """How many entries it holds."""
-        return len(self._entries)
+        return self._log.count()
 
     def clear(self) -> None:
+        self._log.clear()
         with self._lock:
-            self._entries.clear()
             self._texts.clear()
-            self._bytes = 0
-            self.dropped = 0
 
 
 def _fault_matches(text: str | None, pattern: str) -> bool:

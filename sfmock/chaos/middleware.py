@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -23,8 +24,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sfmock.chaos.faults import FAULT_HEADER, Fault, FaultEngine, RequestInfo, parse_fault_header
-from sfmock.chaos.journal import RESPONSE_CAP
+from sfmock.chaos.faults import FAULT_HEADER, Fault, RequestInfo, Scenario, parse_fault_header
+from sfmock.chaos.journal import RESPONSE_CAP, Entry
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import SESSION_PARAM, Answer, SessionError, Sessions, SessionState, session_name
 from sfmock.clock import Clock
@@ -42,8 +43,11 @@ from sfmock.service.responses import (
     xml_error,
 )
 from sfmock.service.signing import expired_denial
+from sfmock.state.store import StoreUnavailable
 
 __all__ = ["STORE_PREFIX", "ChaosMiddleware"]
+
+logger = logging.getLogger("sfmock")
 
 Sleep = Callable[[float], Awaitable[None]]
 STORE_PREFIX = IMAGE_PREFIX  # the default image_prefix
@@ -175,7 +179,7 @@ class ChaosMiddleware:
             except ValueError as exc:
                 await self._bad_header(scope, f"X-Sfmock-Fault: {exc}", "X-Sfmock-Fault")(scope, replay, recording_send)
                 return
-            fault = session.engine.select(self._info(session.engine, scope, headers, body), forced)
+            fault = session.engine.select(lambda scenario: self._info(scenario, scope, headers, body), forced)
             state["fault"] = fault
             try:
                 if fault is None:
@@ -199,20 +203,11 @@ class ChaosMiddleware:
         fault: Fault | None,
     ) -> None:
         started, began = times
-        entry = session.journal.record(
-            time=started,
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            authorization=headers.get("authorization"),
-            body=body,
-            status=outcome["status"] if outcome["kind"] == "response" else None,
-            outcome=outcome["kind"],
-            fault=fault.describe() if fault else None,
-            trace_id=scope["state"].get("trace_id", ""),
-            headers=headers,
-            response=outcome.get("body", b""),
-        )
+        try:
+            entry = self._journal(session, scope, headers, body, started, outcome, fault)
+        except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
+            logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
+            return
         answer = b"".join(outcome.get("answer", ()))
         status = entry.status
         images = _issued(answer) if status == 200 and scope["path"] == GENERATION_PATH else ()
@@ -227,6 +222,31 @@ class ChaosMiddleware:
             seconds=time.perf_counter() - began,
             images=len(images),
             answer=answer,
+        )
+
+    def _journal(
+        self,
+        session: SessionState,
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+        outcome: dict[str, Any],
+        fault: Fault | None,
+    ) -> Entry:
+        return session.journal.record(
+            time=started,
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            authorization=headers.get("authorization"),
+            body=body,
+            status=outcome["status"] if outcome["kind"] == "response" else None,
+            outcome=outcome["kind"],
+            fault=fault.describe() if fault else None,
+            trace_id=scope["state"].get("trace_id", ""),
+            headers=headers,
+            response=outcome.get("body", b""),
         )
 
     async def _unread(
@@ -264,8 +284,8 @@ class ChaosMiddleware:
             return xml_error(denied, scope["state"].get("trace_id", ""))
         return json_response(invalid_request(message).body, 400)
 
-    def _info(self, engine: FaultEngine, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
-        needs = engine.scenario.needs
+    def _info(self, scenario: Scenario, scope: Scope, headers: dict[str, str], body: bytes) -> RequestInfo:
+        needs = scenario.needs
         account = model = None
         if "account" in needs:
             try:

@@ -98,16 +98,16 @@ class Page:
         admission = session.admission
         listed: dict[str, Account] = {}
         configured = getattr(self.authenticator, "accounts", None)
-        for account in [*(configured() if configured else []), *admission.ledger.seen()]:
+        for account in [*(configured() if configured else []), *admission.seen()]:
             listed.setdefault(account.id, account)
         now = self.control.clock.now()
         result = []
         for account in listed.values():
-            balance, charged = admission.ledger.balances(account)
+            balance, charged = admission.balances(account)
             usage = []
-            for model in admission.limiter.models(account.id):
+            for model in admission.models(account):
                 limits = admission.limits_for(account, model)
-                for metric, state in admission.limiter.state(account.id, model, limits, now).items():
+                for metric, state in admission.state(account, model, limits, now).items():
                     usage.append(
                         {
                             "model": model,
@@ -126,7 +126,7 @@ class Page:
                     "status": account.status,
                     "balance": f"{balance:.2f}",
                     "charge_balance": f"{charged:.2f}",
-                    "spent": f"{admission.ledger.spent(account):.2f}",
+                    "spent": f"{account.balance + account.charge_balance - balance - charged:.2f}",
                     "usage": usage,
                 }
             )

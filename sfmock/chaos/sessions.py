@@ -6,8 +6,10 @@ is served from that session's own journal, scenario, fault counters, rate-limit
 counters and balances. Without it, requests use the default session: the fake behaves
 as if sessions did not exist. The clock and the configuration are shared.
 
-All scoped state is reached through :class:`Sessions` (``sessions.get(name)``), the one
-place a shared store would plug in.
+All scoped state is reached through :class:`Sessions` (``sessions.get(name)``); each
+session's journal, faults and admission keep their state in the store
+(:mod:`sfmock.state`) under the session's name, so with a shared store every process
+serves the same sessions.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sfmock.chaos.faults import FaultEngine, Scenario
 from sfmock.chaos.journal import Journal
 from sfmock.service.admission import Admission
 from sfmock.service.imagehost import SESSION_PARAM
+from sfmock.state.store import Store
 
 __all__ = ["SESSION_HEADER", "SESSION_PARAM", "Activity", "SessionError", "SessionState", "Sessions"]
 
@@ -121,8 +124,12 @@ def _size(answer: Answer) -> int:
 class Sessions:
     """Every session of one app, created on first use; the oldest unused go beyond ``limit``."""
 
-    def __init__(self, make: Callable[[str | None], SessionState], *, limit: int = 256) -> None:
+    def __init__(
+        self, make: Callable[[str | None], SessionState], *, limit: int = 256, store: Store | None = None
+    ) -> None:
+        """``store``: where the sessions' state lives, told when every named session goes."""
         self._make = make
+        self._store = store
         self._limit = limit
         self._lock = threading.Lock()
         self._named: OrderedDict[str, SessionState] = OrderedDict()
@@ -159,9 +166,11 @@ class Sessions:
         return iter([self.default, *named])
 
     def forget_named(self) -> None:
-        """Drop every named session (a full reset)."""
+        """Drop every named session (a full reset), in the store too."""
         with self._lock:
             self._named.clear()
+        if self._store is not None:
+            self._store.forget_sessions()
 
 
 def session_name(headers: Mapping[str, str], query: Mapping[str, Any] | None = None) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,8 +20,17 @@ from sfmock.errors import ConfigError
 from sfmock.service.auth import bearer_token
 from sfmock.service.quota import Limits
 from sfmock.service.responses import forbidden, unauthorized
+from sfmock.state.memory import Balances
 
-__all__ = ["Account", "Authenticator", "KeyRegistry", "Ledger", "OpenAuthenticator", "accounts_from_config"]
+__all__ = [
+    "Account",
+    "Authenticator",
+    "KeyRegistry",
+    "Ledger",
+    "OpenAuthenticator",
+    "accounts_from_config",
+    "opening",
+]
 
 
 MAX_TOKEN = 256  # real keys are about 50 characters
@@ -122,60 +130,45 @@ class Ledger:
     """Balances per account; charges are atomic, all-or-nothing and never go below zero."""
 
     def __init__(self) -> None:
-        self._balances: dict[str, list[Decimal]] = {}
+        self._money = Balances()
         self._accounts: dict[str, Account] = {}
-        self._lock = threading.Lock()
-
-    def _entry(self, account: Account) -> list[Decimal]:
-        entry = self._balances.get(account.id)
-        if entry is None:
-            entry = self._balances[account.id] = [account.balance, account.charge_balance]
-            self._accounts[account.id] = account
-        return entry
 
     def seen(self) -> list[Account]:
         """The accounts whose balance was looked at since the last reset, first seen first."""
-        with self._lock:
-            return list(self._accounts.values())
+        return [self._accounts[i] for i in self._money.accounts() if i in self._accounts]
 
     def balances(self, account: Account) -> tuple[Decimal, Decimal]:
         """(gift balance, charged balance) now."""
-        with self._lock:
-            balance, charged = self._entry(account)
-            return balance, charged
+        self._accounts.setdefault(account.id, account)
+        return self._money.get(account.id, opening(account))
 
     def charge(self, account: Account, cost: Decimal) -> bool:
         """Take ``cost``, gift balance first; ``False`` (and nothing taken) if it is short.
 
         An empty account pays for nothing, not even a model priced at zero (as seen live).
         """
-        with self._lock:
-            entry = self._entry(account)
-            total = entry[0] + entry[1]
-            if total <= 0 or total < cost:
-                return False
-            from_gift = min(entry[0], cost)
-            entry[0] -= from_gift
-            entry[1] -= cost - from_gift
-            return True
+        self._accounts.setdefault(account.id, account)
+        return self._money.charge(account.id, opening(account), cost)
 
     def spent(self, account: Account) -> Decimal:
         """How much the account has spent since the last reset."""
-        with self._lock:
-            balance, charged = self._entry(account)
-            return account.balance + account.charge_balance - balance - charged
+        balance, charged = self.balances(account)
+        return account.balance + account.charge_balance - balance - charged
 
     def forget(self, account_id: str) -> None:
         """Drop what is kept for one account (it starts over at its opening balances)."""
-        with self._lock:
-            self._balances.pop(account_id, None)
-            self._accounts.pop(account_id, None)
+        self._money.forget(account_id)
+        self._accounts.pop(account_id, None)
 
     def reset(self) -> None:
         """Every account back to its opening balances."""
-        with self._lock:
-            self._balances.clear()
-            self._accounts.clear()
+        self._money.reset()
+        self._accounts.clear()
+
+
+def opening(account: Account) -> tuple[Decimal, Decimal]:
+    """The account's opening (gift, charged) balances."""
+    return account.balance, account.charge_balance
 
 
 def accounts_from_config(

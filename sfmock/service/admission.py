@@ -3,27 +3,31 @@
 Checks run in this order (after authentication, account status, model permission and
 request validation, which the API does first): every rate limit of the account on the
 model, then the balance. A refused request consumes no quota and costs nothing; an
-admitted one is counted and charged in the same critical section, so N concurrent
-requests against a limit L admit exactly L.
+admitted one is counted and charged in one atomic step of the store's
+:class:`~sfmock.state.store.Book` (in memory, or one script on a shared Redis), so N
+concurrent requests against a limit L admit exactly L, from one process or many.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
 
 from sfmock.contract.openapi import ModelSpec
-from sfmock.service.accounts import Account, Ledger
-from sfmock.service.quota import Limits, QuotaExceeded, RateLimiter, Usage
+from sfmock.service.accounts import Account, opening
+from sfmock.service.quota import Limits, Usage, WindowState, window_models, window_states, windows
 from sfmock.service.responses import OBSERVED_429_CODES, insufficient_balance, rate_limited
+from sfmock.state.memory import MemoryBook
+from sfmock.state.store import Book, Verdict, Window
 
 __all__ = ["Admission"]
 
 
 class Admission:
-    """Quota and balance checks of one app."""
+    """Quota and balance checks of one session, over a :class:`~sfmock.state.store.Book`."""
 
     def __init__(
         self,
@@ -36,12 +40,15 @@ class Admission:
         balance_status: int = 403,
         dialect: str = "documented",
         rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
+        book: Book | None = None,
     ) -> None:
         """``max_accounts`` bounds the accounts whose usage and balance are kept (open
         mode, where any token is an account): past it, the least recently seen one is
-        forgotten, as if it had never been used. ``None`` keeps all."""
+        forgotten, as if it had never been used. ``None`` keeps all. A shared book
+        (Redis) bounds them by expiry instead: this process only forgets its own list."""
         self.max_accounts = max_accounts
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, Account] = OrderedDict()
+        self._lock = threading.Lock()
         self.limits = limits
         self.balance_status = balance_status
         self.dialect = dialect
@@ -49,26 +56,35 @@ class Admission:
         self.model_limits = dict(model_limits)
         self.prices = dict(prices)
         self.headers = headers
-        self.limiter = RateLimiter()
-        self.ledger = Ledger()
-        self._limits: dict[tuple[Limits | None, str], Limits] = {}
+        self.book: Book = book if book is not None else MemoryBook()
+        self._limits: dict[tuple[Limits | None, str], tuple[Limits, dict[Usage, tuple[Window, ...]]]] = {}
 
-    def fresh(self) -> Admission:
-        """An admission with the same limits and prices and none of the usage or spending."""
+    def fresh(self, book: Book | None = None) -> Admission:
+        """An admission with the same limits and prices over ``book`` (default: a new
+        memory one), with none of this one's usage or spending."""
         return Admission(
             limits=self.limits,
             model_limits=self.model_limits,
             prices=self.prices,
             headers=self.headers,
             max_accounts=self.max_accounts,
+            balance_status=self.balance_status,
+            dialect=self.dialect,
+            rate_limit_codes=self.rate_limit_codes,
+            book=book,
         )
 
     def limits_for(self, account: Account, model: str) -> Limits:
         """Server-wide limits, under the model's, under the account's own."""
+        return self._plan(account, model)[0]
+
+    def _plan(self, account: Account, model: str) -> tuple[Limits, dict[Usage, tuple[Window, ...]]]:
+        """The limits, and the windows a request counts against by its usage (both kept:
+        they are needed on every request, and most requests look alike)."""
         key = (account.limits, model)
         found = self._limits.get(key)
         if found is None:
-            found = self._limits[key] = self._merge(account, model)
+            found = self._limits[key] = (self._merge(account, model), {})
         return found
 
     def _merge(self, account: Account, model: str) -> Limits:
@@ -88,58 +104,85 @@ class Admission:
     ) -> dict[str, str]:
         """Count and charge the request, or raise its 429 (worded in ``dialect``, else the
         server's) or its 403/402 code 30001; returns headers to send."""
-        limits = self.limits_for(account, model.id)
+        limits, known = self._plan(account, model.id)
         cost = self.price(model) * usage.images
-        with self.limiter.lock:
-            self._seen(account)
-            exceeded = self.limiter.check(account.id, model.id, limits, usage, now)
-            if exceeded is not None:
-                raise rate_limited(
-                    exceeded.metric,
-                    trace_id,
-                    self._headers(account, model.id, limits, now, exceeded),
-                    dialect=dialect or self.dialect,
-                    codes=self.rate_limit_codes,
-                )
-            if not self.ledger.charge(account, cost):
-                raise insufficient_balance(self.balance_status)
-            self.limiter.record(account.id, model.id, limits, usage, now)
-            return self._headers(account, model.id, limits, now, None)
+        specs = known.get(usage)
+        if specs is None:
+            if len(known) >= 1024:  # prompts of every length: keep the count bounded
+                known.clear()
+            specs = known[usage] = windows(model.id, limits, usage)
+        self._seen(account)
+        verdict = self.book.admit(account.id, opening(account), specs, cost, now)
+        if verdict.outcome == "limited":
+            metric = limits.items()[verdict.index][0]
+            headers = self._headers(account, model.id, limits, now, verdict, verdict.retry_after)
+            raise rate_limited(metric, trace_id, headers, dialect=dialect or self.dialect, codes=self.rate_limit_codes)
+        if verdict.outcome == "short":
+            raise insufficient_balance(self.balance_status)
+        return self._headers(account, model.id, limits, now, verdict, None)
 
     def balances(self, account: Account) -> tuple[Decimal, Decimal]:
         """(gift balance, charged balance) of ``account`` now."""
-        with self.limiter.lock:
-            self._seen(account)
-            return self.ledger.balances(account)
+        self._seen(account)
+        return self.book.balances(account.id, opening(account))
+
+    def spent(self, account: Account) -> Decimal:
+        """How much ``account`` has spent since the last reset."""
+        balance, charged = self.balances(account)
+        return account.balance + account.charge_balance - balance - charged
+
+    def seen(self) -> list[Account]:
+        """The accounts this process has seen since the last reset, least recent first."""
+        with self._lock:
+            return list(self._recent.values())
+
+    def models(self, account: Account) -> list[str]:
+        """The models ``account`` has used under a limit since the last reset."""
+        return window_models(self.book.names(account.id))
+
+    def state(self, account: Account, model: str, limits: Limits, now: float) -> dict[str, WindowState]:
+        """Each metric's limit, what is left of it and when all of it is back."""
+        specs = windows(model, limits, Usage())
+        return window_states(limits, specs, self.book.usage(account.id, specs, now), now)
 
     def _seen(self, account: Account) -> None:
         """Mark ``account`` as the most recently seen; forget the least recent past the bound."""
-        if self.max_accounts is None:
-            return
-        self._recent[account.id] = None
-        self._recent.move_to_end(account.id)
-        while len(self._recent) > self.max_accounts:
-            gone, _ = self._recent.popitem(last=False)
-            self.limiter.forget(gone)
-            self.ledger.forget(gone)
+        with self._lock:
+            self._recent[account.id] = account
+            self._recent.move_to_end(account.id)
+            if self.max_accounts is None:
+                return
+            while len(self._recent) > self.max_accounts:
+                gone, _ = self._recent.popitem(last=False)
+                if not self.book.shared:
+                    self.book.forget(gone)
 
     def _headers(
-        self, account: Account, model: str, limits: Limits, now: float, exceeded: QuotaExceeded | None
+        self,
+        account: Account,
+        model: str,
+        limits: Limits,
+        now: float,
+        verdict: Verdict,
+        retry_after: float | None,
     ) -> dict[str, str]:
         if not self.headers:
             return {}
+        if verdict.windows:  # the store said already
+            states = window_states(limits, windows(model, limits, Usage()), verdict.windows, now)
+        else:
+            states = self.state(account, model, limits, now)
         headers = {}
-        for metric, state in self.limiter.state(account.id, model, limits, now).items():
+        for metric, state in states.items():
             headers[f"x-ratelimit-limit-{metric}"] = str(state.limit)
             headers[f"x-ratelimit-remaining-{metric}"] = str(state.remaining)
             headers[f"x-ratelimit-reset-{metric}"] = str(math.ceil(state.reset))
-        if exceeded is not None and math.isfinite(exceeded.retry_after):
-            headers["Retry-After"] = str(max(1, math.ceil(exceeded.retry_after)))
+        if retry_after is not None and math.isfinite(retry_after):
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         return headers
 
     def reset(self) -> None:
         """Forget all usage and restore every opening balance."""
-        with self.limiter.lock:
-            self.limiter.reset()
-            self.ledger.reset()
+        self.book.reset()
+        with self._lock:
             self._recent.clear()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sfmock.service.responses import error_for_status, json_response, store_error, xml_error
+from sfmock.state.store import StoreUnavailable
 
-__all__ = ["InternalErrorMiddleware"]
+__all__ = ["InternalErrorMiddleware", "StoreOutageMiddleware"]
 
 logger = logging.getLogger("sfmock")
 
@@ -40,6 +42,10 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, watching_send)
+        except StoreUnavailable as exc:
+            if started:
+                raise
+            await outage(scope, exc, self.store_prefix)(scope, receive, send)
         except Exception:
             trace_id = scope.get("state", {}).get("trace_id", "")
             logger.exception("sfmock: internal error in %s %s (trace id %s)", scope["method"], scope["path"], trace_id)
@@ -50,3 +56,39 @@ class InternalErrorMiddleware:
             else:
                 response = json_response(error_for_status(500, trace_id).body, 500)
             await response(scope, receive, send)
+
+
+class StoreOutageMiddleware:
+    """Answers 503 when the shared store is lost outside a handler (faults, journal).
+
+    Fail closed: nothing is admitted, counted or charged while the store is away, and
+    the next request tries it again, so the server recovers by itself.
+    """
+
+    def __init__(self, app: ASGIApp, *, store_prefix: str) -> None:
+        self.app = app
+        self.store_prefix = store_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except StoreUnavailable as exc:
+            if started or scope["type"] != "http":
+                raise
+            await outage(scope, exc, self.store_prefix)(scope, receive, send)
+
+
+def outage(scope: Scope, exc: StoreUnavailable, store_prefix: str) -> Response:
+    """The 503 for a lost store: the API's JSON error (the image host's S3 ``SlowDown``)."""
+    trace_id = scope.get("state", {}).get("trace_id", "")
+    message = f"sfmock: {exc}; retry shortly"
+    if scope["path"].startswith(store_prefix):
+        return xml_error(store_error(503, message), trace_id)
+    return json_response(error_for_status(503, trace_id, message=message).body, 503)

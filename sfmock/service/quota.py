@@ -7,19 +7,22 @@ can fill a window, advance the clock by the window's length and see the limit li
 wherever the window started. Windows follow the clock both ways: set it back and what
 was recorded "in the future" no longer counts. Checking and recording are separate so
 the caller can refuse for another reason (balance) in between without leaking usage.
+The windows themselves are kept by a store (:mod:`sfmock.state`); this module turns
+limits and usage into the windows a request counts against.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import threading
-from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
-__all__ = ["METRICS", "Limits", "QuotaExceeded", "RateLimiter", "Usage"]
+from sfmock.state.store import Window, WindowUse
+from sfmock.state.windows import Windows
+
+__all__ = ["METRICS", "Limits", "QuotaExceeded", "RateLimiter", "Usage", "window_states", "windows"]
 
 # metric -> (what it counts, window in seconds), in the order they are checked
 METRICS: Final[Mapping[str, tuple[str, int]]] = {
@@ -101,115 +104,67 @@ class WindowState:
     reset: float
 
 
-class _Window:
-    """A sliding window log: times and amounts in two arrays of C doubles (no object per
-    entry for the garbage collector to walk, 64 bytes when empty: open mode keeps one per
-    metric per token); entries of one instant are merged."""
-
-    __slots__ = ("amounts", "times", "total")
-
-    def __init__(self) -> None:
-        self.times = array("d")
-        self.amounts = array("d")
-        self.total = 0.0
-
-    def used(self, now: float, span: int) -> float:
-        times, amounts = self.times, self.amounts
-        while times and times[-1] > now:  # the clock went back: that timeline is gone
-            times.pop()
-            self.total -= amounts.pop()
-        expired = 0
-        while expired < len(times) and times[expired] <= now - span:
-            self.total -= amounts[expired]
-            expired += 1
-        if expired:
-            del times[:expired], amounts[:expired]
-        return self.total
-
-    def add(self, now: float, amount: float) -> None:
-        if self.times and self.times[-1] == now:
-            self.amounts[-1] += amount
-        else:
-            self.times.append(now)
-            self.amounts.append(amount)
-        self.total += amount
-
-    def free_after(self, now: float, span: int, needed: float) -> float:
-        """Seconds until ``needed`` units have left the window."""
-        freed = 0.0
-        for when, amount in zip(self.times, self.amounts, strict=True):
-            freed += amount
-            if freed >= needed:
-                return max(0.0, when + span - now)
-        return 0.0
-
-
 class RateLimiter:
-    """Counts usage per (account, model, metric); thread-safe."""
+    """Counts usage per (account, model, metric) in sliding windows; thread-safe."""
 
     def __init__(self) -> None:
-        self._windows: dict[str, dict[tuple[str, str], _Window]] = {}  # account -> (model, metric) -> window
-        self._lock = threading.RLock()
+        self.windows = Windows()
 
     @property
     def lock(self) -> threading.RLock:
         """Hold it across :meth:`check` and :meth:`record` to admit a request atomically."""
-        return self._lock
-
-    def _window(self, account: str, model: str, metric: str) -> _Window:
-        windows = self._windows.get(account)
-        if windows is None:
-            windows = self._windows[account] = {}
-        window = windows.get((model, metric))
-        if window is None:
-            window = windows[(model, metric)] = _Window()
-        return window
+        return self.windows.lock
 
     def check(self, account: str, model: str, limits: Limits, usage: Usage, now: float) -> QuotaExceeded | None:
         """The first limit ``usage`` would break now, or ``None`` if it fits."""
-        with self._lock:
-            for metric, limit in limits.items():
-                unit, span = METRICS[metric]
-                amount = getattr(usage, unit)
-                window = self._window(account, model, metric)
-                used = window.used(now, span)
-                if used + amount > limit:
-                    wait = math.inf if amount > limit else window.free_after(now, span, used + amount - limit)
-                    return QuotaExceeded(metric=metric, limit=limit, retry_after=wait)
+        specs = windows(model, limits, usage)
+        over = self.windows.check(account, specs, now)
+        if over is None:
             return None
+        index, wait = over
+        return QuotaExceeded(metric=limits.items()[index][0], limit=specs[index].limit, retry_after=wait)
 
     def record(self, account: str, model: str, limits: Limits, usage: Usage, now: float) -> None:
         """Count ``usage`` against every limit that is set."""
-        with self._lock:
-            for metric, _ in limits.items():
-                unit, span = METRICS[metric]
-                window = self._window(account, model, metric)
-                window.used(now, span)  # drop entries the clock has gone back before
-                window.add(now, getattr(usage, unit))
+        self.windows.record(account, windows(model, limits, usage), now)
 
     def state(self, account: str, model: str, limits: Limits, now: float) -> dict[str, WindowState]:
         """Limit, remaining and seconds-to-full-reset of each metric that is set."""
-        with self._lock:
-            result = {}
-            for metric, limit in limits.items():
-                span = METRICS[metric][1]
-                window = self._window(account, model, metric)
-                used = window.used(now, span)
-                reset = window.times[-1] + span - now if window.times else 0.0
-                result[metric] = WindowState(limit=limit, remaining=max(0, int(limit - used)), reset=reset)
-            return result
+        specs = windows(model, limits, Usage())
+        return window_states(limits, specs, self.windows.usage(account, specs, now), now)
 
     def forget(self, account: str) -> None:
         """Forget one account's usage."""
-        with self._lock:
-            self._windows.pop(account, None)
+        self.windows.forget(account)
 
     def models(self, account: str) -> list[str]:
         """The models ``account`` has used under a limit since the last reset."""
-        with self._lock:
-            return sorted({model for model, _ in self._windows.get(account, {})})
+        return window_models(self.windows.names(account))
 
     def reset(self) -> None:
         """Forget all usage."""
-        with self._lock:
-            self._windows.clear()
+        self.windows.reset()
+
+
+def windows(model: str, limits: Limits, usage: Usage) -> tuple[Window, ...]:
+    """The windows a request of ``usage`` on ``model`` counts against, in checking order."""
+    return tuple(
+        Window(f"{model}|{metric}", METRICS[metric][1], limit, getattr(usage, METRICS[metric][0]))
+        for metric, limit in limits.items()
+    )
+
+
+def window_states(
+    limits: Limits, specs: Sequence[Window], uses: Sequence[WindowUse], now: float
+) -> dict[str, WindowState]:
+    """Each metric's limit, what is left of it and when all of it is back."""
+    result = {}
+    for (metric, limit), spec, use in zip(limits.items(), specs, uses, strict=True):
+        reset = use.newest + spec.span - now if use.newest is not None else 0.0
+        result[metric] = WindowState(limit=limit, remaining=max(0, int(limit - use.used)), reset=reset)
+    return result
+
+
+def window_models(names: Sequence[str]) -> list[str]:
+    """The models among window names (``MODEL|METRIC``)."""
+    return sorted({name.rpartition("|")[0] for name in names})

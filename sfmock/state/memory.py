@@ -1,0 +1,209 @@
+"""The default store: everything in this process's memory (nothing to install or start)."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+from sfmock.clock import Clock
+from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
+from sfmock.state.windows import Windows
+
+__all__ = ["Balances", "MemoryBook", "MemoryFaults", "MemoryLog", "MemoryStore"]
+
+T = TypeVar("T")
+
+
+class Balances:
+    """(gift, charged) balances per account id; charges are all-or-nothing, never below zero."""
+
+    def __init__(self) -> None:
+        self._balances: dict[str, list[Decimal]] = {}
+        self._lock = threading.Lock()
+
+    def _entry(self, account: str, opening: tuple[Decimal, Decimal]) -> list[Decimal]:
+        entry = self._balances.get(account)
+        if entry is None:
+            entry = self._balances[account] = list(opening)
+        return entry
+
+    def get(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
+        with self._lock:
+            gift, charged = self._entry(account, opening)
+            return gift, charged
+
+    def charge(self, account: str, opening: tuple[Decimal, Decimal], cost: Decimal) -> bool:
+        """Take ``cost``, gift balance first; ``False`` (and nothing taken) if it is short.
+
+        An empty account pays for nothing, not even a model priced at zero (as seen live).
+        """
+        with self._lock:
+            entry = self._entry(account, opening)
+            total = entry[0] + entry[1]
+            if total <= 0 or total < cost:
+                return False
+            from_gift = min(entry[0], cost)
+            entry[0] -= from_gift
+            entry[1] -= cost - from_gift
+            return True
+
+    def accounts(self) -> list[str]:
+        """Ids of the accounts looked at since the last reset, first seen first."""
+        with self._lock:
+            return list(self._balances)
+
+    def forget(self, account: str) -> None:
+        with self._lock:
+            self._balances.pop(account, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._balances.clear()
+
+
+class MemoryBook:
+    """Windows and balances in memory; one lock makes admission atomic."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self.windows = Windows()
+        self.money = Balances()
+
+    def admit(
+        self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
+    ) -> Verdict:
+        return self.windows.admit(account, windows, now, lambda: self.money.charge(account, opening, cost))
+
+    def usage(self, account: str, windows: Sequence[Window], now: float) -> tuple[WindowUse, ...]:
+        return self.windows.usage(account, windows, now)
+
+    def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
+        return self.money.get(account, opening)
+
+    def names(self, account: str) -> list[str]:
+        return self.windows.names(account)
+
+    def forget(self, account: str) -> None:
+        with self.windows.lock:
+            self.windows.forget(account)
+            self.money.forget(account)
+
+    def reset(self) -> None:
+        with self.windows.lock:
+            self.windows.reset()
+            self.money.reset()
+
+
+class MemoryLog(Generic[T]):
+    """The last ``size`` items, at most ``max_bytes`` of them, oldest first; thread-safe."""
+
+    def __init__(self, size: int, max_bytes: int) -> None:
+        self.size = size
+        self.max_bytes = max_bytes
+        self._items: deque[tuple[T, int]] = deque()
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._first_id = 1
+        self._bytes = 0
+        self._dropped = 0
+
+    def append(self, build: Callable[[int], T], size: int) -> T:
+        with self._lock:
+            item = build(self._next_id)
+            self._next_id += 1
+            self._items.append((item, size))
+            self._bytes += size
+            while len(self._items) > self.size or (self._bytes > self.max_bytes and len(self._items) > 1):
+                _, gone = self._items.popleft()
+                self._bytes -= gone
+                self._first_id += 1
+                self._dropped += 1
+            return item
+
+    def items(self) -> list[T]:
+        with self._lock:
+            return [item for item, _ in self._items]
+
+    def oldest_id(self) -> int:
+        with self._lock:
+            return self._next_id - len(self._items)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def held_bytes(self) -> int:
+        return self._bytes
+
+    def dropped(self) -> int:
+        return self._dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+            self._dropped = 0
+
+
+class MemoryFaults(Generic[T]):
+    """A scenario and its counters in memory (the caller serialises :meth:`hit`)."""
+
+    def __init__(self, initial: T) -> None:
+        self._lock = threading.Lock()
+        self._version = 0
+        self.replace(initial)
+
+    def current(self) -> tuple[int, T]:
+        return self._version, self._scenario
+
+    def replace(self, scenario: T) -> None:
+        with self._lock:
+            self._version += 1
+            self._scenario = scenario
+            self._matched: dict[int, int] = {}
+            self._fired: dict[int, int] = {}
+
+    def hit(
+        self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
+    ) -> tuple[int, bool]:
+        with self._lock:
+            if version != self._version:
+                return 0, False
+            n = self._matched[index] = self._matched.get(index, 0) + 1
+            if nth is not None and n not in nth:
+                return n, False
+            fired = self._fired.get(index, 0)
+            if times is not None and fired >= times:
+                return n, False
+            if not chance():
+                return n, False
+            self._fired[index] = fired + 1
+            return n, True
+
+
+class MemoryStore:
+    """The default store: this process's memory."""
+
+    shared = False
+    url = "memory"
+
+    def book(self, session: str | None) -> MemoryBook:
+        return MemoryBook()
+
+    def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> MemoryLog[T]:
+        return MemoryLog(size, max_bytes)
+
+    def faults(self, session: str | None, initial: T, codec: Codec[T]) -> MemoryFaults[T]:
+        return MemoryFaults(initial)
+
+    def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
+        return local()
+
+    def forget_sessions(self) -> None:
+        """Nothing to do: the sessions' objects go with them."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,395 @@
+"""The shared store on Redis: several processes and hosts as one service.
+
+Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the default
+session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
+appends, fault counters, scenario changes and clock moves are each one server-side
+script, so they are atomic across processes. Memory stays bounded: a window's keys
+expire with the window, the journal keeps ``size`` entries and ``max_bytes`` of bodies;
+in open mode (any token an account) a balance, and a named session's state, go a day
+after their last use.
+
+A lost connection raises :class:`~sfmock.state.store.StoreUnavailable` (logged once per
+outage); the next call tries again, so the server recovers by itself. Nothing is retried
+behind the caller's back: a retried admission could count a request twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, Generic, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from sfmock.clock import MAX_TIME, Clock
+from sfmock.state import scripts
+from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
+
+__all__ = ["RedisStore"]
+
+T = TypeVar("T")
+logger = logging.getLogger("sfmock")
+NAMESPACE = "sfmock"
+MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
+IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
+CLOCK_KEY = f"{NAMESPACE}:#clock"
+IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
+VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
+_VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
+
+
+def _shown(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisStore:
+    """State in the Redis server at ``url`` (``redis://HOST:PORT/DB``, ``rediss://``, ``unix://``)."""
+
+    shared = True
+
+    def __init__(self, url: str, *, open_mode: bool = False) -> None:
+        self.url = _shown(url)
+        self.open_mode = open_mode
+        self.client = redis.Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), health_check_interval=0
+        )
+        self._down = False
+        self._lock = threading.Lock()
+        self.admit_script = self.client.register_script(scripts.ADMIT)
+        self.push_script = self.client.register_script(scripts.PUSH)
+        self.hit_script = self.client.register_script(scripts.HIT)
+        self.replace_script = self.client.register_script(scripts.REPLACE)
+        self.clock_script = self.client.register_script(scripts.CLOCK)
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn a lost connection into :class:`StoreUnavailable`; log when it goes and comes back."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            with self._lock:
+                first, self._down = not self._down, True
+            if first:
+                logger.error("sfmock: lost the store %s (%s): answering 503 until it is back", self.url, exc)
+            raise StoreUnavailable(f"the shared store {self.url} cannot be reached: {exc}") from None
+        if self._down:
+            with self._lock:
+                back, self._down = self._down, False
+            if back:
+                logger.warning("sfmock: the store %s is back", self.url)
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the server answers."""
+        with self.guard():
+            self.client.ping()
+
+    def prefix(self, session: str | None) -> str:
+        return f"{NAMESPACE}:{session or ''}|"
+
+    def book(self, session: str | None) -> RedisBook:
+        idle = IDLE_TTL_MS if self.open_mode or session is not None else 0
+        return RedisBook(self, self.prefix(session), idle)
+
+    def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
+        return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
+
+    def faults(self, session: str | None, initial: T, codec: Codec[T]) -> RedisFaults[T]:
+        return RedisFaults(self, self.prefix(session), initial, codec, self._idle(session))
+
+    def _idle(self, session: str | None) -> int:
+        """How long (ms) a session's state is kept after its last use: for ever for the
+        default session, a day for a named one (they are not counted and evicted, as in memory)."""
+        return 0 if session is None else IDLE_TTL_MS
+
+    def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
+        return RedisClock(self, frozen=frozen)
+
+    def delete(self, pattern: str) -> None:
+        """Delete every key matching the glob ``pattern``."""
+        with self.guard():
+            batch: list[Any] = []
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                self.client.unlink(*batch)
+
+    def forget_sessions(self) -> None:
+        self.delete(f"{NAMESPACE}:[A-Za-z0-9]*")  # session names start with a letter or digit
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _units(amount: Decimal) -> str:
+    """``amount`` in millionths, as the scripts take it; ValueError when not exact."""
+    units = amount.scaleb(MONEY_DIGITS)
+    if units != units.to_integral_value() or abs(units) > 2**53:
+        raise ValueError(f"the Redis store keeps money to {MONEY_DIGITS} decimals, below 9e9: {amount}")
+    return str(int(units))
+
+
+def _money(units: bytes | None, opening: Decimal) -> Decimal:
+    if units is None:
+        return opening
+    value = Decimal(units.decode()).scaleb(-MONEY_DIGITS)
+    cents = value.quantize(Decimal("0.01"))
+    return cents if cents == value else value.normalize()
+
+
+def _glob(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisBook:
+    """Windows and balances of one session in Redis; admission is one script."""
+
+    shared = True
+
+    def __init__(self, store: RedisStore, prefix: str, idle_ms: int) -> None:
+        self.store = store
+        self.prefix = prefix + "q:"
+        self.idle_ms = idle_ms
+
+    def _run(
+        self,
+        account: str,
+        opening: tuple[Decimal, Decimal],
+        windows: Sequence[Window],
+        cost: Decimal,
+        now: float,
+        charge: bool,
+    ) -> Verdict:
+        keys = [f"{self.prefix}bal:{account}", f"{self.prefix}seq", CLOCK_KEY]
+        ttl = str(self.idle_ms)
+        args: list[str] = [
+            repr(float(now)),
+            _units(opening[0]),
+            _units(opening[1]),
+            _units(cost),
+            "1" if charge else "0",
+        ]
+        args.append(ttl)
+        for window in windows:
+            key = f"{self.prefix}w:{account}|{window.name}"
+            keys += [key, key + "#"]
+            args += [str(window.span), str(window.limit), str(window.amount), str(window.span * 1000)]
+        with self.store.guard():
+            reply = self.store.admit_script(keys=keys, args=args)
+        verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
+        uses = tuple(
+            WindowUse(used=float(reply[i]), newest=float(reply[i + 1]) if reply[i + 1] else None)
+            for i in range(3, len(reply), 2)
+        )
+        return Verdict(_VERDICTS[verdict], uses, index - 1, float("inf") if retry < 0 else retry)
+
+    def admit(
+        self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
+    ) -> Verdict:
+        return self._run(account, opening, windows, cost, now, charge=True)
+
+    def usage(self, account: str, windows: Sequence[Window], now: float) -> tuple[WindowUse, ...]:
+        return self._run(account, (Decimal(0), Decimal(0)), windows, Decimal(0), now, charge=False).windows
+
+    def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
+        with self.store.guard():
+            held = self.store.client.hmget(f"{self.prefix}bal:{account}", ["gift", "charged"])
+            gift, charged = cast(list[bytes | None], held)
+        return _money(gift, opening[0]), _money(charged, opening[1])
+
+    def names(self, account: str) -> list[str]:
+        start = f"{self.prefix}w:{account}|"
+        with self.store.guard():
+            keys = self.store.client.scan_iter(match=_glob(start) + "*", count=1000)
+            found = {key.decode()[len(start) :] for key in keys}
+        return sorted(name for name in found if not name.endswith("#"))
+
+    def forget(self, account: str) -> None:
+        with self.store.guard():
+            self.store.client.unlink(f"{self.prefix}bal:{account}")
+        self.store.delete(_glob(f"{self.prefix}w:{account}|") + "*")
+
+    def reset(self) -> None:
+        self.store.delete(_glob(self.prefix) + "*")
+
+
+class RedisLog(Generic[T]):
+    """A journal in Redis: a sorted set of encoded entries by id, and a meta hash."""
+
+    def __init__(
+        self, store: RedisStore, prefix: str, codec: NumberedCodec[T], size: int, max_bytes: int, idle_ms: int
+    ) -> None:
+        self.store = store
+        self.idle_ms = idle_ms
+        self.codec = codec
+        self.size = size
+        self.max_bytes = max_bytes
+        self.entries_key = prefix + "j:entries"
+        self.meta_key = prefix + "j:meta"
+        self._decoded: dict[int, T] = {}
+
+    def append(self, build: Callable[[int], T], size: int) -> T:
+        payload = self.codec.encode(build(0))  # written without its id: the script numbers it
+        keys = [self.entries_key, self.meta_key, IDS_KEY]
+        with self.store.guard():
+            entry_id = self.store.push_script(keys=keys, args=[size, payload, self.size, self.max_bytes, self.idle_ms])
+        return build(int(entry_id))
+
+    def items(self) -> list[T]:
+        with self.store.guard():
+            members = cast(list[bytes], self.store.client.zrange(self.entries_key, 0, -1))
+        decoded: dict[int, T] = {}
+        result: list[T] = []
+        for member in members:
+            head, _, rest = member.partition(b" ")
+            entry_id = int(head)
+            item = self._decoded.get(entry_id)
+            if item is None:
+                item = self.codec.decode(rest.partition(b" ")[2], entry_id)
+            decoded[entry_id] = item
+            result.append(item)
+        self._decoded = decoded  # only what is held stays cached
+        return result
+
+    def oldest_id(self) -> int:
+        with self.store.guard():
+            first = self.store.client.zrange(self.entries_key, 0, 0, withscores=True)
+            if first:
+                return int(first[0][1])
+            return int(self.store.client.get(IDS_KEY) or 0) + 1
+
+    def count(self) -> int:
+        with self.store.guard():
+            return int(self.store.client.zcard(self.entries_key))
+
+    def _meta(self, name: str) -> int:
+        with self.store.guard():
+            return int(self.store.client.hget(self.meta_key, name) or 0)
+
+    def held_bytes(self) -> int:
+        return self._meta("bytes")
+
+    def dropped(self) -> int:
+        return self._meta("dropped")
+
+    def clear(self) -> None:
+        with self.store.guard():
+            pipe = self.store.client.pipeline(transaction=True)
+            pipe.delete(self.entries_key)
+            pipe.hset(self.meta_key, mapping={"bytes": 0, "dropped": 0})
+            pipe.execute()
+
+
+class RedisFaults(Generic[T]):
+    """The scenario (encoded, versioned) and its counters in Redis; version 0 is ``initial``."""
+
+    def __init__(self, store: RedisStore, prefix: str, initial: T, codec: Codec[T], idle_ms: int) -> None:
+        self.store = store
+        self.idle_ms = idle_ms
+        self.codec = codec
+        self.initial = initial
+        self.scenario_key = prefix + "f:scenario"
+        self.counters_prefix = prefix + "f:n:"
+        self._cache: tuple[int, T] = (0, initial)
+
+    def current(self) -> tuple[int, T]:
+        with self.store.guard():
+            version, data = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, ["version", "data"]))
+        number = int(version or 0)
+        if number == 0 or data is None:
+            return 0, self.initial
+        if self._cache[0] != number:
+            self._cache = (number, self.codec.decode(data))
+        return self._cache
+
+    def replace(self, scenario: T) -> None:
+        data = self.codec.encode(scenario)
+        with self.store.guard():
+            keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
+            self.store.replace_script(keys=keys, args=[data, self.idle_ms])
+
+    def hit(
+        self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
+    ) -> tuple[int, bool]:
+        listed = "" if nth is None else ",".join(str(n) for n in sorted(nth))
+        drawn = 1 if chance() else 0
+        args: list[str | int] = [version, index, listed, -1 if times is None else times, drawn, self.idle_ms]
+        with self.store.guard():
+            n, fires = self.store.hit_script(keys=[self.scenario_key, f"{self.counters_prefix}{version}"], args=args)
+        return int(n), bool(fires)
+
+
+class RedisClock:
+    """The server's clock, shared: the wall clock plus an offset, or stopped (frozen)."""
+
+    def __init__(self, store: RedisStore, *, frozen: bool) -> None:
+        self.store = store
+        self.key = CLOCK_KEY
+        self.starts_frozen = frozen
+        if frozen:
+            self._start()
+
+    def _start(self) -> None:
+        """Stop the clock now, unless another process did first (or it was moved since)."""
+        with self.store.guard():
+            start = repr(time.time())
+            self.store.client.hsetnx(self.key, "start", start)
+            self.store.client.hsetnx(self.key, "stopped", start)
+
+    def _state(self) -> tuple[float, float | None]:
+        with self.store.guard():
+            offset, stopped, start = self.store.client.hmget(self.key, ["offset", "stopped", "start"])
+        if start is None and self.starts_frozen:  # Redis lost its data (restarted without it)
+            self._start()
+            return self._state()
+        return float(offset or 0), None if stopped is None else float(stopped)
+
+    def now(self) -> float:
+        offset, stopped = self._state()
+        return stopped if stopped is not None else time.time() + offset
+
+    @property
+    def frozen(self) -> bool:
+        return self._state()[1] is not None
+
+    def _move(self, verb: str, value: float = 0.0) -> None:
+        with self.store.guard():
+            self.store.clock_script(keys=[self.key], args=[verb, repr(float(value)), repr(time.time())])
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` (everywhere) and return the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only advances; got {seconds} seconds")
+        if not self.now() + seconds <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
+        self._move("advance", seconds)
+        return self.now()
+
+    def set(self, when: float) -> None:
+        """Make it ``when`` now, everywhere."""
+        if not 0 <= when <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
+        self._move("set", when)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop time where it is (``False``: let it run on from there)."""
+        self._move("freeze" if frozen else "thaw")
+
+    def reset(self) -> None:
+        """Back to how the first process started it: the wall clock, or stopped at its start."""
+        self._move("reset")

@@ -1,0 +1,251 @@
+"""The Lua scripts of the Redis store: each runs atomically on the server."""
+
+from __future__ import annotations
+
+__all__ = ["ADMIT", "CLOCK", "HIT", "PUSH", "REPLACE"]
+
+ADMIT = r"""
+-- Admit one request atomically: every sliding window, then the balance, then record.
+-- KEYS[1]: the account's balance hash (gift, charged: scaled integers)
+-- KEYS[2]: the session's sequence counter (makes window members unique)
+-- KEYS[3]: the clock hash (while it is stopped, windows are kept a week longer)
+-- KEYS[4..]: per window, a sorted set (score: time; member: "seq:amount") and its total
+-- ARGV[1]: now (a decimal string: kept exact as a score)
+-- ARGV[2], ARGV[3]: opening gift and charged balances (scaled integers)
+-- ARGV[4]: cost (scaled integer)
+-- ARGV[5]: 1 to charge and record, 0 to only read the windows
+-- ARGV[6]: milliseconds the balance is kept after its last use (0: for ever)
+-- then per window: span (s), limit, amount, ttl (ms: the span)
+-- Returns {verdict, index, retry_after, used_1, last_1, used_2, last_2, ...}:
+-- verdict 1 admitted, 2 over the limit of window `index` (retry_after -1: never),
+-- 3 balance too low, 0 only read.
+local now_text = ARGV[1]
+local now = tonumber(now_text)
+local windows = (#KEYS - 3) / 2
+local slack = 0
+if redis.call('HEXISTS', KEYS[3], 'stopped') == 1 then
+  slack = 604800000
+end
+local used, last, spans, limits, amounts, ttls = {}, {}, {}, {}, {}, {}
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+local function amount_of(member)
+  return tonumber(string.match(member, ':(.*)$'))
+end
+local function sum(entries)
+  local total = 0
+  for j = 1, #entries do
+    total = total + amount_of(entries[j])
+  end
+  return total
+end
+for i = 1, windows do
+  local key, total_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local base = 6 + (i - 1) * 4
+  local span = tonumber(ARGV[base + 1])
+  spans[i], limits[i], amounts[i], ttls[i] = span, tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), ARGV[base + 4]
+  local total = tonumber(redis.call('GET', total_key) or '-1')
+  if redis.call('EXISTS', key) == 0 then
+    total = 0
+  elseif total < 0 then -- the total went (expired alone): count again
+    total = sum(redis.call('ZRANGE', key, 0, -1))
+  end
+  local cutoff = fmt(now - span)
+  local later = redis.call('ZRANGEBYSCORE', key, '(' .. now_text, '+inf') -- the clock went back
+  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff) -- out of the window
+  if #later > 0 then
+    total = total - sum(later)
+    redis.call('ZREMRANGEBYSCORE', key, '(' .. now_text, '+inf')
+  end
+  if #gone > 0 then
+    total = total - sum(gone)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  end
+  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  used[i], last[i] = total, newest[2]
+  if #later > 0 or #gone > 0 then
+    redis.call('SET', total_key, fmt(total), 'KEEPTTL')
+  end
+end
+local function answer(verdict, index, retry)
+  local out = {verdict, index, fmt(retry)}
+  for i = 1, windows do
+    out[#out + 1] = fmt(used[i])
+    out[#out + 1] = last[i] or ''
+  end
+  return out
+end
+for i = 1, windows do
+  if used[i] + amounts[i] > limits[i] then
+    local retry = -1
+    if amounts[i] <= limits[i] then -- seconds until enough has left the window
+      local needed = used[i] + amounts[i] - limits[i]
+      local freed = 0
+      retry = 0
+      local entries = redis.call('ZRANGE', KEYS[2 + 2 * i], 0, -1, 'WITHSCORES')
+      for j = 1, #entries, 2 do
+        freed = freed + amount_of(entries[j])
+        if freed >= needed then
+          retry = math.max(0, tonumber(entries[j + 1]) + spans[i] - now)
+          break
+        end
+      end
+    end
+    return answer(2, i, retry)
+  end
+end
+if ARGV[5] == '0' then
+  return answer(0, 0, 0)
+end
+local held = redis.call('HMGET', KEYS[1], 'gift', 'charged')
+local gift = tonumber(held[1] or ARGV[2])
+local charged = tonumber(held[2] or ARGV[3])
+local cost = tonumber(ARGV[4])
+if gift + charged <= 0 or gift + charged < cost then
+  return answer(3, 0, 0)
+end
+local from_gift = math.min(gift, cost)
+redis.call('HSET', KEYS[1], 'gift', string.format('%.0f', gift - from_gift),
+  'charged', string.format('%.0f', charged - (cost - from_gift)))
+if ARGV[6] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+if windows > 0 then
+  local seq = redis.call('INCR', KEYS[2])
+  local longest = 0
+  for i = 1, windows do
+    local key, total_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+    redis.call('ZADD', key, now_text, seq .. ':' .. ARGV[6 + (i - 1) * 4 + 3])
+    used[i], last[i] = used[i] + amounts[i], now_text
+    local ttl = tonumber(ttls[i]) + slack
+    redis.call('SET', total_key, fmt(used[i]), 'PX', ttl)
+    redis.call('PEXPIRE', key, ttl)
+    longest = math.max(longest, ttl)
+  end
+  if redis.call('PTTL', KEYS[2]) < longest then -- kept as long as any window that may hold its numbers
+    redis.call('PEXPIRE', KEYS[2], string.format('%.0f', longest))
+  end
+end
+return answer(1, 0, 0)
+"""
+
+PUSH = r"""
+-- Number one journal entry, append it and trim to the caps, oldest (lowest id) first.
+-- KEYS[1]: sorted set of entries (score: id; member: "ID SIZE PAYLOAD")
+-- KEYS[2]: meta hash (bytes, dropped)
+-- KEYS[3]: the id counter of every session, never reset (no process sees an id twice)
+-- ARGV: size, payload, max entries, max bytes, ttl (ms; 0: kept for ever)
+-- Returns the entry's id.
+local id = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], id, id .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[1])
+local count = redis.call('ZCARD', KEYS[1])
+local size, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local freed, dropped = 0, 0
+while count > size or (bytes - freed > max_bytes and count > 1) do
+  local gone = redis.call('ZPOPMIN', KEYS[1])
+  freed = freed + tonumber(string.match(gone[1], '^%d+ (%d+) '))
+  count = count - 1
+  dropped = dropped + 1
+end
+if dropped > 0 then
+  redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
+  redis.call('HINCRBY', KEYS[2], 'dropped', dropped)
+end
+if ARGV[5] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return id
+"""
+
+HIT = r"""
+-- Count a match of one fault rule; say whether it fires.
+-- KEYS[1]: the scenario hash (version, data); KEYS[2]: the counters hash
+-- ARGV: version, rule index, nth ("" or "3,5"), times (-1: no cap), chance (1 or 0),
+-- ttl (ms; 0: kept for ever)
+-- Returns {n, fires}; a stale version counts nothing.
+if tonumber(redis.call('HGET', KEYS[1], 'version') or '0') ~= tonumber(ARGV[1]) then
+  return {0, 0}
+end
+local n = redis.call('HINCRBY', KEYS[2], 'm' .. ARGV[2], 1)
+if ARGV[6] ~= '0' then
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+if ARGV[3] ~= '' then
+  local listed = false
+  for value in string.gmatch(ARGV[3], '%d+') do
+    if tonumber(value) == n then
+      listed = true
+    end
+  end
+  if not listed then
+    return {n, 0}
+  end
+end
+if tonumber(ARGV[4]) >= 0 and tonumber(redis.call('HGET', KEYS[2], 'f' .. ARGV[2]) or '0') >= tonumber(ARGV[4]) then
+  return {n, 0}
+end
+if ARGV[5] ~= '1' then
+  return {n, 0}
+end
+redis.call('HINCRBY', KEYS[2], 'f' .. ARGV[2], 1)
+return {n, 1}
+"""
+
+REPLACE = r"""
+-- Install a scenario: a new version, its data, counters from zero.
+-- KEYS[1]: the scenario hash; KEYS[2]: the counters hash prefix; KEYS[3]: the version
+-- counter of every session, never reset (a process never sees a version number twice)
+-- ARGV[1]: the data; ARGV[2]: ttl (ms; 0: kept for ever)
+local old = redis.call('HGET', KEYS[1], 'version') or '0'
+redis.call('DEL', KEYS[2] .. old)
+local version = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'version', version, 'data', ARGV[1])
+if ARGV[2] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return version
+"""
+
+CLOCK = r"""
+-- Move the shared clock. KEYS[1]: the clock hash (offset, stopped, start).
+-- ARGV: verb (advance, set, freeze, thaw, reset), value, the caller's wall time.
+local verb, value, wall = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local offset = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+local stopped = redis.call('HGET', KEYS[1], 'stopped')
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+if verb == 'advance' then
+  redis.call('HSET', KEYS[1], 'offset', fmt(offset + value))
+  if stopped then
+    redis.call('HSET', KEYS[1], 'stopped', fmt(tonumber(stopped) + value))
+  end
+elseif verb == 'set' then
+  redis.call('HSET', KEYS[1], 'offset', fmt(value - wall))
+  if stopped then
+    redis.call('HSET', KEYS[1], 'stopped', fmt(value))
+  end
+elseif verb == 'freeze' then
+  if not stopped then
+    redis.call('HSET', KEYS[1], 'stopped', fmt(wall + offset))
+  end
+elseif verb == 'thaw' then
+  if stopped then
+    redis.call('HSET', KEYS[1], 'offset', fmt(tonumber(stopped) - wall))
+    redis.call('HDEL', KEYS[1], 'stopped')
+  end
+elseif verb == 'reset' then
+  local start = redis.call('HGET', KEYS[1], 'start')
+  redis.call('HSET', KEYS[1], 'offset', '0')
+  if start then
+    redis.call('HSET', KEYS[1], 'stopped', start)
+  else
+    redis.call('HDEL', KEYS[1], 'stopped')
+  end
+end
+return redis.call('HMGET', KEYS[1], 'offset', 'stopped')
+"""

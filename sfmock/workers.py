@@ -1,0 +1,81 @@
+"""``sfmock serve --workers N``: N processes serving one listening socket.
+
+Each worker is a whole fake (its own event loop and app) in a process of its own,
+started with ``spawn`` and handed the socket and the settings through a pipe (never a
+file: the settings may hold the signing key). They share their state through the store
+the settings name (Redis), so they answer as one service. Ctrl+C or SIGTERM stops them
+all; if one dies, the others are stopped too and the exit status says so.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import signal
+import socket
+import sys
+import time
+from types import FrameType
+
+from sfmock.config import Settings
+
+__all__ = ["run_workers"]
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
+    """One worker: build the app and serve ``sock`` until told to stop."""
+    import uvicorn
+
+    from sfmock.app import create_app
+    from sfmock.timeouts import http_protocol
+
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    config = uvicorn.Config(
+        app, log_level=log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: a normal stop
+        pass
+
+
+def run_workers(settings: Settings, sock: socket.socket, *, workers: int, log_level: str) -> int:
+    """Serve ``sock`` with ``workers`` processes until Ctrl+C or SIGTERM (0), or until one
+    of them dies (1)."""
+    processes = [
+        _spawn.Process(target=_worker, args=(settings, sock, log_level), name=f"sfmock-worker-{n + 1}", daemon=False)
+        for n in range(workers)
+    ]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for process in processes:
+            process.start()
+        sock.close()  # the workers hold it now
+        while not stopping and all(p.is_alive() for p in processes):
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes what is in flight
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopping:
+        return 0
+    dead = [p.name for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
+    print(f"sfmock: worker {', '.join(dead) or '?'} stopped; stopping the others", file=sys.stderr, flush=True)
+    return 1

@@ -1,0 +1,45 @@
+"""A lost Redis, seen by clients: the documented 503 on every route, nothing admitted or
+charged meanwhile, and service again as soon as Redis is back (no restart of sfmock)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import contract_hook
+from redis_server import RedisServer
+from sfmock import Settings, VirtualClock, create_app
+
+GEN = "/v1/images/generations"
+KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
+AUTH = {"Authorization": "Bearer sk-outage"}
+
+
+def test_every_route_answers_the_documented_503_while_redis_is_gone(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(store=own_redis.url, default_balance=Decimal("1.00"), prices={"Kwai-Kolors/Kolors": "0.25"})
+    app = create_app(settings, clock=VirtualClock(1_767_225_600))
+    with TestClient(app, base_url=settings.base_url) as client:
+        client.event_hooks = {"request": [], "response": [contract_hook]}
+        url = client.post(GEN, json=KOLORS, headers=AUTH).json()["images"][0]["url"]
+        own_redis.kill()
+        refused = client.post(GEN, json=KOLORS, headers=AUTH)
+        assert refused.status_code == 503
+        body = refused.json()
+        assert body["code"] == 50505 and f"the shared store {own_redis.url} cannot be reached" in body["message"]
+        assert client.get("/v1/user/info", headers=AUTH).status_code == 503
+        download = client.get(url.removeprefix(settings.base_url))
+        assert download.status_code == 503 and b"<Code>SlowDown</Code>" in download.content
+        assert client.get("/_sfmock/journal").status_code == 503
+        assert client.post("/_sfmock/reset").status_code == 503
+        assert [r.levelname for r in caplog.records if "lost the store" in r.message] == ["ERROR"]
+        own_redis.start()
+        assert client.get(url.removeprefix(settings.base_url)).status_code == 200
+        statuses = [client.post(GEN, json=KOLORS, headers=AUTH).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 403]  # 1.00 pays for 4 at 0.25: one before, three after
+        info = client.get("/v1/user/info", headers=AUTH).json()["data"]
+        assert info["totalBalance"] == "0.00"
+        assert any("is back" in r.message for r in caplog.records)

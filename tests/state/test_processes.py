@@ -1,0 +1,184 @@
+"""The exactness one process keeps, kept by several: two ``sfmock serve`` processes sharing
+a real Redis, and ``sfmock serve --workers 2`` on it, against one process on memory.
+
+The same test bodies run on each setup: quotas and balances admit exactly (N concurrent
+requests against a limit L admit L; balances end at zero, never below), the journal
+totals every request, ``nth`` and sequence faults count across processes, and a reset or
+a clock move made on one process is seen by the other. Then Redis is killed mid-load and
+started again: nothing admitted is forgotten, nothing past a limit is admitted, and the
+requests that met the outage got the documented 503.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fleets import CONFIG, GEN, KOLORS, Fleet, Serve, bearer
+
+from redis_server import RedisServer
+
+SETUPS = ["one process, memory", "two processes, Redis", "--workers 2, Redis"]
+
+
+@pytest.fixture(scope="module", params=SETUPS)
+def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    config = tmp_path_factory.mktemp("fleet") / "sfmock.yaml"
+    config.write_text(CONFIG, "utf-8")
+    if request.param == SETUPS[0]:
+        serves = [Serve(config)]
+        urls = [serves[0].url]
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url.removesuffix("/0") + ("/1" if request.param == SETUPS[1] else "/2")
+        server.flush()
+        if request.param == SETUPS[1]:
+            serves = [Serve(config, "--store", url), Serve(config, "--store", url)]
+            urls = [serve.url for serve in serves]
+        else:
+            serves = [Serve(config, "--store", url, "--workers", "2")]
+            urls = [serves[0].url]
+    fleet = Fleet(serves, urls)
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture
+def one(fleet: Fleet) -> Fleet:
+    """The fleet, reset (on its last URL) before the test."""
+    fleet.control(-1, "POST", "reset")
+    return fleet
+
+
+def test_n_concurrent_requests_against_a_limit_admit_exactly_the_limit(one: Fleet) -> None:
+    statuses = one.at_once(40, lambda c: c.post(GEN, json=KOLORS, headers=bearer("sk-quota")))
+    assert (statuses.count(200), statuses.count(429)) == (7, 33)
+    for n in range(len(one.urls)):  # one journal, whichever process is asked
+        journal = one.control(n, "GET", "journal", params={"path": GEN})
+        assert [e["status"] for e in journal["entries"]].count(200) == 7 and journal["count"] == 40
+    one.control(0, "POST", "clock", json={"advance": 59})
+    assert one.client(-1).post(GEN, json=KOLORS, headers=bearer("sk-quota")).status_code == 429
+    one.control(-1, "POST", "clock", json={"advance": 1})  # the window has slid, everywhere
+    assert one.client(0).post(GEN, json=KOLORS, headers=bearer("sk-quota")).status_code == 200
+
+
+def test_a_balance_pays_for_exactly_what_it_can_and_never_goes_below_zero(one: Fleet) -> None:
+    statuses = one.at_once(30, lambda c: c.post(GEN, json=KOLORS, headers=bearer("sk-money")))
+    assert (statuses.count(200), statuses.count(403)) == (8, 22)  # 2.00 / 0.25
+    for n in range(len(one.urls)):
+        data = one.client(n).get("/v1/user/info", headers=bearer("sk-money")).json()["data"]
+        assert (data["balance"], data["totalBalance"]) == ("0.00", "0.00")
+
+
+def test_nth_and_sequence_faults_count_every_process_s_requests(one: Fleet) -> None:
+    scenario = {
+        "rules": [
+            {"name": "third-and-fifth", "when": {"path": "/v1/models"}, "nth": [3, 5], "action": {"error": 503}},
+            {"name": "steps", "when": {"path": "/v1/user/info"}, "sequence": [{"error": 500}, "pass", {"error": 429}]},
+        ]
+    }
+    one.control(0, "PUT", "scenario", json=scenario)
+    assert one.control(-1, "GET", "scenario")["rules_count"] == 2  # installed everywhere
+    models = [one.client(n).get("/v1/models", headers=bearer("sk-plain")).status_code for n in range(6)]
+    assert models == [200, 200, 503, 200, 503, 200]
+    info = [one.client(n).get("/v1/user/info", headers=bearer("sk-plain")).status_code for n in range(4)]
+    assert info == [500, 200, 429, 200]
+    faults = [e["fault"] for e in one.control(-1, "GET", "journal", params={"fault": "*"})["entries"]]
+    assert sum("error=" in fault for fault in faults) == 4
+
+
+def test_reset_and_clock_moves_made_on_one_process_are_seen_by_all(one: Fleet) -> None:
+    start = one.control(0, "GET", "clock")["now"]
+    assert all(one.control(n, "GET", "clock")["now"] == start for n in range(len(one.urls)))
+    one.control(0, "POST", "clock", json={"advance": 3600})
+    assert one.control(-1, "GET", "clock")["now"] == start + 3600
+    one.control(0, "PUT", "scenario", json={"rules": [{"when": {"path": "/v1/models"}, "action": {"error": 503}}]})
+    assert one.client(-1).get("/v1/models", headers=bearer("sk-plain")).status_code == 503
+    one.control(-1, "POST", "reset")
+    for n in range(len(one.urls)):
+        assert one.control(n, "GET", "clock")["now"] == start
+        assert one.control(n, "GET", "journal")["count"] == 0
+    assert [one.client(n).get("/v1/models", headers=bearer("sk-plain")).status_code for n in range(2)] == [200, 200]
+
+
+def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:
+    session = {"X-Sfmock-Session": "suite-a", **bearer("sk-quota")}
+    statuses = one.at_once(20, lambda c: c.post(GEN, json=KOLORS, headers=session))
+    assert statuses.count(200) == 7  # the session's own quota, exact
+    assert one.client(0).post(GEN, json=KOLORS, headers=bearer("sk-quota")).status_code == 200  # default's
+    for n in range(len(one.urls)):
+        journal = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": "suite-a"})
+        assert journal["count"] == 20
+    one.control(-1, "POST", "reset")  # a full reset forgets named sessions, on every process
+    assert one.client(0).get("/v1/models", headers=session).status_code == 200
+    for n in range(len(one.urls)):
+        journal = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": "suite-a"})
+        assert [e["path"] for e in journal["entries"]] == ["/v1/models"]  # nothing stale from before
+    rule = {"when": {"path": "/v1/models"}, "action": {"error": 503}}
+    one.control(0, "PUT", "scenario", json={"rules": [rule]}, headers={"X-Sfmock-Session": "suite-a"})
+    one.control(0, "POST", "reset")
+    one.control(-1, "PUT", "scenario", json={"rules": []}, headers={"X-Sfmock-Session": "suite-a"})
+    assert [one.client(n).get("/v1/models", headers=session).status_code for n in range(2)] == [200, 200]
+
+
+def test_killing_redis_mid_load_forgets_nothing_admitted_and_admits_nothing_past_a_limit(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "sfmock.yaml"
+    config.write_text(CONFIG, "utf-8")
+    fleet = Fleet(*_two(config, own_redis.url))
+    statuses: dict[str, list[int]] = {"sk-quota": [], "sk-money": []}
+    done = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def load(n: int) -> None:
+        key = "sk-quota" if n % 2 else "sk-money"
+        while not stop.is_set():
+            answer = fleet.client(n).post(GEN, json=KOLORS, headers=bearer(key))
+            statuses[key].append(answer.status_code)
+            if answer.status_code == 503:
+                assert "store" in answer.json()["message"]  # the documented body, saying why
+            done.release()
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        _wait(done, 6)  # under way: some admitted
+        own_redis.kill()
+        _wait(done, 12)  # these meet the outage
+        own_redis.start()  # the same data: every acknowledged write was on disk
+        deadline = time.monotonic() + 20
+        while 200 not in statuses["sk-money"][-20:] and time.monotonic() < deadline:
+            _wait(done, 1)  # until the service is back by itself
+        _wait(done, 40)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    try:
+        assert 503 in statuses["sk-quota"] + statuses["sk-money"]
+        assert statuses["sk-quota"].count(200) <= 7 and statuses["sk-money"].count(200) <= 8  # nothing past
+        info = fleet.client(1).get("/v1/user/info", headers=bearer("sk-money")).json()["data"]
+        left = Decimal(info["totalBalance"])
+        assert left >= 0 and Decimal("2.00") - left >= Decimal("0.25") * statuses["sk-money"].count(200)
+        # what Redis counted stands: the quota stays used up to the very request
+        refusals = [fleet.client(n).post(GEN, json=KOLORS, headers=bearer("sk-quota")).status_code for n in range(4)]
+        assert set(refusals) == {429} or statuses["sk-quota"].count(200) + refusals.count(200) <= 7
+    finally:
+        fleet.stop()
+
+
+def _two(config: Path, url: str) -> tuple[list[Serve], list[str]]:
+    serves = [Serve(config, "--store", url), Serve(config, "--store", url)]
+    return serves, [serve.url for serve in serves]
+
+
+def _wait(done: threading.Semaphore, count: int) -> None:
+    for _ in range(count):
+        assert done.acquire(timeout=30), "the load stopped"

@@ -1,0 +1,211 @@
+"""The state interface, held to one behaviour by both stores: memory and a real Redis.
+
+Each test runs against :class:`MemoryStore` and against :class:`RedisStore` on a real
+``redis-server``; a shared store is also checked from many threads, each with its own
+connection, as separate processes would be.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+
+from redis_server import RedisServer
+from sfmock.clock import VirtualClock
+from sfmock.state.memory import MemoryStore
+from sfmock.state.open import open_store
+from sfmock.state.redis_store import RedisStore
+from sfmock.state.store import Store, StoreUnavailable, Window
+
+T0 = 1_767_225_600.25
+OPENING = (Decimal("2.00"), Decimal("0.50"))
+
+
+class JsonCodec:
+    def encode(self, item: Any) -> bytes:
+        return json.dumps(item).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class Numbered:
+    """Items are {"id": N, ...}; the id is kept apart."""
+
+    def encode(self, item: Any) -> bytes:
+        return json.dumps({k: v for k, v in item.items() if k != "id"}).encode()
+
+    def decode(self, data: bytes, item_id: int) -> Any:
+        return {"id": item_id, **json.loads(data)}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    opened = MemoryStore() if request.param == "memory" else open_store(request.getfixturevalue("redis_url"))
+    yield opened
+    opened.close()
+
+
+def rpm(limit: int, amount: int = 1) -> Window:
+    return Window("m|rpm", 60, limit, amount)
+
+
+def test_a_window_admits_its_limit_then_slides(store: Store) -> None:
+    book = store.book(None)
+    outcomes = [book.admit("a", OPENING, [rpm(3)], Decimal("0.10"), T0 + i).outcome for i in range(4)]
+    assert outcomes == ["admitted", "admitted", "admitted", "limited"]
+    refused = book.admit("a", OPENING, [rpm(3)], Decimal("0.10"), T0 + 10)
+    assert (refused.index, refused.retry_after) == (0, 50.0)  # the first entry leaves at T0 + 60
+    assert book.admit("a", OPENING, [rpm(3)], Decimal("0.10"), T0 + 60).outcome == "admitted"
+    assert book.admit("a", OPENING, [rpm(3)], Decimal("0.10"), T0 + 60).outcome == "limited"
+    assert book.balances("a", OPENING) == (Decimal("1.60"), Decimal("0.50"))  # refusals cost nothing
+
+
+def test_the_first_full_window_is_named_and_a_request_over_any_limit_never_passes(store: Store) -> None:
+    book = store.book(None)
+    windows = [Window("m|rpm", 60, 10, 1), Window("m|ipm", 60, 4, 3)]
+    assert book.admit("a", OPENING, windows, Decimal(0), T0).outcome == "admitted"
+    second = book.admit("a", OPENING, windows, Decimal(0), T0)
+    assert (second.outcome, second.index) == ("limited", 1)
+    alone = book.admit("a", OPENING, [Window("m|ipm", 60, 4, 5)], Decimal(0), T0)
+    assert alone.retry_after == float("inf")
+    assert [u.used for u in book.usage("a", windows, T0)] == [1, 3]
+    assert sorted(book.names("a")) == ["m|ipm", "m|rpm"]
+
+
+def test_windows_follow_the_clock_back(store: Store) -> None:
+    book = store.book(None)
+    assert book.admit("a", OPENING, [rpm(1)], Decimal(0), T0 + 100).outcome == "admitted"
+    assert book.admit("a", OPENING, [rpm(1)], Decimal(0), T0).outcome == "admitted"  # that future is gone
+
+
+def test_balances_take_the_gift_first_and_never_go_below_zero(store: Store) -> None:
+    book = store.book(None)
+    assert book.admit("a", OPENING, [], Decimal("2.25"), T0).outcome == "admitted"
+    assert book.balances("a", OPENING) == (Decimal("0.00"), Decimal("0.25"))
+    assert book.admit("a", OPENING, [], Decimal("0.30"), T0).outcome == "short"
+    assert book.admit("a", OPENING, [], Decimal("0.25"), T0).outcome == "admitted"
+    assert book.admit("a", OPENING, [], Decimal("0"), T0).outcome == "short"  # empty pays for nothing
+    book.reset()
+    assert book.balances("a", OPENING) == OPENING
+
+
+def test_sessions_keep_their_own_books(store: Store) -> None:
+    one, two, default = store.book("one"), store.book("two"), store.book(None)
+    assert one.admit("a", OPENING, [rpm(1)], Decimal(1), T0).outcome == "admitted"
+    assert two.admit("a", OPENING, [rpm(1)], Decimal(1), T0).outcome == "admitted"
+    assert default.balances("a", OPENING) == OPENING
+    one.reset()
+    assert two.balances("a", OPENING) == (Decimal("1.00"), Decimal("0.50"))
+    assert one.balances("a", OPENING) == OPENING
+
+
+def test_a_log_is_capped_by_count_and_bytes(store: Store) -> None:
+    log = store.log(None, Numbered(), size=3, max_bytes=10)
+    made = [log.append(lambda n, i=i: {"id": n, "i": i}, 4) for i in range(5)]
+    assert [m["id"] for m in made] == [1, 2, 3, 4, 5]
+    assert [m["i"] for m in log.items()] == [3, 4]  # 3 entries of 4 bytes are over 10
+    assert (log.count(), log.held_bytes(), log.dropped(), log.oldest_id()) == (2, 8, 3, 4)
+    log.clear()
+    assert (log.items(), log.count(), log.held_bytes(), log.dropped()) == ([], 0, 0, 0)
+    assert log.append(lambda n: {"id": n}, 1)["id"] == 6  # ids go on
+
+
+def test_fault_counters_count_nth_and_times(store: Store) -> None:
+    faults = store.faults(None, {"name": "initial"}, JsonCodec())
+    version, scenario = faults.current()
+    assert scenario == {"name": "initial"}
+    hits = [faults.hit(version, 0, frozenset({2, 3, 4}), 2, lambda: True) for _ in range(5)]
+    assert hits == [(1, False), (2, True), (3, True), (4, False), (5, False)]
+    faults.replace({"name": "next"})
+    newer, scenario = faults.current()
+    assert scenario == {"name": "next"} and newer != version
+    assert faults.hit(version, 0, None, None, lambda: True) == (0, False)  # stale: nothing counted
+    assert faults.hit(newer, 0, None, None, lambda: False) == (1, False)
+    assert faults.hit(newer, 0, None, None, lambda: True) == (2, True)
+
+
+def test_exactly_the_limit_and_the_balance_from_many_threads(store: Store) -> None:
+    """40 concurrent admissions against a limit of 7 and a balance for 5 (Redis: each
+    thread has its own connection pool, as a process would)."""
+    books = [store.book("s")] if not store.shared else [open_store(store.url).book("s") for _ in range(4)]
+    barrier = threading.Barrier(8)
+
+    def attempt(n: int) -> list[str]:
+        book = books[n % len(books)]
+        if n < 8:
+            barrier.wait()  # the first eight start together
+        quota = book.admit("quota", (Decimal(100), Decimal(0)), [rpm(7)], Decimal("0.50"), T0)
+        money = book.admit("money", OPENING, [], Decimal("0.50"), T0)
+        return [quota.outcome, money.outcome]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for chunk in pool.map(attempt, range(40)) for r in chunk]
+    quota, money = results[0::2], results[1::2]
+    assert quota.count("admitted") == 7 and money.count("admitted") == 5  # 2.50 / 0.50
+    assert books[0].balances("money", OPENING) == (Decimal("0.00"), Decimal("0.00"))
+
+
+def test_the_shared_clock_moves_for_everyone(redis_url: str) -> None:
+    one, two = open_store(redis_url), open_store(redis_url)
+    local = VirtualClock(T0)
+    first = one.clock(lambda: local, frozen=True)
+    second = two.clock(lambda: local, frozen=True)
+    start = first.now()
+    assert second.now() == start and second.frozen
+    first.advance(3600)
+    assert second.now() == start + 3600
+    second.set(T0)
+    assert first.now() == T0
+    first.reset()
+    assert second.now() == start
+    redis.Redis.from_url(redis_url).flushall()  # Redis lost its data: a frozen clock stays frozen
+    assert second.frozen and first.now() == second.now()
+    assert MemoryStore().clock(lambda: local, frozen=True) is local
+
+
+def test_a_lost_redis_is_store_unavailable_and_comes_back(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(own_redis.url)
+    book = store.book(None)
+    assert book.admit("a", OPENING, [rpm(2)], Decimal(1), T0).outcome == "admitted"
+    own_redis.kill()
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable, match="cannot be reached"):
+            book.admit("a", OPENING, [rpm(2)], Decimal(1), T0)
+    assert len([r for r in caplog.records if "lost the store" in r.message]) == 1  # once per outage
+    own_redis.start()  # the same data (appendonly): the admitted request is still counted
+    assert book.admit("a", OPENING, [rpm(2)], Decimal(1), T0).outcome == "admitted"
+    assert book.admit("a", OPENING, [rpm(2)], Decimal(1), T0).outcome == "limited"
+    assert book.balances("a", OPENING) == (Decimal("0.00"), Decimal("0.50"))
+    assert any("is back" in r.message for r in caplog.records)
+
+
+def test_redis_memory_stays_bounded(redis_url: str) -> None:
+    store = open_store(redis_url)
+    book, log = store.book(None), store.log(None, Numbered(), size=5, max_bytes=1000)
+    book.admit("a", OPENING, [Window("m|rpm", 60, 5, 1)], Decimal(0), T0)
+    for _ in range(50):
+        log.append(lambda n: {"id": n}, 10)
+    named = store.log("suite", Numbered(), size=5, max_bytes=1000)
+    named.append(lambda n: {"id": n}, 10)
+    store.book("suite").admit("a", OPENING, [rpm(5)], Decimal(1), T0)
+    faults = store.faults("suite", {}, JsonCodec())
+    faults.replace({"name": "x"})
+    faults.hit(faults.current()[0], 0, None, None, lambda: True)
+    client = redis.Redis.from_url(redis_url)
+    windows = client.keys("sfmock:|q:w:*")
+    assert windows and all(0 < client.pttl(k) <= 60_000 for k in windows)  # gone with the window
+    assert client.zcard("sfmock:|j:entries") == 5
+    assert client.pttl("sfmock:|q:bal:a") == -1  # a configured account's money stays
+    session_keys = client.keys("sfmock:suite|*")
+    assert len(session_keys) >= 5 and all(0 < client.pttl(k) <= 86_400_000 for k in session_keys)
+    client.close()
