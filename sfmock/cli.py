@@ -190,6 +190,9 @@ def serve(args: argparse.Namespace) -> int:
         app, log_level=args.log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
     )
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    if settings.public_url is not None:  # the public URL hides the port --port 0 chose: name it too
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        print(f"sfmock: listening on http://{host}:{settings.port}", file=sys.stderr, flush=True)
     if app.state.control.token is not None and settings.control_token is None:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
