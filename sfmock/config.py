@@ -160,9 +160,10 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         try:
             out["scenario"] = Scenario.find(scenario)
         except ConfigError as exc:
-            if exc.source != "scenario":
+            if exc.source != "scenario" and exc.key != "(file)":
                 raise  # a scenario file's own error names that file
-            raise ConfigError(source, "scenario", f"{scenario!r}: {exc.expected}") from None
+            expected = exc.expected if exc.source == "scenario" else f"{exc.expected}; expected a scenario file"
+            raise ConfigError(source, "scenario", f"{scenario!r}: {expected}") from None
     elif isinstance(scenario, Mapping):
         out["scenario"] = Scenario.from_document(scenario, f"{source}: scenario")
     for section in ("prices", "model_limits"):

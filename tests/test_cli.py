@@ -62,7 +62,7 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--url-ttl", "0"], "--url-ttl: 0 is less than the minimum of 1"),
         (["serve", "--port", "99999"], "--port: 99999 is greater than the maximum"),
         (["serve", "--public-url", "not a url"], "--public-url"),
-        (["serve", "--scenario", "/nonexistent.yaml"], "/nonexistent.yaml: (file): cannot be read"),
+        (["serve", "--scenario", "/nonexistent.yaml"], "--scenario: '/nonexistent.yaml': cannot be read"),
         (["serve", "--journal-size", "0"], "--journal-size: 0 is less than the minimum of 1"),
         (["serve", "--limits", "generous"], "--limits: 'generous' is not one of ['realistic', 'unlimited']"),
         (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
