@@ -407,75 +407,101 @@ def assert_names(message: str, source: str, key: str, says: str) -> None:
     assert "Traceback" not in message, message
 
 
-@pytest.mark.parametrize("key", sorted(ROWS))
+@dataclass(frozen=True)
+class Bad:
+    """A bad value of ``key``, the expectation its error states, and the same as a flag."""
+
+    key: str
+    value: Any
+    says: str
+    flag: tuple[str, ...] | None
+    flag_says: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.key}={json.dumps(self.value)}"
+
+
+BAD = [Bad(key, row.bad, row.says, row.bad_flag, row.flag_says) for key, row in ROWS.items()] + [
+    # past the schema: what only loading can tell (a file, a model name)
+    Bad(
+        "scenario",
+        "missing-scenario.yaml",
+        "cannot be read.*expected a scenario file",
+        ("--scenario", "missing-scenario.yaml"),
+    ),
+    Bad("prices", {"No/Such-Model": "1.00"}, "unknown model; expected one of", None),
+    Bad("retire", "No/Such-Model", "unknown model 'No/Such-Model'; expected one of", None),
+    Bad("accounts", [{"keys": ["sk-a"], "models": ["No/Such-Model"]}], "unknown model", None),
+]
+
+
+@pytest.mark.parametrize("bad", BAD, ids=lambda bad: bad.id)
 def test_bad_value_in_a_config_file_stops_serve(
-    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bad: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    row = ROWS[key]
+    """`sfmock serve --config FILE` exits 2 naming the file, the key and the expectation,
+    and `sfmock validate FILE` says the same."""
     config = tmp_path / "sfmock.yaml"
-    config.write_text(yaml.safe_dump({key: row.bad}), "utf-8")
+    config.write_text(yaml.safe_dump({bad.key: bad.value}), "utf-8")
     status, said = run_cli(["serve", "--config", str(config), "--port", "0"], monkeypatch, capsys)
     assert status == 2, said
-    assert_names(said, str(config), key, row.says)
+    assert_names(said, str(config), bad.key, bad.says)
+    assert run_cli(["validate", str(config)], monkeypatch, capsys) == (2, said)
 
 
-FLAGGED = sorted(key for key, row in ROWS.items() if row.bad_flag)
-
-
-@pytest.mark.parametrize("key", FLAGGED)
+@pytest.mark.parametrize("bad", [bad for bad in BAD if bad.flag], ids=lambda bad: bad.id)
 def test_bad_value_as_a_flag_stops_serve(
-    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bad: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    row = ROWS[key]
-    assert row.bad_flag is not None
-    flag = row.bad_flag[0].split("=")[0]
+    assert bad.flag is not None
+    flag = bad.flag[0].split("=")[0]
     config = tmp_path / "sfmock.yaml"
     config.write_text("port: 0\n", "utf-8")
-    status, said = run_cli(["serve", "--config", str(config), *row.bad_flag], monkeypatch, capsys)
+    status, said = run_cli(["serve", "--config", str(config), *bad.flag], monkeypatch, capsys)
     assert status == 2, said
     # the flag is the key's name on the command line; the (good) config file is not blamed
-    assert_names(said, flag, flag, row.flag_says or row.says)
+    assert_names(said, flag, flag, bad.flag_says or bad.says)
     assert str(config) not in said, said
 
 
-@pytest.mark.parametrize("key", sorted(ROWS))
-def test_bad_value_in_settings_raises_config_error(key: str) -> None:
-    row = ROWS[key]
+@pytest.mark.parametrize("bad", BAD, ids=lambda bad: bad.id)
+def test_bad_value_in_settings_raises_config_error(bad: Bad) -> None:
     with pytest.raises(ConfigError) as info:
-        Settings(**{key: row.bad})
-    assert info.value.source == "Settings" and re.fullmatch(rf"{key}([.\[].*)?", info.value.key), info.value
-    assert_names(str(info.value), "Settings", key, row.says)
+        Settings(**{bad.key: bad.value})
+    assert info.value.source == "Settings" and re.fullmatch(rf"{bad.key}([.\[].*)?", info.value.key), info.value
+    assert_names(str(info.value), "Settings", bad.key, bad.says)
 
 
 BAD_MARKED_TEST = """
 @pytest.mark.sfmock(**{values!r})
-def test_{key}(sfmock_server):
+def test_{name}(sfmock_server):
     raise AssertionError("the test ran with a bad marker value")
 """
 
 
 def test_bad_value_in_the_marker_fails_the_set_up(pytester: pytest.Pytester) -> None:
-    """One user's test file, a test per key with a bad value: each errors at set-up with
-    the message (the test body never runs, no server answers a 500)."""
+    """One user's test file, a test per bad value: each errors at set-up with the message
+    (the test body never runs, no server answers a 500)."""
     source = "import pytest\n" + "".join(
-        BAD_MARKED_TEST.format(values={key: row.bad}, key=key) for key, row in ROWS.items()
+        BAD_MARKED_TEST.format(values={bad.key: bad.value}, name=index) for index, bad in enumerate(BAD)
     )
     pytester.makepyfile(test_marked=source)
     recorder = pytester.inline_run("-p", "no:cacheprovider")
     setups = {
-        report.nodeid.rsplit("::test_", 1)[1]: report
+        int(report.nodeid.rsplit("::test_", 1)[1]): report
         for report in recorder.getreports("pytest_runtest_logreport")
         if report.when == "setup"
     }
     problems = []
-    for key, row in ROWS.items():
-        report = setups[key]
+    for index, bad in enumerate(BAD):
+        report = setups[index]
         try:
             assert report.failed, "set-up passed"
             assert "ConfigError" in report.longreprtext, report.longreprtext[-600:]
-            assert_names(report.longreprtext, "@pytest.mark.sfmock", key, row.says)
+            assert_names(report.longreprtext, "@pytest.mark.sfmock", bad.key, bad.says)
         except AssertionError as problem:
-            problems.append(f"{key}: {problem}")
+            problems.append(f"{bad.id}: {problem}")
     assert not problems, "\n".join(problems)
 
 
@@ -509,7 +535,7 @@ def test_unknown_key_in_settings_lists_the_allowed_ones() -> None:
 
 
 def test_unknown_key_in_the_marker_lists_the_allowed_ones(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_marked="import pytest\n" + BAD_MARKED_TEST.format(values={"url_tll": 60}, key="typo"))
+    pytester.makepyfile(test_marked="import pytest\n" + BAD_MARKED_TEST.format(values={"url_tll": 60}, name="typo"))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     said = result.stdout.str()
