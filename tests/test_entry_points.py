@@ -16,8 +16,9 @@ state. The catalogue checks that
 - a flag beats the config file ("Flags override the config file").
 
 A key added to the schema without a row fails ``test_every_schema_key_has_a_row``; a row
-is one entry of ``ROWS`` (group ``PLAIN`` when its effect has no probe yet: the good value
-must then start every entry point and reach ``Settings``).
+is one line of ``ROWS``. Group ``PLAIN`` (expect ``200``) serves a key whose effect has
+no probe yet: its good value must start every entry point's server, which must answer a
+generation, and reach the in-process servers' settings.
 """
 
 from __future__ import annotations
@@ -220,9 +221,14 @@ def observe_settings(group: str, paths: Paths) -> dict[str, Any]:
         return {**PROBES[group](fake.url), EFFECTIVE: effective(fake.settings)}
 
 
+def in_settings_only() -> set[str]:
+    """Keys whose good value is checked in the in-process servers' settings."""
+    return SEEN_IN_SETTINGS_ONLY | set(group_rows(PLAIN))
+
+
 def effective(settings: Settings) -> dict[str, str]:
     """The settings a server runs with, as text, where its behaviour cannot show them."""
-    return {key: repr(getattr(settings, key)) for key in SEEN_IN_SETTINGS_ONLY}
+    return {key: repr(getattr(settings, key)) for key in in_settings_only()}
 
 
 MARKED_TEST = """
@@ -342,8 +348,9 @@ def test_good_value_has_the_documented_effect_through_every_entry_point(
     """The same value gives the same effect from the file, the flag, the flag over a file
     saying otherwise (flags win), the marker and ``Settings``."""
     row = ROWS[key]
+    name = "plain" if row.group == PLAIN else key  # a plain server only shows that it answers
     seen = {
-        entry: observed[entry][row.group].get(key, observed[entry][row.group].get(FAILED))
+        entry: observed[entry][row.group].get(name, observed[entry][row.group].get(FAILED))
         for entry in entry_points_of(row)
     }
     want = expected(row, paths)
@@ -353,7 +360,7 @@ def test_good_value_has_the_documented_effect_through_every_entry_point(
         assert len({json.dumps(value) for value in seen.values()}) == 1, seen
     else:
         assert seen == dict.fromkeys(seen, want)
-    if key in SEEN_IN_SETTINGS_ONLY:  # in-process, compare the settings the servers run with
+    if key in in_settings_only():  # in-process, compare the settings the servers run with
         in_process = {entry: observed[entry][row.group][EFFECTIVE][key] for entry in ("settings", "marker")}
         assert in_process == dict.fromkeys(in_process, repr(paths.resolve(row.good)))
 
@@ -520,6 +527,15 @@ def test_unknown_key_in_a_config_file_lists_the_allowed_ones(
     status, said = run_cli(["serve", "--config", str(config), "--port", "0"], monkeypatch, capsys)
     assert status == 2 and str(config) in said and "url_tll" in said, said
     assert_lists_allowed_keys(said)
+
+
+def test_a_key_given_twice_in_a_config_file_is_named_with_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sfmock.yaml"
+    config.write_text("url_ttl: 60\nseed: 1\nurl_ttl: 70\n", "utf-8")
+    status, said = run_cli(["serve", "--config", str(config), "--port", "0"], monkeypatch, capsys)
+    assert status == 2 and str(config) in said and "duplicate key 'url_ttl' on line 3" in said, said
 
 
 def test_unknown_flag_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
