@@ -199,6 +199,9 @@ def serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, signing_key=key, control_token=token)
     app = create_app(settings)
     print(f"sfmock: API at {settings.base_url}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    if settings.public_url is not None:  # the public URL hides the port --port 0 chose: name it too
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        print(f"sfmock: listening on http://{host}:{settings.port}", file=sys.stderr, flush=True)
     if app.state.control.token is not None and not token_given:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)

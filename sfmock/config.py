@@ -8,6 +8,7 @@ from, the key, and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -94,6 +95,23 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
+_dataclass_init = Settings.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _checked_init(self: Settings, **values: Any) -> None:
+    """``Settings(...)``: an unknown key is a :class:`ConfigError` listing the allowed ones,
+    as in a config file (not the ``TypeError`` of a dataclass)."""
+    allowed = sorted(f.name for f in fields(Settings))
+    for name in values:
+        if name not in allowed:
+            raise ConfigError("Settings", name, f"unknown key; expected one of the keys {', '.join(allowed)}")
+    _dataclass_init(self, **values)
+
+
+Settings.__init__ = _checked_init  # type: ignore[method-assign]
+
+
 def settings_from(values: Mapping[str, Any], source: str, base: Settings | None = None) -> Settings:
     """``base`` (default: the defaults) with config-file ``values`` on top, checked as a
     config file is; errors name ``source`` and the key (the pytest marker uses this)."""
@@ -143,9 +161,10 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         try:
             out["scenario"] = Scenario.find(scenario)
         except ConfigError as exc:
-            if exc.source != "scenario":
+            if exc.source != "scenario" and exc.key != "(file)":
                 raise  # a scenario file's own error names that file
-            raise ConfigError(source, "scenario", f"{scenario!r}: {exc.expected}") from None
+            expected = exc.expected if exc.source == "scenario" else f"{exc.expected}; expected a scenario file"
+            raise ConfigError(source, "scenario", f"{scenario!r}: {expected}") from None
     elif isinstance(scenario, Mapping):
         out["scenario"] = Scenario.from_document(scenario, f"{source}: scenario")
     for section in ("prices", "model_limits"):
@@ -209,6 +228,12 @@ def load_settings(
     values = read_config_file(path) if path is not None else {}
     extra = {k: v for k, v in (overrides or {}).items() if v is not None}
     check("config", extra, "command line", key_names=flag_names)
+    try:  # what the schema cannot check (a scenario's name, a replay folder), blamed on the flag
+        extra.update(_convert(extra, "command line"))
+    except ConfigError as exc:
+        if exc.source != "command line":
+            raise  # a scenario file's own error names that file
+        raise ConfigError(exc.source, (flag_names or {}).get(exc.key, exc.key), exc.expected) from None
     base = Path(path).parent if path is not None else Path()
     if "scenario" in values and looks_like_path(values["scenario"]):
         values["scenario"] = str(base / values["scenario"])  # relative to the config file

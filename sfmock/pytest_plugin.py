@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from sfmock.chaos.faults import Scenario
     from sfmock.config import Settings
     from sfmock.remote import RemoteFake
     from sfmock.server import FakeServer
@@ -78,7 +79,7 @@ def sfmock_server(
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     if marker and marker.args:
         raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
-    scenario = options.pop("scenario", None)
+    scenario = _marker_scenario(options.pop("scenario", None))
     if options:  # settings of its own: a server of its own
         with FakeServer(_marker_settings(options), host=options.get("host"), port=options.get("port") or 0) as own:
             own.use_scenario(scenario)
@@ -103,6 +104,17 @@ def sfmock_transport(sfmock_server: FakeServer | RemoteFake) -> Iterator[Transpo
     transport = sfmock_server.transport()
     yield transport
     transport.close()
+
+
+def _marker_scenario(scenario: Any) -> Scenario | None:
+    """The marker's ``scenario``, loaded as a config file's is: a missing file or an unknown
+    name fails the set-up naming the marker and the key."""
+    from sfmock.chaos.faults import Scenario
+    from sfmock.config import settings_from
+
+    if scenario is None or isinstance(scenario, Scenario):
+        return scenario
+    return settings_from({"scenario": scenario}, "@pytest.mark.sfmock").scenario
 
 
 def _marker_settings(options: dict[str, Any]) -> Settings:

@@ -124,7 +124,9 @@ class FakeServer:
 
     Runs on a virtual clock (``fake.clock``, or the one given; time moves only when told).
     Settings come from ``settings``, else the ``config`` YAML file; other keywords override
-    :class:`~sfmock.Settings` fields.
+    :class:`~sfmock.Settings` fields. It listens on ``host`` (loopback unless given: the
+    settings' ``host`` is not used, so a test never exposes the fake by accident) and
+    ``port`` (0, a free one, unless given); ``url`` says where.
     """
 
     def __init__(

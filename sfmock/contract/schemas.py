@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 
 from sfmock.errors import ConfigError
 
@@ -82,17 +82,31 @@ def check(
     The error names ``source``, the key (``accounts[0].keys``, or a flag from
     ``key_names``) and what was expected (the schema's ``description``).
     """
-    error = best_match(_validator(name, definition).iter_errors(values))
+    validator = _validator(name, definition)
+    error = best_match(validator.iter_errors(values))
     if error is None:
         return
     path = list(error.absolute_path)
     key = key_name(path)
     if key_names and path and str(path[0]) in key_names:
         key = key_names[str(path[0])]
-    expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+    expected = _description(error, validator.schema, path)
     if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         expected = "one of the keys " + ", ".join(sorted(error.schema.get("properties", {})))
     raise ConfigError(source, key, error.message + (f"; expected: {expected}" if expected else ""))
+
+
+def _description(error: ValidationError, root: Any, path: Sequence[str | int]) -> str | None:
+    """What the schema says is expected where ``error`` happened: the failing part's
+    ``description``, else its enclosing part's (a ``oneOf`` branch or a property name has
+    none of its own), else the top-level key's."""
+    part: Any = error  # a ValidationError, then its parents (jsonschema types them loosely)
+    while part is not None:
+        if isinstance(part.schema, dict) and isinstance(part.schema.get("description"), str):
+            return str(part.schema["description"])
+        part = part.parent
+    top = root.get("properties", {}).get(str(path[0]), {}) if path and isinstance(root, dict) else {}
+    return str(top["description"]) if isinstance(top, dict) and "description" in top else None
 
 
 def key_name(path: Sequence[str | int]) -> str:

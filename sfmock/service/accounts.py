@@ -184,7 +184,8 @@ def accounts_from_config(
         allowed = entry.get("models")
         for position, model in enumerate(allowed or ()):
             if model not in models:
-                raise ConfigError(source, f"{where}.models[{position}]", f"unknown model {model!r}")
+                expected = f"unknown model {model!r}; expected one of {sorted(models)}"
+                raise ConfigError(source, f"{where}.models[{position}]", expected)
         keys: dict[str, bool] = {}
         for position, key_entry in enumerate(entry["keys"]):
             key, status = (
