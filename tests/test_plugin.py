@@ -25,7 +25,9 @@ def test_plugin_is_registered_and_the_marker_documented(pytester: pytest.Pyteste
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["*@pytest.mark.sfmock(scenario=None, config=None, **settings)*"])
     result = pytester.runpytest_subprocess("--fixtures")
-    result.stdout.fnmatch_lines(["*sfmock_server*", "*sfmock_transport*"])
+    # pytest lists fixtures sorted by "file:line" as text: check each on its own, in any order
+    for fixture in ("sfmock_server --*", "sfmock_transport --*", "check_client --*"):
+        result.stdout.fnmatch_lines([fixture])
 
 
 def test_httpx_client_against_the_live_server(pytester: pytest.Pytester) -> None:
