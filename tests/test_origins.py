@@ -210,3 +210,11 @@ def test_sfmock_check_records_the_download_on_the_image_origin(tmp_path: Path) -
     post, download = done.run.exchanges
     assert _origin(post.url) != _origin(download.url) and download.status == 200
     assert json.loads(post.request_body)["model"] == "Kwai-Kolors/Kolors"
+
+
+def test_the_control_api_expects_the_image_public_url_host_too() -> None:
+    # DNS rebinding: a Host named by neither the bound address nor a public URL is refused
+    with FakeServer(image_public_url="http://images.fake.test:9") as fake:
+        health = f"{fake.image_base_url}/_sfmock/health"
+        assert httpx.get(health, headers={"Host": "images.fake.test:9"}).status_code == 200
+        assert httpx.get(health, headers={"Host": "elsewhere.test"}).status_code == 403
