@@ -41,6 +41,7 @@ from sfmock.service.failures import InternalErrorMiddleware, StoreOutageMiddlewa
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
 from sfmock.service.lifecycle import Lifecycle
+from sfmock.service.origins import Origins
 from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import TraceIdMiddleware
@@ -73,20 +74,28 @@ def create_app(
     seed = settings.seed
     signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
     generator = Generator(
-        contract=contract, signer=signer, base_url=settings.base_url, image_prefix=settings.image_prefix
+        contract=contract, signer=signer, base_url=settings.image_base_url, image_prefix=settings.image_prefix
     )
     pictures: dict[str, bytes] = {}
     if settings.replay is not None:
         generator = ReplayGenerator(
             contract=contract,
             signer=signer,
-            base_url=settings.base_url,
+            base_url=settings.image_base_url,
             image_prefix=settings.image_prefix,
             recordings=Recordings(settings.replay, settings.replay_match),
             fallback=settings.replay_miss == "fake",
             pictures=pictures,
         )
     lifecycle = Lifecycle(settings.retire, started=clock.now())
+    configured = bool(settings.image_public_url or settings.public_url)
+    origins = Origins(
+        image_port=settings.image_socket_port,
+        configured=configured,
+        # bound off loopback with no public URL, this server's own address (0.0.0.0, say)
+        # means nothing to a client: image URLs follow the Host the client used instead
+        from_host=not configured and not is_loopback(settings.host),
+    )
     if authenticator is None:
         if settings.accounts is None:
             authenticator = OpenAuthenticator(settings.default_balance)
@@ -112,9 +121,7 @@ def create_app(
         rng=random.Random(None if seed is None else f"{seed}:generation"),
         strict=settings.strict,
         max_body_bytes=settings.max_body_bytes,
-        # bound off loopback with no public_url, this server's own address (0.0.0.0, say)
-        # means nothing to a client: image URLs follow the Host the client used instead
-        origin_from_host=settings.public_url is None and not is_loopback(settings.host),
+        origins=origins,
         lifecycle=lifecycle,
         unknown_fields=settings.unknown_fields,
         invalid_parameter_code=settings.invalid_parameter_code,
@@ -141,6 +148,7 @@ def create_app(
         max_body_bytes=settings.control_max_body_bytes,
         host_names=host_names(settings),
         metrics=metrics,
+        image_base=lambda request: origins.image_base(request) or settings.image_base_url,
     )
     page = Page(control=control, authenticator=authenticator, max_pixels=generator.max_pixels)
     routes = [
@@ -243,8 +251,9 @@ def control_token(settings: Settings) -> str | None:
 def host_names(settings: Settings) -> set[str]:
     """The names the control API answers to in ``Host`` (IP literals always pass)."""
     names = {"localhost", settings.host}
-    if settings.public_url:
-        names.add(urlsplit(settings.public_url).hostname or "localhost")
+    for url in (settings.public_url, settings.image_public_url):
+        if url:
+            names.add(urlsplit(url).hostname or "localhost")
     return names
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import socket
 import sys
+import warnings
 from asyncio import CancelledError
 from collections.abc import Callable, Sequence
 
@@ -22,6 +24,8 @@ _FLAGS = {
     "seed": "--seed",
     "url_ttl": "--url-ttl",
     "public_url": "--public-url",
+    "image_port": "--image-port",
+    "image_public_url": "--image-public-url",
     "strict": "--strict",
     "max_body_bytes": "--max-body-bytes",
     "limits": "--limits",
@@ -71,7 +75,15 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--config", metavar="FILE", help="YAML config file (see README)")
     serve.add_argument("--seed", type=int, help="seed every random draw, for repeatable runs")
     serve.add_argument("--url-ttl", type=int, metavar="S", help="image URL lifetime in seconds (default 3600)")
-    serve.add_argument("--public-url", metavar="URL", help="base URL written into image URLs")
+    serve.add_argument("--public-url", metavar="URL", help="base URL of the API as clients reach it (behind a proxy)")
+    serve.add_argument(
+        "--image-port",
+        type=_port_or_word,
+        metavar="PORT",
+        help="port of the image host, an origin of its own (default: --port + 1; 0: a free one; "
+        "'same': the images on the API's origin)",
+    )
+    serve.add_argument("--image-public-url", metavar="URL", help="base URL written into image URLs")
     serve.add_argument(
         "--strict",
         action=argparse.BooleanOptionalAction,
@@ -148,6 +160,24 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     _add_replay_flags(serve)
 
 
+def _listen_for_images(host: str, port: int, *, defaulted: bool) -> socket.socket:
+    """The image host's socket; when the default port (the API's + 1) is taken, say how to choose."""
+    from sfmock.server import listen
+
+    try:
+        return listen(host, port, "--image-port")
+    except ConfigError as exc:
+        if not defaulted:
+            raise
+        hint = "; it is the default (--port + 1): choose one with --image-port, or --image-port same for one origin"
+        raise ConfigError(exc.source, exc.key, exc.expected + hint) from None
+
+
+def _port_or_word(text: str) -> int | str:
+    """A port number as a number; anything else as given, for the config schema to judge."""
+    return int(text) if text.isdigit() else text
+
+
 def _add_replay_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--replay", metavar="DIR", help="answer matching generations from recordings (sfmock proxy)")
     serve.add_argument("--replay-match", metavar="HOW", help="prompt (model and prompt, default) or exact (whole body)")
@@ -170,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run_fidelity_command(args)
         return 2 if status is None else status
     except (KeyboardInterrupt, CancelledError):  # Ctrl+C, at any moment (during uvicorn's start-up
-        return 0  # a second one cancels its loop instead): a normal way to stop
+        # a second one cancels its loop instead, or cuts a loop half-built, whose clean-up would
+        # then print a warning at exit): a normal way to stop, said nothing about
+        sys.unraisablehook = lambda unraisable: None
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return 0
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -183,16 +217,25 @@ def serve(args: argparse.Namespace) -> int:
     from sfmock.timeouts import http_protocol
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
+    sockets = []
     try:
         settings = load_settings(args.config, overrides, flag_names=_FLAGS)
         _check_workers(args.workers, settings.store)
         _check_store(settings.store)
-        sock = listen(settings.host, settings.port)
+        image_port = settings.image_socket_port  # None: one origin; 0 with --port 0
+        sockets.append(listen(settings.host, settings.port))
+        if image_port is not None:  # the image host, on an origin of its own
+            sockets.append(_listen_for_images(settings.host, image_port, defaulted=settings.image_port is None))
+        # with port 0 the kernel picks the port: image URLs must name the real one
+        ports = [sock.getsockname()[1] for sock in sockets]
+        settings = dataclasses.replace(
+            settings, port=ports[0], image_port=ports[-1] if image_port is not None else "same"
+        )
     except ConfigError as exc:
+        for sock in sockets:
+            sock.close()
         print(f"sfmock: error: {exc}", file=sys.stderr)
         return 2
-    # with --port 0 the kernel picks the port: image URLs must name the real one
-    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     token_given = settings.control_token is not None
     if args.workers > 1:  # one signing key and control token for all of them
         key, token = serving_secrets(settings)
@@ -204,13 +247,15 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sfmock: listening on http://{host}:{settings.port}", file=sys.stderr, flush=True)
     if app.state.control.token is not None and not token_given:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
+    where = "the API's origin" if settings.image_base_url == settings.base_url else "an origin of their own"
+    print(f"sfmock: images at {settings.image_base_url}{settings.image_prefix} ({where})", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
     if args.workers > 1:
         from sfmock.workers import run_workers
 
         print(f"sfmock: {args.workers} workers sharing {app.state.store.url}", file=sys.stderr, flush=True)
         app.state.store.close()
-        return run_workers(settings, sock, workers=args.workers, log_level=args.log_level)
+        return run_workers(settings, sockets, workers=args.workers, log_level=args.log_level)
     # everything loaded so far (modules, the contract, validators) lives as long as the
     # process: keep it out of the collector's full passes, which otherwise stall requests
     gc.collect()
@@ -218,7 +263,7 @@ def serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, log_level=args.log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 

@@ -27,7 +27,9 @@ from sfmock.service.lifecycle import Retirement
 from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
 
-__all__ = ["UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
+__all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
+
+SAME_ORIGIN = "same"  # image_port: the images on the API's own origin
 
 
 # the open-mode balance of every token's account: large enough that no load test runs
@@ -50,6 +52,10 @@ class Settings:
     seed: int | None = None
     url_ttl: int = 3600
     public_url: str | None = None
+    # the image host (the object store) on an origin of its own: None is port + 1 (a free
+    # port when port is 0); "same" serves the images on the API's origin
+    image_port: int | str | None = None
+    image_public_url: str | None = None
     strict: bool = False
     max_body_bytes: int = 8 * 1024 * 1024
     control_max_body_bytes: int = 256 * 1024
@@ -88,11 +94,41 @@ class Settings:
 
     @property
     def base_url(self) -> str:
-        """Where image URLs point: ``public_url``, else this server's own address."""
+        """Where the API is: ``public_url``, else this server's own address."""
         if self.public_url:
             return self.public_url.rstrip("/")
+        return self._own(self.port)
+
+    @property
+    def single_origin(self) -> bool:
+        """Whether the images are served on the API's origin (``image_port: same``)."""
+        return self.image_port == SAME_ORIGIN
+
+    @property
+    def image_socket_port(self) -> int | None:
+        """The image host's port: ``image_port``, else the API's port + 1 (0, a free one,
+        when the API's is 0 or the last); ``None`` with one origin."""
+        if self.single_origin:
+            return None
+        if isinstance(self.image_port, int):
+            return self.image_port
+        return self.port + 1 if 0 < self.port < 65535 else 0
+
+    @property
+    def image_base_url(self) -> str:
+        """Where image URLs point: ``image_public_url``, else ``public_url`` (behind a proxy
+        the API's public address serves them too), else the image host's own address (the
+        API's with one origin)."""
+        if self.image_public_url:
+            return self.image_public_url.rstrip("/")
+        port = self.image_socket_port
+        if self.public_url or port is None:
+            return self.base_url
+        return self._own(port)
+
+    def _own(self, port: int) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{port}"
 
 
 _dataclass_init = Settings.__init__
@@ -154,6 +190,11 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
     Checks what the schema cannot (known model names); values already converted stay.
     """
     check("config", _for_schema(values), source)
+    image_port = values.get("image_port")
+    if isinstance(image_port, int) and image_port != 0 and image_port == values.get("port"):
+        raise ConfigError(
+            source, "image_port", f"{image_port} is the API's port too; expected another, or 'same' for one origin"
+        )
     models = load_contract().models
     out: dict[str, Any] = {}
     scenario = values.get("scenario")
@@ -240,7 +281,12 @@ def load_settings(
     if isinstance(values.get("replay"), str):
         values["replay"] = str(base / values["replay"])
     values.update(extra)
-    return _settings(values, str(path) if path is not None else "command line")
+    try:
+        return _settings(values, str(path) if path is not None else "command line")
+    except ConfigError as exc:
+        if exc.key in extra and flag_names and exc.key in flag_names:  # a flag's value: name the flag
+            raise ConfigError("command line", flag_names[exc.key], exc.expected) from None
+        raise
 
 
 def _settings(values: dict[str, Any], source: str) -> Settings:

@@ -2,10 +2,12 @@
 
 Fixtures:
 
-- ``sfmock_server``: a live fake on an ephemeral port, started once per session and
-  reset before each test, on a virtual clock. A test marked
+- ``sfmock_server``: a live fake on ephemeral ports (the API at ``.url``, its image host on
+  an origin of its own at ``.image_base_url``), started once per session and reset before
+  each test, on a virtual clock. A test marked
   ``@pytest.mark.sfmock(config=..., **settings)`` gets a server of its own.
-- ``sfmock_transport``: an in-process ``httpx`` transport into the same app (no socket).
+- ``sfmock_transport``: an in-process ``httpx`` transport into the same app (no socket):
+  ``http://sfmock.test`` answers with image URLs on ``http://images.sfmock.test``.
 - ``check_client``: :func:`sfmock.testing.checks.check_client`, with the marker's settings (a
   failing check fails the test with the shrunk schedule, transcript and replay line).
 
@@ -81,7 +83,13 @@ def sfmock_server(
         raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
     scenario = _marker_scenario(options.pop("scenario", None))
     if options:  # settings of its own: a server of its own
-        with FakeServer(_marker_settings(options), host=options.get("host"), port=options.get("port") or 0) as own:
+        own_server = FakeServer(
+            _marker_settings(options),
+            host=options.get("host"),
+            port=options.get("port") or 0,
+            image_port=options.get("image_port"),
+        )
+        with own_server as own:
             own.use_scenario(scenario)
             yield own
         return

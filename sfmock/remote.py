@@ -37,10 +37,22 @@ class RemoteFake:
         self.session = None if session is None else check_name(session)
         self.token = token
         self.timeout = timeout
+        self._image_base_url: str | None = None
 
     def for_session(self, session: str) -> RemoteFake:
         """The same fake, seen through ``session``."""
-        return RemoteFake(self.url, session=session, token=self.token, timeout=self.timeout)
+        other = RemoteFake(self.url, session=session, token=self.token, timeout=self.timeout)
+        other._image_base_url = self._image_base_url
+        return other
+
+    @property
+    def image_base_url(self) -> str:
+        """The origin the fake's image URLs name (its image host: another port by default),
+        as its health call reports it (asked once)."""
+        if self._image_base_url is None:
+            health = self.call("GET", "health")
+            self._image_base_url = str(health.get("images", self.url)).rstrip("/")
+        return self._image_base_url
 
     @property
     def headers(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ import dataclasses
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from sfmock.clock import VirtualClock
-from sfmock.config import Settings
+from sfmock.config import SAME_ORIGIN, Settings
 from sfmock.errors import ConfigError
 from sfmock.timeouts import DEFAULT_READ_TIMEOUT, http_protocol
 
@@ -37,10 +37,10 @@ __all__ = ["FakeServer", "ServerThread", "listen"]
 _monotonic, _sleep = time.monotonic, time.sleep
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, flags: str = "--host/--port") -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free one).
 
-    Raises :class:`ConfigError` naming the address when it cannot listen there.
+    Raises :class:`ConfigError` naming ``flags`` and the address when it cannot listen there.
     """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -48,7 +48,7 @@ def listen(host: str, port: int) -> socket.socket:
         )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise ConfigError("command line", "--host/--port", f"cannot listen on {host}:{port}: {exc}") from None
+        raise ConfigError("command line", flags, f"cannot listen on {host}:{port}: {exc}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -56,17 +56,18 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ConfigError("command line", "--host/--port", f"cannot listen on {host}:{port}: {exc}") from None
+        raise ConfigError("command line", flags, f"cannot listen on {host}:{port}: {exc}") from None
     return sock
 
 
 class ServerThread:
-    """uvicorn serving ``app`` on ``sock`` in a daemon thread, until :meth:`stop`."""
+    """uvicorn serving ``app`` on ``sock`` (one socket, or several: the API's and the image
+    host's) in a daemon thread, until :meth:`stop`."""
 
     def __init__(
         self,
         app: ASGIApp,
-        sock: socket.socket,
+        sock: socket.socket | Sequence[socket.socket],
         *,
         log_level: str = "warning",
         read_timeout: float | None = None,
@@ -84,7 +85,8 @@ class ServerThread:
             timeout_graceful_shutdown=1,
             http=http_protocol(read_timeout),
         )
-        self.sock = sock
+        self.sockets = [sock] if isinstance(sock, socket.socket) else list(sock)
+        self.sock = self.sockets[0]
         self.server = uvicorn.Server(config)
         self.before_run = before_run
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -92,7 +94,7 @@ class ServerThread:
     def _run(self) -> None:
         if self.before_run is not None:
             self.before_run()  # first, in the server's own thread
-        self.server.run(sockets=[self.sock])
+        self.server.run(sockets=self.sockets)
 
     def start(self, timeout: float = 10) -> None:
         """Start and wait until the server accepts connections."""
@@ -107,7 +109,8 @@ class ServerThread:
         """Ask the server to exit and wait for it."""
         self.server.should_exit = True
         self.thread.join(10)
-        self.sock.close()
+        for sock in self.sockets:
+            sock.close()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[ServerThread]:
@@ -120,13 +123,15 @@ class ServerThread:
 
 
 class FakeServer:
-    """A whole fake on a real socket, for tests: ``with FakeServer() as fake: fake.url``.
+    """A whole fake on real sockets, for tests: ``with FakeServer() as fake: fake.url``.
 
-    Runs on a virtual clock (``fake.clock``, or the one given; time moves only when told).
-    Settings come from ``settings``, else the ``config`` YAML file; other keywords override
-    :class:`~sfmock.Settings` fields. It listens on ``host`` (loopback unless given: the
-    settings' ``host`` is not used, so a test never exposes the fake by accident) and
-    ``port`` (0, a free one, unless given); ``url`` says where.
+    The API listens at :attr:`url` (:attr:`api_url` with ``/v1``), the image host on an
+    origin of its own at :attr:`image_base_url` (a free port; ``image_port="same"``, as a
+    keyword or in the settings, keeps one origin). Runs on a virtual clock (``fake.clock``,
+    or the one given; time moves only when told). Settings come from ``settings``, else
+    the ``config`` YAML file; other keywords override :class:`~sfmock.Settings` fields.
+    It listens on ``host`` (loopback unless given: the settings' ``host`` is not used, so
+    a test never exposes the fake by accident) and ``port`` (0, a free one, unless given).
     """
 
     def __init__(
@@ -137,24 +142,41 @@ class FakeServer:
         clock: VirtualClock | None = None,
         host: str | None = None,
         port: int = 0,
+        image_port: int | str | None = None,
         **overrides: Any,
     ) -> None:
         from sfmock.app import create_app
         from sfmock.config import load_settings, settings_from
 
         base = settings or (load_settings(config) if config is not None else Settings())
+        if image_port is not None:
+            overrides["image_port"] = image_port
         if overrides:  # what a config file takes, checked as a config file is
             base = settings_from(overrides, "FakeServer", base)
         host = host or "127.0.0.1"  # loopback, whatever the settings say, unless asked
         self.sock = listen(host, port)
+        # the image host: a port of its own (free unless given here, whatever the settings
+        # name, as for the API's), or none with one origin
+        own = image_port if isinstance(image_port, int) else 0
+        try:
+            self.image_sock = None if base.single_origin else listen(host, own, "--image-port")
+        except ConfigError:
+            self.sock.close()
+            raise
+        images: int | str = SAME_ORIGIN if self.image_sock is None else self.image_sock.getsockname()[1]
         seed = 0 if base.seed is None else base.seed
-        self.settings = dataclasses.replace(base, seed=seed, host=host, port=self.sock.getsockname()[1])
+        self.settings = dataclasses.replace(
+            base, seed=seed, host=host, port=self.sock.getsockname()[1], image_port=images
+        )
         self.clock = clock or VirtualClock(time.time())
         self.app = create_app(self.settings, clock=self.clock)
         address = f"[{host}]" if ":" in host else host
         self.url = f"http://{address}:{self.settings.port}"  # where it listens, whatever public_url says
         self.api_url = f"{self.url}/v1"
-        self._thread = ServerThread(self.app, self.sock)
+        # where the image host listens, whatever image_public_url says (the API's with one origin)
+        self.image_base_url = self.url if self.image_sock is None else f"http://{address}:{images}"
+        sockets = [self.sock] if self.image_sock is None else [self.sock, self.image_sock]
+        self._thread = ServerThread(self.app, sockets)
 
     def __enter__(self) -> FakeServer:
         self._thread.start()
@@ -223,7 +245,8 @@ class FakeServer:
 
     def transport(self) -> EitherTransport:
         """An in-process ``httpx`` transport into this fake's app (no socket), for
-        ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
+        ``httpx.Client`` and ``httpx.AsyncClient`` alike: on ``http://sfmock.test`` the
+        answers name images on ``http://images.sfmock.test``, and it carries both."""
         from sfmock.transports import EitherTransport
 
         return EitherTransport(self.app, self.clock)

@@ -1,6 +1,8 @@
 """In-process transports: httpx (sync and async) and requests, straight into the app.
 
-No socket is opened: each request becomes one ASGI call. Faults still behave as a
+No socket is opened: each request becomes one ASGI call. The app answers requests to
+``http://sfmock.test`` with image URLs on ``http://images.sfmock.test`` (its image host
+on an origin of its own; ``image_port: same`` keeps one): the transports carry both. Faults still behave as a
 client would see them over a network: a dropped or cut connection raises the
 library's own protocol error, and a hang (or a delay longer than the request's read
 timeout) raises its read timeout. Every exchange is kept in :attr:`InProcess.transcript`.
@@ -105,6 +107,7 @@ class InProcess:
         """Run one request to completion inside a running event loop."""
         parts = urlsplit(url)
         path = unquote(parts.path) or "/"
+        host = [] if any(k.lower() == b"host" for k, _ in headers) else [(b"host", parts.netloc.encode("latin-1"))]
         state: dict[str, Any] = {}
         scope: dict[str, Any] = {
             "type": "http",
@@ -116,7 +119,8 @@ class InProcess:
             "raw_path": (parts.path or "/").encode("latin-1"),
             "query_string": parts.query.encode("latin-1"),
             "root_path": "",
-            "headers": [(k.lower(), v) for k, v in headers],
+            # a client library's transport may leave Host to the connection (requests does)
+            "headers": [(k.lower(), v) for k, v in headers] + host,
             "client": ("127.0.0.1", 50000),
             "server": (parts.hostname or "sfmock.test", parts.port or 80),
             "state": state,

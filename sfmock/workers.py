@@ -1,7 +1,8 @@
-"""``sfmock serve --workers N``: N processes serving one listening socket.
+"""``sfmock serve --workers N``: N processes serving the same listening sockets (the API's
+and, on an origin of its own, the image host's).
 
 Each worker is a whole fake (its own event loop and app) in a process of its own,
-started with ``spawn`` and handed the socket and the settings through a pipe (never a
+started with ``spawn`` and handed the sockets and the settings through a pipe (never a
 file: the settings may hold the signing key). They share their state through the store
 the settings name (Redis), so they answer as one service. Ctrl+C or SIGTERM stops them
 all; if one dies, the others are stopped too and the exit status says so.
@@ -24,8 +25,8 @@ __all__ = ["run_workers"]
 _spawn = multiprocessing.get_context("spawn")
 
 
-def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
-    """One worker: build the app and serve ``sock`` until told to stop."""
+def _worker(settings: Settings, sockets: list[socket.socket], log_level: str) -> None:
+    """One worker: build the app and serve ``sockets`` until told to stop."""
     import uvicorn
 
     from sfmock.app import create_app
@@ -38,16 +39,16 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
         app, log_level=log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=sockets)
     except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: a normal stop
         pass
 
 
-def run_workers(settings: Settings, sock: socket.socket, *, workers: int, log_level: str) -> int:
-    """Serve ``sock`` with ``workers`` processes until Ctrl+C or SIGTERM (0), or until one
+def run_workers(settings: Settings, sockets: list[socket.socket], *, workers: int, log_level: str) -> int:
+    """Serve ``sockets`` with ``workers`` processes until Ctrl+C or SIGTERM (0), or until one
     of them dies (1)."""
     processes = [
-        _spawn.Process(target=_worker, args=(settings, sock, log_level), name=f"sfmock-worker-{n + 1}", daemon=False)
+        _spawn.Process(target=_worker, args=(settings, sockets, log_level), name=f"sfmock-worker-{n + 1}", daemon=False)
         for n in range(workers)
     ]
     stopping = False
@@ -60,7 +61,8 @@ def run_workers(settings: Settings, sock: socket.socket, *, workers: int, log_le
     try:
         for process in processes:
             process.start()
-        sock.close()  # the workers hold it now
+        for sock in sockets:
+            sock.close()  # the workers hold them now
         while not stopping and all(p.is_alive() for p in processes):
             time.sleep(0.2)
     finally:

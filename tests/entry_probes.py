@@ -161,9 +161,24 @@ def probe_accounts(base: str) -> dict[str, Any]:
 
 
 def probe_plain(base: str) -> dict[str, Any]:
-    """Keys without a probe of their own: the server answers a generation."""
+    """Keys without a probe of their own: the server answers a generation. Also where its
+    images live (``image_port: same`` is set here): on the API's origin, or their own."""
     with _client(base, "documented", "/temporary/outputs/") as client:
-        return {"plain": _gen(client, "sk-plain", KOLORS).status_code}
+        answer = _gen(client, "sk-plain", KOLORS)
+        url = answer.json()["images"][0]["url"]
+        same = urlsplit(url).netloc == urlsplit(base).netloc
+        return {"plain": answer.status_code, "image_port": ["same" if same else "own", client.get(url).status_code]}
 
 
-PROBES = {"open": probe_open, "accounts": probe_accounts, "plain": probe_plain}
+def probe_images(base: str) -> dict[str, Any]:
+    """``image_public_url``: image URLs are named by it, and the object they name downloads
+    from the fake (the path and signature are the fake's own)."""
+    with _client(base, "documented", "/temporary/outputs/") as client:
+        url = _gen(client, "sk-images", KOLORS).json()["images"][0]["url"]
+        parts = urlsplit(url)
+        local = client.get(parts.path.removeprefix("/base") + "?" + parts.query)
+        named = url.startswith("http://img.example.test/base/temporary/outputs/")
+        return {"image_public_url": [named, local.status_code]}
+
+
+PROBES = {"open": probe_open, "accounts": probe_accounts, "plain": probe_plain, "images": probe_images}

@@ -84,6 +84,9 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
             "command line: --workers: 2 workers would each keep their own quotas, balances, journal and "
             "scenario; expected --store redis://HOST:PORT/DB (or store: in the config file) for them to share",
         ),
+        (["serve", "--image-port", "other"], "--image-port: 'other' does not match '^same$'"),
+        (["serve", "--image-port", "8000"], "--image-port: 8000 is the API's port too"),
+        (["serve", "--image-public-url", "s3"], "--image-public-url: 's3' does not match"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_a_message(
@@ -112,6 +115,13 @@ def test_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> Non
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+def test_image_port_in_use_is_a_clear_error_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", "0", "--image-port", str(port)]) == 2
+    assert f"--image-port: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", [[sys.executable, "-m", "sfmock"], [str(Path(sys.executable).parent / "sfmock")]])
 def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) -> None:
     config = tmp_path / "sfmock.yaml"
@@ -127,12 +137,15 @@ def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) ->
         line = process.stderr.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
         assert match, line
+        line = process.stderr.readline()
+        images = re.search(r"images at (http://127\.0\.0\.1:\d+)/temporary/outputs/ \(an origin of their own\)", line)
+        assert images and images[1] != match[1], line  # with --port 0, a free port of its own
         with httpx.Client(base_url=match[1], event_hooks={"response": [contract_hook]}) as client:
             body = client.post(
                 "/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
             ).json()
             url = body["images"][0]["url"]
-            assert url.startswith(match[1]) and "X-Amz-Expires=120" in url
+            assert url.startswith(images[1] + "/temporary/outputs/") and "X-Amz-Expires=120" in url
             assert client.get(url).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)

@@ -31,7 +31,14 @@ def control(clock: VirtualClock) -> Iterator[TestClient]:
 
 def test_health(control: TestClient, clock: VirtualClock) -> None:
     body = control.get("/_sfmock/health").json()
-    assert body == {"status": "ok", "version": "0.1.0", "time": clock.now(), "scenario": "none", "journal": 0}
+    assert body == {
+        "status": "ok",
+        "version": "0.1.0",
+        "time": clock.now(),
+        "scenario": "none",
+        "journal": 0,
+        "images": "http://127.0.0.1:8001",  # where image URLs point: the image host's origin
+    }
 
 
 def test_control_calls_are_not_journalled_nor_faulted(control: TestClient) -> None:

@@ -36,15 +36,28 @@ def test_configured_balances_still_run_out() -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
 def test_off_loopback_image_urls_follow_the_request_host(host: str) -> None:
+    # the host the client used, on the image host's port (the API's + 1 by default)
     app = create_app(Settings(host=host, port=8000, control_token="control-token"), clock=VirtualClock())
     with TestClient(app, base_url="http://fake.example.test:8123") as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         url = client.post(GEN, json=QWEN, headers=AUTH).json()["images"][0]["url"]
-        assert url.startswith("http://fake.example.test:8123/temporary/outputs/")
+        assert url.startswith("http://fake.example.test:8001/temporary/outputs/")
         assert client.get(url).status_code == 200
         # a Host header that is not a host name falls back to the configured origin
         odd = client.post(GEN, json=QWEN, headers={**AUTH, "Host": "a b/c"}).json()["images"][0]["url"]
-        assert odd.startswith(Settings(host=host).base_url + "/temporary/outputs/")
+        assert odd.startswith(Settings(host=host).image_base_url + "/temporary/outputs/")
+        assert Settings(host=host).image_base_url.endswith(":8001")
+        v6 = client.post(GEN, json=QWEN, headers={**AUTH, "Host": "[2001:db8::1]:8123"}).json()["images"][0]["url"]
+        assert v6.startswith("http://[2001:db8::1]:8001/temporary/outputs/")
+
+
+@pytest.mark.parametrize("image_port", [9100, "same"])
+def test_off_loopback_with_a_chosen_image_port_or_one_origin(image_port: int | str) -> None:
+    settings = Settings(host="0.0.0.0", port=8000, image_port=image_port, control_token="control-token")
+    with TestClient(create_app(settings, clock=VirtualClock()), base_url="http://fake.example.test:8123") as client:
+        url = client.post(GEN, json=QWEN, headers=AUTH).json()["images"][0]["url"]
+    port = 8123 if image_port == "same" else image_port
+    assert url.startswith(f"http://fake.example.test:{port}/temporary/outputs/")
 
 
 def test_public_url_wins_over_the_request_host() -> None:
@@ -57,7 +70,7 @@ def test_public_url_wins_over_the_request_host() -> None:
 def test_loopback_keeps_the_configured_origin() -> None:
     with TestClient(create_app(Settings(port=8000), clock=VirtualClock()), base_url="http://other:9") as client:
         url = client.post(GEN, json=QWEN, headers=AUTH).json()["images"][0]["url"]
-    assert url.startswith("http://127.0.0.1:8000/temporary/outputs/")
+    assert url.startswith("http://127.0.0.1:8001/temporary/outputs/")  # the image host: port + 1
 
 
 def _serve(*flags: str) -> subprocess.Popen[str]:

@@ -53,7 +53,7 @@ from sfmock.server import FakeServer
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = yaml.safe_load((ROOT / "contracts" / "config.schema.yaml").read_text("utf-8"))
 SFMOCK = str(Path(sys.executable).with_name("sfmock"))
-OPEN, ACCOUNTS, PLAIN = "open", "accounts", "plain"
+OPEN, ACCOUNTS, PLAIN, IMAGES = "open", "accounts", "plain", "images"
 SAME = object()  # the observation is only compared across entry points (a random draw, seeded)
 NO_LOSER = object()
 RECORDED_SEED = "recorded-seed"  # resolved to the seed of the recorded answer
@@ -116,6 +116,8 @@ ROWS: dict[str, Row] = {
     "rate_limit_codes": Row(OPEN, {"IPM": 50611}, 50611, None, {"xpm": 1}, "per metric"),
     "invalid_parameter_code": Row(OPEN, 20015, [400, 20015, "The parameter is invalid. Please check again."], None, 20000, r"not one of \[20012, 20015\]"),
     "unknown_fields": Row(OPEN, "reject", lambda seen: seen[0] == 400, None, "maybe", r"not one of \['accept', 'reject'\]"),
+    "image_port": Row(PLAIN, "same", ["same", 200], ("--image-port", "same"), "other", "does not match", ("--image-port", "other"), 0),
+    "image_public_url": Row(IMAGES, "http://img.example.test/base", [True, 200], ("--image-public-url", "http://img.example.test/base"), "s3", "does not match", ("--image-public-url", "s3"), "http://loser.example.test"),
     "store": Row(PLAIN, "memory", 200, ("--store", "memory"), "mysql://x", "does not match", ("--store", "mysql://x")),  # Redis: tests/state/
     "accounts": Row(ACCOUNTS, [{"keys": ["sk-entry-a"], "balance": "2.00"}], [200, 401, "1.95"], None, [{"balance": "1.00"}], "'keys' is a required property"),
 }
@@ -349,7 +351,8 @@ def test_good_value_has_the_documented_effect_through_every_entry_point(
     """The same value gives the same effect from the file, the flag, the flag over a file
     saying otherwise (flags win), the marker and ``Settings``."""
     row = ROWS[key]
-    name = "plain" if row.group == PLAIN else key  # a plain server only shows that it answers
+    # a plain server shows that it answers, and where its images live
+    name = key if row.group != PLAIN or key == "image_port" else "plain"
     seen = {
         entry: observed[entry][row.group].get(name, observed[entry][row.group].get(FAILED))
         for entry in entry_points_of(row)

@@ -58,6 +58,18 @@ def test_url_ttl(sfmock_server):
 def test_public_url(sfmock_server):
     assert gen(sfmock_server).json()["images"][0]["url"].startswith("https://images.example.test/base/temporary/outputs/")
 """,
+    "image_port": """
+@pytest.mark.sfmock(image_port="same")
+def test_image_port(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    assert sfmock_server.image_base_url == sfmock_server.url and url.startswith(sfmock_server.url + "/temporary/")
+    assert httpx.get(url).status_code == 200
+""",
+    "image_public_url": """
+@pytest.mark.sfmock(image_public_url="https://s3.example.test")
+def test_image_public_url(sfmock_server):
+    assert gen(sfmock_server).json()["images"][0]["url"].startswith("https://s3.example.test/temporary/outputs/")
+""",
     "strict": """
 @pytest.mark.sfmock(strict=True)
 def test_strict(sfmock_server):
@@ -276,6 +288,8 @@ BAD_MARKERS = {
     'limits="nope"': "limits",
     'url_ttl="soon"': "url_ttl",
     "port=70000": "port",
+    'image_port="other"': "image_port",
+    'image_public_url="s3.example.test"': "image_public_url",
     'prices={"No/Such-Model": "1"}': "prices.No/Such-Model",
     'prices={"Kwai-Kolors/Kolors": "-1"}': "prices.Kwai-Kolors/Kolors",
     'accounts=[{"keys": []}]': "accounts[0].keys",

@@ -1,7 +1,10 @@
 """The Vercel AI SDK (``ai`` + ``@ai-sdk/openai-compatible``, real Node, real packages)
-against sfmock, as a user of that SDK runs it: with the few lines of custom ``fetch`` the
-README documents, it generates and downloads an image; without them it sends the API key
-along with the pre-signed download and is refused, as object storage refuses it."""
+against sfmock, as a user of that SDK runs it. The SDK refuses to download from a local
+address on another origin (an SSRF guard, before any custom ``fetch``), and sends the API's
+headers (the key) to a URL on the API's own origin. With the few lines of custom ``fetch``
+the README documents it generates and downloads an image on sfmock's defaults (two
+origins); with one origin (``image_port: same``) the README's other lines do it. Without
+them it is refused either way: by its own guard, or by the image host for the key."""
 
 from __future__ import annotations
 
@@ -32,28 +35,48 @@ def sdk() -> Path:
     return NODE_DIR / "generate.mjs"
 
 
-def run_sdk(sdk: Path, server: FakeServer, *flags: str) -> dict[str, object]:
+def run_sdk(sdk: Path, server: FakeServer, fetch: str) -> dict[str, object]:
     assert NODE is not None
     env = {**os.environ, "SFMOCK_API_URL": server.api_url}
-    done = subprocess.run([NODE, str(sdk), *flags], env=env, capture_output=True, text=True, timeout=120, check=True)
+    command = [NODE, str(sdk), f"--fetch={fetch}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def test_the_vercel_ai_sdk_generates_an_image_with_the_documented_fetch(sdk: Path) -> None:
-    with FakeServer(Settings(seed=1)) as server:
-        result = run_sdk(sdk, server)
-        entries = server.journal.entries()
+def assert_generated_and_downloaded(result: dict[str, object], server: FakeServer) -> None:
     assert result["ok"] is True and result["png"] is True and int(str(result["bytes"])) > 1000, result
-    post, download = entries
+    post, download = server.journal.entries()
     assert (post.method, post.status, post.authorization) == ("POST", 200, True)
     assert post.body["response_format"] == "b64_json"  # sfmock answers with a URL, as the real service does
     assert (download.method, download.status, download.authorization) == ("GET", 200, False)
+    assert download.headers["host"] == server.image_base_url.removeprefix("http://")
 
 
-def test_without_it_the_sdk_sends_the_key_with_the_download_and_is_refused(sdk: Path) -> None:
+def test_on_the_defaults_the_documented_fetch_generates_an_image(sdk: Path) -> None:
     with FakeServer(Settings(seed=1)) as server:
-        result = run_sdk(sdk, server, "--no-custom-fetch")
+        assert server.image_base_url != server.url  # two origins: the default
+        result = run_sdk(sdk, server, "images")
+        assert_generated_and_downloaded(result, server)
+
+
+def test_on_the_defaults_the_sdk_alone_refuses_the_local_image_origin(sdk: Path) -> None:
+    with FakeServer(Settings(seed=1)) as server:
+        result = run_sdk(sdk, server, "none")
+        entries = server.journal.entries()
+    assert result == {"ok": False, "error": "URL with IP address 127.0.0.1 is not allowed"}
+    assert [e.method for e in entries] == ["POST"]  # the guard stops it before any download
+
+
+def test_with_one_origin_the_other_documented_fetch_generates_an_image(sdk: Path) -> None:
+    with FakeServer(Settings(seed=1, image_port="same")) as server:
+        result = run_sdk(sdk, server, "strip")
+        assert_generated_and_downloaded(result, server)
+
+
+def test_with_one_origin_the_sdk_alone_sends_the_key_with_the_download_and_is_refused(sdk: Path) -> None:
+    with FakeServer(Settings(seed=1, image_port="same")) as server:
+        result = run_sdk(sdk, server, "none")
         download = server.journal.entries(path="/temporary/outputs/*")[0]
     assert result == {"ok": False, "error": "Forbidden"}
     assert download.status == 403 and download.authorization is True

@@ -55,7 +55,7 @@ def test_the_feed_gives_new_entries_with_their_answers_and_thumbnails(api: TestC
     assert '"images"' in first["answer"]["body"]
     assert failed["answer"]["body"].startswith('{"code":50505')
     thumbnail_path = first["answer"]["images"][0]["thumbnail"]
-    local = url.removeprefix("http://127.0.0.1:8000")
+    local = url.removeprefix(Settings().image_base_url)  # the download, as the journal saw it: no origin
     assert download["answer"]["images"] == [{"url": local, "thumbnail": thumbnail_path}]
     assert (download["answer"]["content_type"], download["answer"]["body"]) == ("image/png", "")
     assert [e["id"] for e in api.get("/_sfmock/ui/feed?after=2").json()["entries"]] == [3]

@@ -66,16 +66,24 @@ def shows(output: str, expected: str) -> bool:
 def test_shell_blocks_say_what_they_print_and_use_distinct_ports() -> None:
     assert len(SHELL_BLOCKS) >= 6 and sum(len(EXPECTED.findall(b)) for b in SHELL_BLOCKS) >= 10
     started = [re.search(r"--port (\d+)", b) for b in SHELL_BLOCKS if "sfmock serve" in b]
-    ports = [m.group(1) if m else "8000" for m in started]
-    assert len(ports) == len(set(ports)) and "8000" not in ports, ports  # 8000 is the first server's
+    ports = [int(m.group(1)) if m else 8000 for m in started]
+    # 8000 (and 8001, its image host) are the first server's; each takes its port + 1 too
+    taken = [port + offset for port in [8000, *ports] for offset in (0, 1)]
+    assert len(taken) == len(set(taken)), ports
     assert shows("a 200 b 401 c", "200 ... 401") and not shows("401 200", "200 401")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port whose next one is free too: a server's image host takes its port + 1."""
+    while True:
+        with socket.socket() as sock, socket.socket() as images:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            try:
+                images.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
 
 
 @pytest.mark.skipif(
@@ -84,7 +92,12 @@ def free_port() -> int:
 def test_shell_examples_run_as_written(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     (tmp_path / "fixtures").symlink_to(FIXTURES)
-    ports = {port: str(free_port()) for port in sorted(set(re.findall(r"\b80\d\d\b", "".join(SHELL_BLOCKS))))}
+    ports: dict[str, str] = {}
+    for port in sorted(set(re.findall(r"\b80\d\d\b", "".join(SHELL_BLOCKS)))):
+        chosen = free_port()
+        while any(abs(chosen - int(other)) < 2 for other in ports.values()):  # no server's image port
+            chosen = free_port()
+        ports[port] = str(chosen)
     # the README's first command, left running: `.venv/bin/sfmock serve` (on 8000, or its stand-in)
     server = subprocess.Popen(
         [".venv/bin/sfmock", "serve", "--port", ports["8000"]], cwd=tmp_path, stderr=subprocess.PIPE, text=True
@@ -126,9 +139,10 @@ def test_the_bad_body_row_quotes_what_the_server_sends() -> None:
         assert answer.startswith(message), (message, answer)
 
 
-def test_the_js_example_is_the_one_the_node_test_runs() -> None:
-    (block,) = [b for b in re.findall(r"```js\n(.*?)```", README, re.S) if "createOpenAICompatible" in b]
+def test_the_js_examples_are_the_ones_the_node_test_runs() -> None:
+    blocks = [b for b in re.findall(r"```js\n(.*?)```", README, re.S) if "WithoutKey" in b]
     runs = (FIXTURES.parent / "tests" / "node" / "generate.mjs").read_text("utf-8")
-    helper = block.split("\n\n")[0]
-    assert helper in runs  # the custom fetch, word for word
-    assert "createOpenAICompatible({" in runs and "fetch: presignedDownloadsWithoutKey" in runs
+    helpers = [block.split("\n\n")[0] for block in blocks]
+    assert len(helpers) == 2 and all(helper in runs for helper in helpers)  # each custom fetch, word for word
+    assert "fetch: imagesWithoutKey" in blocks[0] and "createOpenAICompatible({" in runs
+    assert "images: imagesWithoutKey, strip: presignedDownloadsWithoutKey" in runs

@@ -43,7 +43,7 @@ def test_a_recorded_answer_replays_with_its_download(client: TestClient, clock: 
     body = answer.json()
     assert (body["seed"], body["timings"], body["created"]) == (7, {"inference": 0.272}, 1764417600)
     url = body["images"][0]["url"]
-    assert url.startswith("http://127.0.0.1:8000/temporary/outputs/") and "X-Amz-Signature=" in url
+    assert url.startswith("http://127.0.0.1:8001/temporary/outputs/") and "X-Amz-Signature=" in url  # the image host
     assert body["data"][0]["url"] == url
     download = client.get(url)
     assert download.status_code == 200 and download.content == RECORDED_PNG

@@ -15,7 +15,7 @@ import ipaddress
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,6 +70,7 @@ class Control:
         metrics: Metrics,
         max_body_bytes: int = 256 * 1024,
         host_names: Iterable[str] = (),
+        image_base: Callable[[Request], str] | None = None,
     ) -> None:
         self.metrics = metrics
         self.sessions = sessions
@@ -80,6 +81,7 @@ class Control:
         self.version = version
         self.max_body_bytes = max_body_bytes
         self.host_names = frozenset(name.lower().strip("[]") for name in host_names) | {"localhost"}
+        self.image_base = image_base  # where this request's image URLs would point
 
     def routes(self) -> list[Route]:
         p = CONTROL_PREFIX
@@ -180,6 +182,7 @@ class Control:
                 "time": self.clock.now(),
                 "scenario": session.engine.scenario.name,
                 "journal": len(session.journal),
+                **({} if self.image_base is None else {"images": self.image_base(request)}),
             }
         )
 

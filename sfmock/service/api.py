@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import re
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -18,6 +17,7 @@ from sfmock.service.admission import Admission
 from sfmock.service.generation import Generator, prompt_tokens
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
+from sfmock.service.origins import Origins
 from sfmock.service.payloads import read_json
 from sfmock.service.quota import Usage
 from sfmock.service.responses import (
@@ -50,7 +50,7 @@ class Api:
         rng: random.Random,
         strict: bool,
         max_body_bytes: int,
-        origin_from_host: bool = False,
+        origins: Origins | None = None,
         lifecycle: Lifecycle | None = None,
         unknown_fields: str = "accept",
         invalid_parameter_code: int = 20012,
@@ -64,7 +64,7 @@ class Api:
         self.rng = rng
         self.strict = strict
         self.max_body_bytes = max_body_bytes
-        self.origin_from_host = origin_from_host
+        self.origins = origins or Origins(image_port=None, configured=True, from_host=False)
         self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
         self.parameter_code = invalid_parameter_code
         self.known_fields = frozenset(contract.request_fields["properties"]) if unknown_fields == "reject" else None
@@ -113,10 +113,8 @@ class Api:
         dialect = fault.action.dialect if fault is not None else None
         headers = admission.admit(account, model, usage, now, request.state.trace_id, dialect)
         expired = fault is not None and fault.action.expired_url
-        # a Recorder serving on a socket of its own names its base; off loopback, the request's origin
-        base_url = request.scope["state"].get("public_url")
-        if base_url is None and self.origin_from_host:
-            base_url = request_origin(request)
+        # a Recorder's socket, the in-process host, or off loopback the request's Host
+        base_url = self.origins.image_base(request)
         result = self.generator.respond(body, model, rng=self.rng, now=now, expired=expired, base_url=base_url)
         if session is not None and session.name is not None:
             # downloads carry no header of their own: the URL says which session issued it
@@ -171,18 +169,6 @@ class Api:
             "totalBalance": f"{balance + charged:.2f}",
         }
         return json_response({"code": 20000, "message": "OK", "status": True, "data": data})
-
-
-def request_origin(request: Request) -> str | None:
-    """``http://HOST[:PORT]`` from the request's ``Host`` header, if it is a plain host name
-    or address (anything else, and no header, give ``None``: the configured origin)."""
-    host = request.headers.get("host", "")
-    if not _HOST.fullmatch(host):
-        return None
-    return f"{request.url.scheme}://{host}"
-
-
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 class Session(Protocol):

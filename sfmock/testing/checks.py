@@ -25,7 +25,7 @@ from hypothesis.errors import Flaky
 
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
-from sfmock.testing.harness import BASE, DEFAULT_KEY, Client, ClientContext, Harness, Options
+from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.strategies import OUTCOMES, TRANSIENT, schedules
 
@@ -125,7 +125,7 @@ def check_client(
     )
     names = list(outcomes) if outcomes is not None else list(OUTCOMES)
     replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound)
-    harness = Harness(replace(base, seed=0 if seed is None else seed, public_url=BASE), api_key, hang_bound)
+    harness = Harness(replace(base, seed=0 if seed is None else seed), api_key, hang_bound)
     tally = _Tally()
 
     def judge(candidate: Sequence[str], rseed: int) -> tuple[str, str, Run] | None:

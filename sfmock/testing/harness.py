@@ -27,6 +27,7 @@ from sfmock.chaos.faults import Action, Rule, Scenario
 from sfmock.clock import VirtualClock
 from sfmock.config import Settings
 from sfmock.server import ServerThread, listen
+from sfmock.service.origins import IN_PROCESS_API
 from sfmock.testing.evidence import GENERATE, Run
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
@@ -43,7 +44,7 @@ from sfmock.transports import (
 
 __all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "schedule_scenario"]
 
-BASE = "http://sfmock.test"
+BASE = IN_PROCESS_API  # http://sfmock.test; its images are on http://images.sfmock.test
 
 
 DEFAULT_KEY = "sk-sfmock-check-0123456789"
@@ -117,6 +118,7 @@ class Harness:
         self.clock = VirtualClock()
         self.hang_bound = hang_bound
         self.app = create_app(settings, clock=self.clock, sleep=self._fault_sleep)
+        self.single_origin = settings.single_origin
         self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency)
         self.api_key = api_key
         self.slept: list[float] = []
@@ -151,13 +153,18 @@ class Harness:
             )
 
     def live_url(self) -> str:
+        """The API's origin on a real socket, opened on first use; the image host beside it on
+        a socket of its own (unless one origin), both recorded by one Recorder."""
         with self._live_lock:
             if self._live is None:
-                sock = listen("127.0.0.1", 0)
-                url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-                recorder = Recorder(self.app, self.clock, public_url=url)
+                sockets = [listen("127.0.0.1", 0)]
+                if not self.single_origin:
+                    sockets.append(listen("127.0.0.1", 0, "--image-port"))
+                urls = [f"http://127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+                url, image_url = urls[0], urls[-1]
+                recorder = Recorder(self.app, self.clock, public_url=url, image_url=image_url)
                 real = self.vtime.real_threads
-                thread = ServerThread(recorder, sock, before_run=lambda: real.add(threading.get_ident()))
+                thread = ServerThread(recorder, sockets, before_run=lambda: real.add(threading.get_ident()))
                 thread.start()
                 self._live = (thread, recorder, url)
             return self._live[2]

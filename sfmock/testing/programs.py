@@ -1,7 +1,8 @@
 """Running a program as the client under test, and judging what it did.
 
 Each run gets a fake of its own (an app on the real clock, wrapped in a
-:class:`~sfmock.testing.recorderRecorder`, on a fresh loopback port) with one schedule installed,
+:class:`~sfmock.testing.recorderRecorder`, on fresh loopback ports, the API's and the image
+host's) with one schedule installed,
 so runs never see each other's requests and may go in parallel. The program learns
 where the fake is from its environment (:func:`program_environment`) and reports success
 by its exit status; it may save the image to ``$SFMOCK_OUTPUT`` to have it compared with
@@ -168,14 +169,17 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
     Raises :class:`ProgramError` when the program cannot be started.
     """
     clock = ShiftedClock()
-    sock = listen("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    settings = dataclasses.replace(setup.settings, host="127.0.0.1", port=port, seed=setup.seed)
+    sockets = [listen("127.0.0.1", 0)]
+    if not setup.settings.single_origin:  # the image host on an origin of its own, as by default
+        sockets.append(listen("127.0.0.1", 0, "--image-port"))
+    port, image_port = sockets[0].getsockname()[1], sockets[-1].getsockname()[1]
+    base_url, image_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{image_port}"
+    images = image_port if len(sockets) > 1 else setup.settings.image_port
+    settings = dataclasses.replace(setup.settings, host="127.0.0.1", port=port, image_port=images, seed=setup.seed)
     app = create_app(settings, clock=clock)
     app.state.faults.replace(short_scenario(schedule))
-    recorder = Recorder(app, clock, public_url=base_url)
-    thread = ServerThread(recorder, sock, log_level="critical")
+    recorder = Recorder(app, clock, public_url=base_url, image_url=image_url)
+    thread = ServerThread(recorder, sockets, log_level="critical")
     with tempfile.TemporaryDirectory(prefix="sfmock-run-") as scratch, thread.running():
         output = Path(scratch) / "image.png"
         env = {**os.environ, **program_environment(base_url, setup, output)}

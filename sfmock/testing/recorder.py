@@ -3,7 +3,8 @@
 :class:`Recorder` wraps the app: every HTTP request and what the app answered become an
 :class:`~sfmock.transportsExchange`, the same record the in-process transports keep, so
 the client checks judge a client on any HTTP stack (or in any language) by one transcript.
-``public_url`` makes the image URLs of the answers point back at the socket it serves on.
+``image_url`` makes the image URLs of the answers point back at the image host's socket
+(``public_url``, the API's, with one origin); both sockets go through the one Recorder.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sfmock.clock import Clock
+from sfmock.service.origins import IMAGE_URL_STATE
 from sfmock.transports import Exchange, failure_of
 
-__all__ = ["PUBLIC_URL_STATE", "Recorder"]
-
-PUBLIC_URL_STATE = "public_url"  # scope["state"][...]: the base URL image URLs should use
+__all__ = ["Recorder"]
 
 
 class Recorder:
@@ -27,10 +27,13 @@ class Recorder:
     already under way when it was replaced still lands in the old one.
     """
 
-    def __init__(self, app: ASGIApp, clock: Clock, *, public_url: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, clock: Clock, *, public_url: str | None = None, image_url: str | None = None
+    ) -> None:
         self.app = app
         self.clock = clock
         self.public_url = public_url
+        self.image_url = image_url or public_url
         self.exchanges: list[Exchange] = []
         self.in_flight = 0  # requests begun and not yet recorded
 
@@ -42,8 +45,8 @@ class Recorder:
         # the app finds the connection (to drop it) through the server's own ``send``,
         # which the wrapped ``send`` below hides: note it here
         state.setdefault("transport", getattr(getattr(send, "__self__", None), "transport", None))
-        if self.public_url is not None:
-            state[PUBLIC_URL_STATE] = self.public_url
+        if self.image_url is not None:
+            state[IMAGE_URL_STATE] = self.image_url
         answered: list[float] = []  # when the client learnt the outcome (a status line, a cut)
         state.setdefault("before_drop", []).append(lambda: answered.append(self.clock.now()))
         request_body: list[bytes] = []
