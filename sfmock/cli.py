@@ -169,7 +169,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from sfmock.app import create_app
     from sfmock.config import load_settings
-    from sfmock.server import listen
+    from sfmock.server import listen, server_stack
     from sfmock.timeouts import http_protocol
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
@@ -193,6 +193,7 @@ def serve(args: argparse.Namespace) -> int:
     if app.state.control.token is not None and settings.control_token is None:
         print(f"sfmock: control API token: {app.state.control.token}", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
+    print("sfmock: serving with {} and {}, one process".format(*server_stack(config)), file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

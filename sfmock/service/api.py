@@ -22,6 +22,7 @@ from sfmock.service.payloads import read_json
 from sfmock.service.quota import Usage
 from sfmock.service.responses import (
     PARAMETER_INVALID,
+    generation_response,
     invalid_request,
     json_response,
     model_disabled,
@@ -123,7 +124,8 @@ class Api:
             suffix = f"&{SESSION_PARAM}={quote(session.name, safe='')}"
             for image in (*result["images"], *result["data"]):
                 image["url"] += suffix
-        return json_response(result, headers=headers)
+        request.state.issued = [image["url"] for image in result["images"]]  # for the journal
+        return generation_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
         values = request.headers.getlist(STRICT_HEADER)

@@ -1,0 +1,72 @@
+"""The generation hot path's shortcuts give exactly what the plain code gave.
+
+URL signing builds once a second what does not depend on the object name; the 200 body
+is encoded by orjson; the journal takes the issued URLs from the API instead of reading
+them back. Each is checked here against the plain way.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from conftest import AUTH
+from sfmock import Settings, VirtualClock, create_app, load_contract
+from sfmock.service.generation import Generator
+from sfmock.service.responses import generation_response, json_response
+from sfmock.service.signing import UrlSigner
+from sfmock.strategies import generation_requests
+
+OBJECTS = st.from_regex(r"[0-9a-f]{32}-[0-9]{1,4}x[0-9]{1,4}_[0-3]\.png", fullmatch=True)
+NAMES = st.text(min_size=1, max_size=60) | OBJECTS
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=NAMES, times=st.lists(st.floats(0, 4e9), min_size=1, max_size=4), ttl=st.integers(1, 604_800))
+def test_query_is_the_signed_parameters_joined(name: str, times: list[float], ttl: int) -> None:
+    signer = UrlSigner("k", ttl=ttl)
+    for issued in times:  # seconds in any order: the kept one is replaced when it differs
+        joined = "&".join(f"{k}={v.replace('/', '%2F')}" for k, v in signer.sign(name, issued).items())
+        assert signer.query(name, issued) == joined
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=generation_requests(), seed=st.integers(0, 2**32), now=st.floats(0, 4e9))
+def test_the_200_body_has_the_same_bytes_as_before(request: dict[str, Any], seed: int, now: float) -> None:
+    contract = load_contract()
+    generator = Generator(contract=contract, signer=UrlSigner("k"), base_url="http://127.0.0.1:8000")
+    model = contract.models[request["model"]]
+    body = generator.respond(request, model, rng=random.Random(seed), now=now)
+    assert generation_response(body).body == json_response(body).body
+
+
+def test_the_200_body_of_values_orjson_cannot_write_falls_back() -> None:
+    body = {"seed": 2**70, "images": []}
+    assert generation_response(body).body == json_response(body).body == b'{"seed":1180591620717411303424,"images":[]}'
+
+
+def test_the_journal_and_page_see_the_issued_urls_with_and_without_rewriting_faults() -> None:
+    app = create_app(Settings(seed=1, default_balance=Decimal(1000)), clock=VirtualClock())
+    with TestClient(app) as client:
+        plain = client.post("/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH)
+        extra = client.post(
+            "/v1/images/generations",
+            json={"model": "Kwai-Kolors/Kolors", "prompt": "y"},
+            headers={**AUTH, "X-Sfmock-Fault": "extra-fields"},
+        )
+        cut = client.post(
+            "/v1/images/generations",
+            json={"model": "Kwai-Kolors/Kolors", "prompt": "z"},
+            headers={**AUTH, "X-Sfmock-Fault": "malformed"},
+        )
+    session = app.state.sessions.default
+    answers = [session.answer(entry.id) for entry in app.state.journal.entries()]
+    assert answers[0].images == tuple(image["url"] for image in plain.json()["images"])
+    assert answers[1].images == tuple(image["url"] for image in json.loads(extra.content)["images"])
+    assert cut.status_code == 200 and answers[2].images == ()  # not JSON: nothing to read back
