@@ -36,6 +36,7 @@ from sfmock.fidelity.replay import Recordings, ReplayGenerator
 from sfmock.service.accounts import Authenticator, KeyRegistry, OpenAuthenticator
 from sfmock.service.admission import Admission
 from sfmock.service.api import Api
+from sfmock.service.direct import DirectRoute
 from sfmock.service.failures import InternalErrorMiddleware
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
@@ -45,6 +46,8 @@ from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import TraceIdMiddleware
 
 __all__ = ["FakeApp", "create_app"]
+
+GENERATION_PATH = "/v1/images/generations"
 
 
 def create_app(
@@ -138,7 +141,7 @@ def create_app(
     )
     page = Page(control=control, authenticator=authenticator, max_pixels=generator.max_pixels)
     routes = [
-        Route("/v1/images/generations", api.generate, methods=["POST"]),
+        Route(GENERATION_PATH, api.generate, methods=["POST"]),  # served by DirectRoute, 405 for others
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
         Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),
@@ -166,6 +169,7 @@ def create_app(
             Middleware(TraceIdMiddleware, rng=trace_rng),
             chaos,
             Middleware(InternalErrorMiddleware, store_prefix=settings.image_prefix),
+            Middleware(DirectRoute, method="POST", path=GENERATION_PATH, endpoint=api.generate),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )

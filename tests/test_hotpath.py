@@ -2,7 +2,7 @@
 
 URL signing builds once a second what does not depend on the object name; the 200 body
 is encoded by orjson; the journal takes the issued URLs from the API instead of reading
-them back. Each is checked here against the plain way.
+them back; the route skips Starlette's router. Each is checked here against the plain way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from conftest import AUTH
-from sfmock import Settings, VirtualClock, create_app, load_contract
+from sfmock import Limits, Settings, VirtualClock, create_app, load_contract
+from sfmock.app import FakeApp
+from sfmock.service.direct import DirectRoute
 from sfmock.service.generation import Generator
 from sfmock.service.responses import generation_response, json_response
 from sfmock.service.signing import UrlSigner
@@ -70,3 +72,53 @@ def test_the_journal_and_page_see_the_issued_urls_with_and_without_rewriting_fau
     assert answers[0].images == tuple(image["url"] for image in plain.json()["images"])
     assert answers[1].images == tuple(image["url"] for image in json.loads(extra.content)["images"])
     assert cut.status_code == 200 and answers[2].images == ()  # not JSON: nothing to read back
+
+
+def _twins() -> tuple[FakeApp, FakeApp]:
+    """Two fakes alike in everything; the second without the direct route (the router serves)."""
+    settings = Settings(seed=7, default_balance=Decimal("0.10"), limits=Limits(rpm=4))
+    direct, routed = (create_app(settings, clock=VirtualClock(1_767_225_600)) for _ in range(2))
+    routed.user_middleware = [m for m in routed.user_middleware if m.cls is not DirectRoute]
+    return direct, routed
+
+
+REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": AUTH}),
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x", "batch_size": 9}, "headers": AUTH}),
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}}),  # no key: 401
+    ("POST", {"content": b"{not json", "headers": AUTH}),
+    ("POST", {"json": {"model": "nope", "prompt": "x"}, "headers": AUTH}),
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": {**AUTH, "X-Sfmock-Strict": "1"}}),
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": {**AUTH, "X-Sfmock-Strict": "2"}}),
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "y"}, "headers": {**AUTH, "X-Sfmock-Fault": "503"}}),
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "z", "batch_size": 2}, "headers": AUTH}),  # 0.10
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "w"}, "headers": AUTH}),  # balance or rpm
+    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "v"}, "headers": AUTH}),
+    ("GET", {"headers": AUTH}),  # 405, from the router in both
+    ("PUT", {"json": {}, "headers": AUTH}),
+]
+
+
+def test_the_direct_route_answers_as_the_router_did() -> None:
+    direct, routed = _twins()
+    with TestClient(direct) as one, TestClient(routed) as other:
+        for method, options in REQUESTS:
+            mine = one.request(method, "/v1/images/generations", **options)
+            theirs = other.request(method, "/v1/images/generations", **options)
+            assert (mine.status_code, mine.headers.items(), mine.content) == (
+                theirs.status_code,
+                theirs.headers.items(),
+                theirs.content,
+            ), (method, options)
+    statuses = [entry.status for entry in direct.state.journal.entries()]
+    assert {200, 400, 401, 403, 405, 503} <= set(statuses)  # 403: the balance ran out
+    assert [dict(e) for e in direct.state.journal.entries()] == [dict(e) for e in routed.state.journal.entries()]
+
+
+def test_the_direct_route_leaves_a_root_path_to_the_router() -> None:
+    direct, _ = _twins()
+    with TestClient(direct, root_path="/api") as client:
+        answer = client.post(
+            "/api/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
+        )
+    assert answer.status_code == 200 and answer.json()["images"]

@@ -64,6 +64,7 @@ class Metrics:
         # the children of the label sets seen so far (the metrics keep as many themselves)
         self._requests: dict[tuple[str, str, str, str, str], Any] = {}
         self._latency: dict[str, Any] = {}
+        self._issued: dict[str, Any] = {}
 
     def observe(
         self,
@@ -90,7 +91,10 @@ class Metrics:
             latency = self._latency[route] = self.latency.labels(route)
         latency.observe(max(0.0, seconds))
         if images:
-            self.images_issued.labels(model or "").inc(images)
+            issued = self._issued.get(model or "")
+            if issued is None:
+                issued = self._issued[model or ""] = self.images_issued.labels(model or "")
+            issued.inc(images)
         if route == STORE_ROUTE and status == 200:
             self.images_downloaded.inc()
         if status == 429:
