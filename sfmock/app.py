@@ -144,7 +144,7 @@ def create_app(
         Route(GENERATION_PATH, api.generate, methods=["POST"]),  # served by DirectRoute, 405 for others
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
-        Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),
+        Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),  # and DirectRoute
         *control.routes(),
         *page.routes(),
     ]
@@ -169,7 +169,15 @@ def create_app(
             Middleware(TraceIdMiddleware, rng=trace_rng),
             chaos,
             Middleware(InternalErrorMiddleware, store_prefix=settings.image_prefix),
-            Middleware(DirectRoute, method="POST", path=GENERATION_PATH, endpoint=api.generate),
+            Middleware(DirectRoute, methods=["POST"], path=GENERATION_PATH, endpoint=api.generate),
+            Middleware(
+                DirectRoute,
+                methods=["GET", "HEAD"],
+                path=settings.image_prefix,
+                endpoint=host.download,
+                param="object",
+                shadowed=[route.path for route in routes if isinstance(route, Route)],
+            ),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )

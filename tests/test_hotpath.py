@@ -82,36 +82,63 @@ def _twins() -> tuple[FakeApp, FakeApp]:
     return direct, routed
 
 
-REQUESTS: list[tuple[str, dict[str, Any]]] = [
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": AUTH}),
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x", "batch_size": 9}, "headers": AUTH}),
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}}),  # no key: 401
-    ("POST", {"content": b"{not json", "headers": AUTH}),
-    ("POST", {"json": {"model": "nope", "prompt": "x"}, "headers": AUTH}),
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": {**AUTH, "X-Sfmock-Strict": "1"}}),
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": {**AUTH, "X-Sfmock-Strict": "2"}}),
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "y"}, "headers": {**AUTH, "X-Sfmock-Fault": "503"}}),
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "z", "batch_size": 2}, "headers": AUTH}),  # 0.10
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "w"}, "headers": AUTH}),  # balance or rpm
-    ("POST", {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "v"}, "headers": AUTH}),
-    ("GET", {"headers": AUTH}),  # 405, from the router in both
-    ("PUT", {"json": {}, "headers": AUTH}),
+GENERATE = "/v1/images/generations"
+REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", GENERATE, {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": AUTH}),
+    ("POST", GENERATE, {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x", "batch_size": 9}, "headers": AUTH}),
+    ("POST", GENERATE, {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}}),  # no key: 401
+    ("POST", GENERATE, {"content": b"{not json", "headers": AUTH}),
+    ("POST", GENERATE, {"json": {"model": "nope", "prompt": "x"}, "headers": AUTH}),
+    (
+        "POST",
+        GENERATE,
+        {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": {**AUTH, "X-Sfmock-Strict": "1"}},
+    ),
+    (
+        "POST",
+        GENERATE,
+        {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, "headers": {**AUTH, "X-Sfmock-Strict": "2"}},
+    ),
+    (
+        "POST",
+        GENERATE,
+        {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "y"}, "headers": {**AUTH, "X-Sfmock-Fault": "503"}},
+    ),
+    ("POST", GENERATE, {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "z", "batch_size": 2}, "headers": AUTH}),
+    ("POST", GENERATE, {"json": {"model": "Kwai-Kolors/Kolors", "prompt": "w"}, "headers": AUTH}),  # balance
+    ("GET", GENERATE, {"headers": AUTH}),  # 405, from the router in both
+    ("PUT", GENERATE, {"json": {}, "headers": AUTH}),
+    ("GET", "IMAGE", {}),
+    ("HEAD", "IMAGE", {}),
+    ("GET", "IMAGE", {"headers": AUTH}),  # two auth mechanisms: 403
+    ("GET", "IMAGE", {"headers": {"X-Sfmock-Fault": "503"}}),
+    ("GET", "IMAGE-FORGED", {}),
+    ("GET", "/temporary/outputs/a/b.png", {}),  # two segments: the router's 404
+    ("GET", "/temporary/outputs/", {}),
+    ("POST", "IMAGE", {}),  # the router's 405
 ]
 
 
-def test_the_direct_route_answers_as_the_router_did() -> None:
+def test_the_direct_routes_answer_as_the_router_did() -> None:
     direct, routed = _twins()
     with TestClient(direct) as one, TestClient(routed) as other:
-        for method, options in REQUESTS:
-            mine = one.request(method, "/v1/images/generations", **options)
-            theirs = other.request(method, "/v1/images/generations", **options)
+        image = ""
+        for method, path, options in REQUESTS:
+            if path.startswith("IMAGE"):
+                path = image if path == "IMAGE" else image.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+            mine = one.request(method, path, **options)
+            theirs = other.request(method, path, **options)
             assert (mine.status_code, mine.headers.items(), mine.content) == (
                 theirs.status_code,
                 theirs.headers.items(),
                 theirs.content,
-            ), (method, options)
+            ), (method, path, options)
+            if mine.status_code == 200 and not image:
+                image = mine.json()["images"][0]["url"]
     statuses = [entry.status for entry in direct.state.journal.entries()]
-    assert {200, 400, 401, 403, 405, 503} <= set(statuses)  # 403: the balance ran out
+    assert {200, 400, 401, 403, 404, 405, 503} <= set(statuses)  # 403: the balance ran out, two auths
+    downloads = direct.state.journal.entries(path="/temporary/outputs/*")
+    assert [e.status for e in downloads][:4] == [200, 200, 403, 503]
     assert [dict(e) for e in direct.state.journal.entries()] == [dict(e) for e in routed.state.journal.entries()]
 
 

@@ -1,15 +1,15 @@
-"""The busiest route served straight from the middleware stack.
+"""The busiest routes served straight from the middleware stack.
 
-``POST /v1/images/generations`` reaches its handler without Starlette's router and
-exception middleware (a tenth of the app's time per request); the answer is the same:
-the handler's response, or an :class:`~sfmock.errors.ApiError`'s JSON body as the app's
-exception handler writes it. Every other request, and any app mounted under a root
-path, goes the usual way.
+``POST /v1/images/generations`` and the image downloads (``GET {image_prefix}{object}``)
+reach their handlers without Starlette's router and exception middleware (a tenth of the
+app's time per request); the answer is the same: the handler's response, or an
+:class:`~sfmock.errors.ApiError`'s JSON body as the app's exception handler writes it.
+Every other request, and any app mounted under a root path, goes the usual way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,22 +24,48 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class DirectRoute:
-    """Calls ``endpoint`` for ``method path``; passes everything else on to the app."""
+    """Calls ``endpoint`` for ``methods`` on ``path``; passes everything else to the app.
 
-    def __init__(self, app: ASGIApp, *, method: str, path: str, endpoint: Endpoint) -> None:
+    With ``param``, ``path`` is a prefix and one path segment after it is the path
+    parameter of that name (Starlette's ``{param}``: one or more characters, no ``/``);
+    paths of ``shadowed`` (other routes' own) are left to the router.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        methods: Collection[str],
+        path: str,
+        endpoint: Endpoint,
+        param: str | None = None,
+        shadowed: Collection[str] = (),
+    ) -> None:
         self.app = app
-        self.method = method
+        self.methods = frozenset(methods)
         self.path = path
         self.endpoint = endpoint
+        self.param = param
+        self.shadowed = frozenset(shadowed)
+
+    def _params(self, scope: Scope) -> dict[str, str] | None:
+        """The path parameters when this route serves the request, else ``None``."""
+        if scope["type"] != "http" or scope["method"] not in self.methods or scope.get("root_path"):
+            return None  # under a root path, the router knows how paths nest
+        path: str = scope["path"]
+        if self.param is None:
+            return {} if path == self.path else None
+        rest = path[len(self.path) :]
+        if not path.startswith(self.path) or not rest or "/" in rest or path in self.shadowed:
+            return None
+        return {self.param: rest}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != self.method:
+        params = self._params(scope)
+        if params is None:
             await self.app(scope, receive, send)
             return
-        if scope.get("root_path"):
-            await self.app(scope, receive, send)  # the router knows how paths nest
-            return
-        scope["endpoint"], scope["path_params"] = self.endpoint, {}
+        scope["endpoint"], scope["path_params"] = self.endpoint, params
         request = Request(scope, receive, send)
         try:
             response = await self.endpoint(request)
