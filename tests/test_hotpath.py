@@ -2,7 +2,8 @@
 
 URL signing builds once a second what does not depend on the object name; the 200 body
 is encoded by orjson; the journal takes the issued URLs from the API instead of reading
-them back; the route skips Starlette's router. Each is checked here against the plain way.
+them back; the routes skip Starlette's router; a rate-limit window cuts what has left it
+half a log at a time. Each is checked here against the plain way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sfmock import Limits, Settings, VirtualClock, create_app, load_contract
 from sfmock.app import FakeApp
 from sfmock.service.direct import DirectRoute
 from sfmock.service.generation import Generator
+from sfmock.service.quota import _Window
 from sfmock.service.responses import generation_response, json_response
 from sfmock.service.signing import UrlSigner
 from sfmock.strategies import generation_requests
@@ -149,3 +151,41 @@ def test_the_direct_route_leaves_a_root_path_to_the_router() -> None:
             "/api/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
         )
     assert answer.status_code == 200 and answer.json()["images"]
+
+
+class _PlainWindow:
+    """The sliding window log as it was: every expired entry cut at once."""
+
+    def __init__(self) -> None:
+        self.entries: list[list[float]] = []
+
+    def used(self, now: float, span: int) -> float:
+        while self.entries and self.entries[-1][0] > now:
+            self.entries.pop()
+        self.entries = [entry for entry in self.entries if entry[0] > now - span]
+        return sum(amount for _, amount in self.entries)
+
+    def add(self, now: float, amount: float) -> None:
+        if self.entries and self.entries[-1][0] == now:
+            self.entries[-1][1] += amount
+        else:
+            self.entries.append([now, amount])
+
+
+STEPS = st.lists(st.tuples(st.integers(-30, 40), st.integers(1, 5)), min_size=1, max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS, span=st.sampled_from([1, 10, 60]))
+def test_a_window_counts_as_it_did_when_it_cut_every_expired_entry(steps: list[tuple[int, int]], span: int) -> None:
+    window, plain, now = _Window(), _PlainWindow(), 1000.0
+    for move, amount in steps:  # mostly forward, sometimes back (a clock set back)
+        now = max(0.0, now + move / 4)
+        assert window.used(now, span) == plain.used(now, span)
+        window.add(now, amount)
+        plain.add(now, amount)
+        needed = amount + 1
+        entries = list(zip(window.times[window.head :], window.amounts[window.head :], strict=True))
+        assert entries == [tuple(entry) for entry in plain.entries]
+        assert window.free_after(now, span, needed) >= 0
+    assert len(window.times) <= 2 * len(plain.entries) + 1  # what has left is at most half the log
