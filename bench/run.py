@@ -2,7 +2,7 @@
 
 Run from the repository root, in the environment sfmock is installed in:
 
-    python bench/run.py            # about five minutes
+    python bench/run.py            # about eight minutes
     python bench/run.py --quick    # shorter runs, rougher figures
 
 Load comes from ``wrk`` (Debian package ``wrk``) when it is on the PATH, else the

@@ -124,7 +124,8 @@ class Api:
             suffix = f"&{SESSION_PARAM}={quote(session.name, safe='')}"
             for image in (*result["images"], *result["data"]):
                 image["url"] += suffix
-        request.state.issued = [image["url"] for image in result["images"]]  # for the journal
+        images = result.get("images") or []  # for the journal: the URLs as a client reads them
+        request.state.issued = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
         return generation_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
