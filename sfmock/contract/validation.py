@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,9 +100,7 @@ class RequestValidator:
             False: _Lenient(whole, registry=contract.registry),
             True: _Strict(whole, registry=contract.registry),
         }
-        inlined = contract.inline(contract.resolve(REQUEST))
-        self._compiled_modes = {strict: CompiledSchema(inlined, strict=strict) for strict in (False, True)}
-        self._compiled: dict[tuple[str, bool], CompiledSchema] = {}
+        self._compiled = _compiled(contract)
         # the same rules with the model's branch picked up front: the whole schema tries
         # every model's `if`, which costs more than the rest of the request together
         self._by_model: dict[tuple[str, bool], Validator] = {}
@@ -110,7 +109,6 @@ class RequestValidator:
             fields_and_rules = {"allOf": [fields, contract.inline(contract.resolve(contract.model_rules(model)))]}
             for strict, cls in ((False, _Lenient), (True, _Strict)):
                 self._by_model[model, strict] = cls(fields_and_rules)
-                self._compiled[model, strict] = CompiledSchema(fields_and_rules, strict=strict)
 
     def _validator(self, body: Any, strict: bool) -> Validator:
         model = body.get("model") if isinstance(body, dict) else None
@@ -123,7 +121,7 @@ class RequestValidator:
         ``jsonschema``'s, which tests hold them to)."""
         model = body.get("model") if isinstance(body, dict) else None
         compiled = self._compiled.get((model, strict)) if isinstance(model, str) else None
-        return (compiled or self._compiled_modes[strict]).is_valid(body)
+        return (compiled or self._compiled[None, strict]).is_valid(body)
 
     def errors(self, body: Any, *, strict: bool = False) -> list[ValidationError]:
         """Every violation of the contract by ``body``."""
@@ -155,6 +153,26 @@ class RequestValidator:
             return verbatim[0].message
         error = best_match([e for e in errors if not _strict_only(e)] or errors)
         return None if error is None else f"Invalid parameter: {describe(error)}"
+
+
+_COMPILED: weakref.WeakKeyDictionary[Contract, dict[tuple[str | None, bool], CompiledSchema]]
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled(contract: Contract) -> dict[tuple[str | None, bool], CompiledSchema]:
+    """The request rules of ``contract`` compiled, per model (``None``: the whole request
+    schema) and mode; once per contract, as compiling takes milliseconds and apps are many."""
+    found = _COMPILED.get(contract)
+    if found is None:
+        found = {}
+        fields = contract.inline(contract.resolve(FIELDS))
+        for strict in (False, True):
+            found[None, strict] = CompiledSchema(contract.inline(contract.resolve(REQUEST)), strict=strict)
+            for model in contract.models:
+                rules = contract.inline(contract.resolve(contract.model_rules(model)))
+                found[model, strict] = CompiledSchema({"allOf": [fields, rules]}, strict=strict)
+        _COMPILED[contract] = found
+    return found
 
 
 def describe(error: ValidationError) -> str:
