@@ -1,7 +1,8 @@
-"""The ceiling for this stack: bare Starlette endpoints under the same uvicorn settings.
+"""The ceiling for this stack: bare Starlette endpoints on uvicorn's fast stack.
 
 ``/generate`` returns a fixed 200 body like sfmock's; ``/image`` returns PNG bytes held
-in memory. Run: ``python bench/baseline_app.py PORT BODY_FILE PNG_FILE``.
+in memory. Served by uvicorn with httptools and uvloop (sfmock's own dependencies), one
+process. Run: ``python bench/baseline_app.py PORT BODY_FILE NAME=PNG_FILE...``.
 """
 
 from __future__ import annotations
@@ -33,5 +34,6 @@ app = Starlette(routes=[Route("/generate", generate, methods=["POST"]), Route("/
 
 if __name__ == "__main__":
     sock = listen("127.0.0.1", int(sys.argv[1]))
-    print(f"baseline on {sock.getsockname()[1]}", file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+    print(f"baseline on {sock.getsockname()[1]} httptools+uvloop", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http="httptools", loop="uvloop")
+    uvicorn.Server(config).run(sockets=[sock])

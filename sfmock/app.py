@@ -37,6 +37,7 @@ from sfmock.fidelity.replay import Recordings, ReplayGenerator
 from sfmock.service.accounts import Authenticator, KeyRegistry, OpenAuthenticator
 from sfmock.service.admission import Admission
 from sfmock.service.api import Api
+from sfmock.service.direct import DirectRoute
 from sfmock.service.failures import InternalErrorMiddleware, StoreOutageMiddleware
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
@@ -48,6 +49,8 @@ from sfmock.service.tracing import TraceIdMiddleware
 from sfmock.state.open import open_store
 
 __all__ = ["FakeApp", "create_app", "serving_secrets"]
+
+GENERATION_PATH = "/v1/images/generations"
 
 
 def create_app(
@@ -152,10 +155,10 @@ def create_app(
     )
     page = Page(control=control, authenticator=authenticator, max_pixels=generator.max_pixels)
     routes = [
-        Route("/v1/images/generations", api.generate, methods=["POST"]),
+        Route(GENERATION_PATH, api.generate, methods=["POST"]),  # served by DirectRoute, 405 for others
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
-        Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),
+        Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),  # and DirectRoute
         *control.routes(),
         *page.routes(),
     ]
@@ -181,6 +184,15 @@ def create_app(
             Middleware(StoreOutageMiddleware, store_prefix=settings.image_prefix),
             chaos,
             Middleware(InternalErrorMiddleware, store_prefix=settings.image_prefix),
+            Middleware(DirectRoute, methods=["POST"], path=GENERATION_PATH, endpoint=api.generate),
+            Middleware(
+                DirectRoute,
+                methods=["GET", "HEAD"],
+                path=settings.image_prefix,
+                endpoint=host.download,
+                param="object",
+                shadowed=[route.path for route in routes if isinstance(route, Route)],
+            ),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )

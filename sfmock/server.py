@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from sfmock.clock import VirtualClock
 from sfmock.config import SAME_ORIGIN, Settings
 from sfmock.errors import ConfigError
-from sfmock.timeouts import DEFAULT_READ_TIMEOUT, http_protocol
+from sfmock.timeouts import DEFAULT_READ_TIMEOUT, HttpToolsProtocol, http_protocol
 
 if TYPE_CHECKING:
     from sfmock.chaos.faults import Scenario
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sfmock.chaos.verify import Pattern
     from sfmock.transports import EitherTransport
 
-__all__ = ["FakeServer", "ServerThread", "listen"]
+__all__ = ["FakeServer", "ServerThread", "listen", "server_stack"]
 
 # real time even while a client check makes time virtual (sfmock's modules are not patched)
 _monotonic, _sleep = time.monotonic, time.sleep
@@ -58,6 +58,19 @@ def listen(host: str, port: int, flags: str = "--host/--port") -> socket.socket:
         sock.close()
         raise ConfigError("command line", flags, f"cannot listen on {host}:{port}: {exc}") from None
     return sock
+
+
+def server_stack(config: uvicorn.Config) -> tuple[str, str]:
+    """The HTTP parser and the event loop a uvicorn config serves with: ``("httptools",
+    "uvloop")`` where ``uvicorn[standard]`` is installed, ``("h11", "asyncio")`` without."""
+    http = config.http
+    if isinstance(http, str):
+        fast = http == "httptools" or (http == "auto" and HttpToolsProtocol is not None)
+    else:
+        fast = HttpToolsProtocol is not None and issubclass(http, HttpToolsProtocol)
+    factory = config.get_loop_factory()
+    loop = "uvloop" if factory is not None and getattr(factory, "__module__", "").startswith("uvloop") else "asyncio"
+    return ("httptools" if fast else "h11"), loop
 
 
 class ServerThread:

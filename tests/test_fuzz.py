@@ -7,7 +7,8 @@ What a check cannot apply to, and why (per route):
 - ``ignored_auth`` in open mode, on the ``/v1`` routes: open mode accepts every
   well-formed token by design (README, "Accounts"); the accounts config runs it.
 - ``positive_data_acceptance``, only for an answer that is a 400 naming one of the
-  contract's ``x-sfmock-*`` rules (an image data URL must decode, ``x-sfmock-max-pixels``,
+  contract's ``x-sfmock-*`` rules, or worded as its ``x-sfmock-message`` says the live
+  service words it (an image data URL must decode, ``x-sfmock-max-pixels``,
   a scenario's rules grammar ``x-sfmock-schema``): rules the contract states as
   extensions because JSON Schema cannot. Any other rejection of valid data still fails.
 - unknown query parameters are not generated as invalid data: the real listing and
@@ -24,6 +25,7 @@ moves, cannot change the next case's answer.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,11 +70,33 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, FakeServer]]:
         yield request.param, live
 
 
+def _verbatim_messages(node: Any) -> list[re.Pattern[str]]:
+    """The contract's ``x-sfmock-message`` wordings (the live service's own words for an
+    extension rule, e.g. Qwen-Image's ``x-sfmock-max-pixels``), as patterns."""
+    found: list[re.Pattern[str]] = []
+    if isinstance(node, dict):
+        template = node.get("x-sfmock-message")
+        if isinstance(template, str) and any(key.startswith("x-sfmock-") for key in node if key != "x-sfmock-message"):
+            found.append(re.compile(".*".join(re.escape(part) for part in re.split(r"\{[a-z_]+\}", template))))
+        for value in node.values():
+            found.extend(_verbatim_messages(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_verbatim_messages(value))
+    return found
+
+
+VERBATIM = _verbatim_messages(load_contract().document)
+
+
 def names_an_extension_rule(case: Case, status: int, text: str) -> bool:
-    """A 400 for a rule the contract states as an ``x-sfmock-*`` extension."""
+    """A 400 for a rule the contract states as an ``x-sfmock-*`` extension (in sfmock's
+    words, or in the service's own where the contract gives them)."""
     if status != 400:
         return False
     if "(rule: x-sfmock-" in text:
+        return True
+    if any(pattern.search(text) for pattern in VERBATIM):
         return True
     if "<Code>AuthorizationQueryParametersError</Code>" in text:
         # a pre-signed URL's parameters depend on each other (the credential's date is

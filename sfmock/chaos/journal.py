@@ -270,7 +270,9 @@ class Journal:
     ) -> Entry:
         """Add one request; ``headers`` are stored with their secrets masked."""
         token = bearer_token(authorization)
-        shown = {name: _mask_header(name, value) for name, value in (headers or {}).items()}
+        shown = dict(headers or {})
+        for name in SECRET_HEADERS.intersection(shown):  # in place: the order stays the request's
+            shown[name] = _mask_header(name, shown[name])
         raw_body = body[:BODY_CAP]
 
         def build(entry_id: int) -> Entry:

@@ -8,6 +8,7 @@ journal records (the control API excepted), across all sessions.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -60,6 +61,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # the children of the label sets seen so far (the metrics keep as many themselves)
+        self._requests: dict[tuple[str, str, str, str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._issued: dict[str, Any] = {}
 
     def observe(
         self,
@@ -76,11 +81,20 @@ class Metrics:
         """Count one journalled request (``answer``: the start of its body, for 429s)."""
         route = route_of(path)
         rule = fault.split(":", 1)[0] if fault else ""
-        label = "none" if status is None else str(status)
-        self.requests.labels(route, method, label, model or "", rule).inc()
-        self.latency.labels(route).observe(max(0.0, seconds))
+        labels = (route, method, "none" if status is None else str(status), model or "", rule)
+        requests = self._requests.get(labels)
+        if requests is None:  # labels() checks and locks: once per set of labels is enough
+            requests = self._requests[labels] = self.requests.labels(*labels)
+        requests.inc()
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = self.latency.labels(route)
+        latency.observe(max(0.0, seconds))
         if images:
-            self.images_issued.labels(model or "").inc(images)
+            issued = self._issued.get(model or "")
+            if issued is None:
+                issued = self._issued[model or ""] = self.images_issued.labels(model or "")
+            issued.inc(images)
         if route == STORE_ROUTE and status == 200:
             self.images_downloaded.inc()
         if status == 429:

@@ -4,13 +4,15 @@ The rules are the contract's JSON Schema; this module only adds the ``x-sfmock-*
 keywords the contract uses and turns the first violation into the 400 message the
 fake answers with. Lenient mode behaves like the real service (fields meant for
 another model are ignored); strict mode also applies ``x-sfmock-ignored`` and
-``x-sfmock-strict``.
+``x-sfmock-strict``. The verdict comes first from the same rules compiled
+(:mod:`sfmock.contract.compiled`); ``jsonschema`` runs only to explain a violation.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
+from sfmock.contract.compiled import CompiledSchema
 from sfmock.contract.openapi import FIELDS, REQUEST, Contract
 from sfmock.imaging import probe_data_url
 
@@ -97,6 +100,7 @@ class RequestValidator:
             False: _Lenient(whole, registry=contract.registry),
             True: _Strict(whole, registry=contract.registry),
         }
+        self._compiled = _compiled(contract)
         # the same rules with the model's branch picked up front: the whole schema tries
         # every model's `if`, which costs more than the rest of the request together
         self._by_model: dict[tuple[str, bool], Validator] = {}
@@ -112,12 +116,21 @@ class RequestValidator:
             return self._by_model[model, strict]
         return self._modes[strict]
 
+    def is_valid(self, body: Any, *, strict: bool = False) -> bool:
+        """Whether ``body`` keeps every rule: the compiled rules' verdict (the same as
+        ``jsonschema``'s, which tests hold them to)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        compiled = self._compiled.get((model, strict)) if isinstance(model, str) else None
+        return (compiled or self._compiled[None, strict]).is_valid(body)
+
     def errors(self, body: Any, *, strict: bool = False) -> list[ValidationError]:
         """Every violation of the contract by ``body``."""
         return list(self._validator(body, strict).iter_errors(body))
 
     def first_error(self, body: Any, *, strict: bool = False) -> str | None:
         """The message of the most relevant violation, or ``None`` when ``body`` is valid."""
+        if self.is_valid(body, strict=strict):
+            return None
         validator = self._validator(body, strict)
         if validator.is_valid(body):
             return None
@@ -129,8 +142,10 @@ class RequestValidator:
     def first_message(self, body: Any, *, strict: bool = False) -> str | None:
         """The 400 message for ``body``, or ``None`` when it is valid: the service's own words
         where the contract gives them (``x-sfmock-message``), else ``Invalid parameter: ...``."""
+        if self.is_valid(body, strict=strict):
+            return None
         validator = self._validator(body, strict)
-        if validator.is_valid(body):
+        if validator.is_valid(body):  # the compiled rules could not read it: jsonschema decides
             return None
         errors = list(validator.iter_errors(body))
         verbatim = [e for e in errors if isinstance(e.schema, dict) and VERBATIM in e.schema]
@@ -138,6 +153,26 @@ class RequestValidator:
             return verbatim[0].message
         error = best_match([e for e in errors if not _strict_only(e)] or errors)
         return None if error is None else f"Invalid parameter: {describe(error)}"
+
+
+_COMPILED: weakref.WeakKeyDictionary[Contract, dict[tuple[str | None, bool], CompiledSchema]]
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def _compiled(contract: Contract) -> dict[tuple[str | None, bool], CompiledSchema]:
+    """The request rules of ``contract`` compiled, per model (``None``: the whole request
+    schema) and mode; once per contract, as compiling takes milliseconds and apps are many."""
+    found = _COMPILED.get(contract)
+    if found is None:
+        found = {}
+        fields = contract.inline(contract.resolve(FIELDS))
+        for strict in (False, True):
+            found[None, strict] = CompiledSchema(contract.inline(contract.resolve(REQUEST)), strict=strict)
+            for model in contract.models:
+                rules = contract.inline(contract.resolve(contract.model_rules(model)))
+                found[model, strict] = CompiledSchema({"allOf": [fields, rules]}, strict=strict)
+        _COMPILED[contract] = found
+    return found
 
 
 def describe(error: ValidationError) -> str:

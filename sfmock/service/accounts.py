@@ -87,6 +87,9 @@ class _Key:
     enabled: bool
 
 
+_RECENT_TOKENS = 1024
+
+
 class OpenAuthenticator:
     """Accepts any well-formed bearer token up to 256 characters; each distinct token is
     its own account. Nothing is stored per token: the account is a pure function of it.
@@ -94,13 +97,19 @@ class OpenAuthenticator:
 
     def __init__(self, balance: Decimal = Decimal("1000000000.00")) -> None:
         self.balance = balance
+        self._recent: dict[str, Account] = {}  # the accounts of recent tokens, not to hash each time
 
     def authenticate(self, authorization: str | None) -> Account:
         token = bearer_token(authorization)
         if token is None or len(token) > MAX_TOKEN:
             raise unauthorized()
-        account_id = "open-" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
-        return Account(id=account_id, balance=self.balance)
+        account = self._recent.get(token)
+        if account is None:
+            if len(self._recent) >= _RECENT_TOKENS:
+                self._recent.clear()
+            account_id = "open-" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+            account = self._recent[token] = Account(id=account_id, balance=self.balance)
+        return account
 
 
 class KeyRegistry:

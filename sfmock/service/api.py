@@ -22,6 +22,7 @@ from sfmock.service.payloads import read_json
 from sfmock.service.quota import Usage
 from sfmock.service.responses import (
     PARAMETER_INVALID,
+    generation_response,
     invalid_request,
     json_response,
     model_disabled,
@@ -121,7 +122,9 @@ class Api:
             suffix = f"&{SESSION_PARAM}={quote(session.name, safe='')}"
             for image in (*result["images"], *result["data"]):
                 image["url"] += suffix
-        return json_response(result, headers=headers)
+        images = result.get("images") or []  # for the journal: the URLs as a client reads them
+        request.state.issued = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
+        return generation_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
         values = request.headers.getlist(STRICT_HEADER)

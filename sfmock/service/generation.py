@@ -7,6 +7,7 @@ seed and size of its picture and is signed (see :mod:`sfmock.service.signing`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -78,7 +79,7 @@ class Generator:
             return 1
         return int(body.get("batch_size", self.contract.request_defaults()["batch_size"]))
 
-    @property
+    @functools.cached_property  # read on every request
     def max_pixels(self) -> int:
         limit: int = self.contract.request_fields["properties"]["image_size"]["x-sfmock-max-pixels"]
         return limit

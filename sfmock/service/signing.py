@@ -17,7 +17,6 @@ the query, drops a parameter or double-encodes ``%2F`` is refused.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import hmac
 import re
 import secrets
@@ -81,27 +80,43 @@ class UrlSigner:
         self._key = _PROCESS_KEY if key is None else key.encode("utf-8")
         self.ttl = ttl
         self.region = region
+        self._last: tuple[int | None, str, str] = (None, "", "")  # (second, signed suffix, query prefix)
 
     def _signature(self, name: str, query: Mapping[str, str]) -> str:
         signed = (query.get(p, "") for p in PARAMETERS[:-1])
         message = "\n".join((name, *signed)).encode("utf-8", "surrogateescape")
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()
 
     def sign(self, name: str, issued: float) -> dict[str, str]:
         """The query parameters that make ``name`` downloadable for ``ttl`` seconds."""
-        amz_date = time.strftime(_DATE, time.gmtime(int(issued)))
-        query = {
+        query = self._unsigned(int(issued))
+        return {**query, "X-Amz-Signature": self._signature(name, query)}
+
+    def _unsigned(self, second: int) -> dict[str, str]:
+        """The parameters of a URL issued at ``second``, but its signature."""
+        amz_date = time.strftime(_DATE, time.gmtime(second))
+        return {
             "X-Amz-Algorithm": ALGORITHM,
             "X-Amz-Credential": f"{ACCESS_KEY}/{amz_date[:8]}/{self.region}/s3/aws4_request",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": str(self.ttl),
             "X-Amz-SignedHeaders": "host",
         }
-        return {**query, "X-Amz-Signature": self._signature(name, query)}
 
     def query(self, name: str, issued: float) -> str:
-        """:meth:`sign` as a query string (every value is URL-safe but the credential's slashes)."""
-        return "&".join(f"{k}={v.replace('/', '%2F')}" for k, v in self.sign(name, issued).items())
+        """:meth:`sign` as a query string (every value is URL-safe but the credential's slashes).
+
+        What does not depend on ``name`` is built once per second of ``issued`` (the last
+        second is kept: a busy second signs many URLs)."""
+        second = int(issued)
+        cached = self._last
+        if cached[0] != second:
+            unsigned = self._unsigned(second)
+            signed = "".join("\n" + unsigned[p] for p in PARAMETERS[:-1])
+            text = "".join(f"{k}={v.replace('/', '%2F')}&" for k, v in unsigned.items()) + "X-Amz-Signature="
+            cached = self._last = (second, signed, text)
+        message = (name + cached[1]).encode("utf-8", "surrogateescape")
+        return cached[2] + hmac.digest(self._key, message, "sha256").hex()
 
     def verify(self, name: str, query: Mapping[str, str], now: float) -> None:
         """Raise :class:`DownloadDenied` unless ``query`` is a live signature for ``name``."""

@@ -20,31 +20,37 @@ __all__ = ["SlidingWindow", "Windows"]
 class SlidingWindow:
     """A sliding window log: times and amounts in two arrays of C doubles (no object per
     entry for the garbage collector to walk, 64 bytes when empty: open mode keeps one per
-    metric per token); entries of one instant are merged."""
+    metric per token); entries of one instant are merged. Entries before ``head`` have
+    left the window; they are cut off once they are half the log, so a busy window costs
+    the same per request however many entries it holds (cutting them one request at a time
+    moved the whole log each time: 180,000 entries at 3,000 requests/s under an RPM limit)."""
 
-    __slots__ = ("amounts", "times", "total")
+    __slots__ = ("amounts", "head", "times", "total")
 
     def __init__(self) -> None:
         self.times = array("d")
         self.amounts = array("d")
         self.total = 0.0
+        self.head = 0
 
     def used(self, now: float, span: int) -> float:
         """What the window holds at ``now`` (dropping what left it)."""
         times, amounts = self.times, self.amounts
-        while times and times[-1] > now:  # the clock went back: that timeline is gone
+        while len(times) > self.head and times[-1] > now:  # the clock went back: that timeline is gone
             times.pop()
             self.total -= amounts.pop()
-        expired = 0
-        while expired < len(times) and times[expired] <= now - span:
-            self.total -= amounts[expired]
-            expired += 1
-        if expired:
-            del times[:expired], amounts[:expired]
+        head, end = self.head, len(times)
+        while head < end and times[head] <= now - span:
+            self.total -= amounts[head]
+            head += 1
+        if head * 2 >= end and head:  # all gone, or half the log: cut (amortised O(1) a request)
+            del times[:head], amounts[:head]
+            head = 0
+        self.head = head
         return self.total
 
     def add(self, now: float, amount: float) -> None:
-        if self.times and self.times[-1] == now:
+        if len(self.times) > self.head and self.times[-1] == now:
             self.amounts[-1] += amount
         else:
             self.times.append(now)
@@ -54,14 +60,14 @@ class SlidingWindow:
     def free_after(self, now: float, span: int, needed: float) -> float:
         """Seconds until ``needed`` units have left the window."""
         freed = 0.0
-        for when, amount in zip(self.times, self.amounts, strict=True):
+        for when, amount in zip(self.times[self.head :], self.amounts[self.head :], strict=True):
             freed += amount
             if freed >= needed:
                 return max(0.0, when + span - now)
         return 0.0
 
     def newest(self) -> float | None:
-        return self.times[-1] if self.times else None
+        return self.times[-1] if len(self.times) > self.head else None
 
 
 class Windows:

@@ -1,0 +1,66 @@
+"""Reading a request as the chaos layer needs it: headers, session, body; and the
+answers given before anything else happens (a bad header, a body declared too large)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope
+
+from sfmock.chaos.sessions import SESSION_PARAM, Sessions, SessionState, session_name
+from sfmock.errors import DownloadDenied
+from sfmock.service.responses import invalid_request, json_response, xml_error
+
+__all__ = ["bad_header", "header_map", "read_body", "session_of", "too_large"]
+
+_SESSION_PARAM = SESSION_PARAM.encode()
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (the last of a repeated one wins)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def session_of(sessions: Sessions, scope: Scope, headers: dict[str, str]) -> SessionState:
+    """The session a request names (header, or the query of an image URL issued in one);
+    raises :class:`~sfmock.chaos.sessions.SessionError` for a malformed name."""
+    query = scope.get("query_string", b"")
+    params = dict(parse_qsl(query.decode("latin-1"))) if _SESSION_PARAM in query else None
+    return sessions.get(session_name(headers, params))
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body up to ``limit`` bytes, and whether it arrived (``False``: the client left)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit or not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def too_large(scope: Scope, limit: int, store_prefix: str) -> Response:
+    """The refusal of a body declared too large; the connection closes after it (the body
+    is never read, so the connection cannot carry another request)."""
+    message = f"Request body too large: the limit is {limit} bytes"
+    if scope["path"].startswith(store_prefix):
+        denied = DownloadDenied(400, "MaxMessageLengthExceeded", "Your request was too big.")
+        response = xml_error(denied, scope["state"].get("trace_id", ""))
+    else:
+        response = json_response(invalid_request(message, status=413).body, 413)
+    response.headers["connection"] = "close"
+    return response
+
+
+def bad_header(scope: Scope, message: str, header: str, store_prefix: str) -> Response:
+    """The 400 for a malformed ``X-Sfmock-*`` header: S3's XML on the image host, JSON elsewhere."""
+    if scope["path"].startswith(store_prefix):
+        denied = DownloadDenied(400, "InvalidArgument", message, ArgumentName=header)
+        return xml_error(denied, scope["state"].get("trace_id", ""))
+    return json_response(invalid_request(message).body, 400)

@@ -1,0 +1,220 @@
+"""The answer to one request as it leaves the fake, and the request's journal entry.
+
+:class:`Outcome` watches the answer go out (status, content type, the start of its
+body); :class:`JournalWriter` records the request and its outcome in the session's
+journal, keeps the answer for the page and counts it in the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+
+from sfmock.chaos.faults import Fault
+from sfmock.chaos.journal import RESPONSE_CAP, Entry
+from sfmock.chaos.metrics import Metrics
+from sfmock.chaos.sessions import Answer, SessionState
+from sfmock.state.store import StoreUnavailable
+
+__all__ = ["ANSWER_CAP", "GENERATION_PATH", "Exchange", "JournalWriter", "Outcome"]
+
+logger = logging.getLogger("sfmock")
+
+ANSWER_CAP = 16_384  # bytes of each answer kept for the page
+GENERATION_PATH = "/v1/images/generations"
+ISSUED_STATE = "issued"  # request.state.issued: the image URLs of the API's own 200 answer
+
+
+class Outcome:
+    """What became of one request: ``response`` (with status, content type and the start of
+    the body), ``dropped``, ``truncated`` or ``abandoned``."""
+
+    __slots__ = ("answer", "body", "kind", "recorded", "status", "type")
+
+    def __init__(self, kind: str = "response", status: int | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        self.type = ""
+        self.body = b""  # the start of the body, for the journal
+        self.answer: list[bytes] = []  # the start of a non-image body, for the page and the metrics
+        self.recorded = False
+
+    def see(self, message: Message) -> bool:
+        """Note one message on its way out; ``True`` when it ends the answer."""
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.type = _content_type(message)
+            return False
+        if message["type"] != "http.response.body":
+            return False
+        chunk = message.get("body", b"")
+        if len(self.body) < RESPONSE_CAP:
+            self.body += chunk[: RESPONSE_CAP - len(self.body)]
+        if chunk and not self.type.startswith("image/"):
+            room = ANSWER_CAP - sum(len(part) for part in self.answer)
+            if room > 0:
+                self.answer.append(chunk[:room])
+        return not message.get("more_body", False)
+
+
+class JournalWriter:
+    """Records each request and its outcome: the journal, the page's answers, the metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    @staticmethod
+    def _journal(
+        session: SessionState,
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+        outcome: Outcome,
+        fault: Fault | None,
+    ) -> Entry:
+        return session.journal.record(
+            time=started,
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            authorization=headers.get("authorization"),
+            body=body,
+            status=outcome.status if outcome.kind == "response" else None,
+            outcome=outcome.kind,
+            fault=fault.describe() if fault else None,
+            trace_id=scope["state"].get("trace_id", ""),
+            headers=headers,
+            response=outcome.body,
+        )
+
+    def record(
+        self,
+        session: SessionState,
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+        times: tuple[float, float],
+        outcome: Outcome,
+        fault: Fault | None,
+    ) -> None:
+        """Journal one request (``times``: its arrival on the clock, and on ``perf_counter``)."""
+        started, began = times
+        state = scope["state"]
+        try:
+            entry = self._journal(session, scope, headers, body, started, outcome, fault)
+        except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
+            logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
+            return
+        answer = b"".join(outcome.answer)
+        status = entry.status
+        images = _issued(state, answer, fault) if status == 200 and scope["path"] == GENERATION_PATH else ()
+        session.remember(entry.id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
+        self.metrics.observe(
+            path=entry.path,
+            method=entry.method,
+            status=status,
+            model=_model(scope, body, fault),
+            fault=entry.fault,
+            seconds=time.perf_counter() - began,
+            images=len(images),
+            answer=answer,
+        )
+
+
+def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
+    """The model a request named: as the API read it, or (a fault answered instead) from the body."""
+    model = scope["state"].get("model")
+    if model is None and fault is not None and scope["path"] == GENERATION_PATH:
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def _content_type(start: Message) -> str:
+    for name, value in start.get("headers", []):
+        if name.lower() == b"content-type":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _issued(state: dict[str, Any], answer: bytes, fault: Fault | None) -> tuple[str, ...]:
+    """The image URLs of a generation's 200 answer: as the API issued them when the answer
+    went out whole and untouched by a fault, else read back from the answer."""
+    issued = state.get(ISSUED_STATE)
+    if issued is not None and fault is None and len(answer) < ANSWER_CAP:
+        return tuple(issued)
+    try:
+        images = json.loads(answer).get("images") or []
+        return tuple(str(image["url"]) for image in images if isinstance(image, dict) and "url" in image)
+    except (ValueError, AttributeError, TypeError):
+        return ()
+
+
+class Exchange:
+    """One request on its way through: gives the app its buffered body, watches the answer
+    go out, and journals the request once, just before the client sees the answer end."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "body",
+        "body_sent",
+        "fault",
+        "headers",
+        "outcome",
+        "scope",
+        "session",
+        "times",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        writer: JournalWriter,
+        session: SessionState,
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+        times: tuple[float, float],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.writer = writer
+        self.session = session
+        self.scope = scope
+        self.headers = headers
+        self.body = body
+        self.times = times
+        self.outcome = Outcome()
+        self.fault: Fault | None = None
+        self.body_sent = False
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> Message:
+        """The buffered body first, then what the server has (a disconnect)."""
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        return await self._receive()
+
+    async def send(self, message: Message) -> None:
+        """Pass a message on; journal the request first when it ends the answer (so a test
+        that reads the journal right after its request finds the request there)."""
+        if self.outcome.see(message):
+            self.record()
+        await self._send(message)
+
+    def record(self) -> None:
+        """Journal the request with its outcome so far (once)."""
+        if not self.outcome.recorded:
+            self.outcome.recorded = True
+            self.writer.record(self.session, self.scope, self.headers, self.body, self.times, self.outcome, self.fault)

@@ -1,0 +1,74 @@
+"""The busiest routes served straight from the middleware stack.
+
+``POST /v1/images/generations`` and the image downloads (``GET {image_prefix}{object}``)
+reach their handlers without Starlette's router and exception middleware (a tenth of the
+app's time per request); the answer is the same: the handler's response, or an
+:class:`~sfmock.errors.ApiError`'s JSON body as the app's exception handler writes it.
+Every other request, and any app mounted under a root path, goes the usual way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sfmock.errors import ApiError
+from sfmock.service.responses import json_response
+
+__all__ = ["DirectRoute"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class DirectRoute:
+    """Calls ``endpoint`` for ``methods`` on ``path``; passes everything else to the app.
+
+    With ``param``, ``path`` is a prefix and one path segment after it is the path
+    parameter of that name (Starlette's ``{param}``: one or more characters, no ``/``);
+    paths of ``shadowed`` (other routes' own) are left to the router.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        methods: Collection[str],
+        path: str,
+        endpoint: Endpoint,
+        param: str | None = None,
+        shadowed: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.methods = frozenset(methods)
+        self.path = path
+        self.endpoint = endpoint
+        self.param = param
+        self.shadowed = frozenset(shadowed)
+
+    def _params(self, scope: Scope) -> dict[str, str] | None:
+        """The path parameters when this route serves the request, else ``None``."""
+        if scope["type"] != "http" or scope["method"] not in self.methods or scope.get("root_path"):
+            return None  # under a root path, the router knows how paths nest
+        path: str = scope["path"]
+        if self.param is None:
+            return {} if path == self.path else None
+        rest = path[len(self.path) :]
+        if not path.startswith(self.path) or not rest or "/" in rest or path in self.shadowed:
+            return None
+        return {self.param: rest}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = self._params(scope)
+        if params is None:
+            await self.app(scope, receive, send)
+            return
+        scope["endpoint"], scope["path_params"] = self.endpoint, params
+        request = Request(scope, receive, send)
+        try:
+            response = await self.endpoint(request)
+        except ApiError as exc:
+            response = json_response(exc.body, exc.status, exc.headers)
+        await response(scope, receive, send)
