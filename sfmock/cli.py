@@ -11,6 +11,7 @@ import warnings
 from asyncio import CancelledError
 from collections.abc import Callable, Sequence
 
+from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
@@ -295,121 +296,6 @@ def _check_store(url: str) -> None:
         raise ConfigError("command line", "--store", f"{exc}; expected a Redis server that answers") from None
     finally:
         store.close()
-
-
-def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``sfmock check [options] -- COMMAND ...``: a program in any language as the client under test."""
-    check = commands.add_parser(
-        "check",
-        help="check a program (any language) as a client of the API",
-        description=(
-            "Run COMMAND as the client under test, again and again, each time against a fake of its own "
-            "that follows a generated schedule of answers; judge each run; shrink a failure to the "
-            "smallest schedule. Exit status: 0 passed, 1 the client failed a check, 2 usage or "
-            "infrastructure error (e.g. the program could not start)."
-        ),
-    )
-    check.add_argument("--budget", type=float, default=60.0, metavar="S", help="seconds the search may take (60)")
-    check.add_argument("--jobs", type=int, default=2, metavar="N", help="runs at a time, each on its own fake (2)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the search and of the fake (0)")
-    check.add_argument("--max-examples", type=int, default=100, metavar="N", help="schedules to try at most (100)")
-    check.add_argument("--timeout", type=float, default=30.0, metavar="S", help="time limit of one run (30)")
-    check.add_argument("--schedule", metavar="LIST", help="run exactly this schedule (comma-separated; '' = all ok)")
-    check.add_argument("--outcomes", metavar="LIST", help="outcomes the search may use (comma-separated)")
-    check.add_argument("--checks", metavar="LIST", help="checks to apply (comma-separated; default all)")
-    check.add_argument("--request", metavar="JSON", help="the generation request, given in $SFMOCK_REQUEST")
-    check.add_argument(
-        "--config", metavar="FILE", help="the fake's settings (as for serve: strict, accounts, limits, ...)"
-    )
-    check.add_argument("--min-attempts", type=int, default=3, metavar="N", help="tries a transient failure deserves")
-    check.add_argument("--max-attempts", type=int, default=6, metavar="N", help="tries never to exceed")
-    check.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
-    check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    check.add_argument("program", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the program and its arguments")
-
-
-def check(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-    import time
-
-    from sfmock.config import Settings, load_settings
-    from sfmock.testing.junit import write_error, write_report
-    from sfmock.testing.program_check import check_program
-    from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
-
-    command = args.program[1:] if args.program[:1] == ["--"] else args.program
-    problem = None
-    if not command:
-        problem = "give the program to check after --, e.g. sfmock check -- node client.mjs"
-    elif args.budget <= 0 or args.jobs < 1 or args.max_examples < 1 or args.timeout <= 0:
-        problem = "--budget, --jobs, --max-examples and --timeout must be positive"
-    request = dict(DEFAULT_REQUEST)
-    if args.request is not None:
-        try:
-            request = json.loads(args.request)
-        except ValueError as exc:
-            problem = f"--request: not JSON ({exc}); expected a JSON object, the generation request body"
-        else:
-            if not isinstance(request, dict):
-                problem = "--request: expected a JSON object, the generation request body"
-    settings = Settings()
-    if problem is None and args.config is not None:
-        try:
-            settings = load_settings(args.config)
-        except ConfigError as exc:
-            problem = str(exc)
-    if problem is not None:
-        print(f"sfmock check: error: {problem}", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(f"sfmock check: {line}", file=sys.stderr, flush=True)
-
-    setup = ProgramSetup(
-        command=tuple(command),
-        request=request,
-        timeout=args.timeout,
-        seed=args.seed,
-        min_attempts=args.min_attempts,
-        max_attempts=args.max_attempts,
-        settings=settings,
-        config=args.config,
-    )
-    try:
-        report = check_program(
-            setup,
-            checks=_names(args.checks),
-            outcomes=_names(args.outcomes),
-            schedule=_names(args.schedule),
-            budget=args.budget,
-            jobs=args.jobs,
-            max_examples=args.max_examples,
-            progress=progress,
-        )
-    except KeyboardInterrupt:
-        kill_running()
-        print("sfmock check: interrupted", file=sys.stderr)
-        return 130
-    except (ProgramError, ValueError) as exc:
-        print(f"sfmock check: error: {exc}", file=sys.stderr)
-        if args.junit:
-            write_error(args.junit, shlex.join(command), str(exc))
-        return 2
-    print(report.text(), end="")
-    if args.junit:
-        write_report(args.junit, report)
-    progress(f"done in {time.monotonic() - started:.1f}s")
-    return 0 if report.passed else 1
-
-
-def _names(text: str | None) -> list[str] | None:
-    """A comma-separated option as a list ('' is the empty list)."""
-    if text is None:
-        return None
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _validate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sfmock"
 
 # Top to bottom; a module may import only from its own layer or the ones below it.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("edges", {"__main__", "cli", "cli_fidelity", "pytest_plugin", "remote", "checks", "strategies"}),
+    ("edges", {"__main__", "cli", "cli_check", "cli_fidelity", "pytest_plugin", "remote", "checks", "strategies"}),
     ("testing", {"testing"}),
     ("serving", {"server", "timeouts", "transports", "workers"}),
     ("composition", {"app", "config"}),
