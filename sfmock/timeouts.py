@@ -31,29 +31,16 @@ _READING = (h11.IDLE, h11.SEND_BODY)
 logger = logging.getLogger("sfmock")
 
 
-class _TimedH11Protocol(H11Protocol):
+class _ReadTimer:
+    """The timer both protocols share; each says when a request is still arriving."""
+
     read_timeout = DEFAULT_READ_TIMEOUT
     _read_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._arm()  # a connection that sends nothing at all is slow too
-
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state in _READING:
-            self._arm()
-        super().data_received(data)
-        if self.conn.their_state not in _READING:
-            self._disarm()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.conn.their_state is h11.IDLE:
-            self._disarm()  # between requests the keep-alive timeout applies
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+    def _still_reading(self) -> bool:
+        raise NotImplementedError
 
     def _arm(self) -> None:
         if self._read_timer is None:
@@ -66,15 +53,41 @@ class _TimedH11Protocol(H11Protocol):
 
     def _timed_out(self) -> None:
         self._read_timer = None
-        if self.conn.their_state in _READING and not self.transport.is_closing():
+        if self._still_reading() and not self.transport.is_closing():
             logger.info("sfmock: closed a connection whose request did not arrive within %ss", self.read_timeout)
             self.transport.close()
 
 
-class _TimedHttpToolsProtocol(HttpToolsProtocol):
-    read_timeout = DEFAULT_READ_TIMEOUT
-    _read_timer: asyncio.TimerHandle | None = None
+class _TimedH11Protocol(_ReadTimer, H11Protocol):
+    def _still_reading(self) -> bool:
+        return self.conn.their_state in _READING
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()  # a connection that sends nothing at all is slow too
+
+    def data_received(self, data: bytes) -> None:
+        if self._still_reading():
+            self._arm()
+        super().data_received(data)
+        if not self._still_reading():
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE:
+            self._disarm()  # between requests the keep-alive timeout applies
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+class _TimedHttpToolsProtocol(_ReadTimer, HttpToolsProtocol):
     _reading = True  # a request is arriving, or may start to: not yet read whole
+
+    def _still_reading(self) -> bool:
+        return self._reading
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,21 +111,6 @@ class _TimedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        if self._read_timer is None:
-            self._read_timer = self.loop.call_later(self.read_timeout, self._timed_out)
-
-    def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-
-    def _timed_out(self) -> None:
-        self._read_timer = None
-        if self._reading and not self.transport.is_closing():
-            logger.info("sfmock: closed a connection whose request did not arrive within %ss", self.read_timeout)
-            self.transport.close()
 
 
 def http_protocol(read_timeout: float = DEFAULT_READ_TIMEOUT) -> type[asyncio.Protocol]:
