@@ -215,7 +215,7 @@ def serve(args: argparse.Namespace) -> int:
     from sfmock.app import create_app, serving_secrets
     from sfmock.config import load_settings
     from sfmock.server import listen, server_stack
-    from sfmock.timeouts import http_protocol
+    from sfmock.timeouts import uvicorn_config
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
     sockets = []
@@ -251,8 +251,8 @@ def serve(args: argparse.Namespace) -> int:
     where = "the API's origin" if settings.image_base_url == settings.base_url else "an origin of their own"
     print(f"sfmock: images at {settings.image_base_url}{settings.image_prefix} ({where})", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
-    config = uvicorn.Config(
-        app, log_level=args.log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
+    config = uvicorn_config(
+        app, log_level=args.log_level, read_timeout=settings.read_timeout, timeout_graceful_shutdown=2
     )
     processes = "one process" if args.workers == 1 else f"{args.workers} processes"
     print("sfmock: serving with {} and {}, ".format(*server_stack(config)) + processes, file=sys.stderr, flush=True)

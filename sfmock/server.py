@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from sfmock.clock import VirtualClock
 from sfmock.config import SAME_ORIGIN, Settings
 from sfmock.errors import ConfigError
-from sfmock.timeouts import DEFAULT_READ_TIMEOUT, HttpToolsProtocol, http_protocol
+from sfmock.timeouts import DEFAULT_READ_TIMEOUT, HttpToolsProtocol, uvicorn_config
 
 if TYPE_CHECKING:
     from sfmock.chaos.faults import Scenario
@@ -91,12 +91,12 @@ class ServerThread:
         if read_timeout is None:
             settings = getattr(getattr(app, "state", None), "settings", None)
             read_timeout = getattr(settings, "read_timeout", DEFAULT_READ_TIMEOUT)
-        config = uvicorn.Config(
+        config = uvicorn_config(
             app,
             log_level=log_level,
+            read_timeout=read_timeout,
             lifespan="off",
             timeout_graceful_shutdown=1,
-            http=http_protocol(read_timeout),
         )
         self.sockets = [sock] if isinstance(sock, socket.socket) else list(sock)
         self.sock = self.sockets[0]

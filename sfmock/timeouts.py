@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 try:
@@ -24,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover - uvicorn without httptools
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
-__all__ = ["DEFAULT_READ_TIMEOUT", "HttpToolsProtocol", "http_protocol"]
+__all__ = ["DEFAULT_READ_TIMEOUT", "HttpToolsProtocol", "http_protocol", "uvicorn_config"]
 
 DEFAULT_READ_TIMEOUT = 15.0
 _READING = (h11.IDLE, h11.SEND_BODY)
@@ -119,3 +120,13 @@ def http_protocol(read_timeout: float = DEFAULT_READ_TIMEOUT) -> type[asyncio.Pr
     base: type[asyncio.Protocol] = _TimedHttpToolsProtocol if HttpToolsProtocol is not None else _TimedH11Protocol
     name = "ReadTimeout" + base.__name__.removeprefix("_Timed")
     return type(name, (base,), {"read_timeout": float(read_timeout)})
+
+
+def uvicorn_config(
+    app: Any, *, log_level: str, read_timeout: float = DEFAULT_READ_TIMEOUT, **options: Any
+) -> uvicorn.Config:
+    """uvicorn's config for sfmock: the protocol of :func:`http_protocol`, and uvicorn's
+    access log only at a level that shows it (above ``info`` its arguments would still be
+    formatted for every request, a sixth of a bare endpoint's time, and then dropped)."""
+    access_log = log_level.lower() in ("trace", "debug", "info")
+    return uvicorn.Config(app, log_level=log_level, access_log=access_log, http=http_protocol(read_timeout), **options)

@@ -30,14 +30,12 @@ def _worker(settings: Settings, sockets: list[socket.socket], log_level: str) ->
     import uvicorn
 
     from sfmock.app import create_app
-    from sfmock.timeouts import http_protocol
+    from sfmock.timeouts import uvicorn_config
 
     app = create_app(settings)
     gc.collect()
     gc.freeze()
-    config = uvicorn.Config(
-        app, log_level=log_level, timeout_graceful_shutdown=2, http=http_protocol(settings.read_timeout)
-    )
+    config = uvicorn_config(app, log_level=log_level, read_timeout=settings.read_timeout, timeout_graceful_shutdown=2)
     try:
         uvicorn.Server(config).run(sockets=sockets)
     except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: a normal stop

@@ -1,15 +1,16 @@
 """The generation hot path's shortcuts give exactly what the plain code gave.
 
-URL signing builds once a second what does not depend on the object name; the 200 body
-is encoded by orjson; the journal takes the issued URLs from the API instead of reading
-them back; the routes skip Starlette's router; a rate-limit window cuts what has left it
-half a log at a time. Each is checked here against the plain way.
-"""
+A trace id is formatted without a ``uuid.UUID``; URL signing builds once a second what
+does not depend on the object name; the 200 body is encoded by orjson; the journal takes
+the issued URLs from the API instead of reading them back; the routes skip Starlette's
+router; a rate-limit window cuts what has left it half a log at a time. Each is checked
+here against the plain way."""
 
 from __future__ import annotations
 
 import json
 import random
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ from sfmock.service.direct import DirectRoute
 from sfmock.service.generation import Generator
 from sfmock.service.responses import generation_response, json_response
 from sfmock.service.signing import UrlSigner
+from sfmock.service.tracing import uuid4_text
 from sfmock.state.windows import SlidingWindow as _Window
 from sfmock.strategies import generation_requests
 
@@ -189,3 +191,8 @@ def test_a_window_counts_as_it_did_when_it_cut_every_expired_entry(steps: list[t
         assert entries == [tuple(entry) for entry in plain.entries]
         assert window.free_after(now, span, needed) >= 0
     assert len(window.times) <= 2 * len(plain.entries) + 1  # what has left is at most half the log
+
+
+@given(bits=st.integers(0, 2**128 - 1))
+def test_a_trace_id_is_the_text_of_a_version_4_uuid(bits: int) -> None:
+    assert uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))

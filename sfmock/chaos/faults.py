@@ -328,6 +328,8 @@ class FaultEngine:
             if forced is not None:
                 return self._concrete("header", forced)
             version, scenario = self._faults.current()
+            if not scenario.rules:
+                return None
             if callable(info):
                 info = info(scenario)
             for index, rule in enumerate(scenario.rules):

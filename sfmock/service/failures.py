@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sfmock.service.responses import error_for_status, json_response, store_error, xml_error
+from sfmock.service.tracing import STARTED_STATE
 from sfmock.state.store import StoreUnavailable
 
 __all__ = ["InternalErrorMiddleware", "StoreOutageMiddleware"]
@@ -61,6 +62,9 @@ class InternalErrorMiddleware:
 class StoreOutageMiddleware:
     """Answers 503 when the shared store is lost outside a handler (faults, journal).
 
+    It sits just inside :class:`~sfmock.service.tracing.TraceIdMiddleware`, which notes when
+    the answer begins (one wrapper of ``send`` fewer on every request).
+
     Fail closed: nothing is admitted, counted or charged while the store is away, and
     the next request tries it again, so the server recovers by itself.
     """
@@ -70,17 +74,11 @@ class StoreOutageMiddleware:
         self.store_prefix = store_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, send)
         except StoreUnavailable as exc:
-            if started or scope["type"] != "http":
+            # the trace-id middleware, just outside this one, notes when the answer began
+            if scope["type"] != "http" or scope["state"].get(STARTED_STATE):
                 raise
             await outage(scope, exc, self.store_prefix)(scope, receive, send)
 

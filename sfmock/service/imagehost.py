@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from email.utils import formatdate
 
@@ -57,7 +58,7 @@ class ImageHost:
         headers = {
             STORE_HEADER: request_id,
             "ETag": f'"{name.digest}"',
-            "Last-Modified": formatdate(issued, usegmt=True),
+            "Last-Modified": _http_date(issued),
             "Cache-Control": "private, max-age=0",
         }
         return Response(png, media_type="image/png", headers=headers)
@@ -71,3 +72,8 @@ class ImageHost:
         if name is None or name.width * name.height > self.max_pixels:
             raise DownloadDenied(404, "NoSuchKey", "The specified key does not exist.", Key=object_name)
         return name
+
+
+@functools.lru_cache(maxsize=64)  # the URLs of one busy second share it
+def _http_date(when: float) -> str:
+    return formatdate(when, usegmt=True)

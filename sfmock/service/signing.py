@@ -17,6 +17,7 @@ the query, drops a parameter or double-encodes ``%2F`` is refused.
 from __future__ import annotations
 
 import calendar
+import functools
 import hmac
 import re
 import secrets
@@ -207,6 +208,7 @@ def expired_denial(expired_at: float | None = None, now: float | None = None, ex
     return DownloadDenied(403, "AccessDenied", "Request has expired", **extra)
 
 
+@functools.lru_cache(maxsize=256)  # twice a download, and a busy second's URLs share one date
 def _parse_date(amz_date: str) -> float:
     """``20260101T000000Z`` -> Unix time (``ValueError`` if malformed); strptime is ~10x slower."""
     if (

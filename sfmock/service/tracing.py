@@ -2,21 +2,30 @@
 
 API responses get ``x-siliconcloud-trace-id``. The image host stamps the same id as
 ``x-amz-request-id`` itself (object storage answers those in production), and this
-middleware leaves such responses alone. The id is in ``request.state.trace_id``.
+middleware leaves such responses alone. The id is in ``request.state.trace_id``; once the
+answer has begun to leave, ``request.state.response_started`` is true.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["STORE_HEADER", "TRACE_HEADER", "TraceIdMiddleware"]
+__all__ = ["STARTED_STATE", "STORE_HEADER", "TRACE_HEADER", "TraceIdMiddleware", "uuid4_text"]
 
 TRACE_HEADER = "x-siliconcloud-trace-id"
 STORE_HEADER = "x-amz-request-id"
+STARTED_STATE = "response_started"  # request.state.response_started: the answer began to leave
 _TRACE, _STORE = TRACE_HEADER.encode(), STORE_HEADER.encode()
+_VARIANT_CLEAR, _VARIANT = ~(0xC000 << 48), 0x8000 << 48  # RFC 4122: the variant bits, 10
+_VERSION_CLEAR, _VERSION = ~(0xF000 << 64), 4 << 76  # and version 4
+
+
+def uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` at a third of its cost (on every request)."""
+    digits = "%032x" % ((bits & _VARIANT_CLEAR | _VARIANT) & _VERSION_CLEAR | _VERSION)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 class TraceIdMiddleware:
@@ -30,11 +39,13 @@ class TraceIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        trace_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        scope.setdefault("state", {})["trace_id"] = trace_id
+        trace_id = uuid4_text(self.rng.getrandbits(128))
+        state = scope.setdefault("state", {})
+        state["trace_id"] = trace_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                state[STARTED_STATE] = True
                 headers = message.setdefault("headers", [])
                 if not any(name == _STORE for name, _ in headers):
                     headers.append((_TRACE, trace_id.encode()))
