@@ -70,9 +70,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     ADMISSION.admit(account, model, usage, now, trace_id)
     result = GENERATOR.respond(body, model, rng=RNG, now=now)
     response = generation_response(result)
-    answer = response.body
-    start = {"type": "http.response.start", "status": 200, "headers": [*response.raw_headers]}
-    start["headers"].append((b"x-siliconcloud-trace-id", trace_id.encode()))
+    answer = bytes(response.body)
+    raw_headers = [*response.raw_headers, (b"x-siliconcloud-trace-id", trace_id.encode())]
+    start = {"type": "http.response.start", "status": 200, "headers": raw_headers}
     entry = JOURNAL.record(
         time=now,
         method=scope["method"],

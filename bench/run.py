@@ -123,18 +123,23 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
         )
         png_args = [f"{size}={workdir / f'{size}.png'}" for size in pngs]
         baseline = (str(HERE / "baseline_app.py"), "0", str(workdir / "body.json"), *png_args)
-        with process(*baseline, ready="baseline on") as (_, base_line):
+        with (
+            process(*baseline, ready="baseline on") as (_, base_line),
+            process(str(HERE / "ceiling_app.py"), "0", ready="ceiling on") as (_, ceiling_line),
+        ):
             port = base_line.split()[2]
+            ceiling_url = f"http://127.0.0.1:{ceiling_line.split()[2]}/"
             stack = base_line.split(" ", 3)[3].strip()
             ours_url, base_url = f"{url}/v1/images/generations", f"http://127.0.0.1:{port}/generate"
             ours = {1: wrk(ours_url, 1, seconds, script)}
             base = {1: wrk(base_url, 1, seconds, script)}
-            ours_runs, base_runs = [], []
+            ours_runs, base_runs, ceiling_runs = [], [], []
             downloads: dict[str, list[float]] = {size: [] for size in pngs}
             base_downloads: dict[str, list[float]] = {size: [] for size in pngs}
             for _ in range(rounds):
                 ours_runs.append(wrk(ours_url, 32, seconds, script))
                 base_runs.append(wrk(base_url, 32, seconds, script))
+                ceiling_runs.append(wrk(ceiling_url, 32, seconds, script))
                 for size, image_url in pngs.items():
                     downloads[size].append(wrk(image_url, 32, seconds)["rps"])
                     base_downloads[size].append(wrk(f"http://127.0.0.1:{port}/image/{size}", 32, seconds)["rps"])
@@ -163,6 +168,14 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
             f"{base[c]['p99']:.2f}",
             f"{ours[c]['p99'] / base[c]['p99']:.2f}x",
         )
+    ceiling = _median_runs(ceiling_runs)["rps"]
+    row(
+        "generate",
+        "requests/s, sfmock's own work alone (ceiling_app)",
+        f"{ceiling:.0f}",
+        f"{base[32]['rps']:.0f}",
+        f"{ceiling / base[32]['rps']:.0%}",
+    )
     errors = ours[1]["errors"] + sum(run["errors"] for run in ours_runs)
     row("generate", "non-2xx answers under load", f"{errors:.0f}", "0")
     row("generate", "journal entries kept (bounded)", str(journal), "1000")

@@ -214,8 +214,8 @@ def serve(args: argparse.Namespace) -> int:
 
     from sfmock.app import create_app, serving_secrets
     from sfmock.config import load_settings
+    from sfmock.protocol import uvicorn_config
     from sfmock.server import listen, server_stack
-    from sfmock.timeouts import uvicorn_config
 
     overrides = {key: getattr(args, key) for key in _FLAGS}
     sockets = []

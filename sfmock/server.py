@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from sfmock.clock import VirtualClock
 from sfmock.config import SAME_ORIGIN, Settings
 from sfmock.errors import ConfigError
-from sfmock.timeouts import DEFAULT_READ_TIMEOUT, HttpToolsProtocol, uvicorn_config
+from sfmock.protocol import DEFAULT_READ_TIMEOUT, HttpToolsProtocol, uvicorn_config
 
 if TYPE_CHECKING:
     from sfmock.chaos.faults import Scenario

@@ -30,7 +30,7 @@ def _worker(settings: Settings, sockets: list[socket.socket], log_level: str) ->
     import uvicorn
 
     from sfmock.app import create_app
-    from sfmock.timeouts import uvicorn_config
+    from sfmock.protocol import uvicorn_config
 
     app = create_app(settings)
     gc.collect()

@@ -1,7 +1,8 @@
 """sfmock serves on uvicorn's fast stack: httptools parses HTTP, uvloop runs the loop.
 
 Both come with ``uvicorn[standard]``, one of sfmock's dependencies; the read timeout
-that closes slow requests (see :mod:`sfmock.timeouts`) rides on the httptools protocol.
+that closes slow requests (see :mod:`sfmock.protocol`) rides on the httptools protocol,
+and so does the transport that sends a turn's writes (an answer's head and body) in one.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import httpx
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sfmock.protocol import JoinedWrites, http_protocol
 from sfmock.server import ServerThread, listen, server_stack
-from sfmock.timeouts import http_protocol
 
 
 def test_the_read_timeout_protocol_is_httptools() -> None:
@@ -64,3 +67,132 @@ def test_serve_says_which_stack_it_runs_on() -> None:
         process.wait(10)
         if process.stderr:
             process.stderr.close()
+
+
+class Recording:
+    """What a transport was asked to do, in order (the stand-in under JoinedWrites)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def writelines(self, chunks: object) -> None:
+        self.calls.append(("writelines", [bytes(chunk) for chunk in chunks]))  # type: ignore[attr-defined]
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+        self.calls.append(("close", None))
+
+    def abort(self) -> None:
+        self.closing = True
+        self.calls.append(("abort", None))
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def joined(steps: list[tuple[str, bytes]]) -> list[tuple[str, object]]:
+    """Run ``steps`` on a JoinedWrites over a Recording, a turn of the loop after each
+    ``turn``; what reached the transport."""
+    recording = Recording()
+
+    async def run() -> None:
+        transport = JoinedWrites(recording, asyncio.get_running_loop())  # type: ignore[arg-type]
+        for step, data in steps:
+            if step == "turn":
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            elif step == "write":
+                transport.write(data)
+            else:
+                getattr(transport, step)()
+        await asyncio.sleep(0)
+
+    asyncio.run(run())
+    return recording.calls
+
+
+def test_the_writes_of_one_turn_go_out_in_one_call_at_its_end() -> None:
+    calls = joined([("write", b"HEAD"), ("write", b"BODY"), ("write", b"MORE")])
+    assert calls == [("writelines", [b"HEAD", b"BODY", b"MORE"])]
+
+
+def test_a_body_sent_in_a_later_turn_goes_out_on_its_own() -> None:
+    calls = joined([("write", b"HEAD"), ("turn", b""), ("write", b"BODY"), ("turn", b"")])
+    assert calls == [("writelines", [b"HEAD"]), ("writelines", [b"BODY"])]
+
+
+def test_close_and_abort_send_what_was_held_first() -> None:
+    assert joined([("write", b"HEAD"), ("close", b"")]) == [("writelines", [b"HEAD"]), ("close", None)]
+    assert joined([("write", b"HEAD"), ("abort", b"")]) == [("writelines", [b"HEAD"]), ("abort", None)]
+
+
+def test_the_rest_is_the_transports_own() -> None:
+    recording, loop = Recording(), asyncio.new_event_loop()
+    try:
+        transport = JoinedWrites(recording, loop)  # type: ignore[arg-type]
+        assert transport.get_extra_info("peername") == "info:peername"
+        assert transport.is_closing() is False
+    finally:
+        loop.close()
+
+
+async def head_then_wait(scope: Scope, receive: Receive, send: Send) -> None:
+    """Starts the answer, then sends its body only once the client has read the head."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for n in range(5):
+            await send({"type": "http.response.body", "body": f"part {n};".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+    if scope["method"] == "HEAD":
+        await send({"type": "http.response.body", "body": b""})
+        return
+    while not HEAD_READ.is_set():
+        await asyncio.sleep(0.01)
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+HEAD_READ = threading.Event()
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_over_a_socket_a_waiting_body_does_not_hold_its_head_back() -> None:
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    HEAD_READ.clear()
+    with ServerThread(head_then_wait, sock, read_timeout=5).running():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = read_until(client, b"\r\n\r\n")  # the app sends its body only after this
+            assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 4" in head
+            HEAD_READ.set()
+            assert read_until(client, b"done").endswith(b"done")
+            client.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")  # a head with no body at all
+            assert read_until(client, b"\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+            client.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            streamed = read_until(client, b"0\r\n\r\n")
+            assert b"transfer-encoding: chunked" in streamed
+            assert b"".join(f"7\r\npart {n};\r\n".encode() for n in range(5)) + b"0\r\n\r\n" in streamed
+            assert client.recv(1) == b""  # Connection: close, after the answer went out whole

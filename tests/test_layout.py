@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sfmock"
 LAYERS: list[tuple[str, set[str]]] = [
     ("edges", {"__main__", "cli", "cli_check", "cli_fidelity", "pytest_plugin", "remote", "checks", "strategies"}),
     ("testing", {"testing"}),
-    ("serving", {"server", "timeouts", "transports", "workers"}),
+    ("serving", {"server", "protocol", "transports", "workers"}),
     ("composition", {"app", "config"}),
     ("fidelity", {"fidelity"}),
     ("chaos", {"chaos"}),

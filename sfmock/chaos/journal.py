@@ -17,6 +17,7 @@ and ``GET /_sfmock/journal`` sends the same fields.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import threading
@@ -69,6 +70,12 @@ def mask_key(key: str | None) -> str | None:
 def key_hash(key: str | None) -> str | None:
     """What the journal keeps to find a key's requests, without keeping the key."""
     return None if key is None else hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)  # one per key in use: held in memory only, like the accounts'
+def _key_facts(token: str | None) -> tuple[str | None, str | None]:
+    """(masked, hash) of a key: what each journal entry keeps of it."""
+    return mask_key(token), key_hash(token)
 
 
 def _mask_header(name: str, value: str) -> str:
@@ -274,6 +281,7 @@ class Journal:
         for name in SECRET_HEADERS.intersection(shown):  # in place: the order stays the request's
             shown[name] = _mask_header(name, shown[name])
         raw_body = body[:BODY_CAP]
+        masked, hashed = _key_facts(token)
 
         def build(entry_id: int) -> Entry:
             return Entry(
@@ -282,8 +290,8 @@ class Journal:
                 method=method,
                 path=path,
                 query=query,
-                key=mask_key(token),
-                key_hash=key_hash(token),
+                key=masked,
+                key_hash=hashed,
                 authorization=authorization is not None,
                 headers=shown,
                 raw_body=raw_body,

@@ -61,7 +61,7 @@ class Generator:
         issued = now - self.signer.ttl if expired else now
         base = base_url or self.base_url
         images = [{"url": self._url(base, key, i, width, height, issued)} for i in range(count)]
-        jitter = 0.85 + 0.3 * hashlib.sha256(key).digest()[0] / 255
+        jitter = 0.85 + 0.3 * _sha256(key).digest()[0] / 255
         megapixels = width * height / 1_048_576
         inference = max(0.001, round(model.seconds_per_step * steps * megapixels * count * jitter, 3))
         return {
@@ -85,9 +85,20 @@ class Generator:
         return limit
 
     def _url(self, base: str, key: bytes, index: int, width: int, height: int, now: float) -> str:
-        digest = hashlib.sha256(key + bytes([index])).hexdigest()[:32]
+        digest = _sha256(key + bytes([index])).hexdigest()[:32]
         name = str(ObjectName(digest=digest, width=width, height=height, index=index))
         return f"{base}{self.image_prefix}{name}?{self.signer.query(name, now)}"
+
+
+_SHA256 = hashlib.sha256()
+
+
+def _sha256(data: bytes) -> Any:
+    """``hashlib.sha256(data)``, copied from one made at import (the constructor looks the
+    algorithm up in OpenSSL each time: under load, more than the hashing costs)."""
+    digest = _SHA256.copy()
+    digest.update(data)
+    return digest
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:

@@ -8,6 +8,7 @@ which origin an image URL names; signatures do not depend on it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -53,7 +54,11 @@ class Origins:
             return given
         if self.configured:
             return None
-        match = _HOST.fullmatch(request.headers.get("host", ""))
+        return self._from_host(request.headers.get("host", ""), request.scope.get("scheme", "http"))
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one per app, for its life; a few Host values
+    def _from_host(self, host: str, scheme: str) -> str | None:
+        match = _HOST.fullmatch(host)
         if match is None:
             return None
         if match["name"].lower() in _IN_PROCESS_NAMES:
@@ -61,5 +66,5 @@ class Origins:
         if not self.from_host:
             return None
         if self.image_port is None:
-            return f"{request.url.scheme}://{match[0]}"
-        return f"{request.url.scheme}://{match['name']}:{self.image_port}"
+            return f"{scheme}://{match[0]}"
+        return f"{scheme}://{match['name']}:{self.image_port}"
