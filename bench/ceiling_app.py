@@ -6,9 +6,10 @@ contract validator, authenticates the key (open mode), admits and charges the re
 (the same ``Admission`` on the memory store), builds the 200 body with the same
 ``Generator`` (signed image URLs), encodes it, journals the request in the same
 ``Journal`` and counts it in the same ``Metrics``. Left out: sessions, the fault engine,
-the page's answers, lifecycle and strict-mode checks, Starlette's Request and Response, and the
-middleware that stamps trace ids and catches store outages and internal errors.
+the page's answers, lifecycle and strict-mode checks, Starlette's Request and Response,
+and the middleware that stamps trace ids and catches store outages and internal errors.
 
+It is served as sfmock is (``uvicorn_config``: httptools, uvloop, one write per answer).
 ``bench/run.py`` measures it beside sfmock and the bare endpoint, on the same stack: its
 distance from the bare endpoint is what the work itself costs; sfmock's distance from it
 is what everything around the work costs. Run: ``python bench/ceiling_app.py PORT``.
@@ -29,6 +30,7 @@ from sfmock import Limits, load_contract
 from sfmock.chaos.journal import Journal
 from sfmock.chaos.metrics import Metrics
 from sfmock.contract.validation import RequestValidator
+from sfmock.protocol import uvicorn_config
 from sfmock.server import listen
 from sfmock.service.accounts import OpenAuthenticator
 from sfmock.service.admission import Admission
@@ -104,5 +106,5 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 if __name__ == "__main__":
     sock = listen("127.0.0.1", int(sys.argv[1]))
     print(f"ceiling on {sock.getsockname()[1]}", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, http="httptools", loop="uvloop")
+    config = uvicorn_config(app, log_level="warning", loop="uvloop")  # sfmock's own protocol
     uvicorn.Server(config).run(sockets=[sock])

@@ -176,6 +176,7 @@ def create_app(
         lifecycle=lifecycle,
         dialect=settings.dialect,
         rate_limit_codes=settings.rate_limit_codes,
+        store=store,
     )
     app = FakeApp(
         routes=routes,

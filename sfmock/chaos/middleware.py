@@ -25,12 +25,14 @@ from sfmock.chaos.injection import BEFORE_DROP, ClientGone, FaultInjector, Sleep
 from sfmock.chaos.matching import FaultMatcher
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.outcome import Exchange, JournalWriter, Outcome
-from sfmock.chaos.sessions import SessionError, Sessions
+from sfmock.chaos.sessions import SessionError, Sessions, SessionState
 from sfmock.clock import Clock
 from sfmock.service.accounts import Authenticator
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import OBSERVED_429_CODES
+from sfmock.state.memory import MemoryStore
+from sfmock.state.store import Store
 
 __all__ = ["BEFORE_DROP", "STORE_PREFIX", "ChaosMiddleware", "Sleep"]
 
@@ -57,9 +59,12 @@ class ChaosMiddleware:
         lifecycle: Lifecycle | None = None,
         dialect: str = "documented",
         rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
+        store: Store | None = None,
     ) -> None:
+        """``store``: where the sessions keep their state (default: this process's memory)."""
         self.app = app
         self.sessions = sessions
+        self.store: Store = store if store is not None else MemoryStore()
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.control_prefix = control_prefix
@@ -81,7 +86,6 @@ class ChaosMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(self.control_prefix):
             await self.app(scope, receive, send)
             return
-        times = (self.clock.now(), time.perf_counter())
         headers = header_map(scope)
         state = scope.setdefault("state", {})
         try:
@@ -90,6 +94,14 @@ class ChaosMiddleware:
             await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, send)
             return
         state[SESSION_STATE] = session
+        with self.store.snapshot(session.name):  # a shared store's clock and scenario, read at once
+            await self._arrived(scope, receive, send, headers, session)
+
+    async def _arrived(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], session: SessionState
+    ) -> None:
+        state = scope["state"]
+        times = (self.clock.now(), time.perf_counter())
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             response = too_large(scope, self.max_body_bytes, self.store_prefix)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -204,6 +205,9 @@ class MemoryStore:
 
     def forget_sessions(self) -> None:
         """Nothing to do: the sessions' objects go with them."""
+
+    def snapshot(self, session: str | None) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,23 @@ CLOCK_KEY = f"{NAMESPACE}:#clock"
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
 VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
+_CLOCK_FIELDS = ["offset", "stopped", "start"]
+_SCENARIO_FIELDS = ["version", "data"]
+# what the request being served read ahead (RedisStore.snapshot): key -> its fields' values
+_SNAPSHOT: ContextVar[dict[str, list[bytes | None]] | None] = ContextVar("sfmock_snapshot", default=None)
+
+
+def _read_ahead(key: str) -> list[bytes | None] | None:
+    """The fields of ``key`` as this request read them ahead, or ``None`` (read them now)."""
+    taken = _SNAPSHOT.get()
+    return None if taken is None else taken.get(key)
+
+
+def _forget_read_ahead(key: str) -> None:
+    """After a write to ``key``: this request reads it afresh."""
+    taken = _SNAPSHOT.get()
+    if taken is not None:
+        taken.pop(key, None)
 
 
 def _shown(url: str) -> str:
@@ -95,6 +113,20 @@ class RedisStore:
         """Raise :class:`StoreUnavailable` unless the server answers."""
         with self.guard():
             self.client.ping()
+
+    @contextmanager
+    def snapshot(self, session: str | None) -> Iterator[None]:
+        scenario_key = RedisFaults.key(self.prefix(session))
+        with self.guard():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(CLOCK_KEY, _CLOCK_FIELDS)
+            pipe.hmget(scenario_key, _SCENARIO_FIELDS)
+            clock, scenario = pipe.execute()
+        token = _SNAPSHOT.set({CLOCK_KEY: clock, scenario_key: scenario})
+        try:
+            yield
+        finally:
+            _SNAPSHOT.reset(token)
 
     def prefix(self, session: str | None) -> str:
         return f"{NAMESPACE}:{session or ''}|"
@@ -303,13 +335,21 @@ class RedisFaults(Generic[T]):
         self.idle_ms = idle_ms
         self.codec = codec
         self.initial = initial
-        self.scenario_key = prefix + "f:scenario"
+        self.scenario_key = self.key(prefix)
         self.counters_prefix = prefix + "f:n:"
         self._cache: tuple[int, T] = (0, initial)
 
+    @staticmethod
+    def key(prefix: str) -> str:
+        """The key of the scenario of the session whose keys start with ``prefix``."""
+        return prefix + "f:scenario"
+
     def current(self) -> tuple[int, T]:
-        with self.store.guard():
-            version, data = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, ["version", "data"]))
+        fields = _read_ahead(self.scenario_key)
+        if fields is None:
+            with self.store.guard():
+                fields = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
+        version, data = fields
         number = int(version or 0)
         if number == 0 or data is None:
             return 0, self.initial
@@ -319,6 +359,7 @@ class RedisFaults(Generic[T]):
 
     def replace(self, scenario: T) -> None:
         data = self.codec.encode(scenario)
+        _forget_read_ahead(self.scenario_key)
         with self.store.guard():
             keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
             self.store.replace_script(keys=keys, args=[data, self.idle_ms])
@@ -352,10 +393,14 @@ class RedisClock:
             self.store.client.hsetnx(self.key, "stopped", start)
 
     def _state(self) -> tuple[float, float | None]:
-        with self.store.guard():
-            offset, stopped, start = self.store.client.hmget(self.key, ["offset", "stopped", "start"])
+        fields = _read_ahead(self.key)
+        if fields is None:
+            with self.store.guard():
+                fields = cast(list[bytes | None], self.store.client.hmget(self.key, _CLOCK_FIELDS))
+        offset, stopped, start = fields
         if start is None and self.starts_frozen:  # Redis lost its data (restarted without it)
             self._start()
+            _forget_read_ahead(self.key)
             return self._state()
         return float(offset or 0), None if stopped is None else float(stopped)
 
@@ -368,6 +413,7 @@ class RedisClock:
         return self._state()[1] is not None
 
     def _move(self, verb: str, value: float = 0.0) -> None:
+        _forget_read_ahead(self.key)
         with self.store.guard():
             self.store.clock_script(keys=[self.key], args=[verb, repr(float(value)), repr(time.time())])
 

@@ -16,6 +16,7 @@ processes and hosts as one service). A store that cannot be reached raises
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, TypeVar
@@ -186,6 +187,12 @@ class Store(Protocol):
 
     def forget_sessions(self) -> None:
         """Drop every named session's state (a full reset)."""
+        ...
+
+    def snapshot(self, session: str | None) -> AbstractContextManager[None]:
+        """Read what a request reads of the shared state (the clock, the session's scenario)
+        at once, and answer those reads from it until the block ends: one round trip where
+        there would be three. In memory there is nothing to read ahead."""
         ...
 
     def close(self) -> None: ...
