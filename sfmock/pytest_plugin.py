@@ -25,11 +25,13 @@ fake, in a session of its own for each test (``X-Sfmock-Session``), so parallel 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -81,14 +83,18 @@ def sfmock_server(
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     if marker and marker.args:
         raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
-    scenario = _marker_scenario(options.pop("scenario", None))
-    if options:  # settings of its own: a server of its own
-        own_server = FakeServer(
-            _marker_settings(options),
-            host=options.get("host"),
-            port=options.get("port") or 0,
-            image_port=options.get("image_port"),
-        )
+    with _marker_errors():
+        scenario = _marker_scenario(options.pop("scenario", None))
+        of_its_own = bool(options)  # settings of its own: a server of its own, with the scenario too
+        if of_its_own:
+            settings = _marker_settings(options)
+            own_server = FakeServer(
+                settings if scenario is None else dataclasses.replace(settings, scenario=scenario),
+                host=options.get("host"),
+                port=options.get("port") or 0,
+                image_port=options.get("image_port"),
+            )
+    if of_its_own:
         with own_server as own:
             own.use_scenario(scenario)
             yield own
@@ -112,6 +118,18 @@ def sfmock_transport(sfmock_server: FakeServer | RemoteFake) -> Iterator[Transpo
     transport = sfmock_server.transport()
     yield transport
     transport.close()
+
+
+@contextmanager
+def _marker_errors() -> Iterator[None]:
+    """A bad marker value fails the test's set-up with the message alone (it names the
+    marker, the key and what is expected), not with sfmock's own frames."""
+    from sfmock.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        pytest.fail(f"ConfigError: {exc}", pytrace=False)
 
 
 def _marker_scenario(scenario: Any) -> Scenario | None:
@@ -142,7 +160,8 @@ def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     options.pop("scenario", None)  # a check drives its own schedules
-    settings = _marker_settings(options) if options else None
+    with _marker_errors():
+        settings = _marker_settings(options) if options else None
 
     def check(client: Callable[..., Any], **kwargs: Any) -> CheckReport:
         __tracebackhide__ = True

@@ -124,6 +124,9 @@ def test_accounts(sfmock_server):
 @pytest.mark.sfmock(scenario="overloaded", seed=1)
 def test_scenario(sfmock_server):
     assert gen(sfmock_server).status_code == 503
+    assert sfmock_server.settings.scenario.name == "overloaded"  # the server's own configuration
+    sfmock_server.reset()  # back to how the marker configured it: still overloaded
+    assert gen(sfmock_server).status_code == 503
 """,
     "control_token": """
 @pytest.mark.sfmock(control_token="s3cret-token")
@@ -311,6 +314,7 @@ def test_bad_marker_values_name_the_marker_and_the_key(pytester: pytest.Pytester
     for key in BAD_MARKERS.values():
         assert key in out, key
     assert "TypeError" not in out and "Traceback" not in out.split("short test summary")[0].split("ERROR at setup")[0]
+    assert "sfmock/config.py" not in out and "pytest_plugin.py" not in out  # the message, not sfmock's frames
     assert out.count("ConfigError: @pytest.mark.sfmock: ") >= len(BAD_MARKERS) - 1  # the scenario one names itself
 
 
