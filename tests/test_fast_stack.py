@@ -8,6 +8,7 @@ and so does the transport that sends a turn's writes (an answer's head and body)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from conftest import AUTH, LiveServer, contract_hook
 from sfmock.protocol import JoinedWrites, http_protocol
 from sfmock.server import ServerThread, listen, server_stack
 
@@ -196,3 +198,60 @@ def test_over_a_socket_a_waiting_body_does_not_hold_its_head_back() -> None:
             assert b"transfer-encoding: chunked" in streamed
             assert b"".join(f"7\r\npart {n};\r\n".encode() for n in range(5)) + b"0\r\n\r\n" in streamed
             assert client.recv(1) == b""  # Connection: close, after the answer went out whole
+
+
+def read_answer(sock: socket.socket, buffered: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
+    """One HTTP/1.1 answer with a content-length off ``sock``: status, headers, body and
+    the bytes after it (the next answers)."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection mid-answer"
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+    size = int(headers["content-length"])
+    while len(rest) < size:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        rest += chunk
+    return int(status_line.split()[1]), headers, rest[:size], rest[size:]
+
+
+def pipelined(seeds: range) -> bytes:
+    """Generation requests, one per seed, back to back in one stream (HTTP/1.1 pipelining)."""
+    out = b""
+    for seed in seeds:
+        body = json.dumps({"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": seed}).encode()
+        out += (
+            f"POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+    return out
+
+
+def test_pipelined_requests_get_their_answers_whole_and_in_order_while_others_are_served(
+    live_server: LiveServer,
+) -> None:
+    """An attacker's client sends 40 requests in one stream and reads nothing for a while:
+    another client is served meanwhile, then all 40 answers arrive whole, in order, each
+    within the contract."""
+    port = int(live_server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as greedy:
+        greedy.sendall(pipelined(range(40)))
+        with httpx.Client(timeout=10, event_hooks={"response": [contract_hook]}) as meanwhile:
+            other = meanwhile.post(
+                live_server.api_url + "/images/generations",
+                json={"model": "Kwai-Kolors/Kolors", "prompt": "meanwhile"},
+                headers=AUTH,
+            )
+        assert other.status_code == 200
+        buffered = b""
+        for seed in range(40):
+            status, headers, body, buffered = read_answer(greedy, buffered)
+            request = httpx.Request("POST", live_server.api_url + "/images/generations")
+            contract_hook(httpx.Response(status, headers=headers, content=body, request=request))
+            assert status == 200 and json.loads(body)["seed"] == seed
+        assert buffered == b""
+    assert len(live_server.journal) == 41
