@@ -148,8 +148,11 @@ class Admission:
     def _seen(self, account: Account) -> None:
         """Mark ``account`` as the most recently seen; forget the least recent past the bound."""
         with self._lock:
-            self._recent[account.id] = account
-            self._recent.move_to_end(account.id)
+            recent = self._recent
+            if recent and next(reversed(recent)) == account.id and recent[account.id] is account:
+                return  # the most recent already (a busy client): nothing moves, nothing goes
+            recent[account.id] = account
+            recent.move_to_end(account.id)
             if self.max_accounts is None:
                 return
             while len(self._recent) > self.max_accounts:

@@ -17,7 +17,7 @@ from typing import Any
 from sfmock.contract.openapi import Contract, ModelSpec, parse_size
 from sfmock.imaging import probe_data_url
 from sfmock.service.imagehost import IMAGE_PREFIX
-from sfmock.service.signing import ObjectName, UrlSigner
+from sfmock.service.signing import UrlSigner, object_name
 
 __all__ = ["Generator", "output_size", "prompt_tokens"]
 
@@ -86,7 +86,7 @@ class Generator:
 
     def _url(self, base: str, key: bytes, index: int, width: int, height: int, now: float) -> str:
         digest = _sha256(key + bytes([index])).hexdigest()[:32]
-        name = str(ObjectName(digest=digest, width=width, height=height, index=index))
+        name = object_name(digest, width, height, index)
         return f"{base}{self.image_prefix}{name}?{self.signer.query(name, now)}"
 
 

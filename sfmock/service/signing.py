@@ -29,7 +29,7 @@ from typing import Final
 
 from sfmock.errors import DownloadDenied
 
-__all__ = ["ObjectName", "UrlSigner", "expired_denial"]
+__all__ = ["ObjectName", "UrlSigner", "expired_denial", "object_name"]
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 MAX_TTL: Final = 604_800  # S3's own ceiling for X-Amz-Expires: seven days
@@ -48,6 +48,11 @@ PARAMETERS: Final = (
 _PROCESS_KEY: Final = secrets.token_bytes(32)  # when none is configured: unguessable, never stored
 
 
+def object_name(digest: str, width: int, height: int, index: int) -> str:
+    """The text of an :class:`ObjectName` (without making one: once per image issued)."""
+    return f"{digest}-{width}x{height}_{index}.png"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ObjectName:
     """The name of a generated image: its render seed (digest), size and batch index."""
@@ -58,7 +63,7 @@ class ObjectName:
     index: int
 
     def __str__(self) -> str:
-        return f"{self.digest}-{self.width}x{self.height}_{self.index}.png"
+        return object_name(self.digest, self.width, self.height, self.index)
 
     @classmethod
     def parse(cls, text: str) -> ObjectName | None:

@@ -16,6 +16,8 @@ from sfmock.state.store import Verdict, Window, WindowUse
 
 __all__ = ["SlidingWindow", "Windows"]
 
+_ADMITTED, _SHORT = Verdict("admitted"), Verdict("short")  # frozen: one of each serves every request
+
 
 class SlidingWindow:
     """A sliding window log: times and amounts in two arrays of C doubles (no object per
@@ -102,18 +104,25 @@ class Windows:
     def admit(self, account: str, windows: Sequence[Window], now: float, allow: Callable[[], bool]) -> Verdict:
         """Check every window, then ``allow()`` (the balance), then count: one pass, one lock."""
         with self.lock:
-            held = [self._window(account, spec.name) for spec in windows]
-            for index, (spec, window) in enumerate(zip(windows, held, strict=True)):
+            named = self._windows.get(account)
+            if named is None:
+                named = self._windows[account] = {}
+            held = []
+            for index, spec in enumerate(windows):
+                window = named.get(spec.name)
+                if window is None:
+                    window = named[spec.name] = SlidingWindow()
+                held.append(window)
                 used = window.used(now, spec.span)
                 if used + spec.amount > spec.limit:
                     needed = used + spec.amount - spec.limit
                     wait = math.inf if spec.amount > spec.limit else window.free_after(now, spec.span, needed)
                     return Verdict("limited", (), index, wait)
             if not allow():
-                return Verdict("short")
+                return _SHORT
             for spec, window in zip(windows, held, strict=True):
                 window.add(now, spec.amount)  # used() above dropped what the clock went back before
-            return Verdict("admitted")
+            return _ADMITTED
 
     def record(self, account: str, windows: Sequence[Window], now: float) -> None:
         """Count each window's amount at ``now``."""
