@@ -34,28 +34,21 @@ class InternalErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        watched: list[bool] = []  # with a fault, whether the app itself began an answer
-        wrapped = state.get("fault") is not None
-        if wrapped:
+        started = False
 
-            async def watching_send(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    watched.append(True)
-                await send(message)
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-            app_send: Send = watching_send
-        else:  # nothing between here and the trace-id middleware, which notes when the answer began
-            app_send = send
         try:
-            await self.app(scope, receive, app_send)
+            await self.app(scope, receive, watching_send)
         except StoreUnavailable as exc:
-            if _started(wrapped, watched, state):
+            if started:
                 raise
             await outage(scope, exc, self.store_prefix)(scope, receive, send)
         except Exception:
-            started = _started(wrapped, watched, state)
-            trace_id = state.get("trace_id", "")
+            trace_id = scope.get("state", {}).get("trace_id", "")
             logger.exception("sfmock: internal error in %s %s (trace id %s)", scope["method"], scope["path"], trace_id)
             if started:
                 raise  # too late for an answer: the server closes the connection
@@ -64,12 +57,6 @@ class InternalErrorMiddleware:
             else:
                 response = json_response(error_for_status(500, trace_id).body, 500)
             await response(scope, receive, send)
-
-
-def _started(wrapped: bool, watched: list[bool], state: dict[str, object]) -> bool:
-    """Whether the app began its answer: as watched, or (no fault between) as the trace-id
-    middleware noted it."""
-    return bool(watched) if wrapped else bool(state.get(STARTED_STATE))
 
 
 class StoreOutageMiddleware:

@@ -104,14 +104,9 @@ class Windows:
     def admit(self, account: str, windows: Sequence[Window], now: float, allow: Callable[[], bool]) -> Verdict:
         """Check every window, then ``allow()`` (the balance), then count: one pass, one lock."""
         with self.lock:
-            named = self._windows.get(account)
-            if named is None:
-                named = self._windows[account] = {}
             held = []
             for index, spec in enumerate(windows):
-                window = named.get(spec.name)
-                if window is None:
-                    window = named[spec.name] = SlidingWindow()
+                window = self._window(account, spec.name)
                 held.append(window)
                 used = window.used(now, spec.span)
                 if used + spec.amount > spec.limit:
