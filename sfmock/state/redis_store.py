@@ -27,10 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from sfmock.clock import MAX_TIME, Clock
 from sfmock.state import scripts
+from sfmock.state.redis_line import Line
 from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 
 __all__ = ["RedisStore"]
@@ -91,6 +93,7 @@ class RedisStore:
         self.hit_script = self.client.register_script(scripts.HIT)
         self.replace_script = self.client.register_script(scripts.REPLACE)
         self.clock_script = self.client.register_script(scripts.CLOCK)
+        self.line = Line(self.client)  # the requests' own calls: one connection, one write each
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -118,10 +121,9 @@ class RedisStore:
     def snapshot(self, session: str | None) -> Iterator[None]:
         scenario_key = RedisFaults.key(self.prefix(session))
         with self.guard():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hmget(CLOCK_KEY, _CLOCK_FIELDS)
-            pipe.hmget(scenario_key, _SCENARIO_FIELDS)
-            clock, scenario = pipe.execute()
+            clock, scenario = self.line.call(
+                ("HMGET", CLOCK_KEY, *_CLOCK_FIELDS), ("HMGET", scenario_key, *_SCENARIO_FIELDS)
+            )
         token = _SNAPSHOT.set({CLOCK_KEY: clock, scenario_key: scenario})
         try:
             yield
@@ -164,7 +166,13 @@ class RedisStore:
     def forget_sessions(self) -> None:
         self.delete(f"{NAMESPACE}:[A-Za-z0-9]*")  # session names start with a letter or digit
 
+    def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """One of the registered scripts, on the requests' connection."""
+        with self.guard():
+            return self.line.script(script, keys, args)
+
     def close(self) -> None:
+        self.line.close()
         self.client.close()
 
 
@@ -221,8 +229,7 @@ class RedisBook:
             key = f"{self.prefix}w:{account}|{window.name}"
             keys += [key, key + "#"]
             args += [str(window.span), str(window.limit), str(window.amount), str(window.span * 1000)]
-        with self.store.guard():
-            reply = self.store.admit_script(keys=keys, args=args)
+        reply = self.store.run(self.store.admit_script, keys, args)
         verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
         uses = tuple(
             WindowUse(used=float(reply[i]), newest=float(reply[i + 1]) if reply[i + 1] else None)
@@ -278,8 +285,9 @@ class RedisLog(Generic[T]):
     def append(self, build: Callable[[int], T], size: int) -> T:
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
         keys = [self.entries_key, self.meta_key, IDS_KEY]
-        with self.store.guard():
-            entry_id = self.store.push_script(keys=keys, args=[size, payload, self.size, self.max_bytes, self.idle_ms])
+        entry_id = self.store.run(
+            self.store.push_script, keys, [size, payload, self.size, self.max_bytes, self.idle_ms]
+        )
         return build(int(entry_id))
 
     def items(self) -> list[T]:
@@ -360,9 +368,8 @@ class RedisFaults(Generic[T]):
     def replace(self, scenario: T) -> None:
         data = self.codec.encode(scenario)
         _forget_read_ahead(self.scenario_key)
-        with self.store.guard():
-            keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
-            self.store.replace_script(keys=keys, args=[data, self.idle_ms])
+        keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
+        self.store.run(self.store.replace_script, keys, [data, self.idle_ms])
 
     def hit(
         self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
@@ -370,8 +377,8 @@ class RedisFaults(Generic[T]):
         listed = "" if nth is None else ",".join(str(n) for n in sorted(nth))
         drawn = 1 if chance() else 0
         args: list[str | int] = [version, index, listed, -1 if times is None else times, drawn, self.idle_ms]
-        with self.store.guard():
-            n, fires = self.store.hit_script(keys=[self.scenario_key, f"{self.counters_prefix}{version}"], args=args)
+        keys = [self.scenario_key, f"{self.counters_prefix}{version}"]
+        n, fires = self.store.run(self.store.hit_script, keys, args)
         return int(n), bool(fires)
 
 
@@ -414,8 +421,7 @@ class RedisClock:
 
     def _move(self, verb: str, value: float = 0.0) -> None:
         _forget_read_ahead(self.key)
-        with self.store.guard():
-            self.store.clock_script(keys=[self.key], args=[verb, repr(float(value)), repr(time.time())])
+        self.store.run(self.store.clock_script, [self.key], [verb, repr(float(value)), repr(time.time())])
 
     def advance(self, seconds: float) -> float:
         """Jump forward by ``seconds`` (everywhere) and return the new time."""

@@ -1,0 +1,91 @@
+"""The Redis store's connection for the requests' own calls, against a real redis-server:
+scripts Redis has forgotten, error replies in the middle of a call, a server that goes and
+comes back, and calls from many threads at once."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+import redis
+
+from redis_server import RedisServer
+from sfmock import VirtualClock
+from sfmock.state.redis_line import Line
+from sfmock.state.redis_store import RedisStore
+from sfmock.state.store import StoreUnavailable, Window
+
+T0 = 1_767_225_600.0
+OPENING = (Decimal(0), Decimal(10))
+
+
+def test_a_script_redis_forgot_is_sent_again_and_runs_once(redis_url: str) -> None:
+    store = RedisStore(redis_url)
+    book = store.book(None)
+    window = [Window("m|rpm", 60, 3, 1)]
+    assert book.admit("a", OPENING, window, Decimal(1), T0).outcome == "admitted"
+    store.client.script_flush()  # as after a restart of Redis, or SCRIPT FLUSH by someone else
+    assert book.admit("a", OPENING, window, Decimal(1), T0).outcome == "admitted"
+    assert store.client.script_exists(store.admit_script.sha) == [True]
+    assert [use.used for use in book.usage("a", window, T0)] == [2]  # counted once each, not twice
+    assert book.balances("a", OPENING) == (Decimal(0), Decimal(8))
+
+
+def test_an_error_reply_mid_call_is_raised_and_the_connection_stays_in_step(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set("text", "not a hash")
+    client.hset("hash", "f", "v")
+    line = Line(client)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        line.call(("HGET", "text", "f"), ("HGET", "hash", "f"))
+    assert line.call(("HGET", "hash", "f"), ("GET", "text")) == [b"v", b"not a hash"]
+    assert line.call(("PING",)) in ([True], [b"PONG"])
+    line.close()
+    client.close()
+
+
+def test_a_lost_server_raises_a_connection_error_and_the_next_call_connects_again(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    line = Line(client)
+    line.call(("SET", "k", "1"))
+    own_redis.kill()
+    with pytest.raises(redis.ConnectionError):
+        line.call(("GET", "k"))
+    own_redis.start()  # appendonly: the data is back with it
+    assert line.call(("GET", "k")) == [b"1"]
+    line.close()
+    client.close()
+
+
+def test_many_threads_share_it_without_mixing_replies(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    line = Line(client)
+    wrong: list[tuple[int, object]] = []
+
+    def work(n: int) -> None:
+        for i in range(200):
+            key = f"t{n}:{i}"
+            reply = line.call(("SET", key, key), ("GET", key))[1]
+            if reply != key.encode():
+                wrong.append((n, reply))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    line.close()
+    client.close()
+
+
+def test_the_store_turns_a_lost_line_into_store_unavailable(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url)
+    own_redis.kill()
+    with pytest.raises(StoreUnavailable, match="cannot be reached"), store.snapshot(None):
+        pass
+    own_redis.start()
+    with store.snapshot(None):
+        assert store.clock(lambda: VirtualClock(0), frozen=False).now() > T0  # the shared clock, read ahead
+    store.close()
