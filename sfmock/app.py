@@ -90,7 +90,7 @@ def create_app(
             fallback=settings.replay_miss == "fake",
             pictures=pictures,
         )
-    lifecycle = Lifecycle(settings.retire, started=clock.now())
+    lifecycle = Lifecycle(settings.retire, epoch=store.epoch(clock.now()))  # one for every process of a store
     configured = bool(settings.image_public_url or settings.public_url)
     origins = Origins(
         image_port=settings.image_socket_port,

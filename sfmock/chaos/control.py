@@ -171,7 +171,6 @@ class Control:
         if reset is not None:
             reset()
         self.lifecycle.reset(self.clock.now())
-        self.lifecycle.reset(self.clock.now())
 
     async def health(self, request: Request) -> Response:
         session = _session(request)

@@ -7,7 +7,7 @@ service never knew stays 400 20012. Retirement is configured (``retire:`` in the
 the pytest marker or :class:`~sfmock.Settings`), scheduled on the clock (``at`` a time,
 or ``after`` seconds from the start) or triggered by a scenario rule.
 
-Checking is one dictionary lookup per request: the generation path stays as fast.
+Checking is one dictionary lookup per request (worked out again when the epoch changes).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import calendar
 import math
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from sfmock.state.memory import MemoryEpoch
+from sfmock.state.store import Epoch
 
 __all__ = ["Lifecycle", "Retirement", "parse_time"]
 
@@ -73,30 +75,62 @@ class Retirement:
 
 
 class Lifecycle:
-    """Which models are retired, and from when; thread-safe, reset to its schedule."""
+    """Which models are retired, and from when; thread-safe, reset to its schedule.
 
-    def __init__(self, schedule: Iterable[Retirement | str | Mapping[str, Any]], *, started: float) -> None:
+    The run's start and the models a scenario retired live in an
+    :class:`~sfmock.state.store.Epoch`: this process's, or one every process of a shared
+    store sees (``epoch``).
+    """
+
+    def __init__(
+        self,
+        schedule: Iterable[Retirement | str | Mapping[str, Any]],
+        *,
+        started: float | None = None,
+        epoch: Epoch | None = None,
+    ) -> None:
+        """``epoch``, or one of this process begun at ``started``."""
         self.schedule = tuple(Retirement.coerce(item) for item in schedule)
-        self._lock = threading.Lock()
-        self.reset(started)
+        if epoch is None:
+            if started is None:
+                raise TypeError("Lifecycle needs started or epoch")
+            epoch = MemoryEpoch(started)
+        self.epoch = epoch
+        # the epoch's state last read, and each retired model's time worked out from it
+        self._worked: tuple[tuple[float, Mapping[str, float]] | None, dict[str, float]] = (None, {})
+
+    @property
+    def started(self) -> float:
+        """When the run began (or was last reset): what ``after`` times count from."""
+        return self.epoch.read()[0]
 
     def reset(self, started: float) -> None:
         """Back to the configured schedule, counted from ``started`` (scenario retirements undone)."""
-        with self._lock:
-            self.started = started
-            retired: dict[str, float] = {}
-            for item in self.schedule:
-                retired[item.model] = min(retired.get(item.model, math.inf), item.when(started))
-            self._retired = retired
+        self.epoch.restart(started)
 
     def retire(self, model: str, now: float) -> None:
         """Retire ``model`` from ``now`` on (a scenario rule's ``retire`` action)."""
-        with self._lock:
-            self._retired = {**self._retired, model: min(self._retired.get(model, math.inf), now)}
+        self.epoch.retire(model, now)
+
+    def _since(self) -> dict[str, float]:
+        """Each retired model's time, from the schedule and the epoch (worked out again
+        only when the epoch changed)."""
+        source = self.epoch.read()
+        worked = self._worked
+        if source is worked[0]:
+            return worked[1]
+        started, by_scenario = source
+        retired: dict[str, float] = {}
+        for item in self.schedule:
+            retired[item.model] = min(retired.get(item.model, math.inf), item.when(started))
+        for model, since in by_scenario.items():
+            retired[model] = min(retired.get(model, math.inf), since)
+        self._worked = (source, retired)  # one assignment: threads see both or neither
+        return retired
 
     def is_retired(self, model: str, now: float) -> bool:
         """Whether ``model`` answers 403 "Model disabled." at server time ``now``."""
-        since = self._retired.get(model)
+        since = self._since().get(model)
         return since is not None and now >= since
 
     def live(self, models: Iterable[str], now: float) -> list[str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
 from typing import Generic, TypeVar
@@ -13,7 +14,7 @@ from sfmock.clock import Clock
 from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
 from sfmock.state.windows import Windows
 
-__all__ = ["Balances", "MemoryBook", "MemoryFaults", "MemoryLog", "MemoryStore"]
+__all__ = ["Balances", "MemoryBook", "MemoryEpoch", "MemoryFaults", "MemoryLog", "MemoryStore"]
 
 T = TypeVar("T")
 
@@ -185,6 +186,26 @@ class MemoryFaults(Generic[T]):
             return n, True
 
 
+class MemoryEpoch:
+    """The run's start and the models a scenario retired, in this process."""
+
+    def __init__(self, started: float) -> None:
+        self._state: tuple[float, Mapping[str, float]] = (started, {})
+        self._lock = threading.Lock()
+
+    def read(self) -> tuple[float, Mapping[str, float]]:
+        return self._state
+
+    def retire(self, model: str, since: float) -> None:
+        with self._lock:
+            started, retired = self._state
+            self._state = (started, {**retired, model: min(retired.get(model, math.inf), since)})
+
+    def restart(self, started: float) -> None:
+        with self._lock:
+            self._state = (started, {})
+
+
 class MemoryStore:
     """The default store: this process's memory."""
 
@@ -202,6 +223,9 @@ class MemoryStore:
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return local()
+
+    def epoch(self, started: float) -> MemoryEpoch:
+        return MemoryEpoch(started)
 
     def forget_sessions(self) -> None:
         """Nothing to do: the sessions' objects go with them."""

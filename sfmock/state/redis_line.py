@@ -13,21 +13,53 @@ Nothing is retried (a retried admission could count a request twice): a lost con
 raises :class:`redis.ConnectionError` (or :class:`redis.TimeoutError`) as the client
 would, and is dropped, so the next call connects afresh. An error reply is raised only
 after every reply of the call was read, so the connection stays in step.
+
+A request reads what it needs of the shared state (the clock, the epoch, its session's
+scenario) in one call when it arrives (:meth:`~sfmock.state.redis_store.RedisStore.
+snapshot`); :func:`read_ahead` answers those reads until the request ends.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import redis
 from redis.commands.core import Script
 
-__all__ = ["Line"]
+__all__ = ["Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
 
 Command = tuple[Any, ...]
+Fields = list[bytes | None]
+# what the request being served read ahead: key -> its fields' values
+_AHEAD: ContextVar[dict[str, Fields] | None] = ContextVar("sfmock_read_ahead", default=None)
+
+
+@contextmanager
+def reading_ahead(taken: dict[str, Fields]) -> Iterator[None]:
+    """Answer reads of these keys' fields from ``taken`` until the block ends."""
+    token = _AHEAD.set(taken)
+    try:
+        yield
+    finally:
+        _AHEAD.reset(token)
+
+
+def read_ahead(key: str) -> Fields | None:
+    """The fields of ``key`` as this request read them ahead, or ``None`` (read them now)."""
+    taken = _AHEAD.get()
+    return None if taken is None else taken.get(key)
+
+
+def forget_read_ahead(key: str) -> None:
+    """After a write to ``key``: this request reads it afresh."""
+    taken = _AHEAD.get()
+    if taken is not None:
+        taken.pop(key, None)
 
 
 class Line:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -30,9 +28,10 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from sfmock.clock import MAX_TIME, Clock
+from sfmock.clock import Clock
 from sfmock.state import scripts
-from sfmock.state.redis_line import Line
+from sfmock.state.redis_line import Line, forget_read_ahead, read_ahead, reading_ahead
+from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 
 __all__ = ["RedisStore"]
@@ -42,27 +41,10 @@ logger = logging.getLogger("sfmock")
 NAMESPACE = "sfmock"
 MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
-CLOCK_KEY = f"{NAMESPACE}:#clock"
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
 VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
-_CLOCK_FIELDS = ["offset", "stopped", "start"]
 _SCENARIO_FIELDS = ["version", "data"]
-# what the request being served read ahead (RedisStore.snapshot): key -> its fields' values
-_SNAPSHOT: ContextVar[dict[str, list[bytes | None]] | None] = ContextVar("sfmock_snapshot", default=None)
-
-
-def _read_ahead(key: str) -> list[bytes | None] | None:
-    """The fields of ``key`` as this request read them ahead, or ``None`` (read them now)."""
-    taken = _SNAPSHOT.get()
-    return None if taken is None else taken.get(key)
-
-
-def _forget_read_ahead(key: str) -> None:
-    """After a write to ``key``: this request reads it afresh."""
-    taken = _SNAPSHOT.get()
-    if taken is not None:
-        taken.pop(key, None)
 
 
 def _shown(url: str) -> str:
@@ -93,6 +75,7 @@ class RedisStore:
         self.hit_script = self.client.register_script(scripts.HIT)
         self.replace_script = self.client.register_script(scripts.REPLACE)
         self.clock_script = self.client.register_script(scripts.CLOCK)
+        self.retire_script = self.client.register_script(scripts.RETIRE)
         self.line = Line(self.client)  # the requests' own calls: one connection, one write each
 
     @contextmanager
@@ -120,15 +103,15 @@ class RedisStore:
     @contextmanager
     def snapshot(self, session: str | None) -> Iterator[None]:
         scenario_key = RedisFaults.key(self.prefix(session))
+        keys = (CLOCK_KEY, EPOCH_KEY, scenario_key)
         with self.guard():
-            clock, scenario = self.line.call(
-                ("HMGET", CLOCK_KEY, *_CLOCK_FIELDS), ("HMGET", scenario_key, *_SCENARIO_FIELDS)
+            replies = self.line.call(
+                ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
+                ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
+                ("HMGET", scenario_key, *_SCENARIO_FIELDS),
             )
-        token = _SNAPSHOT.set({CLOCK_KEY: clock, scenario_key: scenario})
-        try:
+        with reading_ahead(dict(zip(keys, replies, strict=True))):
             yield
-        finally:
-            _SNAPSHOT.reset(token)
 
     def prefix(self, session: str | None) -> str:
         return f"{NAMESPACE}:{session or ''}|"
@@ -150,6 +133,9 @@ class RedisStore:
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return RedisClock(self, frozen=frozen)
+
+    def epoch(self, started: float) -> RedisEpoch:
+        return RedisEpoch(self, started)
 
     def delete(self, pattern: str) -> None:
         """Delete every key matching the glob ``pattern``."""
@@ -353,7 +339,7 @@ class RedisFaults(Generic[T]):
         return prefix + "f:scenario"
 
     def current(self) -> tuple[int, T]:
-        fields = _read_ahead(self.scenario_key)
+        fields = read_ahead(self.scenario_key)
         if fields is None:
             with self.store.guard():
                 fields = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
@@ -367,7 +353,7 @@ class RedisFaults(Generic[T]):
 
     def replace(self, scenario: T) -> None:
         data = self.codec.encode(scenario)
-        _forget_read_ahead(self.scenario_key)
+        forget_read_ahead(self.scenario_key)
         keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
         self.store.run(self.store.replace_script, keys, [data, self.idle_ms])
 
@@ -380,68 +366,3 @@ class RedisFaults(Generic[T]):
         keys = [self.scenario_key, f"{self.counters_prefix}{version}"]
         n, fires = self.store.run(self.store.hit_script, keys, args)
         return int(n), bool(fires)
-
-
-class RedisClock:
-    """The server's clock, shared: the wall clock plus an offset, or stopped (frozen)."""
-
-    def __init__(self, store: RedisStore, *, frozen: bool) -> None:
-        self.store = store
-        self.key = CLOCK_KEY
-        self.starts_frozen = frozen
-        if frozen:
-            self._start()
-
-    def _start(self) -> None:
-        """Stop the clock now, unless another process did first (or it was moved since)."""
-        with self.store.guard():
-            start = repr(time.time())
-            self.store.client.hsetnx(self.key, "start", start)
-            self.store.client.hsetnx(self.key, "stopped", start)
-
-    def _state(self) -> tuple[float, float | None]:
-        fields = _read_ahead(self.key)
-        if fields is None:
-            with self.store.guard():
-                fields = cast(list[bytes | None], self.store.client.hmget(self.key, _CLOCK_FIELDS))
-        offset, stopped, start = fields
-        if start is None and self.starts_frozen:  # Redis lost its data (restarted without it)
-            self._start()
-            _forget_read_ahead(self.key)
-            return self._state()
-        return float(offset or 0), None if stopped is None else float(stopped)
-
-    def now(self) -> float:
-        offset, stopped = self._state()
-        return stopped if stopped is not None else time.time() + offset
-
-    @property
-    def frozen(self) -> bool:
-        return self._state()[1] is not None
-
-    def _move(self, verb: str, value: float = 0.0) -> None:
-        _forget_read_ahead(self.key)
-        self.store.run(self.store.clock_script, [self.key], [verb, repr(float(value)), repr(time.time())])
-
-    def advance(self, seconds: float) -> float:
-        """Jump forward by ``seconds`` (everywhere) and return the new time."""
-        if not seconds >= 0:
-            raise ValueError(f"a clock only advances; got {seconds} seconds")
-        if not self.now() + seconds <= MAX_TIME:
-            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
-        self._move("advance", seconds)
-        return self.now()
-
-    def set(self, when: float) -> None:
-        """Make it ``when`` now, everywhere."""
-        if not 0 <= when <= MAX_TIME:
-            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
-        self._move("set", when)
-
-    def freeze(self, frozen: bool = True) -> None:
-        """Stop time where it is (``False``: let it run on from there)."""
-        self._move("freeze" if frozen else "thaw")
-
-    def reset(self) -> None:
-        """Back to how the first process started it: the wall clock, or stopped at its start."""
-        self._move("reset")

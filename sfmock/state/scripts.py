@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "CLOCK", "HIT", "PUSH", "REPLACE"]
+__all__ = ["ADMIT", "CLOCK", "HIT", "PUSH", "REPLACE", "RETIRE"]
 
 ADMIT = r"""
 -- Admit one request atomically: every sliding window, then the balance, then record.
@@ -248,4 +248,21 @@ elseif verb == 'reset' then
   end
 end
 return redis.call('HMGET', KEYS[1], 'offset', 'stopped')
+"""
+
+RETIRE = r"""
+-- Retire a model in the shared epoch; an earlier retirement stands.
+-- KEYS[1]: the epoch hash (start; retired: JSON {model: time as a decimal string}).
+-- ARGV: the model, the time it is retired from.
+local held = redis.call('HGET', KEYS[1], 'retired')
+local retired = {}
+if held then
+  retired = cjson.decode(held)
+end
+local old = retired[ARGV[1]]
+if old == nil or tonumber(ARGV[2]) < tonumber(old) then
+  retired[ARGV[1]] = ARGV[2]
+  redis.call('HSET', KEYS[1], 'retired', cjson.encode(retired))
+end
+return 1
 """

@@ -3,7 +3,8 @@
 A store hands out, per session (``None`` is the default session), a :class:`Book`
 (rate-limit windows and balances, admitted atomically), a :class:`Log` (the journal's
 entries, capped by count and bytes) and a :class:`Faults` slot (the active scenario
-and its fault counters); and the server's clock. Everything here speaks plain values
+and its fault counters); and the server's clock and :class:`Epoch` (when the run began,
+and the models a scenario retired since). Everything here speaks plain values
 (account ids, window names, amounts), so the service and chaos layers above call into
 it and it imports nothing of theirs.
 
@@ -15,7 +16,7 @@ processes and hosts as one service). A store that cannot be reached raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +27,7 @@ from sfmock.clock import Clock
 __all__ = [
     "Book",
     "Codec",
+    "Epoch",
     "Faults",
     "Log",
     "NumberedCodec",
@@ -169,6 +171,23 @@ class Faults(Protocol[T]):
         ...
 
 
+class Epoch(Protocol):
+    """When the server's run began (what ``after`` times count from) and the models a
+    scenario retired since: one for all the processes of a shared store."""
+
+    def read(self) -> tuple[float, Mapping[str, float]]:
+        """(start, {model: retired from}); the same object until either changes."""
+        ...
+
+    def retire(self, model: str, since: float) -> None:
+        """Retire ``model`` from ``since`` on (an earlier retirement stands)."""
+        ...
+
+    def restart(self, started: float) -> None:
+        """Begin again at ``started``, with no model retired (a full reset)."""
+        ...
+
+
 class Store(Protocol):
     """Where the fake keeps its state; see the module docstring."""
 
@@ -185,14 +204,18 @@ class Store(Protocol):
         """The server's clock: ``local()`` in one process, one shared by all otherwise."""
         ...
 
+    def epoch(self, started: float) -> Epoch:
+        """The run's epoch, begun at ``started`` unless another process began it first."""
+        ...
+
     def forget_sessions(self) -> None:
         """Drop every named session's state (a full reset)."""
         ...
 
     def snapshot(self, session: str | None) -> AbstractContextManager[None]:
-        """Read what a request reads of the shared state (the clock, the session's scenario)
-        at once, and answer those reads from it until the block ends: one round trip where
-        there would be three. In memory there is nothing to read ahead."""
+        """Read what a request reads of the shared state (the clock, the epoch, the
+        session's scenario) at once, and answer those reads from it until the block ends:
+        one round trip where there would be four. In memory there is nothing to read ahead."""
         ...
 
     def close(self) -> None: ...

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from fleets import CONFIG, GEN, KOLORS, Fleet, Serve, bearer
 
@@ -103,6 +104,23 @@ def test_reset_and_clock_moves_made_on_one_process_are_seen_by_all(one: Fleet) -
         assert one.control(n, "GET", "clock")["now"] == start
         assert one.control(n, "GET", "journal")["count"] == 0
     assert [one.client(n).get("/v1/models", headers=bearer("sk-plain")).status_code for n in range(2)] == [200, 200]
+
+
+def test_a_model_a_fault_retires_on_one_process_is_retired_on_all_until_a_reset(one: Fleet) -> None:
+    qwen = {"model": "Qwen/Qwen-Image", "prompt": "a lighthouse"}
+    rule = {"name": "retire-qwen", "when": {"path": GEN}, "nth": [1], "action": {"retire": "Qwen/Qwen-Image"}}
+    one.control(0, "PUT", "scenario", json={"rules": [rule]})
+    one.client(0).post(GEN, json=KOLORS, headers=bearer("sk-plain"))  # the rule fires on process 0
+    for n in range(8):  # every URL, and a fresh connection each: --workers spreads them over its workers
+        with httpx.Client(base_url=one.urls[n % len(one.urls)], timeout=30) as fresh:
+            refused = fresh.post(GEN, json=qwen, headers=bearer("sk-plain"))
+            assert (refused.status_code, refused.json()["code"]) == (403, 30003)
+            listed = [m["id"] for m in fresh.get("/v1/models", headers=bearer("sk-plain")).json()["data"]]
+            assert "Qwen/Qwen-Image" not in listed and "Kwai-Kolors/Kolors" in listed
+    one.control(-1, "POST", "reset")  # back to the configured schedule, everywhere
+    for n in range(8):
+        with httpx.Client(base_url=one.urls[n % len(one.urls)], timeout=30) as fresh:
+            assert fresh.post(GEN, json=qwen, headers=bearer("sk-plain")).status_code == 200
 
 
 def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:

@@ -171,6 +171,32 @@ def test_the_shared_clock_moves_for_everyone(redis_url: str) -> None:
     assert MemoryStore().clock(lambda: local, frozen=True) is local
 
 
+def test_an_epoch_keeps_its_start_and_its_retirements(store: Store) -> None:
+    epoch = store.epoch(T0)
+    assert epoch.read() == (T0, {})
+    assert epoch.read() is epoch.read()  # one object while nothing changes: callers cache on it
+    epoch.retire("Qwen/Qwen-Image", T0 + 10)
+    epoch.retire("Qwen/Qwen-Image", T0 + 20)  # later: the earlier retirement stands
+    epoch.retire("Kwai-Kolors/Kolors", T0 + 30.125)
+    assert epoch.read() == (T0, {"Qwen/Qwen-Image": T0 + 10, "Kwai-Kolors/Kolors": T0 + 30.125})
+    epoch.retire("Qwen/Qwen-Image", T0 + 5)  # earlier: it moves back
+    assert epoch.read()[1]["Qwen/Qwen-Image"] == T0 + 5
+    epoch.restart(T0 + 100)
+    assert epoch.read() == (T0 + 100, {})
+
+
+def test_the_shared_epoch_is_begun_once_and_restarted_for_everyone(redis_url: str) -> None:
+    one, two = open_store(redis_url), open_store(redis_url)
+    first, second = one.epoch(T0), two.epoch(T0 + 7)  # a process that started later
+    assert second.read() == (T0, {})  # the run began with the first
+    first.retire("Qwen/Qwen-Image", T0 + 60)
+    assert second.read() == (T0, {"Qwen/Qwen-Image": T0 + 60})
+    second.restart(T0 + 3600)  # a reset on the other process
+    assert first.read() == (T0 + 3600, {})
+    redis.Redis.from_url(redis_url).flushall()  # Redis lost its data: the run begins again
+    assert first.read() == (T0, {})
+
+
 def test_a_lost_redis_is_store_unavailable_and_comes_back(
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

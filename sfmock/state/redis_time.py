@@ -1,0 +1,152 @@
+"""The shared clock and epoch on Redis: one time, and one start of the run, for every process.
+
+The clock is a hash (``offset``; ``stopped`` while frozen; ``start``, the first process's
+time when it starts frozen); moves are one script. The epoch is a hash too: ``start``
+(what ``after`` times count from: the first process's start, or the last full reset)
+and ``retired`` (the models a scenario retired, as JSON ``{model: time}``). A request
+reads both ahead with its session's scenario (:mod:`sfmock.state.redis_line`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, cast
+
+import redis
+from redis.commands.core import Script
+
+from sfmock.clock import MAX_TIME
+from sfmock.state.redis_line import forget_read_ahead, read_ahead
+
+__all__ = ["CLOCK_FIELDS", "CLOCK_KEY", "EPOCH_FIELDS", "EPOCH_KEY", "RedisClock", "RedisEpoch"]
+
+CLOCK_KEY = "sfmock:#clock"
+CLOCK_FIELDS = ["offset", "stopped", "start"]
+EPOCH_KEY = "sfmock:#epoch"
+EPOCH_FIELDS = ["start", "retired"]
+
+
+class Shared(Protocol):
+    """What the clock and the epoch use of :class:`~sfmock.state.redis_store.RedisStore`."""
+
+    client: redis.Redis
+    clock_script: Script
+    retire_script: Script
+
+    def guard(self) -> AbstractContextManager[None]: ...
+
+    def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any: ...
+
+
+class RedisClock:
+    """The server's clock, shared: the wall clock plus an offset, or stopped (frozen)."""
+
+    def __init__(self, store: Shared, *, frozen: bool) -> None:
+        self.store = store
+        self.key = CLOCK_KEY
+        self.starts_frozen = frozen
+        if frozen:
+            self._start()
+
+    def _start(self) -> None:
+        """Stop the clock now, unless another process did first (or it was moved since)."""
+        with self.store.guard():
+            start = repr(time.time())
+            self.store.client.hsetnx(self.key, "start", start)
+            self.store.client.hsetnx(self.key, "stopped", start)
+
+    def _state(self) -> tuple[float, float | None]:
+        fields = read_ahead(self.key)
+        if fields is None:
+            with self.store.guard():
+                fields = cast(list[bytes | None], self.store.client.hmget(self.key, CLOCK_FIELDS))
+        offset, stopped, start = fields
+        if start is None and self.starts_frozen:  # Redis lost its data (restarted without it)
+            self._start()
+            forget_read_ahead(self.key)
+            return self._state()
+        return float(offset or 0), None if stopped is None else float(stopped)
+
+    def now(self) -> float:
+        offset, stopped = self._state()
+        return stopped if stopped is not None else time.time() + offset
+
+    @property
+    def frozen(self) -> bool:
+        return self._state()[1] is not None
+
+    def _move(self, verb: str, value: float = 0.0) -> None:
+        forget_read_ahead(self.key)
+        self.store.run(self.store.clock_script, [self.key], [verb, repr(float(value)), repr(time.time())])
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` (everywhere) and return the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only advances; got {seconds} seconds")
+        if not self.now() + seconds <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
+        self._move("advance", seconds)
+        return self.now()
+
+    def set(self, when: float) -> None:
+        """Make it ``when`` now, everywhere."""
+        if not 0 <= when <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
+        self._move("set", when)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop time where it is (``False``: let it run on from there)."""
+        self._move("freeze" if frozen else "thaw")
+
+    def reset(self) -> None:
+        """Back to how the first process started it: the wall clock, or stopped at its start."""
+        self._move("reset")
+
+
+class RedisEpoch:
+    """The run's start and the models a scenario retired, shared by every process."""
+
+    def __init__(self, store: Shared, started: float) -> None:
+        self.store = store
+        self.key = EPOCH_KEY
+        self.started_here = started
+        self._parsed: tuple[list[bytes | None], tuple[float, Mapping[str, float]]] | None = None
+        self._begin()
+
+    def _begin(self) -> None:
+        """Begin the run at this process's start, unless another process began it first."""
+        with self.store.guard():
+            self.store.client.hsetnx(self.key, "start", repr(self.started_here))
+
+    def read(self) -> tuple[float, Mapping[str, float]]:
+        fields = read_ahead(self.key)
+        if fields is None:
+            with self.store.guard():
+                fields = cast(list[bytes | None], self.store.client.hmget(self.key, EPOCH_FIELDS))
+        parsed = self._parsed
+        if parsed is not None and parsed[0] == fields:
+            return parsed[1]  # the same object while nothing changed
+        start, retired = fields
+        if start is None:  # Redis lost its data (restarted without it)
+            self._begin()
+            forget_read_ahead(self.key)
+            return self.read()
+        held = json.loads(retired) if retired else {}
+        value = (float(start), {model: float(since) for model, since in held.items()})
+        self._parsed = (fields, value)
+        return value
+
+    def retire(self, model: str, since: float) -> None:
+        forget_read_ahead(self.key)
+        self.store.run(self.store.retire_script, [self.key], [model, repr(float(since))])
+
+    def restart(self, started: float) -> None:
+        forget_read_ahead(self.key)
+        with self.store.guard():
+            pipe = self.store.client.pipeline(transaction=True)
+            pipe.hset(self.key, "start", repr(float(started)))
+            pipe.hdel(self.key, "retired")
+            pipe.execute()
