@@ -51,7 +51,7 @@ ADMISSION = Admission(
 )
 GENERATOR = Generator(contract=CONTRACT, signer=UrlSigner("k" * 43, ttl=3600), base_url="http://127.0.0.1:1")
 JOURNAL = Journal(1000)
-METRICS = Metrics()
+METRICS = Metrics(CONTRACT.models)
 RNG, TRACE_RNG = random.Random(1), random.Random(2)
 
 

@@ -140,7 +140,7 @@ def create_app(
         return SessionState(name=name, journal=journal, engine=engine, admission=own)
 
     sessions = Sessions(new_session, store=store)
-    metrics = Metrics()
+    metrics = Metrics(contract.models)
     control = Control(
         sessions=sessions,
         lifecycle=lifecycle,

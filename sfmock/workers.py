@@ -4,7 +4,9 @@ and, on an origin of its own, the image host's).
 Each worker is a whole fake (its own event loop and app) in a process of its own,
 started with ``spawn`` and handed the sockets and the settings through a pipe (never a
 file: the settings may hold the signing key). They share their state through the store
-the settings name (Redis), so they answer as one service. Ctrl+C or SIGTERM stops them
+the settings name (Redis), so they answer as one service; their metrics add up through
+files in a temporary folder (``prometheus_client``'s multiprocess mode: counts only, no
+keys), removed when they stop. Ctrl+C or SIGTERM stops them
 all; if one dies, the others are stopped too and the exit status says so.
 """
 
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from types import FrameType
 
+from sfmock.chaos.metrics import FOLDER_VARIABLE
 from sfmock.config import Settings
 
 __all__ = ["run_workers"]
@@ -56,9 +61,18 @@ def run_workers(settings: Settings, sockets: list[socket.socket], *, workers: in
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    counts = tempfile.TemporaryDirectory(prefix="sfmock-metrics-")
     try:
-        for process in processes:
-            process.start()
+        inherited = os.environ.get(FOLDER_VARIABLE)
+        os.environ[FOLDER_VARIABLE] = counts.name  # the workers inherit it when they start
+        try:
+            for process in processes:
+                process.start()
+        finally:
+            if inherited is None:
+                del os.environ[FOLDER_VARIABLE]
+            else:
+                os.environ[FOLDER_VARIABLE] = inherited
         for sock in sockets:
             sock.close()  # the workers hold them now
         while not stopping and all(p.is_alive() for p in processes):
@@ -74,6 +88,7 @@ def run_workers(settings: Settings, sockets: list[socket.socket], *, workers: in
                 process.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        counts.cleanup()
     if stopping:
         return 0
     dead = [p.name for p in processes if p.exitcode not in (0, -signal.SIGTERM)]

@@ -105,3 +105,20 @@ def test_metrics_need_the_control_token_off_loopback(clock: VirtualClock) -> Non
         client.event_hooks = {"request": [], "response": [contract_hook]}
         assert client.get("/_sfmock/metrics").status_code == 401
         assert client.get("/_sfmock/metrics", headers={"X-Sfmock-Token": "s3cret-token"}).status_code == 200
+
+
+def test_labels_a_client_chooses_cannot_grow_the_metrics(clock: VirtualClock) -> None:
+    with TestClient(create_app(Settings(seed=1), clock=clock)) as client:
+        client.event_hooks = {"request": [], "response": [contract_hook]}
+        for n in range(50):  # fifty model names the catalogue does not have, and odd methods
+            assert client.post(GEN, json={"model": f"made-up/{n}", "prompt": "x"}, headers=AUTH).status_code == 400
+            assert client.request(f"BREW{n}", "/v1/models", headers=AUTH).status_code == 405
+        assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 200
+        found = samples(client)
+    requests = {labels: v for (name, labels), v in found.items() if name == "sfmock_requests_total"}
+    base = {"route": GEN, "method": "POST", "fault": ""}
+    assert value(found, "sfmock_requests_total", **base, status="400", model="other") == 50
+    assert value(found, "sfmock_requests_total", **base, status="200", model="Kwai-Kolors/Kolors") == 1
+    models = {"route": "/v1/models", "model": "", "fault": ""}
+    assert value(found, "sfmock_requests_total", **models, method="other", status="405") == 50
+    assert len(requests) == 3

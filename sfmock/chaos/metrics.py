@@ -3,23 +3,36 @@
 Each app has its own :class:`prometheus_client.CollectorRegistry` (never the global
 one), so several fakes in one process count apart. Counted for every request the
 journal records (the control API excepted), across all sessions.
+
+The workers of ``sfmock serve --workers N`` count together: they run in
+``prometheus_client``'s multiprocess mode (each writes its counts to files in the folder
+:data:`FOLDER_VARIABLE` names, which ``serve`` makes and removes), and any of them
+answers the sum.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Collection
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE", "Metrics", "route_of"]
+__all__ = ["CONTENT_TYPE", "FOLDER_VARIABLE", "Metrics", "route_of"]
+
+FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: set before it is imported
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 API_ROUTES = ("/v1/images/generations", "/v1/models", "/v1/user/info")
 STORE_ROUTE = "/temporary/outputs/{object}"  # the image host's route (under any image_prefix)
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DETAILS = re.compile(rb"Details:([A-Za-z]+) limit reached")
+# label values a client chooses are kept to known ones: it cannot grow the metrics
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER = "other"
 
 
 def route_of(path: str) -> str:
@@ -34,7 +47,10 @@ def route_of(path: str) -> str:
 class Metrics:
     """Counters and histograms of one app."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: Collection[str] = ()) -> None:
+        """``models``: the catalogue; a request naming any other model is labelled ``other``."""
+        self.models = frozenset(models)
+        self.folder = os.environ.get(FOLDER_VARIABLE)  # the workers' shared counts, if any
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "sfmock_requests",
@@ -81,7 +97,10 @@ class Metrics:
         """Count one journalled request (``answer``: the start of its body, for 429s)."""
         route = route_of(path)
         rule = fault.split(":", 1)[0] if fault else ""
-        labels = (route, method, "none" if status is None else str(status), model or "", rule)
+        if model is not None and model not in self.models:
+            model = OTHER
+        shown = method if method in METHODS else OTHER
+        labels = (route, shown, "none" if status is None else str(status), model or "", rule)
         requests = self._requests.get(labels)
         if requests is None:  # labels() checks and locks: once per set of labels is enough
             requests = self._requests[labels] = self.requests.labels(*labels)
@@ -102,5 +121,9 @@ class Metrics:
             self.rate_limited.labels(found.group(1).decode().lower() if found else "none").inc()
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric (of every worker, under ``--workers``)."""
+        if self.folder is None:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self.folder)  # type: ignore[no-untyped-call]  # untyped there
+        return generate_latest(every_worker)

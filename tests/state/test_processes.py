@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fleets import CONFIG, GEN, KOLORS, Fleet, Serve, bearer
+from prometheus_client.parser import text_string_to_metric_families
 
 from redis_server import RedisServer
 
@@ -121,6 +122,29 @@ def test_a_model_a_fault_retires_on_one_process_is_retired_on_all_until_a_reset(
     for n in range(8):
         with httpx.Client(base_url=one.urls[n % len(one.urls)], timeout=30) as fresh:
             assert fresh.post(GEN, json=qwen, headers=bearer("sk-plain")).status_code == 200
+
+
+def _generations_counted(url: str) -> float:
+    """The 200 generations ``/_sfmock/metrics`` counts, asked on a fresh connection."""
+    with httpx.Client(base_url=url, timeout=30) as fresh:
+        text = fresh.get("/_sfmock/metrics").text
+    wanted = {"route": GEN, "method": "POST", "status": "200", "model": "Kwai-Kolors/Kolors", "fault": ""}
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "sfmock_requests_total" and sample.labels == wanted
+    )
+
+
+def test_the_metrics_of_workers_add_up(one: Fleet) -> None:
+    before = sum(_generations_counted(url) for url in one.urls)  # counters are never reset
+    for n in range(12):  # a fresh connection each: --workers spreads them over its workers
+        with httpx.Client(base_url=one.urls[n % len(one.urls)], timeout=30) as fresh:
+            assert fresh.post(GEN, json=KOLORS, headers=bearer("sk-plain")).status_code == 200
+    # one process, or --workers (any worker answers for all); two serve processes count apart
+    counted = [sum(_generations_counted(url) for url in one.urls) - before for _ in range(4)]
+    assert counted == [12] * 4
 
 
 def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:
