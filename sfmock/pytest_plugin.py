@@ -103,12 +103,19 @@ def sfmock_server(
         mine = _sfmock_session.for_session(session_for(request.node.nodeid))
         mine.reset()
         mine.use_scenario(scenario)
+        mine.scenario_at_start = scenario  # a reset in the test keeps the marker's scenario
         yield mine
+        mine.scenario_at_start = None
         mine.reset()  # frees the session's journal on the shared fake
         return
+    _sfmock_session.scenario_at_start = None
     _sfmock_session.reset()
     _sfmock_session.use_scenario(scenario)
-    yield _sfmock_session
+    _sfmock_session.scenario_at_start = scenario
+    try:
+        yield _sfmock_session
+    finally:
+        _sfmock_session.scenario_at_start = None
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ class RemoteFake:
         self.token = token
         self.timeout = timeout
         self._image_base_url: str | None = None
+        # what reset() comes back to besides the fake's own (the pytest plugin's marker scenario)
+        self.scenario_at_start: Scenario | str | Path | Mapping[str, Any] | None = None
 
     def for_session(self, session: str) -> RemoteFake:
         """The same fake, seen through ``session``."""
@@ -97,8 +99,11 @@ class RemoteFake:
 
     def reset(self) -> None:
         """This session's journal, faults, quotas and balances back to the start (the
-        default session: everything, clock included)."""
+        default session: everything, clock included; under the pytest plugin, the start
+        of the test: its marker's scenario stays)."""
         self.call("POST", "reset")
+        if self.scenario_at_start is not None:
+            self.use_scenario(self.scenario_at_start)
 
     def use_scenario(self, scenario: Scenario | str | Path | Mapping[str, Any] | None) -> None:
         """Install a scenario in this session: a shipped name, a file, a document or ``None``."""

@@ -190,6 +190,8 @@ class FakeServer:
         self.image_base_url = self.url if self.image_sock is None else f"http://{address}:{images}"
         sockets = [self.sock] if self.image_sock is None else [self.sock, self.image_sock]
         self._thread = ServerThread(self.app, sockets)
+        # what reset() comes back to besides the settings (the pytest plugin's marker scenario)
+        self.scenario_at_start: Scenario | str | Path | Mapping[str, Any] | None = None
 
     def __enter__(self) -> FakeServer:
         self._thread.start()
@@ -205,8 +207,11 @@ class FakeServer:
         return journal
 
     def reset(self) -> None:
-        """Quotas, balances, journal, faults and clock back to the start."""
+        """Quotas, balances, journal, faults and clock back to the start (under the pytest
+        plugin, the start of the test: its marker's scenario stays)."""
         self.app.state.control.reset_all()
+        if self.scenario_at_start is not None:
+            self.use_scenario(self.scenario_at_start)
 
     def use_scenario(self, scenario: Scenario | str | Path | Mapping[str, Any] | None) -> None:
         """Install a scenario: a shipped name, a file, a document, or ``None`` for none."""

@@ -178,6 +178,18 @@ def test_isolated(sfmock_server, case):
     sfmock_server.verify(path="/v1/images/generations", count=4)
     sfmock_server.verify(status=200, count=0 if name == "down" else 3)
     assert len(sfmock_server.journal.entries()) == 4
+
+
+@pytest.mark.sfmock(scenario=SCENARIOS["down"])
+def test_a_reset_keeps_the_marker_s_scenario(sfmock_server):
+    with sfmock_server.client() as client:
+        sfmock_server.reset()  # back to how the test began: the marker's scenario stays
+        assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 503
+        sfmock_server.use_scenario(None)
+        assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 200
+        sfmock_server.reset()
+        assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 503
+    assert len(sfmock_server.journal.entries()) == 1
 """
 
 
@@ -191,9 +203,30 @@ def test_parallel_tests_with_conflicting_scenarios_share_one_fake(
         # plugins the inner tests do not use stay out: each worker is a whole pytest start-up
         quick = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
         result = pytester.runpytest_subprocess(*quick, "-n", "2")
-        result.assert_outcomes(passed=12)
-        result.stdout.fnmatch_lines(["*2 workers*12 items*"])
+        result.assert_outcomes(passed=13)
+        result.stdout.fnmatch_lines(["*2 workers*13 items*"])
         sessions = fake.app.state.sessions
-        assert len(sessions.names()) == 12  # a session per test
+        assert len(sessions.names()) == 13  # a session per test
         assert all(len(sessions.get(name).journal) == 0 for name in sessions.names())  # each reset at the end
         assert len(fake.journal) == 0  # and nothing leaked into the default session
+
+
+def test_in_one_process_a_reset_keeps_the_marker_s_scenario_and_the_next_test_starts_clean(
+    pytester: pytest.Pytester,
+) -> None:
+    """Without SFMOCK_URL the tests share one in-process fake, reset between them."""
+    pytester.makepyfile(
+        test_inner=INNER.replace("range(12)", "range(2)")
+        + """
+
+def test_after_the_marked_test_no_scenario_is_left(sfmock_server):
+    with sfmock_server.client() as client:
+        assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 200
+    sfmock_server.reset()
+    with sfmock_server.client() as client:
+        assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 200
+"""
+    )
+    quick = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
+    result = pytester.runpytest_subprocess(*quick, "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
