@@ -15,7 +15,6 @@ from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
-from sfmock.state.store import StoreUnavailable
 
 __all__ = ["main"]
 
@@ -222,7 +221,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, overrides, flag_names=_FLAGS)
         _check_workers(args.workers, settings.store)
-        _check_store(settings.store)
+        given = args.store is not None or args.config is None
+        _check_store(settings.store, *(("command line", "--store") if given else (str(args.config), "store")))
         image_port = settings.image_socket_port  # None: one origin; 0 with --port 0
         sockets.append(listen(settings.host, settings.port))
         if image_port is not None:  # the image host, on an origin of its own
@@ -283,17 +283,25 @@ def _check_workers(workers: int, store: str) -> None:
         )
 
 
-def _check_store(url: str) -> None:
-    """A shared store must answer at start (later, a lost one answers 503 until it is back)."""
+def _check_store(url: str, source: str, key: str) -> None:
+    """A shared store must answer at start (later, a lost one answers 503 until it is back);
+    ``source`` and ``key``: where the URL came from, for the message."""
     if url == "memory":
         return
+    import redis
+
     from sfmock.state.redis_store import RedisStore
 
     store = RedisStore(url)
     try:
-        store.ping()
-    except StoreUnavailable as exc:
-        raise ConfigError("command line", "--store", f"{exc}; expected a Redis server that answers") from None
+        store.client.ping()  # not through the store's guard: nothing was lost, nothing to log
+    except redis.AuthenticationError as exc:
+        raise ConfigError(source, key, f"{store.url}: {exc}; expected the password the server takes") from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        message = f"the shared store {store.url} cannot be reached: {exc}; expected a Redis server that answers"
+        raise ConfigError(source, key, message) from None
+    except redis.ResponseError as exc:  # a database out of the server's range, say
+        raise ConfigError(source, key, f"{store.url}: {exc}; expected a database the server has") from None
     finally:
         store.close()
 

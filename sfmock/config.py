@@ -26,6 +26,8 @@ from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Retirement
 from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
+from sfmock.state.urls import EXPECTED as STORE_EXPECTED
+from sfmock.state.urls import shown_url, store_url_problem
 
 __all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
 
@@ -195,6 +197,10 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(
             source, "image_port", f"{image_port} is the API's port too; expected another, or 'same' for one origin"
         )
+    store = values.get("store")
+    problem = store_url_problem(store) if isinstance(store, str) else None
+    if problem is not None:
+        raise ConfigError(source, "store", f"{shown_url(str(store))}: {problem}; {STORE_EXPECTED}")
     models = load_contract().models
     out: dict[str, Any] = {}
     scenario = values.get("scenario")

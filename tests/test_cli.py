@@ -73,7 +73,26 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--dialect", "spoken"], "--dialect: 'spoken' is not one of ['documented', 'observed']"),
         (["serve", "--balance-status", "401"], "--balance-status: 401 is not one of [402, 403]"),
         (["serve", "--image-prefix", "/v1/x/"], "--image-prefix: '/v1/x/' does not match"),
-        (["serve", "--store", "mysql://db"], "--store: 'mysql://db' does not match"),
+        (
+            ["serve", "--store", "mysql://db"],
+            "command line: --store: mysql://db: unknown scheme 'mysql'; expected memory, ",
+        ),
+        (
+            ["serve", "--store", "redis://127.0.0.1:notaport/0"],
+            "--store: redis://127.0.0.1:notaport/0: the port is not",
+        ),
+        (["serve", "--store", "redis://127.0.0.1:99999/0"], "--store: redis://127.0.0.1:99999/0: the port is not"),
+        (
+            ["serve", "--store", "redis://127.0.0.1/notadb"],
+            "--store: redis://127.0.0.1/notadb: the database 'notadb' is",
+        ),
+        (["serve", "--store", "redis://127.0.0.1/0/extra"], "the database '0/extra' is not a number (0 or more)"),
+        (["serve", "--store", "redis://127.0.0.1/-1"], "the database '-1' is not a number (0 or more)"),
+        (["serve", "--store", "redis://127.0.0.1/0?db=abc"], "the database 'abc' is not a number (0 or more)"),
+        (["serve", "--store", "redis://127.0.0.1/1?db=2"], "the database is given twice"),
+        (["serve", "--store", "unix://"], "--store: unix://: no socket path"),
+        (["serve", "--store", "redis://:s3cret-pw@127.0.0.1:x/0"], "--store: redis://:***@127.0.0.1:x/0: the port"),
+        (["serve", "--store", "http://:s3cret-pw@h/0"], "--store: http://:***@h/0: unknown scheme 'http'"),
         (["serve", "--workers", "0"], "--workers: 0: expected a whole number of processes, 1 or more"),
         (
             ["serve", "--store", "redis://127.0.0.1:1/0"],
@@ -98,6 +117,29 @@ def test_bad_arguments_exit_non_zero_with_a_message(
         status = int(exc.code or 0)
     assert status == 2
     assert phrase in capsys.readouterr().err
+
+
+def test_a_store_password_is_never_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for url in ("redis://:s3cret-pw@127.0.0.1:x/0", "http://u:s3cret-pw@h/0", "redis://u:s3cret-pw@127.0.0.1:1/0"):
+        config = tmp_path / "store.yaml"
+        config.write_text(f"store: {url!r}\n")
+        assert main(["serve", "--config", str(config)]) == 2
+        assert main(["serve", "--store", url]) == 2
+        assert main(["validate", str(config)]) in (0, 2)
+        err = capsys.readouterr().err
+        assert "s3cret-pw" not in err and "***" in err
+
+
+def test_a_store_from_the_config_file_is_blamed_on_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "unreachable.yaml"
+    config.write_text("store: redis://127.0.0.1:1/0\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"sfmock: error: {config}: store: the shared store redis://127.0.0.1:1/0 cannot be reached" in err
+    assert "lost the store" not in err  # nothing was lost: it never answered
+    config.write_text("store: redis://127.0.0.1/db0\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    assert f"{config}: store: redis://127.0.0.1/db0: the database 'db0' is not a number" in capsys.readouterr().err
 
 
 def test_bad_config_file_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

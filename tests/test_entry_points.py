@@ -118,7 +118,7 @@ ROWS: dict[str, Row] = {
     "unknown_fields": Row(OPEN, "reject", lambda seen: seen[0] == 400, None, "maybe", r"not one of \['accept', 'reject'\]"),
     "image_port": Row(PLAIN, "same", ["same", 200], ("--image-port", "same"), "other", "does not match", ("--image-port", "other"), 0),
     "image_public_url": Row(IMAGES, "http://img.example.test/base", [True, 200], ("--image-public-url", "http://img.example.test/base"), "s3", "does not match", ("--image-public-url", "s3"), "http://loser.example.test"),
-    "store": Row(PLAIN, "memory", 200, ("--store", "memory"), "mysql://x", "does not match", ("--store", "mysql://x")),  # Redis: tests/state/
+    "store": Row(PLAIN, "memory", 200, ("--store", "memory"), "mysql://x", "unknown scheme .mysql.", ("--store", "mysql://x")),  # Redis: tests/state/
     "accounts": Row(ACCOUNTS, [{"keys": ["sk-entry-a"], "balance": "2.00"}], [200, 401, "1.95"], None, [{"balance": "1.00"}], "'keys' is a required property"),
 }
 # fmt: on

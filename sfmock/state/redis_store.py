@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Generic, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -33,6 +32,7 @@ from sfmock.state import scripts
 from sfmock.state.redis_line import Line, forget_read_ahead, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
+from sfmock.state.urls import shown_url
 
 __all__ = ["RedisStore"]
 
@@ -47,23 +47,13 @@ _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 _SCENARIO_FIELDS = ["version", "data"]
 
 
-def _shown(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class RedisStore:
     """State in the Redis server at ``url`` (``redis://HOST:PORT/DB``, ``rediss://``, ``unix://``)."""
 
     shared = True
 
     def __init__(self, url: str, *, open_mode: bool = False) -> None:
-        self.url = _shown(url)
+        self.url = shown_url(url)
         self.open_mode = open_mode
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), health_check_interval=0

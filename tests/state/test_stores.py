@@ -235,3 +235,14 @@ def test_redis_memory_stays_bounded(redis_url: str) -> None:
     session_keys = client.keys("sfmock:suite|*")
     assert len(session_keys) >= 5 and all(0 < client.pttl(k) <= 86_400_000 for k in session_keys)
     client.close()
+
+
+def test_a_database_the_server_lacks_stops_serve_naming_the_flag(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sfmock.cli import main
+
+    beyond = redis_url.rsplit("/", 1)[0] + "/99"  # redis-server has 16 databases by default
+    assert main(["serve", "--store", beyond, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"command line: --store: {beyond}: DB index is out of range; expected a database the server has" in err
