@@ -142,6 +142,9 @@ def test_header_grammar(header: str, expected: Action) -> None:
         ("dialect=spoken", "dialect"),
         ("dialect", "unknown item"),
         ("retire=FLUX.9", "retire: unknown model 'FLUX.9'"),
+        ("", "no item in ''"),
+        (";;;;", "no item in ';;;;'"),
+        (" ; ", "no item"),
     ],
 )
 def test_header_errors(header: str, phrase: str) -> None:

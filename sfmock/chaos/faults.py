@@ -381,6 +381,8 @@ def parse_fault_header(value: str) -> Action:
             raise ValueError(f"bad value in {item!r}") from None
         if not known:
             raise ValueError(f"unknown item {item!r}")
+    if not seen:  # empty items between semicolons are let pass, but some item must be there
+        raise ValueError(f"no item in {value!r}; expected ITEM(;ITEM)*, e.g. '503', 'drop' or 'pass'")
     if error:
         if "status" not in error:
             raise ValueError("code, message, limit and retry-after need a status (e.g. 'error=429;limit=IPM')")

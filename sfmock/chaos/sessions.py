@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ SESSION_HEADER = "x-sfmock-session"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 ANSWERS_KEPT = 1000  # answers kept per session for the page: at most this many...
 ANSWER_BYTES = 1_048_576  # ...and at most this many bytes of them
+NOTE_EVERY = 1.0  # seconds between notes of one session's use in a shared store, per process
 
 
 class SessionError(ValueError):
@@ -122,7 +124,12 @@ def _size(answer: Answer) -> int:
 
 
 class Sessions:
-    """Every session of one app, created on first use; the oldest unused go beyond ``limit``."""
+    """Every session of one app, created on first use; the oldest unused go beyond ``limit``.
+
+    On a shared store the ``limit`` most recently used are counted across every process:
+    each process tells the store when it uses a session (at most once a :data:`NOTE_EVERY`
+    seconds per session), and the store drops the state of those pushed out.
+    """
 
     def __init__(
         self, make: Callable[[str | None], SessionState], *, limit: int = 256, store: Store | None = None
@@ -133,6 +140,7 @@ class Sessions:
         self._limit = limit
         self._lock = threading.Lock()
         self._named: OrderedDict[str, SessionState] = OrderedDict()
+        self._noted: dict[str, float] = {}  # name -> when its use was last noted in a shared store
         self.default = make(None)
 
     def get(self, name: str | None) -> SessionState:
@@ -144,10 +152,24 @@ class Sessions:
             if state is None:
                 state = self._named[name] = self._make(name)
                 while len(self._named) > self._limit:
-                    self._named.popitem(last=False)
+                    self._noted.pop(self._named.popitem(last=False)[0], None)
             else:
                 self._named.move_to_end(name)
-            return state
+            now = time.monotonic()
+            due = (
+                self._store is not None
+                and self._store.shared
+                and now - self._noted.get(name, -NOTE_EVERY) >= NOTE_EVERY
+            )
+            if due:
+                self._noted[name] = now
+        if due:
+            assert self._store is not None
+            for gone in self._store.use_session(name, self._limit):  # pushed out by any process
+                with self._lock:
+                    self._named.pop(gone, None)
+                    self._noted.pop(gone, None)
+        return state
 
     def find(self, name: str | None) -> SessionState | None:
         """The session if it exists (never creates one)."""
@@ -169,6 +191,7 @@ class Sessions:
         """Drop every named session (a full reset), in the store too."""
         with self._lock:
             self._named.clear()
+            self._noted.clear()
         if self._store is not None:
             self._store.forget_sessions()
 

@@ -230,6 +230,9 @@ class MemoryStore:
     def forget_sessions(self) -> None:
         """Nothing to do: the sessions' objects go with them."""
 
+    def use_session(self, name: str, keep: int) -> list[str]:
+        return []
+
     def snapshot(self, session: str | None) -> AbstractContextManager[None]:
         return nullcontext()
 

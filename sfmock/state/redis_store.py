@@ -43,6 +43,8 @@ MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of th
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
 VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
+SESSIONS_KEY = f"{NAMESPACE}:#sessions"  # named sessions by their last use
+SESSIONS_SEQ_KEY = f"{NAMESPACE}:#sessions-seq"  # the order of those uses
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 _SCENARIO_FIELDS = ["version", "data"]
 
@@ -66,6 +68,7 @@ class RedisStore:
         self.replace_script = self.client.register_script(scripts.REPLACE)
         self.clock_script = self.client.register_script(scripts.CLOCK)
         self.retire_script = self.client.register_script(scripts.RETIRE)
+        self.use_script = self.client.register_script(scripts.USE_SESSION)
         self.line = Line(self.client)  # the requests' own calls: one connection, one write each
 
     @contextmanager
@@ -141,6 +144,14 @@ class RedisStore:
 
     def forget_sessions(self) -> None:
         self.delete(f"{NAMESPACE}:[A-Za-z0-9]*")  # session names start with a letter or digit
+        with self.guard():
+            self.client.unlink(SESSIONS_KEY, SESSIONS_SEQ_KEY)
+
+    def use_session(self, name: str, keep: int) -> list[str]:
+        gone = [member.decode() for member in self.run(self.use_script, [SESSIONS_KEY, SESSIONS_SEQ_KEY], [name, keep])]
+        for other in gone:  # rare: only a new session beyond the cap pushes one out
+            self.delete(_glob(self.prefix(other)) + "*")
+        return gone
 
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One of the registered scripts, on the requests' connection."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "CLOCK", "HIT", "PUSH", "REPLACE", "RETIRE"]
+__all__ = ["ADMIT", "CLOCK", "HIT", "PUSH", "REPLACE", "RETIRE", "USE_SESSION"]
 
 ADMIT = r"""
 -- Admit one request atomically: every sliding window, then the balance, then record.
@@ -265,4 +265,22 @@ if old == nil or tonumber(ARGV[2]) < tonumber(old) then
   redis.call('HSET', KEYS[1], 'retired', cjson.encode(retired))
 end
 return 1
+"""
+
+USE_SESSION = r"""
+-- Note a use of a named session; keep the most recently used, return the others' names.
+-- KEYS[1]: sorted set of session names (score: the order of their last use)
+-- KEYS[2]: the counter of uses
+-- ARGV: the name, how many sessions to keep.
+local n = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], n, ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+local gone = {}
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #popped, 2 do
+    gone[#gone + 1] = popped[i]
+  end
+end
+return gone
 """

@@ -212,6 +212,12 @@ class Store(Protocol):
         """Drop every named session's state (a full reset)."""
         ...
 
+    def use_session(self, name: str, keep: int) -> list[str]:
+        """Note a use of the named session ``name``; of the named sessions, only the ``keep``
+        most recently used stay: the others' state is dropped, and their names returned.
+        In memory there is nothing to do (the sessions' objects hold their state)."""
+        ...
+
     def snapshot(self, session: str | None) -> AbstractContextManager[None]:
         """Read what a request reads of the shared state (the clock, the epoch, the
         session's scenario) at once, and answer those reads from it until the block ends:

@@ -167,6 +167,18 @@ def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:
     assert [one.client(n).get("/v1/models", headers=session).status_code for n in range(2)] == [200, 200]
 
 
+def test_only_the_256_most_recently_used_sessions_are_kept_by_all_processes(one: Fleet) -> None:
+    for n in range(260):  # each a new session, on the processes in turn
+        headers = {"X-Sfmock-Session": f"cap-{n}", **bearer("sk-plain")}
+        assert one.client(n).get("/v1/models", headers=headers).status_code == 200
+    for n in range(len(one.urls)):  # the newest are kept, whichever process is asked
+        kept = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": f"cap-{259 - n}"})
+        assert kept["count"] == 1
+    for n in range(len(one.urls)):  # the four oldest went, on every process
+        gone = one.control(n, "GET", "journal", headers={"X-Sfmock-Session": f"cap-{n}"})
+        assert gone["count"] == 0
+
+
 def test_killing_redis_mid_load_forgets_nothing_admitted_and_admits_nothing_past_a_limit(
     own_redis: RedisServer, tmp_path: Path
 ) -> None:

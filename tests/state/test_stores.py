@@ -246,3 +246,22 @@ def test_a_database_the_server_lacks_stops_serve_naming_the_flag(
     assert main(["serve", "--store", beyond, "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert f"command line: --store: {beyond}: DB index is out of range; expected a database the server has" in err
+
+
+def test_only_the_most_recently_used_named_sessions_keep_state_in_redis(redis_url: str) -> None:
+    store = open_store(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    for n in range(6):
+        store.log(f"s{n}", Numbered(), size=5, max_bytes=1000).append(lambda i: {"id": i}, 10)
+        assert store.use_session(f"s{n}", 4) == ([] if n < 4 else [f"s{n - 4}"])
+    assert store.use_session("s2", 4) == []  # used again: now the most recent
+    assert store.use_session("s6", 4) == ["s3"]
+    for gone in ("s0", "s1", "s3"):
+        assert client.keys(f"sfmock:{gone}|*") == []  # its journal went with it
+    for kept in ("s2", "s4", "s5"):
+        assert client.zcard(f"sfmock:{kept}|j:entries") == 1
+    assert client.zcard("sfmock:#sessions") == 4  # the registry itself is bounded
+    store.forget_sessions()
+    assert client.zcard("sfmock:#sessions") == 0 and client.keys("sfmock:s*") == []
+    assert MemoryStore().use_session("s0", 0) == []  # in memory the sessions' objects hold it all
+    client.close()
