@@ -69,6 +69,7 @@ class RedisStore:
         self.clock_script = self.client.register_script(scripts.CLOCK)
         self.retire_script = self.client.register_script(scripts.RETIRE)
         self.use_script = self.client.register_script(scripts.USE_SESSION)
+        self.drop_script = self.client.register_script(scripts.DROP_SESSION)
         self.line = Line(self.client)  # the requests' own calls: one connection, one write each
 
     @contextmanager
@@ -149,9 +150,21 @@ class RedisStore:
 
     def use_session(self, name: str, keep: int) -> list[str]:
         gone = [member.decode() for member in self.run(self.use_script, [SESSIONS_KEY, SESSIONS_SEQ_KEY], [name, keep])]
-        for other in gone:  # rare: only a new session beyond the cap pushes one out
-            self.delete(_glob(self.prefix(other)) + "*")
+        if gone:  # rare: only a new session beyond the cap pushes one out
+            self._sweep()
         return gone
+
+    def _sweep(self) -> None:
+        """Drop the keys of every named session the registry no longer holds: those pushed
+        out, and any a request of theirs still in flight wrote after. Each session's keys go
+        in one script that first checks the registry, so a session used again meanwhile stays."""
+        held: dict[bytes, list[bytes]] = {}
+        with self.guard():
+            for key in self.client.scan_iter(match=f"{NAMESPACE}:[A-Za-z0-9]*", count=1000):
+                held.setdefault(key[len(NAMESPACE) + 1 :].partition(b"|")[0], []).append(key)
+        for name, keys in held.items():
+            for start in range(0, len(keys), 500):
+                self.run(self.drop_script, [SESSIONS_KEY, *keys[start : start + 500]], [name])
 
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One of the registered scripts, on the requests' connection."""

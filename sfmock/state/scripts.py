@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "CLOCK", "HIT", "PUSH", "REPLACE", "RETIRE", "USE_SESSION"]
+__all__ = ["ADMIT", "CLOCK", "DROP_SESSION", "HIT", "PUSH", "REPLACE", "RETIRE", "USE_SESSION"]
 
 ADMIT = r"""
 -- Admit one request atomically: every sliding window, then the balance, then record.
@@ -283,4 +283,13 @@ if over > 0 then
   end
 end
 return gone
+"""
+
+DROP_SESSION = r"""
+-- Drop keys of a named session, unless the registry holds it (it was used again).
+-- KEYS[1]: the sorted set of session names; KEYS[2..]: the session's keys. ARGV: the name.
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+return redis.call('UNLINK', unpack(KEYS, 2))
 """

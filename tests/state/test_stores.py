@@ -261,6 +261,12 @@ def test_only_the_most_recently_used_named_sessions_keep_state_in_redis(redis_ur
     for kept in ("s2", "s4", "s5"):
         assert client.zcard(f"sfmock:{kept}|j:entries") == 1
     assert client.zcard("sfmock:#sessions") == 4  # the registry itself is bounded
+    # a request of s0 still in flight when s0 was pushed out writes after: the next sweep takes it
+    store.log("s0", Numbered(), size=5, max_bytes=1000).append(lambda i: {"id": i}, 10)
+    assert client.keys("sfmock:s0|*") != []
+    assert store.use_session("s7", 4) == ["s4"]
+    assert client.keys("sfmock:s0|*") == [] and client.keys("sfmock:s4|*") == []
+    assert client.zcard("sfmock:s5|j:entries") == 1
     store.forget_sessions()
     assert client.zcard("sfmock:#sessions") == 0 and client.keys("sfmock:s*") == []
     assert MemoryStore().use_session("s0", 0) == []  # in memory the sessions' objects hold it all
