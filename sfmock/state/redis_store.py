@@ -162,7 +162,10 @@ class RedisStore:
         with self.guard():
             for key in self.client.scan_iter(match=f"{NAMESPACE}:[A-Za-z0-9]*", count=1000):
                 held.setdefault(key[len(NAMESPACE) + 1 :].partition(b"|")[0], []).append(key)
+            kept = set(cast(list[bytes], self.client.zrange(SESSIONS_KEY, 0, -1)))
         for name, keys in held.items():
+            if name in kept:
+                continue  # the script checks again: a session may be pushed out or used meanwhile
             for start in range(0, len(keys), 500):
                 self.run(self.drop_script, [SESSIONS_KEY, *keys[start : start + 500]], [name])
 
