@@ -8,6 +8,7 @@ token, or reads it from the URL fragment ``#token=...``, which browsers never se
 
 from __future__ import annotations
 
+import json
 import math
 from importlib import resources
 
@@ -17,8 +18,10 @@ from starlette.routing import Route
 
 from sfmock.chaos.control import CONTROL_PREFIX, Control
 from sfmock.chaos.faults import Scenario
+from sfmock.chaos.journal import Entry
 from sfmock.chaos.middleware import STORE_PREFIX
-from sfmock.chaos.sessions import SessionState
+from sfmock.chaos.outcome import GENERATION_PATH
+from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.imaging import render_png
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.quota import METRICS
@@ -72,7 +75,7 @@ class Page:
         items = []
         for entry in entries:
             item = entry.to_json()
-            answer = session.answer(entry.id)
+            answer = session.answer(entry.id) or _kept_in_journal(entry)
             if answer is not None:
                 urls = list(answer.images)
                 if entry.path.startswith(STORE_PREFIX) and entry.status == 200:
@@ -145,6 +148,25 @@ class Page:
         width, height = max(1, round(name.width * scale)), max(1, round(name.height * scale))
         png = render_png(bytes.fromhex(name.digest), width, height)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _kept_in_journal(entry: Entry) -> Answer | None:
+    """What the journal kept of an answer this process does not hold: one another process
+    of a shared store gave (its first 4 KiB), or one pushed out of this process's 1000."""
+    if entry.status is None:
+        return None
+    if entry.path.startswith(STORE_PREFIX) and entry.status == 200:
+        return Answer(status=200, content_type="image/png", body=b"")
+    images: tuple[str, ...] = ()
+    if entry.path == GENERATION_PATH and entry.status == 200:
+        try:  # the whole URLs (the entry's summary shortens long strings); a cut body has none
+            kept = json.loads(entry.raw_response)
+        except ValueError:
+            kept = None
+        listed = kept.get("images") if isinstance(kept, dict) else None
+        if isinstance(listed, list):
+            images = tuple(str(i["url"]) for i in listed if isinstance(i, dict) and isinstance(i.get("url"), str))
+    return Answer(status=entry.status, content_type="", body=entry.raw_response, images=images)
 
 
 def _thumbnail_path(url: str) -> str:

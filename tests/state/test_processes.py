@@ -179,6 +179,16 @@ def test_only_the_256_most_recently_used_sessions_are_kept_by_all_processes(one:
         assert gone["count"] == 0
 
 
+def test_the_page_shows_the_answers_of_every_process(one: Fleet) -> None:
+    url = one.client(1).post(GEN, json=KOLORS, headers=bearer("sk-plain")).json()["images"][0]["url"]
+    one.client(1).get(GEN, headers=bearer("sk-plain"))  # a 405, answered by the same process
+    for n in range(len(one.urls)):  # asked of the other process too: the journal kept enough
+        first, refused = one.control(n, "GET", "ui/feed")["entries"][-2:]
+        assert [image["url"] for image in first["answer"]["images"]] == [url]
+        assert '"images"' in first["answer"]["body"]
+        assert (refused["status"], refused["answer"]["body"]) == (405, '"405 method not allowed"')
+
+
 def test_killing_redis_mid_load_forgets_nothing_admitted_and_admits_nothing_past_a_limit(
     own_redis: RedisServer, tmp_path: Path
 ) -> None:
