@@ -155,14 +155,12 @@ class Sessions:
                     self._noted.pop(self._named.popitem(last=False)[0], None)
             else:
                 self._named.move_to_end(name)
-            now = time.monotonic()
-            due = (
-                self._store is not None
-                and self._store.shared
-                and now - self._noted.get(name, -NOTE_EVERY) >= NOTE_EVERY
-            )
-            if due:
-                self._noted[name] = now
+            due = False
+            if self._store is not None and self._store.shared:  # in memory there is nothing to note
+                now = time.monotonic()
+                due = now - self._noted.get(name, -NOTE_EVERY) >= NOTE_EVERY
+                if due:
+                    self._noted[name] = now
         if due:
             assert self._store is not None
             for gone in self._store.use_session(name, self._limit):  # pushed out by any process
