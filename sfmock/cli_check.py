@@ -31,12 +31,22 @@ def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     check.add_argument("--budget", type=float, default=60.0, metavar="S", help="seconds the search may take (60)")
     check.add_argument("--jobs", type=int, default=2, metavar="N", help="runs at a time, each on its own fake (2)")
     check.add_argument("--seed", type=int, default=0, help="seed of the search and of the fake (0)")
-    check.add_argument("--max-examples", type=int, default=100, metavar="N", help="schedules to try at most (100)")
+    check.add_argument(
+        "--max-examples", type=int, default=100, metavar="N", help="schedules the random search tries at most (100)"
+    )
     check.add_argument("--timeout", type=float, default=30.0, metavar="S", help="time limit of one run (30)")
     check.add_argument("--schedule", metavar="LIST", help="run exactly this schedule (comma-separated; '' = all ok)")
-    check.add_argument("--outcomes", metavar="LIST", help="outcomes the search may use (comma-separated)")
+    check.add_argument(
+        "--outcomes",
+        metavar="LIST",
+        help="outcomes the search may use (comma-separated; default: those the fake as configured can give)",
+    )
     check.add_argument("--checks", metavar="LIST", help="checks to apply (comma-separated; default all)")
-    check.add_argument("--request", metavar="JSON", help="the generation request, given in $SFMOCK_REQUEST")
+    check.add_argument(
+        "--request",
+        metavar="JSON",
+        help="the generation request, given in $SFMOCK_REQUEST; the program is judged on sending it (faithful-request)",
+    )
     check.add_argument(
         "--config", metavar="FILE", help="the fake's settings (as for serve: strict, accounts, limits, ...)"
     )
@@ -97,6 +107,7 @@ def check(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         settings=settings,
         config=args.config,
+        judge_request=True if args.request is not None else None,
     )
     try:
         report = check_program(

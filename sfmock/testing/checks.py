@@ -27,7 +27,7 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
-from sfmock.testing.strategies import OUTCOMES, TRANSIENT, schedules
+from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
 
@@ -123,7 +123,7 @@ def check_client(
         max_total_wait=max_total_wait,
         strict=base.strict,
     )
-    names = list(outcomes) if outcomes is not None else list(OUTCOMES)
+    names = list(outcomes) if outcomes is not None else drawn_outcomes(base)
     replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound)
     harness = Harness(replace(base, seed=0 if seed is None else seed), api_key, hang_bound)
     tally = _Tally()
@@ -288,13 +288,7 @@ def _search(
         if found is not None:
             raise _Violation(found)
 
-    # always tried first, so no verdict depends on luck: the happy path, each outcome once,
-    # and a run of transient failures longer than any client should retry
-    transient = [name for name in names if name in TRANSIENT]
-    cases: list[list[str]] = [[], *([name] for name in names if name != "ok")]
-    if transient:
-        cases.append([transient[0]] * (max_attempts + 1))
-    for case in reversed(cases):
+    for case in reversed(first_schedules(names, max_attempts)):
         search = example((case, 0))(search)
     test = config(given(strategy)(search))
     if seed is not None:

@@ -144,10 +144,10 @@ def retries(run: Run) -> str | None:
                     f"{_answer(failed)}: retry the download (its URL is still good), not the generation "
                     "(that pays twice)"
                 )
-    got_image = attempts and any(
-        d.status == 200 and d.failure is None and d.started >= attempts[-1].started for d in run.downloads
-    )
-    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not got_image:
+    # a download after the last attempt: the client used the URL it got (a body cut after the
+    # URL still holds it), it did not give up; how that download went is for `downloads`
+    used = attempts and any(d.started >= attempts[-1].started for d in run.downloads)
+    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not used:
         return (
             f"gave up after a transient {_answer(attempts[-1])} on attempt {len(attempts)} "
             f"(expected at least {run.min_attempts} attempts)"

@@ -1,36 +1,46 @@
 """Checking a program as a client: search schedules, shrink a failure, say how to replay it.
 
-:func:`check_program` runs the program (:mod:`sfmock.testing.programs`) first under the schedule
-where every answer succeeds, then under schedules Hypothesis generates, ``jobs`` runs at a
-time (each on a fake of its own), until ``budget`` seconds have passed or ``max_examples``
-schedules have run. The first schedule that breaks a check is shrunk to the smallest that
-still does, replayed once more to see whether it fails again, and reported with its
-transcript, the program's output and the command line that replays it.
+:func:`check_program` runs the program (:mod:`sfmock.testing.programs`) first under the
+schedule where every answer succeeds, then under each outcome alone and a run of transient
+failures longer than ``max_attempts`` (:func:`~sfmock.testing.strategies.first_schedules`),
+then under schedules Hypothesis generates, ``jobs`` runs at a time (each on a fake of its
+own), until ``budget`` seconds have passed or ``max_examples`` generated schedules have run.
+The first schedule that breaks a check is shrunk to the smallest that still does, replayed
+once more to see whether it fails again, and reported with its transcript, the program's
+output and the command line that replays it.
+
+Whether the program is judged on ``faithful-request`` is decided by one more run
+(:func:`takes_request`): a program whose request does not follow ``$SFMOCK_REQUEST`` chooses
+its own, and is not judged on it (unless ``--request`` asks for it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shlex
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import find
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from sfmock.testing.program_rules import check_names, judge
+from sfmock.testing.program_rules import check_names, judge, one_line
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
-from sfmock.testing.strategies import OUTCOMES, schedules
+from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 
-__all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
+__all__ = ["PROBE_PROMPT", "ProgramFailure", "ProgramReport", "check_program", "replay_command", "takes_request"]
 
 Verdict = tuple[str, str] | None
+PROBE_PROMPT = "sfmock-probe-7340033: a red bicycle leaning on a fence"
+PROBE_SEED = 7340033
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +65,8 @@ class ProgramReport:
     outcomes: dict[str, int]  # outcome -> generation attempts that met it
     failure: ProgramFailure | None
     replay: str
+    not_applied: Mapping[str, str] = field(default_factory=dict)  # check -> why it was not applied
+    unmet: tuple[str, ...] = ()  # outcomes to draw that no run met (the budget ran out first)
 
     @property
     def passed(self) -> bool:
@@ -64,10 +76,13 @@ class ProgramReport:
         """The report a human reads (the API key masked)."""
         seen = ", ".join(f"{name} {count}" for name, count in self.outcomes.items()) or "none"
         summary = f"{self.runs} runs in {self.elapsed:.1f}s, seed {self.setup.seed}"
+        notes = "".join(f"not applied: {name} ({why})\n" for name, why in self.not_applied.items())
+        if self.unmet:
+            notes += f"outcomes not met (the budget ran out first): {', '.join(self.unmet)}\n"
         if self.failure is None:
             return (
                 f"client check passed: {summary}\n"
-                f"checks: {', '.join(self.checks)}\n"
+                f"checks: {', '.join(self.checks)}\n{notes}"
                 f"outcomes exercised (generation attempts): {seen}\n"
             )
         failure = self.failure
@@ -84,7 +99,7 @@ class ProgramReport:
             f"the program {ended} after {failure.result.duration:.1f}s\n"
             f"stdout:\n{_indent(failure.result.stdout)}\n"
             f"stderr:\n{_indent(failure.result.stderr)}\n"
-            f"outcomes exercised (generation attempts): {seen}\n"
+            f"{notes}outcomes exercised (generation attempts): {seen}\n"
             f"replay: {self.replay}\n"
         )
         return text.replace(self.setup.api_key, "<the API key>")
@@ -103,17 +118,31 @@ def check_program(
 ) -> ProgramReport:
     """Check the program of ``setup`` under generated schedules (or one ``schedule``).
 
-    Raises :class:`~sfmock.testing.programsProgramError` when it cannot be tested: it does not
+    ``outcomes``: those the schedules may use (by default the ones the fake, as
+    ``setup.settings`` configure it, can give: :func:`~sfmock.testing.strategies.drawn_outcomes`).
+    Raises :class:`~sfmock.testing.programs.ProgramError` when it cannot be tested: it does not
     start, or it makes no request when every answer succeeds.
     """
     names = check_names(checks)
     unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
     if unknown:
         raise ValueError(f"unknown outcome {unknown[0]!r} in the schedule; choose from {', '.join(OUTCOMES)}")
-    strategy = schedules(list(outcomes) if outcomes is not None else list(OUTCOMES))
-    search = _Search(setup, names, budget, max_examples, progress or (lambda line: None))
-    search.say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")
-    first = search.evaluate(list(schedule) if schedule is not None else [], searching=True)
+    drawn = list(outcomes) if outcomes is not None else drawn_outcomes(setup.settings)
+    strategy = schedules(drawn)
+    say = progress or (lambda line: None)
+    say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")
+    not_applied: dict[str, str] = {}
+    probed = 0
+    if "faithful-request" in names:
+        applies, why = takes_request(setup)
+        probed = int(setup.judge_request is None)
+        say(f"faithful-request {'applies' if applies else 'is not applied'}: {why}")
+        if not applies:
+            not_applied["faithful-request"] = why
+            names = tuple(name for name in names if name != "faithful-request")
+    search = _Search(setup, names, budget, max_examples, say)
+    search.runs = probed
+    first = search.evaluate(list(schedule) if schedule is not None else [], phase="first")
     assert first is not None  # the first run always runs
     if schedule is None and not first[1].run.exchanges:
         raise ProgramError(
@@ -123,13 +152,11 @@ def check_program(
         )
     found: list[tuple[str, ...]] = [first[1].schedule] if first[0] is not None else []
     if schedule is None and not found:
-        threads = [threading.Thread(target=search.worker, args=(strategy, n, found), daemon=True) for n in range(jobs)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if search.error is not None:
-            raise search.error
+        found = search.each(first_schedules(drawn, setup.max_attempts)[1:], jobs)
+        if found:
+            found = [search.minimize(min(found, key=_order))]
+    if schedule is None and not found:
+        search.parallel(jobs, lambda n: search.worker(strategy, n, found))
     failure = None
     if found:
         smallest = min((_key(s) for s in found), key=_order)
@@ -137,11 +164,12 @@ def check_program(
         assert cached[0] is not None
         reproduced = None
         if schedule is None:
-            search.say(f"replaying the smallest schedule {list(smallest)!r}")
+            say(f"replaying the smallest schedule {list(smallest)!r}")
             reproduced = judge(run_program(setup, smallest), names) is not None
         failure = ProgramFailure(
             check=cached[0][0], message=cached[0][1], schedule=smallest, result=cached[1], reproduced=reproduced
         )
+    met = set(search.outcomes)
     return ProgramReport(
         setup=setup,
         checks=names,
@@ -150,7 +178,45 @@ def check_program(
         outcomes=dict(search.outcomes.most_common()),
         failure=failure,
         replay=replay_command(setup, failure.schedule if failure else (), checks),
+        not_applied=not_applied,
+        unmet=() if failure is not None or schedule is not None else tuple(o for o in drawn if o not in met),
     )
+
+
+def takes_request(setup: ProgramSetup) -> tuple[bool, str]:
+    """Whether the program sends the request it is given in ``$SFMOCK_REQUEST`` (then it is
+    judged on ``faithful-request``), and why.
+
+    ``setup.judge_request`` decides when set (``--request`` sets it). Otherwise one run, every
+    answer a success, gives the program another request: :data:`PROBE_PROMPT` as the prompt
+    (and another seed if the request has one). The program takes its request from the
+    variable if the prompt it sends contains that one's first word, or its seed is the new one.
+    """
+    if setup.judge_request is not None:
+        return setup.judge_request, "the request was given with --request" if setup.judge_request else "told so"
+    probe: dict[str, Any] = {**setup.request, "prompt": PROBE_PROMPT}
+    if "seed" in setup.request:
+        probe["seed"] = PROBE_SEED if setup.request["seed"] != PROBE_SEED else PROBE_SEED + 1
+    result = run_program(dataclasses.replace(setup, request=probe), [])
+    sent = next((body for body in map(_body, result.run.generations) if isinstance(body, dict)), None)
+    if sent is None:
+        return False, "it sent no JSON generation request when $SFMOCK_REQUEST held another prompt"
+    prompt = sent.get("prompt")
+    marker = PROBE_PROMPT.split(":", 1)[0].lower()
+    follows_seed = "seed" in probe and sent.get("seed") == probe["seed"]
+    if (isinstance(prompt, str) and marker in prompt.lower()) or follows_seed:
+        return True, "the request it sends follows $SFMOCK_REQUEST"
+    return False, (
+        f"it chooses its own request: with another prompt in $SFMOCK_REQUEST it sent prompt={_json(prompt)[:60]}; "
+        "--request judges it on the request given"
+    )
+
+
+def _body(exchange: Any) -> Any:
+    try:
+        return json.loads(exchange.request_body)
+    except ValueError:
+        return None
 
 
 class _Search:
@@ -170,12 +236,17 @@ class _Search:
         self.running: set[tuple[str, ...]] = set()
         self.cache: dict[tuple[str, ...], tuple[Verdict, ProgramRun]] = {}
         self.runs = 0
+        self.generated = 0  # runs of schedules the random search drew (max_examples bounds them)
         self.outcomes: Counter[str] = Counter()
         self.found = threading.Event()
         self.error: ProgramError | None = None
 
-    def evaluate(self, schedule: Sequence[str], *, searching: bool) -> tuple[Verdict, ProgramRun] | None:
-        """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop."""
+    def evaluate(self, schedule: Sequence[str], *, phase: str) -> tuple[Verdict, ProgramRun] | None:
+        """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop.
+
+        ``phase``: ``first`` (the schedules tried before the search), ``search`` (one it drew:
+        no more once a failure is found or ``max_examples`` have run) or ``shrink``.
+        """
         key = _key(schedule)
         with self.lock:
             while key in self.running:  # another thread runs it now: wait for its verdict
@@ -184,9 +255,10 @@ class _Search:
                 return self.cache[key]
             if time.monotonic() > self.deadline or self.error is not None:
                 return None
-            if searching and (self.found.is_set() or self.runs >= self.limit):
+            if phase == "search" and (self.found.is_set() or self.generated >= self.limit):
                 return None
             self.runs += 1
+            self.generated += phase == "search"
             number = self.runs
             self.running.add(key)
         try:
@@ -203,14 +275,69 @@ class _Search:
             self.running.discard(key)
             self.done.notify_all()
         elapsed = time.monotonic() - self.started
-        told = "passed" if verdict is None else f"FAILED [{verdict[0]}] {verdict[1]}"
+        told = "passed" if verdict is None else f"FAILED [{verdict[0]}] {one_line(verdict[1])}"
         self.say(
             f"[{elapsed:5.1f}s] run {number}: {list(key)!r} exit {result.status} in {result.duration:.1f}s: {told}"
         )
-        if verdict is not None and searching and not self.found.is_set():
+        if verdict is not None and phase == "search" and not self.found.is_set():
             self.found.set()
             self.say("found a failure: shrinking it to the smallest schedule that still fails")
         return verdict, result
+
+    def parallel(self, jobs: int, work: Callable[[int], None]) -> None:
+        """``work(n)`` on ``jobs`` threads; a program that could not run ends the check."""
+        threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(jobs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def each(self, cases: Sequence[Sequence[str]], jobs: int) -> list[tuple[str, ...]]:
+        """Run ``cases`` in order, ``jobs`` at a time, until one fails; the failing ones."""
+        waiting = [list(case) for case in cases]
+        failed: list[tuple[str, ...]] = []
+
+        def work(_: int) -> None:
+            while True:
+                with self.lock:
+                    if not waiting or failed:
+                        return
+                    case = waiting.pop(0)
+                try:
+                    outcome = self.evaluate(case, phase="first")
+                except ProgramError as exc:
+                    with self.lock:
+                        self.error = self.error or exc
+                    return
+                if outcome is None:
+                    return
+                if outcome[0] is not None:
+                    with self.lock:
+                        failed.append(_key(case))
+
+        self.parallel(jobs, work)
+        if failed:
+            self.say("found a failure: shrinking it to the smallest schedule that still fails")
+        return failed
+
+    def minimize(self, schedule: tuple[str, ...]) -> tuple[str, ...]:
+        """Drop outcomes one by one while the same check still breaks (within the budget)."""
+        verdict = self.cache[schedule][0]
+        assert verdict is not None
+        improved = True
+        while improved:
+            improved = False
+            for index in range(len(schedule)):
+                candidate = schedule[:index] + schedule[index + 1 :]
+                outcome = self.evaluate(candidate, phase="shrink")
+                if outcome is None:
+                    return schedule
+                if outcome[0] is not None and outcome[0][0] == verdict[0]:
+                    schedule, improved = _key(candidate), True
+                    break
+        return schedule
 
     def worker(self, strategy: st.SearchStrategy[list[str]], number: int, found: list[tuple[str, ...]]) -> None:
         """One search thread: Hypothesis finds and shrinks a failing schedule."""
@@ -218,7 +345,7 @@ class _Search:
 
         def fails(candidate: list[str]) -> bool:
             try:
-                outcome = self.evaluate(candidate, searching=not mine)
+                outcome = self.evaluate(candidate, phase="shrink" if mine else "search")
             except ProgramError as exc:
                 with self.lock:
                     self.error = self.error or exc
@@ -265,7 +392,7 @@ def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequenc
     """The ``sfmock check`` command line that runs exactly ``schedule`` with these options."""
     words = ["sfmock", "check", "--seed", str(setup.seed), "--schedule", ",".join(schedule)]
     defaults = ProgramSetup(command=setup.command)
-    if dict(setup.request) != dict(DEFAULT_REQUEST):
+    if setup.judge_request or dict(setup.request) != dict(DEFAULT_REQUEST):
         words += ["--request", _json(setup.request)]
     for flag, value, default in (
         ("--timeout", setup.timeout, defaults.timeout),

@@ -1,8 +1,10 @@
 """The checks only a program needs, and judging one run by them and by the invariants.
 
-A program's run is judged by the invariants of :mod:`sfmock.testing.invariants` (read from the
-requests the fake recorded) and by :data:`PROGRAM_CHECKS`, which read what only a
-program has: its output, its exit status and the file it saved.
+A program's run is judged by the checks of :data:`ORDER`, the ones the README's table of
+what programs are judged on lists: invariants of :mod:`sfmock.testing.invariants` (read
+from the requests the fake recorded) and :data:`PROGRAM_CHECKS`, which read what only a
+program has: its output, its exit status and the file it saved. ``errors`` and
+``tolerant`` are the program's own: a program raises nothing, it prints and exits.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
 from sfmock.testing.programs import PNG, ProgramRun, is_image
+from sfmock.transports import Exchange
 
-__all__ = ["PROGRAM_CHECKS", "check_names", "judge"]
+__all__ = ["ORDER", "PROGRAM_CHECKS", "check_names", "judge", "one_line"]
 
 
 def key_not_printed(result: ProgramRun) -> str | None:
@@ -67,25 +70,91 @@ def saved_image(result: ProgramRun) -> str | None:
     )
 
 
+def errors(result: ProgramRun) -> str | None:
+    """After a non-zero exit that followed an HTTP error answer, the program's output (stdout
+    and stderr) names that answer's status and trace id (or those of another error answer
+    after the last success: downloads in parallel)."""
+    run = result.run
+    last = run.exchanges[-1] if run.exchanges else None
+    if result.status in (0, None) or last is None or last.status is None or last.status < 400 or last.failure:
+        return None
+    text = result.stdout + result.stderr
+    success = max((g.started for g in run.generations if g.status == 200 and g.failure is None), default=0.0)
+    recent = [e for e in run.exchanges if e.started >= success and e.failure is None and (e.status or 0) >= 400]
+    if any(not _unnamed(e, text) for e in recent):
+        return None
+    missing = " and ".join(_unnamed(last, text))
+    return f"exited {result.status} after a {last.status}, and its output lacks {missing}{_last_line(text)}"
+
+
+def tolerant(result: ProgramRun) -> str | None:
+    """A successful answer is a success: no non-zero exit after a 200 (with unknown fields,
+    only the documented ones, a slow body) whose image downloaded."""
+    run = result.run
+    attempts = run.generations
+    if result.status in (0, None) or not attempts:
+        return None
+    last = run.outcome(len(attempts) - 1)
+    downloads_fine = all(d.status == 200 and d.failure is None and d.fault is None for d in run.downloads)
+    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
+        extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
+        text = result.stdout + result.stderr
+        return f"exited {result.status} on a successful answer{extra.get(last, '')}{_last_line(text)}"
+    return None
+
+
+def _unnamed(exchange: Exchange, text: str) -> list[str]:
+    facts = (("its status", str(exchange.status)), ("its trace id", exchange.trace_id))
+    return [f"{what} ({value})" for what, value in facts if value and value not in text]
+
+
+def _last_line(text: str) -> str:
+    line = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return f"; it printed last: {line[:160]!r}" if line else "; it printed nothing"
+
+
 ProgramCheck = Callable[[ProgramRun], "str | None"]
 
-# checked after the invariants, but key-not-printed first of all (it needs no schedule)
+# the program's own checks; key-not-printed is checked first of all (it needs no schedule)
 PROGRAM_CHECKS: Mapping[str, ProgramCheck] = {
     "key-not-printed": key_not_printed,
+    "errors": errors,
+    "tolerant": tolerant,
     "exit-status": exit_status,
     "saved-image": saved_image,
 }
+# what a program is judged on, in this order (the README's table): not `returns-image` (a
+# program returns nothing; `saved-image` compares the file it saved) nor `secrets` (what a
+# program raises is what it prints: `key-not-printed`)
+ORDER: tuple[str, ...] = (
+    "key-not-printed",
+    "valid-requests",
+    "faithful-request",
+    "same-body",
+    "timeouts",
+    "downloads",
+    "retries",
+    "backoff",
+    "errors",
+    "tolerant",
+    "exit-status",
+    "saved-image",
+)
+# what the SDKs people use do not do, said beside the verdict it explains
+_CUT_BODY = (
+    "; that answer's body was cut after its headers, which HTTP SDKs that read the body outside "
+    "their retry loop (the openai npm package among them) do not retry: retry the call around the SDK"
+)
 
 
 def check_names(selection: Sequence[str] | None) -> tuple[str, ...]:
     """The checks to apply, in order; raises :class:`ValueError` naming an unknown one."""
-    order = ("key-not-printed", *INVARIANTS, "exit-status", "saved-image")
     if selection is None:
-        return order
-    unknown = [name for name in selection if name not in order]
+        return ORDER
+    unknown = [name for name in selection if name not in ORDER]
     if unknown:
-        raise ValueError(f"unknown check {unknown[0]!r}; choose from {', '.join(order)}")
-    return tuple(name for name in order if name in selection)
+        raise ValueError(f"unknown check {unknown[0]!r}; choose from {', '.join(ORDER)}")
+    return tuple(name for name in ORDER if name in selection)
 
 
 def judge(result: ProgramRun, names: Sequence[str]) -> tuple[str, str] | None:
@@ -99,5 +168,13 @@ def judge(result: ProgramRun, names: Sequence[str]) -> tuple[str, str] | None:
             except AssertionError as exc:
                 message = str(exc) or "assertion failed"
         if message:
+            generations = result.run.generations
+            if name == "retries" and generations and generations[-1].failure == "truncated":
+                message += _CUT_BODY
             return name, message
     return None
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, for a progress line."""
+    return " / ".join(line.strip() for line in text.splitlines() if line.strip())

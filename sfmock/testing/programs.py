@@ -72,13 +72,18 @@ class ProgramError(SfmockError):
 
 
 class ProgramExit(Exception):
-    """Stands for a program's non-zero exit in a :class:`Run`: the error it reported."""
+    """Stands for a program's non-zero exit in a :class:`Run`: the error it reported.
+
+    Its message is one line (the exit and the last line printed); ``output`` holds the rest,
+    which the invariants read as they read an exception's attributes.
+    """
 
     def __init__(self, status: int | None, output: str) -> None:
         self.status = status
         self.output = output
         what = "was killed (it did not finish in time)" if status is None else f"exited with status {status}"
-        super().__init__(f"the program {what}; it printed:\n{output[-4000:]}")
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
+        super().__init__(f"the program {what}" + (f"; it printed last: {last[:200]}" if last else ""))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +99,9 @@ class ProgramSetup:
     min_attempts: int = 3
     settings: Settings = field(default_factory=Settings)
     config: str | None = None  # the file ``settings`` came from, for the replay line
+    # judged on faithful-request: True (--request), False, None: if its request follows
+    # $SFMOCK_REQUEST (sfmock.testing.program_check.takes_request)
+    judge_request: bool | None = None
     cwd: str | None = None
 
 

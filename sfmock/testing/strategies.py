@@ -9,13 +9,15 @@ or a model there changes what is generated, with no Python to touch.
   rule each, each confirmed invalid by the validator.
 - :func:`responses`: ``(status, body)`` pairs the contract allows for generation.
 - :func:`schedules`: lists of outcomes (:data:`OUTCOMES`) that shrink toward all-success.
+- :func:`drawn_outcomes`: the outcomes a check draws by default, those the fake as
+  configured can give; :func:`first_schedules`: the schedules a check tries before searching.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from hypothesis import strategies as st
 
@@ -23,12 +25,18 @@ from sfmock.contract.fromschema import from_schema
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.contract.validation import RequestValidator
 
+if TYPE_CHECKING:
+    from sfmock.config import Settings
+
 __all__ = [
+    "CONDITIONAL",
     "DOWNLOAD_FAULTS",
     "OUTCOMES",
     "PERMANENT",
     "SUCCESS",
     "TRANSIENT",
+    "drawn_outcomes",
+    "first_schedules",
     "generation_requests",
     "invalid_generation_requests",
     "responses",
@@ -90,6 +98,35 @@ TRANSIENT: Final = frozenset(
 PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413", "403-balance", "402-balance"})
 SUCCESS: Final = frozenset({"ok", "slow", "latency", "extra-fields", "documented-body"})
 DOWNLOAD_FAULTS: Final = frozenset(name for name in OUTCOMES if name.startswith("download-"))
+# Outcomes the fake gives only under some settings, with the setting that makes it give them.
+# A default check does not draw them: the real service sends no Retry-After, and a client is
+# not to be judged on an answer its service never gives. Named in ``outcomes``, they run.
+CONDITIONAL: Final[Mapping[str, tuple[str, Callable[[Settings], bool]]]] = {
+    "429-retry-after": ("rate_limit_headers: true", lambda s: s.rate_limit_headers),
+    "503-retry-after": ("rate_limit_headers: true", lambda s: s.rate_limit_headers),
+    "429-observed": ("dialect: observed", lambda s: s.dialect == "observed"),
+}
+
+
+def drawn_outcomes(settings: Settings | None = None) -> list[str]:
+    """The outcomes a check draws when not told which: every one of :data:`OUTCOMES` the fake,
+    as ``settings`` configure it (the defaults if ``None``), can give (:data:`CONDITIONAL`)."""
+    if settings is None:
+        from sfmock.config import Settings
+
+        settings = Settings()
+    return [name for name in OUTCOMES if name not in CONDITIONAL or CONDITIONAL[name][1](settings)]
+
+
+def first_schedules(outcomes: Sequence[str], max_attempts: int) -> list[list[str]]:
+    """What a check tries before its random search, so no verdict depends on luck: every
+    answer a success, each outcome alone, and a run of transient failures longer than
+    ``max_attempts``."""
+    cases: list[list[str]] = [[], *([name] for name in outcomes if name != "ok")]
+    transient = [name for name in outcomes if name in TRANSIENT]
+    if transient:
+        cases.append([transient[0]] * (max_attempts + 1))
+    return cases
 
 
 def schedules(

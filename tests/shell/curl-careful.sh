@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A careful curl client: retries 429, 5xx, timeouts and dropped connections (4 attempts,
-# back-off 0.5 s, 1 s, 2 s, longer if Retry-After says so), never a 4xx; downloads without
-# the key; the image saved;
+# A careful curl client: retries 429, 5xx, timeouts, dropped connections and answers cut
+# short (4 attempts, back-off 0.5 s, 1 s, 2 s, longer if Retry-After says so), never a 4xx;
+# downloads without the key; the image saved;
 # exit 1 with the status and trace id when it gives up.
 set -u
 answer=$(mktemp) headers=$(mktemp)
@@ -10,7 +10,7 @@ wait=0.5
 for attempt in 1 2 3 4; do
   status=$(curl -sS --max-time 10 -o "$answer" -D "$headers" -w '%{http_code}' \
     -H "Authorization: Bearer $SILICONFLOW_API_KEY" -H 'Content-Type: application/json' \
-    --data "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations")
+    --data "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations") || status=000 # no whole answer: curl failed
   trace=$(grep -i '^x-siliconcloud-trace-id:' "$headers" | tr -d '\r' | cut -d' ' -f2)
   case "$status" in
     200) break ;;
@@ -24,7 +24,7 @@ for attempt in 1 2 3 4; do
 done
 url=$(grep -o '"url":"[^"]*"' "$answer" | head -n 1 | cut -d'"' -f4)
 if [ -z "$url" ]; then echo "no image URL in the answer (trace=$trace)" >&2; exit 1; fi
-status=$(curl -sS --max-time 10 -o "$SFMOCK_OUTPUT" -D "$headers" -w '%{http_code}' "$url")
+status=$(curl -sS --max-time 10 -o "$SFMOCK_OUTPUT" -D "$headers" -w '%{http_code}' "$url") || status=000
 if [ "$status" != 200 ]; then
   echo "download failed: $status request-id=$(grep -i '^x-amz-request-id:' "$headers" | tr -d '\r' | cut -d' ' -f2)" >&2
   rm -f "$SFMOCK_OUTPUT"

@@ -8,7 +8,7 @@ wait=0.5
 for attempt in 1; do
   status=$(curl -sS --max-time 10 -o "$answer" -D "$headers" -w '%{http_code}' \
     -H "Authorization: Bearer $SILICONFLOW_API_KEY" -H 'Content-Type: application/json' \
-    --data "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations")
+    --data "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations") || status=000 # no whole answer: curl failed
   trace=$(grep -i '^x-siliconcloud-trace-id:' "$headers" | tr -d '\r' | cut -d' ' -f2)
   case "$status" in
     200) break ;;
@@ -22,7 +22,7 @@ for attempt in 1; do
 done
 url=$(grep -o '"url":"[^"]*"' "$answer" | head -n 1 | cut -d'"' -f4)
 if [ -z "$url" ]; then echo "no image URL in the answer (trace=$trace)" >&2; exit 1; fi
-status=$(curl -sS --max-time 10 -o "$SFMOCK_OUTPUT" -D "$headers" -w '%{http_code}' "$url")
+status=$(curl -sS --max-time 10 -o "$SFMOCK_OUTPUT" -D "$headers" -w '%{http_code}' "$url") || status=000
 if [ "$status" != 200 ]; then
   echo "download failed: $status request-id=$(grep -i '^x-amz-request-id:' "$headers" | tr -d '\r' | cut -d' ' -f2)" >&2
   rm -f "$SFMOCK_OUTPUT"
