@@ -3,6 +3,7 @@ as the client under test, each flaw caught by the check the README names."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import signal
@@ -17,7 +18,9 @@ import pytest
 
 from sfmock.cli import main
 from sfmock.testing.program_check import ProgramReport, check_program
+from sfmock.testing.program_rules import check_names, judge
 from sfmock.testing.programs import TIMINGS, ProgramSetup, run_program, short_scenario
+from sfmock.testing.strategies import drawn_outcomes
 
 TESTS = Path(__file__).parent
 NODE_CLIENTS = TESTS / "node" / "clients"
@@ -48,8 +51,7 @@ def bash(name: str) -> tuple[str, ...]:
 
 
 def check(command: tuple[str, ...], **options: Any) -> ProgramReport:
-    budget = options.pop("budget", 90.0)
-    return check_program(ProgramSetup(command=command, cwd=str(TESTS)), budget=budget, **options)
+    return check_program(ProgramSetup(command=command, cwd=str(TESTS)), **options)
 
 
 # --- the correct clients pass; each flawed one is caught by the check its docstring names ---
@@ -61,6 +63,7 @@ CORRECT = [
 
 FLAWED = [
     pytest.param(node("openai-no-retries.mjs"), "retries", marks=needs_node, id="node-no-retries"),
+    pytest.param(node("openai-sdk-retries-only.mjs"), "retries", marks=needs_node, id="node-sdk-retries-only"),
     pytest.param(node("openai-retries-everything.mjs"), "retries", marks=needs_node, id="node-retries-400"),
     pytest.param(node("openai-key-on-download.mjs"), "downloads", marks=needs_node, id="node-key-on-download"),
     pytest.param(node("openai-exits-zero.mjs"), "exit-status", marks=needs_node, id="node-exits-zero"),
@@ -73,11 +76,14 @@ FLAWED = [
 
 
 @pytest.mark.parametrize("command", CORRECT)
-def test_a_correct_client_passes(command: tuple[str, ...]) -> None:
-    report = check(command, max_examples=8)
+def test_a_correct_client_passes_at_the_defaults(command: tuple[str, ...]) -> None:
+    report = check(command)  # sfmock check's defaults: budget, jobs, examples, outcomes
     assert report.passed, report.text()
-    assert report.runs >= 8
-    assert set(report.outcomes) - {"ok"}, "the search met no failure at all"
+    assert not report.unmet, report.text()
+    drawn = drawn_outcomes()
+    assert set(report.outcomes) == set(drawn), report.text()  # each one met, and no other
+    assert not {"429-retry-after", "503-retry-after", "429-observed"} & set(report.outcomes)
+    assert report.not_applied == {} and "faithful-request" in report.checks  # they send $SFMOCK_REQUEST
 
 
 @pytest.mark.parametrize(("command", "expected"), FLAWED)
@@ -91,6 +97,28 @@ def test_a_flawed_client_is_caught_by_the_named_check(command: tuple[str, ...], 
     text = report.text()
     assert f"[{expected}]" in text and "transcript:" in text and "replay: sfmock check" in text
     assert "sk-sfmock-check" not in text  # the key is masked in the report
+
+
+@needs_node
+def test_a_body_cut_after_the_headers_is_explained_beside_the_verdict() -> None:
+    report = check(node("openai-sdk-retries-only.mjs"), schedule=["truncated"])
+    assert report.failure is not None and report.failure.check == "retries", report.text()
+    assert report.failure.message.startswith("gave up after a transient truncated on attempt 1")
+    assert "the openai npm package among them" in report.failure.message
+    assert "retry the call around the SDK" in report.failure.message
+
+
+@needs_curl
+def test_a_client_that_used_the_url_of_a_cut_answer_did_not_give_up() -> None:
+    # the README's curl client before it checked curl's exit status: it takes the URL out of a
+    # body cut after it, and the download of that URL meets a 403, which it reports
+    careful = (SHELL_CLIENTS / "curl-careful.sh").read_text("utf-8")
+    trusting = careful.replace(" || status=000 # no whole answer: curl failed", "").replace(" || status=000", "")
+    assert trusting != careful
+    result = run_program(ProgramSetup(command=("bash", "-c", trusting)), ["truncated", "download-403"])
+    assert [(e.failure, e.status) for e in result.run.exchanges] == [("truncated", 200), (None, 403)]
+    assert result.status == 1 and "download failed: 403" in result.stderr
+    assert judge(result, check_names(None)) is None  # not "gave up after a transient truncated"
 
 
 # --- the command line: exit status, replay, JUnit ---
@@ -298,3 +326,93 @@ def test_one_job_searches_the_same_schedules_for_the_same_seed() -> None:
     first = schedules_tried(3)
     assert len(first) == 5
     assert schedules_tried(3) == first
+
+
+# --- what a program is judged on: faithful-request only when it takes $SFMOCK_REQUEST ---
+
+OWN_REQUEST = (  # a fixed request of its own, no seed: it reads nothing of $SFMOCK_REQUEST
+    'curl -sf -o /dev/null -H "Authorization: Bearer $SILICONFLOW_API_KEY" -H "Content-Type: application/json" '
+    '-d \'{"model":"Kwai-Kolors/Kolors","prompt":"a cat on a piano"}\' "$SILICONFLOW_BASE_URL/images/generations"'
+)
+DROPS_SEED = (  # takes $SFMOCK_REQUEST, and drops its seed
+    'curl -sf -o /dev/null -H "Authorization: Bearer $SILICONFLOW_API_KEY" -H "Content-Type: application/json" '
+    '-d "$(echo "$SFMOCK_REQUEST" | sed \'s/,"seed":[0-9]*//\')" "$SILICONFLOW_BASE_URL/images/generations"'
+)
+
+
+@needs_curl
+def test_a_program_with_a_request_of_its_own_is_not_judged_on_faithful_request() -> None:
+    report = check(("bash", "-c", OWN_REQUEST), schedule=[], checks=["valid-requests", "faithful-request"])
+    assert report.passed, report.text()
+    why = report.not_applied["faithful-request"]
+    assert why.startswith("it chooses its own request") and '"a cat on a piano"' in why
+    assert "not applied: faithful-request (it chooses its own request" in report.text()
+
+
+@needs_curl
+def test_a_program_that_takes_the_request_and_drops_a_field_is_caught() -> None:
+    report = check(("bash", "-c", DROPS_SEED), schedule=[], checks=["faithful-request"])
+    assert report.failure is not None and report.failure.check == "faithful-request", report.text()
+    assert "dropped the field 'seed'" in report.failure.message
+    assert report.not_applied == {}
+
+
+@needs_curl
+def test_the_request_given_with_the_request_option_is_always_judged(capsys: pytest.CaptureFixture[str]) -> None:
+    request = '{"model":"Kwai-Kolors/Kolors","prompt":"a cat on a piano","seed":7}'
+    argv = ["check", "--quiet", "--schedule", "", "--checks", "faithful-request", "--request", request]
+    assert main([*argv, "--", "bash", "-c", OWN_REQUEST]) == 1
+    out = capsys.readouterr().out
+    assert "[faithful-request] request 1 dropped the field 'seed'" in out
+    assert f"--request '{request}'" in out  # the replay line keeps it: the same judgement
+
+
+# --- report wording: no internal names, one line per progress line; replay lines run as printed ---
+
+SAYS_TWO_LINES = f"{POST}; echo it went wrong >&2; echo see above >&2; exit 1"
+
+
+@needs_curl
+def test_progress_lines_are_one_line_each_and_name_no_internal_class() -> None:
+    lines: list[str] = []
+    setup = ProgramSetup(command=("bash", "-c", SAYS_TWO_LINES))
+    report = check_program(setup, schedule=["400"], checks=["errors"], progress=lines.append)
+    assert report.failure is not None and report.failure.check == "errors"
+    assert report.failure.message.startswith("exited 1 after a 400, and its output lacks its status (400)")
+    assert "it printed last: 'see above'" in report.failure.message
+    for line in [*lines, report.text()]:
+        assert "ProgramExit" not in line and "\\n" not in line, line
+    assert all("\n" not in line for line in lines)
+
+
+@needs_curl
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([], "retries"),
+        (["--checks", "retries,exit-status", "--max-attempts", "5", "--timeout", "20"], "retries"),
+    ],
+    ids=["defaults", "options"],
+)
+def test_the_printed_replay_line_reproduces_the_verdict_in_a_shell(
+    options: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--quiet", *options, "--", *bash("curl-no-retries.sh")]) == 1
+    out = capsys.readouterr().out
+    verdict = out.splitlines()[0]
+    replay = next(line for line in out.splitlines() if line.startswith("replay: "))[len("replay: ") :]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(replay, shell=True, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[0] == verdict and f"[{expected}]" in verdict
+    assert next(line for line in done.stdout.splitlines() if line.startswith("replay: ")) == f"replay: {replay}"
+
+
+@needs_curl
+def test_the_settings_decide_which_outcomes_are_drawn() -> None:
+    from sfmock.config import Settings
+
+    setup = ProgramSetup(command=("bash", "-c", POST), settings=Settings(rate_limit_headers=True, dialect="observed"))
+    report = check_program(setup, checks=["valid-requests"], max_examples=1)
+    assert report.passed and not report.unmet, report.text()
+    assert {"429-retry-after", "503-retry-after", "429-observed"} <= set(report.outcomes)
