@@ -18,6 +18,9 @@ from sfmock.testing.strategies import (
     TRANSIENT as TRANSIENT,
 )
 from sfmock.testing.strategies import (
+    drawn_outcomes as drawn_outcomes,
+)
+from sfmock.testing.strategies import (
     generation_requests as generation_requests,
 )
 from sfmock.testing.strategies import (
@@ -36,6 +39,7 @@ __all__ = [
     "PERMANENT",
     "SUCCESS",
     "TRANSIENT",
+    "drawn_outcomes",
     "generation_requests",
     "invalid_generation_requests",
     "responses",

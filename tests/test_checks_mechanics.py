@@ -352,14 +352,33 @@ def test_errors_may_carry_the_facts_in_their_chain() -> None:
     assert failed.value.invariant == "errors" and "lacks its status and trace id" in failed.value.problem
 
 
-def test_retry_after_must_be_honoured() -> None:
-    def fixed_one_second(ctx: ClientContext) -> bytes:
-        return good_sync(ctx, sleeper=lambda _seconds: time.sleep(1))
+def fixed_one_second(ctx: ClientContext) -> bytes:
+    return good_sync(ctx, sleeper=lambda _seconds: time.sleep(1))
 
+
+def test_retry_after_must_be_honoured_where_the_settings_send_it() -> None:
     with pytest.raises(ClientCheckFailed) as failed:
-        check_client(fixed_one_second, seed=1, max_examples=30)
+        check_client(fixed_one_second, seed=1, max_examples=30, settings=Settings(rate_limit_headers=True))
     assert failed.value.invariant == "backoff" and failed.value.schedule in (["429-retry-after"], ["503-retry-after"])
     assert "ignored Retry-After" in failed.value.problem
+
+
+def test_a_header_the_service_never_sends_is_not_drawn_by_default() -> None:
+    # the real service sends no Retry-After: a client that never reads it is not accused
+    report = check_client(fixed_one_second, seed=1, max_examples=30)
+    assert not {"429-retry-after", "503-retry-after", "429-observed"} & set(report.outcomes)
+    with pytest.raises(ClientCheckFailed) as failed:  # named, they run whatever the settings
+        check_client(fixed_one_second, seed=1, max_examples=30, outcomes=["ok", "503-retry-after"])
+    assert failed.value.invariant == "backoff" and failed.value.schedule == ["503-retry-after"]
+
+
+def test_a_default_check_meets_every_outcome_it_draws() -> None:
+    from sfmock.strategies import drawn_outcomes
+
+    report = check_client(good_sync, seed=1, max_examples=1)
+    assert set(report.outcomes) == set(drawn_outcomes())
+    observed = check_client(good_sync, seed=1, max_examples=1, settings=Settings(dialect="observed"))
+    assert "429-observed" in observed.outcomes and "429-retry-after" not in observed.outcomes
 
 
 def test_unbounded_retries_are_found_every_time() -> None:
@@ -432,9 +451,9 @@ def test_the_hypothesis_profile_sets_the_number_of_examples() -> None:
         report = check_client(counting, seed=1)
     finally:
         settings.load_profile(previous)
-    from sfmock.strategies import OUTCOMES
+    from sfmock.strategies import drawn_outcomes
 
-    systematic = 1 + (len(OUTCOMES) - 1) + 1  # happy path, each outcome once, one long transient run
+    systematic = 1 + (len(drawn_outcomes()) - 1) + 1  # happy path, each outcome once, one long transient run
     # the runs judged: the systematic cases and the profile's 12 (a rerun that tells jitter
     # from a deterministic back-off is not judged, so `seen` may count a few more)
     assert systematic <= report.examples <= systematic + 12 <= len(seen) + 12

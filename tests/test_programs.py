@@ -416,3 +416,18 @@ def test_the_settings_decide_which_outcomes_are_drawn() -> None:
     report = check_program(setup, checks=["valid-requests"], max_examples=1)
     assert report.passed and not report.unmet, report.text()
     assert {"429-retry-after", "503-retry-after", "429-observed"} <= set(report.outcomes)
+
+
+SHRINKING_WAITS = (  # waits 0.6 s, then 0.2 s: as a jittered back-off may, by chance
+    'for wait in 0.6 0.2 0; do code=$(curl -s -o /dev/null -w "%{http_code}" '
+    '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations"); '
+    '[ "$code" = 200 ] && break; sleep $wait; done'
+)
+
+
+@needs_curl
+def test_a_back_off_that_shrinks_is_not_judged_for_a_program() -> None:
+    # a program cannot be rerun under another random state: jitter and a shrinking back-off look alike
+    report = check(("bash", "-c", SHRINKING_WAITS), schedule=["503", "503"], checks=["backoff"])
+    assert report.passed, report.text()
+    assert report.outcomes == {"503": 2, "ok": 1}

@@ -208,8 +208,15 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
         request=dict(setup.request),
         strict=setup.settings.strict,
         returns_image=False,  # a program reports its image in $SFMOCK_OUTPUT: `saved-image` judges it
+        rerun=_unrepeatable,
     )
     return ProgramRun(run=run, status=status, stdout=stdout, stderr=stderr, saved=saved, duration=duration)
+
+
+def _unrepeatable(random_seed: int) -> Run:
+    """A program's run "under another random state": none can be made (its random state is its
+    own), so its waits count as random, and a back-off that shrinks is not judged (jitter may)."""
+    return Run(schedule=(), exchanges=(), result=None, error=None, api_key="", max_attempts=0, min_attempts=0)
 
 
 def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from catalogue import async_clients, httpx_clients, requests_clients, retrylib_clients, sdk_clients, socket_clients
+from sfmock import Settings
 from sfmock.checks import INVARIANTS, ClientCheckFailed, check_client
 
 MODULES = (httpx_clients, requests_clients, async_clients, sdk_clients, retrylib_clients, socket_clients)
@@ -30,6 +31,9 @@ KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "imag
 OPTIONS: dict[Callable[..., Any], dict[str, Any]] = {
     httpx_clients.httpx_seed_per_attempt: {"request": KOLORS},  # no seed asked: the client draws one
     async_clients.asyncio_gather_batch: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
+    # their flaw needs a Retry-After, which the fake sends only when told to (the real service never does)
+    retrylib_clients.tenacity_ignores_retry_after: {"settings": Settings(rate_limit_headers=True)},
+    async_clients.httpx_async_ignores_retry_after: {"settings": Settings(rate_limit_headers=True)},
 }
 
 # The checker's verdicts that are wrong, each with its diagnosis; the tests say what should happen.
@@ -109,3 +113,16 @@ def test_a_flawed_client_is_caught_by_its_invariant_with_a_shrunk_schedule_that_
 @pytest.mark.parametrize(("client", "seed"), _cases(CORRECT))
 def test_a_correct_client_passes_every_invariant(client: Callable[..., Any], seed: int) -> None:
     check_client(client, seed=seed, max_examples=MAX_EXAMPLES, **OPTIONS.get(client, {}))
+
+
+@pytest.mark.parametrize(
+    "client",
+    [retrylib_clients.tenacity_ignores_retry_after, async_clients.httpx_async_ignores_retry_after],
+    ids=_name,
+)
+def test_a_client_that_ignores_retry_after_is_not_accused_where_the_service_never_sends_it(
+    client: Callable[..., Any],
+) -> None:
+    # the defaults are the real service's: no Retry-After, so nothing to ignore
+    report = check_client(client, seed=1, max_examples=MAX_EXAMPLES)
+    assert not {"429-retry-after", "503-retry-after"} & set(report.outcomes)
