@@ -1,7 +1,9 @@
 """JUnit XML reports of ``sfmock check``, the format CI systems render.
 
 One ``<testsuite>`` per check; one ``<testcase>`` per check applied (``key-not-printed``,
-``retries``, ...). The check a run broke carries a ``<failure>`` with the whole report;
+``retries``, ...), and a ``<skipped>`` one for each check not applied, with the reason
+(``faithful-request`` for a program with a request of its own). The check a run broke
+carries a ``<failure>`` with the whole report;
 a check that could not run at all (exit status 2) is one ``<testcase>`` with an ``<error>``.
 """
 
@@ -21,7 +23,9 @@ SUITE = "sfmock check"
 def write_report(path: str | Path, report: ProgramReport) -> None:
     """Write ``report`` as JUnit XML to ``path``."""
     failed = report.failure.check if report.failure is not None else None
-    suite = _suite(" ".join(report.setup.command), len(report.checks), 0 if failed is None else 1, 0, report.elapsed)
+    tests = len(report.checks) + len(report.not_applied)
+    suite = _suite(" ".join(report.setup.command), tests, 0 if failed is None else 1, 0, report.elapsed)
+    suite.set("skipped", str(len(report.not_applied)))
     properties = ET.SubElement(suite, "properties")
     for name, value in (
         ("seed", str(report.setup.seed)),
@@ -37,6 +41,9 @@ def write_report(path: str | Path, report: ProgramReport) -> None:
             message = report.failure.message.replace(report.setup.api_key, "<the API key>")
             failure = ET.SubElement(case, "failure", message=message, type=check)
             failure.text = text
+    for check, why in report.not_applied.items():
+        case = ET.SubElement(suite, "testcase", classname=SUITE, name=check, time="0")
+        ET.SubElement(case, "skipped", message=f"not applied: {why}")
     ET.SubElement(suite, "system-out").text = text
     _write(path, suite)
 

@@ -132,16 +132,13 @@ def check_program(
     say = progress or (lambda line: None)
     say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")
     not_applied: dict[str, str] = {}
-    probed = 0
-    if "faithful-request" in names:
+    if "faithful-request" in names:  # decided by a run of its own, not one of the schedules
         applies, why = takes_request(setup)
-        probed = int(setup.judge_request is None)
         say(f"faithful-request {'applies' if applies else 'is not applied'}: {why}")
         if not applies:
             not_applied["faithful-request"] = why
             names = tuple(name for name in names if name != "faithful-request")
     search = _Search(setup, names, budget, max_examples, say)
-    search.runs = probed
     first = search.evaluate(list(schedule) if schedule is not None else [], phase="first")
     assert first is not None  # the first run always runs
     if schedule is None and not first[1].run.exchanges:
