@@ -10,13 +10,13 @@ once more to see whether it fails again, and reported with its transcript, the p
 output and the command line that replays it.
 
 Whether the program is judged on ``faithful-request`` is decided by one more run
-(:func:`takes_request`): a program whose request does not follow ``$SFMOCK_REQUEST`` chooses
-its own, and is not judged on it (unless ``--request`` asks for it).
+(:func:`~sfmock.testing.program_rules.takes_request`): a program whose request does not
+follow ``$SFMOCK_REQUEST`` chooses its own, and is not judged on it (unless ``--request``
+asks for it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import shlex
@@ -25,22 +25,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from hypothesis import find
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from sfmock.testing.program_rules import check_names, judge, one_line
+from sfmock.testing.program_rules import check_names, judge, one_line, takes_request
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 
-__all__ = ["PROBE_PROMPT", "ProgramFailure", "ProgramReport", "check_program", "replay_command", "takes_request"]
+__all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
 
 Verdict = tuple[str, str] | None
-PROBE_PROMPT = "sfmock-probe-7340033: a red bicycle leaning on a fence"
-PROBE_SEED = 7340033
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,42 +175,6 @@ def check_program(
         not_applied=not_applied,
         unmet=() if failure is not None or schedule is not None else tuple(o for o in drawn if o not in met),
     )
-
-
-def takes_request(setup: ProgramSetup) -> tuple[bool, str]:
-    """Whether the program sends the request it is given in ``$SFMOCK_REQUEST`` (then it is
-    judged on ``faithful-request``), and why.
-
-    ``setup.judge_request`` decides when set (``--request`` sets it). Otherwise one run, every
-    answer a success, gives the program another request: :data:`PROBE_PROMPT` as the prompt
-    (and another seed if the request has one). The program takes its request from the
-    variable if the prompt it sends contains that one's first word, or its seed is the new one.
-    """
-    if setup.judge_request is not None:
-        return setup.judge_request, "the request was given with --request" if setup.judge_request else "told so"
-    probe: dict[str, Any] = {**setup.request, "prompt": PROBE_PROMPT}
-    if "seed" in setup.request:
-        probe["seed"] = PROBE_SEED if setup.request["seed"] != PROBE_SEED else PROBE_SEED + 1
-    result = run_program(dataclasses.replace(setup, request=probe), [])
-    sent = next((body for body in map(_body, result.run.generations) if isinstance(body, dict)), None)
-    if sent is None:
-        return False, "it sent no JSON generation request when $SFMOCK_REQUEST held another prompt"
-    prompt = sent.get("prompt")
-    marker = PROBE_PROMPT.split(":", 1)[0].lower()
-    follows_seed = "seed" in probe and sent.get("seed") == probe["seed"]
-    if (isinstance(prompt, str) and marker in prompt.lower()) or follows_seed:
-        return True, "the request it sends follows $SFMOCK_REQUEST"
-    return False, (
-        f"it chooses its own request: with another prompt in $SFMOCK_REQUEST it sent prompt={_json(prompt)[:60]}; "
-        "--request judges it on the request given"
-    )
-
-
-def _body(exchange: Any) -> Any:
-    try:
-        return json.loads(exchange.request_body)
-    except ValueError:
-        return None
 
 
 class _Search:

@@ -5,17 +5,24 @@ what programs are judged on lists: invariants of :mod:`sfmock.testing.invariants
 from the requests the fake recorded) and :data:`PROGRAM_CHECKS`, which read what only a
 program has: its output, its exit status and the file it saved. ``errors`` and
 ``tolerant`` are the program's own: a program raises nothing, it prints and exits.
+:func:`takes_request` decides whether ``faithful-request`` applies to a program at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
-from sfmock.testing.programs import PNG, ProgramRun, is_image
+from sfmock.testing.programs import PNG, ProgramRun, ProgramSetup, is_image, run_program
 from sfmock.transports import Exchange
 
-__all__ = ["ORDER", "PROGRAM_CHECKS", "check_names", "judge", "one_line"]
+__all__ = ["ORDER", "PROBE_PROMPT", "PROGRAM_CHECKS", "check_names", "judge", "one_line", "takes_request"]
+
+PROBE_PROMPT = "sfmock-probe-7340033: a red bicycle leaning on a fence"
+PROBE_SEED = 7340033
 
 
 def key_not_printed(result: ProgramRun) -> str | None:
@@ -178,3 +185,39 @@ def judge(result: ProgramRun, names: Sequence[str]) -> tuple[str, str] | None:
 def one_line(text: str) -> str:
     """``text`` on one line, for a progress line."""
     return " / ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def takes_request(setup: ProgramSetup) -> tuple[bool, str]:
+    """Whether the program sends the request it is given in ``$SFMOCK_REQUEST`` (then it is
+    judged on ``faithful-request``), and why.
+
+    ``setup.judge_request`` decides when set (``--request`` sets it). Otherwise one run, every
+    answer a success, gives the program another request: :data:`PROBE_PROMPT` as the prompt
+    (and another seed if the request has one). The program takes its request from the
+    variable if the prompt it sends contains that one's first word, or its seed is the new one.
+    """
+    if setup.judge_request is not None:
+        return setup.judge_request, "the request was given with --request" if setup.judge_request else "told so"
+    probe: dict[str, Any] = {**setup.request, "prompt": PROBE_PROMPT}
+    if "seed" in setup.request:
+        probe["seed"] = PROBE_SEED if setup.request["seed"] != PROBE_SEED else PROBE_SEED + 1
+    result = run_program(dataclasses.replace(setup, request=probe), [])
+    sent = next((body for body in map(_body, result.run.generations) if isinstance(body, dict)), None)
+    if sent is None:
+        return False, "it sent no JSON generation request when $SFMOCK_REQUEST held another prompt"
+    prompt = sent.get("prompt")
+    marker = PROBE_PROMPT.split(":", 1)[0].lower()
+    follows_seed = "seed" in probe and sent.get("seed") == probe["seed"]
+    if (isinstance(prompt, str) and marker in prompt.lower()) or follows_seed:
+        return True, "the request it sends follows $SFMOCK_REQUEST"
+    return False, (
+        f"it chooses its own request: with another prompt in $SFMOCK_REQUEST it sent prompt={json.dumps(prompt)[:60]}; "
+        "--request judges it on the request given"
+    )
+
+
+def _body(exchange: Any) -> Any:
+    try:
+        return json.loads(exchange.request_body)
+    except ValueError:
+        return None

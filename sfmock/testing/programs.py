@@ -100,7 +100,7 @@ class ProgramSetup:
     settings: Settings = field(default_factory=Settings)
     config: str | None = None  # the file ``settings`` came from, for the replay line
     # judged on faithful-request: True (--request), False, None: if its request follows
-    # $SFMOCK_REQUEST (sfmock.testing.program_check.takes_request)
+    # $SFMOCK_REQUEST (sfmock.testing.program_rules.takes_request)
     judge_request: bool | None = None
     cwd: str | None = None
 
