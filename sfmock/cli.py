@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import re
 import socket
 import sys
 import warnings
 from asyncio import CancelledError
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
+from sfmock.suggest import did_you_mean
 
 __all__ = ["main"]
 
@@ -48,6 +51,22 @@ _FLAGS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a misspelt command, choice or flag (its
+    subcommands' parsers are of this class too: argparse makes them of the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        chosen = re.search(r"invalid choice: '?(.*?)'? \(choose from (.*)\)$", message)
+        if chosen:
+            hint = did_you_mean(chosen[1], (c.strip("'\" ") for c in chosen[2].split(",")))
+            message += f"; {hint}" if hint else ""
+        elif message.startswith("unrecognized arguments: "):
+            flags = [word.partition("=")[0] for word in message.split()[2:] if word.startswith("--")]
+            hints = [did_you_mean(flag, self._option_string_actions) for flag in flags]
+            message += "".join(f"; {flag}: {hint}" for flag, hint in zip(flags, hints, strict=True) if hint)
+        super().error(message)
+
+
 # subcommands: name -> (add its arguments, run it); another one is another entry
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str, str]
 
@@ -56,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``sfmock`` parser, with one subparser per entry of :data:`COMMANDS`."""
     from sfmock._version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sfmock",
         description="An offline, faithful fake of the SiliconFlow image-generation API.",
     )

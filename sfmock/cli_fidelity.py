@@ -57,10 +57,12 @@ def add_commands(commands: Any) -> None:
     diff = actions.add_parser(
         "diff",
         help="what a client built on OLD would break on under NEW",
-        description="List the changes from OLD to NEW that break a client of OLD. Exit status 1 when any.",
+        description="List the changes from OLD to NEW that break a client of OLD. Exit status 1 when any. "
+        "OLD and NEW are OpenAPI documents (YAML or JSON files), e.g. an earlier contracts/openapi.yaml "
+        "taken from git (git show REV:contracts/openapi.yaml > old.yaml) and today's.",
     )
-    diff.add_argument("old", metavar="OLD")
-    diff.add_argument("new", metavar="NEW")
+    diff.add_argument("old", metavar="OLD", help="the contract a client was built on (an OpenAPI file)")
+    diff.add_argument("new", metavar="NEW", help="the contract it now meets (an OpenAPI file)")
 
 
 def run(args: argparse.Namespace) -> int | None:

@@ -22,6 +22,7 @@ from typing import Any
 from sfmock.chaos.journal import Entry, mask_key
 from sfmock.chaos.sessions import SessionState
 from sfmock.clock import Clock
+from sfmock.suggest import unknown as unknown_name
 
 __all__ = ["Difference", "Pattern", "VerificationFailed", "Verifier"]
 
@@ -77,7 +78,7 @@ class Pattern:
             raise ValueError(f"{where}: expected an object with any of {', '.join(FIELDS)}")
         unknown = sorted(set(document) - set(FIELDS))
         if unknown:
-            raise ValueError(f"{where}: unknown field {unknown[0]!r}; expected any of {', '.join(FIELDS)}")
+            raise ValueError(f"{where}: " + unknown_name("field", unknown[0], FIELDS))
         for name in ("method", "path", "model", "key", "fault"):
             if document.get(name) is not None and not isinstance(document[name], str):
                 raise ValueError(f"{where}.{name}: expected a string, got {document[name]!r}")

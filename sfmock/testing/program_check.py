@@ -24,6 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
+from sfmock.suggest import unknown as unknown_name
 from sfmock.testing.program_rules import check_names, judge
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, schedules
@@ -109,7 +110,7 @@ def check_program(
     names = check_names(checks)
     unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
     if unknown:
-        raise ValueError(f"unknown outcome {unknown[0]!r} in the schedule; choose from {', '.join(OUTCOMES)}")
+        raise ValueError(unknown_name("outcome", unknown[0], OUTCOMES, where=" in the schedule"))
     strategy = schedules(list(outcomes) if outcomes is not None else list(OUTCOMES))
     search = _Search(setup, names, budget, max_examples, progress or (lambda line: None))
     search.say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from sfmock.suggest import unknown as unknown_name
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
 from sfmock.testing.programs import PNG, ProgramRun, is_image
 
@@ -84,7 +85,7 @@ def check_names(selection: Sequence[str] | None) -> tuple[str, ...]:
         return order
     unknown = [name for name in selection if name not in order]
     if unknown:
-        raise ValueError(f"unknown check {unknown[0]!r}; choose from {', '.join(order)}")
+        raise ValueError(unknown_name("check", unknown[0], order))
     return tuple(name for name in order if name in selection)
 
 
