@@ -17,7 +17,7 @@ from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
-from sfmock.suggest import did_you_mean
+from sfmock.wording import did_you_mean, plural
 
 __all__ = ["main"]
 
@@ -338,7 +338,7 @@ def validate(args: argparse.Namespace) -> int:
         document = _peek(args.file)
         if isinstance(document, dict) and "rules" in document:
             scenario = Scenario.load(args.file)
-            print(f"{args.file}: a valid scenario ({scenario.name!r}, {len(scenario.rules)} rules)")
+            print(f"{args.file}: a valid scenario ({scenario.name!r}, {plural(len(scenario.rules), 'rule')})")
         else:
             read_config_file(args.file)
             load_settings(args.file)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sfmock.errors import ConfigError
+from sfmock.wording import plural
 
 __all__ = ["add_commands", "run"]
 
@@ -115,7 +116,7 @@ def _drift(args: argparse.Namespace) -> int:
     else:
         exchanges = [e for location in args.recordings for e in load_recordings(location)]
     drifts = check_exchanges(exchanges, contract)
-    print(f"checked {len(exchanges)} exchange(s)")
+    print(f"checked {plural(len(exchanges), 'exchange')}")
     print(format_report(drifts))
     return 1 if drifts else 0
 

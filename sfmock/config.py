@@ -28,7 +28,7 @@ from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
 from sfmock.state.urls import EXPECTED as STORE_EXPECTED
 from sfmock.state.urls import shown_url, store_url_problem
-from sfmock.suggest import unknown
+from sfmock.wording import unknown
 
 __all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
 

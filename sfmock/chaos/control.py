@@ -33,7 +33,7 @@ from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import JSON_TYPE, json_response
-from sfmock.suggest import unknown as unknown_name
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["CONTROL_PREFIX", "JOURNAL_PAGE_CHARS", "TOKEN_HEADER", "Control"]
 

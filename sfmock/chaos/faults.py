@@ -27,7 +27,7 @@ from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
 from sfmock.state.memory import MemoryFaults
 from sfmock.state.store import Faults
-from sfmock.suggest import did_you_mean, unknown
+from sfmock.wording import did_you_mean, unknown
 
 __all__ = ["Action", "Fault", "FaultEngine", "RequestInfo", "Rule", "Scenario", "parse_fault_header"]
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from sfmock.errors import ConfigError
-from sfmock.suggest import did_you_mean
+from sfmock.wording import did_you_mean
 
 __all__ = ["check", "key_name", "load_yaml", "schema"]
 

@@ -22,6 +22,7 @@ import yaml
 from sfmock.contract.openapi import Contract
 from sfmock.contract.schemas import load_yaml
 from sfmock.errors import ConfigError, ContractError
+from sfmock.wording import plural
 
 __all__ = ["Break", "Document", "diff_contracts", "format_breaks", "read_contract"]
 
@@ -96,7 +97,7 @@ def format_breaks(breaks: list[Break]) -> str:
     """The report as text."""
     if not breaks:
         return "compatible: a client of the old contract breaks on nothing in the new one"
-    return "\n".join([f"breaking: {len(breaks)} change(s)", *(f"  {b}" for b in breaks)])
+    return "\n".join([f"breaking: {plural(len(breaks), 'change')}", *(f"  {b}" for b in breaks)])
 
 
 class _Differ:

@@ -24,10 +24,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from sfmock.suggest import unknown as unknown_name
 from sfmock.testing.program_rules import check_names, judge
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, schedules
+from sfmock.wording import plural
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
 
@@ -64,7 +65,7 @@ class ProgramReport:
     def text(self) -> str:
         """The report a human reads (the API key masked)."""
         seen = ", ".join(f"{name} {count}" for name, count in self.outcomes.items()) or "none"
-        summary = f"{self.runs} runs in {self.elapsed:.1f}s, seed {self.setup.seed}"
+        summary = f"{plural(self.runs, 'run')} in {self.elapsed:.1f}s, seed {self.setup.seed}"
         if self.failure is None:
             return (
                 f"client check passed: {summary}\n"

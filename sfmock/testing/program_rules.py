@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from sfmock.suggest import unknown as unknown_name
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
 from sfmock.testing.programs import PNG, ProgramRun, is_image
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["PROGRAM_CHECKS", "check_names", "judge"]
 

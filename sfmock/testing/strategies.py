@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sfmock.contract.fromschema import from_schema
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.contract.validation import RequestValidator
-from sfmock.suggest import unknown as unknown_name
+from sfmock.wording import unknown as unknown_name
 
 __all__ = [
     "DOWNLOAD_FAULTS",

@@ -1,12 +1,13 @@
-"""A "did you mean ..." for a name: close names for a misspelt one, shared by every error that
-refuses a name (config keys, scenario fields, marker keywords, fault items, CLI names)."""
+"""How messages word things, in one place: "did you mean ..." for a misspelt name (config
+keys, scenario fields, marker keywords, fault items, CLI names: every error that refuses a
+name), and counts with the noun in the right number ("1 run", "2 runs")."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["closest", "did_you_mean", "unknown"]
+__all__ = ["closest", "did_you_mean", "plural", "unknown"]
 
 # a name is compared with at most this many characters: a typo is short, and difflib's
 # cost grows with the product of the lengths (a client can send a long one)
@@ -37,3 +38,9 @@ def unknown(what: str, name: str, choices: Iterable[str], *, where: str = "") ->
     pool = [str(choice) for choice in choices]
     hint = did_you_mean(name, pool)
     return f"unknown {what} {name!r}{where}; " + (f"{hint} " if hint else "") + f"(choose from {', '.join(pool)})"
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``plural(1, "run")`` is ``"1 run"``, ``plural(3, "run")`` is ``"3 runs"``; ``many``
+    for a noun that does not take an s (``plural(2, "entry", "entries")``)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"

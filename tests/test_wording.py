@@ -12,9 +12,9 @@ from sfmock.chaos.verify import Pattern
 from sfmock.cli import main
 from sfmock.config import Settings, load_settings, settings_from
 from sfmock.errors import ConfigError
-from sfmock.suggest import closest, did_you_mean, unknown
 from sfmock.testing.program_rules import check_names
 from sfmock.testing.strategies import schedules
+from sfmock.wording import closest, did_you_mean, plural, unknown
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -163,3 +163,16 @@ def test_contract_diff_help_says_what_old_and_new_are(capsys: pytest.CaptureFixt
     text = " ".join(capsys.readouterr().out.split())
     assert "OLD the contract a client was built on (an OpenAPI file)" in text
     assert "NEW the contract it now meets (an OpenAPI file)" in text
+
+
+def test_counts_take_the_right_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfmock.fidelity.contractdiff import Break, format_breaks
+
+    assert (plural(1, "run"), plural(0, "run"), plural(2, "entry", "entries")) == ("1 run", "0 runs", "2 entries")
+    path = tmp_path / "one.yaml"
+    path.write_text("name: one\nrules: [{action: {drop: true}}]\n", "utf-8")
+    assert main(["validate", str(path)]) == 0
+    assert "a valid scenario ('one', 1 rule)" in capsys.readouterr().out
+    one = Break(where="POST /v1/x 200", kind="removed field", detail="'a' is gone")
+    assert format_breaks([one]).startswith("breaking: 1 change\n")
+    assert format_breaks([one, one]).startswith("breaking: 2 changes\n")
