@@ -153,6 +153,10 @@ class _Differ:
         old, new = _merged(self.old, old, 0), _merged(self.new, new, 0)
         if not isinstance(old, dict) or not isinstance(new, dict) or depth > 40:
             return
+        for key in ("oneOf", "anyOf"):
+            if new.get(key) and not old.get(key):
+                self._choice(old, new, key, where, direction, depth)
+                return
         request = direction == "request"
         if self._types(old, new, where, request):
             return  # its other keywords no longer compare
@@ -184,6 +188,28 @@ class _Differ:
             if key in new_branches:
                 label = _branch_label(branch)
                 self.schema(branch, new_branches[key], f"{where}{label}", direction, depth + 1)
+
+    def _choice(
+        self, old: dict[str, Any], new: dict[str, Any], key: str, where: str, direction: str, depth: int
+    ) -> None:
+        """``new`` became a choice of schemas (``oneOf``/``anyOf``). An answer may take any
+        branch, so each is held to what ``old`` promised (a field every branch requires is
+        still required); a request needs only one branch that takes it, so the branch
+        closest to ``old`` is the one reported."""
+        rest = {k: v for k, v in new.items() if k != key}
+        outcomes = []
+        for index, branch in enumerate(new[key]):
+            combined = _merged(self.new, {"allOf": [rest, branch]}, 0)  # the branch and its siblings
+            ref = branch.get("$ref") if isinstance(branch, dict) else None
+            label = f" [{str(ref).rsplit('/', 1)[-1] if ref else f'{key} {index + 1}'}]"
+            kept, self.found = self.found, []
+            self.schema(old, combined, f"{where}{label}", direction, depth + 1)
+            outcomes.append(self.found)
+            self.found = kept
+        if direction == "request":
+            self.found.extend(min(outcomes, key=len))
+        else:
+            self.found.extend(found for breaks in outcomes for found in breaks)
 
     def _types(self, old: dict[str, Any], new: dict[str, Any], where: str, request: bool) -> bool:
         old_types, new_types = _types(old), _types(new)
