@@ -197,7 +197,7 @@ class _Differ:
         still required); a request needs only one branch that takes it, so the branch
         closest to ``old`` is the one reported."""
         rest = {k: v for k, v in new.items() if k != key}
-        outcomes = []
+        outcomes: list[list[Break]] = []
         for index, branch in enumerate(new[key]):
             combined = _merged(self.new, {"allOf": [rest, branch]}, 0)  # the branch and its siblings
             ref = branch.get("$ref") if isinstance(branch, dict) else None
@@ -207,7 +207,8 @@ class _Differ:
             outcomes.append(self.found)
             self.found = kept
         if direction == "request":
-            self.found.extend(min(outcomes, key=len))
+            closest: list[Break] = min(outcomes, key=len)
+            self.found.extend(closest)
         else:
             self.found.extend(found for breaks in outcomes for found in breaks)
 
