@@ -11,13 +11,16 @@ import sys
 import warnings
 from asyncio import CancelledError
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
 from sfmock.wording import did_you_mean, plural
+
+if TYPE_CHECKING:
+    from sfmock.config import Settings
 
 __all__ = ["main"]
 
@@ -270,6 +273,8 @@ def serve(args: argparse.Namespace) -> int:
     where = "the API's origin" if settings.image_base_url == settings.base_url else "an origin of their own"
     print(f"sfmock: images at {settings.image_base_url}{settings.image_prefix} ({where})", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
+    if settings.replay is not None:
+        print(f"sfmock: {_replay_line(settings, args.replay)}", file=sys.stderr, flush=True)
     config = uvicorn_config(
         app, log_level=args.log_level, read_timeout=settings.read_timeout, timeout_graceful_shutdown=2
     )
@@ -287,6 +292,25 @@ def serve(args: argparse.Namespace) -> int:
     gc.freeze()
     uvicorn.Server(config).run(sockets=sockets)
     return 0
+
+
+def _replay_line(settings: Settings, folder: str | None) -> str:
+    """That replay is on, what it loaded and what a request it cannot match gets: a folder
+    with no recorded generation would otherwise look like a replay that never matches."""
+    from sfmock.fidelity.replay import Recordings
+
+    exchanges = settings.replay or ()
+    recordings = Recordings(exchanges, settings.replay_match)
+    answers, downloads = len(recordings.generations), len(recordings.downloads)
+    how = "the whole request body" if settings.replay_match == "exact" else "model and prompt"
+    miss = "the fake's answer" if settings.replay_miss == "fake" else "a 404 naming the closest recording"
+    source = folder or "the config's replay folder"
+    line = (
+        f"replay on: {plural(len(exchanges), 'recording')} loaded from {source} "
+        f"({plural(answers, 'generation')} to answer, {plural(downloads, 'download')}), matched by {how}; "
+        f"a request none matches gets {miss}"
+    )
+    return line if answers else line + "; no recorded generation: every request is a miss"
 
 
 def _check_workers(workers: int, store: str) -> None:
