@@ -28,7 +28,7 @@ from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
 from sfmock.state.urls import EXPECTED as STORE_EXPECTED
 from sfmock.state.urls import shown_url, store_url_problem
-from sfmock.wording import unknown
+from sfmock.wording import did_you_mean, unknown
 
 __all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
 
@@ -148,7 +148,8 @@ def _checked_init(self: Settings, **values: Any) -> None:
     allowed = sorted(f.name for f in fields(Settings))
     for name in values:
         if name not in allowed:
-            raise ConfigError("Settings", name, f"unknown key; expected one of the keys {', '.join(allowed)}")
+            expected = did_you_mean(name, allowed) or f"expected one of the keys {', '.join(allowed)}"
+            raise ConfigError("Settings", name, f"unknown key; {expected}")
     _dataclass_init(self, **values)
 
 
@@ -222,7 +223,9 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
     for section in ("prices", "model_limits"):
         for model in values.get(section) or {}:
             if model not in models:
-                raise ConfigError(source, f"{section}.{model}", unknown("model", model, sorted(models)))
+                hint = did_you_mean(model, models)
+                expected = f"unknown model; {hint + ' ' if hint else ''}expected one of {', '.join(sorted(models))}"
+                raise ConfigError(source, f"{section}.{model}", expected)
     accounts = values.get("accounts")
     if accounts is not None and not all(isinstance(a, Account) for a in accounts):
         out["accounts"] = tuple(accounts_from_config(source, accounts, models))

@@ -33,11 +33,11 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 def unknown(what: str, name: str, choices: Iterable[str], *, where: str = "") -> str:
-    """``"unknown check 'retires'; did you mean 'retries'? (choose from a, b, ...)"``: the
+    """``"unknown check 'retires'; did you mean 'retries'? expected one of a, b, ..."``: the
     message for a name that is none of ``choices``; the closest first, then them all."""
     pool = [str(choice) for choice in choices]
     hint = did_you_mean(name, pool)
-    return f"unknown {what} {name!r}{where}; " + (f"{hint} " if hint else "") + f"(choose from {', '.join(pool)})"
+    return f"unknown {what} {name!r}{where}; " + (f"{hint} " if hint else "") + f"expected one of {', '.join(pool)}"
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:

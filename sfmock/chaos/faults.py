@@ -234,7 +234,7 @@ class Scenario:
         names = Scenario.shipped()
         if name not in names:
             hint = did_you_mean(name, names)
-            expected = f"no such shipped scenario; {hint + ' ' if hint else ''}(choose from {', '.join(names)})"
+            expected = f"no such shipped scenario; {hint + ' ' if hint else ''}expected one of {', '.join(names)}"
             raise ConfigError("scenario", name, expected)
         document = load_document(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
         return cls.from_document(document, f"{name}.yaml")

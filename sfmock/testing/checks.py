@@ -29,6 +29,7 @@ from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, 
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.strategies import OUTCOMES, TRANSIENT, schedules
 from sfmock.wording import plural
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
 
@@ -344,7 +345,7 @@ def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, 
     for item in selection if selection is not None else list(INVARIANTS):
         if isinstance(item, str):
             if item not in INVARIANTS:
-                raise ValueError(f"unknown invariant {item!r}; choose from {sorted(INVARIANTS)}")
+                raise ValueError(unknown_name("invariant", item, sorted(INVARIANTS)))
             chosen.append((item, INVARIANTS[item]))
         else:
             chosen.append((getattr(item, "__name__", "custom"), item))
