@@ -21,7 +21,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["MAX_DEPTH", "DocumentError", "load_document"]
+__all__ = ["MAX_DEPTH", "DocumentError", "load_document", "syntax_error"]
 
 MAX_DEPTH = 64  # containers inside containers; scenario and config documents need under 10
 
@@ -38,7 +38,7 @@ class DocumentError(ValueError):
         self.problem = problem or message
 
 
-def _syntax_error(exc: yaml.YAMLError) -> DocumentError:
+def syntax_error(exc: yaml.YAMLError) -> DocumentError:
     """PyYAML's error said once: where it went wrong, what, and what it was reading
     (PyYAML names the text ``<unicode string>`` and repeats the position)."""
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
@@ -196,7 +196,7 @@ def load_document(raw: str | bytes) -> Any:
         _check_tree(node)
         return loader.construct_document(node)
     except (ConstructorError, yaml.YAMLError) as exc:
-        raise _syntax_error(exc) from None
+        raise syntax_error(exc) from None
     except RecursionError:
         raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
     finally:

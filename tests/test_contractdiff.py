@@ -217,3 +217,14 @@ def test_the_first_contract_against_today_s_keeps_the_429_message(tmp_path: Path
     rate_limited["schema"] = {"type": "object", "required": ["message"], "properties": {"message": TEXT, "data": {}}}
     breaks = _diff(first, old)
     assert not [b for b in breaks if " 429 " in b], breaks
+
+
+def test_a_contract_that_is_not_yaml_is_named_with_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "old.yaml"
+    bad.write_text("paths: [1\nx: 2\n", "utf-8")
+    assert main(["contract", "diff", str(bad), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sfmock: error: {bad}: line 2, column 2: not valid YAML: did not find expected ','"), err
+    assert "<unicode string>" not in err and "\n" not in err

@@ -21,6 +21,7 @@ import yaml
 
 from sfmock.contract.openapi import Contract
 from sfmock.contract.schemas import load_yaml
+from sfmock.documents import syntax_error
 from sfmock.errors import ConfigError, ContractError
 from sfmock.wording import plural
 
@@ -74,7 +75,10 @@ def read_contract(path: str | Path) -> Document:
     """An OpenAPI document from a YAML or JSON file; errors name the file."""
     try:
         document = load_yaml(Path(path).read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        problem = syntax_error(exc)
+        raise ConfigError(str(path), problem.where or "(syntax)", f"not valid YAML: {problem.problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "(file)", f"expected a readable OpenAPI document: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
         raise ConfigError(str(path), "paths", "expected an OpenAPI document with paths")
