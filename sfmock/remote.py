@@ -203,7 +203,8 @@ def _where_requests_went(fake: RemoteFake) -> str:
     meanwhile (a client without the session header), and the header to send."""
     if fake.session is None or fake._default_mark is None or fake.journal.entries(limit=1):
         return ""
-    strays = fake._default().journal.entries(after=fake._default_mark)
+    page = fake._default().call("GET", f"journal?after={fake._default_mark}")
+    strays, more = page["entries"], page.get("next_after") is not None  # one page is enough to tell
     header = f"{SESSION}: {fake.session}"
     if not strays:
         return (
@@ -213,7 +214,8 @@ def _where_requests_went(fake: RemoteFake) -> str:
     first = strays[0]
     return (
         f"\nno request reached session {fake.session!r}; meanwhile the default session (requests without "
-        f"the session header) recorded {plural(len(strays), 'request')}, the first {first['method']} {first['path']}: "
+        f"the session header) recorded {'more than ' if more else ''}{plural(len(strays), 'request')}, "
+        f"the first {first['method']} {first['path']}: "
         f"send sfmock_server.headers ({header}) with every request, or use sfmock_server.client() "
         "or sfmock_transport, which send it"
     )
