@@ -28,7 +28,7 @@ from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.middleware import ChaosMiddleware, Sleep
 from sfmock.chaos.page import Page
 from sfmock.chaos.sessions import Sessions, SessionState
-from sfmock.chaos.verify import Pattern, Verifier
+from sfmock.chaos.verify import Pattern, Verifier, hide_frame
 from sfmock.clock import Clock, ShiftedClock, VirtualClock
 from sfmock.config import Settings
 from sfmock.contract.openapi import Contract, load_contract
@@ -237,12 +237,14 @@ class FakeApp(Starlette):
         self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any
     ) -> list[Entry]:
         """Count requests matching a pattern: see :meth:`sfmock.chaos.verifyVerifier.verify`."""
+        __tracebackhide__ = hide_frame
         return self.verifier(session).verify(pattern, **options)
 
     def verify_order(
         self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
     ) -> list[Entry]:
         """Requests matching patterns in order: see :meth:`sfmock.chaos.verifyVerifier.verify_order`."""
+        __tracebackhide__ = hide_frame
         return self.verifier(session).verify_order(*patterns, **options)
 
 

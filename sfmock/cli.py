@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import re
 import socket
 import sys
 import warnings
 from asyncio import CancelledError
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
 from sfmock.errors import ConfigError
+from sfmock.wording import did_you_mean, plural
+
+if TYPE_CHECKING:
+    from sfmock.config import Settings
 
 __all__ = ["main"]
 
@@ -48,6 +54,22 @@ _FLAGS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a misspelt command, choice or flag (its
+    subcommands' parsers are of this class too: argparse makes them of the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        chosen = re.search(r"invalid choice: '?(.*?)'? \(choose from (.*)\)$", message)
+        if chosen:
+            hint = did_you_mean(chosen[1], (c.strip("'\" ") for c in chosen[2].split(",")))
+            message += f"; {hint}" if hint else ""
+        elif message.startswith("unrecognized arguments: "):
+            flags = [word.partition("=")[0] for word in message.split()[2:] if word.startswith("--")]
+            hints = [did_you_mean(flag, self._option_string_actions) for flag in flags]
+            message += "".join(f"; {flag}: {hint}" for flag, hint in zip(flags, hints, strict=True) if hint)
+        super().error(message)
+
+
 # subcommands: name -> (add its arguments, run it); another one is another entry
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str, str]
 
@@ -56,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``sfmock`` parser, with one subparser per entry of :data:`COMMANDS`."""
     from sfmock._version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sfmock",
         description="An offline, faithful fake of the SiliconFlow image-generation API.",
     )
@@ -251,6 +273,8 @@ def serve(args: argparse.Namespace) -> int:
     where = "the API's origin" if settings.image_base_url == settings.base_url else "an origin of their own"
     print(f"sfmock: images at {settings.image_base_url}{settings.image_prefix} ({where})", file=sys.stderr, flush=True)
     print(f"sfmock: page at {settings.base_url}/_sfmock/", file=sys.stderr, flush=True)
+    if settings.replay is not None:
+        print(f"sfmock: {_replay_line(settings, args.replay)}", file=sys.stderr, flush=True)
     config = uvicorn_config(
         app, log_level=args.log_level, read_timeout=settings.read_timeout, timeout_graceful_shutdown=2
     )
@@ -268,6 +292,25 @@ def serve(args: argparse.Namespace) -> int:
     gc.freeze()
     uvicorn.Server(config).run(sockets=sockets)
     return 0
+
+
+def _replay_line(settings: Settings, folder: str | None) -> str:
+    """That replay is on, what it loaded and what a request it cannot match gets: a folder
+    with no recorded generation would otherwise look like a replay that never matches."""
+    from sfmock.fidelity.replay import Recordings
+
+    exchanges = settings.replay or ()
+    recordings = Recordings(exchanges, settings.replay_match)
+    answers, downloads = len(recordings.generations), len(recordings.downloads)
+    how = "the whole request body" if settings.replay_match == "exact" else "model and prompt"
+    miss = "the fake's answer" if settings.replay_miss == "fake" else "a 404 naming the closest recording"
+    source = folder or "the config's replay folder"
+    line = (
+        f"replay on: {plural(len(exchanges), 'recording')} loaded from {source} "
+        f"({plural(answers, 'generation')} to answer, {plural(downloads, 'download')}), matched by {how}; "
+        f"a request none matches gets {miss}"
+    )
+    return line if answers else line + "; no recorded generation: every request is a miss"
 
 
 def _check_workers(workers: int, store: str) -> None:
@@ -319,7 +362,7 @@ def validate(args: argparse.Namespace) -> int:
         document = _peek(args.file)
         if isinstance(document, dict) and "rules" in document:
             scenario = Scenario.load(args.file)
-            print(f"{args.file}: a valid scenario ({scenario.name!r}, {len(scenario.rules)} rules)")
+            print(f"{args.file}: a valid scenario ({scenario.name!r}, {plural(len(scenario.rules), 'rule')})")
         else:
             read_config_file(args.file)
             load_settings(args.file)

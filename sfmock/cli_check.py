@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sfmock.errors import ConfigError
 
 __all__ = ["add_check_parser", "check"]
 
 
-def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_check_parser(commands: Any) -> None:
     """``sfmock check [options] -- COMMAND ...``: a program in any language as the client under test."""
     check = commands.add_parser(
         "check",
@@ -35,13 +37,19 @@ def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--max-examples", type=int, default=100, metavar="N", help="schedules the random search tries at most (100)"
     )
     check.add_argument("--timeout", type=float, default=30.0, metavar="S", help="time limit of one run (30)")
-    check.add_argument("--schedule", metavar="LIST", help="run exactly this schedule (comma-separated; '' = all ok)")
+    check.add_argument(
+        "--schedule",
+        action=_ListOption,
+        names=_outcome_names,
+        help="run exactly this schedule (comma-separated outcomes, one per request; '' = all ok)",
+    )
     check.add_argument(
         "--outcomes",
-        metavar="LIST",
+        action=_ListOption,
+        names=_outcome_names,
         help="outcomes the search may use (comma-separated; default: those the fake as configured can give)",
     )
-    check.add_argument("--checks", metavar="LIST", help="checks to apply (comma-separated; default all)")
+    check.add_argument("--checks", action=_ListOption, names=_check_names, help="checks to apply (default all)")
     check.add_argument(
         "--request",
         metavar="JSON",
@@ -55,6 +63,40 @@ def add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     check.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     check.add_argument("program", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the program and its arguments")
+
+
+class _ListOption(argparse.Action):
+    """A comma-separated ``LIST`` option whose ``--help`` names the values it takes; they
+    are looked up only when help is shown (they live in modules slow to import)."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, names: Callable[[], Sequence[str]], **kw: Any) -> None:
+        self._names = names
+        super().__init__(option_strings, dest, metavar="LIST", **kw)
+
+    @property
+    def help(self) -> str:
+        return f"{self._text}; of: {', '.join(self._names())}"
+
+    @help.setter
+    def help(self, text: str) -> None:
+        self._text = text
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, _: Any = None
+    ) -> None:
+        setattr(namespace, self.dest, values)
+
+
+def _outcome_names() -> Sequence[str]:
+    from sfmock.testing.strategies import OUTCOMES
+
+    return list(OUTCOMES)
+
+
+def _check_names() -> Sequence[str]:
+    from sfmock.testing.program_rules import check_names
+
+    return check_names(None)
 
 
 def check(args: argparse.Namespace) -> int:

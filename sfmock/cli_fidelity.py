@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sfmock.errors import ConfigError
+from sfmock.wording import plural
 
 __all__ = ["add_commands", "run"]
 
@@ -57,10 +58,12 @@ def add_commands(commands: Any) -> None:
     diff = actions.add_parser(
         "diff",
         help="what a client built on OLD would break on under NEW",
-        description="List the changes from OLD to NEW that break a client of OLD. Exit status 1 when any.",
+        description="List the changes from OLD to NEW that break a client of OLD. Exit status 1 when any. "
+        "OLD and NEW are OpenAPI documents (YAML or JSON files), e.g. an earlier contracts/openapi.yaml "
+        "taken from git (git show REV:contracts/openapi.yaml > old.yaml) and today's.",
     )
-    diff.add_argument("old", metavar="OLD")
-    diff.add_argument("new", metavar="NEW")
+    diff.add_argument("old", metavar="OLD", help="the contract a client was built on (an OpenAPI file)")
+    diff.add_argument("new", metavar="NEW", help="the contract it now meets (an OpenAPI file)")
 
 
 def run(args: argparse.Namespace) -> int | None:
@@ -113,7 +116,7 @@ def _drift(args: argparse.Namespace) -> int:
     else:
         exchanges = [e for location in args.recordings for e in load_recordings(location)]
     drifts = check_exchanges(exchanges, contract)
-    print(f"checked {len(exchanges)} exchange(s)")
+    print(f"checked {plural(len(exchanges), 'exchange')}")
     print(format_report(drifts))
     return 1 if drifts else 0
 

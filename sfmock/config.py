@@ -28,9 +28,14 @@ from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
 from sfmock.state.urls import EXPECTED as STORE_EXPECTED
 from sfmock.state.urls import shown_url, store_url_problem
+from sfmock.wording import did_you_mean, unknown
 
 __all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
 
+SCENARIO_NOT_CONFIG = (
+    "is a scenario file (it has 'rules'), not a config file; pass it with --scenario FILE "
+    "(or as 'scenario: FILE' in a config file)"
+)
 SAME_ORIGIN = "same"  # image_port: the images on the API's own origin
 
 
@@ -143,7 +148,8 @@ def _checked_init(self: Settings, **values: Any) -> None:
     allowed = sorted(f.name for f in fields(Settings))
     for name in values:
         if name not in allowed:
-            raise ConfigError("Settings", name, f"unknown key; expected one of the keys {', '.join(allowed)}")
+            expected = did_you_mean(name, allowed) or f"expected one of the keys {', '.join(allowed)}"
+            raise ConfigError("Settings", name, f"unknown key; {expected}")
     _dataclass_init(self, **values)
 
 
@@ -217,7 +223,9 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
     for section in ("prices", "model_limits"):
         for model in values.get(section) or {}:
             if model not in models:
-                raise ConfigError(source, f"{section}.{model}", f"unknown model; expected one of {sorted(models)}")
+                hint = did_you_mean(model, models)
+                expected = f"unknown model; {hint + ' ' if hint else ''}expected one of {', '.join(sorted(models))}"
+                raise ConfigError(source, f"{section}.{model}", expected)
     accounts = values.get("accounts")
     if accounts is not None and not all(isinstance(a, Account) for a in accounts):
         out["accounts"] = tuple(accounts_from_config(source, accounts, models))
@@ -256,11 +264,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = load_document(text)
     except DocumentError as exc:
-        raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
+        raise ConfigError(source, exc.where or "(syntax)", f"not valid YAML: {exc.problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(source, "(top level)", "expected a mapping of settings")
+    if "rules" in data:  # the likeliest mix-up: a scenario given where a config goes
+        raise ConfigError(source, "(top level)", SCENARIO_NOT_CONFIG)
     check("config", data, source)
     return data
 
@@ -308,7 +318,7 @@ def _retirements(entries: Any, source: str, models: Mapping[str, Any]) -> tuple[
         where = f"retire[{index}]" if isinstance(entries, list) else "retire"
         model = item if isinstance(item, str) else item["model"]
         if model not in models:
-            raise ConfigError(source, where, f"unknown model {model!r}; expected one of {sorted(models)}")
+            raise ConfigError(source, where, unknown("model", model, sorted(models)))
         try:
             result.append(Retirement.coerce(item))
         except ValueError as exc:

@@ -21,13 +21,36 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["MAX_DEPTH", "DocumentError", "load_document"]
+__all__ = ["MAX_DEPTH", "DocumentError", "load_document", "syntax_error"]
 
 MAX_DEPTH = 64  # containers inside containers; scenario and config documents need under 10
 
 
 class DocumentError(ValueError):
-    """A document that is not plain JSON data; the message says what and where."""
+    """A document that is not plain JSON data; the message says what and where.
+
+    ``where`` is ``"line L, column C"`` for a syntax error (the message then starts with it).
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, problem: str | None = None) -> None:
+        super().__init__(f"{where}: {problem}" if where and problem else message)
+        self.where = where
+        self.problem = problem or message
+
+
+def syntax_error(exc: yaml.YAMLError) -> DocumentError:
+    """PyYAML's error said once: where it went wrong, what, and what it was reading
+    (PyYAML names the text ``<unicode string>`` and repeats the position)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return DocumentError(f"not valid YAML or JSON: {exc}")
+    mark = exc.problem_mark
+    problem = str(exc.problem or "cannot be parsed")
+    context, start = exc.context, exc.context_mark
+    if context and start is not None and (start.line, start.column) != (mark.line, mark.column):
+        problem += f" ({context} at line {start.line + 1}, column {start.column + 1})"
+    elif context:
+        problem += f" ({context})"
+    return DocumentError("", where=f"line {mark.line + 1}, column {mark.column + 1}", problem=problem)
 
 
 def _finite(text: str) -> float:
@@ -173,7 +196,7 @@ def load_document(raw: str | bytes) -> Any:
         _check_tree(node)
         return loader.construct_document(node)
     except (ConstructorError, yaml.YAMLError) as exc:
-        raise DocumentError(f"not valid YAML or JSON: {exc}") from None
+        raise syntax_error(exc) from None
     except RecursionError:
         raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
     finally:

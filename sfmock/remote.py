@@ -20,7 +20,8 @@ from typing import Any
 
 from sfmock.chaos.faults import Scenario
 from sfmock.chaos.sessions import check_name
-from sfmock.chaos.verify import Pattern, VerificationFailed
+from sfmock.chaos.verify import Pattern, VerificationFailed, hide_frame
+from sfmock.wording import plural
 
 __all__ = ["RemoteFake"]
 
@@ -40,6 +41,9 @@ class RemoteFake:
         self._image_base_url: str | None = None
         # what reset() comes back to besides the fake's own (the pytest plugin's marker scenario)
         self.scenario_at_start: Scenario | str | Path | Mapping[str, Any] | None = None
+        # the default session's last entry at this session's reset: what it saw since then
+        # tells a test whose client forgot the session header where its requests went
+        self._default_mark: int | None = None
 
     def for_session(self, session: str) -> RemoteFake:
         """The same fake, seen through ``session``."""
@@ -102,6 +106,9 @@ class RemoteFake:
         default session: everything, clock included; under the pytest plugin, the start
         of the test: its marker's scenario stays)."""
         self.call("POST", "reset")
+        if self.session is not None:
+            last = self._default().journal.entries(limit=1)
+            self._default_mark = int(last[-1]["id"]) if last else 0
         if self.scenario_at_start is not None:
             self.use_scenario(self.scenario_at_start)
 
@@ -139,6 +146,7 @@ class RemoteFake:
         **fields: Any,
     ) -> list[dict[str, Any]]:
         """:meth:`sfmock.chaos.verifyVerifier.verify` over the control API."""
+        __tracebackhide__ = hide_frame
         command = {
             "pattern": _document(fields if pattern is None else pattern),
             "count": count,
@@ -153,10 +161,15 @@ class RemoteFake:
         self, *patterns: Pattern | Mapping[str, Any], within: float | None = None, timeout: float | None = None
     ) -> list[dict[str, Any]]:
         """:meth:`sfmock.chaos.verifyVerifier.verify_order` over the control API."""
+        __tracebackhide__ = hide_frame
         command = {"order": [_document(p) for p in patterns], "within": within, "timeout": timeout}
         return self._verdict({k: v for k, v in command.items() if v is not None})
 
+    def _default(self) -> RemoteFake:
+        return RemoteFake(self.url, token=self.token, timeout=self.timeout)
+
     def _verdict(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        __tracebackhide__ = hide_frame
         try:
             verdict = self.call("POST", "verify", command)
         except RuntimeError as exc:
@@ -164,7 +177,7 @@ class RemoteFake:
                 raise ValueError(str(exc)) from None
             raise
         if not verdict["ok"]:
-            raise VerificationFailed(verdict["message"])
+            raise VerificationFailed(verdict["message"] + _where_requests_went(self))
         entries: list[dict[str, Any]] = verdict["entries"]
         return entries
 
@@ -183,6 +196,29 @@ class RemoteJournal:
 
     def __len__(self) -> int:
         return len(self.entries())
+
+
+def _where_requests_went(fake: RemoteFake) -> str:
+    """When this session recorded nothing: whether the default session recorded requests
+    meanwhile (a client without the session header), and the header to send."""
+    if fake.session is None or fake._default_mark is None or fake.journal.entries(limit=1):
+        return ""
+    page = fake._default().call("GET", f"journal?after={fake._default_mark}")
+    strays, more = page["entries"], page.get("next_after") is not None  # one page is enough to tell
+    header = f"{SESSION}: {fake.session}"
+    if not strays:
+        return (
+            f"\nno request reached session {fake.session!r}, nor the default session: "
+            f"is the client pointed at {fake.api_url}, sending {header}?"
+        )
+    first = strays[0]
+    return (
+        f"\nno request reached session {fake.session!r}; meanwhile the default session (requests without "
+        f"the session header) recorded {'more than ' if more else ''}{plural(len(strays), 'request')}, "
+        f"the first {first['method']} {first['path']}: "
+        f"send sfmock_server.headers ({header}) with every request, or use sfmock_server.client() "
+        "or sfmock_transport, which send it"
+    )
 
 
 def _document(pattern: Pattern | Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from sfmock.chaos.verify import hide_frame
 from sfmock.clock import VirtualClock
 from sfmock.config import SAME_ORIGIN, Settings
 from sfmock.errors import ConfigError
@@ -251,6 +252,7 @@ class FakeServer:
         :meth:`sfmock.chaos.verifyVerifier.verify`. A failure is an ``AssertionError`` naming the
         closest near misses.
         """
+        __tracebackhide__ = hide_frame
         entries: list[Entry] = self.app.verify(pattern, session=session, **options)
         return entries
 
@@ -258,6 +260,7 @@ class FakeServer:
         self, *patterns: Pattern | Mapping[str, Any], session: str | None = None, **options: Any
     ) -> list[Entry]:
         """Requests matching ``patterns`` in this order; see :meth:`sfmock.chaos.verifyVerifier.verify_order`."""
+        __tracebackhide__ = hide_frame
         entries: list[Entry] = self.app.verify_order(*patterns, session=session, **options)
         return entries
 

@@ -101,7 +101,7 @@ CONFIG_FILES = {
     "key with a space": ("accounts: [{keys: ['a b']}]\n", "accounts[0].keys[0]", "An API key (no white space)"),
     "account model unknown": ("accounts: [{keys: [k], models: [No/Model]}]\n", "accounts[0].models[0]", "unknown"),
     "short control token": ("control_token: abc\n", "control_token", "is too short"),
-    "unknown key": ("colour: blue\n", "(top level)", "one of the keys accounts"),
+    "unknown key": ("colour: blue\n", "colour", "unknown key; expected one of the keys accounts"),
     "duplicate key": ("seed: 1\nseed: 2\n", "(syntax)", "duplicate key 'seed' on line 2"),
     "not a mapping": ("- seed\n", "(top level)", "expected a mapping"),
     "unknown scenario": ("scenario: no-such\n", "scenario", "no such shipped scenario"),
@@ -123,15 +123,15 @@ SCENARIO_FILES = {
     "rules not a list": ("rules: {a: 1}\n", "rules", "is not of type 'array'"),
     "unknown action": (
         "rules: [{action: {explode: true}}]\n",
-        "rules[0].action",
-        "'explode' was unexpected); expected: one of the keys delay",
+        "rules[0].action.explode",
+        "unknown key; expected one of the keys delay",
     ),
     "probability above 1": ("rules: [{probability: 2, action: {drop: true}}]\n", "rules[0].probability", "maximum"),
     "nth zero": ("rules: [{nth: 0, action: {drop: true}}]\n", "rules[0].nth", "less than the minimum of 1"),
     "empty sequence": ("rules: [{sequence: []}]\n", "rules[0].sequence", "should be non-empty"),
     "duplicate key": ("name: a\nname: b\nrules: []\n", "(syntax)", "duplicate key 'name' on line 2"),
-    "unknown top key": ("rulez: []\n", "(top level)", "'rulez' was unexpected"),
-    "not YAML": ("rules: [\n", "(syntax)", "not valid YAML"),
+    "unknown top key": ("rulez: []\n", "rulez", "unknown key; did you mean 'rules'?"),
+    "not YAML": ("rules: [\n", "line 2, column 1", "not valid YAML"),
 }
 
 

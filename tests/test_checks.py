@@ -98,7 +98,7 @@ def test_the_report_has_transcript_seed_and_replay() -> None:
 def test_replay_runs_exactly_one_schedule() -> None:
     with pytest.raises(ClientCheckFailed) as failed:
         check_client(naive_generate, invariants=["retries"], schedule=["503"])
-    assert "schedule: ['503'] (random seed 0; after 1 schedules" in str(failed.value)
+    assert "schedule: ['503'] (random seed 0; after 1 schedule)" in str(failed.value)
     check_client(careful_generate, schedule=["503", "timeout", "dropped", "429"])
 
 

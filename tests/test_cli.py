@@ -225,7 +225,7 @@ def test_validate_accepts_the_shipped_files(name: str, capsys: pytest.CaptureFix
     ("text", "phrase"),
     [
         ("port: 1\nseed: 2\nport: 3\n", "duplicate key 'port' on line 3"),
-        ("colour: blue\n", "expected: one of the keys accounts, "),
+        ("colour: blue\n", "colour: unknown key; expected one of the keys accounts, "),
         ("url_ttl: soon\n", "url_ttl: 'soon' is not of type 'integer'"),
         ("scenario: no-such\n", "no such shipped scenario"),
         ("rules:\n  - action: {error: 999}\n", "rules[0].action.error"),

@@ -42,9 +42,9 @@ def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
         ("port: 70000\n", "port", "maximum"),
         ("strict: maybe\n", "strict", "boolean"),
         ("public_url: ftp://x\n", "public_url", "does not match"),
-        ("colour: blue\n", "(top level)", "'colour' was unexpected"),
+        ("colour: blue\n", "colour", "unknown key; expected one of the keys accounts"),
         ("- a list\n", "(top level)", "expected a mapping"),
-        ("port: [\n", "(syntax)", "not valid YAML"),
+        ("port: [\n", "line 2, column 1", "not valid YAML: did not find expected node content"),
     ],
 )
 def test_bad_file_names_file_key_and_expectation(tmp_path: Path, text: str, key: str, phrase: str) -> None:

@@ -155,3 +155,76 @@ def test_an_older_contract_without_sfmock_extensions_diffs(tmp_path: Path, capsy
     (tmp_path / "new.json").write_text(json.dumps(new), "utf-8")
     assert main(["contract", "diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 1
     assert "GET /v1/x 200 /n: widened range: maximum 5 became 9" in capsys.readouterr().out
+
+
+def _one_path(response: dict[str, Any], request: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "responses": {"429": {"description": "x", "content": {"application/json": {"schema": response}}}}
+    }
+    if request is not None:
+        operation["requestBody"] = {"content": {"application/json": {"schema": request}}}
+    return {"openapi": "3.1.0", "paths": {"/v1/x": {"post": operation}}, "components": {"schemas": {}}}
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    from sfmock.fidelity.contractdiff import Document
+
+    return [str(b) for b in diff_contracts(Document(old), Document(new))]
+
+
+TEXT = {"type": "string"}
+
+
+def test_a_field_every_branch_of_a_new_one_of_requires_is_still_there() -> None:
+    old = _one_path({"type": "object", "required": ["message", "data"], "properties": {"message": TEXT, "data": TEXT}})
+    documented = {"type": "object", "required": ["message", "data"], "properties": {"message": TEXT, "data": TEXT}}
+    observed = {"type": "object", "required": ["message"], "properties": {"message": TEXT, "code": {"type": "integer"}}}
+    for key in ("oneOf", "anyOf"):
+        both = _one_path(
+            {
+                key: [
+                    documented,
+                    {
+                        **observed,
+                        "required": ["message", "data"],
+                        "properties": {**observed["properties"], "data": TEXT},
+                    },
+                ]
+            }
+        )
+        assert _diff(old, both) == [], key  # both branches keep message and data: nothing breaks
+        one = _one_path({key: [documented, observed]})
+        # the branch without data breaks a client that reads it; message, in both, does not
+        assert _diff(old, one) == [f"POST /v1/x 429 [{key} 2] /data: removed field: 'data' is gone from the response"]
+
+
+def test_a_request_needs_one_branch_of_a_new_one_of_to_take_it() -> None:
+    old = _one_path(TEXT, {"type": "object", "required": ["prompt"], "properties": {"prompt": TEXT}})
+    takes = {"type": "object", "required": ["prompt"], "properties": {"prompt": TEXT}}
+    refuses = {"type": "object", "required": ["prompt", "seed"], "properties": {"prompt": TEXT, "seed": TEXT}}
+    assert _diff(old, _one_path(TEXT, {"oneOf": [refuses, takes]})) == []
+    assert _diff(old, _one_path(TEXT, {"oneOf": [refuses, refuses]})) == [
+        "POST /v1/x request [oneOf 1] /seed: new required field: requests without it become invalid"
+    ]
+
+
+def test_the_first_contract_against_today_s_keeps_the_429_message(tmp_path: Path) -> None:
+    """The first contract's 429 body (``message`` required) against today's ``oneOf`` of the
+    documented and the observed wording, both requiring ``message``."""
+    old = load_contract().document
+    first = copy.deepcopy(old)
+    rate_limited = first["components"]["responses"]["RateLimited"]["content"]["application/json"]
+    rate_limited["schema"] = {"type": "object", "required": ["message"], "properties": {"message": TEXT, "data": {}}}
+    breaks = _diff(first, old)
+    assert not [b for b in breaks if " 429 " in b], breaks
+
+
+def test_a_contract_that_is_not_yaml_is_named_with_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "old.yaml"
+    bad.write_text("paths: [1\nx: 2\n", "utf-8")
+    assert main(["contract", "diff", str(bad), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sfmock: error: {bad}: line 2, column 2: not valid YAML: did not find expected ','"), err
+    assert "<unicode string>" not in err and "\n" not in err

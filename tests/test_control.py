@@ -90,7 +90,7 @@ def test_scenario_get_put_delete(control: TestClient) -> None:
     ("content", "phrase"),
     [
         (b'{"rules": [{"action": {"error": 418}}]}', "scenario: rules[0].action.error: 418"),
-        (b"rules: [", "not valid YAML or JSON"),
+        (b"rules: [", "scenario: line 2, column 1: did not find expected node content"),
         (b"[1, 2]", "expected a mapping"),
     ],
 )

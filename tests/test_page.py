@@ -36,6 +36,9 @@ def test_the_page_is_one_self_contained_file(api: TestClient) -> None:
         answer = api.get(path)
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
         assert "connect-src 'self'" in answer.headers["content-security-policy"]
+        # no other site may frame it (clickjacking): the CSP for today's browsers, the header for older ones
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-frame-options"] == "DENY"
     html = api.get("/_sfmock/").text
     assert html == resources.files("sfmock.chaos").joinpath("page.html").read_text("utf-8")
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.IGNORECASE)  # nothing from elsewhere
@@ -198,7 +201,7 @@ def test_watching_the_page_while_a_client_works(browser: object) -> None:
 
         editor.fill('{"name": "bad", "rules": [{"action": {"error": 429, "limit": "RPM"}}]}')
         page.get_by_test_id("apply").click()  # a bad edit is refused, and the page says why
-        expect(page.locator("#message.error")).to_contain_text("rules[0].action: Additional properties")
+        expect(page.locator("#message.error")).to_contain_text("rules[0].action.limit: unknown key")
         expect(page.get_by_test_id("scenario-name")).to_have_text("edited")
         page.close()
 
@@ -214,4 +217,114 @@ def test_the_page_without_the_token_says_so(browser: object) -> None:
         page.get_by_test_id("token").fill("tok-0123456789")
         page.get_by_test_id("token").dispatch_event("change")
         expect(page.locator("#state")).to_contain_text("live")
+        page.close()
+
+
+def test_rows_show_the_prompt_and_a_thumbnail_and_filter_by_path_status_model_session_and_text(
+    browser: object,
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    long_prompt = "a lighthouse on a cliff at dusk, oil painting, dramatic clouds over a dark green sea, gulls, spray"
+    hostile = '<img src=x onerror="document.title=1">'
+    with FakeServer() as fake, httpx.Client(base_url=fake.api_url, headers=AUTH) as client:
+        assert client.post("/images/generations", json={**KOLORS, "prompt": long_prompt}).status_code == 200
+        qwen = {"model": "Qwen/Qwen-Image", "prompt": "two dogs in the snow", "image_size": "1328x1328"}
+        assert client.post("/images/generations", json=qwen).status_code == 200
+        failed = client.post(
+            "/images/generations", json={**KOLORS, "prompt": hostile}, headers={"X-Sfmock-Fault": "503"}
+        )
+        assert failed.status_code == 503
+        assert client.get("/models").status_code == 200
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{fake.url}/_sfmock/")
+        rows = page.locator("tr.entry")
+        expect(rows).to_have_count(4)
+        first, second, third, fourth = (page.locator(f"tr.entry[data-id='{n}']") for n in (1, 2, 3, 4))
+        # the prompt, shortened to 90 characters, as text
+        assert len(long_prompt) > 90
+        expect(first.get_by_test_id("prompt")).to_have_text(long_prompt[:89].rstrip() + "…")
+        expect(second.get_by_test_id("prompt")).to_have_text("two dogs in the snow")
+        expect(third.get_by_test_id("prompt")).to_have_text(hostile)
+        expect(fourth.get_by_test_id("prompt")).to_have_count(0)
+        # a thumbnail where there is an image, none where there is not
+        expect(first.locator("td.thumb img[src^='blob:']")).to_have_count(1)
+        expect(second.locator("td.thumb img[src^='blob:']")).to_have_count(1)
+        expect(third.locator("img")).to_have_count(0)
+        expect(fourth.locator("img")).to_have_count(0)
+        assert page.title() == "sfmock"  # the hostile prompt stayed text
+
+        visible = page.locator("tr.entry:visible")
+        page.get_by_test_id("filter-path").fill("/v1/models")
+        expect(visible).to_have_count(1)
+        expect(page.get_by_test_id("shown")).to_have_text("showing 1 of 4")
+        page.get_by_test_id("filter-path").fill("/v1/images/*")
+        expect(visible).to_have_count(3)
+        page.get_by_test_id("filter-status").select_option("5")
+        expect(visible).to_have_count(1)
+        expect(visible.first).to_have_attribute("data-id", "3")
+        page.get_by_test_id("filter-status").select_option("2")
+        page.get_by_test_id("filter-model").select_option("Qwen/Qwen-Image")
+        expect(visible).to_have_count(1)
+        expect(visible.first).to_have_attribute("data-id", "2")
+        page.get_by_test_id("filter-model").select_option("")
+        page.get_by_test_id("filter-text").fill("LIGHTHOUSE")
+        expect(visible).to_have_count(1)
+        expect(visible.first).to_have_attribute("data-id", "1")
+        page.get_by_test_id("filter-text").fill("nothing like it")
+        expect(visible).to_have_count(0)
+        expect(page.locator("#empty")).to_have_text("No request matches the filter.")
+        page.get_by_test_id("filter-text").fill("")
+        page.get_by_test_id("filter-path").fill("")
+        page.get_by_test_id("filter-status").select_option("")
+        expect(visible).to_have_count(4)
+
+        # sessions: the ones the fake holds are offered; choosing one shows its requests alone
+        client.get("/models", headers={"X-Sfmock-Session": "job-7"})
+        expect(page.locator("#sessions option[value='job-7']")).to_have_count(1)
+        page.get_by_test_id("session").fill("job-7")
+        page.get_by_test_id("session").dispatch_event("change")
+        expect(rows).to_have_count(1)
+        expect(page.locator("#state")).to_contain_text("session job-7")
+        page.close()
+
+
+def test_the_detail_opens_beside_the_list_without_a_scroll(browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    with FakeServer() as fake, httpx.Client(base_url=fake.api_url, headers=AUTH) as client:
+        for n in range(30):
+            assert client.post("/images/generations", json={**KOLORS, "prompt": f"picture {n}"}).status_code == 200
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{fake.url}/_sfmock/")
+        rows = page.locator("tr.entry")
+        expect(rows).to_have_count(30)
+        oldest = page.locator("tr.entry[data-id='1']")
+        oldest.scroll_into_view_if_needed()  # far down the list
+        oldest.click()
+        detail = page.get_by_test_id("detail")
+        expect(page.get_by_test_id("detail-prompt")).to_have_text("prompt picture 0")
+        # the page itself did not scroll; the detail is in view, to the right of the list
+        assert page.evaluate("window.scrollY") == 0
+        box, listed = detail.bounding_box(), page.locator("#list-pane").bounding_box()
+        assert box is not None and listed is not None
+        assert box["x"] >= listed["x"] + listed["width"]
+        assert 0 <= box["y"] and box["y"] + 100 <= 800
+        page.keyboard.press("Escape")
+        expect(detail).to_be_hidden()
+        page.close()
+
+
+def test_the_page_refuses_to_be_framed(browser: object) -> None:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    with FakeServer() as fake:
+        page = browser.new_page()
+        page.set_content(f'<iframe src="{fake.url}/_sfmock/" width="800" height="600"></iframe>')
+        page.wait_for_timeout(1000)  # a frame that would load does so in a few milliseconds
+        (framed,) = page.main_frame.child_frames
+        assert framed.evaluate("document.getElementById('state')") is None
         page.close()

@@ -174,7 +174,7 @@ def test_a_program_that_never_reaches_the_fake_is_exit_2(capsys: pytest.CaptureF
         (["check", "--budget", "0", "--", "true"], "must be positive"),
         (["check", "--request", "{", "--", "true"], "--request: not JSON"),
         (["check", "--checks", "retries,speed", "--", "true"], "unknown check 'speed'"),
-        (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcomes"),
+        (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcome 'teapot'"),
         (["check", "--schedule", "503,teapot", "--", "true"], "unknown outcome 'teapot' in the schedule"),
     ],
 )

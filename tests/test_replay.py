@@ -89,3 +89,34 @@ def test_the_replay_setting_names_a_bad_folder(tmp_path: Path) -> None:
     (tmp_path / "bad" / "x.json").write_text('{"response": {"status": 200}}', "utf-8")
     assert_config_error(load_settings, config, "replay: bad\n", "replay", "request/response")
     assert_config_error(load_settings, config, "replay_match: fuzzy\n", "replay_match", "prompt")
+
+
+@pytest.mark.parametrize("miss", ["fake", "error"])
+def test_serve_announces_replay_and_what_it_loaded(recorded: Path, tmp_path: Path, miss: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, loaded in ((recorded, "2 recordings"), (empty, "0 recordings")):
+        command = [sys.executable, "-m", "sfmock", "serve", "--port", "0", "--replay", str(folder)]
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with subprocess.Popen(
+            [*command, "--replay-miss", miss], stderr=subprocess.PIPE, text=True, env=environment
+        ) as process:
+            assert process.stderr is not None
+            lines: list[str] = []
+            while not lines or "serving with" not in lines[-1]:  # the start-up lines, up to the last
+                lines.append(process.stderr.readline())
+                assert lines[-1], lines  # it exited early
+            process.send_signal(signal.SIGINT)
+        (line,) = [line for line in lines if "replay" in line]
+        assert line.startswith(f"sfmock: replay on: {loaded} loaded from {folder} ("), line
+        if folder == recorded:
+            assert "(1 generation to answer, 1 download), matched by model and prompt" in line
+            assert "every request is a miss" not in line
+        else:
+            assert "(0 generations to answer, 0 downloads)" in line and "every request is a miss" in line
+        assert ("gets the fake's answer" if miss == "fake" else "gets a 404 naming the closest recording") in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -232,3 +233,79 @@ def test_a_body_too_deeply_nested_to_read_is_matched_as_text(app: FakeApp, api: 
     with pytest.raises(VerificationFailed, match=r"body.model expected 'x', seen \(absent\)"):
         app.verify(body={"model": "x"}, timeout=0)
     assert api.get("/_sfmock/journal").json()["entries"][0]["body"].startswith("[[[[")
+
+
+FAILING_VERIFY = """
+import httpx
+import pytest
+
+
+def test_counts(sfmock_server):
+    sfmock_server.verify(path="/v1/images/generations", count=1)
+
+
+def test_order(sfmock_server):
+    sfmock_server.verify_order({"path": "/v1/models"})
+
+
+def test_a_shared_fake_without_the_header(sfmock_server):
+    with httpx.Client(base_url=sfmock_server.api_url) as client:  # forgets sfmock_server.headers
+        client.get("/models", headers={"Authorization": "Bearer sk-x"})
+        client.get("/models", headers={"Authorization": "Bearer sk-x"})
+    sfmock_server.verify(path="/v1/models", count=2)
+"""
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "SFMOCK_URL"])
+def test_a_failing_verify_shows_the_test_s_line_not_sfmock_s_frames(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, shared: bool
+) -> None:
+    pytester.makepyfile(test_inner=FAILING_VERIFY)
+    quick = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:randomly")
+    with FakeServer(Settings(seed=2)) as fake:
+        if shared:
+            monkeypatch.setenv("SFMOCK_URL", fake.url)
+        result = pytester.runpytest_subprocess(*quick, "-k", "counts or order")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert len(re.findall(r"test_inner\.py:\d+", out)) == 2  # the user's two lines, and nothing of sfmock's
+    assert "sfmock/" not in out.replace("sfmock_server", "")
+    assert "saw 0 (of 0 recorded)" in out and "step 1 of 1" in out
+    failures = out.split("= FAILURES =")[1].split("short test summary")[0]
+    assert len(failures.splitlines()) < 30, failures
+
+
+def test_on_a_shared_fake_a_client_without_the_session_header_is_told_so(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_inner=FAILING_VERIFY)
+    quick = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:randomly")
+    with FakeServer(Settings(seed=2)) as fake:
+        monkeypatch.setenv("SFMOCK_URL", fake.url)
+        result = pytester.runpytest_subprocess(*quick, "-k", "shared_fake")
+    result.assert_outcomes(failed=1)
+    out = " ".join(result.stdout.str().split())
+    assert "saw 0 (of 0 recorded)" in out
+    assert "meanwhile the default session (requests without the session header) recorded 2 requests" in out
+    assert "the first GET /v1/models" in out
+    assert "send sfmock_server.headers (X-Sfmock-Session: " in out
+
+
+def test_a_remote_session_that_saw_nothing_anywhere_says_where_to_point() -> None:
+    from sfmock.remote import RemoteFake
+
+    with FakeServer(Settings(seed=2)) as fake:
+        checked_post(f"{fake.url}{GEN}", json=KOLORS, headers=AUTH)  # before the session began: not counted
+        mine = RemoteFake(fake.url).for_session("alone")
+        mine.reset()
+        with pytest.raises(VerificationFailed) as failed:
+            mine.verify(path=GEN, count=1)
+        assert (
+            f"no request reached session 'alone', nor the default session: is the client pointed at {fake.url}/v1"
+            in str(failed.value)
+        )
+        # a session that did record something gets no such line
+        checked_post(f"{fake.url}/v1/models", headers={**AUTH, **mine.headers})
+        with pytest.raises(VerificationFailed) as failed:
+            mine.verify(path=GEN, count=1)
+        assert "default session" not in str(failed.value)

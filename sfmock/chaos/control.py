@@ -33,6 +33,7 @@ from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import JSON_TYPE, json_response
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["CONTROL_PREFIX", "JOURNAL_PAGE_CHARS", "TOKEN_HEADER", "Control"]
 
@@ -274,7 +275,7 @@ class Control:
             return _error(400, "verify: expected a JSON object with pattern (or order) and count/at_least/at_most")
         unknown = sorted(set(command) - set(_VERIFY_KEYS))
         if unknown:
-            return _error(400, f"verify: unknown field {unknown[0]!r}; expected any of {', '.join(_VERIFY_KEYS)}")
+            return _error(400, "verify: " + unknown_name("field", unknown[0], _VERIFY_KEYS))
         waits: dict[str, Any] = {}
         for name in ("within", "timeout"):
             value = command.get(name)

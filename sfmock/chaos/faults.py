@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from sfmock.contract.openapi import load_contract
-from sfmock.contract.schemas import check
+from sfmock.contract.schemas import check, schema
 from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
 from sfmock.state.memory import MemoryFaults
 from sfmock.state.store import Faults
+from sfmock.wording import did_you_mean, unknown
 
 __all__ = ["Action", "Fault", "FaultEngine", "RequestInfo", "Rule", "Scenario", "parse_fault_header"]
 
@@ -191,6 +192,10 @@ class Scenario:
         """A checked scenario; errors name ``source``, the key and the expectation."""
         if not isinstance(document, Mapping):
             raise ConfigError(source, "(top level)", "expected a mapping with 'rules'")
+        settings = set(document) - set(schema("scenario")["properties"])
+        if "rules" not in document and settings and settings <= set(schema("config")["properties"]):
+            message = "is a config file (it has no 'rules'), not a scenario file; pass it with --config FILE"
+            raise ConfigError(source, "(top level)", message)
         check("scenario", document, source)
         rules = []
         for index, entry in enumerate(document.get("rules", [])):
@@ -228,7 +233,9 @@ class Scenario:
         shipped = resources.files("sfmock").joinpath("scenarios")
         names = Scenario.shipped()
         if name not in names:
-            raise ConfigError("scenario", name, f"no such shipped scenario; expected one of {names}")
+            hint = did_you_mean(name, names)
+            expected = f"no such shipped scenario; {hint + ' ' if hint else ''}expected one of {', '.join(names)}"
+            raise ConfigError("scenario", name, expected)
         document = load_document(shipped.joinpath(f"{name}.yaml").read_text("utf-8"))
         return cls.from_document(document, f"{name}.yaml")
 
@@ -248,7 +255,7 @@ class Scenario:
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
         except DocumentError as exc:
-            raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
+            raise ConfigError(source, exc.where or "(syntax)", f"not valid YAML: {exc.problem}") from None
         return cls.from_document(document if document is not None else {}, source)
 
 
@@ -259,7 +266,7 @@ def _checked(action: Action, source: str, index: int | None) -> Action:
     known = load_contract().models
     for model in action.retire:
         if model not in known:
-            expected = f"unknown model {model!r}; expected one of {sorted(known)}"
+            expected = unknown("model", model, sorted(known))
             raise ConfigError(source, "retire" if index is None else f"rules[{index}].retire", expected)
     return action
 
@@ -380,7 +387,7 @@ def parse_fault_header(value: str) -> Action:
         except ValueError:
             raise ValueError(f"bad value in {item!r}") from None
         if not known:
-            raise ValueError(f"unknown item {item!r}")
+            raise ValueError(_unknown_item(item, name))
     if not seen:  # empty items between semicolons are let pass, but some item must be there
         raise ValueError(f"no item in {value!r}; expected ITEM(;ITEM)*, e.g. '503', 'drop' or 'pass'")
     if error:
@@ -392,6 +399,20 @@ def parse_fault_header(value: str) -> Action:
         return _checked(Action.from_config(action), "X-Sfmock-Fault", None)
     except ConfigError as exc:
         raise ValueError(f"{exc.key}: {exc.expected}") from None
+
+
+# the header's item names, as the messages show them (a bare status is "503")
+FAULT_ITEMS = (
+    "error", "code", "message", "limit", "retry-after", "delay", "hang", "drop", "truncate", "malformed",
+    "slow-body", "chunk", "expired-url", "extra-fields", "documented-body", "dialect", "retire", "pass",
+)  # fmt: skip
+
+
+def _unknown_item(item: str, name: str) -> str:
+    """An unknown item named, with the close item names (or all of them)."""
+    hint = did_you_mean(name.lower().replace("_", "-"), FAULT_ITEMS)
+    listed = "a status (503) or one of " + ", ".join(FAULT_ITEMS)
+    return f"unknown item {item!r}; " + (f"{hint} (items: {listed})" if hint else f"expected {listed}")
 
 
 def _number(text: str) -> float:

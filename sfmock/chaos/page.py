@@ -32,6 +32,7 @@ __all__ = ["Page"]
 
 THUMBNAIL = 160  # pixels on the longer side
 FEED_LIMIT = 200
+SESSIONS_LISTED = 200  # offered in the page's session field; any other name can be typed
 SHIPPED = ("happy", "flaky", "overloaded", "rate-limited", "slow", "expiring-urls", "broken-connections")
 
 
@@ -59,8 +60,12 @@ class Page:
         """``GET /_sfmock/``: the page itself (no data in it)."""
         headers = {
             "Cache-Control": "no-store",
+            # frame-ancestors and X-Frame-Options (older browsers): no other site can show the
+            # page in a frame and lure clicks onto its buttons (clickjacking)
             "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; "
+            "frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+            "X-Frame-Options": "DENY",
         }
         return Response(self._html, media_type="text/html", headers=headers)
 
@@ -91,6 +96,7 @@ class Page:
                 "entries": items,
                 "evicted": session.journal.dropped,
                 "session": session.name,
+                "sessions": self.control.sessions.names()[:SESSIONS_LISTED],
                 "scenario": session.engine.scenario.name,
             }
         )

@@ -22,8 +22,9 @@ from typing import Any
 from sfmock.chaos.journal import Entry, mask_key
 from sfmock.chaos.sessions import SessionState
 from sfmock.clock import Clock
+from sfmock.wording import unknown as unknown_name
 
-__all__ = ["Difference", "Pattern", "VerificationFailed", "Verifier"]
+__all__ = ["Difference", "Pattern", "VerificationFailed", "Verifier", "hide_frame"]
 
 FIELDS = ("method", "path", "model", "key", "status", "fault", "body")
 NEAR_MISSES = 3
@@ -77,7 +78,7 @@ class Pattern:
             raise ValueError(f"{where}: expected an object with any of {', '.join(FIELDS)}")
         unknown = sorted(set(document) - set(FIELDS))
         if unknown:
-            raise ValueError(f"{where}: unknown field {unknown[0]!r}; expected any of {', '.join(FIELDS)}")
+            raise ValueError(f"{where}: " + unknown_name("field", unknown[0], FIELDS))
         for name in ("method", "path", "model", "key", "fault"):
             if document.get(name) is not None and not isinstance(document[name], str):
                 raise ValueError(f"{where}.{name}: expected a string, got {document[name]!r}")
@@ -159,6 +160,13 @@ class VerificationFailed(AssertionError):
         }
 
 
+def hide_frame(info: Any) -> bool:
+    """``__tracebackhide__`` of the frames between a test's ``verify(...)`` and the failure:
+    pytest then shows the test's own line and the message, not sfmock's frames; any other
+    exception (a bug of sfmock's) keeps them."""
+    return bool(info.errisinstance((VerificationFailed, ValueError)))
+
+
 class Verifier:
     """Verifications over one session's journal."""
 
@@ -183,6 +191,7 @@ class Verifier:
         The pattern is ``pattern`` or the keyword fields (``method``, ``path``, ``model``,
         ``key``, ``status``, ``fault``, ``body``).
         """
+        __tracebackhide__ = hide_frame
         chosen = Pattern.from_mapping(fields if pattern is None else pattern)
         low, high = _bounds(count, at_least, at_most)
 
@@ -213,6 +222,7 @@ class Verifier:
     ) -> list[Entry]:
         """One entry per pattern, in the journal's order (others may come between);
         else :class:`VerificationFailed` naming the first step not found."""
+        __tracebackhide__ = hide_frame
         chosen = [Pattern.from_mapping(p, f"patterns[{i}]") for i, p in enumerate(patterns)]
         if not chosen:
             raise ValueError("verify_order: expected at least one pattern")

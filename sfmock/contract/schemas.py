@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from sfmock.errors import ConfigError
+from sfmock.wording import did_you_mean
 
 __all__ = ["check", "key_name", "load_yaml", "schema"]
 
@@ -92,8 +93,32 @@ def check(
         key = key_names[str(path[0])]
     expected = _description(error, validator.schema, path)
     if error.validator == "additionalProperties" and isinstance(error.schema, dict):
-        expected = "one of the keys " + ", ".join(sorted(error.schema.get("properties", {})))
-    raise ConfigError(source, key, error.message + (f"; expected: {expected}" if expected else ""))
+        _unknown_key(error, source, path, key_names)
+    message = error.message
+    if error.validator == "enum" and isinstance(error.instance, str) and isinstance(error.validator_value, list):
+        hint = did_you_mean(error.instance, [str(choice) for choice in error.validator_value])
+        message += f"; {hint}" if hint else ""
+    raise ConfigError(source, key, message + (f"; expected: {expected}" if expected else ""))
+
+
+def _unknown_key(
+    error: ValidationError, source: str, path: Sequence[str | int], key_names: Mapping[str, str] | None
+) -> None:
+    """An unknown key, named as a key: ``url_tl: unknown key; did you mean 'url_ttl'?``; the
+    list of every allowed key only when none is close (35 names hide the one meant)."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    known = sorted(schema.get("properties", {}))
+    instance = error.instance if isinstance(error.instance, Mapping) else {}
+    unknown = sorted(str(name) for name in instance if name not in known)
+    if not unknown:
+        return
+    name = unknown[0]
+    if key_names and not path:
+        known = sorted(key_names.get(k, k) for k in known)
+        name = key_names.get(name, name)
+    hint = did_you_mean(name, known)
+    expected = hint or "expected one of the keys " + ", ".join(known)
+    raise ConfigError(source, key_name([*path, name]), f"unknown key; {expected}")
 
 
 def _description(error: ValidationError, root: Any, path: Sequence[str | int]) -> str | None:

@@ -19,6 +19,7 @@ import httpx
 
 from sfmock.contract.openapi import Contract
 from sfmock.fidelity.recording import GENERATION_PATH, Exchange, Message
+from sfmock.wording import plural
 
 __all__ = ["Call", "describe", "plan", "run_plan"]
 
@@ -80,8 +81,9 @@ def describe(calls: list[Call], origin: str) -> str:
     lines.append("  GET <the first image URL the service returns>, without the key  [one download]")
     skipped = ", ".join(f"{status} ({why})" for status, why in NOT_PROVOKED.items())
     lines.append(f"not provoked: {skipped}")
+    paid = plural(sum(1 for c in calls if c.cost), "image generation")
     lines.append(
-        f"WARNING: this costs real money: {sum(1 for c in calls if c.cost)} image generation(s) on your account, "
+        f"WARNING: this costs real money: {paid} on your account, "
         f"about {total} CNY at the contract's guessed prices (your real prices may differ)."
     )
     return "\n".join(lines)

@@ -21,7 +21,9 @@ import yaml
 
 from sfmock.contract.openapi import Contract
 from sfmock.contract.schemas import load_yaml
+from sfmock.documents import syntax_error
 from sfmock.errors import ConfigError, ContractError
+from sfmock.wording import plural
 
 __all__ = ["Break", "Document", "diff_contracts", "format_breaks", "read_contract"]
 
@@ -73,7 +75,10 @@ def read_contract(path: str | Path) -> Document:
     """An OpenAPI document from a YAML or JSON file; errors name the file."""
     try:
         document = load_yaml(Path(path).read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        problem = syntax_error(exc)
+        raise ConfigError(str(path), problem.where or "(syntax)", f"not valid YAML: {problem.problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "(file)", f"expected a readable OpenAPI document: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
         raise ConfigError(str(path), "paths", "expected an OpenAPI document with paths")
@@ -96,7 +101,7 @@ def format_breaks(breaks: list[Break]) -> str:
     """The report as text."""
     if not breaks:
         return "compatible: a client of the old contract breaks on nothing in the new one"
-    return "\n".join([f"breaking: {len(breaks)} change(s)", *(f"  {b}" for b in breaks)])
+    return "\n".join([f"breaking: {plural(len(breaks), 'change')}", *(f"  {b}" for b in breaks)])
 
 
 class _Differ:
@@ -152,6 +157,10 @@ class _Differ:
         old, new = _merged(self.old, old, 0), _merged(self.new, new, 0)
         if not isinstance(old, dict) or not isinstance(new, dict) or depth > 40:
             return
+        for key in ("oneOf", "anyOf"):
+            if new.get(key) and not old.get(key):
+                self._choice(old, new, key, where, direction, depth)
+                return
         request = direction == "request"
         if self._types(old, new, where, request):
             return  # its other keywords no longer compare
@@ -183,6 +192,29 @@ class _Differ:
             if key in new_branches:
                 label = _branch_label(branch)
                 self.schema(branch, new_branches[key], f"{where}{label}", direction, depth + 1)
+
+    def _choice(
+        self, old: dict[str, Any], new: dict[str, Any], key: str, where: str, direction: str, depth: int
+    ) -> None:
+        """``new`` became a choice of schemas (``oneOf``/``anyOf``). An answer may take any
+        branch, so each is held to what ``old`` promised (a field every branch requires is
+        still required); a request needs only one branch that takes it, so the branch
+        closest to ``old`` is the one reported."""
+        rest = {k: v for k, v in new.items() if k != key}
+        outcomes: list[list[Break]] = []
+        for index, branch in enumerate(new[key]):
+            combined = _merged(self.new, {"allOf": [rest, branch]}, 0)  # the branch and its siblings
+            ref = branch.get("$ref") if isinstance(branch, dict) else None
+            label = f" [{str(ref).rsplit('/', 1)[-1] if ref else f'{key} {index + 1}'}]"
+            kept, self.found = self.found, []
+            self.schema(old, combined, f"{where}{label}", direction, depth + 1)
+            outcomes.append(self.found)
+            self.found = kept
+        if direction == "request":
+            closest: list[Break] = min(outcomes, key=len)
+            self.found.extend(closest)
+        else:
+            self.found.extend(found for breaks in outcomes for found in breaks)
 
     def _types(self, old: dict[str, Any], new: dict[str, Any], where: str, request: bool) -> bool:
         old_types, new_types = _types(old), _types(new)

@@ -18,6 +18,7 @@ Reports never quote a query string, so a signature cannot leak into one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,7 @@ from sfmock.errors import ContractViolation
 from sfmock.fidelity.conformance import find_response, match_path
 from sfmock.fidelity.recording import Exchange, scrub
 from sfmock.service.imagehost import IMAGE_PREFIX
+from sfmock.wording import plural
 
 __all__ = ["Drift", "check_exchange", "check_exchanges", "format_report"]
 
@@ -101,8 +103,15 @@ def format_report(drifts: list[Drift]) -> str:
     """The drift report as text: one line per drift, or a line saying there is none."""
     if not drifts:
         return "no drift: every exchange matches the contract"
-    lines = [f"drift: {len(drifts)} disagreement(s) with the contract"]
-    lines.extend(f"  {drift}" for drift in drifts)
+    # one cause seen at several pointers (the same URL in `images` and in `data`) is one
+    # disagreement, listed once with every place it shows
+    causes: dict[Drift, list[str]] = {}
+    for drift in drifts:
+        at = causes.setdefault(dataclasses.replace(drift, pointer=""), [])
+        at.extend([drift.pointer] if drift.pointer not in at else [])
+    places = f" (seen {len(drifts)} times)" if len(drifts) != len(causes) else ""
+    lines = [f"drift: {plural(len(causes), 'disagreement')} with the contract{places}"]
+    lines.extend(f"  {dataclasses.replace(cause, pointer=', '.join(at))}" for cause, at in causes.items())
     return "\n".join(lines)
 
 

@@ -28,6 +28,8 @@ from sfmock.errors import SfmockError
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
+from sfmock.wording import plural
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
 
@@ -58,7 +60,7 @@ class ClientCheckFailed(SfmockError, AssertionError):
             f"client check failed: [{invariant}] {message}\n"
             + (f"{note}\n" if note else "")
             + f"smallest schedule: {self.schedule!r} (random seed {self.random_seed}; "
-            f"after {examples} schedules{seeded})\n"
+            f"after {plural(examples, 'schedule')}{seeded})\n"
             f"transcript:\n{transcript}\n"
             f"the client {raised}\n"
             f"replay: {replay}"
@@ -247,7 +249,7 @@ class _Tally:
         seen = "; ".join(f"{line} ({count}x)" for line, count in list(self.errors.items())[:3])
         if not self.reached:
             return (
-                f"the client never reached the fake in {self.runs} runs"
+                f"the client never reached the fake in {plural(self.runs, 'run')}"
                 + (f": it raised {seen}" if seen else "")
                 + ". It must use ctx.http_client(), ctx.async_http_client(), ctx.requests_session() "
                 "or ctx.live_base_url; a connection of its own goes elsewhere"
@@ -255,7 +257,7 @@ class _Tally:
         if not self.succeeded and not replaying:
             answers = ", ".join(sorted(self.statuses))
             return (
-                f"the client never succeeded in {self.runs} runs (no generation answered 200 whose image it "
+                f"the client never succeeded in {plural(self.runs, 'run')} (no generation answered 200 whose image it "
                 f"downloaded); generation answers seen: {answers}" + (f"; it raised {seen}" if seen else "")
             )
         return None
@@ -337,7 +339,7 @@ def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, 
     for item in selection if selection is not None else list(INVARIANTS):
         if isinstance(item, str):
             if item not in INVARIANTS:
-                raise ValueError(f"unknown invariant {item!r}; choose from {sorted(INVARIANTS)}")
+                raise ValueError(unknown_name("invariant", item, sorted(INVARIANTS)))
             chosen.append((item, INVARIANTS[item]))
         else:
             chosen.append((getattr(item, "__name__", "custom"), item))

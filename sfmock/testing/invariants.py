@@ -30,6 +30,7 @@ from sfmock.testing.evidence import (
 )
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, PERMANENT, SUCCESS, TRANSIENT
 from sfmock.transports import Exchange
+from sfmock.wording import plural
 
 __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"]
 
@@ -150,7 +151,7 @@ def retries(run: Run) -> str | None:
     if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not used:
         return (
             f"gave up after a transient {_answer(attempts[-1])} on attempt {len(attempts)} "
-            f"(expected at least {run.min_attempts} attempts)"
+            f"(expected at least {plural(run.min_attempts, 'attempt')})"
         )
     return None
 

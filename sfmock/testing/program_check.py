@@ -34,6 +34,8 @@ from hypothesis.errors import NoSuchExample
 from sfmock.testing.program_rules import check_names, judge, one_line, takes_request
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
+from sfmock.wording import plural
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
 
@@ -72,7 +74,7 @@ class ProgramReport:
     def text(self) -> str:
         """The report a human reads (the API key masked)."""
         seen = ", ".join(f"{name} {count}" for name, count in self.outcomes.items()) or "none"
-        summary = f"{self.runs} runs in {self.elapsed:.1f}s, seed {self.setup.seed}"
+        summary = f"{plural(self.runs, 'run')} in {self.elapsed:.1f}s, seed {self.setup.seed}"
         notes = "".join(f"not applied: {name} ({why})\n" for name, why in self.not_applied.items())
         if self.unmet:
             notes += f"outcomes not met (the budget ran out first): {', '.join(self.unmet)}\n"
@@ -123,7 +125,7 @@ def check_program(
     names = check_names(checks)
     unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
     if unknown:
-        raise ValueError(f"unknown outcome {unknown[0]!r} in the schedule; choose from {', '.join(OUTCOMES)}")
+        raise ValueError(unknown_name("outcome", unknown[0], OUTCOMES, where=" in the schedule"))
     drawn = list(outcomes) if outcomes is not None else drawn_outcomes(setup.settings)
     strategy = schedules(drawn)
     say = progress or (lambda line: None)

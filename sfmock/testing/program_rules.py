@@ -18,6 +18,7 @@ from typing import Any
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
 from sfmock.testing.programs import PNG, ProgramRun, ProgramSetup, is_image, run_program
 from sfmock.transports import Exchange
+from sfmock.wording import unknown as unknown_name
 
 __all__ = ["ORDER", "PROBE_PROMPT", "PROGRAM_CHECKS", "check_names", "judge", "one_line", "takes_request"]
 
@@ -160,7 +161,7 @@ def check_names(selection: Sequence[str] | None) -> tuple[str, ...]:
         return ORDER
     unknown = [name for name in selection if name not in ORDER]
     if unknown:
-        raise ValueError(f"unknown check {unknown[0]!r}; choose from {', '.join(ORDER)}")
+        raise ValueError(unknown_name("check", unknown[0], ORDER))
     return tuple(name for name in ORDER if name in selection)
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sfmock.contract.fromschema import from_schema
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.contract.validation import RequestValidator
+from sfmock.wording import unknown as unknown_name
 
 if TYPE_CHECKING:
     from sfmock.config import Settings
@@ -140,7 +141,7 @@ def schedules(
     names = list(outcomes) if outcomes is not None else list(OUTCOMES)
     unknown = [name for name in names if name not in OUTCOMES]
     if unknown:
-        raise ValueError(f"unknown outcomes {unknown}; choose from {list(OUTCOMES)}")
+        raise ValueError(unknown_name("outcome", unknown[0], OUTCOMES))
     mixed = st.lists(st.sampled_from(names), max_size=max_size)
     transient = [name for name in names if name in TRANSIENT]
     if max_attempts is None or not transient:
