@@ -149,8 +149,10 @@ while count > size or (bytes - freed > max_bytes and count > 1) do
   count = count - 1
   dropped = dropped + 1
 end
-if dropped > 0 then
+if freed > 0 then -- never -0: Redis refuses '-0' as an integer
   redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
+end
+if dropped > 0 then
   redis.call('HINCRBY', KEYS[2], 'dropped', dropped)
 end
 if ARGV[5] ~= '0' then
