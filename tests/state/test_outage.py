@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 from conftest import contract_hook
@@ -43,3 +44,25 @@ def test_every_route_answers_the_documented_503_while_redis_is_gone(
         info = client.get("/v1/user/info", headers=AUTH).json()["data"]
         assert info["totalBalance"] == "0.00"
         assert any("is back" in r.message for r in caplog.records)
+
+
+def test_an_answer_goes_out_whole_when_redis_refuses_its_journal_entry(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(store=redis_url, default_balance=Decimal("1.00"), prices={"Kwai-Kolors/Kolors": "0.25"})
+    app = create_app(settings, clock=VirtualClock(1_767_225_600))
+    with TestClient(app, base_url=settings.base_url) as client:
+        client.event_hooks = {"request": [], "response": [contract_hook]}
+        broken = redis.Redis.from_url(redis_url)
+        broken.set("sfmock:|j:entries", "not a sorted set")  # every push of the journal now fails in Redis
+        answer = client.post(GEN, json=KOLORS, headers=AUTH)
+        assert answer.status_code == 200 and len(answer.json()["images"]) == 1  # whole, after its headers
+        lost = [r for r in caplog.records if "not journaled" in r.message]
+        assert [(r.levelname, r.message) for r in lost] == [("ERROR", f"sfmock: POST {GEN} not journaled")]
+        broken.delete("sfmock:|j:entries")
+        broken.close()
+        assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 200
+        entries = client.get("/_sfmock/journal").json()["entries"]
+        assert [e["status"] for e in entries] == [200]  # the lost one is lost; the next is kept
+        info = client.get("/v1/user/info", headers=AUTH).json()["data"]
+        assert info["totalBalance"] == "0.50"  # both were admitted and charged
