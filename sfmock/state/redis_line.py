@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,7 +32,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-__all__ = ["Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
+__all__ = ["Breaker", "Hung", "Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
 
 Command = tuple[Any, ...]
 Fields = list[bytes | None]
@@ -62,10 +63,38 @@ def forget_read_ahead(key: str) -> None:
         taken.pop(key, None)
 
 
+class Hung(redis.ConnectionError):
+    """Not asked: Redis let a call time out a moment ago."""
+
+
+class Breaker:
+    """Once a call timed out, refuse every call at once for ``pause`` seconds.
+
+    The calls are synchronous, on the event loop or behind the line's lock: without this,
+    each request waiting behind a hung Redis would wait out a timeout of its own, in turn
+    (12 requests, 24 s). With it, one request pays the timeout; those waiting behind it are
+    refused as soon as it ends; after the pause one call tries again."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self._until = 0.0
+        self._why = ""
+
+    def check(self) -> None:
+        """Raise :class:`Hung` while paused."""
+        if self._until and time.monotonic() < self._until:
+            raise Hung(f"{self._why}; not asked again for {self.pause:g} s")
+
+    def trip(self, why: object) -> None:
+        self._why = str(why)
+        self._until = time.monotonic() + self.pause
+
+
 class Line:
     """A connection made from ``client``'s pool settings, used by one call at a time."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, breaker: Breaker | None = None) -> None:
+        self.breaker = breaker or Breaker(0.0)  # no pause: every call tries
         self._pool = client.connection_pool
         self._lock = threading.Lock()
         self._connection: Any = None  # a redis.connection.Connection (untyped there)
@@ -75,12 +104,15 @@ class Line:
         """The replies to ``commands``, sent in one write and read in order; an error reply
         is raised (as redis-py raises it) once every reply was read."""
         with self._lock:
+            self.breaker.check()  # a call that waited for the lock behind a timeout waits no more
             connection = self._connected()
             try:
                 connection.send_packed_command(connection.pack_commands(commands), check_health=False)
                 replies = [self._reply(connection) for _ in commands]
-            except BaseException:
+            except BaseException as exc:
                 connection.disconnect()  # replies may be left unread: this connection is done
+                if isinstance(exc, redis.TimeoutError):
+                    self.breaker.trip(exc)
                 raise
         for reply in replies:
             if isinstance(reply, redis.ResponseError):

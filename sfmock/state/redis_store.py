@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from sfmock.clock import Clock
 from sfmock.state import scripts
-from sfmock.state.redis_line import Line, forget_read_ahead, read_ahead, reading_ahead
+from sfmock.state.redis_line import Breaker, Line, forget_read_ahead, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
@@ -40,6 +40,7 @@ T = TypeVar("T")
 logger = logging.getLogger("sfmock")
 NAMESPACE = "sfmock"
 MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
+HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
 VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
@@ -62,6 +63,7 @@ class RedisStore:
         )
         self._down = False
         self._lock = threading.Lock()
+        self.breaker = Breaker(HUNG_PAUSE)
         self.admit_script = self.client.register_script(scripts.ADMIT)
         self.push_script = self.client.register_script(scripts.PUSH)
         self.hit_script = self.client.register_script(scripts.HIT)
@@ -70,14 +72,17 @@ class RedisStore:
         self.retire_script = self.client.register_script(scripts.RETIRE)
         self.use_script = self.client.register_script(scripts.USE_SESSION)
         self.drop_script = self.client.register_script(scripts.DROP_SESSION)
-        self.line = Line(self.client)  # the requests' own calls: one connection, one write each
+        self.line = Line(self.client, self.breaker)  # the requests' own calls: one connection, one write each
 
     @contextmanager
     def guard(self) -> Iterator[None]:
         """Turn a lost connection into :class:`StoreUnavailable`; log when it goes and comes back."""
         try:
+            self.breaker.check()
             yield
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, redis.TimeoutError):
+                self.breaker.trip(exc)
             with self._lock:
                 first, self._down = not self._down, True
             if first:

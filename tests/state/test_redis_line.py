@@ -4,7 +4,10 @@ comes back, and calls from many threads at once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -88,4 +91,39 @@ def test_the_store_turns_a_lost_line_into_store_unavailable(own_redis: RedisServ
     own_redis.start()
     with store.snapshot(None):
         assert store.clock(lambda: VirtualClock(0), frozen=False).now() > T0  # the shared clock, read ahead
+    store.close()
+
+
+def test_threads_waiting_behind_a_hung_server_pay_one_timeout_between_them(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url)
+    book = store.book(None)
+    assert own_redis.process is not None
+    refused: list[str] = []
+
+    def call(n: int) -> None:
+        try:
+            if n % 2:
+                with store.snapshot(None):  # the requests' line: one call at a time
+                    pass
+            else:
+                book.balances("a", OPENING)  # the client's pool: a connection each
+        except StoreUnavailable as exc:
+            refused.append(str(exc))
+
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+        began = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        took = time.monotonic() - began
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert len(refused) == 8 and all("cannot be reached" in why for why in refused)
+    assert took < 2 * 2.0, f"8 calls took {took:.1f} s"  # one at a time on the line: 4 timeouts of 2 s
+    time.sleep(1.0)  # the pause after a timeout ends: the next call asks again
+    with store.snapshot(None):
+        pass
     store.close()
