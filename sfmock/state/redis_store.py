@@ -31,7 +31,7 @@ from sfmock.clock import Clock
 from sfmock.state import scripts
 from sfmock.state.redis_line import Breaker, Line, forget_read_ahead, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
-from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
+from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
 
 __all__ = ["RedisStore"]
@@ -39,7 +39,6 @@ __all__ = ["RedisStore"]
 T = TypeVar("T")
 logger = logging.getLogger("sfmock")
 NAMESPACE = "sfmock"
-MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
 HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
