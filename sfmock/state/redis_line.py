@@ -32,6 +32,8 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from sfmock.state.resp import Replies, pack
+
 __all__ = ["Breaker", "Hung", "Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
 
 Command = tuple[Any, ...]
@@ -98,6 +100,7 @@ class Line:
         self._pool = client.connection_pool
         self._lock = threading.Lock()
         self._connection: Any = None  # a redis.connection.Connection (untyped there)
+        self._reader: Replies | None = None  # its replies, read past redis-py's parser
         self._pid = 0
 
     def call(self, *commands: Command) -> list[Any]:
@@ -105,12 +108,12 @@ class Line:
         is raised (as redis-py raises it) once every reply was read."""
         with self._lock:
             self.breaker.check()  # a call that waited for the lock behind a timeout waits no more
-            connection = self._connected()
             try:
-                connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                replies = [self._reply(connection) for _ in commands]
+                connection, reader = self._connected()
+                connection.send_packed_command([pack(commands)], check_health=False)
+                replies = [reader.read() for _ in commands]
             except BaseException as exc:
-                connection.disconnect()  # replies may be left unread: this connection is done
+                self._drop()  # replies may be left unread: this connection is done
                 if isinstance(exc, redis.TimeoutError):
                     self.breaker.trip(exc)
                 raise
@@ -129,20 +132,18 @@ class Line:
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                self._connection.disconnect()
-                self._connection = None
+            self._drop()
 
-    def _connected(self) -> Any:
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.disconnect()
+        self._connection = self._reader = None
+
+    def _connected(self) -> tuple[Any, Replies]:
         pid = os.getpid()
-        if self._connection is None or self._pid != pid:  # never share a socket with a parent process
-            self._connection = self._pool.make_connection()
-            self._pid = pid
-        return self._connection  # it connects on its first send
-
-    @staticmethod
-    def _reply(connection: Any) -> Any:
-        try:
-            return connection.read_response()
-        except redis.ResponseError as exc:
-            return exc
+        if self._connection is None or self._reader is None or self._pid != pid:
+            self._connection = self._reader = None  # never share a socket with a parent process
+            connection: Any = self._pool.make_connection()
+            connection.connect()  # the handshake (password, database, protocol) as the client's
+            self._connection, self._reader, self._pid = connection, Replies(connection._sock), pid
+        return self._connection, self._reader

@@ -127,3 +127,26 @@ def test_threads_waiting_behind_a_hung_server_pay_one_timeout_between_them(own_r
     with store.snapshot(None):
         pass
     store.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_replies_of_every_shape_come_back_as_the_client_gives_them(redis_url: str, protocol: int) -> None:
+    client = redis.Redis.from_url(redis_url, protocol=protocol)
+    line = Line(client)
+    big = bytes(range(256)) * 1000  # several reads of the socket, every byte value
+    nested = "return {1, 'two', {3, {}, false}, -4}"
+    replies = line.call(
+        ("SET", "k", big), ("GET", "k"), ("GET", "absent"), ("HMGET", "absent", "a", "b"), ("EVAL", nested, 0)
+    )
+    assert replies == [b"OK", big, None, [None, None], [1, b"two", [3, [], None], -4]]
+    assert replies[1:] == [
+        client.get("k"),
+        client.get("absent"),
+        client.hmget("absent", ["a", "b"]),
+        client.eval(nested, 0),
+    ]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        line.call(("HGET", "k", "f"))
+    assert line.call(("PING",), ("INCRBY", "n", -3), ("INCRBYFLOAT", "f", 0.5)) == [b"PONG", -3, b"0.5"]
+    line.close()
+    client.close()
