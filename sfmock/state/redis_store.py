@@ -3,10 +3,11 @@
 Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the default
 session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
-script, so they are atomic across processes. Memory stays bounded: a window's keys
-expire with the window, the journal keeps ``size`` entries and ``max_bytes`` of bodies;
-in open mode (any token an account) a balance, and a named session's state, go a day
-after their last use.
+script, so they are atomic across processes. An account's windows and balances are one
+hash and one sorted-set log (``q:a:ACCOUNT``, ``q:log:ACCOUNT``), whatever its windows.
+Memory stays bounded: the log expires with the longest window, the journal keeps
+``size`` entries and ``max_bytes`` of bodies; in open mode (any token an account) an
+account, and a named session's state, go a day after their last use.
 
 A lost connection raises :class:`~sfmock.state.store.StoreUnavailable` (logged once per
 outage); the next call tries again, so the server recovers by itself. Nothing is retried
@@ -222,20 +223,17 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys = [f"{self.prefix}bal:{account}", f"{self.prefix}seq", CLOCK_KEY]
-        ttl = str(self.idle_ms)
-        args: list[str] = [
+        keys = [f"{self.prefix}a:{account}", f"{self.prefix}log:{account}", CLOCK_KEY]
+        args: list[str | int] = [
             repr(float(now)),
             _units(opening[0]),
             _units(opening[1]),
             _units(cost),
             "1" if charge else "0",
+            self.idle_ms,
         ]
-        args.append(ttl)
         for window in windows:
-            key = f"{self.prefix}w:{account}|{window.name}"
-            keys += [key, key + "#"]
-            args += [str(window.span), str(window.limit), str(window.amount), str(window.span * 1000)]
+            args += [window.name, window.span, window.limit, window.amount]
         reply = self.store.run(self.store.admit_script, keys, args)
         verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
         uses = tuple(
@@ -254,21 +252,18 @@ class RedisBook:
 
     def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
         with self.store.guard():
-            held = self.store.client.hmget(f"{self.prefix}bal:{account}", ["gift", "charged"])
+            held = self.store.client.hmget(f"{self.prefix}a:{account}", ["gift", "charged"])
             gift, charged = cast(list[bytes | None], held)
         return _money(gift, opening[0]), _money(charged, opening[1])
 
     def names(self, account: str) -> list[str]:
-        start = f"{self.prefix}w:{account}|"
         with self.store.guard():
-            keys = self.store.client.scan_iter(match=_glob(start) + "*", count=1000)
-            found = {key.decode()[len(start) :] for key in keys}
-        return sorted(name for name in found if not name.endswith("#"))
+            fields = cast(list[bytes], self.store.client.hkeys(f"{self.prefix}a:{account}"))
+        return sorted(field[2:].decode() for field in fields if field.startswith(b"i:"))
 
     def forget(self, account: str) -> None:
         with self.store.guard():
-            self.store.client.unlink(f"{self.prefix}bal:{account}")
-        self.store.delete(_glob(f"{self.prefix}w:{account}|") + "*")
+            self.store.client.unlink(f"{self.prefix}a:{account}", f"{self.prefix}log:{account}")
 
     def reset(self) -> None:
         self.store.delete(_glob(self.prefix) + "*")
