@@ -107,7 +107,7 @@ class RedisStore:
             replies = self.line.call(
                 ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
                 ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
-                ("HMGET", scenario_key, *_SCENARIO_FIELDS),
+                ("HMGET", scenario_key, "version"),
             )
         with reading_ahead(dict(zip(keys, replies, strict=True))):
             yield
@@ -355,16 +355,20 @@ class RedisFaults(Generic[T]):
         return prefix + "f:scenario"
 
     def current(self) -> tuple[int, T]:
-        fields = read_ahead(self.scenario_key)
+        fields = read_ahead(self.scenario_key)  # the version only: a scenario can be 256 KiB
         if fields is None:
             with self.store.guard():
-                fields = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
-        version, data = fields
-        number = int(version or 0)
-        if number == 0 or data is None:
+                fields = [cast(bytes | None, self.store.client.hget(self.scenario_key, "version"))]
+        number = int(fields[0] or 0)
+        if number == 0:
             return 0, self.initial
-        if self._cache[0] != number:
-            self._cache = (number, self.codec.decode(data))
+        if self._cache[0] != number:  # versions are never reused: a version is its data
+            with self.store.guard():
+                held = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
+            version, data = held  # replaced meanwhile: the newer pair, read together
+            if not version or data is None:
+                return 0, self.initial
+            self._cache = (int(version), self.codec.decode(data))
         return self._cache
 
     def replace(self, scenario: T) -> None:

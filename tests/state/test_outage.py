@@ -66,3 +66,25 @@ def test_an_answer_goes_out_whole_when_redis_refuses_its_journal_entry(
         assert [e["status"] for e in entries] == [200]  # the lost one is lost; the next is kept
         info = client.get("/v1/user/info", headers=AUTH).json()["data"]
         assert info["totalBalance"] == "0.50"  # both were admitted and charged
+
+
+def test_a_request_reads_its_scenario_from_redis_only_when_it_changed(redis_url: str) -> None:
+    settings = Settings(store=redis_url, default_balance=Decimal("100.00"))
+    never = [{"name": f"n{n}", "when": {"path": f"/nowhere/{n:04d}"}, "action": {"error": 503}} for n in range(600)]
+    app = create_app(settings, clock=VirtualClock(1_767_225_600))
+    watcher = redis.Redis.from_url(redis_url)
+    with TestClient(app, base_url=settings.base_url) as client:
+        client.event_hooks = {"request": [], "response": [contract_hook]}
+        assert client.put("/_sfmock/scenario", json={"name": "big", "rules": never}).status_code == 200
+        scenario = len(watcher.hget("sfmock:|f:scenario", "data") or b"")
+        assert scenario > 30_000
+        assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 200  # this process reads it once
+        sent = int(watcher.info("stats")["total_net_output_bytes"])
+        for _ in range(20):
+            assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 200
+        per_request = (int(watcher.info("stats")["total_net_output_bytes"]) - sent) / 20
+        assert per_request < scenario / 10, f"{per_request:.0f} bytes a request from Redis, the scenario is {scenario}"
+        changed = client.put("/_sfmock/scenario", json={"name": "small", "rules": [{"action": {"error": 502}}]})
+        assert changed.status_code == 200
+        assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 502  # a new version is read at once
+    watcher.close()
