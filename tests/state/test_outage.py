@@ -88,3 +88,21 @@ def test_a_request_reads_its_scenario_from_redis_only_when_it_changed(redis_url:
         assert changed.status_code == 200
         assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 502  # a new version is read at once
     watcher.close()
+
+
+def test_every_request_past_the_journal_s_bound_is_kept_on_redis(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(store=redis_url, journal_size=5, default_balance=Decimal("100.00"))
+    app = create_app(settings, clock=VirtualClock(1_767_225_600))
+    with TestClient(app, base_url=settings.base_url) as client:
+        client.event_hooks = {"request": [], "response": [contract_hook]}
+        assert client.get("/v1/models", headers=AUTH).status_code == 200  # an entry of no body bytes
+        for _ in range(7):
+            answer = client.post(GEN, json=KOLORS, headers=AUTH)
+            assert answer.status_code == 200 and answer.json()["images"]
+        journal = client.get("/_sfmock/journal").json()
+        assert [e["path"] for e in journal["entries"]] == [GEN] * 5
+        assert [e["id"] for e in journal["entries"]] == [4, 5, 6, 7, 8]
+        assert journal["evicted"] == 3
+    assert not [r for r in caplog.records if "not journaled" in r.message]
