@@ -112,6 +112,15 @@ class RedisStore:
         with reading_ahead(dict(zip(keys, replies, strict=True))):
             yield
 
+    def cluster_problem(self) -> str | None:
+        """Why this server cannot hold the store, or ``None``: a Redis Cluster node cannot
+        (the scripts touch keys in several slots, and global keys are on every request's
+        path): refused at start rather than failing every request."""
+        info = self.client.info("cluster")  # at start, as the ping: nothing lost, nothing to log
+        if info.get("cluster_enabled"):
+            return "a Redis Cluster node; expected a standalone Redis server (Redis Cluster is not supported yet)"
+        return None
+
     def prefix(self, session: str | None) -> str:
         return f"{NAMESPACE}:{session or ''}|"
 

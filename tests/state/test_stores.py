@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from redis_server import RedisServer
+from redis_server import REDIS_SERVER, RedisServer, free_port, need_redis
 from sfmock.clock import VirtualClock
 from sfmock.state.memory import MemoryStore
 from sfmock.state.open import open_store
@@ -327,3 +330,36 @@ def test_an_account_is_one_hash_and_one_log_in_redis_however_many_windows(redis_
     assert 86_400_000 - 5_000 < client.pttl("sfmock:|q:log:a") <= 86_400_000  # kept for the longest window
     client.close()
     store.close()
+
+
+def test_a_redis_cluster_node_stops_serve_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfmock.cli import main
+
+    need_redis()
+    port = free_port()
+    command = [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    command += [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        str(tmp_path / "nodes.conf"),
+        "--dir",
+        str(tmp_path),
+    ]
+    node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+        url = f"redis://127.0.0.1:{port}/0"
+        assert main(["serve", "--store", url, "--port", "0"]) == 2
+        err = capsys.readouterr().err
+        assert f"command line: --store: {url}: a Redis Cluster node; expected a standalone Redis server" in err
+    finally:
+        node.terminate()
+        node.wait(10)
