@@ -11,8 +11,11 @@ everything else keeps the client.
 
 Nothing is retried (a retried admission could count a request twice): a lost connection
 raises :class:`redis.ConnectionError` (or :class:`redis.TimeoutError`) as the client
-would, and is dropped, so the next call connects afresh. An error reply is raised only
-after every reply of the call was read, so the connection stays in step.
+would, and is dropped, so the next call connects afresh; after a timeout, calls are
+refused at once for a moment (:class:`Breaker`), so a hung Redis costs one timeout, not
+one per waiting request. An error reply is raised only after every reply of the call was
+read, so the connection stays in step. Commands are packed, and replies read, by
+:mod:`sfmock.state.resp`.
 
 A request reads what it needs of the shared state (the clock, the epoch, its session's
 scenario) in one call when it arrives (:meth:`~sfmock.state.redis_store.RedisStore.
