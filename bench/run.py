@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the demo clients
 sys.path.insert(0, str(HERE))
 
+from redis_cpu import bench_redis_cpu, generation_scope  # noqa: E402
 from stacks import bench_wiremock, bench_workers  # noqa: E402
 
 BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
@@ -201,19 +202,7 @@ def bench_inprocess(rounds: int) -> None:
 
     app = create_app(Settings(seed=1, default_balance=Decimal("1000000000")), clock=VirtualClock())
     body = json.dumps(BODY).encode()
-    headers = [(b"host", b"127.0.0.1"), (b"authorization", AUTH["Authorization"].encode())]
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/images/generations",
-        "raw_path": b"",
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "scheme": "http",
-        "server": ("127.0.0.1", 80),
-        "client": None,
-    }
+    scope = generation_scope()
 
     async def one() -> None:
         async def receive() -> dict[str, object]:
@@ -362,6 +351,10 @@ def main() -> int:
         if args.load_only:
             return _table()
         bench_inprocess(5 if args.quick else 15)
+        if shutil.which("redis-server"):
+            bench_redis_cpu(row, 5 if args.quick else 15)
+        else:
+            row("redis", "skipped: redis-server is not installed", "-")
         bench_render()
         bench_startup(workdir)
         bench_memory(20_000 if args.quick else 100_000)

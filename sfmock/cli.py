@@ -338,6 +338,7 @@ def _check_store(url: str, source: str, key: str) -> None:
     store = RedisStore(url)
     try:
         store.client.ping()  # not through the store's guard: nothing was lost, nothing to log
+        problem = store.cluster_problem()
     except redis.AuthenticationError as exc:
         raise ConfigError(source, key, f"{store.url}: {exc}; expected the password the server takes") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -347,6 +348,8 @@ def _check_store(url: str, source: str, key: str) -> None:
         raise ConfigError(source, key, f"{store.url}: {exc}; expected a database the server has") from None
     finally:
         store.close()
+    if problem is not None:
+        raise ConfigError(source, key, f"{store.url}: {problem}")
 
 
 def _validate_arguments(parser: argparse.ArgumentParser) -> None:

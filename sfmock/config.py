@@ -26,6 +26,7 @@ from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Retirement
 from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
+from sfmock.state.store import money_problem
 from sfmock.state.urls import EXPECTED as STORE_EXPECTED
 from sfmock.state.urls import shown_url, store_url_problem
 from sfmock.wording import did_you_mean, unknown
@@ -241,6 +242,8 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         out["prices"] = {m: Decimal(str(v)) for m, v in values["prices"].items()}
     if values.get("default_balance") is not None:
         out["default_balance"] = Decimal(str(values["default_balance"]))
+    accounts = out.get("accounts") or values.get("accounts") or ()
+    _check_money(source, out.get("default_balance"), out.get("prices") or {}, accounts)
     retire = values.get("retire")
     if retire and not (isinstance(retire, tuple | list) and all(isinstance(r, Retirement) for r in retire)):
         out["retire"] = _retirements(list(retire) if isinstance(retire, tuple) else retire, source, models)
@@ -252,6 +255,23 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(source, "replay", f"expected a folder of recordings: {exc}") from None
     return out
+
+
+def _check_money(
+    source: str, balance: Decimal | None, prices: Mapping[str, Decimal], accounts: Sequence[Account]
+) -> None:
+    """Every amount within what each store keeps exactly, so both stores take the same configs."""
+    amounts: list[tuple[str, Decimal | None]] = [("default_balance", balance)]
+    amounts += [(f"prices.{model}", price) for model, price in prices.items()]
+    for n, account in enumerate(accounts):
+        amounts += [
+            (f"accounts[{n}].balance", account.balance),
+            (f"accounts[{n}].charge_balance", account.charge_balance),
+        ]
+    for key, amount in amounts:
+        problem = None if amount is None else money_problem(amount)
+        if problem is not None:
+            raise ConfigError(source, key, problem)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 
+import pytest
 from starlette.testclient import TestClient
 
 from conftest import AUTH, data_url
 from sfmock import Settings, create_app
+from sfmock.chaos.codecs import ENTRIES
 from sfmock.chaos.journal import ENTRY_FIELDS, RESPONSE_CAP, STRING_CAP, Journal, mask_key
+from sfmock.state.redis_store import RedisStore
 
 
 def record(journal: Journal, **overrides: object) -> None:
@@ -27,13 +31,46 @@ def record(journal: Journal, **overrides: object) -> None:
     journal.record(**{**values, **overrides})  # type: ignore[arg-type]
 
 
-def test_bounded_and_counts_evictions() -> None:
-    journal = Journal(size=3)
+@pytest.fixture(params=["memory", "redis"])
+def journal_of(request: pytest.FixtureRequest) -> Iterator[Callable[..., Journal]]:
+    """Journals kept in this process's memory, or in a real Redis (tests/redis_server.py)."""
+    if request.param == "memory":
+        yield Journal
+        return
+    store = RedisStore(request.getfixturevalue("redis_url"))
+
+    def on_redis(size: int = 1000, *, max_bytes: int = 16 * 1024 * 1024) -> Journal:
+        return Journal(size, max_bytes=max_bytes, log=store.log(None, ENTRIES, size=size, max_bytes=max_bytes))
+
+    yield on_redis
+    store.close()
+
+
+def test_bounded_and_counts_evictions(journal_of: Callable[..., Journal]) -> None:
+    journal = journal_of(size=3)
     for status in range(200, 205):
-        record(journal, status=status)
+        record(journal, status=status)  # bodies of no bytes: evicting them frees nothing
     assert [e.status for e in journal.entries()] == [202, 203, 204]
     assert journal.dropped == 2 and len(journal) == 3
     assert [e.id for e in journal.entries()] == [3, 4, 5]
+
+
+def test_the_default_bound_keeps_the_1000th_entry_and_every_one_after(journal_of: Callable[..., Journal]) -> None:
+    journal = journal_of()
+    for n in range(1, 1003):
+        record(journal, status=200, body=b"" if n % 2 else b"x" * n)
+    entries = journal.entries()
+    assert len(entries) == 1000 and journal.dropped == 2
+    assert [e.id for e in entries[-3:]] == [1000, 1001, 1002]
+    assert journal.held_bytes == sum(n for n in range(3, 1003) if n % 2 == 0)
+
+
+def test_bounded_by_body_bytes_oldest_first(journal_of: Callable[..., Journal]) -> None:
+    journal = journal_of(size=10, max_bytes=100)
+    for n in range(6):
+        record(journal, status=200 + n, body=b"y" * 40 if n % 2 else b"")
+    assert [e.status for e in journal.entries()] == [202, 203, 204, 205]  # 80 of the 100 bytes
+    assert journal.held_bytes == 80 and journal.dropped == 2
 
 
 def test_keys_are_masked() -> None:

@@ -110,20 +110,26 @@ class JournalWriter:
         except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
             logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
             return
+        except Exception:  # the answer's headers went out: it goes out whole, the loss is logged
+            logger.exception("sfmock: %s %s not journaled", scope["method"], scope["path"])
+            return
         answer = b"".join(outcome.answer)
         status = entry.status
         images = _issued(state, answer, fault) if status == 200 and scope["path"] == GENERATION_PATH else ()
-        session.remember(entry.id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
-        self.metrics.observe(
-            path=entry.path,
-            method=entry.method,
-            status=status,
-            model=_model(scope, body, fault),
-            fault=entry.fault,
-            seconds=time.perf_counter() - began,
-            images=len(images),
-            answer=answer,
-        )
+        try:
+            session.remember(entry.id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
+            self.metrics.observe(
+                path=entry.path,
+                method=entry.method,
+                status=status,
+                model=_model(scope, body, fault),
+                fault=entry.fault,
+                seconds=time.perf_counter() - began,
+                images=len(images),
+                answer=answer,
+            )
+        except Exception:  # as above: never cut the answer for its bookkeeping
+            logger.exception("sfmock: %s %s journaled but not counted", scope["method"], scope["path"])
 
 
 def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:

@@ -11,8 +11,11 @@ everything else keeps the client.
 
 Nothing is retried (a retried admission could count a request twice): a lost connection
 raises :class:`redis.ConnectionError` (or :class:`redis.TimeoutError`) as the client
-would, and is dropped, so the next call connects afresh. An error reply is raised only
-after every reply of the call was read, so the connection stays in step.
+would, and is dropped, so the next call connects afresh; after a timeout, calls are
+refused at once for a moment (:class:`Breaker`), so a hung Redis costs one timeout, not
+one per waiting request. An error reply is raised only after every reply of the call was
+read, so the connection stays in step. Commands are packed, and replies read, by
+:mod:`sfmock.state.resp`.
 
 A request reads what it needs of the shared state (the clock, the epoch, its session's
 scenario) in one call when it arrives (:meth:`~sfmock.state.redis_store.RedisStore.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,7 +35,9 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-__all__ = ["Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
+from sfmock.state.resp import Replies, pack
+
+__all__ = ["Breaker", "Hung", "Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
 
 Command = tuple[Any, ...]
 Fields = list[bytes | None]
@@ -62,25 +68,57 @@ def forget_read_ahead(key: str) -> None:
         taken.pop(key, None)
 
 
+class Hung(redis.ConnectionError):
+    """Not asked: Redis let a call time out a moment ago."""
+
+
+class Breaker:
+    """Once a call timed out, refuse every call at once for ``pause`` seconds.
+
+    The calls are synchronous, on the event loop or behind the line's lock: without this,
+    each request waiting behind a hung Redis would wait out a timeout of its own, in turn
+    (12 requests, 24 s). With it, one request pays the timeout; those waiting behind it are
+    refused as soon as it ends; after the pause one call tries again."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self._until = 0.0
+        self._why = ""
+
+    def check(self) -> None:
+        """Raise :class:`Hung` while paused."""
+        if self._until and time.monotonic() < self._until:
+            raise Hung(f"{self._why}; not asked again for {self.pause:g} s")
+
+    def trip(self, why: object) -> None:
+        self._why = str(why)
+        self._until = time.monotonic() + self.pause
+
+
 class Line:
     """A connection made from ``client``'s pool settings, used by one call at a time."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, breaker: Breaker | None = None) -> None:
+        self.breaker = breaker or Breaker(0.0)  # no pause: every call tries
         self._pool = client.connection_pool
         self._lock = threading.Lock()
         self._connection: Any = None  # a redis.connection.Connection (untyped there)
+        self._reader: Replies | None = None  # its replies, read past redis-py's parser
         self._pid = 0
 
     def call(self, *commands: Command) -> list[Any]:
         """The replies to ``commands``, sent in one write and read in order; an error reply
         is raised (as redis-py raises it) once every reply was read."""
         with self._lock:
-            connection = self._connected()
+            self.breaker.check()  # a call that waited for the lock behind a timeout waits no more
             try:
-                connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                replies = [self._reply(connection) for _ in commands]
-            except BaseException:
-                connection.disconnect()  # replies may be left unread: this connection is done
+                connection, reader = self._connected()
+                connection.send_packed_command([pack(commands)], check_health=False)
+                replies = [reader.read() for _ in commands]
+            except BaseException as exc:
+                self._drop()  # replies may be left unread: this connection is done
+                if isinstance(exc, redis.TimeoutError):
+                    self.breaker.trip(exc)
                 raise
         for reply in replies:
             if isinstance(reply, redis.ResponseError):
@@ -97,20 +135,18 @@ class Line:
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                self._connection.disconnect()
-                self._connection = None
+            self._drop()
 
-    def _connected(self) -> Any:
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.disconnect()
+        self._connection = self._reader = None
+
+    def _connected(self) -> tuple[Any, Replies]:
         pid = os.getpid()
-        if self._connection is None or self._pid != pid:  # never share a socket with a parent process
-            self._connection = self._pool.make_connection()
-            self._pid = pid
-        return self._connection  # it connects on its first send
-
-    @staticmethod
-    def _reply(connection: Any) -> Any:
-        try:
-            return connection.read_response()
-        except redis.ResponseError as exc:
-            return exc
+        if self._connection is None or self._reader is None or self._pid != pid:
+            self._connection = self._reader = None  # never share a socket with a parent process
+            connection: Any = self._pool.make_connection()
+            connection.connect()  # the handshake (password, database, protocol) as the client's
+            self._connection, self._reader, self._pid = connection, Replies(connection._sock), pid
+        return self._connection, self._reader

@@ -3,10 +3,11 @@
 Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the default
 session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
-script, so they are atomic across processes. Memory stays bounded: a window's keys
-expire with the window, the journal keeps ``size`` entries and ``max_bytes`` of bodies;
-in open mode (any token an account) a balance, and a named session's state, go a day
-after their last use.
+script, so they are atomic across processes. An account's windows and balances are one
+hash and one sorted-set log (``q:a:ACCOUNT``, ``q:log:ACCOUNT``), whatever its windows.
+Memory stays bounded: the log expires with the longest window, the journal keeps
+``size`` entries and ``max_bytes`` of bodies; in open mode (any token an account) an
+account, and a named session's state, go a day after their last use.
 
 A lost connection raises :class:`~sfmock.state.store.StoreUnavailable` (logged once per
 outage); the next call tries again, so the server recovers by itself. Nothing is retried
@@ -29,9 +30,9 @@ from redis.retry import Retry
 
 from sfmock.clock import Clock
 from sfmock.state import scripts
-from sfmock.state.redis_line import Line, forget_read_ahead, read_ahead, reading_ahead
+from sfmock.state.redis_line import Breaker, Line, forget_read_ahead, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
-from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
+from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
 
 __all__ = ["RedisStore"]
@@ -39,7 +40,7 @@ __all__ = ["RedisStore"]
 T = TypeVar("T")
 logger = logging.getLogger("sfmock")
 NAMESPACE = "sfmock"
-MONEY_DIGITS = 6  # money is kept as integer millionths (exact up to 2**53 of them)
+HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
 VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
@@ -62,6 +63,7 @@ class RedisStore:
         )
         self._down = False
         self._lock = threading.Lock()
+        self.breaker = Breaker(HUNG_PAUSE)
         self.admit_script = self.client.register_script(scripts.ADMIT)
         self.push_script = self.client.register_script(scripts.PUSH)
         self.hit_script = self.client.register_script(scripts.HIT)
@@ -70,14 +72,17 @@ class RedisStore:
         self.retire_script = self.client.register_script(scripts.RETIRE)
         self.use_script = self.client.register_script(scripts.USE_SESSION)
         self.drop_script = self.client.register_script(scripts.DROP_SESSION)
-        self.line = Line(self.client)  # the requests' own calls: one connection, one write each
+        self.line = Line(self.client, self.breaker)  # the requests' own calls: one connection, one write each
 
     @contextmanager
     def guard(self) -> Iterator[None]:
         """Turn a lost connection into :class:`StoreUnavailable`; log when it goes and comes back."""
         try:
+            self.breaker.check()
             yield
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, redis.TimeoutError):
+                self.breaker.trip(exc)
             with self._lock:
                 first, self._down = not self._down, True
             if first:
@@ -102,10 +107,19 @@ class RedisStore:
             replies = self.line.call(
                 ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
                 ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
-                ("HMGET", scenario_key, *_SCENARIO_FIELDS),
+                ("HMGET", scenario_key, "version"),
             )
         with reading_ahead(dict(zip(keys, replies, strict=True))):
             yield
+
+    def cluster_problem(self) -> str | None:
+        """Why this server cannot hold the store, or ``None``: a Redis Cluster node cannot
+        (the scripts touch keys in several slots, and global keys are on every request's
+        path): refused at start rather than failing every request."""
+        info = self.client.info("cluster")  # at start, as the ping: nothing lost, nothing to log
+        if info.get("cluster_enabled"):
+            return "a Redis Cluster node; expected a standalone Redis server (Redis Cluster is not supported yet)"
+        return None
 
     def prefix(self, session: str | None) -> str:
         return f"{NAMESPACE}:{session or ''}|"
@@ -218,20 +232,17 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys = [f"{self.prefix}bal:{account}", f"{self.prefix}seq", CLOCK_KEY]
-        ttl = str(self.idle_ms)
-        args: list[str] = [
+        keys = [f"{self.prefix}a:{account}", f"{self.prefix}log:{account}", CLOCK_KEY]
+        args: list[str | int] = [
             repr(float(now)),
             _units(opening[0]),
             _units(opening[1]),
             _units(cost),
             "1" if charge else "0",
+            self.idle_ms,
         ]
-        args.append(ttl)
         for window in windows:
-            key = f"{self.prefix}w:{account}|{window.name}"
-            keys += [key, key + "#"]
-            args += [str(window.span), str(window.limit), str(window.amount), str(window.span * 1000)]
+            args += [window.name, window.span, window.limit, window.amount]
         reply = self.store.run(self.store.admit_script, keys, args)
         verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
         uses = tuple(
@@ -250,21 +261,18 @@ class RedisBook:
 
     def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
         with self.store.guard():
-            held = self.store.client.hmget(f"{self.prefix}bal:{account}", ["gift", "charged"])
+            held = self.store.client.hmget(f"{self.prefix}a:{account}", ["gift", "charged"])
             gift, charged = cast(list[bytes | None], held)
         return _money(gift, opening[0]), _money(charged, opening[1])
 
     def names(self, account: str) -> list[str]:
-        start = f"{self.prefix}w:{account}|"
         with self.store.guard():
-            keys = self.store.client.scan_iter(match=_glob(start) + "*", count=1000)
-            found = {key.decode()[len(start) :] for key in keys}
-        return sorted(name for name in found if not name.endswith("#"))
+            fields = cast(list[bytes], self.store.client.hkeys(f"{self.prefix}a:{account}"))
+        return sorted(field[2:].decode() for field in fields if field.startswith(b"i:"))
 
     def forget(self, account: str) -> None:
         with self.store.guard():
-            self.store.client.unlink(f"{self.prefix}bal:{account}")
-        self.store.delete(_glob(f"{self.prefix}w:{account}|") + "*")
+            self.store.client.unlink(f"{self.prefix}a:{account}", f"{self.prefix}log:{account}")
 
     def reset(self) -> None:
         self.store.delete(_glob(self.prefix) + "*")
@@ -356,16 +364,20 @@ class RedisFaults(Generic[T]):
         return prefix + "f:scenario"
 
     def current(self) -> tuple[int, T]:
-        fields = read_ahead(self.scenario_key)
+        fields = read_ahead(self.scenario_key)  # the version only: a scenario can be 256 KiB
         if fields is None:
             with self.store.guard():
-                fields = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
-        version, data = fields
-        number = int(version or 0)
-        if number == 0 or data is None:
+                fields = [cast(bytes | None, self.store.client.hget(self.scenario_key, "version"))]
+        number = int(fields[0] or 0)
+        if number == 0:
             return 0, self.initial
-        if self._cache[0] != number:
-            self._cache = (number, self.codec.decode(data))
+        if self._cache[0] != number:  # versions are never reused: a version is its data
+            with self.store.guard():
+                held = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
+            version, data = held  # replaced meanwhile: the newer pair, read together
+            if not version or data is None:
+                return 0, self.initial
+            self._cache = (int(version), self.codec.decode(data))
         return self._cache
 
     def replace(self, scenario: T) -> None:

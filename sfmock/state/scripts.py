@@ -2,133 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "CLOCK", "DROP_SESSION", "HIT", "PUSH", "REPLACE", "RETIRE", "USE_SESSION"]
+from sfmock.state.admit_script import ADMIT
 
-ADMIT = r"""
--- Admit one request atomically: every sliding window, then the balance, then record.
--- KEYS[1]: the account's balance hash (gift, charged: scaled integers)
--- KEYS[2]: the session's sequence counter (makes window members unique)
--- KEYS[3]: the clock hash (while it is stopped, windows are kept a week longer)
--- KEYS[4..]: per window, a sorted set (score: time; member: "seq:amount") and its total
--- ARGV[1]: now (a decimal string: kept exact as a score)
--- ARGV[2], ARGV[3]: opening gift and charged balances (scaled integers)
--- ARGV[4]: cost (scaled integer)
--- ARGV[5]: 1 to charge and record, 0 to only read the windows
--- ARGV[6]: milliseconds the balance is kept after its last use (0: for ever)
--- then per window: span (s), limit, amount, ttl (ms: the span)
--- Returns {verdict, index, retry_after, used_1, last_1, used_2, last_2, ...}:
--- verdict 1 admitted, 2 over the limit of window `index` (retry_after -1: never),
--- 3 balance too low, 0 only read.
-local now_text = ARGV[1]
-local now = tonumber(now_text)
-local windows = (#KEYS - 3) / 2
-local slack = 0
-if redis.call('HEXISTS', KEYS[3], 'stopped') == 1 then
-  slack = 604800000
-end
-local used, last, spans, limits, amounts, ttls = {}, {}, {}, {}, {}, {}
-local function fmt(x)
-  return string.format('%.17g', x)
-end
-local function amount_of(member)
-  return tonumber(string.match(member, ':(.*)$'))
-end
-local function sum(entries)
-  local total = 0
-  for j = 1, #entries do
-    total = total + amount_of(entries[j])
-  end
-  return total
-end
-for i = 1, windows do
-  local key, total_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local base = 6 + (i - 1) * 4
-  local span = tonumber(ARGV[base + 1])
-  spans[i], limits[i], amounts[i], ttls[i] = span, tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), ARGV[base + 4]
-  local total = tonumber(redis.call('GET', total_key) or '-1')
-  if redis.call('EXISTS', key) == 0 then
-    total = 0
-  elseif total < 0 then -- the total went (expired alone): count again
-    total = sum(redis.call('ZRANGE', key, 0, -1))
-  end
-  local cutoff = fmt(now - span)
-  local later = redis.call('ZRANGEBYSCORE', key, '(' .. now_text, '+inf') -- the clock went back
-  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff) -- out of the window
-  if #later > 0 then
-    total = total - sum(later)
-    redis.call('ZREMRANGEBYSCORE', key, '(' .. now_text, '+inf')
-  end
-  if #gone > 0 then
-    total = total - sum(gone)
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
-  end
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  used[i], last[i] = total, newest[2]
-  if #later > 0 or #gone > 0 then
-    redis.call('SET', total_key, fmt(total), 'KEEPTTL')
-  end
-end
-local function answer(verdict, index, retry)
-  local out = {verdict, index, fmt(retry)}
-  for i = 1, windows do
-    out[#out + 1] = fmt(used[i])
-    out[#out + 1] = last[i] or ''
-  end
-  return out
-end
-for i = 1, windows do
-  if used[i] + amounts[i] > limits[i] then
-    local retry = -1
-    if amounts[i] <= limits[i] then -- seconds until enough has left the window
-      local needed = used[i] + amounts[i] - limits[i]
-      local freed = 0
-      retry = 0
-      local entries = redis.call('ZRANGE', KEYS[2 + 2 * i], 0, -1, 'WITHSCORES')
-      for j = 1, #entries, 2 do
-        freed = freed + amount_of(entries[j])
-        if freed >= needed then
-          retry = math.max(0, tonumber(entries[j + 1]) + spans[i] - now)
-          break
-        end
-      end
-    end
-    return answer(2, i, retry)
-  end
-end
-if ARGV[5] == '0' then
-  return answer(0, 0, 0)
-end
-local held = redis.call('HMGET', KEYS[1], 'gift', 'charged')
-local gift = tonumber(held[1] or ARGV[2])
-local charged = tonumber(held[2] or ARGV[3])
-local cost = tonumber(ARGV[4])
-if gift + charged <= 0 or gift + charged < cost then
-  return answer(3, 0, 0)
-end
-local from_gift = math.min(gift, cost)
-redis.call('HSET', KEYS[1], 'gift', string.format('%.0f', gift - from_gift),
-  'charged', string.format('%.0f', charged - (cost - from_gift)))
-if ARGV[6] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-end
-if windows > 0 then
-  local seq = redis.call('INCR', KEYS[2])
-  local longest = 0
-  for i = 1, windows do
-    local key, total_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-    redis.call('ZADD', key, now_text, seq .. ':' .. ARGV[6 + (i - 1) * 4 + 3])
-    used[i], last[i] = used[i] + amounts[i], now_text
-    local ttl = tonumber(ttls[i]) + slack
-    redis.call('SET', total_key, fmt(used[i]), 'PX', ttl)
-    redis.call('PEXPIRE', key, ttl)
-    longest = math.max(longest, ttl)
-  end
-  if redis.call('PTTL', KEYS[2]) < longest then -- kept as long as any window that may hold its numbers
-    redis.call('PEXPIRE', KEYS[2], string.format('%.0f', longest))
-  end
-end
-return answer(1, 0, 0)
-"""
+__all__ = ["ADMIT", "CLOCK", "DROP_SESSION", "HIT", "PUSH", "REPLACE", "RETIRE", "USE_SESSION"]
 
 PUSH = r"""
 -- Number one journal entry, append it and trim to the caps, oldest (lowest id) first.
@@ -149,8 +25,10 @@ while count > size or (bytes - freed > max_bytes and count > 1) do
   count = count - 1
   dropped = dropped + 1
 end
-if dropped > 0 then
+if freed > 0 then -- never -0: Redis refuses '-0' as an integer
   redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
+end
+if dropped > 0 then
   redis.call('HINCRBY', KEYS[2], 'dropped', dropped)
 end
 if ARGV[5] ~= '0' then

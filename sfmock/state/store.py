@@ -25,6 +25,8 @@ from typing import Protocol, TypeVar
 from sfmock.clock import Clock
 
 __all__ = [
+    "MONEY_DIGITS",
+    "MONEY_MAX",
     "Book",
     "Codec",
     "Epoch",
@@ -36,9 +38,25 @@ __all__ = [
     "Verdict",
     "Window",
     "WindowUse",
+    "money_problem",
 ]
 
 T = TypeVar("T")
+
+# Every store keeps money exactly: Redis as integer millionths in Lua's doubles, which hold
+# integers exactly to 2**53 (about 9e15 millionths). Balances and prices up to a billion
+# keep every sum the scripts make (two balances, a price times 4 images) below that.
+MONEY_DIGITS = 6
+MONEY_MAX = Decimal(1_000_000_000)
+
+
+def money_problem(amount: Decimal) -> str | None:
+    """Why ``amount`` cannot be a balance or a price (in any store), or ``None``."""
+    if not amount.is_finite() or amount < 0 or amount > MONEY_MAX:
+        return f"{amount}: expected an amount from 0 to {MONEY_MAX:,}"
+    if amount != round(amount, MONEY_DIGITS):
+        return f"{amount}: expected at most {MONEY_DIGITS} decimals"
+    return None
 
 
 class StoreUnavailable(Exception):

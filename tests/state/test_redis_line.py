@@ -4,7 +4,10 @@ comes back, and calls from many threads at once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -89,3 +92,61 @@ def test_the_store_turns_a_lost_line_into_store_unavailable(own_redis: RedisServ
     with store.snapshot(None):
         assert store.clock(lambda: VirtualClock(0), frozen=False).now() > T0  # the shared clock, read ahead
     store.close()
+
+
+def test_threads_waiting_behind_a_hung_server_pay_one_timeout_between_them(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url)
+    book = store.book(None)
+    assert own_redis.process is not None
+    refused: list[str] = []
+
+    def call(n: int) -> None:
+        try:
+            if n % 2:
+                with store.snapshot(None):  # the requests' line: one call at a time
+                    pass
+            else:
+                book.balances("a", OPENING)  # the client's pool: a connection each
+        except StoreUnavailable as exc:
+            refused.append(str(exc))
+
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+        began = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        took = time.monotonic() - began
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert len(refused) == 8 and all("cannot be reached" in why for why in refused)
+    assert took < 2 * 2.0, f"8 calls took {took:.1f} s"  # one at a time on the line: 4 timeouts of 2 s
+    time.sleep(1.0)  # the pause after a timeout ends: the next call asks again
+    with store.snapshot(None):
+        pass
+    store.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_replies_of_every_shape_come_back_as_the_client_gives_them(redis_url: str, protocol: int) -> None:
+    client = redis.Redis.from_url(redis_url, protocol=protocol)
+    line = Line(client)
+    big = bytes(range(256)) * 1000  # several reads of the socket, every byte value
+    nested = "return {1, 'two', {3, {}, false}, -4}"
+    replies = line.call(
+        ("SET", "k", big), ("GET", "k"), ("GET", "absent"), ("HMGET", "absent", "a", "b"), ("EVAL", nested, 0)
+    )
+    assert replies == [b"OK", big, None, [None, None], [1, b"two", [3, [], None], -4]]
+    assert replies[1:] == [
+        client.get("k"),
+        client.get("absent"),
+        client.hmget("absent", ["a", "b"]),
+        client.eval(nested, 0),
+    ]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        line.call(("HGET", "k", "f"))
+    assert line.call(("PING",), ("INCRBY", "n", -3), ("INCRBYFLOAT", "f", 0.5)) == [b"PONG", -3, b"0.5"]
+    line.close()
+    client.close()

@@ -8,16 +8,20 @@ connection, as separate processes would be.
 from __future__ import annotations
 
 import json
+import random
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from redis_server import RedisServer
+from redis_server import REDIS_SERVER, RedisServer, free_port, need_redis
 from sfmock.clock import VirtualClock
 from sfmock.state.memory import MemoryStore
 from sfmock.state.open import open_store
@@ -228,10 +232,10 @@ def test_redis_memory_stays_bounded(redis_url: str) -> None:
     faults.replace({"name": "x"})
     faults.hit(faults.current()[0], 0, None, None, lambda: True)
     client = redis.Redis.from_url(redis_url)
-    windows = client.keys("sfmock:|q:w:*")
+    windows = client.keys("sfmock:|q:log:*")
     assert windows and all(0 < client.pttl(k) <= 60_000 for k in windows)  # gone with the window
     assert client.zcard("sfmock:|j:entries") == 5
-    assert client.pttl("sfmock:|q:bal:a") == -1  # a configured account's money stays
+    assert client.pttl("sfmock:|q:a:a") == -1  # a configured account's money stays
     session_keys = client.keys("sfmock:suite|*")
     assert len(session_keys) >= 5 and all(0 < client.pttl(k) <= 86_400_000 for k in session_keys)
     client.close()
@@ -271,3 +275,91 @@ def test_only_the_most_recently_used_named_sessions_keep_state_in_redis(redis_ur
     assert client.zcard("sfmock:#sessions") == 0 and client.keys("sfmock:s*") == []
     assert MemoryStore().use_session("s0", 0) == []  # in memory the sessions' objects hold it all
     client.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_redis_windows_decide_as_memory_does_step_by_step(redis_url: str, seed: int) -> None:
+    """Many windows of one account, overlapping between requests, with spans and amounts of
+    their own, the clock going forward, jumping and going back: Redis and memory give the
+    same verdicts, waits, uses and newest times at every step."""
+    rng = random.Random(seed)
+    everything = [
+        Window("A|rpm", 60, 6, 1),
+        Window("A|ipm", 60, 9, 1),
+        Window("B|rpm", 60, 3, 1),
+        Window("|rph", 3600, 25, 1),
+        Window("|ipd", 86400, 40, 1),
+    ]
+    memory, shared = MemoryStore(), open_store(redis_url)
+    books = [memory.book(None), shared.book(None)]
+    now = T0
+    for _ in range(300):
+        step = rng.random()
+        if step < 0.85:
+            now += rng.choice([0, 0, 0.5, 1, 3, 7, 20])  # a frozen clock gives many requests one instant
+        elif step < 0.93:
+            now -= rng.uniform(0, 90)
+        elif step < 0.96:
+            now = T0  # a reset: back to the start, where entries that left some windows stand
+        else:
+            now += 3600
+        images = rng.randint(1, 4)
+        chosen = [w for w in everything if rng.random() < 0.6]
+        windows = [Window(w.name, w.span, w.limit, images if "ip" in w.name else 1) for w in chosen]
+        cost = Decimal(rng.choice(["0", "0.05", "0.25"]))
+        seen = [book.admit("a", OPENING, windows, cost, now) for book in books]
+        assert [(v.outcome, v.index, v.retry_after) for v in seen[:1]] == [
+            (v.outcome, v.index, v.retry_after) for v in seen[1:]
+        ], (now, windows)
+        uses = [book.usage("a", everything, now) for book in books]
+        assert uses[0] == uses[1], now
+        assert books[0].balances("a", OPENING) == books[1].balances("a", OPENING)
+    assert sorted(books[0].names("a")) == books[1].names("a")
+    shared.close()
+
+
+def test_an_account_is_one_hash_and_one_log_in_redis_however_many_windows(redis_url: str) -> None:
+    store = open_store(redis_url)
+    book = store.book(None)
+    windows = [Window(f"m{i}|rpm", 60, 100, 1) for i in range(6)] + [Window("|rpd", 86400, 100, 1)]
+    for n in range(5):
+        assert book.admit("a", OPENING, windows, Decimal(0), T0 + n).outcome == "admitted"
+    client = redis.Redis.from_url(redis_url)
+    assert sorted(client.keys("sfmock:|q:*")) == [b"sfmock:|q:a:a", b"sfmock:|q:log:a"]
+    assert client.zcard("sfmock:|q:log:a") == 5  # one entry a request, not one a window
+    assert 86_400_000 - 5_000 < client.pttl("sfmock:|q:log:a") <= 86_400_000  # kept for the longest window
+    client.close()
+    store.close()
+
+
+def test_a_redis_cluster_node_stops_serve_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfmock.cli import main
+
+    need_redis()
+    port = free_port()
+    command = [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    command += [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        str(tmp_path / "nodes.conf"),
+        "--dir",
+        str(tmp_path),
+    ]
+    node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+        url = f"redis://127.0.0.1:{port}/0"
+        assert main(["serve", "--store", url, "--port", "0"]) == 2
+        err = capsys.readouterr().err
+        assert f"command line: --store: {url}: a Redis Cluster node; expected a standalone Redis server" in err
+    finally:
+        node.terminate()
+        node.wait(10)
