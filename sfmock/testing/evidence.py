@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
+from sfmock.service.legacy import is_generation
 from sfmock.service.signing import UrlSigner
 from sfmock.transports import Exchange
 
@@ -58,7 +59,7 @@ class Run:
 
     @property
     def generations(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.method == "POST" and e.path == GENERATE]
+        return [e for e in self.exchanges if e.method == "POST" and is_generation(e.path)]
 
     @property
     def downloads(self) -> list[Exchange]:
