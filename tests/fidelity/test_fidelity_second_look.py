@@ -25,7 +25,8 @@ def live() -> Settings:
 
 
 def test_a_range_violation_answers_20015_naming_the_field() -> None:
-    """Fact "A range violation ... answers 400 code 20015 with the field named first" [seen,
+    """Fact "Observed in 2026, second look" row
+    "A range violation ... answers 400 code 20015 with the field named first" [seen,
     medium-high; a client app's notes, curl-checked 2026-10-03]: Kolors ``"seed": -1`` answers
     ``{"code":20015,"message":"seed: Must be greater than or equal to 0"}`` under
     ``range_errors: observed`` (the 2026 profile); omitting seed works; 20012 stays the default."""
@@ -46,7 +47,8 @@ def test_a_range_violation_answers_20015_naming_the_field() -> None:
 
 @pytest.mark.parametrize("size", ["", "1024", "1024*1024", "0x0", "big"])
 def test_an_empty_or_malformed_image_size_answers_20026(size: str) -> None:
-    """Fact "An empty or malformed image_size answers 400 code 20026" [seen, medium;
+    """Fact "Observed in 2026, second look" row
+    "An empty or malformed image_size answers 400 code 20026" [seen, medium;
     MartialBE/one-hub#583]: under ``size_errors: observed`` (the 2026 profile) it answers
     ``Image size format should be like 512x512.``; by default the page's 20012."""
     with fake(live()) as client:
@@ -60,7 +62,8 @@ def test_an_empty_or_malformed_image_size_answers_20026(size: str) -> None:
 
 
 def test_images_download_as_octet_stream() -> None:
-    """Fact "The image object is served as Content-Type: application/octet-stream" [seen,
+    """Fact "Observed in 2026, second look" row
+    "The image object is served as Content-Type: application/octet-stream" [seen,
     medium; Anionex/banana-slides test_lazyllm_image_content_type.py]: the setting
     ``image_content_type`` (the 2026 profile) serves the same PNG bytes under that type."""
     with fake(live()) as client:
@@ -75,7 +78,8 @@ def test_images_download_as_octet_stream() -> None:
 
 
 def test_image_urls_carry_a_signed_sts_token_and_are_about_1_9_kb() -> None:
-    """Fact "Pre-signed URLs carry STS credentials: X-Amz-Security-Token=<~1.3 KB token>
+    """Fact "Observed in 2026, second look" row
+    "Pre-signed URLs carry STS credentials: X-Amz-Security-Token=<~1.3 KB token>
     between X-Amz-SignedHeaders=host and X-Amz-Signature ... the whole URL is ~1.9 KB" [seen,
     medium-high; a verbatim URL in a public download script]: ``url_token: sts`` (the 2026
     profile). The token is signed like the rest: changed or dropped, the download is refused."""
@@ -99,7 +103,8 @@ def test_image_urls_carry_a_signed_sts_token_and_are_about_1_9_kb() -> None:
 
 
 def test_object_names_have_the_live_shape() -> None:
-    """Fact "Object names look like <13-char id>_<32 hex>_<8 hex>_<8 hex>_00001_.png" [seen,
+    """Fact "Observed in 2026, second look" row
+    "Object names look like <13-char id>_<32 hex>_<8 hex>_<8 hex>_00001_.png" [seen,
     medium; the same URLs]: ``object_names: observed`` (the 2026 profile); each image of a
     batch counts up from 00001, and each downloads at its size."""
     with fake(live()) as client:
@@ -115,7 +120,8 @@ def test_object_names_have_the_live_shape() -> None:
 
 
 def test_the_image_prefix_takes_the_temporary_none_form() -> None:
-    """Fact "the prefix was /default/outputs/ (2026-03) and /temporary/None/ (2026-05)" [seen,
+    """Fact "Observed in 2026, second look" row
+    "the prefix was /default/outputs/ (2026-03) and /temporary/None/ (2026-05)" [seen,
     medium]: ``image_prefix: /temporary/None/`` issues and serves images there."""
     with fake(Settings(seed=3, image_prefix="/temporary/None/", object_names="observed")) as client:
         url = generate(client, **KOLORS).json()["images"][0]["url"]
@@ -124,7 +130,8 @@ def test_the_image_prefix_takes_the_temporary_none_form() -> None:
 
 
 def test_ernie_image_turbo_is_in_the_catalogue() -> None:
-    """Fact "baidu/ERNIE-Image-Turbo was offered (text-to-image) in May 2026" [seen, medium;
+    """Fact "Observed in 2026, second look" row
+    "baidu/ERNIE-Image-Turbo was offered (text-to-image) in May 2026" [seen, medium;
     sukafon/astrbot_plugin_big_banana#11]: listed and generating, in the 2026 profile too; its
     rules are Z-Image-Turbo's (the closest documented model), a guess."""
     spec = load_contract().models[ERNIE]
@@ -136,7 +143,8 @@ def test_ernie_image_turbo_is_in_the_catalogue() -> None:
 
 
 def test_a_fault_picks_the_third_429_body() -> None:
-    """Fact "A third 429 body, with no code and no Details" [seen, medium, older; quoted on
+    """Fact "Observed in 2026, second look" row
+    "A third 429 body, with no code and no Details" [seen, medium, older; quoted on
     public pages 2024-25]: the dialect ``plain``, which a fault picks (and ``dialect: plain``
     for every 429)."""
     with fake(live()) as client:
@@ -152,7 +160,8 @@ def test_a_fault_picks_the_third_429_body() -> None:
 
 @pytest.mark.parametrize("profile", ["default", "2026"])
 def test_the_old_route_generates_with_the_model_from_the_path(profile: str) -> None:
-    """Fact "The 2024 route POST /v1/{model}/text-to-image (model in the path, body without
+    """Fact "Observed in 2026, second look" row
+    "The 2024 route POST /v1/{model}/text-to-image (model in the path, body without
     model) still answered in 2025" [seen 2025; one-hub#583, the Portkey gateway's provider]:
     on every profile it answers as the main route, validates the body as it does, and the
     journal names the path's model."""
@@ -175,7 +184,8 @@ def test_the_old_route_generates_with_the_model_from_the_path(profile: str) -> N
 
 
 def test_the_old_route_meets_the_generation_routes_faults() -> None:
-    """Fact "The 2024 route ..." [seen 2025]: a scenario rule for /v1/images/generations also
+    """Fact "Observed in 2026, second look" row
+    "The 2024 route ..." [seen 2025]: a scenario rule for /v1/images/generations also
     fires on the old route (the same faults), and a rule can name the old route alone."""
     scenario = {"rules": [{"name": "busy", "when": {"path": GEN}, "action": {"error": 503}}]}
     with fake(Settings(seed=3, scenario=scenario)) as client:
@@ -187,7 +197,8 @@ def test_the_old_route_meets_the_generation_routes_faults() -> None:
 
 @pytest.mark.parametrize("settings", [Settings(seed=3), None])
 def test_an_image_model_on_the_chat_endpoint_answers_model_does_not_exist(settings: Settings | None) -> None:
-    """Fact "An image model sent to /v1/chat/completions answers 400 {"code":20012,"message":
+    """Fact "Observed in 2026, second look" row
+    "An image model sent to /v1/chat/completions answers 400 {"code":20012,"message":
     "Model does not exist. Please check it carefully.","data":null}" [seen, high; AstrBot#9192,
     banana-slides#205]: on every profile; any other model gets a 400 saying sfmock fakes the
     image API only (never a 200, never a bare 404)."""
@@ -207,7 +218,8 @@ def test_an_image_model_on_the_chat_endpoint_answers_model_does_not_exist(settin
 
 @pytest.mark.parametrize("settings", [Settings(seed=3), None])
 def test_a_client_sending_only_openais_size_gets_the_models_default_size(settings: Settings | None) -> None:
-    """Fact "Clients that send only OpenAI's size (no image_size) still get an image: the
+    """Fact "Observed in 2026, second look" row
+    "Clients that send only OpenAI's size (no image_size) still get an image: the
     service defaults the size" [seen, low-medium; cherry-studio#16785; the Portkey gateway's
     openai provider drops image_size]: ``size`` is accepted and ignored, the model's default
     size is drawn (Qwen-Image: 1328x1328)."""
