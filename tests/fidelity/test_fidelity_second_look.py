@@ -200,8 +200,8 @@ def test_an_image_model_on_the_chat_endpoint_answers_model_does_not_exist(settin
     """Fact "Observed in 2026, second look" row
     "An image model sent to /v1/chat/completions answers 400 {"code":20012,"message":
     "Model does not exist. Please check it carefully.","data":null}" [seen, high; AstrBot#9192,
-    banana-slides#205]: on every profile; any other model gets a 400 saying sfmock fakes the
-    image API only (never a 200, never a bare 404)."""
+    banana-slides#205]: on every profile; any other model gets a 404 whose body says sfmock
+    fakes the image API only (never a 200, never a bare 404)."""
     with fake(settings or live()) as client:
         chat = {"model": "Kwai-Kolors/Kolors", "messages": [{"role": "user", "content": "draw"}]}
         answer = client.post("/v1/chat/completions", json=chat, headers=bearer())
@@ -210,7 +210,7 @@ def test_an_image_model_on_the_chat_endpoint_answers_model_does_not_exist(settin
             {"code": 20012, "message": "Model does not exist. Please check it carefully.", "data": None},
         )
         other = client.post("/v1/chat/completions", json={**chat, "model": "deepseek-ai/DeepSeek-V3"}, headers=bearer())
-        assert other.status_code == 400
+        assert other.status_code == 404  # with a body that says why: the route is not faked
         assert "sfmock fakes SiliconFlow's image API only" in other.json()["message"]
         assert "'deepseek-ai/DeepSeek-V3'" in other.json()["message"]
         assert client.post("/v1/chat/completions", json=chat).status_code == 401
