@@ -87,7 +87,7 @@ def test_the_canary_refuses_to_spend_without_the_flag(
     assert main(["drift", "--against", origin]) == 2
     out, err = capsys.readouterr()
     assert f"POST {origin}/v1/images/generations  [generate (Kwai-Kolors)]  ~0.05 CNY" in out
-    assert "WARNING: this costs real money: 4 image generation(s)" in out
+    assert "WARNING: this costs real money: 5 image generation(s)" in out  # one a family: baidu too
     assert "add --confirm-cost" in err
     assert upstream[0].state.seen == []  # nothing was called
 
@@ -114,13 +114,13 @@ def test_the_canary_reports_drift_of_the_service(
     status = main(["drift", "--against", origin, "--confirm-cost", "--record", str(tmp_path)])
     out = capsys.readouterr().out
     seen = upstream[0].state.seen
-    assert seen.count(("POST", "/v1/images/generations")) == 6 and len(seen) == 10
+    assert seen.count(("POST", "/v1/images/generations")) == 7 and len(seen) == 11
     assert seen[-1][0] == "GET" and seen[-1][1].startswith("/default/outputs/")  # the one download
-    assert "checked 10 exchange(s)" in out
+    assert "checked 11 exchange(s)" in out
     if drift is None:
         assert status == 0 and "no drift" in out
     else:
-        assert status == 1 and out.count("/body/seed: contract: type") == 4
+        assert status == 1 and out.count("/body/seed: contract: type") == 5
     for file in tmp_path.iterdir():
         assert KEY not in file.read_text("utf-8")
 
