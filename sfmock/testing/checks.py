@@ -27,6 +27,7 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
+from sfmock.testing.live_checks import offered
 from sfmock.testing.strategies import OUTCOMES, TRANSIENT, schedules
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
@@ -123,7 +124,7 @@ def check_client(
         max_total_wait=max_total_wait,
         strict=base.strict,
     )
-    names = list(outcomes) if outcomes is not None else list(OUTCOMES)
+    names = list(outcomes) if outcomes is not None else [name for name in OUTCOMES if offered(name, base)]
     replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound)
     harness = Harness(replace(base, seed=0 if seed is None else seed), api_key, hang_bound)
     tally = _Tally()

@@ -24,6 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
+from sfmock.testing.live_checks import offered
 from sfmock.testing.program_rules import check_names, judge
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, schedules
@@ -110,7 +111,8 @@ def check_program(
     unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
     if unknown:
         raise ValueError(f"unknown outcome {unknown[0]!r} in the schedule; choose from {', '.join(OUTCOMES)}")
-    strategy = schedules(list(outcomes) if outcomes is not None else list(OUTCOMES))
+    offer = [name for name in OUTCOMES if offered(name, setup.settings)]  # what the configured fake sends
+    strategy = schedules(list(outcomes) if outcomes is not None else offer)
     search = _Search(setup, names, budget, max_examples, progress or (lambda line: None))
     search.say(f"checking {shlex.join(setup.command)} (budget {budget:g}s, {jobs} jobs, seed {setup.seed})")
     first = search.evaluate(list(schedule) if schedule is not None else [], searching=True)

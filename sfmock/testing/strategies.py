@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sfmock.contract.fromschema import from_schema
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.contract.validation import RequestValidator
+from sfmock.testing.live_checks import LIVE_OUTCOMES, LIVE_PERMANENT, LIVE_TRANSIENT
 
 __all__ = [
     "DOWNLOAD_FAULTS",
@@ -71,6 +72,8 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "429-observed": {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
     "403-balance": {"error": {"status": 403, "code": 30001}},
     "402-balance": {"error": 402},
+    # the live service's other 400 and 429 bodies (issue 24), drawn where the fake sends them
+    **LIVE_OUTCOMES,
 }
 TRANSIENT: Final = frozenset(
     {
@@ -86,8 +89,9 @@ TRANSIENT: Final = frozenset(
         "dropped",
         "truncated",
     }
+    | LIVE_TRANSIENT
 )
-PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413", "403-balance", "402-balance"})
+PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413", "403-balance", "402-balance"}) | LIVE_PERMANENT
 SUCCESS: Final = frozenset({"ok", "slow", "latency", "extra-fields", "documented-body"})
 DOWNLOAD_FAULTS: Final = frozenset(name for name in OUTCOMES if name.startswith("download-"))
 
