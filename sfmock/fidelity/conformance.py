@@ -43,7 +43,7 @@ def check_response(
 
     ``headers`` may come from any client (httpx, requests, Starlette, or a mapping of
     lists); names are compared case-insensitively. ``dialect`` is the dialect in force
-    (``documented`` or ``observed``): where the contract words a body both ways, only that
+    (``documented``, ``observed`` or ``plain``): where the contract words a body several ways, only that
     dialect's body passes. ``image_prefix`` is where the server serves its images.
     """
     if dialect not in DIALECTS:
