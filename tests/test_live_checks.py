@@ -114,3 +114,9 @@ def test_a_client_retrying_the_live_400_is_caught_by_retries() -> None:
     with pytest.raises(ClientCheckFailed) as failed:
         check_client(stubborn, settings=live(), schedule=["400-range"])
     assert failed.value.invariant == "retries" and "retried after a permanent 400" in failed.value.problem
+
+
+def test_downloads_under_the_temporary_none_prefix_are_seen() -> None:
+    """``image_prefix: /temporary/None/`` (seen 2026): the check sees the download there."""
+    report = check_client(careful_generate, settings=Settings(image_prefix="/temporary/None/"), schedule=[])
+    assert report.succeeded == 1

@@ -44,7 +44,7 @@ def route_of(path: str) -> str:
         return path
     if legacy_model(path) is not None:
         return LEGACY_PATTERN
-    if "/outputs/" in path:
+    if "/outputs/" in path or path.startswith("/temporary/"):  # /temporary/None/ seen in 2026
         return STORE_ROUTE
     return "other"
 

@@ -35,6 +35,8 @@ __all__ = [
 
 GENERATE = "/v1/images/generations"
 STORE = "/outputs/"  # image objects live under {prefix}/outputs/ on the object store
+# ... or under /temporary/<segment>/ (/temporary/None/ seen in 2026, the image_prefix setting)
+_TEMPORARY = re.compile(r"/temporary/[^/]+/[^/]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +65,7 @@ class Run:
 
     @property
     def downloads(self) -> list[Exchange]:
-        return [e for e in self.exchanges if STORE in e.path and e.method == "GET"]
+        return [e for e in self.exchanges if e.method == "GET" and (STORE in e.path or _TEMPORARY.fullmatch(e.path))]
 
     def outcome(self, attempt: int) -> str:
         """The scheduled outcome of generation attempt ``attempt`` (0-based)."""
