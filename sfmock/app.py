@@ -37,20 +37,21 @@ from sfmock.fidelity.replay import Recordings, ReplayGenerator
 from sfmock.service.accounts import Authenticator, KeyRegistry, OpenAuthenticator
 from sfmock.service.admission import Admission
 from sfmock.service.api import Api
+from sfmock.service.chat import CHAT_PATH, ChatRoute
 from sfmock.service.direct import DirectRoute
 from sfmock.service.failures import InternalErrorMiddleware, StoreOutageMiddleware
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
+from sfmock.service.legacy import GENERATION_PATH, LEGACY_ROUTE
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.origins import Origins
 from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
+from sfmock.service.rule_errors import RuleWording
 from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import TraceIdMiddleware
 from sfmock.state.open import open_store
 
 __all__ = ["FakeApp", "create_app", "serving_secrets"]
-
-GENERATION_PATH = "/v1/images/generations"
 
 
 def create_app(
@@ -75,9 +76,13 @@ def create_app(
         clock = store.clock(lambda: VirtualClock(time.time()) if frozen else ShiftedClock(), frozen=frozen)
     contract = contract or load_contract()
     seed = settings.seed
-    signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl)
+    signer = UrlSigner(settings.signing_key, ttl=settings.url_ttl, token=settings.url_token)
     generator = Generator(
-        contract=contract, signer=signer, base_url=settings.image_base_url, image_prefix=settings.image_prefix
+        contract=contract,
+        signer=signer,
+        base_url=settings.image_base_url,
+        image_prefix=settings.image_prefix,
+        object_names=settings.object_names,
     )
     pictures: dict[str, bytes] = {}
     if settings.replay is not None:
@@ -86,6 +91,7 @@ def create_app(
             signer=signer,
             base_url=settings.image_base_url,
             image_prefix=settings.image_prefix,
+            object_names=settings.object_names,
             recordings=Recordings(settings.replay, settings.replay_match),
             fallback=settings.replay_miss == "fake",
             pictures=pictures,
@@ -128,8 +134,9 @@ def create_app(
         lifecycle=lifecycle,
         unknown_fields=settings.unknown_fields,
         invalid_parameter_code=settings.invalid_parameter_code,
+        wording=RuleWording(settings.range_errors, settings.size_errors),
     )
-    host = ImageHost(signer, clock, generator.max_pixels, pictures)
+    host = ImageHost(signer, clock, generator.max_pixels, pictures, content_type=settings.image_content_type)
     scenario = settings.scenario or Scenario()
 
     def new_session(name: str | None) -> SessionState:
@@ -156,6 +163,8 @@ def create_app(
     page = Page(control=control, authenticator=authenticator, max_pixels=generator.max_pixels)
     routes = [
         Route(GENERATION_PATH, api.generate, methods=["POST"]),  # served by DirectRoute, 405 for others
+        Route(LEGACY_ROUTE, api.text_to_image, methods=["POST"]),
+        Route(CHAT_PATH, ChatRoute(api).complete, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/user/info", api.user_info, methods=["GET"]),
         Route(settings.image_prefix + "{object}", host.download, methods=["GET"]),  # and DirectRoute

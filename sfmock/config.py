@@ -90,6 +90,12 @@ class Settings:
     rate_limit_codes: Mapping[str, int] = field(default_factory=lambda: dict(OBSERVED_429_CODES))
     unknown_fields: str = "accept"  # fields the reference does not list (n, size, user, ...): a guess
     invalid_parameter_code: int = 20012  # 20015 as seen on other endpoints: a guess for images
+    # issue 24's facts (siliconflow-api.md, "Observed in 2026, second look"), each its own setting
+    range_errors: str = "documented"  # or "observed": 20015 "seed: Must be greater than or equal to 0"
+    size_errors: str = "documented"  # or "observed": 20026 "Image size format should be like 512x512."
+    image_content_type: str = "image/png"  # or "application/octet-stream", as the live store serves
+    url_token: str = "none"  # or "sts": an X-Amz-Security-Token in every image URL (~1.9 KB in all)
+    object_names: str = "sfmock"  # or "observed": <id>_<32 hex>_<8 hex>_<8 hex>_00001_.png
     replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.fidelity.replay)
     replay_match: str = "prompt"
     replay_miss: str = "fake"

@@ -172,13 +172,22 @@ def probe_plain(base: str) -> dict[str, Any]:
 
 def probe_images(base: str) -> dict[str, Any]:
     """``image_public_url``: image URLs are named by it, and the object they name downloads
-    from the fake (the path and signature are the fake's own)."""
+    from the fake (the path and signature are the fake's own). Also the 2026 service's
+    images and 400s (issue 24): ``url_token``, ``object_names``, ``image_content_type``,
+    ``range_errors``, ``size_errors``."""
     with _client(base, "documented", "/temporary/outputs/") as client:
         url = _gen(client, "sk-images", KOLORS).json()["images"][0]["url"]
         parts = urlsplit(url)
         local = client.get(parts.path.removeprefix("/base") + "?" + parts.query)
         named = url.startswith("http://img.example.test/base/temporary/outputs/")
-        return {"image_public_url": [named, local.status_code]}
+        return {
+            "image_public_url": [named, local.status_code],
+            "url_token": "X-Amz-Security-Token=" in parts.query,
+            "object_names": parts.path.endswith("_00001_.png"),
+            "image_content_type": local.headers["content-type"],
+            "range_errors": _status_code(_gen(client, "sk-images", {**KOLORS, "seed": -1})),
+            "size_errors": _status_code(_gen(client, "sk-images", {**KOLORS, "image_size": ""})),
+        }
 
 
 PROBES = {"open": probe_open, "accounts": probe_accounts, "plain": probe_plain, "images": probe_images}

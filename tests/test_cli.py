@@ -71,7 +71,7 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "--config", "/nonexistent/sfmock.yaml"], "/nonexistent/sfmock.yaml: (file): cannot be read"),
         (["serve", "--replay-miss", "maybe"], "--replay-miss: 'maybe' is not one of ['fake', 'error']"),
         (["serve", "--replay", "/nonexistent"], "command line: --replay: expected a folder of recordings"),
-        (["serve", "--dialect", "spoken"], "--dialect: 'spoken' is not one of ['documented', 'observed']"),
+        (["serve", "--dialect", "spoken"], "--dialect: 'spoken' is not one of ['documented', 'observed', 'plain']"),
         (["serve", "--balance-status", "401"], "--balance-status: 401 is not one of [402, 403]"),
         (["serve", "--image-prefix", "/v1/x/"], "--image-prefix: '/v1/x/' does not match"),
         (

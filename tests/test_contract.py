@@ -41,7 +41,9 @@ def test_contract_ships_inside_the_package() -> None:
 
 
 def test_served_routes_and_documented_operations_agree() -> None:
-    served = {(route.path, method) for route in create_app().routes for method in route.methods - {"HEAD"}}
+    routes = create_app().routes
+    # a convertor (the old route's {model:path}: a model id holds a slash) is no part of the template
+    served = {(re.sub(r":\w+}", "}", route.path), method) for route in routes for method in route.methods - {"HEAD"}}
     verbs = {"get", "put", "post", "delete", "patch"}
     documented = {
         (path, verb.upper())

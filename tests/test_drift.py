@@ -89,7 +89,7 @@ def test_the_canary_refuses_to_spend_without_the_flag(
     assert main(["drift", "--against", origin]) == 2
     out, err = capsys.readouterr()
     assert f"POST {origin}/v1/images/generations  [generate (Kwai-Kolors)]  ~0.05 CNY" in out
-    assert "WARNING: this costs real money: 4 image generations" in out
+    assert "WARNING: this costs real money: 5 image generations" in out  # one a family: baidu too
     assert "add --confirm-cost" in err
     assert upstream[0].state.seen == []  # nothing was called
 
@@ -116,15 +116,15 @@ def test_the_canary_reports_drift_of_the_service(
     status = main(["drift", "--against", origin, "--confirm-cost", "--record", str(tmp_path)])
     out = capsys.readouterr().out
     seen = upstream[0].state.seen
-    assert seen.count(("POST", "/v1/images/generations")) == 6 and len(seen) == 10
+    assert seen.count(("POST", "/v1/images/generations")) == 7 and len(seen) == 11
     assert seen[-1][0] == "GET" and seen[-1][1].startswith("/default/outputs/")  # the one download
-    assert "checked 10 exchanges" in out
+    assert "checked 11 exchanges" in out
     if drift is None:
         assert status == 0 and "no drift" in out
     else:
-        # one cause in the four generations: one disagreement, listed once
+        # one cause in the five generations: one disagreement, listed once
         assert status == 1 and out.count("/body/seed: contract: type") == 1
-        assert "drift: 1 disagreement with the contract (seen 4 times)" in out
+        assert "drift: 1 disagreement with the contract (seen 5 times)" in out
     for file in tmp_path.iterdir():
         assert KEY not in file.read_text("utf-8")
 
@@ -175,3 +175,42 @@ def test_the_proxy_command_reports_at_exit(
 
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {KEY}"}
+
+
+def test_the_second_looks_shapes_are_not_drift() -> None:
+    """Issue 24's facts as a 2026 service sends them (the 2026 profile, /temporary/None/
+    images): the 20015 and 20026 bodies, the third 429 body, the old route with its body
+    without a model, an octet-stream download through a URL with an STS token, the chat
+    endpoint's refusal of an image model. The contract knows every shape: no drift."""
+    from dataclasses import replace as changed
+
+    from starlette.testclient import TestClient
+
+    from sfmock import VirtualClock, create_app, load_settings
+
+    settings = changed(load_settings(FIXTURES / "live-2026.yaml"), image_prefix="/temporary/None/")
+    auth = _auth()
+    with TestClient(create_app(settings, clock=VirtualClock(1_767_225_600)), base_url=settings.base_url) as client:
+        kolors = {"model": "Kwai-Kolors/Kolors", "prompt": "x"}
+        answers = [
+            client.post("/v1/images/generations", json={**kolors, "seed": -1}, headers=auth),
+            client.post("/v1/images/generations", json={**kolors, "image_size": ""}, headers=auth),
+            client.post("/v1/images/generations", json=kolors, headers={**auth, "X-Sfmock-Fault": "429;dialect=plain"}),
+            client.post("/v1/Kwai-Kolors/Kolors/text-to-image", json={"prompt": "x"}, headers=auth),
+            client.post("/v1/chat/completions", json={**kolors, "messages": []}, headers=auth),
+        ]
+        legacy = answers[3].json()
+        answers.append(client.get(legacy["images"][0]["url"]))
+    assert [a.status_code for a in answers] == [400, 400, 429, 200, 400, 200]
+    assert answers[-1].headers["content-type"] == "application/octet-stream"
+    for answer in answers:
+        request = answer.request
+        exchange = Exchange(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query.decode(),
+            request=Message(headers=dict(request.headers), body=request.content),
+            status=answer.status_code,
+            response=Message(headers=dict(answer.headers), body=answer.content),
+        )
+        assert check_exchange(exchange) == [], (request.url.path, answer.text[:200])

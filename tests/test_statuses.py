@@ -119,6 +119,29 @@ for _path in ("/v1/images/generations", "/v1/models", "/v1/user/info"):
     _method = "POST" if _path == GEN else "GET"
     for _status in INJECTABLE:
         CASES.setdefault((_path, _method, _status), fault(_method, _path, _status))
+# the old route (the model in its path) and the chat endpoint's refusals (issue 24)
+LEGACY, OLD = "/v1/{model}/text-to-image", "/v1/Kwai-Kolors/Kolors/text-to-image"
+CHAT = "/v1/chat/completions"
+CASES.update(
+    {
+        (LEGACY, "POST", 200): lambda c: c.post(OLD, json={"prompt": "x"}, headers=KEY),
+        (LEGACY, "POST", 400): lambda c: c.post("/v1/x/none/text-to-image", json={"prompt": "x"}, headers=KEY),
+        (LEGACY, "POST", 401): lambda c: c.post(OLD, json={"prompt": "x"}, headers=AUTH),
+        (LEGACY, "POST", 403): lambda c: c.post(
+            OLD, json={"prompt": "x"}, headers={"Authorization": "Bearer sk-off-0123456789"}
+        ),
+        (LEGACY, "POST", 405): lambda c: c.get(OLD, headers=KEY),
+        (LEGACY, "POST", 413): lambda c: c.post(OLD, json={"prompt": "x" * 5000}, headers=KEY),
+        (CHAT, "POST", 400): lambda c: c.post(CHAT, json={"model": "Kwai-Kolors/Kolors", "messages": []}, headers=KEY),
+        (CHAT, "POST", 401): lambda c: c.post(CHAT, json={"model": "a/chat", "messages": []}, headers=AUTH),
+        (CHAT, "POST", 404): lambda c: c.post(CHAT, json={"model": "a/chat", "messages": []}, headers=KEY),
+        (CHAT, "POST", 405): lambda c: c.get(CHAT, headers=KEY),
+        (CHAT, "POST", 413): lambda c: c.post(CHAT, json={"model": "x" * 5000}, headers=KEY),
+    }
+)
+for _path, _concrete in ((LEGACY, OLD), (CHAT, CHAT)):
+    for _status in INJECTABLE:
+        CASES.setdefault((_path, "POST", _status), fault("POST", _concrete, _status))
 CONTROL = {
     "/_sfmock/health": ("GET",),
     "/_sfmock/reset": ("POST",),

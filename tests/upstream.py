@@ -24,7 +24,13 @@ from sfmock.server import ServerThread, listen
 DRIFTS = ("extra-field", "changed-type", "missing-header", "renamed-code", "html-502")
 JSON = "application/json; charset=utf-8"
 KEY = "sk-upstream-real-key-0123456789"
-MODELS = ("Kwai-Kolors/Kolors", "Qwen/Qwen-Image", "black-forest-labs/FLUX.1-schnell", "Tongyi-MAI/Z-Image-Turbo")
+MODELS = (
+    "Kwai-Kolors/Kolors",
+    "Qwen/Qwen-Image",
+    "black-forest-labs/FLUX.1-schnell",
+    "Tongyi-MAI/Z-Image-Turbo",
+    "baidu/ERNIE-Image-Turbo",
+)
 HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 UNKNOWN_MODEL = {"code": 20012, "message": "Model does not exist. Please check it carefully.", "data": None}
 

@@ -75,7 +75,7 @@ class Action:
     expired_url: bool = False
     extra_fields: bool = False
     documented_body: bool = False
-    dialect: str | None = None  # word this answer's errors as "documented" or "observed"
+    dialect: str | None = None  # word this answer's errors as "documented", "observed" or "plain"
     retire: tuple[str, ...] = ()  # retire these models now, then answer
 
     @classmethod
@@ -136,6 +136,7 @@ class RequestInfo:
     account: str | None = None
     model: str | None = None
     elapsed: float = 0.0  # server seconds since the start (or the last reset)
+    aliases: tuple[str, ...] = ()  # other paths it answers as (the old route: the generation route)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +154,7 @@ class Rule:
 
     def matches(self, info: RequestInfo) -> bool:
         when = self.when
-        if "path" in when and not fnmatch.fnmatchcase(info.path, when["path"]):
+        if "path" in when and not any(fnmatch.fnmatchcase(p, when["path"]) for p in (info.path, *info.aliases)):
             return False
         if "method" in when and info.method.upper() != when["method"].upper():
             return False
@@ -366,7 +367,7 @@ def parse_fault_header(value: str) -> Action:
     Names: a bare status (``503``), ``error=S``, ``code=N``, ``message=TEXT``, ``limit=IPM``,
     ``delay=S`` or ``delay=LOW..HIGH``, ``hang[=S]``, ``drop``, ``truncate[=F]``,
     ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``,
-    ``documented-body``, ``retry-after=S`` (with an error), ``dialect=documented|observed``,
+    ``documented-body``, ``retry-after=S`` (with an error), ``dialect=documented|observed|plain``,
     ``retire=MODEL``, ``pass``.
     Raises ``ValueError`` naming the problem.
     """

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfmock.service.auth import bearer_token
+from sfmock.service.legacy import legacy_model
 from sfmock.state.memory import MemoryLog
 from sfmock.state.store import Log
 
@@ -153,6 +154,7 @@ class Entry:
         except (ValueError, RecursionError):
             return None, _shorten(_text(self.raw_body), 0, [NODE_CAP])
         model = parsed.get("model") if isinstance(parsed, dict) else None
+        model = legacy_model(self.path) or model  # the old route names it in the path
         model = _clean(model) if isinstance(model, str) else None
         try:
             return model, _shorten(parsed, 0, [NODE_CAP])

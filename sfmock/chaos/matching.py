@@ -12,6 +12,7 @@ from sfmock.clock import Clock
 from sfmock.errors import ApiError
 from sfmock.service.accounts import Authenticator
 from sfmock.service.auth import bearer_token
+from sfmock.service.legacy import GENERATION_PATH, legacy_model
 from sfmock.service.lifecycle import Lifecycle
 
 __all__ = ["FaultMatcher"]
@@ -42,6 +43,7 @@ class FaultMatcher:
         (``scenario`` is the one in force, read once for the request)."""
         needs = scenario.needs
         account = model = None
+        old_route = legacy_model(scope["path"])
         if "account" in needs:
             try:
                 account = self.authenticator.authenticate(headers.get("authorization")).id
@@ -53,6 +55,7 @@ class FaultMatcher:
                 model = parsed.get("model") if isinstance(parsed, dict) else None
             except ValueError:
                 model = None
+            model = old_route if old_route is not None else model
         return RequestInfo(
             method=scope["method"],
             path=scope["path"],
@@ -61,4 +64,5 @@ class FaultMatcher:
             account=account,
             model=model if isinstance(model, str) else None,
             elapsed=self.clock.now() - self.lifecycle.started if "after" in needs else 0.0,
+            aliases=(GENERATION_PATH,) if old_route is not None else (),
         )

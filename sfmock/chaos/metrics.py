@@ -21,12 +21,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from sfmock.service.legacy import legacy_model
+
 __all__ = ["CONTENT_TYPE", "FOLDER_VARIABLE", "Metrics", "route_of"]
 
 FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: set before it is imported
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 API_ROUTES = ("/v1/images/generations", "/v1/models", "/v1/user/info")
+LEGACY_PATTERN = "/v1/{model}/text-to-image"  # the 2024 route
 STORE_ROUTE = "/temporary/outputs/{object}"  # the image host's route (under any image_prefix)
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DETAILS = re.compile(rb"Details:([A-Za-z]+) limit reached")
@@ -39,7 +42,9 @@ def route_of(path: str) -> str:
     """The route template a path belongs to (``other`` for unknown paths)."""
     if path in API_ROUTES:
         return path
-    if "/outputs/" in path:
+    if legacy_model(path) is not None:
+        return LEGACY_PATTERN
+    if "/outputs/" in path or path.startswith("/temporary/"):  # /temporary/None/ seen in 2026
         return STORE_ROUTE
     return "other"
 

@@ -18,6 +18,7 @@ from sfmock.chaos.faults import Fault
 from sfmock.chaos.journal import RESPONSE_CAP, Entry
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import Answer, SessionState
+from sfmock.service.legacy import is_generation
 from sfmock.state.store import StoreUnavailable
 
 __all__ = ["ANSWER_CAP", "GENERATION_PATH", "Exchange", "JournalWriter", "Outcome"]
@@ -54,7 +55,7 @@ class Outcome:
         chunk = message.get("body", b"")
         if len(self.body) < RESPONSE_CAP:
             self.body += chunk[: RESPONSE_CAP - len(self.body)]
-        if chunk and not self.type.startswith("image/"):
+        if chunk and not self.type.startswith(("image/", "application/octet-stream")):  # an image, as served live
             room = ANSWER_CAP - sum(len(part) for part in self.answer)
             if room > 0:
                 self.answer.append(chunk[:room])
@@ -115,7 +116,7 @@ class JournalWriter:
             return
         answer = b"".join(outcome.answer)
         status = entry.status
-        images = _issued(state, answer, fault) if status == 200 and scope["path"] == GENERATION_PATH else ()
+        images = _issued(state, answer, fault) if status == 200 and is_generation(scope["path"]) else ()
         try:
             session.remember(entry.id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
             self.metrics.observe(
@@ -135,7 +136,7 @@ class JournalWriter:
 def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
     """The model a request named: as the API read it, or (a fault answered instead) from the body."""
     model = scope["state"].get("model")
-    if model is None and fault is not None and scope["path"] == GENERATION_PATH:
+    if model is None and fault is not None and is_generation(scope["path"]):
         try:
             parsed = json.loads(body)
         except (ValueError, RecursionError):

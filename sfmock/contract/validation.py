@@ -24,7 +24,7 @@ from sfmock.contract.compiled import CompiledSchema
 from sfmock.contract.openapi import FIELDS, REQUEST, Contract
 from sfmock.imaging import probe_data_url
 
-__all__ = ["RequestValidator"]
+__all__ = ["RequestValidator", "is_verbatim", "message_of"]
 
 VERBATIM = "x-sfmock-message"  # a rule's 400 message exactly as the service words it
 _SIZE = re.compile(r"([0-9]+)x([0-9]+)")
@@ -142,17 +142,32 @@ class RequestValidator:
     def first_message(self, body: Any, *, strict: bool = False) -> str | None:
         """The 400 message for ``body``, or ``None`` when it is valid: the service's own words
         where the contract gives them (``x-sfmock-message``), else ``Invalid parameter: ...``."""
+        error = self.first_violation(body, strict=strict)
+        return None if error is None else message_of(error)
+
+    def first_violation(self, body: Any, *, strict: bool = False) -> ValidationError | None:
+        """The violation :meth:`first_message` words, or ``None`` when ``body`` is valid."""
         if self.is_valid(body, strict=strict):
             return None
         validator = self._validator(body, strict)
         if validator.is_valid(body):  # the compiled rules could not read it: jsonschema decides
             return None
         errors = list(validator.iter_errors(body))
-        verbatim = [e for e in errors if isinstance(e.schema, dict) and VERBATIM in e.schema]
+        verbatim = [e for e in errors if is_verbatim(e)]
         if verbatim:
-            return verbatim[0].message
-        error = best_match([e for e in errors if not _strict_only(e)] or errors)
-        return None if error is None else f"Invalid parameter: {describe(error)}"
+            return verbatim[0]
+        best: ValidationError | None = best_match([e for e in errors if not _strict_only(e)] or errors)
+        return best
+
+
+def is_verbatim(error: ValidationError) -> bool:
+    """Whether ``error`` is worded as the service words it (``x-sfmock-message``)."""
+    return isinstance(error.schema, dict) and VERBATIM in error.schema
+
+
+def message_of(error: ValidationError) -> str:
+    """The 400 message of a violation: the service's own words, else ``Invalid parameter: ...``."""
+    return error.message if is_verbatim(error) else f"Invalid parameter: {describe(error)}"
 
 
 _COMPILED: weakref.WeakKeyDictionary[Contract, dict[tuple[str | None, bool], CompiledSchema]]

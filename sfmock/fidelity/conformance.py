@@ -24,6 +24,7 @@ __all__ = ["check_response", "find_response", "match_path"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PREFIXED = "x-sfmock-prefix-setting"
+OCTET_STREAM = "application/octet-stream"  # how the live store serves a PNG (the contract: contentMediaType)
 _DIALECTS = "x-sfmock-dialects"
 
 
@@ -42,7 +43,7 @@ def check_response(
 
     ``headers`` may come from any client (httpx, requests, Starlette, or a mapping of
     lists); names are compared case-insensitively. ``dialect`` is the dialect in force
-    (``documented`` or ``observed``): where the contract words a body both ways, only that
+    (``documented``, ``observed`` or ``plain``): where the contract words a body several ways, only that
     dialect's body passes. ``image_prefix`` is where the server serves its images.
     """
     if dialect not in DIALECTS:
@@ -116,7 +117,8 @@ def _match_path(contract: Contract, path: str, image_prefix: str) -> str | None:
             if under_prefix and len(path) > len(image_prefix):
                 return str(template)
             continue
-        pattern = re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(template))
+        pattern = re.escape(template).replace(r"\{model\}", ".+")  # a model id holds a slash
+        pattern = re.sub(r"\\\{[^}/]+\\\}", "[^/]+", pattern)
         if re.fullmatch(pattern, path):
             return str(template)
     return None
@@ -131,7 +133,7 @@ def _check_body(contract: Contract, media_type: str, pointer: str, body: bytes, 
             raise ContractViolation(f"{where}: body is not JSON: {exc}") from None
     elif media_type.endswith("xml"):
         instance = _xml_elements(contract.flatten(contract.resolve(pointer)), body, where)
-    elif media_type.startswith("image/"):
+    elif media_type.startswith("image/") or media_type == OCTET_STREAM:
         _check_image(media_type, body, where)
         return
     else:
@@ -154,7 +156,7 @@ def _xml_elements(schema: dict[str, Any], body: bytes, where: str) -> dict[str, 
 
 
 def _check_image(media_type: str, body: bytes, where: str) -> None:
-    if media_type == "image/png" and not body.startswith(_PNG_SIGNATURE):
+    if media_type in ("image/png", OCTET_STREAM) and not body.startswith(_PNG_SIGNATURE):
         raise ContractViolation(f"{where}: body is not a PNG")
     try:
         with Image.open(io.BytesIO(body)) as picture:

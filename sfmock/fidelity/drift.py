@@ -30,7 +30,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from sfmock.contract.openapi import REQUEST, Contract, load_contract
 from sfmock.errors import ContractViolation
-from sfmock.fidelity.conformance import find_response, match_path
+from sfmock.fidelity.conformance import OCTET_STREAM, find_response, match_path
 from sfmock.fidelity.recording import Exchange, scrub
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.wording import plural
@@ -157,7 +157,10 @@ def _request_drift(contract: Contract, exchange: Exchange) -> Iterator[_Found]:
         body = exchange.request.json()
     except ValueError:
         return
-    for error in contract.validator(REQUEST).iter_errors(body):
+    # the operation's own request schema (the old route's body has no model); a generation's is REQUEST
+    schema = operation["requestBody"].get("content", {}).get("application/json", {}).get("schema", {})
+    pointer = schema.get("$ref", REQUEST) if isinstance(schema, dict) else REQUEST
+    for error in contract.validator(pointer).iter_errors(body):
         pointer, expected, actual = _from_error(error, "/request/body")
         yield pointer, f"the service accepted this request; the contract requires {expected}", actual
 
@@ -175,7 +178,7 @@ def _parse(contract: Contract, media_type: str, pointer: str, body: bytes) -> tu
             return _xml_elements(contract.flatten(contract.resolve(pointer)), body, ""), None
         except ContractViolation as exc:
             return None, str(exc).lstrip(": ")
-    if media_type.startswith("image/"):
+    if media_type.startswith("image/") or media_type == OCTET_STREAM:  # the live store's PNG [seen 2026]
         from sfmock.fidelity.conformance import _check_image
 
         try:
@@ -251,12 +254,13 @@ def _valid(contract: Contract, schema: Any, instance: Any) -> bool:
     return bool(Draft202012Validator(contract.inline(schema)).is_valid(instance))
 
 
-_OUTPUTS = re.compile(r"/[A-Za-z0-9._~-]+/outputs/")
+# any {folder}/outputs/ is the store's, and /temporary/{anything}/ ("/temporary/None/", 2026-05)
+_OUTPUTS = re.compile(r"/(?:[A-Za-z0-9._~-]+/outputs|temporary/[A-Za-z0-9._~-]+)/")
 
 
 def _prefix_of(path: str) -> str:
     """The image prefix ``path`` is under: the prefix is a setting (x-sfmock-prefix-setting),
-    /temporary/outputs/ in 2026 and /default/outputs/ before; any {folder}/outputs/ is the store's."""
+    /temporary/outputs/ in 2026 (/temporary/None/ seen too) and /default/outputs/ before."""
     prefix = path.rsplit("/", 1)[0] + "/"
     return prefix if _OUTPUTS.fullmatch(prefix) else IMAGE_PREFIX
 

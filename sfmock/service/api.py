@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from sfmock.clock import Clock
 from sfmock.contract.openapi import Contract
-from sfmock.contract.validation import RequestValidator
+from sfmock.contract.validation import RequestValidator, message_of
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.admission import Admission
 from sfmock.service.generation import Generator, prompt_tokens
@@ -30,6 +30,7 @@ from sfmock.service.responses import (
     unauthorized,
     unknown_model,
 )
+from sfmock.service.rule_errors import RuleWording
 
 __all__ = ["STRICT_HEADER", "Api"]
 
@@ -55,6 +56,7 @@ class Api:
         lifecycle: Lifecycle | None = None,
         unknown_fields: str = "accept",
         invalid_parameter_code: int = 20012,
+        wording: RuleWording | None = None,
     ) -> None:
         self.contract = contract
         self.generator = generator
@@ -68,6 +70,7 @@ class Api:
         self.origins = origins or Origins(image_port=None, configured=True, from_host=False)
         self.lifecycle = lifecycle or Lifecycle((), started=clock.now())
         self.parameter_code = invalid_parameter_code
+        self.wording = wording or RuleWording()
         self.known_fields = frozenset(contract.request_fields["properties"]) if unknown_fields == "reject" else None
 
     def account(self, request: Request) -> Account:
@@ -77,8 +80,12 @@ class Api:
             raise unauthorized()
         return self.authenticator.authenticate(given[0] if given else None)
 
-    async def generate(self, request: Request) -> Response:
-        """``POST /v1/images/generations``.
+    async def text_to_image(self, request: Request) -> Response:
+        """``POST /v1/{model}/text-to-image``, the 2024 route: a generation of the path's model."""
+        return await self.generate(request, path_model=request.path_params["model"])
+
+    async def generate(self, request: Request, *, path_model: str | None = None) -> Response:
+        """``POST /v1/images/generations`` (and the old route, the model from its path).
 
         Checks, in order: key (401), account and key status (403), body is JSON (400/413),
         model exists (400), model is live and the account may use it (403 code 30003),
@@ -90,6 +97,8 @@ class Api:
         body = await read_json(request, self.max_body_bytes)
         if not isinstance(body, dict):
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
+        if path_model is not None:
+            body = {**body, "model": path_model}  # the path names the model, whatever the body says
         name = body.get("model")
         request.state.model = name if isinstance(name, str) else None  # for the metrics
         now = self.clock.now()
@@ -98,7 +107,12 @@ class Api:
                 raise unknown_model()
             if self.lifecycle.is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
-        message = self.validator.first_message(body, strict=strict)
+        violation = self.validator.first_violation(body, strict=strict)
+        message = None if violation is None else message_of(violation)
+        if violation is not None and not self.wording.documented:
+            observed = self.wording.error(violation)
+            if observed is not None:
+                raise observed
         if message is None and self.known_fields is not None and not body.keys() <= self.known_fields:
             extra = sorted(body.keys() - self.known_fields)[0]
             message = f"Invalid parameter: {extra}: not a field of the request (rule: unknown_fields)"

@@ -33,6 +33,7 @@ class Generator:
     signer: UrlSigner
     base_url: str
     image_prefix: str = IMAGE_PREFIX
+    object_names: str = "sfmock"  # or "observed": the live store's shape (the object_names setting)
 
     def respond(
         self,
@@ -86,7 +87,7 @@ class Generator:
 
     def _url(self, base: str, key: bytes, index: int, width: int, height: int, now: float) -> str:
         digest = _sha256(key + bytes([index])).hexdigest()[:32]
-        name = object_name(digest, width, height, index)
+        name = object_name(digest, width, height, index, self.object_names)
         return f"{base}{self.image_prefix}{name}?{self.signer.query(name, now)}"
 
 

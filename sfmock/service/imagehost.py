@@ -17,6 +17,7 @@ from sfmock.service.signing import ObjectName, UrlSigner
 from sfmock.service.tracing import STORE_HEADER
 
 __all__ = [
+    "IMAGE_CONTENT_TYPES",
     "IMAGE_PREFIX",
     "SESSION_PARAM",
     "ImageHost",
@@ -30,6 +31,10 @@ TWO_AUTH_MECHANISMS = (
     "Signature query string parameter or the Authorization header should be specified"
 )
 
+# the image_content_type setting: what the store says a PNG is; the live one sends
+# application/octet-stream [seen 2026], so a client checking for image/* fails on it
+IMAGE_CONTENT_TYPES = ("image/png", "application/octet-stream")
+
 # Downloads carry no header of their own: an image URL issued in a session names it in this
 # query parameter (the image host ignores it; the chaos layer reads it).
 SESSION_PARAM = "X-Sfmock-Session"
@@ -39,9 +44,15 @@ class ImageHost:
     """Checks a download's signature and expiry on the clock, then renders the PNG."""
 
     def __init__(
-        self, signer: UrlSigner, clock: Clock, max_pixels: int, pictures: Mapping[str, bytes] | None = None
+        self,
+        signer: UrlSigner,
+        clock: Clock,
+        max_pixels: int,
+        pictures: Mapping[str, bytes] | None = None,
+        content_type: str = "image/png",
     ) -> None:
         self.signer = signer
+        self.content_type = content_type
         self.clock = clock
         self.max_pixels = max_pixels
         self.pictures = pictures if pictures is not None else {}  # digest -> recorded PNG (replay)
@@ -61,7 +72,7 @@ class ImageHost:
             "Last-Modified": _http_date(issued),
             "Cache-Control": "private, max-age=0",
         }
-        return Response(png, media_type="image/png", headers=headers)
+        return Response(png, media_type=self.content_type, headers=headers)
 
     def check(self, object_name: str, request: Request) -> ObjectName:
         """The object a download may have, or :class:`DownloadDenied` saying why not."""

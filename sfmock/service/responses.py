@@ -103,7 +103,9 @@ def insufficient_balance(status: int = 403) -> ApiError:
     return ApiError(status, body)
 
 
-DIALECTS = ("documented", "observed")
+DIALECTS = ("documented", "observed", "plain")
+# the third 429 body quoted live (2024-25): no code, no Details [seen, older]
+PLAIN_429 = "Request was rejected due to rate limiting. If you want more, please contact contact@siliconflow.cn"
 # the codes live 429s carry [seen: TPM 50602, IPM 50604]; IPD and TPD by analogy [guess];
 # a metric without a code answers the code-less observed body [seen]
 OBSERVED_429_CODES: Mapping[str, int] = MappingProxyType({"TPM": 50602, "TPD": 50602, "IPM": 50604, "IPD": 50604})
@@ -123,9 +125,11 @@ def rate_limited(
     ``documented``: the reference page's body (the "contact" sentence, ``Details:`` with no
     space, ``data`` the trace id). ``observed``: what the live service sends, with a space
     after ``Details:``, ``data`` null and the metric's code from ``codes`` (or ``code``),
-    if it has one.
+    if it has one. ``plain``: the third body seen live, the "contact" sentence alone.
     """
     metric = metric.upper()
+    if dialect == "plain":  # names no metric: a client cannot tell which limit it met
+        return ApiError(429, {"message": PLAIN_429, "data": None}, headers)
     if dialect == "observed":
         message = f"Request was rejected due to rate limiting. Details: {metric} limit reached."
         code = code if code is not None else codes.get(metric)

@@ -23,18 +23,30 @@ import hmac
 import re
 import secrets
 import time
+from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 from sfmock.errors import DownloadDenied
 
-__all__ = ["ObjectName", "UrlSigner", "expired_denial", "object_name"]
+__all__ = ["OBJECT_NAMES", "SECURITY_TOKEN", "URL_TOKENS", "ObjectName", "UrlSigner", "expired_denial", "object_name"]
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 MAX_TTL: Final = 604_800  # S3's own ceiling for X-Amz-Expires: seven days
 CLOCK_SKEW: Final = 900  # S3 accepts a request dated up to 15 minutes ahead
 _NAME = re.compile(r"(?P<digest>[0-9a-f]{32})-(?P<w>[0-9]{1,5})x(?P<h>[0-9]{1,5})_(?P<i>[0-9])\.png")
+# the live store's shape [seen 2026]: <13-char id>_<32 hex>_<8 hex>_<8 hex>_00001_.png, a
+# ComfyUI save counter at the end; here the hex fields are the digest, width and height
+_OBSERVED_NAME = re.compile(
+    r"(?P<id>[0-9a-z]{13})_(?P<digest>[0-9a-f]{32})_(?P<w>[0-9a-f]{8})_(?P<h>[0-9a-f]{8})_(?P<n>[0-9]{5})_\.png"
+)
+OBJECT_NAMES: Final = ("sfmock", "observed")  # the object_names setting
+URL_TOKENS: Final = ("none", "sts")  # the url_token setting
+SECURITY_TOKEN: Final = "X-Amz-Security-Token"
+# an STS session token's size as seen in live URLs (~1.3 KB before encoding) [seen 2026]
+_TOKEN_BYTES: Final = 1068
 _DATE = "%Y%m%dT%H%M%SZ"
 ACCESS_KEY: Final = "SFMOCK"
 PARAMETERS: Final = (
@@ -48,9 +60,23 @@ PARAMETERS: Final = (
 _PROCESS_KEY: Final = secrets.token_bytes(32)  # when none is configured: unguessable, never stored
 
 
-def object_name(digest: str, width: int, height: int, index: int) -> str:
-    """The text of an :class:`ObjectName` (without making one: once per image issued)."""
+def object_name(digest: str, width: int, height: int, index: int, shape: str = "sfmock") -> str:
+    """The text of an :class:`ObjectName` (without making one: once per image issued);
+    ``shape`` ``observed`` is the live store's (see :data:`OBJECT_NAMES`)."""
+    if shape == "observed":
+        return f"{_task_id(digest)}_{digest}_{width:08x}_{height:08x}_{index + 1:05d}_.png"
     return f"{digest}-{width}x{height}_{index}.png"
+
+
+def _task_id(digest: str) -> str:
+    """13 lower-case letters and digits from ``digest``: the live names' leading id."""
+    number = int(digest, 16)
+    letters = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(13):
+        number, rest = divmod(number, 36)
+        out.append(letters[rest])
+    return "".join(out)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,29 +87,40 @@ class ObjectName:
     width: int
     height: int
     index: int
+    shape: str = "sfmock"
 
     def __str__(self) -> str:
-        return object_name(self.digest, self.width, self.height, self.index)
+        return object_name(self.digest, self.width, self.height, self.index, self.shape)
 
     @classmethod
     def parse(cls, text: str) -> ObjectName | None:
-        """The name ``text`` denotes, or ``None`` when no object can have it."""
+        """The name ``text`` denotes (in either shape), or ``None`` when no object can have it."""
         match = _NAME.fullmatch(text)
-        if match is None:
-            return None
-        width, height = int(match["w"]), int(match["h"])
+        if match is not None:
+            width, height, index, shape = int(match["w"]), int(match["h"]), int(match["i"]), "sfmock"
+        else:
+            match = _OBSERVED_NAME.fullmatch(text)
+            if match is None or match["id"] != _task_id(match["digest"]) or not 1 <= int(match["n"]) <= 10:
+                return None
+            width, height, index, shape = int(match["w"], 16), int(match["h"], 16), int(match["n"]) - 1, "observed"
         if width == 0 or height == 0:
             return None
-        return cls(digest=match["digest"], width=width, height=height, index=int(match["i"]))
+        return cls(digest=match["digest"], width=width, height=height, index=index, shape=shape)
 
 
 class UrlSigner:
     """Signs object names into query strings and checks them on download."""
 
-    def __init__(self, key: str | None = None, *, ttl: int = 3600, region: str = "cn-shanghai-1") -> None:
-        """``key=None`` signs with this process's random key (URLs die with the process)."""
+    def __init__(
+        self, key: str | None = None, *, ttl: int = 3600, region: str = "cn-shanghai-1", token: str = "none"
+    ) -> None:
+        """``key=None`` signs with this process's random key (URLs die with the process);
+        ``token="sts"`` adds an STS session token to every URL, signed like the rest."""
         if not 1 <= ttl <= MAX_TTL:
             raise ValueError(f"ttl must be within 1..{MAX_TTL} seconds, got {ttl}")
+        if token not in URL_TOKENS:
+            raise ValueError(f"token must be one of {URL_TOKENS}, got {token!r}")
+        self.token = token
         # keyed once; each signature copies it (hmac.digest looks the algorithm up in
         # OpenSSL on every call, which under load cost more than the signing itself)
         self._mac = hmac.new(_PROCESS_KEY if key is None else key.encode("utf-8"), digestmod=hashlib.sha256)
@@ -92,7 +129,9 @@ class UrlSigner:
         self._last: tuple[int | None, str, str] = (None, "", "")  # (second, signed suffix, query prefix)
 
     def _signature(self, name: str, query: Mapping[str, str]) -> str:
-        signed = (query.get(p, "") for p in PARAMETERS[:-1])
+        signed = [query.get(p, "") for p in PARAMETERS[:-1]]
+        if SECURITY_TOKEN in query or self.token != "none":  # stripped or changed, it fails
+            signed.append(query.get(SECURITY_TOKEN, ""))
         message = "\n".join((name, *signed)).encode("utf-8", "surrogateescape")
         return self._hex_mac(message)
 
@@ -100,6 +139,11 @@ class UrlSigner:
         mac = self._mac.copy()
         mac.update(message)
         return mac.hexdigest()
+
+    def _mac_bytes(self, message: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(message)
+        return mac.digest()
 
     def sign(self, name: str, issued: float) -> dict[str, str]:
         """The query parameters that make ``name`` downloadable for ``ttl`` seconds."""
@@ -109,16 +153,25 @@ class UrlSigner:
     def _unsigned(self, second: int) -> dict[str, str]:
         """The parameters of a URL issued at ``second``, but its signature."""
         amz_date = time.strftime(_DATE, time.gmtime(second))
-        return {
+        query = {
             "X-Amz-Algorithm": ALGORITHM,
             "X-Amz-Credential": f"{ACCESS_KEY}/{amz_date[:8]}/{self.region}/s3/aws4_request",
             "X-Amz-Date": amz_date,
             "X-Amz-Expires": str(self.ttl),
             "X-Amz-SignedHeaders": "host",
         }
+        if self.token == "sts":  # between SignedHeaders and Signature, as in live URLs
+            query[SECURITY_TOKEN] = self._session_token(amz_date[:8])
+        return query
+
+    def _session_token(self, day: str) -> str:
+        """A session token of the live size, the same all day for one signing key (as an STS
+        session's is for its hours): base64, so ``+``, ``/`` and ``=`` travel percent-encoded."""
+        blocks = b"".join(self._mac_bytes(f"sts\n{day}\n{i}".encode()) for i in range(_TOKEN_BYTES // 32 + 1))
+        return "IQoJb3JpZ2luX2Vj" + b64encode(blocks[: _TOKEN_BYTES - 1]).decode("ascii")  # ends in "="
 
     def query(self, name: str, issued: float) -> str:
-        """:meth:`sign` as a query string (every value is URL-safe but the credential's slashes).
+        """:meth:`sign` as a query string (values percent-encoded: the credential's slashes, a token's ``+/=``).
 
         What does not depend on ``name`` is built once per second of ``issued`` (the last
         second is kept: a busy second signs many URLs)."""
@@ -126,8 +179,8 @@ class UrlSigner:
         cached = self._last
         if cached[0] != second:
             unsigned = self._unsigned(second)
-            signed = "".join("\n" + unsigned[p] for p in PARAMETERS[:-1])
-            text = "".join(f"{k}={v.replace('/', '%2F')}&" for k, v in unsigned.items()) + "X-Amz-Signature="
+            signed = "".join("\n" + value for value in unsigned.values())  # the order _signature reads
+            text = "".join(f"{k}={quote(v, safe='')}&" for k, v in unsigned.items()) + "X-Amz-Signature="
             cached = self._last = (second, signed, text)
         message = (name + cached[1]).encode("utf-8", "surrogateescape")
         return cached[2] + self._hex_mac(message)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
+from sfmock.service.legacy import is_generation
 from sfmock.service.signing import UrlSigner
 from sfmock.transports import Exchange
 
@@ -34,6 +35,8 @@ __all__ = [
 
 GENERATE = "/v1/images/generations"
 STORE = "/outputs/"  # image objects live under {prefix}/outputs/ on the object store
+# ... or under /temporary/<segment>/ (/temporary/None/ seen in 2026, the image_prefix setting)
+_TEMPORARY = re.compile(r"/temporary/[^/]+/[^/]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,11 +61,11 @@ class Run:
 
     @property
     def generations(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.method == "POST" and e.path == GENERATE]
+        return [e for e in self.exchanges if e.method == "POST" and is_generation(e.path)]
 
     @property
     def downloads(self) -> list[Exchange]:
-        return [e for e in self.exchanges if STORE in e.path and e.method == "GET"]
+        return [e for e in self.exchanges if e.method == "GET" and (STORE in e.path or _TEMPORARY.fullmatch(e.path))]
 
     def outcome(self, attempt: int) -> str:
         """The scheduled outcome of generation attempt ``attempt`` (0-based)."""

@@ -27,6 +27,7 @@ from sfmock.chaos.faults import Action, Rule, Scenario
 from sfmock.clock import VirtualClock
 from sfmock.config import Settings
 from sfmock.server import ServerThread, listen
+from sfmock.service.legacy import is_generation
 from sfmock.service.origins import IN_PROCESS_API
 from sfmock.testing.evidence import GENERATE, Run
 from sfmock.testing.recorder import Recorder
@@ -261,7 +262,7 @@ def _run_async(awaitable: Any, vtime: VirtualTime) -> Any:
 
 def _generation_latency(exchange: Exchange) -> float:
     """A 200 generation takes its ``timings.inference`` seconds to come back."""
-    if exchange.path != GENERATE or exchange.status != 200:
+    if not is_generation(exchange.path) or exchange.status != 200:
         return 0.0
     try:
         return float(json.loads(exchange.body)["timings"]["inference"])

@@ -28,6 +28,7 @@ from sfmock.testing.evidence import (
     served_urls,
     ttl,
 )
+from sfmock.testing.live_checks import image_type, whole_url
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, PERMANENT, SUCCESS, TRANSIENT
 from sfmock.transports import Exchange
 from sfmock.wording import plural
@@ -263,9 +264,11 @@ INVARIANTS: Mapping[str, Invariant] = {
     "faithful-request": faithful_request,
     "same-body": same_body,
     "timeouts": timeouts,
+    "whole-url": whole_url,  # before downloads: a cut URL is the cause
     "downloads": downloads,
     "retries": retries,
     "backoff": backoff,
+    "image-type": image_type,  # before returns-image and tolerant: the type is the cause
     "returns-image": returns_image,
     "secrets": secrets,
     "errors": errors,

@@ -36,7 +36,8 @@ from sfmock.clock import ShiftedClock
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.server import ServerThread, listen
-from sfmock.testing.evidence import GENERATE, Run
+from sfmock.service.legacy import is_generation
+from sfmock.testing.evidence import Run
 from sfmock.testing.harness import schedule_scenario
 from sfmock.testing.recorder import Recorder
 
@@ -291,7 +292,7 @@ def _settled(exchanges: Sequence[Any]) -> list[Any]:
     settled: list[Any] = []
     previous = None
     for exchange in ordered:
-        if exchange.path == GENERATE and exchange.method == "POST":
+        if is_generation(exchange.path) and exchange.method == "POST":
             if previous is not None and 0 < exchange.started - previous.ended < TIMINGS["immediate"]:
                 exchange = dataclasses.replace(exchange, started=previous.ended)
             previous = exchange

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sfmock.contract.fromschema import from_schema
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.contract.validation import RequestValidator
+from sfmock.testing.live_checks import LIVE_CONDITIONAL, LIVE_OUTCOMES, LIVE_PERMANENT, LIVE_TRANSIENT
 from sfmock.wording import unknown as unknown_name
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "429-observed": {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
     "403-balance": {"error": {"status": 403, "code": 30001}},
     "402-balance": {"error": 402},
+    # the live service's other 400 and 429 bodies (issue 24), drawn where the fake sends them
+    **LIVE_OUTCOMES,
 }
 TRANSIENT: Final = frozenset(
     {
@@ -95,8 +98,9 @@ TRANSIENT: Final = frozenset(
         "dropped",
         "truncated",
     }
+    | LIVE_TRANSIENT
 )
-PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413", "403-balance", "402-balance"})
+PERMANENT: Final = frozenset({"400", "401", "402", "403", "404", "413", "403-balance", "402-balance"}) | LIVE_PERMANENT
 SUCCESS: Final = frozenset({"ok", "slow", "latency", "extra-fields", "documented-body"})
 DOWNLOAD_FAULTS: Final = frozenset(name for name in OUTCOMES if name.startswith("download-"))
 # Outcomes the fake gives only under some settings, with the setting that makes it give them.
@@ -106,6 +110,7 @@ CONDITIONAL: Final[Mapping[str, tuple[str, Callable[[Settings], bool]]]] = {
     "429-retry-after": ("rate_limit_headers: true", lambda s: s.rate_limit_headers),
     "503-retry-after": ("rate_limit_headers: true", lambda s: s.rate_limit_headers),
     "429-observed": ("dialect: observed", lambda s: s.dialect == "observed"),
+    **LIVE_CONDITIONAL,
 }
 
 

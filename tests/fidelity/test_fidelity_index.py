@@ -23,6 +23,7 @@ SECTIONS = (
     "Rate limits",
     "Endpoints clients call besides generation",
     "Observed 2025-2026",
+    "Observed in 2026, second look",
 )
 TAG = re.compile(r"\[(doc|seen|guess)")
 SETTINGS = {field.name for field in dataclasses.fields(Settings)}

@@ -118,6 +118,7 @@ def test_the_2026_catalogue_fixture_holds_the_models_seen_live() -> None:
             "Qwen/Qwen-Image-Edit",
             "Qwen/Qwen-Image-Edit-2509",
             "Tongyi-MAI/Z-Image-Turbo",
+            "baidu/ERNIE-Image-Turbo",  # "Observed in 2026, second look" [seen May 2026]
         ]
         assert generate(client, model="black-forest-labs/FLUX.1-dev", prompt="x").status_code == 403
 

@@ -125,6 +125,7 @@ def test_the_catalogue_holds_the_listed_models() -> None:
         "Qwen/Qwen-Image-Edit",
         "Qwen/Qwen-Image-Edit-2509",
         "Tongyi-MAI/Z-Image-Turbo",
+        "baidu/ERNIE-Image-Turbo",  # "Observed in 2026, second look" [seen May 2026]
         "black-forest-labs/FLUX.1-Kontext-dev",
         "black-forest-labs/FLUX.1-dev",
         "black-forest-labs/FLUX.1-schnell",
