@@ -10,11 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from redis_server import RedisServer, need_redis
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
+from upstream import running_upstream
 
 pytest_plugins = ["pytester"]
 
@@ -133,3 +135,16 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[Starlette, str]]:
+    with running_upstream() as found:
+        yield found
+
+
+@pytest.fixture
+def origin(upstream: tuple[Starlette, str]) -> str:
+    upstream[0].state.drift = set()
+    upstream[0].state.seen.clear()
+    return upstream[1]
