@@ -16,6 +16,7 @@ import binascii
 import io
 import json
 import re
+import struct
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -189,8 +190,12 @@ def _check_picture(exchange: Exchange) -> None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(exchange.response.body)) as picture:
                 width, height = picture.size
-    except Image.DecompressionBombError:
-        width, height = MAX_PICTURE_PIXELS, 2  # over any limit: refused below
+    except Image.DecompressionBombError:  # Pillow names no size: a PNG's header does
+        body = exchange.response.body
+        if body[12:16] != b"IHDR":
+            message = f"expected an image of at most {MAX_PICTURE_PIXELS} pixels; its header claims far more"
+            raise ConfigError(exchange.source, "response.body_base64", message) from None
+        width, height = struct.unpack(">II", body[16:24])
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ConfigError(exchange.source, "response.body_base64", "expected an image Pillow can read") from None
     if width * height > MAX_PICTURE_PIXELS:
