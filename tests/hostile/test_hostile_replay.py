@@ -10,7 +10,6 @@ import json
 import struct
 import subprocess
 import sys
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import served_while_held
 from sfmock import Settings, VirtualClock
 from sfmock.fidelity.recording import Exchange, Message, load_recordings, write_recording
 from sfmock.server import FakeServer
@@ -57,33 +57,18 @@ def fake(twenty: Path) -> Iterator[FakeServer]:
 def test_other_requests_are_served_while_the_closest_recording_is_looked_for(
     fake: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The search is held mid-way (difflib blocks until let go): health answers meanwhile."""
-    searching, release = threading.Event(), threading.Event()
-    original = difflib.SequenceMatcher.set_seq2
-
-    def held(self: difflib.SequenceMatcher[Any], b: Any) -> None:
-        searching.set()
-        release.wait(60)
-        original(self, b)
-
-    monkeypatch.setattr(difflib.SequenceMatcher, "set_seq2", held)
-    missed: list[httpx.Response] = []
+    """The search is held mid-way (difflib waits until let go): health answers meanwhile."""
     body = {"model": "Kwai-Kolors/Kolors", "prompt": "x" * 100_000}
-    miss = threading.Thread(
-        target=lambda: missed.append(
-            httpx.post(fake.api_url + "/images/generations", json=body, headers=AUTH, timeout=120)
-        )
+    url = fake.api_url + "/images/generations"
+    missed = served_while_held(
+        monkeypatch,
+        difflib.SequenceMatcher,
+        "set_seq2",
+        fake.url,
+        lambda: httpx.post(url, json=body, headers=AUTH, timeout=120),
     )
-    miss.start()
-    try:
-        assert searching.wait(60), "the search never started"
-        health = httpx.get(fake.url + "/_sfmock/health", timeout=30)  # a stalled loop never answers
-        assert health.status_code == 200
-    finally:
-        release.set()
-        miss.join(120)
-    assert missed[0].status_code == 404
-    assert missed[0].json()["closest"].endswith(".json")
+    assert missed.status_code == 404
+    assert missed.json()["closest"].endswith(".json")
 
 
 def test_the_search_compares_a_bounded_part_of_each_request(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
