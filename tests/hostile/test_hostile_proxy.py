@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sfmock import Settings
+from sfmock.cli import main
 from sfmock.imaging import render_png
 from sfmock.server import ServerThread, listen
 from upstream import KEY, proxy_client
@@ -162,3 +163,22 @@ def test_downloads_fetch_only_generation_images_on_allowed_origins() -> None:
             assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     assert service.state.seen == ["/default/outputs/a.png"]  # never /admin
     assert other.state.seen == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["proxy", "--upstream", "http://[x"], "--upstream"),
+        (["drift", "--against", "http://[x"], "--against"),
+        (["proxy", "--upstream", "http://127.0.0.1:1", "--read-timeout", "nan"], "--read-timeout"),
+        (["proxy", "--upstream", "http://127.0.0.1:1", "--max-body-bytes", "0"], "--max-body-bytes"),
+        (["proxy", "--upstream", "http://127.0.0.1:1", "--image-origin", "http://[x"], "--image-origin"),
+    ],
+)
+def test_a_bad_proxy_flag_exits_2_naming_it(argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse's own refusal
+        status = exc.code
+    assert status == 2
+    assert named in capsys.readouterr().err
