@@ -23,7 +23,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,7 +79,7 @@ class Recordings:
                 return answer
         return None
 
-    def closest(self, body: dict[str, Any], clock: Any = time.monotonic) -> str | None:
+    def closest(self, body: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> str | None:
         """The file of the recording whose request looks most like ``body``: the first
         :data:`COMPARED_CHARS` of each, for :data:`SEARCH_SECONDS` at most, the likeliest
         first (difflib's cheap upper bound), so a cut search still names a close one."""

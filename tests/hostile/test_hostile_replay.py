@@ -21,6 +21,7 @@ import pytest
 from conftest import served_while_held
 from sfmock import Settings, VirtualClock
 from sfmock.fidelity.recording import Exchange, Message, load_recordings, write_recording
+from sfmock.fidelity.replay import Recordings
 from sfmock.server import FakeServer
 
 GEN = "/v1/images/generations"
@@ -86,6 +87,19 @@ def test_the_search_compares_a_bounded_part_of_each_request(fake: FakeServer, mo
     assert answer.status_code == 404
     assert answer.json()["closest"].endswith("0004-POST-v1-images-generations-200.json")
     assert compared and max(compared) <= 4096
+
+
+def test_the_search_stops_at_its_time_limit_naming_the_likeliest(twenty: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock that jumps 2 s at each reading the search scores one recording: the
+    one difflib's cheap bound ranks first."""
+    scored: list[object] = []
+    ratio = difflib.SequenceMatcher.ratio
+    monkeypatch.setattr(difflib.SequenceMatcher, "ratio", lambda self: scored.append(self) or ratio(self))
+    readings = iter(range(0, 1000, 2))
+    body = {"model": "Kwai-Kolors/Kolors", "prompt": "subject-07 " * 100}
+    closest = Recordings(load_recordings(twenty)).closest(body, clock=lambda: next(readings))
+    assert closest is not None and closest.endswith("0008-POST-v1-images-generations-200.json")
+    assert len(scored) == 1
 
 
 def png_header(width: int, height: int) -> bytes:
