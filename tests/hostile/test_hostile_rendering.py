@@ -4,8 +4,11 @@ names clients make up."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +16,8 @@ from PIL import Image
 
 from conftest import served_while_held
 from sfmock import Settings, VirtualClock
-from sfmock.imaging import RENDERED_BYTES, RENDERS_KEPT, render_png
+from sfmock.checks import ClientContext, check_client
+from sfmock.imaging import RENDERED_BYTES, RENDERS_KEPT, forget_renders, render_png
 from sfmock.server import FakeServer
 
 AUTH = {"Authorization": "Bearer sk-render-0123456789"}
@@ -49,3 +53,27 @@ def test_the_render_cache_is_bounded_in_count_and_bytes() -> None:
     for index in range(8):
         render_png(b"large%d" % index, 4096, 4096)
     assert renders_held()[1] <= RENDERED_BYTES
+
+
+def test_an_async_client_check_waits_for_a_render_on_virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a check's virtual-time loop the render runs on the loop: time stands still while
+    it takes real time, so the client's 5 s deadline (a timer of the loop) cannot fire
+    during a 0.2 s render."""
+    original = Image.Image.resize
+
+    def slow(self: Image.Image, *args: Any, **kwargs: Any) -> Image.Image:
+        threading.Event().wait(0.2)  # real time: the check patches time.sleep
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", slow)
+
+    async def client(ctx: ClientContext) -> bytes:
+        async with ctx.async_http_client(timeout=5) as http:
+            headers = {"Authorization": f"Bearer {ctx.api_key}"}
+            answer = await http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=headers)
+            image = await asyncio.wait_for(http.get(answer.json()["images"][0]["url"]), timeout=5)
+            image.raise_for_status()
+            return image.content
+
+    forget_renders()  # the render is made during the check, not found in the cache
+    check_client(client, schedule=[], returns_image=False)
