@@ -40,8 +40,9 @@ _SECRET_NAME = re.compile(
     r"auth|token|key|secret|signature|credential|cookie|session|password|passwd|(?:^|[-_.])sig(?:$|[-_.])",
     re.IGNORECASE,
 )
-# names matching _SECRET_NAME that hold no secret: the structure of a signed URL, sfmock's own
-_KEEP = frozenset({"x-amz-signedheaders", "x-sfmock-session"})
+# names matching _SECRET_NAME that hold no secret: the structure of a signed URL, sfmock's
+# session, a retry's idempotency key (a test compares it across attempts)
+_KEEP = frozenset({"x-amz-signedheaders", "x-sfmock-session", "idempotency-key", "x-idempotency-key"})
 # name=value in a query string, plain or percent-encoded (a URL inside a URL)
 _PAIR = re.compile(
     r"(?P<lead>^|[?&;]|%3[Ff]|%26)(?P<name>[A-Za-z0-9_.\-]+)(?P<eq>=|%3[Dd])(?P<value>(?:(?!%26)[^&;\s\"'<>#,])*)"
