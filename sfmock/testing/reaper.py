@@ -1,8 +1,8 @@
 """The parent ``sfmock check`` starts each program under, on Linux: it owns everything the
 program starts, and leaves nothing behind.
 
-Run as a script (``python -I -S reaper.py FD -- COMMAND...``; standard library only, so
-it starts in milliseconds). It makes itself a *child subreaper* (``prctl
+Run as a script (``python -I -S reaper.py FD -- COMMAND...``; a few standard modules
+only, so it starts in a few tens of milliseconds). It makes itself a *child subreaper* (``prctl
 PR_SET_CHILD_SUBREAPER``): a process the program starts that loses its parent (a
 ``setsid`` helper, a double-forked daemon) is reparented here, not to init, so it stays
 in this process's tree whatever session or process group it moved to. When the program
@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 import time
 from types import FrameType
@@ -94,6 +93,7 @@ def main(argv: list[str]) -> int:
         print("usage: reaper.py FD -- COMMAND...", file=sys.stderr)
         return 2
     report = os.fdopen(int(argv[0]), "w", buffering=1)
+    os.set_inheritable(report.fileno(), False)  # the program's tree must not hold the report open
     become_subreaper()
     stopped = []
 
@@ -102,13 +102,14 @@ def main(argv: list[str]) -> int:
         kill_tree(wait=False)  # the program among them: its wait below returns
 
     signal.signal(signal.SIGTERM, stop)  # before the program starts: a SIGTERM at once still counts
-    try:
-        program = subprocess.Popen(argv[2:])
+    try:  # not subprocess: importing it would double this script's start-up time
+        # the signals Python ignores go back to their defaults, as subprocess restores them
+        program = os.posix_spawnp(argv[2], argv[2:], os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     except OSError as exc:
         report.write(f"error {exc.strerror or exc}\n")
         return 0
     report.write("started\n")
-    status = program.wait()
+    status = os.waitstatus_to_exitcode(os.waitpid(program, 0)[1])
     kill_tree(wait=True)  # what the program left running: helpers, daemons
     report.write("killed\n" if stopped else f"status {status}\n")
     return 0
