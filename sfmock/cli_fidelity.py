@@ -38,6 +38,28 @@ def add_commands(commands: Any) -> None:
     proxy.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: loopback only)")
     proxy.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any free one (default 8000)")
     proxy.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    proxy.add_argument(
+        "--read-timeout",
+        type=_positive(float),
+        default=15.0,
+        metavar="S",
+        help="seconds a client may take to send a whole request (default 15, as serve)",
+    )
+    proxy.add_argument(
+        "--max-body-bytes",
+        type=_positive(int),
+        default=8 * 1024 * 1024,
+        metavar="N",
+        help="larger request bodies answer 413 (default 8 MiB, as serve)",
+    )
+    proxy.add_argument(
+        "--image-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="with --downloads: another origin image URLs may name (repeatable; the upstream's and the real "
+        "service's object stores always may)",
+    )
 
     drift = commands.add_parser(
         "drift",
@@ -66,6 +88,20 @@ def add_commands(commands: Any) -> None:
     diff.add_argument("new", metavar="NEW", help="the contract it now meets (an OpenAPI file)")
 
 
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} above 0, got {text!r}") from None
+        if not 0 < value < float("inf"):  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} above 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def run(args: argparse.Namespace) -> int | None:
     """Run one of these commands; ``None`` when ``args`` names another."""
     handlers = {"proxy": _proxy, "drift": _drift, "contract": _contract}
@@ -84,14 +120,26 @@ def _proxy(args: argparse.Namespace) -> int:
 
     from sfmock.fidelity.drift import format_report
     from sfmock.fidelity.proxy import create_proxy
+    from sfmock.fidelity.proxy_guard import REAL_IMAGE_ORIGINS, origin_of
+    from sfmock.protocol import uvicorn_config
     from sfmock.server import listen
 
-    app = create_proxy(args.upstream, record=args.record, downloads=args.downloads)
+    for url in args.image_origin:
+        if origin_of(url) is None:
+            raise ConfigError("--image-origin", "image-origin", f"expected an http(s) origin, got {url!r}")
+    app = create_proxy(
+        args.upstream,
+        record=args.record,
+        downloads=args.downloads,
+        max_body_bytes=args.max_body_bytes,
+        host_names={"localhost", "127.0.0.1", args.host},
+        image_origins=(*REAL_IMAGE_ORIGINS, *args.image_origin),
+    )
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     origin = app.state.proxy.origin
     print(f"sfmock: proxy at http://{host}:{port}/v1 -> {origin}/v1 (Ctrl+C to stop)", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=2)
+    config = uvicorn_config(app, log_level=args.log_level, read_timeout=args.read_timeout, timeout_graceful_shutdown=2)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down: report, then exit

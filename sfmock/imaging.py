@@ -2,23 +2,24 @@
 
 Rendering is a palette mosaic scaled with nearest-neighbour and saved at zlib level 1:
 a few milliseconds for 1328x1328, a few kilobytes of PNG, and a bounded cache in front
-so that repeated downloads of the same object cost nothing.
+so that repeated downloads of the same object cost nothing. The servers render on a
+worker pool (:mod:`sfmock.offload`), not on the event loop.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import io
 import re
 import threading
 import warnings
+from collections import OrderedDict
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["decode_base64", "probe_data_url", "render_png"]
+__all__ = ["decode_base64", "forget_renders", "probe_data_url", "render_png", "rendered_png", "renders_held"]
 
 _GRID = 8
 _WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "  # what str.split() drops, in ASCII
@@ -26,6 +27,13 @@ _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _PROBES_KEPT = 64
 _PROBED_LOCK = threading.Lock()
 _PROBED: dict[tuple[int, int], tuple[int, int] | str] = {}  # oldest first
+# the renders kept: keyed by the object a URL names (and, for thumbnails, by any name a
+# client makes up), so bounded in count and in bytes
+RENDERS_KEPT = 256
+RENDERED_BYTES = 32 * 1024 * 1024
+_RENDERED: OrderedDict[tuple[bytes, int, int], bytes] = OrderedDict()  # oldest first
+_RENDERED_SIZE = [0]
+_RENDERED_LOCK = threading.Lock()
 _DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 
 
@@ -49,9 +57,44 @@ def decode_base64(text: str) -> bytes:
         raise ValueError("holds invalid base64 data") from None
 
 
-@functools.lru_cache(maxsize=256)
+def rendered_png(seed: bytes, width: int, height: int) -> bytes | None:
+    """The PNG :func:`render_png` made for these arguments, if it still holds it (the event
+    loop asks before it hands a render to a worker thread)."""
+    with _RENDERED_LOCK:
+        png = _RENDERED.get((seed, width, height))
+        if png is not None:
+            _RENDERED.move_to_end((seed, width, height))
+        return png
+
+
 def render_png(seed: bytes, width: int, height: int) -> bytes:
-    """A deterministic PNG of ``width`` x ``height`` drawn from ``seed``."""
+    """A deterministic PNG of ``width`` x ``height`` drawn from ``seed``; the last
+    :data:`RENDERS_KEPT` (at most :data:`RENDERED_BYTES` in all) are kept."""
+    png = rendered_png(seed, width, height)
+    if png is None:
+        png = _render(seed, width, height)
+        with _RENDERED_LOCK:
+            _RENDERED[(seed, width, height)] = png
+            _RENDERED_SIZE[0] += len(png)
+            while len(_RENDERED) > RENDERS_KEPT or _RENDERED_SIZE[0] > RENDERED_BYTES:
+                _RENDERED_SIZE[0] -= len(_RENDERED.popitem(last=False)[1])
+    return png
+
+
+def renders_held() -> tuple[int, int]:
+    """How many renders the cache holds, and their bytes."""
+    with _RENDERED_LOCK:
+        return len(_RENDERED), _RENDERED_SIZE[0]
+
+
+def forget_renders() -> None:
+    """Empty the cache of :func:`render_png` (to time a render)."""
+    with _RENDERED_LOCK:
+        _RENDERED.clear()
+        _RENDERED_SIZE[0] = 0
+
+
+def _render(seed: bytes, width: int, height: int) -> bytes:
     stream = hashlib.shake_256(seed).digest(48 + _GRID * _GRID)
     palette, cells = stream[:48], stream[48:]
     tiles = Image.frombytes("P", (_GRID, _GRID), bytes(c % 16 for c in cells))

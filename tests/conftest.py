@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from redis_server import RedisServer, need_redis
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
+from upstream import running_upstream
 
 pytest_plugins = ["pytester"]
 
@@ -133,3 +136,45 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[Starlette, str]]:
+    with running_upstream() as found:
+        yield found
+
+
+@pytest.fixture
+def origin(upstream: tuple[Starlette, str]) -> str:
+    upstream[0].state.drift = set()
+    upstream[0].state.seen.clear()
+    return upstream[1]
+
+
+def served_while_held(
+    monkeypatch: pytest.MonkeyPatch, owner: Any, method: str, base_url: str, slow: Callable[[], httpx.Response]
+) -> httpx.Response:
+    """Hold ``owner.method`` (in whatever thread calls it) until the server has answered a
+    health check, then let go; ``slow()`` runs meanwhile in a thread of its own and is
+    returned. A server whose event loop runs the held method never answers the check,
+    whatever the machine's speed (the timeouts only end a test that has already failed)."""
+    started, release = threading.Event(), threading.Event()
+    original = getattr(owner, method)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, method, held)
+    answers: list[httpx.Response] = []
+    request = threading.Thread(target=lambda: answers.append(slow()))
+    request.start()
+    try:
+        assert started.wait(60), f"{method} was never called"
+        health = httpx.get(base_url + "/_sfmock/health", timeout=30)
+        assert health.status_code == 200
+    finally:
+        release.set()
+        request.join(120)
+    return answers[0]

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,25 +19,12 @@ from conftest import FIXTURES
 from sfmock.cli import main
 from sfmock.fidelity.drift import check_exchange
 from sfmock.fidelity.recording import Exchange, Message, load_recordings
-from upstream import KEY, running_upstream
+from upstream import KEY
 
 OBSERVED_URL_MOVE = {  # the service left this object store in late 2025: real drift
     ("200-observed.json", "/body/images/0/url"),
     ("200-observed.json", "/body/data/0/url"),
 }
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[Starlette, str]]:
-    with running_upstream() as found:
-        yield found
-
-
-@pytest.fixture
-def origin(upstream: tuple[Starlette, str]) -> str:
-    upstream[0].state.drift = set()
-    upstream[0].state.seen.clear()
-    return upstream[1]
 
 
 def test_the_real_service_fixtures_are_checked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import data_url
-from sfmock.imaging import decode_base64, probe_data_url, render_png
+from sfmock.imaging import decode_base64, forget_renders, probe_data_url, render_png
 
 
 @pytest.mark.parametrize("size", [(1, 1), (96, 64), (1024, 1024), (1328, 1328), (720, 1440)])
@@ -23,9 +23,9 @@ def test_render_has_the_size_asked(size: tuple[int, int]) -> None:
 
 
 def test_render_is_deterministic_and_seed_dependent() -> None:
-    render_png.cache_clear()
+    forget_renders()
     first = render_png(b"a", 256, 256)
-    render_png.cache_clear()
+    forget_renders()
     assert render_png(b"a", 256, 256) == first
     assert render_png(b"b", 256, 256) != first
 

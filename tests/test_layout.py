@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("service", {"service"}),
     ("state", {"state"}),
     ("contract", {"contract", "contracts"}),
-    ("ground", {"clock", "errors", "documents", "imaging", "wording", "_version"}),
+    ("ground", {"clock", "errors", "documents", "imaging", "wording", "scrubbing", "offload", "_version"}),
 ]
 
 

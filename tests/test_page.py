@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from conftest import AUTH, FIXTURES, contract_hook
 from sfmock import Limits, Settings, VirtualClock, create_app, load_settings
 from sfmock.clock import ShiftedClock
+from sfmock.scrubbing import scrub_query
 from sfmock.server import FakeServer
 
 GEN = "/v1/images/generations"
@@ -58,7 +59,10 @@ def test_the_feed_gives_new_entries_with_their_answers_and_thumbnails(api: TestC
     assert '"images"' in first["answer"]["body"]
     assert failed["answer"]["body"].startswith('{"code":50505')
     thumbnail_path = first["answer"]["images"][0]["thumbnail"]
-    local = url.removeprefix(Settings().image_base_url)  # the download, as the journal saw it: no origin
+    # the download as the journal saw it: no origin, and its signature scrubbed as every credential is
+    local = url.removeprefix(Settings().image_base_url)
+    assert "X-Amz-Signature=REDACTED" in download["answer"]["images"][0]["url"]
+    local = local.split("?")[0] + "?" + scrub_query(local.split("?")[1])
     assert download["answer"]["images"] == [{"url": local, "thumbnail": thumbnail_path}]
     assert (download["answer"]["content_type"], download["answer"]["body"]) == ("image/png", "")
     assert [e["id"] for e in api.get("/_sfmock/ui/feed?after=2").json()["entries"]] == [3]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -12,29 +10,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from sfmock import ConfigError
-from sfmock.fidelity.proxy import create_proxy, upstream_origin
-from upstream import DRIFTS, KEY, running_upstream
+from sfmock.fidelity.proxy import upstream_origin
+from upstream import DRIFTS, KEY, proxy_client
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[Starlette, str]]:
-    with running_upstream() as found:
-        yield found
-
-
-@pytest.fixture
-def origin(upstream: tuple[Starlette, str]) -> str:
-    app, url = upstream
-    app.state.drift = set()
-    app.state.seen.clear()
-    return url
-
-
-def proxy_client(origin: str, **options: Any) -> TestClient:
-    return TestClient(create_proxy(origin, **options), base_url="http://127.0.0.1:9999")
 
 
 def every_call(client: TestClient) -> list[httpx.Response]:

@@ -17,7 +17,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from sfmock.fidelity.proxy import create_proxy
 from sfmock.imaging import render_png
 from sfmock.server import ServerThread, listen
 
@@ -139,3 +141,8 @@ def running_upstream() -> Iterator[tuple[Starlette, str]]:
     sock = listen("127.0.0.1", 0)
     with ServerThread(app, sock).running():
         yield app, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def proxy_client(origin: str, **options: Any) -> TestClient:
+    """An in-process client of a proxy to ``origin`` (``create_proxy`` options)."""
+    return TestClient(create_proxy(origin, **options), base_url="http://127.0.0.1:9999")

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import functools
 import hmac
-import ipaddress
 import json
 import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -33,6 +31,7 @@ from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import JSON_TYPE, json_response
+from sfmock.service.sameorigin import expected_host, local_origin
 from sfmock.wording import unknown as unknown_name
 
 __all__ = ["CONTROL_PREFIX", "JOURNAL_PAGE_CHARS", "TOKEN_HEADER", "Control"]
@@ -135,19 +134,10 @@ class Control:
         return None
 
     def _expected_host(self, host: str) -> bool:
-        name = urlsplit(f"//{host}").hostname if host else None
-        if name is None:
-            return False
-        return name in self.host_names or _is_ip(name)
+        return expected_host(host, self.host_names)
 
     def _local_origin(self, origin: str) -> bool:
-        try:
-            name = urlsplit(origin).hostname
-        except ValueError:
-            return False
-        if name is None:  # "null": a sandboxed page or a file
-            return False
-        return name in self.host_names or (_is_ip(name) and ipaddress.ip_address(name).is_loopback)
+        return local_origin(origin, self.host_names)
 
     async def _body(self, request: Request) -> bytes | Response:
         """The body, or the 413 answer once it passes the limit (read no further)."""
@@ -374,14 +364,6 @@ def _clock_problem(verb: str, value: Any, now: float) -> str | None:
     if not 0 <= target <= MAX_TIME:
         return f"{verb} {value!r} would put the clock outside 0..{MAX_TIME} (1970 to 9999)"
     return None
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _frozen(clock: Clock) -> bool:

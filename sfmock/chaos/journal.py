@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfmock.scrubbing import is_secret_name, scrub_query, scrub_text
 from sfmock.service.auth import bearer_token
 from sfmock.service.legacy import legacy_model
 from sfmock.state.memory import MemoryLog
@@ -39,8 +40,6 @@ DEPTH_CAP = 32  # nesting kept in a body summary; deeper levels become a marker
 ENTRY_CAP = 16_384  # characters of one entry's JSON; a larger body becomes a marker
 TEXT_CAP = 1_024  # characters of raw text kept when a body is summarised as a marker
 NODE_CAP = 2_000  # values walked to summarise one body; a larger one becomes a marker at once
-# headers whose values are secrets: recorded masked
-SECRET_HEADERS = frozenset({"authorization", "x-sfmock-token", "cookie", "proxy-authorization", "x-api-key"})
 ENTRY_FIELDS = (
     "id",
     "time",
@@ -80,8 +79,10 @@ def _key_facts(token: str | None) -> tuple[str | None, str | None]:
 
 
 def _mask_header(name: str, value: str) -> str:
-    if name not in SECRET_HEADERS:
-        return value
+    """A header as the journal shows it: a credential masked (its name says so, as
+    :mod:`sfmock.scrubbing` decides for recordings too), any other value scrubbed."""
+    if not is_secret_name(name):
+        return scrub_text(value)
     scheme, space, token = value.partition(" ")
     if space and scheme.lower() == "bearer":
         return f"{scheme} {mask_key(token.strip())}"
@@ -277,11 +278,10 @@ class Journal:
         headers: Mapping[str, str] | None = None,
         response: bytes = b"",
     ) -> Entry:
-        """Add one request; ``headers`` are stored with their secrets masked."""
+        """Add one request; ``headers`` and ``query`` are stored with their secrets masked."""
         token = bearer_token(authorization)
-        shown = dict(headers or {})
-        for name in SECRET_HEADERS.intersection(shown):  # in place: the order stays the request's
-            shown[name] = _mask_header(name, shown[name])
+        shown = {name: _mask_header(name, value) for name, value in (headers or {}).items()}
+        query = scrub_query(query)
         raw_body = body[:BODY_CAP]
         masked, hashed = _key_facts(token)
 

@@ -22,7 +22,8 @@ from sfmock.chaos.journal import Entry
 from sfmock.chaos.middleware import STORE_PREFIX
 from sfmock.chaos.outcome import GENERATION_PATH
 from sfmock.chaos.sessions import Answer, SessionState
-from sfmock.imaging import render_png
+from sfmock.imaging import render_png, rendered_png
+from sfmock.offload import RENDERING
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.quota import METRICS
 from sfmock.service.responses import json_response
@@ -152,7 +153,8 @@ class Page:
             return json_response({"error": "thumbnail: not the name of an image this fake issues"}, 404)
         scale = THUMBNAIL / max(name.width, name.height)
         width, height = max(1, round(name.width * scale)), max(1, round(name.height * scale))
-        png = render_png(bytes.fromhex(name.digest), width, height)
+        seed = bytes.fromhex(name.digest)
+        png = rendered_png(seed, width, height) or await RENDERING.run(render_png, seed, width, height)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

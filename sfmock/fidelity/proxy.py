@@ -5,11 +5,12 @@ the exchange against the contract (:mod:`sfmock.fidelity.drift`); disagreements 
 kept in a :class:`DriftLog` (``GET /_sfmock/drift``) and reported at exit. With a
 recording folder, each exchange is written there, secrets scrubbed.
 
-Outbound traffic goes to the ``upstream`` origin only, and only under ``/v1/``. The
-one exception is opt-in (``downloads=True``): image URLs in the service's answers
+Outbound traffic goes to the ``upstream`` origin only, and only under ``/v1/`` once the
+path is resolved (:mod:`sfmock.fidelity.proxy_guard`); bodies are capped as ``serve``
+caps them. The one exception is opt-in (``downloads=True``): the image URLs of the
+service's generation answers, on the upstream's origin or an allowed image origin,
 are rewritten to point at the proxy, and the proxy downloads exactly those URLs, and
-nothing else, from the image host that the service named. A request can never make
-the proxy fetch a URL of its choosing.
+nothing else. A request can never make the proxy fetch a URL of its choosing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,8 +34,16 @@ from starlette.routing import Route
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.errors import ConfigError
 from sfmock.fidelity.drift import Drift, check_exchange
-from sfmock.fidelity.recording import Exchange, Message, iter_urls, write_recording
-from sfmock.service.auth import bearer_token
+from sfmock.fidelity.proxy_guard import (
+    DEFAULT_MAX_BODY_BYTES,
+    REAL_IMAGE_ORIGINS,
+    browser_refusal,
+    image_urls,
+    read_body,
+    upstream_path,
+)
+from sfmock.fidelity.recording import GENERATION_PATH, Exchange, Message, write_recording
+from sfmock.scrubbing import scrub_text, secrets_in
 
 __all__ = ["DriftLog", "create_proxy", "upstream_origin"]
 
@@ -62,7 +71,11 @@ MAX_KEPT_DRIFTS = 10_000  # a proxy left running for days keeps the most recent
 def upstream_origin(url: str, source: str = "--upstream") -> str:
     """``scheme://host[:port]`` of ``url`` (a trailing ``/v1`` is allowed and dropped);
     :class:`ConfigError` for anything else."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parses the host and the port
+    except ValueError as exc:
+        raise ConfigError(source, "upstream", f"expected an http(s) URL, got {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(source, "upstream", f"expected an http(s) URL like https://api.siliconflow.cn, got {url!r}")
     if parts.path.rstrip("/") not in ("", "/v1") or parts.query or parts.fragment or parts.username:
@@ -87,7 +100,7 @@ class DriftLog:
             entry = {
                 "id": self.count,
                 "method": exchange.method,
-                "path": exchange.path,
+                "path": scrub_text(exchange.path),
                 "status": exchange.status,
                 "drift": [d.to_json() for d in drifts],
             }
@@ -128,8 +141,14 @@ class Proxy:
         contract: Contract,
         transport: httpx.AsyncBaseTransport | None,
         timeout: float,
+        max_body_bytes: int,
+        host_names: Collection[str],
+        image_origins: Iterable[str],
     ) -> None:
         self.origin = origin
+        self.max_body_bytes = max_body_bytes
+        self.host_names = frozenset(host_names)
+        self.image_origins = (origin, *image_origins)
         self.record = record
         self.downloads = downloads
         self.contract = contract
@@ -142,9 +161,16 @@ class Proxy:
 
     async def forward(self, request: Request) -> Response:
         """Any method under ``/v1/``: the upstream's answer, unchanged."""
-        body = await request.body()
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        path = upstream_path(raw.decode("latin-1"))
+        if path is None:
+            message = "sfmock proxy: the path must stay under /v1/ (no '..' above it, no encoded '/' or '\\')"
+            return JSONResponse({"error": message}, 400)
+        body = await read_body(request, self.max_body_bytes)
+        if isinstance(body, Response):
+            return body
         query = request.url.query
-        target = f"{self.origin}{request.url.path}" + (f"?{query}" if query else "")
+        target = f"{self.origin}{path}" + (f"?{query}" if query else "")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
             answer = await self.client.request(request.method, target, headers=headers, content=body)
@@ -153,16 +179,16 @@ class Proxy:
             return JSONResponse(f"sfmock proxy: the upstream failed: {type(exc).__name__}", status_code=502)
         exchange = Exchange(
             method=request.method,
-            path=request.url.path,
+            path=path,
             query=query,
             request=Message(headers=dict(request.headers), body=body),
             status=answer.status_code,
             response=Message(headers=_headers(answer.headers), body=answer.content),
             url=target,
         )
-        self.note(exchange, secrets=_secrets(request.headers))
+        self.note(exchange, secrets=secrets_in(request.headers, query))
         content = answer.content
-        if self.downloads and answer.status_code == 200:
+        if self.downloads and answer.status_code == 200 and (request.method, path) == ("POST", GENERATION_PATH):
             content = self.expose_images(exchange, str(request.base_url).rstrip("/"))
         return Response(content, answer.status_code, headers=_headers(answer.headers))
 
@@ -211,9 +237,11 @@ class Proxy:
         except ValueError:
             return exchange.response.body
         moved: dict[str, str] = {}
-        for url in iter_urls(document):
+        for url in image_urls(document, self.image_origins):
             parts = urlsplit(url)
             key = parts.path + (f"?{parts.query}" if parts.query else "")
+            if key.startswith(("/v1/", "/_sfmock/")):  # the proxy's own routes: never a download
+                continue
             moved[url] = base + key
             with self._lock:
                 self._images[key] = url
@@ -232,6 +260,9 @@ class Proxy:
 
     async def drift(self, request: Request) -> Response:
         """``GET /_sfmock/drift`` (the report so far) and ``DELETE`` (clear it)."""
+        refusal = browser_refusal(request, self.host_names)
+        if refusal is not None:
+            return refusal
         if request.method == "DELETE":
             self.log.clear()
         return JSONResponse(self.log.to_json())
@@ -245,8 +276,15 @@ def create_proxy(
     contract: Contract | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: float = 180.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    host_names: Collection[str] = ("localhost", "127.0.0.1"),
+    image_origins: Iterable[str] = REAL_IMAGE_ORIGINS,
 ) -> Starlette:
-    """The recording, checking proxy as an ASGI app (``app.state.proxy.log`` is the drift log)."""
+    """The recording, checking proxy as an ASGI app (``app.state.proxy.log`` is the drift log).
+
+    ``max_body_bytes``: larger request bodies answer 413; ``host_names``: the names its
+    control route answers to in ``Host`` (IP literals always pass); ``image_origins``:
+    where, besides the upstream, image URLs may point for ``downloads``."""
     proxy = Proxy(
         upstream_origin(upstream),
         record=Path(record) if record is not None else None,
@@ -254,6 +292,9 @@ def create_proxy(
         contract=contract or load_contract(),
         transport=transport,
         timeout=timeout,
+        max_body_bytes=max_body_bytes,
+        host_names=host_names,
+        image_origins=image_origins,
     )
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     routes = [
@@ -279,8 +320,3 @@ def _replace(value: Any, moved: Mapping[str, str]) -> Any:
 
 def _headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
-
-
-def _secrets(headers: Mapping[str, str]) -> list[str]:
-    token = bearer_token(headers.get("authorization"))
-    return [token] if token else []

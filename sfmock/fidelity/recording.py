@@ -12,26 +12,29 @@ answers to ``POST /v1/images/generations``.
 from __future__ import annotations
 
 import base64
+import binascii
+import io
 import json
 import re
+import struct
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from PIL import Image, UnidentifiedImageError
 
 from sfmock.errors import ConfigError
+from sfmock.scrubbing import REDACTED, scrub, scrub_query, scrub_text
 
 __all__ = ["REDACTED", "Exchange", "Message", "load_recordings", "scrub", "scrub_url", "write_recording"]
 
-REDACTED = "REDACTED"
 GENERATION_PATH = "/v1/images/generations"
-# a header or query parameter whose name says it carries a secret
-_SECRET_NAME = re.compile(r"auth|token|key|secret|signature|credential|cookie|session|password", re.IGNORECASE)
-_URL = re.compile(r"https?://[^\s\"'<>]+")
-_USERINFO = re.compile(r"//[^/@\s]+@")
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',]+", re.IGNORECASE)
-_API_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{6,}")
+_URL = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
+MAX_DEPTH = 64  # nesting of a recording's JSON; a real answer has a handful of levels
+MAX_PICTURE_PIXELS = 4096 * 4096  # a recorded image larger than any the service makes is refused
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,9 +104,13 @@ class Exchange:
             method=method.upper(),
             path=path,
             query=str(request.get("query", "")),
-            request=Message(headers=_headers(request, source, "request"), body=_decode_body(request)),
+            request=Message(
+                headers=_headers(request, source, "request"), body=_decode_body(request, source, "request")
+            ),
             status=status,
-            response=Message(headers=_headers(response, source, "response"), body=_decode_body(response)),
+            response=Message(
+                headers=_headers(response, source, "response"), body=_decode_body(response, source, "response")
+            ),
             url=str(request.get("url", "")),
             source=source,
         )
@@ -112,7 +119,8 @@ class Exchange:
 def write_recording(directory: Path, index: int, exchange: Exchange, secrets: Iterable[str] = ()) -> Path:
     """Write ``exchange`` (scrubbed) as ``NNNN-METHOD-path-STATUS.json`` in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", exchange.path).strip("-")[:60] or "root"
+    clean = scrub_text(exchange.path, secrets)  # a key inside the path stays out of the name too
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", clean).strip("-")[:60] or "root"
     path = directory / f"{index:04d}-{exchange.method}-{slug}-{exchange.status}.json"
     text = json.dumps(exchange.to_document(secrets), indent=2, ensure_ascii=False, sort_keys=False)
     path.write_text(text + "\n", "utf-8")
@@ -132,59 +140,75 @@ def load_recordings(location: str | Path) -> list[Exchange]:
     for file in files:
         try:
             document = json.loads(file.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ConfigError(str(file), "(file)", f"expected a JSON recording: {exc}") from None
-        exchanges.append(Exchange.from_document(document, str(file)))
+            json.dumps(document, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be served
+        except RecursionError:
+            raise ConfigError(str(file), "(file)", f"expected JSON nested at most {MAX_DEPTH} deep") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(str(file), "(file)", f"expected a JSON recording in UTF-8: {exc}") from None
+        if _too_deep(document):
+            raise ConfigError(str(file), "(file)", f"expected JSON nested at most {MAX_DEPTH} deep")
+        exchange = Exchange.from_document(document, str(file))
+        _check_urls(exchange)
+        _check_picture(exchange)
+        exchanges.append(exchange)
     return exchanges
 
 
-def scrub(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """``value`` with credentials replaced by ``REDACTED``, wherever they sit.
-
-    Headers and keys whose names say secret (authorization, cookie, anything with
-    token, key, signature, credential...) lose their values; URLs lose their user
-    info and secret query parameters; bearer tokens, ``sk-...`` keys and each string
-    of ``secrets`` are cut out of any text.
-    """
-    known = [s for s in secrets if len(s) >= 4]
-    return _scrub(value, known, None)
-
-
-def _scrub(value: Any, secrets: list[str], name: str | None) -> Any:
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secrets, name) for v in value]
-    if not isinstance(value, str):
-        return value
-    if name is not None and _SECRET_NAME.search(name) and name not in _KEEP:
-        return REDACTED if value else value
-    text = _URL.sub(lambda m: scrub_url(m.group(0)), value)
-    text = _BEARER.sub(r"\g<1>" + REDACTED, text)
-    text = _API_KEY.sub(REDACTED, text)
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
+def _too_deep(document: Any) -> bool:
+    level: list[Any] = [document]
+    for _ in range(MAX_DEPTH + 1):
+        level = [
+            child
+            for value in level
+            if isinstance(value, dict | list)
+            for child in (value.values() if isinstance(value, dict) else value)
+        ]
+        if not level:
+            return False
+    return True
 
 
-# names matching _SECRET_NAME that hold no secret: the structure of a recording
-_KEEP = frozenset({"x-amz-signedheaders", "X-Amz-SignedHeaders"})
+def _check_urls(exchange: Exchange) -> None:
+    """Every URL a recording holds parses (replay signs its image URLs again)."""
+    try:
+        body: Any = exchange.response.json()
+    except ValueError:
+        body = None
+    for where, url in [("request.url", exchange.url), *(("response.body", u) for u in iter_urls(body))]:
+        try:
+            urlsplit(url).port  # noqa: B018 - parses the host and the port
+        except ValueError as exc:
+            raise ConfigError(exchange.source, where, f"expected a URL, got {url[:200]!r}: {exc}") from None
+
+
+def _check_picture(exchange: Exchange) -> None:
+    """A recorded image is one Pillow reads, of a size the service makes."""
+    if not exchange.response.headers.get("content-type", "").startswith("image/"):
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(exchange.response.body)) as picture:
+                width, height = picture.size
+    except Image.DecompressionBombError:  # Pillow names no size: a PNG's header does
+        body = exchange.response.body
+        if body[12:16] != b"IHDR":
+            message = f"expected an image of at most {MAX_PICTURE_PIXELS} pixels; its header claims far more"
+            raise ConfigError(exchange.source, "response.body_base64", message) from None
+        width, height = struct.unpack(">II", body[16:24])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ConfigError(exchange.source, "response.body_base64", "expected an image Pillow can read") from None
+    if width * height > MAX_PICTURE_PIXELS:
+        raise ConfigError(
+            exchange.source,
+            "response.body_base64",
+            f"expected an image of at most {MAX_PICTURE_PIXELS} pixels, got {width}x{height}",
+        )
 
 
 def scrub_url(url: str) -> str:
     """``url`` without user info and with secret query parameters redacted."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=netloc, query=scrub_query(parts.query)))
-
-
-def scrub_query(query: str) -> str:
-    """A query string with the values of secret parameters redacted."""
-    if not query:
-        return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    clean = [(k, REDACTED if _SECRET_NAME.search(k) and k not in _KEEP else v) for k, v in pairs]
-    return urlencode(clean, safe="")
+    return scrub_text(url)
 
 
 def _encode_body(message: Message) -> dict[str, Any]:
@@ -200,13 +224,16 @@ def _encode_body(message: Message) -> dict[str, Any]:
         return {"body_base64": base64.b64encode(message.body).decode("ascii")}
 
 
-def _decode_body(part: Mapping[str, Any]) -> bytes:
+def _decode_body(part: Mapping[str, Any], source: str, side: str) -> bytes:
     if "body" in part:
         return json.dumps(part["body"], ensure_ascii=False).encode("utf-8")
     if "body_text" in part:
         return str(part["body_text"]).encode("utf-8")
     if "body_base64" in part:
-        return base64.b64decode(str(part["body_base64"]))
+        try:
+            return base64.b64decode(str(part["body_base64"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(source, f"{side}.body_base64", "expected base64 (A-Z a-z 0-9 + /, = padding)") from None
     return b""
 
 

@@ -9,7 +9,10 @@ as usual; when the recording holds the download too, that is the picture served.
 The replayed answer goes through the fake as a generated one does: key, validation,
 faults, rate limits, balance and the journal all apply. A request no recording
 matches gets the fake's own answer, or (``replay_miss: error``) a 404 naming the
-closest recording, before anything is counted or charged.
+closest recording, before anything is counted or charged. That search compares at most
+:data:`COMPARED_CHARS` characters of each request, for at most :data:`SEARCH_SECONDS`,
+on a worker thread (:mod:`sfmock.offload`): a huge unmatched prompt costs the server
+nothing else.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import hashlib
 import io
 import json
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,11 +33,14 @@ from PIL import Image, UnidentifiedImageError
 from sfmock.contract.openapi import ModelSpec
 from sfmock.errors import ApiError
 from sfmock.fidelity.recording import GENERATION_PATH, Exchange
+from sfmock.offload import SEARCHING
 from sfmock.service.generation import Generator, output_size
 
 __all__ = ["MATCHES", "Recordings", "ReplayGenerator", "replay_miss"]
 
 MATCHES = ("prompt", "exact")
+COMPARED_CHARS = 512  # of each request's JSON: the model and the prompt's start decide
+SEARCH_SECONDS = 1.0  # then the best found so far is named
 
 
 def replay_miss(closest: str | None) -> ApiError:
@@ -72,14 +79,30 @@ class Recordings:
                 return answer
         return None
 
-    def closest(self, body: dict[str, Any]) -> str | None:
-        """The file of the recording whose request looks most like ``body``."""
-        wanted = json.dumps(body, sort_keys=True)
-        scored = [
-            (difflib.SequenceMatcher(None, wanted, json.dumps(request, sort_keys=True)).ratio(), source)
-            for request, _, source in self.generations
-        ]
-        return max(scored)[1] if scored else None
+    def closest(self, body: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> str | None:
+        """The file of the recording whose request looks most like ``body``: the first
+        :data:`COMPARED_CHARS` of each, for :data:`SEARCH_SECONDS` at most, the likeliest
+        first (difflib's cheap upper bound), so a cut search still names a close one."""
+        deadline = clock() + SEARCH_SECONDS
+        matcher = difflib.SequenceMatcher(None, autojunk=False)
+        matcher.set_seq2(_compared(body))  # seq2 is the one difflib indexes: once, for all
+        bounds = []
+        for request, _, source in self.generations:
+            matcher.set_seq1(_compared(request))
+            bounds.append((-matcher.quick_ratio(), source, request))
+        best: tuple[float, str] | None = None
+        for bound, source, request in sorted(bounds, key=lambda b: (b[0], b[1])):
+            if best is not None and (-bound <= best[0] or clock() > deadline):
+                break  # sorted by bound: no later one can do better, or time is up
+            matcher.set_seq1(_compared(request))
+            score = matcher.ratio()
+            if best is None or score > best[0]:
+                best = (score, source)
+        return None if best is None else best[1]
+
+    async def closest_off_loop(self, body: dict[str, Any]) -> str | None:
+        """:meth:`closest` on the search pool's thread."""
+        return await SEARCHING.run(self.closest, body)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,9 +125,14 @@ class ReplayGenerator(Generator):
                     if picture is not None and _png_size(picture) is not None:
                         self.pictures[_digest(_object_key(path), index)] = picture
 
+    async def screen(self, body: dict[str, Any], model: ModelSpec) -> None:
+        """A miss in error mode answers 404 here, before the request is counted or
+        charged, the closest recording looked for off the event loop."""
+        if not self.fallback and self.recordings.find(body) is None:
+            raise replay_miss(await self.recordings.closest_off_loop(body))
+
     def image_count(self, body: dict[str, Any], model: ModelSpec) -> int:
-        """The recorded answer's image count; a miss in error mode answers 404 here,
-        before the request is counted or charged."""
+        """The recorded answer's image count (a miss in error mode: see :meth:`screen`)."""
         answer = self.recordings.find(body)
         if answer is None:
             if not self.fallback:
@@ -167,6 +195,10 @@ def _generation(exchange: Exchange) -> tuple[dict[str, Any], dict[str, Any]] | N
     if not isinstance(request, dict) or not isinstance(answer, dict) or not isinstance(answer.get("images"), list):
         return None
     return request, answer
+
+
+def _compared(request: dict[str, Any]) -> str:
+    return json.dumps(request, sort_keys=True)[:COMPARED_CHARS]
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:

@@ -121,6 +121,7 @@ class Api:
                 raise parameter_invalid()  # the seen wording names no field
             raise invalid_request(message)
         model = self.contract.models[body["model"]]
+        await self.generator.screen(body, model)
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
         session = _session(request)
         admission = session.admission if session is not None else self.admission

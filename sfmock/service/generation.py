@@ -74,6 +74,10 @@ class Generator:
             "created": int(now),
         }
 
+    async def screen(self, body: dict[str, Any], model: ModelSpec) -> None:
+        """Refuse a checked request before it is counted or charged (replay's miss); the
+        fake refuses none."""
+
     def image_count(self, body: dict[str, Any], model: ModelSpec) -> int:
         """How many images the request makes: ``batch_size`` where the model batches."""
         if not model.batch:

@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from sfmock.clock import Clock
 from sfmock.errors import DownloadDenied
-from sfmock.imaging import render_png
+from sfmock.imaging import render_png, rendered_png
+from sfmock.offload import RENDERING
 from sfmock.service.responses import xml_error
 from sfmock.service.signing import ObjectName, UrlSigner
 from sfmock.service.tracing import STORE_HEADER
@@ -64,7 +65,12 @@ class ImageHost:
             name = self.check(request.path_params["object"], request)
         except DownloadDenied as denied:
             return xml_error(denied, request_id)
-        png = self.pictures.get(name.digest) or render_png(bytes.fromhex(name.digest), name.width, name.height)
+        seed = bytes.fromhex(name.digest)
+        png = (
+            self.pictures.get(name.digest)
+            or rendered_png(seed, name.width, name.height)
+            or await RENDERING.run(render_png, seed, name.width, name.height)  # off the event loop
+        )
         issued = self.signer.issued_at(request.query_params)
         headers = {
             STORE_HEADER: request_id,

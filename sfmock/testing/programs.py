@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -39,6 +37,7 @@ from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
 from sfmock.testing.evidence import Run
 from sfmock.testing.harness import schedule_scenario
+from sfmock.testing.owned import StartFailed, run_owned, stop_all
 from sfmock.testing.recorder import Recorder
 
 __all__ = [
@@ -223,55 +222,20 @@ def _unrepeatable(random_seed: int) -> Run:
 def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:
     if _STOPPING.is_set():
         raise ProgramError("interrupted: no new runs")
-    try:
-        process = subprocess.Popen(
-            list(setup.command),
-            env=dict(env),
-            cwd=setup.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: a timeout kills its children too
-        )
-    except OSError as exc:
-        raise ProgramError(f"cannot start {setup.command[0]!r}: {exc.strerror or exc}") from None
-    status: int | None
-    with _LIVE_LOCK:
-        _LIVE.add(process)
-    try:
-        out, err = process.communicate(timeout=setup.timeout)
-        status = process.returncode
-    except subprocess.TimeoutExpired:
-        _kill(process)
-        out, err = process.communicate()
-        status = None
-    except BaseException:  # interrupted (Ctrl+C): the program must not outlive the check
-        _kill(process)
-        raise
-    finally:
-        with _LIVE_LOCK:
-            _LIVE.discard(process)
+    try:  # everything the program starts is gone when this returns (sfmock.testing.owned)
+        status, out, err = run_owned(setup.command, env=env, cwd=setup.cwd, timeout=setup.timeout)
+    except StartFailed as exc:
+        raise ProgramError(f"cannot start {setup.command[0]!r}: {exc}") from None
     return status, _text(out), _text(err)
 
 
-_LIVE: set[subprocess.Popen[bytes]] = set()
-_LIVE_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
 
 def kill_running() -> None:
     """Kill every program a run has started and not yet reaped, with its children (on Ctrl+C)."""
     _STOPPING.set()
-    with _LIVE_LOCK:
-        for process in list(_LIVE):
-            _kill(process)
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    stop_all()
 
 
 def _text(data: bytes) -> str:

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sfmock.clock import VirtualClock
+from sfmock.offload import INLINE
 from sfmock.transports import HangForever
 
 __all__ = ["HangForever", "VirtualTime", "new_event_loop", "on_virtual_loop"]
@@ -160,6 +161,9 @@ class _JumpingSelector(selectors.BaseSelector):
 class _VirtualLoop(asyncio.SelectorEventLoop):
     def __init__(self, vtime: VirtualTime) -> None:
         super().__init__(_JumpingSelector(vtime.clock, vtime.busy))
+        # the fake's slow work (sfmock.offload) runs here, not on a thread: time stands still
+        # while it runs, where a thread's real time would let the clock jump past the client's timeouts
+        setattr(self, INLINE, True)
         self._vtime = vtime
 
     def time(self) -> float:
