@@ -31,14 +31,12 @@ if TYPE_CHECKING:
     from sfmock.config import Settings
 
 __all__ = [
-    "CONDITIONAL",
     "DOWNLOAD_FAULTS",
     "OUTCOMES",
     "PERMANENT",
     "SUCCESS",
     "TRANSIENT",
     "drawn_outcomes",
-    "first_schedules",
     "generation_requests",
     "invalid_generation_requests",
     "responses",
