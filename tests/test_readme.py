@@ -80,6 +80,12 @@ def test_shell_blocks_say_what_they_print_and_use_distinct_ports() -> None:
     # 8000 (and 8001, its image host) are the first server's; each takes its port + 1 too
     taken = [port + offset for port in [8000, *ports] for offset in (0, 1)]
     assert len(taken) == len(set(taken)), ports
+    # a server started in the background is waited for by its health, never a fixed time
+    # (a busy machine starts it later than any sleep)
+    for block in SHELL_BLOCKS:
+        for port in re.findall(r"sfmock serve .*--port (\d+) &", block):
+            assert f"--retry-connrefused --retry-delay 1 -o /dev/null http://127.0.0.1:{port}/_sfmock/health" in block
+        assert not re.search(r"&\s*sleep\b", block), block
     assert shows("a 200 b 401 c", "200 ... 401") and not shows("401 200", "200 401")
 
 
@@ -97,7 +103,8 @@ def free_port() -> int:
 
 
 @pytest.mark.skipif(
-    not (shutil.which("curl") and shutil.which("file")), reason="needs curl and file (.ci/run installs them)"
+    not (shutil.which("curl") and shutil.which("file")),
+    reason="needs curl and file (Debian: apt-get install curl file; see docs/development.md)",
 )
 def test_shell_examples_run_as_written(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
