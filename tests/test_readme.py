@@ -30,12 +30,18 @@ def test_there_are_examples() -> None:
     assert len(BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if "def test_" in b], ids=lambda b: b.split("def test_")[1][:30])
-def test_pytest_examples_pass(pytester: pytest.Pytester, block: str) -> None:
-    pytester.makepyfile(block)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    tests = block.count("def test_")
-    result.assert_outcomes(passed=tests)
+def test_pytest_examples_pass(pytester: pytest.Pytester) -> None:
+    """Each block is a test file of its own, and every test in it passes; one pytest run
+    for them all, as a user's suite would be (one start-up, one session fake)."""
+    examples = [(n, b) for n, b in PAGE_BLOCKS if "def test_" in b]
+    assert len(examples) >= 5
+    names = {f"test_example_{i}": block for i, (_, block) in enumerate(examples)}
+    pytester.makepyfile(**names)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    for name, block in names.items():
+        for test in re.findall(r"^(?:async )?def (test_\w+)", block, re.M):
+            result.stdout.fnmatch_lines([f"{name}.py::{test} PASSED*"])
+    result.assert_outcomes(passed=sum(block.count("def test_") for block in names.values()))
 
 
 @pytest.mark.parametrize(
