@@ -92,6 +92,7 @@ def test_shell_blocks_say_what_they_print_and_use_distinct_ports() -> None:
         for port in re.findall(r"sfmock serve .*--port (\d+) &", block):
             assert f"--retry-connrefused --retry-delay 1 -o /dev/null http://127.0.0.1:{port}/_sfmock/health" in block
         assert not re.search(r"&\s*sleep\b", block), block
+        assert "siliconflow.cn" not in block, f"the suite would call the real service: make it ```sh\n{block}"
     assert shows("a 200 b 401 c", "200 ... 401") and not shows("401 200", "200 401")
 
 
