@@ -10,17 +10,18 @@ failing the build as a broken page link does, and then points at the file under
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
-from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG = logging.getLogger("mkdocs.hooks.sfmock")  # a warning: strict mode fails the build at the end
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s#]+)(#[^)\s]*)?\)")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 
@@ -54,7 +55,8 @@ def rewrite(match: re.Match[str], source: str, config: MkDocsConfig) -> str:
         here = "docs" if source == "README.md" else posixpath.dirname(source)
         return f"[{label}]({posixpath.relpath(path, here)}{anchor})"
     if path.startswith("..") or not (ROOT / path).exists():
-        raise PluginError(f"{source}: the link to {target!r} names no file of the repository")
+        LOG.warning(f"{source}: the link to {target!r} names no file of the repository")
+        return label
     if not config.repo_url:
         return label
     kind = "tree" if (ROOT / path).is_dir() else "blob"

@@ -82,4 +82,4 @@ class RedisServer:
 def need_redis() -> None:
     """Skip the test, saying why, when redis-server is not installed."""
     if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; see docs/development.md)")

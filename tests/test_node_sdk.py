@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from node_packages import node_packages_missing
 
 from sfmock import Settings
 from sfmock.server import FakeServer
@@ -23,15 +24,15 @@ NODE_DIR = Path(__file__).parent / "node"
 NODE, NPM = shutil.which("node"), shutil.which("npm")
 
 pytestmark = pytest.mark.skipif(
-    NODE is None or NPM is None, reason="node and npm are not installed (.ci/run installs them)"
+    NODE is None or NPM is None,
+    reason="node and npm are not installed (Debian: apt-get install nodejs npm; see docs/development.md)",
 )
 
 
 @pytest.fixture(scope="module")
 def sdk() -> Path:
-    if not (NODE_DIR / "node_modules" / "ai").is_dir():  # .ci/run installs them; a developer may not have
-        assert NPM is not None
-        subprocess.run([NPM, "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True, timeout=300)
+    missing = node_packages_missing("ai")  # .ci/run installs them; on a fresh clone, this does
+    assert missing is None, missing
     return NODE_DIR / "generate.mjs"
 
 

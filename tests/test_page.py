@@ -141,7 +141,7 @@ ARGS = [
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; see docs/development.md)")
     playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package (test extra) is missing")
     with playwright.sync_playwright() as driver:
         chromium = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)

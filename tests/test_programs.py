@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from documentation import page
+from node_packages import node_packages_missing
 
 from sfmock.cli import main
 from sfmock.testing.junit import write_report
@@ -32,16 +33,20 @@ SHELL_CLIENTS = TESTS / "shell"
 def _node_missing() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed (.ci/run installs it with apt-get install nodejs npm)"
-    if not (TESTS / "node" / "node_modules" / "openai").is_dir():
-        return "the openai npm package is not installed (run: npm install --prefix tests/node)"
+    missing = node_packages_missing("openai")
+    if missing is not None:
+        return missing
     version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
     if int(version.lstrip("v").split(".")[0] or 0) < 18:
         return f"node {version.strip()} is too old for the openai package (it needs 18+: fetch)"
     return None
 
 
-needs_node = pytest.mark.skipif(_node_missing() is not None, reason=str(_node_missing()))
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+NODE_MISSING = _node_missing()  # once: the first call may run npm ci
+needs_node = pytest.mark.skipif(NODE_MISSING is not None, reason=str(NODE_MISSING))
+needs_curl = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="curl is not installed (Debian: apt-get install curl; see docs/development.md)"
+)
 
 
 def node(name: str) -> tuple[str, ...]:

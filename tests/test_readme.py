@@ -30,12 +30,18 @@ def test_there_are_examples() -> None:
     assert len(BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if "def test_" in b], ids=lambda b: b.split("def test_")[1][:30])
-def test_pytest_examples_pass(pytester: pytest.Pytester, block: str) -> None:
-    pytester.makepyfile(block)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    tests = block.count("def test_")
-    result.assert_outcomes(passed=tests)
+def test_pytest_examples_pass(pytester: pytest.Pytester) -> None:
+    """Each block is a test file of its own, and every test in it passes; one pytest run
+    for them all, as a user's suite would be (one start-up, one session fake)."""
+    examples = [(n, b) for n, b in PAGE_BLOCKS if "def test_" in b]
+    assert len(examples) >= 5
+    names = {f"test_example_{i}": block for i, (_, block) in enumerate(examples)}
+    pytester.makepyfile(**names)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    for name, block in names.items():
+        for test in re.findall(r"^(?:async )?def (test_\w+)", block, re.M):
+            result.stdout.fnmatch_lines([f"{name}.py::{test} PASSED*"])
+    result.assert_outcomes(passed=sum(block.count("def test_") for block in names.values()))
 
 
 @pytest.mark.parametrize(
@@ -80,6 +86,13 @@ def test_shell_blocks_say_what_they_print_and_use_distinct_ports() -> None:
     # 8000 (and 8001, its image host) are the first server's; each takes its port + 1 too
     taken = [port + offset for port in [8000, *ports] for offset in (0, 1)]
     assert len(taken) == len(set(taken)), ports
+    # a server started in the background is waited for by its health, never a fixed time
+    # (a busy machine starts it later than any sleep)
+    for block in SHELL_BLOCKS:
+        for port in re.findall(r"sfmock serve .*--port (\d+) &", block):
+            assert f"--retry-connrefused --retry-delay 1 -o /dev/null http://127.0.0.1:{port}/_sfmock/health" in block
+        assert not re.search(r"&\s*sleep\b", block), block
+        assert "siliconflow.cn" not in block, f"the suite would call the real service: make it ```sh\n{block}"
     assert shows("a 200 b 401 c", "200 ... 401") and not shows("401 200", "200 401")
 
 
@@ -97,7 +110,8 @@ def free_port() -> int:
 
 
 @pytest.mark.skipif(
-    not (shutil.which("curl") and shutil.which("file")), reason="needs curl and file (.ci/run installs them)"
+    not (shutil.which("curl") and shutil.which("file")),
+    reason="needs curl and file (Debian: apt-get install curl file; see docs/development.md)",
 )
 def test_shell_examples_run_as_written(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
