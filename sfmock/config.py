@@ -28,6 +28,7 @@ from sfmock.service.quota import Limits
 from sfmock.service.responses import OBSERVED_429_CODES
 from sfmock.state.urls import EXPECTED as STORE_EXPECTED
 from sfmock.state.urls import shown_url, store_url_problem
+from sfmock.untrusted import Untrusted, parse_url
 
 __all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
 
@@ -197,6 +198,12 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(
             source, "image_port", f"{image_port} is the API's port too; expected another, or 'same' for one origin"
         )
+    for name in ("public_url", "image_public_url"):
+        if isinstance(values.get(name), str):
+            try:
+                parse_url(values[name], name)
+            except Untrusted as exc:
+                raise ConfigError(source, name, exc.problem) from None
     store = values.get("store")
     problem = store_url_problem(store) if isinstance(store, str) else None
     if problem is not None:

@@ -7,6 +7,9 @@ what JSON can hold, in the YAML 1.2 core schema: ``true``/``false`` only, no dat
 or could blow up: aliases (``*x``: the "billion laughs"), explicit tags such as
 ``!!binary``, ``!!timestamp`` or ``!!set``, ``.inf`` and ``.nan``, keys that are not
 strings, a key given twice in one mapping, and nesting deeper than :data:`MAX_DEPTH`.
+Whatever the syntax, the data then passes :func:`sfmock.untrusted.check_data` (no lone
+surrogate, no number that is not finite or beyond what a store holds), and a refusal
+names the field: ``rules[0].name: the text holds a lone surrogate``.
 """
 
 from __future__ import annotations
@@ -21,24 +24,24 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["MAX_DEPTH", "DocumentError", "load_document"]
+from sfmock.untrusted import MAX_DEPTH, Refused, Untrusted, check_data
 
-MAX_DEPTH = 64  # containers inside containers; scenario and config documents need under 10
+__all__ = ["MAX_DEPTH", "DocumentError", "load_document", "loads_json"]
 
 
 class DocumentError(ValueError):
     """A document that is not plain JSON data; the message says what and where."""
 
 
-def _finite(text: str) -> float:
+def _finite(text: str) -> float | Refused:
     value = float(text)
-    if not math.isfinite(value):
-        raise DocumentError(f"number {text[:40]} is out of range")
+    if not math.isfinite(value):  # refused by check_data, which names the field
+        return Refused(f"number {text[:40]} is out of range")
     return value
 
 
-def _no_constant(name: str) -> Any:
-    raise DocumentError(f"{name} is not a number JSON allows")
+def _no_constant(name: str) -> Refused:
+    return Refused(f"{name} is not a number JSON allows")
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -52,6 +55,37 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _loads_json(text: str) -> Any:
     return json.loads(text, parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique)
+
+
+def loads_json(raw: str | bytes) -> Any:
+    """``raw`` as strict JSON data (no YAML), checked as :func:`load_document` checks it."""
+    text = _text(raw)
+    try:
+        value = _loads_json(text)
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except DocumentError:
+        raise
+    except ValueError as exc:
+        raise DocumentError(f"not valid JSON: {str(exc)[:200]}") from None
+    return _checked(value)
+
+
+def _text(raw: str | bytes) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def _checked(value: Any) -> Any:
+    try:
+        check_data(value)
+    except Untrusted as exc:
+        raise DocumentError(str(exc)) from None
+    return value
 
 
 try:  # libyaml, when PyYAML was built with it (the wheels are): several times faster
@@ -152,13 +186,9 @@ def load_document(raw: str | bytes) -> Any:
 
     An empty document is ``None``.
     """
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    raw = _text(raw)
     try:
-        return _loads_json(raw)
+        return _checked(_loads_json(raw))
     except RecursionError:
         raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
     except DocumentError:
@@ -171,7 +201,7 @@ def load_document(raw: str | bytes) -> Any:
         if node is None:
             return None
         _check_tree(node)
-        return loader.construct_document(node)
+        return _checked(loader.construct_document(node))
     except (ConstructorError, yaml.YAMLError) as exc:
         raise DocumentError(f"not valid YAML or JSON: {exc}") from None
     except RecursionError:

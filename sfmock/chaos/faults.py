@@ -10,7 +10,6 @@ the per-request ``X-Sfmock-Fault`` header into the same :class:`Action`.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
 import random
@@ -25,6 +24,7 @@ from sfmock.contract.openapi import load_contract
 from sfmock.contract.schemas import check
 from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
+from sfmock.globs import glob_matches
 from sfmock.state.memory import MemoryFaults
 from sfmock.state.store import Faults
 
@@ -152,7 +152,7 @@ class Rule:
 
     def matches(self, info: RequestInfo) -> bool:
         when = self.when
-        if "path" in when and not fnmatch.fnmatchcase(info.path, when["path"]):
+        if "path" in when and not glob_matches(info.path, when["path"]):
             return False
         if "method" in when and info.method.upper() != when["method"].upper():
             return False
