@@ -263,7 +263,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = load_document(text)
     except DocumentError as exc:
-        raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
+        raise exc.as_config_error(source) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -24,13 +24,28 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from sfmock.errors import ConfigError
 from sfmock.untrusted import MAX_DEPTH, Refused, Untrusted, check_data
 
 __all__ = ["MAX_DEPTH", "DocumentError", "load_document", "loads_json"]
 
 
 class DocumentError(ValueError):
-    """A document that is not plain JSON data; the message says what and where."""
+    """A document that is not plain JSON data; the message says what and where.
+
+    ``key``: the field at fault (``rules[0].name``) when the syntax was fine but the data
+    is not; ``problem``: the message without it."""
+
+    def __init__(self, message: str, *, key: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.problem = problem if problem is not None else message
+
+    def as_config_error(self, source: str) -> ConfigError:
+        """The error a file's loader raises: naming ``source`` and the key when known."""
+        if self.key is not None:
+            return ConfigError(source, self.key, self.problem)
+        return ConfigError(source, "(syntax)", f"is not valid YAML: {self}")
 
 
 def _finite(text: str) -> float | Refused:
@@ -84,7 +99,7 @@ def _checked(value: Any) -> Any:
     try:
         check_data(value)
     except Untrusted as exc:
-        raise DocumentError(str(exc)) from None
+        raise DocumentError(str(exc), key=exc.field, problem=exc.problem) from None
     return value
 
 

@@ -20,6 +20,7 @@ command line with exit 2.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "check_text",
     "finite_number",
     "parse_url",
+    "read_environment",
 ]
 
 MAX_DEPTH = 64  # arrays and objects inside each other; no request or document needs 10
@@ -145,6 +147,17 @@ def finite_number(text: str, field: str, *, low: float = -math.inf, high: float 
     if not low <= value <= high:
         raise Untrusted(field, f"expected a number from {low:g} to {high:g}, got {printable(str(text))}")
     return value
+
+
+def read_environment(name: str, *, url: bool = False) -> str | None:
+    """The environment variable ``name`` (``None`` when unset or empty), checked as text
+    and, with ``url``, as an http(s) URL; :class:`Untrusted` naming the variable otherwise."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    field = f"environment: {name}"
+    check_text(value, field)
+    return parse_url(value, field) if url else value
 
 
 def parse_url(text: str, field: str, *, schemes: Iterable[str] | None = ("http", "https")) -> str:

@@ -248,7 +248,7 @@ class Scenario:
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
         except DocumentError as exc:
-            raise ConfigError(source, "(syntax)", f"is not valid YAML: {exc}") from None
+            raise exc.as_config_error(source) from None
         return cls.from_document(document if document is not None else {}, source)
 
 
