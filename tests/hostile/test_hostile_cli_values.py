@@ -113,3 +113,8 @@ def test_the_shared_fake_url_in_the_environment_is_checked(tmp_path: Path) -> No
     result = subprocess.run(command, capture_output=True, text=True, timeout=ENDLESS, env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "environment: SFMOCK_URL: not a valid URL" in result.stdout + result.stderr, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize("request_body", ['{"model": "Kwai-Kolors/Kolors", "prompt": "\\ud800"}', '{"seed": NaN}'])
+def test_check_refuses_a_request_it_could_not_send(request_body: str) -> None:
+    refused(sfmock("check", "--request", request_body, "--", "true"), "--request: not JSON we can use")
