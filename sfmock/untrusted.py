@@ -33,7 +33,6 @@ __all__ = [
     "Untrusted",
     "check_data",
     "check_text",
-    "finite_number",
     "parse_url",
     "read_environment",
 ]
@@ -99,14 +98,13 @@ def check_text(text: str, field: str) -> str:
     return text
 
 
-def check_data(value: Any, root: Iterable[Any] = (), *, max_integer: int | None = MAX_INTEGER) -> None:
+def check_data(value: Any, *, max_integer: int | None = MAX_INTEGER) -> None:
     """Refuse (:class:`Untrusted`, naming the field) parsed data sfmock cannot keep: see
     the module docstring. Iterative, so data of any depth is safe to check.
 
     ``max_integer=None``: any integer passes (a generation body's integers reach no store:
     the contract's bounds refuse them, in the service's own words)."""
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, tuple(root))]
-    base = len(stack[0][1])
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     while stack:
         current, path = stack.pop()
         if isinstance(current, str):
@@ -124,7 +122,7 @@ def check_data(value: Any, root: Iterable[Any] = (), *, max_integer: int | None 
         elif isinstance(current, Refused):
             raise Untrusted(_where(path), current.problem, path)
         elif isinstance(current, dict | list):
-            if len(path) - base >= MAX_DEPTH:
+            if len(path) >= MAX_DEPTH:
                 raise Untrusted(_where(path), f"nested more than {MAX_DEPTH} levels deep", path)
             if isinstance(current, list):
                 stack.extend((item, (*path, index)) for index, item in enumerate(current))
@@ -134,19 +132,6 @@ def check_data(value: Any, root: Iterable[Any] = (), *, max_integer: int | None 
                     problem = f"the key {printable(key)} holds a lone surrogate, which is not text"
                     raise Untrusted(_where(path), problem, path)
                 stack.append((item, (*path, key)))
-
-
-def finite_number(text: str, field: str, *, low: float = -math.inf, high: float = math.inf) -> float:
-    """``text`` as a finite number within ``low..high``, else :class:`Untrusted`."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise Untrusted(field, f"expected a number, got {printable(str(text))}") from None
-    if not math.isfinite(value):
-        raise Untrusted(field, f"expected a finite number, got {printable(str(text))}")
-    if not low <= value <= high:
-        raise Untrusted(field, f"expected a number from {low:g} to {high:g}, got {printable(str(text))}")
-    return value
 
 
 def read_environment(name: str, *, url: bool = False) -> str | None:
@@ -172,14 +157,15 @@ def parse_url(text: str, field: str, *, schemes: Iterable[str] | None = ("http",
         raise Untrusted(field, f"not a valid URL ({exc})") from None
     if schemes is None:
         return text
+    shown = printable(text if parts.password is None else text.replace(parts.password, "***"))
     try:
         parts.port  # noqa: B018  # raises on ":99999" or ":x"
     except ValueError as exc:
-        raise Untrusted(field, f"{printable(text)} is not a valid URL ({exc})") from None
+        raise Untrusted(field, f"{shown} is not a valid URL ({exc})") from None
     allowed = tuple(schemes)
     if parts.scheme.lower() not in allowed:
         expected = " or ".join(f"{scheme}://" for scheme in allowed)
-        raise Untrusted(field, f"{printable(text)} is not a valid URL: expected {expected}HOST[:PORT]")
+        raise Untrusted(field, f"{shown} is not a valid URL: expected {expected}HOST[:PORT]")
     if not host:
-        raise Untrusted(field, f"{printable(text)} is not a valid URL: it names no host")
+        raise Untrusted(field, f"{shown} is not a valid URL: it names no host")
     return text

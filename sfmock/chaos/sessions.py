@@ -3,8 +3,9 @@
 A request with the ``X-Sfmock-Session: NAME`` header (or, for image downloads, the
 ``X-Sfmock-Session`` query parameter the fake adds to the URLs it issues in a session)
 is served from that session's own journal, scenario, fault counters, rate-limit
-counters and balances. Without it, requests use the default session: the fake behaves
-as if sessions did not exist. The clock and the configuration are shared.
+counters, balances and the models its faults retired. Without it, requests use the
+default session: the fake behaves as if sessions did not exist. The clock, the run's
+start and the configuration are shared.
 
 All scoped state is reached through :class:`Sessions` (``sessions.get(name)``); each
 session's journal, faults and admission keep their state in the store
