@@ -43,7 +43,7 @@ from sfmock.service.failures import InternalErrorMiddleware, StoreOutageMiddlewa
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
 from sfmock.service.legacy import GENERATION_PATH, LEGACY_ROUTE
-from sfmock.service.lifecycle import Lifecycle
+from sfmock.service.lifecycle import Lifecycle, SessionEpoch
 from sfmock.service.origins import Origins
 from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from sfmock.service.rule_errors import RuleWording
@@ -144,10 +144,15 @@ def create_app(
         engine = FaultEngine(seed=seed, faults=store.faults(name, scenario, SCENARIOS))
         size, most = settings.journal_size, settings.journal_max_bytes
         journal = Journal(size, max_bytes=most, log=store.log(name, ENTRIES, size=size, max_bytes=most))
-        return SessionState(name=name, journal=journal, engine=engine, admission=own)
+        if name is None:
+            retired = lifecycle
+        else:  # the run's start and schedule, and only the models this session's faults retired
+            epoch = SessionEpoch(lifecycle.epoch, store.epoch(clock.now(), name))
+            retired = Lifecycle(settings.retire, epoch=epoch)
+        return SessionState(name=name, journal=journal, engine=engine, admission=own, lifecycle=retired)
 
     sessions = Sessions(new_session, store=store)
-    metrics = Metrics(contract.models)
+    metrics = Metrics(contract.models, rules=[rule.name for rule in scenario.rules])
     control = Control(
         sessions=sessions,
         lifecycle=lifecycle,

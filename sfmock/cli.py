@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from sfmock.cli_check import add_check_parser, check
 from sfmock.cli_fidelity import add_commands as add_fidelity_commands
 from sfmock.cli_fidelity import run as run_fidelity_command
+from sfmock.cli_values import check_arguments
 from sfmock.errors import ConfigError
 from sfmock.wording import did_you_mean, plural
 
@@ -214,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:  # the subcommand's usage, not the top level's
             chooser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
             chooser.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        try:
+            check_arguments(parser, args)
+        except ConfigError as exc:
+            print(f"sfmock: error: {exc}", file=sys.stderr)
+            return 2
         if args.command in COMMANDS:
             run: Callable[[argparse.Namespace], int] = COMMANDS[args.command][1]
             return run(args)

@@ -101,11 +101,11 @@ def _check_names() -> Sequence[str]:
 
 def check(args: argparse.Namespace) -> int:
     """Run ``sfmock check``; its exit status."""
-    import json
     import shlex
     import time
 
     from sfmock.config import Settings, load_settings
+    from sfmock.documents import DocumentError, loads_json
     from sfmock.testing.junit import write_error, write_report
     from sfmock.testing.program_check import check_program
     from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
@@ -119,9 +119,9 @@ def check(args: argparse.Namespace) -> int:
     request = dict(DEFAULT_REQUEST)
     if args.request is not None:
         try:
-            request = json.loads(args.request)
-        except ValueError as exc:
-            problem = f"--request: not JSON ({exc}); expected a JSON object, the generation request body"
+            request = loads_json(args.request)  # the boundary's reader: no NaN, no lone surrogate
+        except DocumentError as exc:
+            problem = f"--request: not JSON we can use ({exc}); expected a JSON object, the generation request body"
         else:
             if not isinstance(request, dict):
                 problem = "--request: expected a JSON object, the generation request body"

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from sfmock.errors import ConfigError
+from sfmock.untrusted import Untrusted, read_environment
 from sfmock.wording import plural
 
 __all__ = ["add_commands", "run"]
@@ -182,7 +182,10 @@ def _against(args: argparse.Namespace, contract: Any) -> list[Any] | None:
     if not args.confirm_cost:
         print(f"sfmock: not calling anything: add {COST_FLAG} to make these calls", file=sys.stderr)
         return None
-    key = os.environ.get(args.key_env, "").strip()
+    try:
+        key = read_environment(args.key_env)
+    except Untrusted as exc:
+        raise ConfigError("environment", args.key_env, exc.problem) from None
     if not key:
         raise ConfigError("environment", args.key_env, "expected the API key of the real service")
     try:

@@ -29,6 +29,7 @@ from sfmock.service.responses import OBSERVED_429_CODES
 from sfmock.state.store import money_problem
 from sfmock.state.urls import EXPECTED as STORE_EXPECTED
 from sfmock.state.urls import shown_url, store_url_problem
+from sfmock.untrusted import Untrusted, parse_url
 from sfmock.wording import did_you_mean, unknown
 
 __all__ = ["SAME_ORIGIN", "UNLIMITED_BALANCE", "Settings", "load_settings", "settings_from"]
@@ -210,6 +211,12 @@ def _convert(values: dict[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(
             source, "image_port", f"{image_port} is the API's port too; expected another, or 'same' for one origin"
         )
+    for name in ("public_url", "image_public_url"):
+        if isinstance(values.get(name), str):
+            try:
+                parse_url(values[name], name)
+            except Untrusted as exc:
+                raise ConfigError(source, name, exc.problem) from None
     store = values.get("store")
     problem = store_url_problem(store) if isinstance(store, str) else None
     if problem is not None:
@@ -290,7 +297,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = load_document(text)
     except DocumentError as exc:
-        raise ConfigError(source, exc.where or "(syntax)", f"not valid YAML: {exc.problem}") from None
+        raise exc.as_config_error(source) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

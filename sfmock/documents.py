@@ -7,6 +7,9 @@ what JSON can hold, in the YAML 1.2 core schema: ``true``/``false`` only, no dat
 or could blow up: aliases (``*x``: the "billion laughs"), explicit tags such as
 ``!!binary``, ``!!timestamp`` or ``!!set``, ``.inf`` and ``.nan``, keys that are not
 strings, a key given twice in one mapping, and nesting deeper than :data:`MAX_DEPTH`.
+Whatever the syntax, the data then passes :func:`sfmock.untrusted.check_data` (no lone
+surrogate, no number that is not finite or beyond what a store holds), and a refusal
+names the field: ``rules[0].name: the text holds a lone surrogate``.
 """
 
 from __future__ import annotations
@@ -21,21 +24,33 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["MAX_DEPTH", "DocumentError", "load_document", "syntax_error"]
+from sfmock.errors import ConfigError
+from sfmock.untrusted import MAX_DEPTH, Refused, Untrusted, check_data
 
-MAX_DEPTH = 64  # containers inside containers; scenario and config documents need under 10
+__all__ = ["MAX_DEPTH", "DocumentError", "load_document", "loads_json", "syntax_error"]
 
 
 class DocumentError(ValueError):
     """A document that is not plain JSON data; the message says what and where.
 
-    ``where`` is ``"line L, column C"`` for a syntax error (the message then starts with it).
-    """
+    ``where``: ``"line L, column C"`` for a syntax error (the message then starts with it);
+    ``key``: the field at fault (``rules[0].name``) when the syntax was fine but the data
+    is not; ``problem``: the message without either."""
 
-    def __init__(self, message: str, *, where: str | None = None, problem: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, where: str | None = None, key: str | None = None, problem: str | None = None
+    ) -> None:
         super().__init__(f"{where}: {problem}" if where and problem else message)
         self.where = where
-        self.problem = problem or message
+        self.key = key
+        self.problem = problem if problem is not None else message
+
+    def as_config_error(self, source: str) -> ConfigError:
+        """The error a file's loader raises: naming ``source`` and the key, or the line and
+        column of a syntax error."""
+        if self.key is not None:
+            return ConfigError(source, self.key, self.problem)
+        return ConfigError(source, self.where or "(syntax)", f"not valid YAML: {self.problem}")
 
 
 def syntax_error(exc: yaml.YAMLError) -> DocumentError:
@@ -53,15 +68,15 @@ def syntax_error(exc: yaml.YAMLError) -> DocumentError:
     return DocumentError("", where=f"line {mark.line + 1}, column {mark.column + 1}", problem=problem)
 
 
-def _finite(text: str) -> float:
+def _finite(text: str) -> float | Refused:
     value = float(text)
-    if not math.isfinite(value):
-        raise DocumentError(f"number {text[:40]} is out of range")
+    if not math.isfinite(value):  # refused by check_data, which names the field
+        return Refused(f"number {text[:40]} is out of range")
     return value
 
 
-def _no_constant(name: str) -> Any:
-    raise DocumentError(f"{name} is not a number JSON allows")
+def _no_constant(name: str) -> Refused:
+    return Refused(f"{name} is not a number JSON allows")
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -75,6 +90,37 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _loads_json(text: str) -> Any:
     return json.loads(text, parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique)
+
+
+def loads_json(raw: str | bytes) -> Any:
+    """``raw`` as strict JSON data (no YAML), checked as :func:`load_document` checks it."""
+    text = _text(raw)
+    try:
+        value = _loads_json(text)
+    except RecursionError:
+        raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except DocumentError:
+        raise
+    except ValueError as exc:
+        raise DocumentError(f"not valid JSON: {str(exc)[:200]}") from None
+    return _checked(value)
+
+
+def _text(raw: str | bytes) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def _checked(value: Any) -> Any:
+    try:
+        check_data(value)
+    except Untrusted as exc:
+        raise DocumentError(str(exc), key=exc.field, problem=exc.problem) from None
+    return value
 
 
 try:  # libyaml, when PyYAML was built with it (the wheels are): several times faster
@@ -175,13 +221,9 @@ def load_document(raw: str | bytes) -> Any:
 
     An empty document is ``None``.
     """
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    raw = _text(raw)
     try:
-        return _loads_json(raw)
+        return _checked(_loads_json(raw))
     except RecursionError:
         raise DocumentError(f"nested more than {MAX_DEPTH} levels deep") from None
     except DocumentError:
@@ -194,7 +236,7 @@ def load_document(raw: str | bytes) -> Any:
         if node is None:
             return None
         _check_tree(node)
-        return loader.construct_document(node)
+        return _checked(loader.construct_document(node))
     except (ConstructorError, yaml.YAMLError) as exc:
         raise syntax_error(exc) from None
     except RecursionError:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -62,10 +61,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def _sfmock_session() -> Iterator[FakeServer | RemoteFake]:
     from sfmock.remote import RemoteFake
     from sfmock.server import FakeServer
+    from sfmock.untrusted import Untrusted, read_environment
 
-    shared = os.environ.get(URL_VARIABLE)
+    try:
+        shared = read_environment(URL_VARIABLE, url=True)
+        token = read_environment(TOKEN_VARIABLE)
+    except Untrusted as exc:
+        raise pytest.UsageError(f"sfmock: {exc}") from None
     if shared:
-        yield RemoteFake(shared, token=os.environ.get(TOKEN_VARIABLE))
+        yield RemoteFake(shared, token=token)
         return
     with FakeServer() as server:
         yield server

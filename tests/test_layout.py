@@ -16,7 +16,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sfmock"
 
 # Top to bottom; a module may import only from its own layer or the ones below it.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("edges", {"__main__", "cli", "cli_check", "cli_fidelity", "pytest_plugin", "remote", "checks", "strategies"}),
+    (
+        "edges",
+        {"__main__", "cli", "cli_check", "cli_fidelity", "cli_values", "pytest_plugin", "remote"}
+        | {"checks", "strategies"},
+    ),
     ("testing", {"testing"}),
     ("serving", {"server", "protocol", "transports", "workers"}),
     ("composition", {"app", "config"}),
@@ -25,7 +29,21 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("service", {"service"}),
     ("state", {"state"}),
     ("contract", {"contract", "contracts"}),
-    ("ground", {"clock", "errors", "documents", "imaging", "wording", "scrubbing", "offload", "_version"}),
+    (
+        "ground",
+        {
+            "clock",
+            "errors",
+            "documents",
+            "imaging",
+            "wording",
+            "scrubbing",
+            "offload",
+            "untrusted",
+            "globs",
+            "_version",
+        },
+    ),
 ]
 
 

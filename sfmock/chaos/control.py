@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +26,9 @@ from sfmock.chaos.metrics import CONTENT_TYPE, Metrics
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState, session_name
 from sfmock.chaos.verify import VerificationFailed, Verifier
 from sfmock.clock import MAX_TIME, Clock
-from sfmock.documents import DocumentError, load_document
+from sfmock.documents import DocumentError, load_document, loads_json
 from sfmock.errors import ConfigError
+from sfmock.globs import glob_problem
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import JSON_TYPE, json_response
 from sfmock.service.sameorigin import expected_host, local_origin
@@ -258,9 +258,9 @@ class Control:
         if isinstance(body, Response):
             return body
         try:
-            command = json.loads(body)
-        except (ValueError, RecursionError):
-            command = None
+            command = loads_json(body)
+        except DocumentError as exc:
+            return _error(400, f"verify: {exc}")
         if not isinstance(command, dict):
             return _error(400, "verify: expected a JSON object with pattern (or order) and count/at_least/at_most")
         unknown = sorted(set(command) - set(_VERIFY_KEYS))
@@ -322,6 +322,10 @@ class Control:
                     filters[name] = kind(request.query_params[name])
                 except ValueError:
                     return _error(400, f"journal: {name} must be {_KINDS[kind]}")
+        for name in ("path", "fault"):
+            problem = glob_problem(filters.get(name, ""))
+            if problem is not None:
+                return _error(400, f"journal: {name}: {problem}")
         for name in ("limit", "after"):
             if name in filters and filters[name] < (1 if name == "limit" else 0):
                 return _error(400, f"journal: {name} must be at least {1 if name == 'limit' else 0}")

@@ -10,7 +10,6 @@ the per-request ``X-Sfmock-Fault`` header into the same :class:`Action`.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
 import random
@@ -25,6 +24,7 @@ from sfmock.contract.openapi import load_contract
 from sfmock.contract.schemas import check, schema
 from sfmock.documents import DocumentError, load_document
 from sfmock.errors import ConfigError
+from sfmock.globs import glob_matches
 from sfmock.state.memory import MemoryFaults
 from sfmock.state.store import Faults
 from sfmock.wording import did_you_mean, unknown
@@ -154,7 +154,7 @@ class Rule:
 
     def matches(self, info: RequestInfo) -> bool:
         when = self.when
-        if "path" in when and not any(fnmatch.fnmatchcase(p, when["path"]) for p in (info.path, *info.aliases)):
+        if "path" in when and not any(glob_matches(p, when["path"]) for p in (info.path, *info.aliases)):
             return False
         if "method" in when and info.method.upper() != when["method"].upper():
             return False
@@ -256,7 +256,7 @@ class Scenario:
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
         except DocumentError as exc:
-            raise ConfigError(source, exc.where or "(syntax)", f"not valid YAML: {exc.problem}") from None
+            raise exc.as_config_error(source) from None
         return cls.from_document(document if document is not None else {}, source)
 
 

@@ -57,8 +57,10 @@ class FaultInjector:
         """Carry out ``fault`` (``replay`` gives the buffered body; ``receive`` notices a
         client that hangs up while the fault waits: :class:`ClientGone`)."""
         action = fault.action
-        for model in action.retire:
-            self.lifecycle.retire(model, self.clock.now())
+        session = scope.get("state", {}).get("session")
+        lifecycle = self.lifecycle if session is None else session.lifecycle
+        for model in action.retire:  # in the session whose fault it is, not for everyone
+            lifecycle.retire(model, self.clock.now())
         if fault.delay:
             await sleep_unless_gone(self.sleep, fault.delay, receive)
         if action.hang is not None or action.drop:

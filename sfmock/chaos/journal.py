@@ -16,7 +16,6 @@ and ``GET /_sfmock/journal`` sends the same fields.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import hashlib
 import json
@@ -25,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfmock.globs import glob_matches
 from sfmock.scrubbing import is_secret_name, scrub_query, scrub_text
 from sfmock.service.auth import bearer_token
 from sfmock.service.legacy import legacy_model
@@ -373,7 +373,7 @@ class Journal:
         for entry in held:
             if method is not None and entry.method != method.upper():
                 continue
-            if path is not None and not fnmatch.fnmatchcase(entry.path, path):
+            if path is not None and not glob_matches(entry.path, path):
                 continue
             if status is not None and entry.status != status:
                 continue
@@ -399,4 +399,4 @@ def _fault_matches(text: str | None, pattern: str) -> bool:
     if text is None:
         return False
     rule = text.partition(": ")[0]
-    return fnmatch.fnmatchcase(rule, pattern) or fnmatch.fnmatchcase(text, pattern)
+    return glob_matches(rule, pattern) or glob_matches(text, pattern)

@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from sfmock.service.legacy import legacy_model
+from sfmock.service.quota import METRICS
 
 __all__ = ["CONTENT_TYPE", "FOLDER_VARIABLE", "Metrics", "route_of"]
 
@@ -36,6 +37,9 @@ _DETAILS = re.compile(rb"Details:([A-Za-z]+) limit reached")
 # label values a client chooses are kept to known ones: it cannot grow the metrics
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 OTHER = "other"
+LIMITS = frozenset(METRICS)  # the limits a 429's Details: may name; any other is "other"
+HEADER_RULE = "header"  # the X-Sfmock-Fault header's faults
+INSTALLED_RULE = "scenario"  # a rule of a scenario installed since the start (its name is a client's)
 
 
 def route_of(path: str) -> str:
@@ -52,9 +56,12 @@ def route_of(path: str) -> str:
 class Metrics:
     """Counters and histograms of one app."""
 
-    def __init__(self, models: Collection[str] = ()) -> None:
-        """``models``: the catalogue; a request naming any other model is labelled ``other``."""
+    def __init__(self, models: Collection[str] = (), rules: Collection[str] = ()) -> None:
+        """``models``: the catalogue; a request naming any other model is labelled ``other``.
+        ``rules``: the rule names of the scenario the server started with (the operator's);
+        a fault of any other rule is labelled ``scenario``."""
         self.models = frozenset(models)
+        self.rules = frozenset(rules) | {HEADER_RULE}
         self.folder = os.environ.get(FOLDER_VARIABLE)  # the workers' shared counts, if any
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -102,6 +109,8 @@ class Metrics:
         """Count one journalled request (``answer``: the start of its body, for 429s)."""
         route = route_of(path)
         rule = fault.split(":", 1)[0] if fault else ""
+        if rule and rule not in self.rules:
+            rule = INSTALLED_RULE
         if model is not None and model not in self.models:
             model = OTHER
         shown = method if method in METHODS else OTHER
@@ -123,7 +132,8 @@ class Metrics:
             self.images_downloaded.inc()
         if status == 429:
             found = _DETAILS.search(answer)
-            self.rate_limited.labels(found.group(1).decode().lower() if found else "none").inc()
+            limit = found.group(1).decode().lower() if found else "none"
+            self.rate_limited.labels(limit if limit in LIMITS or limit == "none" else OTHER).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker, under ``--workers``)."""

@@ -3,8 +3,9 @@
 A request with the ``X-Sfmock-Session: NAME`` header (or, for image downloads, the
 ``X-Sfmock-Session`` query parameter the fake adds to the URLs it issues in a session)
 is served from that session's own journal, scenario, fault counters, rate-limit
-counters and balances. Without it, requests use the default session: the fake behaves
-as if sessions did not exist. The clock and the configuration are shared.
+counters, balances and the models its faults retired. Without it, requests use the
+default session: the fake behaves as if sessions did not exist. The clock, the run's
+start and the configuration are shared.
 
 All scoped state is reached through :class:`Sessions` (``sessions.get(name)``); each
 session's journal, faults and admission keep their state in the store
@@ -26,6 +27,7 @@ from sfmock.chaos.faults import FaultEngine, Scenario
 from sfmock.chaos.journal import Journal
 from sfmock.service.admission import Admission
 from sfmock.service.imagehost import SESSION_PARAM
+from sfmock.service.lifecycle import Lifecycle
 from sfmock.state.store import Store
 
 __all__ = ["SESSION_HEADER", "SESSION_PARAM", "Activity", "SessionError", "SessionState", "Sessions"]
@@ -91,6 +93,7 @@ class SessionState:
     journal: Journal
     engine: FaultEngine
     admission: Admission
+    lifecycle: Lifecycle  # the models this session sees retired
     activity: Activity = field(default_factory=Activity)
     answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
     answer_bytes: int = 0
@@ -109,7 +112,10 @@ class SessionState:
             return self.answers.get(entry_id)
 
     def reset(self, scenario: Scenario) -> None:
-        """Journal, answers, quotas, balances and faults back to the start."""
+        """Journal, answers, quotas, balances, faults and the models its scenario retired
+        back to the start."""
+        if self.name is not None:  # the default session's retirements go with the run's epoch
+            self.lifecycle.reset(0.0)
         self.admission.reset()
         self.journal.clear()
         self.engine.replace(scenario)

@@ -13,7 +13,6 @@ misses and, for each, which field differed: expected vs seen.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 from sfmock.chaos.journal import Entry, mask_key
 from sfmock.chaos.sessions import SessionState
 from sfmock.clock import Clock
+from sfmock.globs import glob_matches, glob_problem
 from sfmock.wording import unknown as unknown_name
 
 __all__ = ["Difference", "Pattern", "VerificationFailed", "Verifier", "hide_frame"]
@@ -82,6 +82,9 @@ class Pattern:
         for name in ("method", "path", "model", "key", "fault"):
             if document.get(name) is not None and not isinstance(document[name], str):
                 raise ValueError(f"{where}.{name}: expected a string, got {document[name]!r}")
+        problem = glob_problem(document.get("path") or "")
+        if problem is not None:
+            raise ValueError(f"{where}.path: {problem}")
         status = document.get("status")
         if isinstance(status, float) and status.is_integer():
             status = int(status)  # 404.0 is the integer 404 in JSON
@@ -99,7 +102,7 @@ class Pattern:
         found = []
         if self.method is not None and entry.method != self.method.upper():
             found.append(Difference(field="method", expected=self.method.upper(), seen=entry.method))
-        if self.path is not None and not fnmatch.fnmatchcase(entry.path, self.path):
+        if self.path is not None and not glob_matches(entry.path, self.path):
             found.append(Difference(field="path", expected=self.path, seen=entry.path))
         if self.status is not None and entry.status != self.status:
             found.append(Difference(field="status", expected=self.status, seen=entry.status))

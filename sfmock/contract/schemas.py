@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from sfmock.errors import ConfigError
+from sfmock.untrusted import Untrusted, check_data
 from sfmock.wording import did_you_mean
 
 __all__ = ["check", "key_name", "load_yaml", "schema"]
@@ -81,16 +82,20 @@ def check(
     """Raise :class:`ConfigError` for the first part of ``values`` the schema rejects.
 
     The error names ``source``, the key (``accounts[0].keys``, or a flag from
-    ``key_names``) and what was expected (the schema's ``description``).
+    ``key_names``) and what was expected (the schema's ``description``). Before the
+    schema, the data passes :func:`~sfmock.untrusted.check_data` (a schema cannot see a
+    lone surrogate, and ``NaN`` passes every ``minimum``).
     """
+    try:
+        check_data(values)
+    except Untrusted as exc:
+        raise ConfigError(source, _shown_key(list(exc.path), key_names), exc.problem) from None
     validator = _validator(name, definition)
     error = best_match(validator.iter_errors(values))
     if error is None:
         return
     path = list(error.absolute_path)
-    key = key_name(path)
-    if key_names and path and str(path[0]) in key_names:
-        key = key_names[str(path[0])]
+    key = _shown_key(path, key_names)
     expected = _description(error, validator.schema, path)
     if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         _unknown_key(error, source, path, key_names)
@@ -119,6 +124,13 @@ def _unknown_key(
     hint = did_you_mean(name, known)
     expected = hint or "expected one of the keys " + ", ".join(known)
     raise ConfigError(source, key_name([*path, name]), f"unknown key; {expected}")
+
+
+def _shown_key(path: list[Any], key_names: Mapping[str, str] | None) -> str:
+    """The key at ``path``, or the flag ``key_names`` gives for its first part."""
+    if key_names and path and str(path[0]) in key_names:
+        return key_names[str(path[0])]
+    return key_name(path)
 
 
 def _description(error: ValidationError, root: Any, path: Sequence[str | int]) -> str | None:

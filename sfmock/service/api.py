@@ -105,7 +105,7 @@ class Api:
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()
-            if self.lifecycle.is_retired(name, now) or not account.may_use(name):
+            if _lifecycle(request, self.lifecycle).is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
         violation = self.validator.first_violation(body, strict=strict)
         message = None if violation is None else message_of(violation)
@@ -158,7 +158,7 @@ class Api:
         self.account(request)
         kind = request.query_params.get("type")
         sub_type = request.query_params.get("sub_type")
-        live = self.lifecycle.live(self.contract.models, self.clock.now())
+        live = _lifecycle(request, self.lifecycle).live(self.contract.models, self.clock.now())
         data = [
             {"id": spec.id, "object": "model", "created": 0, "owned_by": ""}
             for spec in (self.contract.models[model] for model in live)
@@ -198,11 +198,20 @@ class Session(Protocol):
     @property
     def admission(self) -> Admission: ...
 
+    @property
+    def lifecycle(self) -> Lifecycle: ...
+
 
 def _session(request: Request) -> Session | None:
     """The session serving the request (set by the chaos middleware), if any."""
     session: Session | None = request.scope.get("state", {}).get("session")
     return session
+
+
+def _lifecycle(request: Request, default: Lifecycle) -> Lifecycle:
+    """The models retired for the session serving the request (``default`` outside one)."""
+    session = _session(request)
+    return default if session is None else session.lifecycle
 
 
 def _json_type(value: Any) -> str:

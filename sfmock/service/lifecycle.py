@@ -22,7 +22,7 @@ from typing import Any
 from sfmock.state.memory import MemoryEpoch
 from sfmock.state.store import Epoch
 
-__all__ = ["Lifecycle", "Retirement", "parse_time"]
+__all__ = ["Lifecycle", "Retirement", "SessionEpoch", "parse_time"]
 
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?(?:Z|\+00:00)?")
 
@@ -72,6 +72,33 @@ class Retirement:
         if self.after is not None:
             return started + self.after
         return -math.inf
+
+
+class SessionEpoch:
+    """A named session's epoch: the run's start, with only the models that session's
+    scenario retired (another session's retirements, the default one's included, stay
+    theirs); a reset of the session restarts ``own`` alone."""
+
+    def __init__(self, run: Epoch, own: Epoch) -> None:
+        self.run = run
+        self.own = own
+        self._read: tuple[object, object, tuple[float, Mapping[str, float]]] | None = None
+
+    def read(self) -> tuple[float, Mapping[str, float]]:
+        run, own = self.run.read(), self.own.read()
+        held = self._read
+        if held is not None and held[0] is run and held[1] is own:
+            return held[2]  # the same object while neither changed: Lifecycle caches on it
+        value = (run[0], own[1])
+        self._read = (run, own, value)
+        return value
+
+    def retire(self, model: str, since: float) -> None:
+        self.own.retire(model, since)
+
+    def restart(self, started: float) -> None:
+        """Forget the session's retirements (the run's start is not the session's to move)."""
+        self.own.restart(started)
 
 
 class Lifecycle:

@@ -11,22 +11,25 @@ from starlette.requests import Request
 
 from sfmock.errors import ApiError
 from sfmock.service.responses import invalid_request
+from sfmock.untrusted import MAX_DEPTH, Refused, Untrusted, check_data
 
 __all__ = ["MAX_DEPTH", "read_json"]
 
-MAX_DEPTH = 64  # arrays and objects inside each other; a generation request needs 2
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# the walk of check_data runs only when the text shows something it could refuse: a
+# \\uD800-\\uDFFF escape (a pair is fine, a lone half is not text), a constant, an
+# exponent of 3 digits, or more brackets than MAX_DEPTH
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|[eE][-+]?\d{3}")
 
 
-def _finite(text: str) -> float:
+def _finite(text: str) -> float | Refused:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
+        return Refused(f"number {text[:40]} is out of range")
     return value
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+def _reject_constant(name: str) -> Refused:
+    return Refused(f"{name} is not valid JSON")
 
 
 _DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_reject_constant)
@@ -64,38 +67,13 @@ async def read_json(request: Request, limit: int) -> Any:
         raise invalid_request("Invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() past 4300 digits
         raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
-    # the full walk only when it can find something: more brackets than the depth limit,
-    # or a \\uD800-\\uDFFF escape (a pair is fine, a lone half is not text)
     brackets = text.count("[") + text.count("{")
-    if brackets > MAX_DEPTH or _SURROGATE_ESCAPE.search(text):
-        problem = plain_data_problem(value)
-        if problem is not None:
-            raise invalid_request(f"Invalid JSON body: {problem}")
+    if brackets > MAX_DEPTH or _SUSPECT.search(text):
+        try:
+            check_data(value, max_integer=None)
+        except Untrusted as exc:
+            raise invalid_request(f"Invalid JSON body: {exc}") from None
     return value
-
-
-def plain_data_problem(value: Any) -> str | None:
-    """Why parsed JSON cannot be handled as text and data (deep nesting, a lone
-    surrogate in a string), or ``None``. Iterative: any depth is safe to check."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if isinstance(current, str):
-            if not current.isascii():
-                try:
-                    current.encode("utf-8")
-                except UnicodeEncodeError:
-                    return "a string holds a lone surrogate (\\ud800-\\udfff), which is not text"
-            continue
-        if isinstance(current, dict | list):
-            if depth > MAX_DEPTH:
-                return f"nested more than {MAX_DEPTH} levels deep"
-            items = current.items() if isinstance(current, dict) else ((None, v) for v in current)
-            for key, item in items:
-                if key is not None:
-                    stack.append((key, depth))
-                stack.append((item, depth + 1))
-    return None
 
 
 def _too_large(limit: int) -> ApiError:

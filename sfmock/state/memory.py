@@ -224,7 +224,7 @@ class MemoryStore:
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return local()
 
-    def epoch(self, started: float) -> MemoryEpoch:
+    def epoch(self, started: float, session: str | None = None) -> MemoryEpoch:
         return MemoryEpoch(started)
 
     def forget_sessions(self) -> None:

@@ -142,8 +142,9 @@ class RedisStore:
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return RedisClock(self, frozen=frozen)
 
-    def epoch(self, started: float) -> RedisEpoch:
-        return RedisEpoch(self, started)
+    def epoch(self, started: float, session: str | None = None) -> RedisEpoch:
+        # a named session's under its prefix: swept with the session, dropped by a full reset
+        return RedisEpoch(self, started, key=None if session is None else self.prefix(session) + "epoch")
 
     def delete(self, pattern: str) -> None:
         """Delete every key matching the glob ``pattern``."""

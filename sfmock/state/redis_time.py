@@ -109,9 +109,10 @@ class RedisClock:
 class RedisEpoch:
     """The run's start and the models a scenario retired, shared by every process."""
 
-    def __init__(self, store: Shared, started: float) -> None:
+    def __init__(self, store: Shared, started: float, *, key: str | None = None) -> None:
+        """``key``: where it lives (default: the run's, :data:`EPOCH_KEY`)."""
         self.store = store
-        self.key = EPOCH_KEY
+        self.key = key or EPOCH_KEY
         self.started_here = started
         self._parsed: tuple[list[bytes | None], tuple[float, Mapping[str, float]]] | None = None
         self._begin()

@@ -222,8 +222,9 @@ class Store(Protocol):
         """The server's clock: ``local()`` in one process, one shared by all otherwise."""
         ...
 
-    def epoch(self, started: float) -> Epoch:
-        """The run's epoch, begun at ``started`` unless another process began it first."""
+    def epoch(self, started: float, session: str | None = None) -> Epoch:
+        """The run's epoch, begun at ``started`` unless another process began it first; for
+        a named ``session``, the epoch of the models that session retired (its own)."""
         ...
 
     def forget_sessions(self) -> None:

@@ -14,7 +14,11 @@ def store_url_problem(url: str) -> str | None:
     (redis-py would ignore a database it cannot read, and use 0)."""
     if url == "memory":
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018  # raises for an unclosed "[" as urlsplit does for some
+    except ValueError as exc:
+        return f"not a URL ({exc})"
     if parts.scheme not in ("redis", "rediss", "unix"):
         return f"unknown scheme {parts.scheme!r}"
     try:
@@ -42,8 +46,12 @@ def store_url_problem(url: str) -> str | None:
 
 def shown_url(url: str) -> str:
     """``url`` without its password, for messages and logs (whatever else is wrong with it)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL: nothing can be told apart in it, hide all after a "@"
+        return url if "@" not in url else "***@" + url.rpartition("@")[2]
+    if password is None:
         return url
     user = parts.netloc.rpartition("@")[0].partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}"))
