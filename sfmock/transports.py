@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -41,6 +41,7 @@ __all__ = [
 READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
 
 Latency = Callable[["Exchange"], float]
+Wait = Callable[[float], Awaitable[None]]
 
 
 class HangForever(BaseException):
@@ -54,7 +55,8 @@ class TimedOut(BaseException):
 
 @dataclass(frozen=True, kw_only=True)
 class Exchange:
-    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``)."""
+    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``,
+    or ``cancelled``: the client stopped waiting before the answer came)."""
 
     method: str
     url: str
@@ -84,10 +86,13 @@ class Exchange:
 class InProcess:
     """Calls an ASGI app in-process and records every exchange."""
 
-    def __init__(self, app: ASGIApp, clock: Clock | None = None, *, latency: Latency | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, clock: Clock | None = None, *, latency: Latency | None = None, wait: Wait | None = None
+    ) -> None:
         self.app = app
         self.clock = clock or SystemClock()
         self.latency = latency
+        self.wait = wait  # how the latency passes (default: the clock moves at once)
         self.transcript: list[Exchange] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
@@ -98,7 +103,8 @@ class InProcess:
         """Run one request to completion from synchronous code (any thread)."""
         with self._lock:
             if self._loop is None:
-                self._loop = asyncio.new_event_loop()
+                # a plain loop of its own, whatever loop policy the caller's code has set
+                self._loop = asyncio.SelectorEventLoop()
             return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
 
     async def acall(
@@ -150,12 +156,15 @@ class InProcess:
         token = READ_TIMEOUT.set(read_timeout)
         timed_out = False
         hung: HangForever | None = None
+        cancelled: asyncio.CancelledError | None = None
         try:
             await self.app(scope, receive, send)
         except TimedOut:
             timed_out = True
         except HangForever as exc:
             hung = exc
+        except asyncio.CancelledError as exc:  # the client stopped waiting (wait_for, timeout, a TaskGroup)
+            cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
         failure, fault = failure_of(state, status, read_timeout)
@@ -175,18 +184,36 @@ class InProcess:
             started=started,
             ended=self.clock.now(),
         )
+        if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
+            self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
+            raise cancelled
         if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
-            if read_timeout is not None and delay > read_timeout:  # the answer comes too late
-                self.clock.advance(read_timeout)
+            late = read_timeout is not None and delay > read_timeout  # the answer comes too late
+            try:
+                await self._pass(min(delay, read_timeout) if late and read_timeout is not None else delay)
+            except asyncio.CancelledError:
+                self.transcript.append(
+                    replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
+                )
+                raise
+            if late:
                 exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
-                self.clock.advance(delay)
                 exchange = replace(exchange, ended=self.clock.now())
         self.transcript.append(exchange)
         if hung is not None:
             raise hung
         return exchange
+
+    async def _pass(self, seconds: float) -> None:
+        """Let ``seconds`` of the answer's latency pass: as time the client can time out in."""
+        if seconds <= 0:
+            return
+        if self.wait is not None:
+            await self.wait(seconds)
+        elif isinstance(self.clock, VirtualClock):
+            self.clock.advance(seconds)
 
     def close(self) -> None:
         if self._loop is not None:

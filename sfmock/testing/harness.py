@@ -119,7 +119,7 @@ class Harness:
         self.hang_bound = hang_bound
         self.app = create_app(settings, clock=self.clock, sleep=self._fault_sleep)
         self.single_origin = settings.single_origin
-        self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency)
+        self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency, wait=self._latency_wait)
         self.api_key = api_key
         self.slept: list[float] = []
         self.vtime = VirtualTime(self.clock, self._client_sleep)
@@ -130,6 +130,13 @@ class Harness:
     def _client_sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.clock.advance(max(0.0, seconds))
+
+    async def _latency_wait(self, seconds: float) -> None:
+        """An answer's latency: on the client's own loop, time its timeouts can fire in."""
+        if on_virtual_loop():
+            await asyncio.sleep(seconds)
+        else:
+            self.clock.advance(seconds)
 
     async def _fault_sleep(self, seconds: float) -> None:
         """How a fault waits: up to the client's read timeout, which then fires."""

@@ -91,10 +91,17 @@ def timeouts(run: Run) -> str | None:
     if run.hung is not None:
         return run.hung
     for number, exchange in enumerate(run.generations, 1):
+        waited = exchange.ended - exchange.started
         if exchange.failure == "timeout" and exchange.fault is None:
             return (
-                f"request {number} timed out after {exchange.ended - exchange.started:.1f}s on a normal answer: "
+                f"request {number} timed out after {waited:.1f}s on a normal answer: "
                 "the read timeout is shorter than a generation takes (seconds, see timings.inference)"
+            )
+        if exchange.failure == "cancelled" and exchange.fault is None:
+            return (
+                f"request {number} was cancelled by the client after {waited:.1f}s, before a normal answer came: "
+                "its deadline (asyncio.timeout, wait_for, a task cancelled) is shorter than a generation takes "
+                "(seconds, see timings.inference)"
             )
     return None
 

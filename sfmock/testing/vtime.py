@@ -103,12 +103,20 @@ class VirtualTime:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """Virtual time on, for one run of the client."""
+        """Virtual time on, for one run of the client.
+
+        Every event loop the client makes itself (``asyncio.run``, ``asyncio.new_event_loop``,
+        ``anyio.run``, a loop in a thread of its own) is a virtual one too: a loop on the
+        patched clock that waited in real time would never see its timers come due.
+        """
+        previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(_VirtualPolicy(self, previous))
         self.active = True
         try:
             yield
         finally:
             self.active = False
+            asyncio.set_event_loop_policy(previous)
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -118,6 +126,13 @@ class _JumpingSelector(selectors.BaseSelector):
         self._inner = selectors.DefaultSelector()
         self._clock = clock
         self._busy = busy
+        self.threads_at_start = threading.active_count()
+        self.in_executor = 0  # calls handed to worker threads and not yet back
+
+    def _threads_may_answer(self) -> bool:
+        """Whether a thread may still wake this loop: work in its executor, or threads begun
+        since it started (anyio's workers, a client's own). With neither, waiting is in vain."""
+        return self.in_executor > 0 or threading.active_count() > self.threads_at_start
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -136,9 +151,10 @@ class _JumpingSelector(selectors.BaseSelector):
         # give it a moment of real time before time jumps; wait longer before calling it endless
         sockets = len(self._inner.get_map()) > 1  # more than the loop's own wake-up pipe
         grace = REAL_BOUND if timeout is None else (REAL_GRACE if sockets else THREAD_GRACE)
-        ready = self._inner.select(grace)
-        if ready:
-            return ready
+        if sockets or timeout is None or self._threads_may_answer():
+            ready = self._inner.select(grace)
+            if ready:
+                return ready
         if self._busy():  # a live request is being served in real time: wait for it, do not jump
             return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
         if timeout is None:
@@ -164,6 +180,33 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._vtime.monotonic()
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
+        selector: _JumpingSelector = self._selector  # type: ignore[attr-defined]
+        selector.in_executor += 1
+        future = super().run_in_executor(executor, func, *args)
+
+        def back(_: asyncio.Future[Any]) -> None:
+            selector.in_executor -= 1
+
+        future.add_done_callback(back)
+        return future
+
+
+class _VirtualPolicy(asyncio.DefaultEventLoopPolicy):
+    """Hands out virtual loops to the client's threads, real ones to the fake's own."""
+
+    def __init__(self, vtime: VirtualTime, previous: asyncio.AbstractEventLoopPolicy) -> None:
+        super().__init__()
+        self._vtime = vtime
+        self._previous = previous
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._vtime.virtual_here():
+            return _VirtualLoop(self._vtime)
+        return self._previous.new_event_loop()
 
 
 def on_virtual_loop() -> bool:
