@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import http.client
+import io
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -323,15 +326,21 @@ class EitherTransport(Transport, AsyncTransport):
 
 
 def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> Any:
-    """A ``requests`` adapter into the app: ``session.mount("http://", requests_adapter(app))``."""
+    """A ``requests`` adapter into the app: ``session.mount("http://", requests_adapter(app))``.
+
+    Its responses are requests' own, built by ``HTTPAdapter.build_response`` over a urllib3
+    response: ``stream=True``, ``iter_content``, ``.raw`` and ``with session.get(...)``
+    behave as on a network, and a body cut short raises ``ChunkedEncodingError`` when it is
+    read (at once unless ``stream=True``), as it does there.
+    """
     import requests
-    from requests.adapters import BaseAdapter
-    from requests.structures import CaseInsensitiveDict
+    from requests.adapters import HTTPAdapter
+    from urllib3.response import HTTPResponse
 
     inner = app if isinstance(app, InProcess) else InProcess(app, clock)
 
-    class SfmockAdapter(BaseAdapter):
-        def send(
+    class SfmockAdapter(HTTPAdapter):
+        def send(  # type: ignore[override]
             self,
             request: requests.PreparedRequest,
             stream: bool = False,
@@ -353,21 +362,46 @@ def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> An
             failures: dict[str | None, Callable[..., Exception]] = {
                 "timeout": requests.exceptions.ReadTimeout,
                 "dropped": requests.exceptions.ConnectionError,
-                "truncated": requests.exceptions.ChunkedEncodingError,
             }
             if exchange.failure in failures:
                 raise failures[exchange.failure](f"sfmock fault: {exchange.failure}", request=request)
-            response = requests.Response()
-            response.status_code = exchange.status or 0
-            response.headers = CaseInsensitiveDict(exchange.headers)
-            response._content = exchange.body
-            response.url = request.url or ""
-            response.request = request
-            response.encoding = "utf-8"
-            response.reason = ""
-            return response
-
-        def close(self) -> None:
-            pass
+            status = exchange.status or 0
+            raw = HTTPResponse(
+                body=_Body(exchange.body, cut=exchange.failure == "truncated"),
+                headers=exchange.headers,
+                status=status,
+                reason=_reason(status),
+                preload_content=False,
+                decode_content=True,
+                request_method=request.method,
+                request_url=request.url,
+            )
+            return self.build_response(request, raw)
 
     return SfmockAdapter()
+
+
+class _Body(io.RawIOBase):
+    """A response body on the wire: all of it, or (``cut``) a part and then the end of the
+    connection, which urllib3 reports as a broken connection."""
+
+    def __init__(self, data: bytes, *, cut: bool) -> None:
+        super().__init__()
+        self._data = io.BytesIO(data)
+        self._cut = cut
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._data.readinto(buffer)
+        if count == 0 and self._cut and len(buffer):
+            raise http.client.IncompleteRead(self._data.getvalue(), None)
+        return count
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
