@@ -340,7 +340,7 @@ def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> An
     inner = app if isinstance(app, InProcess) else InProcess(app, clock)
 
     class SfmockAdapter(HTTPAdapter):
-        def send(  # type: ignore[override]
+        def send(
             self,
             request: requests.PreparedRequest,
             stream: bool = False,

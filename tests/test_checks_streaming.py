@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -34,9 +34,10 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status} (trace id {trace})")
 
 
-def _retrying(
-    generate: Callable[[], str], download: Callable[[str], bytes], broken: tuple[type[Exception], ...]
-) -> bytes:
+Broken = tuple[type[Exception], ...]
+
+
+def _retrying(generate: Callable[[], str], download: Callable[[str], bytes], broken: Broken) -> bytes:
     """Generation retried on transient answers; its image's download retried on its own."""
     failure: Exception = RuntimeError("not tried")
     for attempt in range(5):
@@ -138,40 +139,54 @@ def httpx_stream(ctx: ClientContext) -> bytes:
     return _retrying(generate, download, (httpx.TransportError,))
 
 
+async def _aretrying(
+    generate: Callable[[], Awaitable[str]], download: Callable[[str], Awaitable[bytes]], broken: Broken
+) -> bytes:
+    """The async twin of :func:`_retrying`."""
+    failure: Exception = RuntimeError("not tried")
+    for attempt in range(5):
+        try:
+            url = await generate()
+        except ApiError as exc:
+            if exc.status_code not in TRANSIENT:
+                raise
+            failure = exc
+            await asyncio.sleep(max(2.0**attempt, exc.retry_after))
+            continue
+        except (*broken, ValueError) as exc:
+            failure = exc
+            await asyncio.sleep(2.0**attempt)
+            continue
+        for turn in range(3):
+            try:
+                return await download(url)
+            except ApiError as exc:
+                if exc.status_code not in TRANSIENT or turn == 2:
+                    raise
+            except broken:
+                if turn == 2:
+                    raise
+            await asyncio.sleep(1)
+    raise failure
+
+
 async def httpx_async_stream(ctx: ClientContext) -> bytes:
     """httpx.AsyncClient, ``async with http.stream(...)`` and ``aiter_bytes``."""
     async with ctx.async_http_client(timeout=TIMEOUT) as http:
-        failure: Exception = RuntimeError("not tried")
-        for attempt in range(5):
-            try:
-                r = await http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx))
-                if r.status_code != 200:
-                    raise ApiError(r.status_code, r.headers)
-                url = r.json()["images"][0]["url"]
-            except ApiError as exc:
-                if exc.status_code not in TRANSIENT:
-                    raise
-                failure = exc
-                await asyncio.sleep(max(2.0**attempt, exc.retry_after))
-                continue
-            except (httpx.TransportError, ValueError) as exc:
-                failure = exc
-                await asyncio.sleep(2.0**attempt)
-                continue
-            for turn in range(3):
-                try:
-                    async with http.stream("GET", url) as image:
-                        if image.status_code != 200:
-                            raise ApiError(image.status_code, image.headers)
-                        return b"".join([chunk async for chunk in image.aiter_bytes(1024)])
-                except ApiError as exc:
-                    if exc.status_code not in TRANSIENT or turn == 2:
-                        raise
-                except httpx.TransportError:
-                    if turn == 2:
-                        raise
-                await asyncio.sleep(1)
-        raise failure
+
+        async def generate() -> str:
+            r = await http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx))
+            if r.status_code != 200:
+                raise ApiError(r.status_code, r.headers)
+            return str(r.json()["images"][0]["url"])
+
+        async def download(url: str) -> bytes:
+            async with http.stream("GET", url) as image:
+                if image.status_code != 200:
+                    raise ApiError(image.status_code, image.headers)
+                return b"".join([chunk async for chunk in image.aiter_bytes(1024)])
+
+        return await _aretrying(generate, download, (httpx.TransportError,))
 
 
 # -- aiohttp on the live socket ------------------------------------------------------------
@@ -181,40 +196,22 @@ async def aiohttp_iter_chunked(ctx: ClientContext) -> bytes:
     """aiohttp on ``ctx.live_base_url``, ``content.iter_chunked`` for the image."""
     timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        failure: Exception = RuntimeError("not tried")
-        for attempt in range(5):
-            try:
-                async with session.post(
-                    f"{ctx.live_base_url}/images/generations", json=ctx.request, headers=_auth(ctx)
-                ) as r:
-                    body = await r.read()
-                    if r.status != 200:
-                        raise ApiError(r.status, r.headers)
-                url = json.loads(body)["images"][0]["url"]
-            except ApiError as exc:
-                if exc.status_code not in TRANSIENT:
-                    raise
-                failure = exc
-                await asyncio.sleep(max(2.0**attempt, exc.retry_after))
-                continue
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                failure = exc
-                await asyncio.sleep(2.0**attempt)
-                continue
-            for turn in range(3):
-                try:
-                    async with session.get(yarl.URL(url, encoded=True)) as image:
-                        if image.status != 200:
-                            raise ApiError(image.status, image.headers)
-                        return b"".join([chunk async for chunk in image.content.iter_chunked(1024)])
-                except ApiError as exc:
-                    if exc.status_code not in TRANSIENT or turn == 2:
-                        raise
-                except (aiohttp.ClientError, TimeoutError):
-                    if turn == 2:
-                        raise
-                await asyncio.sleep(1)
-        raise failure
+
+        async def generate() -> str:
+            url = f"{ctx.live_base_url}/images/generations"
+            async with session.post(url, json=ctx.request, headers=_auth(ctx)) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise ApiError(r.status, r.headers)
+            return str(json.loads(body)["images"][0]["url"])
+
+        async def download(url: str) -> bytes:
+            async with session.get(yarl.URL(url, encoded=True)) as image:  # the signed URL byte for byte
+                if image.status != 200:
+                    raise ApiError(image.status, image.headers)
+                return b"".join([chunk async for chunk in image.content.iter_chunked(1024)])
+
+        return await _aretrying(generate, download, (aiohttp.ClientError, TimeoutError))
 
 
 PATTERNS = [requests_iter_content, requests_raw, httpx_stream, httpx_async_stream]
