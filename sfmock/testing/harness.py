@@ -28,7 +28,7 @@ from sfmock.clock import VirtualClock
 from sfmock.config import Settings
 from sfmock.server import ServerThread, listen
 from sfmock.service.origins import IN_PROCESS_API
-from sfmock.testing.evidence import GENERATE, Run
+from sfmock.testing.evidence import GENERATE, Run, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
@@ -126,6 +126,7 @@ class Harness:
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
+        self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
 
     def _client_sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -221,7 +222,7 @@ class Harness:
         if self._live is not None:
             exchanges += self._settled(self._live[1])
         exchanges.sort(key=lambda e: e.started)
-        return Run(
+        run = Run(
             schedule=tuple(schedule),
             exchanges=tuple(exchanges),
             result=result,
@@ -236,8 +237,11 @@ class Harness:
             logs=tuple(logs),
             random_seed=random_seed,
             max_total_wait=options.max_total_wait,
+            earlier_urls=frozenset(self.served_urls),
             rerun=lambda other: self.run(client, schedule, other, options),
         )
+        self.served_urls.update(served_keys(run))
+        return run
 
 
 def _call(client: Client, context: ClientContext, vtime: VirtualTime) -> Any:
