@@ -104,6 +104,21 @@ class InProcess:
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
     ) -> Exchange:
         """Run one request to completion from synchronous code (any thread)."""
+        if _loop_running():  # a blocking client called from async code: it blocks that loop, as on a network
+            done: list[Exchange | BaseException] = []
+
+            def serve() -> None:
+                try:
+                    done.append(self.call(method, url, headers, body, read_timeout))
+                except BaseException as exc:  # handed to the caller's thread (a HangForever too)
+                    done.append(exc)
+
+            worker = threading.Thread(target=serve)
+            worker.start()
+            worker.join()
+            if isinstance(done[0], BaseException):
+                raise done[0]
+            return done[0]
         with self._lock:
             if self._loop is None:
                 # a plain loop of its own, whatever loop policy the caller's code has set
@@ -222,6 +237,14 @@ class InProcess:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def failure_of(state: dict[str, Any], status: int | None, read_timeout: float | None) -> tuple[str | None, str | None]:

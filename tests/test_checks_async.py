@@ -278,3 +278,16 @@ def test_an_async_client_that_awaits_nothing_forever_ends_with_a_verdict() -> No
     with pytest.raises(ClientCheckFailed) as failed:
         _bounded(lambda: check_client(stuck, schedule=[], random_seed=0))
     assert failed.value.invariant == "timeouts" and "never comes" in failed.value.problem
+
+
+def test_a_blocking_client_called_from_async_code_still_reaches_the_fake() -> None:
+    async def blocking_inside(ctx: ClientContext) -> bytes:
+        """An ``async def`` that calls a blocking httpx.Client (it blocks its loop, as on a network)."""
+        http = ctx.http_client(timeout=60)
+        response = http.post(
+            f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
+        )
+        await asyncio.sleep(0)
+        return http.get(response.json()["images"][0]["url"]).content
+
+    check_client(blocking_inside, schedule=[], random_seed=0, invariants=["returns-image", "tolerant"])

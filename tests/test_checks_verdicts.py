@@ -223,3 +223,22 @@ def test_a_replay_line_with_a_custom_invariant_runs_as_printed() -> None:
     with pytest.raises(ClientCheckFailed) as replayed:
         eval(replay, {"check_client": check_client, "stubborn": stubborn, "at_most_two_attempts": at_most_two_attempts})
     assert replayed.value.invariant == "at_most_two_attempts" and replayed.value.schedule == failed.value.schedule
+
+
+def test_a_verdict_that_does_not_replay_says_what_differed() -> None:
+    calls = [0]
+
+    def racy(ctx: ClientContext) -> bytes:
+        """Skips the download once, late in the search (a race, a cache...)."""
+        calls[0] += 1
+        http = ctx.http_client(timeout=60)
+        url = _post(http, ctx).json()["images"][0]["url"]
+        if calls[0] == 5:
+            return b""
+        return http.get(url).content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(racy, seed=1, max_examples=20, outcomes=["ok"])
+    note = str(failed.value)
+    assert "failed 1 of 3 replays" in note
+    assert "one run made 1 requests, another 2" in note and "threads, real time, its own RNG" in note

@@ -35,7 +35,7 @@ class Recorder:
         self.public_url = public_url
         self.image_url = image_url or public_url
         self.exchanges: list[Exchange] = []
-        self.in_flight = 0  # requests begun and not yet recorded
+        self.in_flight = 0  # requests begun and not yet wholly handed to the socket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +62,7 @@ class Recorder:
 
         started = self.clock.now()
         recorded = False
+        flying = True  # begun and not yet wholly handed to the socket
         into = self.exchanges  # the list of the run this request belongs to, even if it ends late
         self.in_flight += 1
 
@@ -72,7 +73,6 @@ class Recorder:
             if recorded:
                 return
             recorded = True
-            self.in_flight -= 1
             failure, fault = failure_of(state, status, None)
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
             query = scope.get("query_string", b"").decode("latin-1")
@@ -107,8 +107,19 @@ class Recorder:
                 if not message.get("more_body", False):
                     finish()
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                delivered()
+
+        def delivered() -> None:
+            # in flight until the last byte is handed to the socket: the client's loop must not
+            # jump its clock (past its read timeout) while the body is still on its way
+            nonlocal flying
+            if flying:
+                flying = False
+                self.in_flight -= 1
 
         try:
             await self.app(scope, recording_receive, recording_send)
         finally:
             finish()
+            delivered()
