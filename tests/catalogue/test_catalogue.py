@@ -13,10 +13,26 @@ from typing import Any
 
 import pytest
 
-from catalogue import async_clients, httpx_clients, requests_clients, retrylib_clients, sdk_clients, socket_clients
+from catalogue import (
+    async_clients,
+    httpx_clients,
+    modern_clients,
+    requests_clients,
+    retrylib_clients,
+    sdk_clients,
+    socket_clients,
+)
 from sfmock.checks import INVARIANTS, ClientCheckFailed, check_client
 
-MODULES = (httpx_clients, requests_clients, async_clients, sdk_clients, retrylib_clients, socket_clients)
+MODULES = (
+    httpx_clients,
+    requests_clients,
+    async_clients,
+    sdk_clients,
+    retrylib_clients,
+    socket_clients,
+    modern_clients,
+)
 CORRECT: list[Callable[..., Any]] = [client for module in MODULES for client in module.CORRECT]
 FLAWED: dict[Callable[..., Any], str] = {
     client: invariant for module in MODULES for client, invariant in module.FLAWED.items()
@@ -30,6 +46,8 @@ KOLORS = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "imag
 OPTIONS: dict[Callable[..., Any], dict[str, Any]] = {
     httpx_clients.httpx_seed_per_attempt: {"request": KOLORS},  # no seed asked: the client draws one
     async_clients.asyncio_gather_batch: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
+    modern_clients.taskgroup_batch: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
+    modern_clients.gather_keeps_what_arrived: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
 }
 
 # The checker's verdicts that are wrong, each with its diagnosis; the tests say what should happen.
