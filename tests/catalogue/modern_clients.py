@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import requests
 
+from catalogue.async_clients import _ask  # the same generation request, asked in a new style
 from catalogue.common import (
     READ_TIMEOUT,
     TRACE,
@@ -25,22 +26,6 @@ from catalogue.common import (
 from sfmock.checks import ClientContext
 
 ATTEMPTS = 5
-
-
-async def _ask(http: httpx.AsyncClient, ctx: ClientContext) -> tuple[dict[str, Any], str | None]:
-    try:
-        answer = await http.post(
-            f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
-        )
-    except httpx.TransportError as exc:
-        raise Transient(f"{type(exc).__name__} on the generation request") from exc
-    trace = answer.headers.get(TRACE)
-    if answer.status_code != 200:
-        raise status_error(answer.status_code, answer.headers, answer.text)
-    try:
-        return answer.json(), trace
-    except ValueError as exc:
-        raise Transient("unreadable generation answer", status=200, trace_id=trace) from exc
 
 
 async def _fetch(http: httpx.AsyncClient, url: str, trace: str | None) -> bytes:
@@ -79,6 +64,17 @@ async def _with_retries(attempt_once: Callable[[], Awaitable[bytes]], *, retry_t
     raise AssertionError("unreachable")
 
 
+async def _generation(http: httpx.AsyncClient, ctx: ClientContext) -> tuple[dict[str, Any], str | None]:
+    for attempt in range(ATTEMPTS):
+        try:
+            return await _ask(http, ctx)
+        except Transient as exc:
+            if attempt == ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(max(2.0**attempt, exc.retry_after or 0.0))
+    raise AssertionError("unreachable")
+
+
 async def asyncio_timeout_per_attempt(ctx: ClientContext) -> bytes:
     """httpx.AsyncClient without its own timeout; ``async with asyncio.timeout(60)`` bounds each
     generation, a streamed download after it. Correct."""
@@ -108,14 +104,7 @@ async def taskgroup_batch(ctx: ClientContext) -> list[bytes]:
     """Generation retried, then the whole batch downloaded in an ``asyncio.TaskGroup``; any
     failed image fails the call. Correct."""
     async with ctx.async_http_client(timeout=httpx.Timeout(READ_TIMEOUT, connect=5.0)) as http:
-        for attempt in range(ATTEMPTS):
-            try:
-                answer, trace = await _ask(http, ctx)
-                break
-            except Transient as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(max(2.0**attempt, exc.retry_after or 0.0))
+        answer, trace = await _generation(http, ctx)
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_fetch(http, url, trace)) for url in image_urls(answer)]
         return [task.result() for task in tasks]
@@ -125,14 +114,7 @@ async def gather_keeps_what_arrived(ctx: ClientContext) -> list[bytes]:
     """``asyncio.gather(..., return_exceptions=True)`` over the batch, failures left out (all
     failed: the first error raised). Flaw: returns a partial batch as if it were whole."""
     async with ctx.async_http_client(timeout=httpx.Timeout(READ_TIMEOUT, connect=5.0)) as http:
-        for attempt in range(ATTEMPTS):
-            try:
-                answer, trace = await _ask(http, ctx)
-                break
-            except Transient as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(max(2.0**attempt, exc.retry_after or 0.0))
+        answer, trace = await _generation(http, ctx)
         got = await asyncio.gather(*(_fetch(http, url, trace) for url in image_urls(answer)), return_exceptions=True)
         images = [image for image in got if isinstance(image, bytes)]
         if not images:
