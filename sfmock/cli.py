@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1: loopback only)")
     serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (default 8000)")
-    serve.add_argument("--config", metavar="FILE", help="YAML config file (see README)")
+    serve.add_argument("--config", metavar="FILE", help="YAML config file (see docs/configuration.md)")
     serve.add_argument("--seed", type=int, help="seed every random draw, for repeatable runs")
     serve.add_argument("--url-ttl", type=int, metavar="S", help="image URL lifetime in seconds (default 3600)")
     serve.add_argument("--public-url", metavar="URL", help="base URL of the API as clients reach it (behind a proxy)")

@@ -75,7 +75,7 @@ class Settings:
     journal_max_bytes: int = 16 * 1024 * 1024
     max_open_accounts: int = 10_000
     frozen_clock: bool = False
-    # the live service as clients meet it (see the README's "Fidelity" table)
+    # the live service as clients meet it (see the table in docs/fidelity.md)
     dialect: str = "documented"  # or "observed": error bodies as the live service words them
     balance_status: int = 403  # code 30001: 403 on the error-code page; 402 also seen
     image_prefix: str = IMAGE_PREFIX  # /default/outputs/ until 2026

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from documentation import page
 
 from conftest import AUTH, contract_hook
 from sfmock.cli import main
@@ -266,7 +267,7 @@ def test_log_level_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     assert "--log-level" in capsys.readouterr().out
-    assert "--log-level" in (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    assert "--log-level" in page("configuration")
 
 
 def test_fidelity_flags_reach_the_settings() -> None:

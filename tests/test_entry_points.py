@@ -44,6 +44,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from documentation import page
 from entry_probes import PROBES, RECORDED
 
 import sfmock.cli
@@ -584,8 +585,7 @@ def test_the_real_command_exits_2_with_one_line_and_no_traceback(argv: list[str]
 
 
 def readme_configuration() -> str:
-    text = (ROOT / "README.md").read_text("utf-8")
-    return text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    return page("configuration").split("\n## ", 1)[0]
 
 
 def readme_flags(key: str) -> set[str]:
@@ -594,7 +594,7 @@ def readme_flags(key: str) -> set[str]:
         cells = line.split("|")
         if line.startswith("|") and len(cells) > 2 and f"`{key}`" in cells[2]:
             return set(re.findall(r"`(--[a-z-]+)", cells[1]))
-    raise AssertionError(f"the README's configuration table has no row for {key}")
+    raise AssertionError(f"docs/configuration.md's table has no row for {key}")
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))

@@ -1,6 +1,6 @@
 """The package's folders are layers: every import runs downward, and no two modules import each other.
 
-The layers, top to bottom, are drawn in the README's Development section. Imports under
+The layers, top to bottom, are drawn in docs/development.md. Imports under
 ``TYPE_CHECKING`` count too: a cycle that only the type checker sees is still two
 modules that cannot be read apart.
 """
@@ -70,7 +70,7 @@ def _layer(module: str) -> int | None:
     for rank, (_, members) in enumerate(LAYERS):
         if parts[1] in members:
             return rank
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to the README's map")
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to the map in docs/development.md")
 
 
 def test_every_module_has_a_layer() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from documentation import page
 
 from sfmock.cli import main
 from sfmock.testing.program_check import ProgramReport, check_program
@@ -191,8 +192,7 @@ def test_exit_0_without_an_image_and_a_mismatched_saved_image_are_caught() -> No
 
 
 def test_the_readme_shows_the_clients_the_suite_runs() -> None:
-    readme = (TESTS.parent / "README.md").read_text("utf-8")
-    section = readme.split("## Test a client in any language", 1)[1].split("\n## ", 1)[0]
+    section = page("other-languages")
     assert f"```js\n{(NODE_CLIENTS / 'openai-careful.mjs').read_text('utf-8')}```" in section
     assert f"```bash\n{(SHELL_CLIENTS / 'curl-careful.sh').read_text('utf-8')}```" in section
     from sfmock.testing.programs import program_environment

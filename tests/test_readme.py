@@ -1,4 +1,5 @@
-"""The README's Python examples run as written."""
+"""The documentation's examples (the README's and those of the pages in ``docs/``) run as
+written."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from documentation import PAGES, ROOT, everything
 
 from conftest import FIXTURES
 
-README = (FIXTURES.parent / "README.md").read_text("utf-8")
-BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+README = everything()
+# each Python block with the page it comes from, so a traceback names the page
+PAGE_BLOCKS = [
+    (path.relative_to(ROOT).as_posix(), block)
+    for path in PAGES
+    for block in re.findall(r"```python\n(.*?)```", path.read_text("utf-8"), re.S)
+]
+BLOCKS = [block for _, block in PAGE_BLOCKS]
 
 
 def test_there_are_examples() -> None:
@@ -30,9 +38,11 @@ def test_pytest_examples_pass(pytester: pytest.Pytester, block: str) -> None:
     result.assert_outcomes(passed=tests)
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if "def test_" not in b], ids=lambda b: b.splitlines()[0][:30])
-def test_script_examples_run(block: str, capsys: pytest.CaptureFixture[str]) -> None:
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+@pytest.mark.parametrize(
+    ("name", "block"), [(n, b) for n, b in PAGE_BLOCKS if "def test_" not in b], ids=lambda b: b.splitlines()[0][:30]
+)
+def test_script_examples_run(name: str, block: str, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(block, name, "exec"), {"__name__": "readme"})
     if "print(failure)" in block:
         shown = re.search(r"```\n(client check failed: .*?)\n", README)
         assert shown is not None and shown.group(1) in capsys.readouterr().out
@@ -92,6 +102,7 @@ def free_port() -> int:
 def test_shell_examples_run_as_written(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     (tmp_path / "fixtures").symlink_to(FIXTURES)
+    (tmp_path / "tests").symlink_to(ROOT / "tests")  # the clients `sfmock check` runs
     ports: dict[str, str] = {}
     for port in sorted(set(re.findall(r"\b80\d\d\b", "".join(SHELL_BLOCKS)))):
         chosen = free_port()

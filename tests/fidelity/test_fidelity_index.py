@@ -8,7 +8,8 @@ import dataclasses
 import re
 from pathlib import Path
 
-from conftest import FIXTURES
+from documentation import page
+
 from sfmock import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -48,8 +49,7 @@ def test_each_fidelity_test_names_its_fact() -> None:
 
 
 def fidelity_rows() -> list[tuple[str, str, str]]:
-    readme = (FIXTURES.parent / "README.md").read_text("utf-8")
-    section = readme.split("## Fidelity", 1)[1].split("\n## ", 1)[0]
+    section = page("fidelity")
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
