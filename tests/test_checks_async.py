@@ -291,3 +291,29 @@ def test_a_blocking_client_called_from_async_code_still_reaches_the_fake() -> No
         return http.get(response.json()["images"][0]["url"]).content
 
     check_client(blocking_inside, schedule=[], random_seed=0, invariants=["returns-image", "tolerant"])
+
+
+def test_a_live_request_is_in_flight_until_its_last_byte_is_handed_over() -> None:
+    from sfmock.clock import VirtualClock
+    from sfmock.testing.recorder import Recorder
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end", "more_body": False})
+
+    recorder = Recorder(app, VirtualClock())
+    seen: list[tuple[int, int]] = []  # (in flight, recorded) as each message goes out
+
+    async def send(message: Any) -> None:
+        seen.append((recorder.in_flight, len(recorder.exchanges)))
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "query_string": b""}
+    asyncio.run(recorder(scope, receive, send))
+    # the exchange is recorded before the last byte goes (a client's next run never races it),
+    # and it stays in flight while that byte is on its way (the client's clock must not jump)
+    assert seen == [(1, 0), (1, 0), (1, 1)]
+    assert recorder.in_flight == 0 and len(recorder.exchanges) == 1
