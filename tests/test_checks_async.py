@@ -317,3 +317,23 @@ def test_a_live_request_is_in_flight_until_its_last_byte_is_handed_over() -> Non
     # and it stays in flight while that byte is on its way (the client's clock must not jump)
     assert seen == [(1, 0), (1, 0), (1, 1)]
     assert recorder.in_flight == 0 and len(recorder.exchanges) == 1
+
+
+def test_a_client_blocked_where_the_checker_cannot_see_is_stopped_with_a_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sfmock.testing import watchdog
+
+    monkeypatch.setattr(watchdog, "STALL", 1.0)
+
+    def deadlocked(ctx: ClientContext) -> bytes:
+        """Waits on a worker thread's event that the worker never sets."""
+        ready = threading.Event()
+        threading.Thread(target=lambda: None, daemon=True).start()
+        ready.wait()
+        return b""
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(deadlocked, schedule=[], random_seed=0)
+    assert failed.value.invariant == "timeouts"
+    assert "made no progress for 1 real seconds" in failed.value.problem and "ready.wait()" in failed.value.problem

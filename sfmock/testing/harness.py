@@ -32,6 +32,7 @@ from sfmock.testing.evidence import GENERATE, Run, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
+from sfmock.testing.watchdog import Watchdog
 from sfmock.transports import (
     READ_TIMEOUT,
     AsyncTransport,
@@ -126,6 +127,7 @@ class Harness:
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
+        self.watchdog = Watchdog(self._progress)
         self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
 
     def _client_sleep(self, seconds: float) -> None:
@@ -186,7 +188,13 @@ class Harness:
             _real_sleep(0.001)
         return list(recorder.exchanges)
 
+    def _progress(self) -> tuple[float, int, int]:
+        """What moves while a client gets anywhere: the clock, and the requests it makes."""
+        live = self._live[1] if self._live is not None else None
+        return self.clock.now(), len(self.inprocess.transcript), len(live.exchanges) + live.in_flight if live else 0
+
     def close(self) -> None:
+        self.watchdog.close()
         self.inprocess.close()
         if self._live is not None:
             self._live[0].stop()
@@ -211,7 +219,7 @@ class Harness:
         error: BaseException | None = None
         hung: str | None = None
         random.seed(random_seed)
-        with _captured_logs() as logs, self.vtime.running():
+        with _captured_logs() as logs, self.vtime.running(), self.watchdog.watching():
             try:
                 result = _call(client, context, self.vtime)
             except HangForever as exc:
