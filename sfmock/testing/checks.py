@@ -16,7 +16,6 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from hypothesis import Phase, example, given
 from hypothesis import seed as hypothesis_seed
@@ -28,6 +27,7 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
+from sfmock.testing.replays import flakiness
 from sfmock.testing.strategies import OUTCOMES, TRANSIENT, schedules
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
@@ -193,7 +193,7 @@ def _verdict(
                 seed=seed,
                 examples=tally.runs,
                 replay=replay(run.schedule, run.random_seed),
-                note=_flakiness(judge, tally, found),
+                note=flakiness(lambda: judge(found[2].schedule, found[2].random_seed), lambda: tally.last, found[2]),
             )
         uncovered = tally.uncovered(replaying=schedule is not None)
         if uncovered is not None:
@@ -324,54 +324,6 @@ def _minimize(judge: Judge, found: tuple[str, str, Run]) -> tuple[str, str, Run]
                 found, improved = again, True
                 break
     return found
-
-
-def _flakiness(judge: Judge, tally: _Tally, found: tuple[str, str, Run]) -> str:
-    """Replay the reported case twice more. A verdict that does not come back every time is
-    reported with what differed between the runs and where that can come from, without
-    blaming the client for what the check itself does not hold still (the live socket)."""
-    run = found[2]
-    replays: list[Run] = []
-    failed = 1
-    for _ in range(2):
-        failed += judge(run.schedule, run.random_seed) is not None
-        if tally.last is not None:
-            replays.append(tally.last)
-    if failed == 3:
-        return ""
-    differed = next((d for d in (_difference(run, other) for other in replays) if d), "the transcripts were the same")
-    live = any(urlsplit(e.url).hostname == "127.0.0.1" for r in (run, *replays) for e in r.exchanges)
-    source = (
-        "the live socket serves in real time, so a verdict there may depend on how fast this machine was: "
-        "this is not evidence against the client"
-        if live
-        else "the client depends on something the check does not control: threads, real time, its own RNG"
-    )
-    return (
-        f"flaky: this schedule failed {failed} of 3 replays with the same random seed; "
-        f"what differed: {differed}; {source}"
-    )
-
-
-def _difference(run: Run, other: Run) -> str:
-    """The first request that went differently in ``other`` than in ``run``, in words."""
-    for number, (mine, theirs) in enumerate(zip(run.exchanges, other.exchanges, strict=False), 1):
-        seen, again = mine.failure or str(mine.status), theirs.failure or str(theirs.status)
-        if (mine.method, mine.path) != (theirs.method, theirs.path):
-            where = f"{mine.method} {mine.path} in one run and {theirs.method} {theirs.path} in another"
-            return f"request {number} was {where}"
-        if seen != again:
-            return f"request {number} ({mine.method} {mine.path}) ended {seen} in one run and {again} in another"
-    if len(run.exchanges) != len(other.exchanges):
-        return f"one run made {len(run.exchanges)} requests, another {len(other.exchanges)}"
-    if type(run.error) is not type(other.error):
-        names = [type(e).__name__ if e is not None else "nothing" for e in (run.error, other.error)]
-        return f"the client raised {names[0]} in one run and {names[1]} in another"
-    try:
-        returned = bool(run.error is None and run.result != other.result)
-    except Exception:  # a result that cannot be compared says nothing
-        returned = False
-    return "the client returned something else after the same requests" if returned else ""
 
 
 def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, Invariant]]:

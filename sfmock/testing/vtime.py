@@ -22,6 +22,7 @@ import selectors
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -109,14 +110,16 @@ class VirtualTime:
         ``anyio.run``, a loop in a thread of its own) is a virtual one too: a loop on the
         patched clock that waited in real time would never see its timers come due.
         """
-        previous = asyncio.get_event_loop_policy()
-        asyncio.set_event_loop_policy(_VirtualPolicy(self, previous))
+        with _policies():
+            previous = asyncio.get_event_loop_policy()
+            asyncio.set_event_loop_policy(_VirtualPolicy(self, previous))
         self.active = True
         try:
             yield
         finally:
             self.active = False
-            asyncio.set_event_loop_policy(previous)
+            with _policies():
+                asyncio.set_event_loop_policy(previous)
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -195,7 +198,19 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
         return future
 
 
-class _VirtualPolicy(asyncio.DefaultEventLoopPolicy):
+@contextmanager
+def _policies() -> Iterator[None]:
+    """Loop policies are deprecated from Python 3.14 and still how ``asyncio.run`` finds its loop."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+with _policies():
+    _DefaultPolicy = asyncio.DefaultEventLoopPolicy
+
+
+class _VirtualPolicy(_DefaultPolicy):
     """Hands out virtual loops to the client's threads, real ones to the fake's own."""
 
     def __init__(self, vtime: VirtualTime, previous: asyncio.AbstractEventLoopPolicy) -> None:
