@@ -337,3 +337,34 @@ def test_a_client_blocked_where_the_checker_cannot_see_is_stopped_with_a_verdict
         check_client(deadlocked, schedule=[], random_seed=0)
     assert failed.value.invariant == "timeouts"
     assert "made no progress for 1 real seconds" in failed.value.problem and "ready.wait()" in failed.value.problem
+
+
+@pytest.mark.parametrize(("sock_read", "caught"), [(1.0, True), (60.0, False)])
+def test_an_aiohttp_read_timeout_on_the_live_socket_meets_the_answers_latency(sock_read: float, caught: bool) -> None:
+    import json
+
+    import aiohttp
+    import yarl
+
+    async def live(ctx: ClientContext) -> bytes:
+        """aiohttp on the live socket with a ``sock_read`` timeout."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=sock_read)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            async with session.post(f"{ctx.live_base_url}/images/generations", json=ctx.request, headers=auth) as r:
+                body = json.loads(await r.read())
+            async with session.get(yarl.URL(body["images"][0]["url"], encoded=True)) as image:
+                return await image.read()
+
+    request = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 42, "batch_size": 2}
+    runs: list[Run] = []
+    invariants = ["timeouts", "returns-image", _runs(runs)]
+    if not caught:
+        check_client(live, request=request, schedule=[], random_seed=0, invariants=invariants)
+        generation = runs[0].generations[0]
+        assert generation.ended - generation.started > 1.0  # the latency passed on the clock
+        return
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(live, request=request, schedule=[], random_seed=0, invariants=invariants)
+    assert failed.value.invariant == "timeouts" and "shorter than a generation takes" in failed.value.problem
+    assert "flaky" not in str(failed.value)

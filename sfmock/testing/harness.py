@@ -52,6 +52,8 @@ DEFAULT_KEY = "sk-sfmock-check-0123456789"
 
 
 LIVE_REAL_CAP = 1.0  # on the live socket a fault waits at most this many real seconds
+LIVE_TURNS = 3  # turns of the client's loop a live answer's latency waits for
+LIVE_SETTLE = 0.02  # real seconds it then waits for a client that gave up to close its connection
 
 
 _real_monotonic, _real_sleep = time.monotonic, time.sleep  # sfmock's modules keep real time
@@ -162,6 +164,31 @@ class Harness:
                 f"(stopped after {self.hang_bound:g}s of virtual time); set a read timeout"
             )
 
+    async def _live_latency(self, scope: Any, status: int, body: bytes) -> None:
+        """A generation's latency on the live socket: the clock moves by it before the answer
+        goes out, and the client's loop gets to look at its timers (a read timeout shorter than
+        the latency fires, as it would); a client that gave up is marked gone."""
+        if scope.get("path") != GENERATE or status != 200:
+            return
+        delay = _inference(body)
+        if delay <= 0:
+            return
+        deadline = _real_monotonic() + LIVE_REAL_CAP
+        while self.vtime.loops and not self.vtime.waiting and _real_monotonic() < deadline:
+            await asyncio.sleep(0.001)  # until the client waits for the answer, its timeouts set
+        ticks = self.vtime.ticks
+        self.clock.advance(delay)
+        # a few turns of the client's loop: one to see the time, one for its timeout to run,
+        # more for the connection it then closes to be closed
+        while self.vtime.loops and self.vtime.ticks < ticks + LIVE_TURNS and _real_monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        transport = scope.get("state", {}).get("transport")
+        settle = _real_monotonic() + (LIVE_SETTLE if self.vtime.loops else 0.0)
+        while transport is not None and not transport.is_closing() and _real_monotonic() < settle:
+            await asyncio.sleep(0.001)
+        if transport is not None and transport.is_closing():
+            scope["state"]["client_gone"] = True
+
     def live_url(self) -> str:
         """The API's origin on a real socket, opened on first use; the image host beside it on
         a socket of its own (unless one origin), both recorded by one Recorder."""
@@ -172,7 +199,9 @@ class Harness:
                     sockets.append(listen("127.0.0.1", 0, "--image-port"))
                 urls = [f"http://127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
                 url, image_url = urls[0], urls[-1]
-                recorder = Recorder(self.app, self.clock, public_url=url, image_url=image_url)
+                recorder = Recorder(
+                    self.app, self.clock, public_url=url, image_url=image_url, before_answer=self._live_latency
+                )
                 real = self.vtime.real_threads
                 thread = ServerThread(recorder, sockets, before_run=lambda: real.add(threading.get_ident()))
                 thread.start()
@@ -282,8 +311,12 @@ def _generation_latency(exchange: Exchange) -> float:
     """A 200 generation takes its ``timings.inference`` seconds to come back."""
     if exchange.path != GENERATE or exchange.status != 200:
         return 0.0
+    return _inference(exchange.body)
+
+
+def _inference(body: bytes) -> float:
     try:
-        return float(json.loads(exchange.body)["timings"]["inference"])
+        return float(json.loads(body)["timings"]["inference"])
     except (ValueError, KeyError, TypeError):
         return 0.0
 

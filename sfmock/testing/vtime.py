@@ -51,6 +51,9 @@ class VirtualTime:
         self.real_threads: set[int] = set()
         # real work under way elsewhere (the live socket serving a request): time must not jump
         self.busy: Callable[[], bool] = lambda: False
+        self.ticks = 0  # selects made by the client's virtual loops: each is a look at their timers
+        self.loops = 0  # virtual loops running now
+        self.waiting = 0  # of them, those blocked waiting for I/O or a thread
         self._origin = time.monotonic()
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
@@ -125,7 +128,8 @@ class VirtualTime:
 class _JumpingSelector(selectors.BaseSelector):
     """A selector that, instead of blocking until a timer is due, moves the clock there."""
 
-    def __init__(self, clock: VirtualClock, busy: Callable[[], bool]) -> None:
+    def __init__(self, clock: VirtualClock, busy: Callable[[], bool], vtime: VirtualTime) -> None:
+        self._vtime = vtime
         self._inner = selectors.DefaultSelector()
         self._clock = clock
         self._busy = busy
@@ -147,6 +151,7 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._inner.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self._vtime.ticks += 1
         ready = self._inner.select(0)
         if ready or timeout == 0:
             return ready
@@ -154,12 +159,16 @@ class _JumpingSelector(selectors.BaseSelector):
         # give it a moment of real time before time jumps; wait longer before calling it endless
         sockets = len(self._inner.get_map()) > 1  # more than the loop's own wake-up pipe
         grace = REAL_BOUND if timeout is None else (REAL_GRACE if sockets else THREAD_GRACE)
-        if sockets or timeout is None or self._threads_may_answer():
-            ready = self._inner.select(grace)
-            if ready:
-                return ready
-        if self._busy():  # a live request is being served in real time: wait for it, do not jump
-            return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
+        self._vtime.waiting += 1  # this loop has nothing to do: its timers are set, it waits
+        try:
+            if sockets or timeout is None or self._threads_may_answer():
+                ready = self._inner.select(grace)
+                if ready:
+                    return ready
+            if self._busy():  # a live request is being served in real time: wait for it, do not jump
+                return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
+        finally:
+            self._vtime.waiting -= 1
         if timeout is None:
             raise HangForever("the client awaits something that never comes, with no timeout")
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
@@ -178,8 +187,15 @@ class _JumpingSelector(selectors.BaseSelector):
 
 class _VirtualLoop(asyncio.SelectorEventLoop):
     def __init__(self, vtime: VirtualTime) -> None:
-        super().__init__(_JumpingSelector(vtime.clock, vtime.busy))
+        super().__init__(_JumpingSelector(vtime.clock, vtime.busy, vtime))
         self._vtime = vtime
+
+    def run_forever(self) -> None:
+        self._vtime.loops += 1
+        try:
+            super().run_forever()
+        finally:
+            self._vtime.loops -= 1
 
     def time(self) -> float:
         return self._vtime.monotonic()
