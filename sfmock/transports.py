@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import http.client
+import io
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -41,6 +44,7 @@ __all__ = [
 READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
 
 Latency = Callable[["Exchange"], float]
+Wait = Callable[[float], Awaitable[None]]
 
 
 class HangForever(BaseException):
@@ -54,7 +58,8 @@ class TimedOut(BaseException):
 
 @dataclass(frozen=True, kw_only=True)
 class Exchange:
-    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``)."""
+    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``,
+    or ``cancelled``: the client stopped waiting before the answer came)."""
 
     method: str
     url: str
@@ -84,10 +89,13 @@ class Exchange:
 class InProcess:
     """Calls an ASGI app in-process and records every exchange."""
 
-    def __init__(self, app: ASGIApp, clock: Clock | None = None, *, latency: Latency | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, clock: Clock | None = None, *, latency: Latency | None = None, wait: Wait | None = None
+    ) -> None:
         self.app = app
         self.clock = clock or SystemClock()
         self.latency = latency
+        self.wait = wait  # how the latency passes (default: the clock moves at once)
         self.transcript: list[Exchange] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
@@ -96,9 +104,25 @@ class InProcess:
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
     ) -> Exchange:
         """Run one request to completion from synchronous code (any thread)."""
+        if _loop_running():  # a blocking client called from async code: it blocks that loop, as on a network
+            done: list[Exchange | BaseException] = []
+
+            def serve() -> None:
+                try:
+                    done.append(self.call(method, url, headers, body, read_timeout))
+                except BaseException as exc:  # handed to the caller's thread (a HangForever too)
+                    done.append(exc)
+
+            worker = threading.Thread(target=serve)
+            worker.start()
+            worker.join()
+            if isinstance(done[0], BaseException):
+                raise done[0]
+            return done[0]
         with self._lock:
             if self._loop is None:
-                self._loop = asyncio.new_event_loop()
+                # a plain loop of its own, whatever loop policy the caller's code has set
+                self._loop = asyncio.SelectorEventLoop()
             return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
 
     async def acall(
@@ -150,12 +174,15 @@ class InProcess:
         token = READ_TIMEOUT.set(read_timeout)
         timed_out = False
         hung: HangForever | None = None
+        cancelled: asyncio.CancelledError | None = None
         try:
             await self.app(scope, receive, send)
         except TimedOut:
             timed_out = True
         except HangForever as exc:
             hung = exc
+        except asyncio.CancelledError as exc:  # the client stopped waiting (wait_for, timeout, a TaskGroup)
+            cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
         failure, fault = failure_of(state, status, read_timeout)
@@ -175,23 +202,49 @@ class InProcess:
             started=started,
             ended=self.clock.now(),
         )
+        if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
+            self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
+            raise cancelled
         if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
-            if read_timeout is not None and delay > read_timeout:  # the answer comes too late
-                self.clock.advance(read_timeout)
+            late = read_timeout is not None and delay > read_timeout  # the answer comes too late
+            try:
+                await self._pass(min(delay, read_timeout) if late and read_timeout is not None else delay)
+            except asyncio.CancelledError:
+                self.transcript.append(
+                    replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
+                )
+                raise
+            if late:
                 exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
-                self.clock.advance(delay)
                 exchange = replace(exchange, ended=self.clock.now())
         self.transcript.append(exchange)
         if hung is not None:
             raise hung
         return exchange
 
+    async def _pass(self, seconds: float) -> None:
+        """Let ``seconds`` of the answer's latency pass: as time the client can time out in."""
+        if seconds <= 0:
+            return
+        if self.wait is not None:
+            await self.wait(seconds)
+        elif isinstance(self.clock, VirtualClock):
+            self.clock.advance(seconds)
+
     def close(self) -> None:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def failure_of(state: dict[str, Any], status: int | None, read_timeout: float | None) -> tuple[str | None, str | None]:
@@ -296,14 +349,20 @@ class EitherTransport(Transport, AsyncTransport):
 
 
 def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> Any:
-    """A ``requests`` adapter into the app: ``session.mount("http://", requests_adapter(app))``."""
+    """A ``requests`` adapter into the app: ``session.mount("http://", requests_adapter(app))``.
+
+    Its responses are requests' own, built by ``HTTPAdapter.build_response`` over a urllib3
+    response: ``stream=True``, ``iter_content``, ``.raw`` and ``with session.get(...)``
+    behave as on a network, and a body cut short raises ``ChunkedEncodingError`` when it is
+    read (at once unless ``stream=True``), as it does there.
+    """
     import requests
-    from requests.adapters import BaseAdapter
-    from requests.structures import CaseInsensitiveDict
+    from requests.adapters import HTTPAdapter
+    from urllib3.response import HTTPResponse
 
     inner = app if isinstance(app, InProcess) else InProcess(app, clock)
 
-    class SfmockAdapter(BaseAdapter):
+    class SfmockAdapter(HTTPAdapter):
         def send(
             self,
             request: requests.PreparedRequest,
@@ -326,21 +385,46 @@ def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> An
             failures: dict[str | None, Callable[..., Exception]] = {
                 "timeout": requests.exceptions.ReadTimeout,
                 "dropped": requests.exceptions.ConnectionError,
-                "truncated": requests.exceptions.ChunkedEncodingError,
             }
             if exchange.failure in failures:
                 raise failures[exchange.failure](f"sfmock fault: {exchange.failure}", request=request)
-            response = requests.Response()
-            response.status_code = exchange.status or 0
-            response.headers = CaseInsensitiveDict(exchange.headers)
-            response._content = exchange.body
-            response.url = request.url or ""
-            response.request = request
-            response.encoding = "utf-8"
-            response.reason = ""
-            return response
-
-        def close(self) -> None:
-            pass
+            status = exchange.status or 0
+            raw = HTTPResponse(
+                body=_Body(exchange.body, cut=exchange.failure == "truncated"),
+                headers=exchange.headers,
+                status=status,
+                reason=_reason(status),
+                preload_content=False,
+                decode_content=True,
+                request_method=request.method,
+                request_url=request.url,
+            )
+            return self.build_response(request, raw)
 
     return SfmockAdapter()
+
+
+class _Body(io.RawIOBase):
+    """A response body on the wire: all of it, or (``cut``) a part and then the end of the
+    connection, which urllib3 reports as a broken connection."""
+
+    def __init__(self, data: bytes, *, cut: bool) -> None:
+        super().__init__()
+        self._data = io.BytesIO(data)
+        self._cut = cut
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._data.readinto(buffer)
+        if count == 0 and self._cut and len(buffer):
+            raise http.client.IncompleteRead(self._data.getvalue(), None)
+        return count
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

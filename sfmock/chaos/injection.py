@@ -152,9 +152,11 @@ async def sleep_unless_gone(sleep: Sleep, seconds: float, receive: Receive) -> N
     """Sleep, but stop early if the client disconnects (a hung client frees the server)."""
     sleeper = asyncio.ensure_future(sleep(seconds))
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
-    done, pending = await asyncio.wait({sleeper, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
+    try:
+        done, _ = await asyncio.wait({sleeper, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # a caller cancelled (a client's own timeout, in checks) leaves no sleeper behind
+        for task in (sleeper, watcher):
+            task.cancel()
     if sleeper in done:
         sleeper.result()  # a sleep that ended in an exception (a client's timeout, in checks) goes on up
     elif watcher in done:

@@ -27,6 +27,7 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
+from sfmock.testing.replays import flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 from sfmock.wording import unknown as unknown_name
@@ -194,7 +195,7 @@ def _verdict(
                 seed=seed,
                 examples=tally.runs,
                 replay=replay(run.schedule, run.random_seed),
-                note=_flakiness(judge, found),
+                note=flakiness(lambda: judge(found[2].schedule, found[2].random_seed), lambda: tally.last, found[2]),
             )
         uncovered = tally.uncovered(replaying=schedule is not None)
         if uncovered is not None:
@@ -242,7 +243,7 @@ class _Tally:
         if gens_ok and any(d.status == 200 and d.failure is None for d in run.downloads):
             self.succeeded += 1
         if run.error is not None:
-            line = _error_line(run.error)
+            line = _error_text(run.error)
             self.errors[line] = self.errors.get(line, 0) + 1
 
     def uncovered(self, *, replaying: bool = False) -> str | None:
@@ -321,19 +322,6 @@ def _minimize(judge: Judge, found: tuple[str, str, Run]) -> tuple[str, str, Run]
     return found
 
 
-def _flakiness(judge: Callable[[Sequence[str], int], tuple[str, str, Run] | None], found: tuple[str, str, Run]) -> str:
-    """Replay the reported case twice more: a client that is not deterministic is named so."""
-    run = found[2]
-    again = [judge(run.schedule, run.random_seed) for _ in range(2)]
-    failed = 1 + sum(1 for result in again if result is not None)
-    if failed == 3:
-        return ""
-    return (
-        f"flaky: this schedule failed {failed} of 3 replays with the same random seed "
-        "(the client depends on something the check does not control: threads, real time, its own RNG)"
-    )
-
-
 def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, Invariant]]:
     chosen: list[tuple[str, Invariant]] = []
     for item in selection if selection is not None else list(INVARIANTS):
@@ -347,7 +335,19 @@ def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, 
 
 
 def _error_line(error: BaseException) -> str:
-    return f"raised {type(error).__name__}: {str(error)[:160]}"
+    return f"raised {_error_text(error)}"
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: message`` (just ``Type`` when the message is empty, as a bare TimeoutError's is)."""
+    message = str(error)[:160]
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _name_of(function: Any) -> str:
+    """The name a function is called by (a lambda or a partial has none that runs: say so)."""
+    name = getattr(function, "__name__", None)
+    return name if isinstance(name, str) and name.isidentifier() else f"<{type(function).__name__}>"
 
 
 def _digest(client: Client, replay: str) -> bytes:
@@ -366,7 +366,9 @@ def _replay_line(
     hang_bound: float,
 ) -> Callable[[Sequence[str], int], str]:
     """``check_client(...)`` with every option that shapes the run, for a schedule and seed."""
-    fixed = [f"request={options.request!r}", f"invariants={[n for n, _ in chosen]!r}"]
+    # a custom invariant by the name it has in the caller's code, so the line runs as printed
+    names = [repr(name) if INVARIANTS.get(name) is invariant else _name_of(invariant) for name, invariant in chosen]
+    fixed = [f"request={options.request!r}", f"invariants=[{', '.join(names)}]"]
     optional = {
         "max_attempts": (options.max_attempts, 6),
         "min_attempts": (options.min_attempts, 3),
@@ -386,7 +388,7 @@ def _replay_line(
         }
         if changed:
             fixed.append(f"settings=Settings(**{changed!r})")
-    name = getattr(client, "__name__", "fn")
+    name = _name_of(client)
 
     def line(schedule: Sequence[str], random_seed: int) -> str:
         return f"check_client({name}, schedule={list(schedule)!r}, random_seed={random_seed}, {', '.join(fixed)})"

@@ -6,6 +6,7 @@ raised error with its causes. Plain functions over exchanges and exceptions.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import traceback
@@ -29,8 +30,10 @@ __all__ = [
     "describe",
     "error_texts",
     "expiry",
+    "served_keys",
     "served_urls",
     "ttl",
+    "url_key",
 ]
 
 GENERATE = "/v1/images/generations"
@@ -57,6 +60,7 @@ class Run:
     logs: tuple[str, ...] = ()  # log records emitted during the run (INFO and above)
     random_seed: int = 0
     max_total_wait: float = 600.0
+    earlier_urls: frozenset[str] = frozenset()  # image URLs served in earlier runs (see url_key)
     rerun: Callable[[int], Run] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -97,21 +101,41 @@ def served_urls(run: Run, before: float) -> dict[str, list[dict[str, str]]]:
 _URL_FIELD = re.compile(rb'"url"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def changed_url(url: str, served: dict[str, list[dict[str, str]]]) -> str | None:
+def changed_url(url: str, served: dict[str, list[dict[str, str]]], earlier: frozenset[str] = frozenset()) -> str | None:
+    """How a download's URL differs from every URL served before it (``earlier``: the
+    :func:`url_key` of each served in earlier runs of the check), or None when it is one of them."""
     parts = urlsplit(url)
     path = unquote(parts.path)
     name = path.rsplit("/", 1)[-1]
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if path in served and query in served[path]:
+        return None
+    if url_key(path, query) in earlier:
+        return (
+            f"downloaded {name} by a URL kept from an earlier run and reused: download the URLs of "
+            "this answer (a kept URL expires, and its image may be another request's)"
+        )
     if path not in served:
         return f"downloaded {name}, a URL the fake never gave out (the client rebuilt or re-encoded the path)"
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if query in served[path]:
-        return None
     expected = served[path][-1]
     missing = sorted(set(expected) - set(query))
     if missing:
         return f"downloaded {name} without the signed parameters {missing}: the pre-signed URL was cut"
+    added = sorted(set(query) - set(expected))
+    if added:
+        return f"downloaded {name} with parameters {added} added to the pre-signed URL: use it exactly as given"
     changed = sorted(k for k in expected if query.get(k) != expected[k])
     return f"downloaded {name} with changed parameters {changed} (re-encoded?): use the pre-signed URL as given"
+
+
+def url_key(path: str, query: Mapping[str, str]) -> str:
+    """One served URL as a set member: its decoded path and its decoded query, sorted."""
+    return path + "?" + "&".join(f"{k}={v}" for k, v in sorted(query.items()))
+
+
+def served_keys(run: Run) -> set[str]:
+    """The :func:`url_key` of every image URL the fake gave out in ``run``."""
+    return {url_key(path, query) for path, queries in served_urls(run, math.inf).items() for query in queries}
 
 
 def expiry(url: str) -> float | None:
@@ -157,16 +181,21 @@ def describe(result: Any, served: list[bytes]) -> str:
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:
-    """The error and its causes, as a traceback shows them (``from None`` ends the chain)."""
+    """The error and its causes, as a traceback shows them (``from None`` ends the chain),
+    with the members of an ``ExceptionGroup`` (a TaskGroup's) and their causes in turn."""
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        if current.__cause__ is not None:
-            current = current.__cause__
-        else:
-            current = None if current.__suppress_context__ else current.__context__
+    pending: list[BaseException] = [error]
+    while pending:
+        current: BaseException | None = pending.pop()
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            yield current
+            if isinstance(current, BaseExceptionGroup):
+                pending.extend(reversed(current.exceptions))
+            if current.__cause__ is not None:
+                current = current.__cause__
+            else:
+                current = None if current.__suppress_context__ else current.__context__
 
 
 def error_texts(error: BaseException) -> Iterator[tuple[str, str]]:

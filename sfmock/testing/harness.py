@@ -29,10 +29,11 @@ from sfmock.config import Settings
 from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
 from sfmock.service.origins import IN_PROCESS_API
-from sfmock.testing.evidence import GENERATE, Run
+from sfmock.testing.evidence import GENERATE, Run, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
+from sfmock.testing.watchdog import Watchdog
 from sfmock.transports import (
     READ_TIMEOUT,
     AsyncTransport,
@@ -52,6 +53,8 @@ DEFAULT_KEY = "sk-sfmock-check-0123456789"
 
 
 LIVE_REAL_CAP = 1.0  # on the live socket a fault waits at most this many real seconds
+LIVE_TURNS = 3  # turns of the client's loop a live answer's latency waits for
+LIVE_SETTLE = 0.02  # real seconds it then waits for a client that gave up to close its connection
 
 
 _real_monotonic, _real_sleep = time.monotonic, time.sleep  # sfmock's modules keep real time
@@ -120,17 +123,26 @@ class Harness:
         self.hang_bound = hang_bound
         self.app = create_app(settings, clock=self.clock, sleep=self._fault_sleep)
         self.single_origin = settings.single_origin
-        self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency)
+        self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency, wait=self._latency_wait)
         self.api_key = api_key
         self.slept: list[float] = []
         self.vtime = VirtualTime(self.clock, self._client_sleep)
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
+        self.watchdog = Watchdog(self._progress)
+        self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
 
     def _client_sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.clock.advance(max(0.0, seconds))
+
+    async def _latency_wait(self, seconds: float) -> None:
+        """An answer's latency: on the client's own loop, time its timeouts can fire in."""
+        if on_virtual_loop():
+            await asyncio.sleep(seconds)
+        else:
+            self.clock.advance(seconds)
 
     async def _fault_sleep(self, seconds: float) -> None:
         """How a fault waits: up to the client's read timeout, which then fires."""
@@ -153,6 +165,31 @@ class Harness:
                 f"(stopped after {self.hang_bound:g}s of virtual time); set a read timeout"
             )
 
+    async def _live_latency(self, scope: Any, status: int, body: bytes) -> None:
+        """A generation's latency on the live socket: the clock moves by it before the answer
+        goes out, and the client's loop gets to look at its timers (a read timeout shorter than
+        the latency fires, as it would); a client that gave up is marked gone."""
+        if scope.get("path") != GENERATE or status != 200:
+            return
+        delay = _inference(body)
+        if delay <= 0:
+            return
+        deadline = _real_monotonic() + LIVE_REAL_CAP
+        while self.vtime.loops and not self.vtime.waiting and _real_monotonic() < deadline:
+            await asyncio.sleep(0.001)  # until the client waits for the answer, its timeouts set
+        ticks = self.vtime.ticks
+        self.clock.advance(delay)
+        # a few turns of the client's loop: one to see the time, one for its timeout to run,
+        # more for the connection it then closes to be closed
+        while self.vtime.loops and self.vtime.ticks < ticks + LIVE_TURNS and _real_monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        transport = scope.get("state", {}).get("transport")
+        settle = _real_monotonic() + (LIVE_SETTLE if self.vtime.loops else 0.0)
+        while transport is not None and not transport.is_closing() and _real_monotonic() < settle:
+            await asyncio.sleep(0.001)
+        if transport is not None and transport.is_closing():
+            scope["state"]["client_gone"] = True
+
     def live_url(self) -> str:
         """The API's origin on a real socket, opened on first use; the image host beside it on
         a socket of its own (unless one origin), both recorded by one Recorder."""
@@ -163,7 +200,9 @@ class Harness:
                     sockets.append(listen("127.0.0.1", 0, "--image-port"))
                 urls = [f"http://127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
                 url, image_url = urls[0], urls[-1]
-                recorder = Recorder(self.app, self.clock, public_url=url, image_url=image_url)
+                recorder = Recorder(
+                    self.app, self.clock, public_url=url, image_url=image_url, before_answer=self._live_latency
+                )
                 real = self.vtime.real_threads
                 thread = ServerThread(recorder, sockets, before_run=lambda: real.add(threading.get_ident()))
                 thread.start()
@@ -179,7 +218,13 @@ class Harness:
             _real_sleep(0.001)
         return list(recorder.exchanges)
 
+    def _progress(self) -> tuple[float, int, int]:
+        """What moves while a client gets anywhere: the clock, and the requests it makes."""
+        live = self._live[1] if self._live is not None else None
+        return self.clock.now(), len(self.inprocess.transcript), len(live.exchanges) + live.in_flight if live else 0
+
     def close(self) -> None:
+        self.watchdog.close()
         self.inprocess.close()
         if self._live is not None:
             self._live[0].stop()
@@ -204,7 +249,7 @@ class Harness:
         error: BaseException | None = None
         hung: str | None = None
         random.seed(random_seed)
-        with _captured_logs() as logs, self.vtime.running():
+        with _captured_logs() as logs, self.vtime.running(), self.watchdog.watching():
             try:
                 result = _call(client, context, self.vtime)
             except HangForever as exc:
@@ -215,7 +260,7 @@ class Harness:
         if self._live is not None:
             exchanges += self._settled(self._live[1])
         exchanges.sort(key=lambda e: e.started)
-        return Run(
+        run = Run(
             schedule=tuple(schedule),
             exchanges=tuple(exchanges),
             result=result,
@@ -230,8 +275,11 @@ class Harness:
             logs=tuple(logs),
             random_seed=random_seed,
             max_total_wait=options.max_total_wait,
+            earlier_urls=frozenset(self.served_urls),
             rerun=lambda other: self.run(client, schedule, other, options),
         )
+        self.served_urls.update(served_keys(run))
+        return run
 
 
 def _call(client: Client, context: ClientContext, vtime: VirtualTime) -> Any:
@@ -264,8 +312,12 @@ def _generation_latency(exchange: Exchange) -> float:
     """A 200 generation takes its ``timings.inference`` seconds to come back."""
     if not is_generation(exchange.path) or exchange.status != 200:
         return 0.0
+    return _inference(exchange.body)
+
+
+def _inference(body: bytes) -> float:
     try:
-        return float(json.loads(exchange.body)["timings"]["inference"])
+        return float(json.loads(body)["timings"]["inference"])
     except (ValueError, KeyError, TypeError):
         return 0.0
 

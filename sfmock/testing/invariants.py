@@ -93,10 +93,17 @@ def timeouts(run: Run) -> str | None:
     if run.hung is not None:
         return run.hung
     for number, exchange in enumerate(run.generations, 1):
+        waited = exchange.ended - exchange.started
         if exchange.failure == "timeout" and exchange.fault is None:
             return (
-                f"request {number} timed out after {exchange.ended - exchange.started:.1f}s on a normal answer: "
+                f"request {number} timed out after {waited:.1f}s on a normal answer: "
                 "the read timeout is shorter than a generation takes (seconds, see timings.inference)"
+            )
+        if exchange.failure == "cancelled" and exchange.fault is None:
+            return (
+                f"request {number} was cancelled by the client after {waited:.1f}s, before a normal answer came: "
+                "its deadline (asyncio.timeout, wait_for, a task cancelled) is shorter than a generation takes "
+                "(seconds, see timings.inference)"
             )
     return None
 
@@ -108,7 +115,7 @@ def downloads(run: Run) -> str | None:
         name = exchange.path.rsplit("/", 1)[-1]
         if "authorization" in exchange.request_headers:
             return f"downloaded {name} with the Authorization header (object storage refuses two auth mechanisms)"
-        changed = changed_url(exchange.url, served_urls(run, exchange.started))
+        changed = changed_url(exchange.url, served_urls(run, exchange.started), run.earlier_urls)
         if changed:
             return changed
         expires = expiry(exchange.url)
@@ -203,6 +210,24 @@ def returns_image(run: Run) -> str | None:
     return f"returned {what} instead of the image it downloaded ({len(served[-1])} bytes of PNG)"
 
 
+def whole_batch(run: Run) -> str | None:
+    """A client asked for ``batch_size`` N that returns a list of images returns all N (or
+    raises): a partial batch returned as if whole is a flaw. A client that returns one image
+    (bytes, a path) has chosen to return one."""
+    asked = run.request.get("batch_size", 1)
+    if not run.returns_image or run.error is not None or run.hung is not None:
+        return None
+    if not isinstance(asked, int) or asked <= 1 or not isinstance(run.result, list | tuple):
+        return None
+    images = as_images(run.result) if run.result else []
+    if images is None or len(images) >= asked:
+        return None  # not a list of images: returns-image says why
+    return (
+        f"returned {len(images)} of the {asked} images asked for (batch_size={asked}) as if the batch were whole: "
+        "raise, or say which images are missing"
+    )
+
+
 def secrets(run: Run) -> str | None:
     """The API key is in no error raised to the caller (message, args, notes, repr,
     traceback, causes) and in no log record emitted during the run."""
@@ -212,8 +237,16 @@ def secrets(run: Run) -> str | None:
                 return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
     for record in run.logs:
         if run.api_key in record:
-            return f"a log record contains the API key: {record.replace(run.api_key, '<API KEY>')[:160]!r}"
+            return f"a log record contains the API key: {_around(record, run.api_key)!r}"
     return None
+
+
+def _around(text: str, secret: str, width: int = 160) -> str:
+    """An excerpt of ``text`` that shows where ``secret`` is (masked), however deep in it."""
+    at = text.index(secret)
+    start = max(0, at - width // 2)
+    masked = text[start:].replace(secret, "<API KEY>")[:width]
+    return ("..." if start else "") + masked
 
 
 def errors(run: Run) -> str | None:
@@ -270,6 +303,7 @@ INVARIANTS: Mapping[str, Invariant] = {
     "backoff": backoff,
     "image-type": image_type,  # before returns-image and tolerant: the type is the cause
     "returns-image": returns_image,
+    "whole-batch": whole_batch,
     "secrets": secrets,
     "errors": errors,
     "tolerant": tolerant,

@@ -9,6 +9,7 @@ the client checks judge a client on any HTTP stack (or in any language) by one t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,7 +18,9 @@ from sfmock.clock import Clock
 from sfmock.service.origins import IMAGE_URL_STATE
 from sfmock.transports import Exchange, failure_of
 
-__all__ = ["Recorder"]
+__all__ = ["BeforeAnswer", "Recorder"]
+
+BeforeAnswer = Callable[[Scope, int, bytes], Awaitable[None]]
 
 
 class Recorder:
@@ -28,14 +31,22 @@ class Recorder:
     """
 
     def __init__(
-        self, app: ASGIApp, clock: Clock, *, public_url: str | None = None, image_url: str | None = None
+        self,
+        app: ASGIApp,
+        clock: Clock,
+        *,
+        public_url: str | None = None,
+        image_url: str | None = None,
+        before_answer: BeforeAnswer | None = None,
     ) -> None:
         self.app = app
+        # awaited before a whole answer goes out (its latency); may mark state["client_gone"]
+        self.before_answer = before_answer
         self.clock = clock
         self.public_url = public_url
         self.image_url = image_url or public_url
         self.exchanges: list[Exchange] = []
-        self.in_flight = 0  # requests begun and not yet recorded
+        self.in_flight = 0  # requests begun and not yet wholly handed to the socket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +73,7 @@ class Recorder:
 
         started = self.clock.now()
         recorded = False
+        flying = True  # begun and not yet wholly handed to the socket
         into = self.exchanges  # the list of the run this request belongs to, even if it ends late
         self.in_flight += 1
 
@@ -72,8 +84,9 @@ class Recorder:
             if recorded:
                 return
             recorded = True
-            self.in_flight -= 1
             failure, fault = failure_of(state, status, None)
+            if state.get("client_gone"):  # the client gave up while the answer was being made
+                failure = "timeout"
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
             query = scope.get("query_string", b"").decode("latin-1")
             raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -95,7 +108,20 @@ class Recorder:
                 )
             )
 
+        held: list[Message] = []  # the status line, held until the answer's latency has passed
+
         async def recording_send(message: Message) -> None:
+            if self.before_answer is not None and message["type"] == "http.response.start":
+                held.append(message)
+                return
+            if held and message["type"] == "http.response.body":
+                start = held.pop()
+                if self.before_answer is not None and not message.get("more_body", False):
+                    await self.before_answer(scope, start["status"], message.get("body", b""))
+                await passing(start)
+            await passing(message)
+
+        async def passing(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -107,8 +133,19 @@ class Recorder:
                 if not message.get("more_body", False):
                     finish()
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                delivered()
+
+        def delivered() -> None:
+            # in flight until the last byte is handed to the socket: the client's loop must not
+            # jump its clock (past its read timeout) while the body is still on its way
+            nonlocal flying
+            if flying:
+                flying = False
+                self.in_flight -= 1
 
         try:
             await self.app(scope, recording_receive, recording_send)
         finally:
             finish()
+            delivered()

@@ -22,6 +22,7 @@ import selectors
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,6 +52,9 @@ class VirtualTime:
         self.real_threads: set[int] = set()
         # real work under way elsewhere (the live socket serving a request): time must not jump
         self.busy: Callable[[], bool] = lambda: False
+        self.ticks = 0  # selects made by the client's virtual loops: each is a look at their timers
+        self.loops = 0  # virtual loops running now
+        self.waiting = 0  # of them, those blocked waiting for I/O or a thread
         self._origin = time.monotonic()
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
@@ -104,21 +108,39 @@ class VirtualTime:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """Virtual time on, for one run of the client."""
+        """Virtual time on, for one run of the client.
+
+        Every event loop the client makes itself (``asyncio.run``, ``asyncio.new_event_loop``,
+        ``anyio.run``, a loop in a thread of its own) is a virtual one too: a loop on the
+        patched clock that waited in real time would never see its timers come due.
+        """
+        with _policies():
+            previous = asyncio.get_event_loop_policy()
+            asyncio.set_event_loop_policy(_VirtualPolicy(self, previous))
         self.active = True
         try:
             yield
         finally:
             self.active = False
+            with _policies():
+                asyncio.set_event_loop_policy(previous)
 
 
 class _JumpingSelector(selectors.BaseSelector):
     """A selector that, instead of blocking until a timer is due, moves the clock there."""
 
-    def __init__(self, clock: VirtualClock, busy: Callable[[], bool]) -> None:
+    def __init__(self, clock: VirtualClock, busy: Callable[[], bool], vtime: VirtualTime) -> None:
+        self._vtime = vtime
         self._inner = selectors.DefaultSelector()
         self._clock = clock
         self._busy = busy
+        self.threads_at_start = threading.active_count()
+        self.in_executor = 0  # calls handed to worker threads and not yet back
+
+    def _threads_may_answer(self) -> bool:
+        """Whether a thread may still wake this loop: work in its executor, or threads begun
+        since it started (anyio's workers, a client's own). With neither, waiting is in vain."""
+        return self.in_executor > 0 or threading.active_count() > self.threads_at_start
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -130,6 +152,7 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._inner.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self._vtime.ticks += 1
         ready = self._inner.select(0)
         if ready or timeout == 0:
             return ready
@@ -137,11 +160,16 @@ class _JumpingSelector(selectors.BaseSelector):
         # give it a moment of real time before time jumps; wait longer before calling it endless
         sockets = len(self._inner.get_map()) > 1  # more than the loop's own wake-up pipe
         grace = REAL_BOUND if timeout is None else (REAL_GRACE if sockets else THREAD_GRACE)
-        ready = self._inner.select(grace)
-        if ready:
-            return ready
-        if self._busy():  # a live request is being served in real time: wait for it, do not jump
-            return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
+        self._vtime.waiting += 1  # this loop has nothing to do: its timers are set, it waits
+        try:
+            if sockets or timeout is None or self._threads_may_answer():
+                ready = self._inner.select(grace)
+                if ready:
+                    return ready
+            if self._busy():  # a live request is being served in real time: wait for it, do not jump
+                return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
+        finally:
+            self._vtime.waiting -= 1
         if timeout is None:
             raise HangForever("the client awaits something that never comes, with no timeout")
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
@@ -160,14 +188,60 @@ class _JumpingSelector(selectors.BaseSelector):
 
 class _VirtualLoop(asyncio.SelectorEventLoop):
     def __init__(self, vtime: VirtualTime) -> None:
-        super().__init__(_JumpingSelector(vtime.clock, vtime.busy))
+        super().__init__(_JumpingSelector(vtime.clock, vtime.busy, vtime))
         # the fake's slow work (sfmock.offload) runs here, not on a thread: time stands still
         # while it runs, where a thread's real time would let the clock jump past the client's timeouts
         setattr(self, INLINE, True)
         self._vtime = vtime
 
+    def run_forever(self) -> None:
+        self._vtime.loops += 1
+        try:
+            super().run_forever()
+        finally:
+            self._vtime.loops -= 1
+
     def time(self) -> float:
         return self._vtime.monotonic()
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
+        selector: _JumpingSelector = self._selector  # type: ignore[attr-defined]
+        selector.in_executor += 1
+        future = super().run_in_executor(executor, func, *args)
+
+        def back(_: asyncio.Future[Any]) -> None:
+            selector.in_executor -= 1
+
+        future.add_done_callback(back)
+        return future
+
+
+@contextmanager
+def _policies() -> Iterator[None]:
+    """Loop policies are deprecated from Python 3.14 and still how ``asyncio.run`` finds its loop."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+with _policies():
+    _DefaultPolicy = asyncio.DefaultEventLoopPolicy
+
+
+class _VirtualPolicy(_DefaultPolicy):
+    """Hands out virtual loops to the client's threads, real ones to the fake's own."""
+
+    def __init__(self, vtime: VirtualTime, previous: asyncio.AbstractEventLoopPolicy) -> None:
+        super().__init__()
+        self._vtime = vtime
+        self._previous = previous
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._vtime.virtual_here():
+            return _VirtualLoop(self._vtime)
+        return self._previous.new_event_loop()
 
 
 def on_virtual_loop() -> bool:

@@ -13,11 +13,27 @@ from typing import Any
 
 import pytest
 
-from catalogue import async_clients, httpx_clients, requests_clients, retrylib_clients, sdk_clients, socket_clients
+from catalogue import (
+    async_clients,
+    httpx_clients,
+    modern_clients,
+    requests_clients,
+    retrylib_clients,
+    sdk_clients,
+    socket_clients,
+)
 from sfmock import Settings
 from sfmock.checks import INVARIANTS, ClientCheckFailed, check_client
 
-MODULES = (httpx_clients, requests_clients, async_clients, sdk_clients, retrylib_clients, socket_clients)
+MODULES = (
+    httpx_clients,
+    requests_clients,
+    async_clients,
+    sdk_clients,
+    retrylib_clients,
+    socket_clients,
+    modern_clients,
+)
 CORRECT: list[Callable[..., Any]] = [client for module in MODULES for client in module.CORRECT]
 FLAWED: dict[Callable[..., Any], str] = {
     client: invariant for module in MODULES for client, invariant in module.FLAWED.items()
@@ -34,6 +50,8 @@ OPTIONS: dict[Callable[..., Any], dict[str, Any]] = {
     # their flaw needs a Retry-After, which the fake sends only when told to (the real service never does)
     retrylib_clients.tenacity_ignores_retry_after: {"settings": Settings(rate_limit_headers=True)},
     async_clients.httpx_async_ignores_retry_after: {"settings": Settings(rate_limit_headers=True)},
+    modern_clients.taskgroup_batch: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
+    modern_clients.gather_keeps_what_arrived: {"request": {**KOLORS, "seed": 42, "batch_size": 3}},
 }
 
 # The checker's verdicts that are wrong, each with its diagnosis; the tests say what should happen.

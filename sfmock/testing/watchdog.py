@@ -1,0 +1,101 @@
+"""A bound in real time on a client that makes no progress at all.
+
+Virtual time ends every wait the checker can see (a sleep, a timer, a socket read with a
+timeout). A client can still block where it cannot look: on a lock, an event nobody
+sets, a thread that never ends, a real socket with no timeout. :class:`Watchdog` notices
+that nothing moved (no request, no tick of the clock) for :data:`STALL` real seconds
+while a run is under way and interrupts the client's thread with a signal whose handler
+raises :class:`~sfmock.transports.HangForever`, naming the line it was blocked on: the
+run ends with a verdict instead of a check that never returns. It works where signals
+do: when the check runs in the main thread (as pytest runs tests); elsewhere it is off.
+"""
+
+from __future__ import annotations
+
+import signal
+import sysconfig
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from sfmock.transports import HangForever
+
+__all__ = ["STALL", "Watchdog"]
+
+STALL = 60.0  # real seconds with no progress at all before a run is stopped
+
+_real_monotonic, _real_sleep = time.monotonic, time.sleep
+
+
+class Watchdog:
+    """Watches ``progress()`` (any value that changes while the client gets anywhere)."""
+
+    def __init__(self, progress: Callable[[], Any]) -> None:
+        self.progress = progress
+        self._main = threading.main_thread().ident
+        self._armed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._previous: Any = None
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Watch the block (one run of the client)."""
+        if threading.get_ident() != self._main:
+            yield  # a signal reaches only the main thread: no watch here
+            return
+        if self._thread is None:
+            self._previous = signal.signal(signal.SIGUSR2, self._interrupt)
+            self._thread = threading.Thread(target=self._watch, name="sfmock-watchdog", daemon=True)
+            self._thread.start()
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(5)
+            signal.signal(signal.SIGUSR2, self._previous)
+            self._thread = None
+
+    def _watch(self) -> None:
+        seen, since = self.progress(), _real_monotonic()
+        while not self._stop.wait(min(1.0, STALL / 4)):
+            now = self.progress()
+            if now != seen or not self._armed:
+                seen, since = now, _real_monotonic()
+            elif _real_monotonic() - since >= STALL and self._main is not None:
+                since = _real_monotonic()
+                signal.pthread_kill(self._main, signal.SIGUSR2)
+
+    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
+        if not self._armed:
+            return
+        where = _client_line(frame)
+        raise HangForever(
+            f"would hang forever: the client made no progress for {STALL:g} real seconds (no request, no tick of "
+            f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
+            "the checker's reach"
+        )
+
+
+_LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _client_line(frame: FrameType | None) -> str:
+    """The innermost line of the client's own code on the stack (not the library it waits in)."""
+    innermost = frame
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
+        frame = frame.f_back
+    chosen = frame or innermost
+    if chosen is None:
+        return "an unknown place"
+    summary = traceback.extract_stack(chosen, limit=1)[-1]
+    return f"{summary.filename}:{summary.lineno} ({(summary.line or '').strip()})"

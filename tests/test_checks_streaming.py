@@ -1,0 +1,251 @@
+"""The ``ctx`` helpers behave as their libraries do, streaming included (issue 23).
+
+One correct client per usage pattern, each checked at the defaults on two seeds: none is
+accused (``tolerant`` least of all), and each meets a download cut short the way its
+library reports one on a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+import requests
+import urllib3.exceptions
+import yarl
+
+from sfmock.checks import ClientContext, check_client
+
+TRANSIENT = {429, 500, 502, 503, 504}
+TIMEOUT = 60.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, headers: Any) -> None:
+        self.status_code = status
+        self.retry_after = float(headers.get("retry-after", 0))
+        trace = headers.get("x-siliconcloud-trace-id") or headers.get("x-amz-request-id")
+        super().__init__(f"HTTP {status} (trace id {trace})")
+
+
+Broken = tuple[type[Exception], ...]
+
+
+def _retrying(generate: Callable[[], str], download: Callable[[str], bytes], broken: Broken) -> bytes:
+    """Generation retried on transient answers; its image's download retried on its own."""
+    failure: Exception = RuntimeError("not tried")
+    for attempt in range(5):
+        try:
+            url = generate()
+        except ApiError as exc:
+            if exc.status_code not in TRANSIENT:
+                raise
+            failure = exc
+            time.sleep(max(2.0**attempt, exc.retry_after))
+            continue
+        except (*broken, ValueError) as exc:
+            failure = exc
+            time.sleep(2.0**attempt)
+            continue
+        for turn in range(3):
+            try:
+                return download(url)
+            except ApiError as exc:
+                if exc.status_code not in TRANSIENT or turn == 2:
+                    raise
+            except broken:
+                if turn == 2:
+                    raise
+            time.sleep(1)
+    raise failure
+
+
+def _auth(ctx: ClientContext) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ctx.api_key}"}
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def requests_iter_content(ctx: ClientContext) -> bytes:
+    """requests, ``with session.post(...)``, then ``stream=True`` and ``iter_content``."""
+    session = ctx.requests_session()
+
+    def generate() -> str:
+        with session.post(
+            f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx), timeout=TIMEOUT
+        ) as r:
+            if r.status_code != 200:
+                raise ApiError(r.status_code, r.headers)
+            return str(r.json()["images"][0]["url"])
+
+    def download(url: str) -> bytes:
+        with session.get(url, stream=True, timeout=TIMEOUT) as image:
+            if image.status_code != 200:
+                raise ApiError(image.status_code, image.headers)
+            return b"".join(image.iter_content(chunk_size=1024))
+
+    return _retrying(generate, download, (requests.RequestException,))
+
+
+def requests_raw(ctx: ClientContext) -> bytes:
+    """requests, ``stream=True`` and ``response.raw.read()`` (decoded), closed by hand."""
+    session = ctx.requests_session()
+
+    def generate() -> str:
+        r = session.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx), timeout=TIMEOUT)
+        if r.status_code != 200:
+            raise ApiError(r.status_code, r.headers)
+        return str(r.json()["images"][0]["url"])
+
+    def download(url: str) -> bytes:
+        image = session.get(url, stream=True, timeout=TIMEOUT)
+        try:
+            if image.status_code != 200:
+                raise ApiError(image.status_code, image.headers)
+            data: bytes = image.raw.read(decode_content=True)
+            return data
+        finally:
+            image.close()
+
+    return _retrying(generate, download, (requests.RequestException, urllib3.exceptions.HTTPError))
+
+
+# -- httpx ---------------------------------------------------------------------------------
+
+
+def httpx_stream(ctx: ClientContext) -> bytes:
+    """httpx.Client, ``with http.stream("GET", url)`` and ``iter_bytes``."""
+    http = ctx.http_client(timeout=TIMEOUT)
+
+    def generate() -> str:
+        r = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx))
+        if r.status_code != 200:
+            raise ApiError(r.status_code, r.headers)
+        return str(r.json()["images"][0]["url"])
+
+    def download(url: str) -> bytes:
+        with http.stream("GET", url) as image:
+            if image.status_code != 200:
+                raise ApiError(image.status_code, image.headers)
+            return b"".join(image.iter_bytes(chunk_size=1024))
+
+    return _retrying(generate, download, (httpx.TransportError,))
+
+
+async def _aretrying(
+    generate: Callable[[], Awaitable[str]], download: Callable[[str], Awaitable[bytes]], broken: Broken
+) -> bytes:
+    """The async twin of :func:`_retrying`."""
+    failure: Exception = RuntimeError("not tried")
+    for attempt in range(5):
+        try:
+            url = await generate()
+        except ApiError as exc:
+            if exc.status_code not in TRANSIENT:
+                raise
+            failure = exc
+            await asyncio.sleep(max(2.0**attempt, exc.retry_after))
+            continue
+        except (*broken, ValueError) as exc:
+            failure = exc
+            await asyncio.sleep(2.0**attempt)
+            continue
+        for turn in range(3):
+            try:
+                return await download(url)
+            except ApiError as exc:
+                if exc.status_code not in TRANSIENT or turn == 2:
+                    raise
+            except broken:
+                if turn == 2:
+                    raise
+            await asyncio.sleep(1)
+    raise failure
+
+
+async def httpx_async_stream(ctx: ClientContext) -> bytes:
+    """httpx.AsyncClient, ``async with http.stream(...)`` and ``aiter_bytes``."""
+    async with ctx.async_http_client(timeout=TIMEOUT) as http:
+
+        async def generate() -> str:
+            r = await http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx))
+            if r.status_code != 200:
+                raise ApiError(r.status_code, r.headers)
+            return str(r.json()["images"][0]["url"])
+
+        async def download(url: str) -> bytes:
+            async with http.stream("GET", url) as image:
+                if image.status_code != 200:
+                    raise ApiError(image.status_code, image.headers)
+                return b"".join([chunk async for chunk in image.aiter_bytes(1024)])
+
+        return await _aretrying(generate, download, (httpx.TransportError,))
+
+
+# -- aiohttp on the live socket ------------------------------------------------------------
+
+
+async def aiohttp_iter_chunked(ctx: ClientContext) -> bytes:
+    """aiohttp on ``ctx.live_base_url``, ``content.iter_chunked`` for the image."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def generate() -> str:
+            url = f"{ctx.live_base_url}/images/generations"
+            async with session.post(url, json=ctx.request, headers=_auth(ctx)) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise ApiError(r.status, r.headers)
+            return str(json.loads(body)["images"][0]["url"])
+
+        async def download(url: str) -> bytes:
+            async with session.get(yarl.URL(url, encoded=True)) as image:  # the signed URL byte for byte
+                if image.status != 200:
+                    raise ApiError(image.status, image.headers)
+                return b"".join([chunk async for chunk in image.content.iter_chunked(1024)])
+
+        return await _aretrying(generate, download, (aiohttp.ClientError, TimeoutError))
+
+
+PATTERNS = [requests_iter_content, requests_raw, httpx_stream, httpx_async_stream]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("client", PATTERNS, ids=lambda c: c.__name__)
+def test_a_correct_streaming_client_is_accused_of_nothing(client: Callable[[ClientContext], Any], seed: int) -> None:
+    report = check_client(client, seed=seed, max_examples=40)
+    assert report.succeeded > 0 and "download-cut" in report.outcomes
+
+
+def test_a_correct_aiohttp_streaming_client_on_the_live_socket_passes() -> None:
+    check_client(aiohttp_iter_chunked, schedule=[], random_seed=0)
+    check_client(aiohttp_iter_chunked, schedule=["download-cut"], random_seed=0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_requests_reports_a_cut_body_as_it_does_on_a_network(stream: bool) -> None:
+    seen: list[tuple[str, type[BaseException]]] = []
+
+    def once(ctx: ClientContext) -> bytes:
+        session = ctx.requests_session()
+        r = session.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx), timeout=TIMEOUT)
+        url = r.json()["images"][0]["url"]
+        stage = "headers"
+        try:
+            image = session.get(url, stream=stream, timeout=TIMEOUT)
+            stage = "body"  # with stream=True the status line and headers come whole first
+            assert image.status_code == 200 and image.raw is not None
+            return b"".join(image.iter_content(512))
+        except Exception as exc:
+            seen.append((stage, type(exc)))
+            raise
+
+    check_client(once, schedule=["download-cut"], random_seed=0, invariants=["valid-requests"])
+    assert seen == [("body" if stream else "headers", requests.exceptions.ChunkedEncodingError)]

@@ -1,0 +1,244 @@
+"""Verdicts read as a person reads them, and reports that say what happened (issue 23):
+ExceptionGroup members, the whole-batch promise, and the wording of the reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import httpx
+import pytest
+
+from sfmock.checks import ClientCheckFailed, ClientContext, Run, check_client
+
+TRACE = "x-siliconcloud-trace-id"
+BATCH = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42, "batch_size": 3}
+
+
+class ApiError(Exception):
+    """Carries the facts as attributes; its message is for people and says little."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.trace_id = response.headers.get(TRACE) or response.headers.get("x-amz-request-id")
+        super().__init__("the image service refused")
+
+
+def _post(http: httpx.Client, ctx: ClientContext) -> httpx.Response:
+    return http.post(
+        f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
+    )
+
+
+# -- ExceptionGroup members and their causes ---------------------------------------------
+
+
+def _grouped(member: Any) -> Any:
+    async def client(ctx: ClientContext) -> bytes:
+        """Generates inside a TaskGroup: a failure reaches the caller as an ExceptionGroup."""
+
+        async def generate(http: httpx.AsyncClient) -> bytes:
+            response = await http.post(
+                f"{ctx.base_url}/images/generations",
+                json=ctx.request,
+                headers={"Authorization": f"Bearer {ctx.api_key}"},
+            )
+            if response.status_code != 200:
+                raise member(response)
+            return (await http.get(response.json()["images"][0]["url"])).content
+
+        async with ctx.async_http_client(timeout=60) as http, asyncio.TaskGroup() as group:
+            task = group.create_task(generate(http))
+        return task.result()
+
+    return client
+
+
+def _caused(response: httpx.Response) -> Exception:
+    try:
+        raise ApiError(response)
+    except ApiError as cause:
+        try:
+            raise RuntimeError("could not make the picture") from cause
+        except RuntimeError as error:
+            return error
+
+
+@pytest.mark.parametrize("member", [ApiError, _caused], ids=["member", "member's cause"])
+def test_the_members_of_an_exception_group_carry_the_status_and_trace_id(member: Any) -> None:
+    runs: list[Run] = []
+    check_client(_grouped(member), schedule=["400"], random_seed=0, invariants=["errors", runs.append])  # type: ignore[list-item]
+    assert isinstance(runs[0].error, ExceptionGroup)
+
+
+def test_an_exception_group_whose_members_lack_the_facts_is_caught() -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(
+            _grouped(lambda response: RuntimeError("no picture")),
+            schedule=["400"],
+            random_seed=0,
+            invariants=["errors"],
+        )
+    assert failed.value.invariant == "errors" and "lacks its status and trace id" in failed.value.problem
+
+
+# -- the whole-batch promise ---------------------------------------------------------------
+
+
+def _batch(*, keep_going: bool) -> Any:
+    def client(ctx: ClientContext) -> list[bytes]:
+        """Downloads every image of the batch, each retried once on a transient failure."""
+        http = ctx.http_client(timeout=60)
+        response = _post(http, ctx)
+        if response.status_code != 200:
+            raise ApiError(response)
+        images = []
+        for item in response.json()["images"]:
+            for turn in range(2):
+                image = http.get(item["url"])
+                if image.status_code == 200:
+                    images.append(image.content)
+                    break
+                if turn == 1 or image.status_code < 500:
+                    if keep_going:
+                        break  # the flaw: a failed image is left out and the rest returned as the batch
+                    raise ApiError(image)
+        return images
+
+    return client
+
+
+def test_a_partial_batch_returned_as_whole_is_caught() -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(_batch(keep_going=True), request=BATCH, seed=1, max_examples=40, outcomes=["ok", "download-404"])
+    assert failed.value.invariant == "whole-batch"
+    assert "returned 2 of the 3 images" in failed.value.problem
+    assert failed.value.schedule == ["download-404"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_whole_batch_or_an_error_passes(seed: int) -> None:
+    check_client(_batch(keep_going=False), request=BATCH, seed=seed, max_examples=40, outcomes=["ok", "download-404"])
+
+
+# -- what the reports say ------------------------------------------------------------------
+
+
+def test_a_parameter_added_to_the_presigned_url_is_named() -> None:
+    def tracking(ctx: ClientContext) -> bytes:
+        """Adds its own tracking parameter to the image URL."""
+        http = ctx.http_client(timeout=60)
+        url = _post(http, ctx).json()["images"][0]["url"]
+        return http.get(url + "&utm_source=app").content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(tracking, schedule=[], random_seed=0, invariants=["downloads"])
+    assert "parameters ['utm_source'] added" in failed.value.problem
+    assert "[]" not in failed.value.problem
+
+
+def test_a_url_kept_from_an_earlier_run_is_called_kept() -> None:
+    kept: list[str] = []
+
+    def caching(ctx: ClientContext) -> bytes:
+        """Draws a seed per call; keeps the first image URL it ever got and downloads that one ever after."""
+        http = ctx.http_client(timeout=60)
+        body = {**ctx.request, "seed": random.randrange(2**31)}
+        answer = http.post(
+            f"{ctx.base_url}/images/generations", json=body, headers={"Authorization": f"Bearer {ctx.api_key}"}
+        )
+        kept.append(answer.json()["images"][0]["url"])
+        return http.get(kept[0]).content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(caching, seed=1, max_examples=10, outcomes=["ok"], invariants=["downloads"])
+    assert "kept from an earlier run" in failed.value.problem
+    assert "rebuilt" not in failed.value.problem and "re-encoded" not in failed.value.problem
+
+
+def test_a_key_deep_in_a_log_record_is_shown_where_it_is() -> None:
+    def chatty(ctx: ClientContext) -> bytes:
+        """Logs a long line with the key near its end."""
+        logging.getLogger("chatty").warning("%s headers=%s", "x" * 400, {"Authorization": f"Bearer {ctx.api_key}"})
+        http = ctx.http_client(timeout=60)
+        return http.get(_post(http, ctx).json()["images"][0]["url"]).content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(chatty, schedule=[], random_seed=0, invariants=["secrets"])
+    assert "<API KEY>" in failed.value.problem and failed.value.invariant == "secrets"
+
+
+def test_a_client_that_raised_is_not_said_to_have_raised_raised() -> None:
+    def elsewhere(ctx: ClientContext) -> bytes:
+        """Never reaches the fake."""
+        raise RuntimeError("no network here")
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(elsewhere, seed=1, max_examples=5)
+    assert "it raised RuntimeError: no network here" in str(failed.value)
+    assert "raised raised" not in str(failed.value)
+
+
+def test_a_bare_error_is_named_without_a_dangling_colon() -> None:
+    async def hasty(ctx: ClientContext) -> bytes:
+        """Allows one second for a generation that takes about two."""
+        async with ctx.async_http_client(timeout=None) as http, asyncio.timeout(1.0):
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            response = await http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            return (await http.get(response.json()["images"][0]["url"])).content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(hasty, request=BATCH, schedule=[], random_seed=0, invariants=["timeouts"])
+    assert "the client raised TimeoutError\n" in str(failed.value)
+
+
+def at_most_two_attempts(run: Run) -> str | None:
+    """A custom invariant of the caller's own."""
+    return "more than two attempts" if len(run.generations) > 2 else None
+
+
+def test_a_replay_line_with_a_custom_invariant_runs_as_printed() -> None:
+    def stubborn(ctx: ClientContext) -> bytes:
+        """Retries every failure at once, five times."""
+        http = ctx.http_client(timeout=60)
+        for _ in range(5):
+            response = _post(http, ctx)
+            if response.status_code == 200:
+                return http.get(response.json()["images"][0]["url"]).content
+        raise ApiError(response)
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(
+            stubborn,
+            seed=1,
+            max_examples=30,
+            outcomes=["ok", "500"],
+            invariants=["valid-requests", at_most_two_attempts],
+        )
+    replay = failed.value.replay
+    assert "invariants=['valid-requests', at_most_two_attempts]" in replay
+    with pytest.raises(ClientCheckFailed) as replayed:
+        eval(replay, {"check_client": check_client, "stubborn": stubborn, "at_most_two_attempts": at_most_two_attempts})
+    assert replayed.value.invariant == "at_most_two_attempts" and replayed.value.schedule == failed.value.schedule
+
+
+def test_a_verdict_that_does_not_replay_says_what_differed() -> None:
+    calls = [0]
+
+    def racy(ctx: ClientContext) -> bytes:
+        """Skips the download once, late in the search (a race, a cache...)."""
+        calls[0] += 1
+        http = ctx.http_client(timeout=60)
+        url = _post(http, ctx).json()["images"][0]["url"]
+        if calls[0] == 5:
+            return b""
+        return http.get(url).content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(racy, seed=1, max_examples=20, outcomes=["ok"])
+    note = str(failed.value)
+    assert "failed 1 of 3 replays" in note
+    assert "one run made 1 requests, another 2" in note and "threads, real time, its own RNG" in note
