@@ -25,7 +25,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from sfmock.errors import ConfigError
-from sfmock.untrusted import MAX_DEPTH, Refused, Untrusted, check_data
+from sfmock.untrusted import MAX_DEPTH, MAX_INTEGER, Refused, Untrusted, check_data
 
 __all__ = ["MAX_DEPTH", "DocumentError", "load_document", "loads_json", "syntax_error"]
 
@@ -92,8 +92,9 @@ def _loads_json(text: str) -> Any:
     return json.loads(text, parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique)
 
 
-def loads_json(raw: str | bytes) -> Any:
-    """``raw`` as strict JSON data (no YAML), checked as :func:`load_document` checks it."""
+def loads_json(raw: str | bytes, *, max_integer: int | None = MAX_INTEGER) -> Any:
+    """``raw`` as strict JSON data (no YAML), checked as :func:`load_document` checks it;
+    ``max_integer=None`` for data that is compared but never stored (any integer then)."""
     text = _text(raw)
     try:
         value = _loads_json(text)
@@ -103,7 +104,7 @@ def loads_json(raw: str | bytes) -> Any:
         raise
     except ValueError as exc:
         raise DocumentError(f"not valid JSON: {str(exc)[:200]}") from None
-    return _checked(value)
+    return _checked(value, max_integer)
 
 
 def _text(raw: str | bytes) -> str:
@@ -115,9 +116,9 @@ def _text(raw: str | bytes) -> str:
         raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def _checked(value: Any) -> Any:
+def _checked(value: Any, max_integer: int | None = MAX_INTEGER) -> Any:
     try:
-        check_data(value)
+        check_data(value, max_integer=max_integer)
     except Untrusted as exc:
         raise DocumentError(str(exc), key=exc.field, problem=exc.problem) from None
     return value

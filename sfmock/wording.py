@@ -12,6 +12,7 @@ __all__ = ["closest", "did_you_mean", "plural", "unknown"]
 # a name is compared with at most this many characters: a typo is short, and difflib's
 # cost grows with the product of the lengths (a client can send a long one)
 _LONGEST = 64
+_SPREAD = 0.1  # choices this much less alike than the closest one are not offered beside it
 
 
 def closest(name: str, choices: Iterable[str], *, limit: int = 3) -> list[str]:
@@ -21,7 +22,12 @@ def closest(name: str, choices: Iterable[str], *, limit: int = 3) -> list[str]:
     by_case = {choice.lower(): choice for choice in pool}
     if word.lower() in by_case and by_case[word.lower()] != name:
         return [by_case[word.lower()]]  # a difference of case alone
-    return difflib.get_close_matches(word, pool, n=limit, cutoff=0.6)
+    found = difflib.get_close_matches(word, pool, n=limit, cutoff=0.6)
+    if len(found) < 2:
+        return found
+    # only the ones about as close as the best: 'url_tl' means 'url_ttl', not 'url_token' too
+    scores = [difflib.SequenceMatcher(None, choice, word).ratio() for choice in found]
+    return [choice for choice, score in zip(found, scores, strict=True) if score >= scores[0] - _SPREAD]
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

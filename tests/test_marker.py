@@ -237,6 +237,36 @@ def test_store(sfmock_server):
 def test_invalid_parameter_code(sfmock_server):
     assert gen(sfmock_server, {**KOLORS, "batch_size": 9}).json()["code"] == 20015
 """,
+    "range_errors": """
+@pytest.mark.sfmock(range_errors="observed")
+def test_range_errors(sfmock_server):
+    assert gen(sfmock_server, {**KOLORS, "seed": -1}).json() == {
+        "code": 20015, "message": "seed: Must be greater than or equal to 0"
+    }
+""",
+    "size_errors": """
+@pytest.mark.sfmock(size_errors="observed")
+def test_size_errors(sfmock_server):
+    assert gen(sfmock_server, {**KOLORS, "image_size": ""}).json()["code"] == 20026
+""",
+    "image_content_type": """
+@pytest.mark.sfmock(image_content_type="application/octet-stream")
+def test_image_content_type(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    assert httpx.get(url).headers["content-type"] == "application/octet-stream"
+""",
+    "url_token": """
+@pytest.mark.sfmock(url_token="sts")
+def test_url_token(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    assert "X-Amz-Security-Token=" in url and len(url) > 1500 and httpx.get(url).status_code == 200
+""",
+    "object_names": """
+@pytest.mark.sfmock(object_names="observed")
+def test_object_names(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    assert url.split("?")[0].endswith("_00001_.png") and httpx.get(url).status_code == 200
+""",
 }
 
 

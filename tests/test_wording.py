@@ -55,7 +55,7 @@ def test_a_misspelt_nested_key_and_enum_value(tmp_path: Path, capsys: pytest.Cap
     err = _serve_error(tmp_path, "limits: {ipm: 2, ipdd: 3}\n", capsys)
     assert "limits.ipdd: unknown key; did you mean 'ipd'?" in err
     err = _serve_error(tmp_path, "dialect: observd\n", capsys)
-    assert "dialect: 'observd' is not one of ['documented', 'observed']; did you mean 'observed'?" in err
+    assert "dialect: 'observd' is not one of ['documented', 'observed', 'plain']; did you mean 'observed'?" in err
 
 
 def test_settings_and_marker_keywords_get_it_too() -> None:

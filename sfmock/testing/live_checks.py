@@ -55,6 +55,8 @@ def whole_url(run: Run) -> str | None:
         if exchange.url in served:
             continue
         asked = _comparable(exchange.url)
+        if "?" not in asked.rstrip("?"):
+            continue  # the query dropped whole, not cut: a stripped URL, which ``downloads`` names
         whole = next(
             (url for url in served if len(asked) < len(_comparable(url)) and _comparable(url).startswith(asked)), None
         )

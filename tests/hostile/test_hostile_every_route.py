@@ -10,6 +10,7 @@ every read still answers, in the session that sent it and outside it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -32,7 +33,7 @@ SESSIONS = [None, "probe"]
 def routes(app: FakeApp) -> list[tuple[str, str]]:
     """(method, path template) of every route the app serves (HEAD is GET's)."""
     return sorted(
-        (method, route.path)
+        (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))  # the contract's form: {model}, not {model:path}
         for route in app.routes
         if isinstance(route, Route)
         for method in route.methods or ()
@@ -132,8 +133,9 @@ def client(app: FakeApp) -> Iterator[TestClient]:
 
 
 def filled(path: str, image: str) -> str:
-    """A path template with a real object name (an image issued) in place of ``{object}``."""
-    return path.replace("{object}", image)
+    """A path template with a real object name (an image issued) in place of ``{object}``
+    and a catalogue model in place of ``{model}``."""
+    return path.replace("{object}", image).replace("{model}", "Kwai-Kolors/Kolors")
 
 
 def never_a_500(client: TestClient, method: str, path: str, **options: object) -> int:
