@@ -16,12 +16,20 @@ answers of the same turn to compute. Here a connection's writes of one turn of t
 loop go out together at the end of it (``writelines``: one ``writev``, no copy), after
 the turn's other work: on the generation request, a third more requests a second and a
 lower p99 under load (bench/README.md); with one request at a time nothing waits.
+
+**Upgrade ignored.** A client may ask to switch protocols (Java's ``HttpClient`` and
+``curl --http2`` send ``Upgrade: h2c`` on plain HTTP); a server may ignore that and answer
+in HTTP/1.1 (RFC 9110, 7.8), as the service's front does. uvicorn's httptools protocol
+instead reads no body after such a head (the app sees an empty one). sfmock serves no
+other protocol, so the ``Upgrade`` header of a request head is renamed before parsing
+(``x-sfmock-ignored-upgrade``): the request is read, body and all, as any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +46,7 @@ __all__ = ["DEFAULT_READ_TIMEOUT", "HttpToolsProtocol", "JoinedWrites", "http_pr
 
 DEFAULT_READ_TIMEOUT = 15.0
 _READING = (h11.IDLE, h11.SEND_BODY)
+_UPGRADE = re.compile(rb"^upgrade:", re.IGNORECASE | re.MULTILINE)
 logger = logging.getLogger("sfmock")
 
 
@@ -142,6 +151,7 @@ class _TimedH11Protocol(_ReadTimer, H11Protocol):
 
 class _TimedHttpToolsProtocol(_ReadTimer, HttpToolsProtocol):
     _reading = True  # a request is arriving, or may start to: not yet read whole
+    _between = True  # no request begun since the last one ended: data starts with a head
 
     def _still_reading(self) -> bool:
         return self._reading
@@ -152,6 +162,8 @@ class _TimedHttpToolsProtocol(_ReadTimer, HttpToolsProtocol):
         self._arm()  # a connection that sends nothing at all is slow too
 
     def data_received(self, data: bytes) -> None:
+        if self._between and b"pgrade:" in data:
+            data = _ignoring_upgrade(data)
         super().data_received(data)
         if self._reading:
             self._arm()
@@ -160,15 +172,25 @@ class _TimedHttpToolsProtocol(_ReadTimer, HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._reading = True
+        self._between = False
         super().on_message_begin()
 
     def on_message_complete(self) -> None:
         self._reading = False
+        self._between = True
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+
+def _ignoring_upgrade(data: bytes) -> bytes:
+    """``data``, which starts with a request head, with that head's ``Upgrade`` header
+    renamed (the module docstring says why); the body and what follows are left alone."""
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[:end]
+    return _UPGRADE.sub(b"x-sfmock-ignored-upgrade:", head) + (b"" if end < 0 else data[end:])
 
 
 def http_protocol(read_timeout: float = DEFAULT_READ_TIMEOUT) -> type[asyncio.Protocol]:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import threading
 
 import httpx
+import pytest
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -255,3 +257,42 @@ def test_pipelined_requests_get_their_answers_whole_and_in_order_while_others_ar
             assert status == 200 and json.loads(body)["seed"] == seed
         assert buffered == b""
     assert len(live_server.journal) == 41
+
+
+def test_a_request_asking_to_upgrade_is_read_whole_and_answered_in_http_1_1(live_server: LiveServer) -> None:
+    """Java's HttpClient (HTTP/2 by default) and ``curl --http2`` send ``Upgrade: h2c`` on
+    plain HTTP; uvicorn's httptools protocol then read no body, and a generation answered
+    400 "empty body". Ignoring the upgrade (RFC 9110, 7.8) reads it as any request: with the
+    head and body in one write, in two, and a keep-alive request after it."""
+    body = json.dumps({"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 1}).encode()
+    head = (
+        "POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        f"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nAuthorization: {AUTH['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    port = int(live_server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        for writes in ([head + body], [head, body]):
+            for data in writes:
+                client.sendall(data)
+            status, headers, answer, rest = read_answer(client, b"")
+            assert (status, rest) == (200, b""), answer
+            assert json.loads(answer)["seed"] == 1 and "upgrade" not in headers
+        client.sendall(pipelined(range(2, 3)))  # the connection goes on in HTTP/1.1
+        status, _, answer, _ = read_answer(client, b"")
+        assert status == 200 and json.loads(answer)["seed"] == 2
+
+
+def test_curl_http2_over_plain_http_generates(live_server: LiveServer) -> None:
+    """The same with a real client that asks for h2c: ``curl --http2``."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed: apt-get install curl (docs/development.md)")
+    body = json.dumps({"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 3})
+    run = subprocess.run(
+        [curl, "-s", "--http2", f"{live_server.url}/v1/images/generations", "-d", body, "-w", "\n%{http_code}",
+         "-H", f"Authorization: {AUTH['Authorization']}", "-H", "Content-Type: application/json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    answer, status = run.stdout.rsplit("\n", 1)
+    assert status == "200" and json.loads(answer)["seed"] == 3, run.stdout
