@@ -65,16 +65,17 @@ def valid_requests(run: Run) -> str | None:
 
 
 def faithful_request(run: Run) -> str | None:
-    """Every generation request carries each field the caller asked for, with its value."""
-    for number, exchange in enumerate(run.generations, 1):
+    """The first generation request carries each field the caller asked for, with its value
+    (a retry that sends another body is ``same-body``'s: a seed re-rolled on retry)."""
+    for exchange in run.generations[:1]:
         body = _json_or_raw(exchange.request_body)
         if not isinstance(body, dict):
             return None  # valid-requests says why
         for name, asked in run.request.items():
             if name not in body:
-                return f"request {number} dropped the field {name!r} the caller asked for ({asked!r})"
+                return f"request 1 dropped the field {name!r} the caller asked for ({asked!r})"
             if body[name] != asked:
-                return f"request {number} sent {name}={_short(body[name])} but the caller asked for {_short(asked)}"
+                return f"request 1 sent {name}={_short(body[name])} but the caller asked for {_short(asked)}"
     return None
 
 

@@ -557,7 +557,7 @@ FLAWED = {
     httpx_no_retries: "retries",
     httpx_unbounded: "retries",
     httpx_no_backoff_on_503: "backoff",
-    httpx_reroll_seed: "faithful-request",
+    httpx_reroll_seed: "same-body",  # the first attempt asks the seed asked; a retry re-rolls it (the docs: same-body)
     httpx_named_fields: "faithful-request",
     httpx_seed_per_attempt: "same-body",
     httpx_lighter_on_retry: "same-body",
