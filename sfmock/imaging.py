@@ -42,10 +42,16 @@ def decode_base64(text: str) -> bytes:
     after the comma); ``ValueError`` if it is not base64.
 
     The verdicts of ``base64.b64decode("".join(text.split()), validate=True)``, whose strict
-    decoder takes 16 ms for a 1.4 MB data URL. Canonical base64 (checked with
-    ``bytes.translate``) is decoded leniently, a tenth of that; anything else goes to the
+    decoder takes 16 ms for a 1.4 MB data URL. Canonical base64 (alphabet, then at most two
+    ``=`` that complete the last quad) is what ``a2b_base64``'s strict mode accepts: one pass
+    over the string, no copies (2 ms for 1 MB). Anything it refuses is checked again with
+    ``bytes.translate`` (whitespace dropped), and what is still not canonical goes to the
     strict decoder for its verdict.
     """
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)  # ValueError too: a non-ASCII str
+    except ValueError:
+        pass
     if text.isascii():
         data = text.encode("ascii").translate(None, _WHITESPACE)
         body = data.rstrip(b"=")
