@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from conftest import AUTH
 from sfmock import Settings, create_app
+from sfmock.service.payloads import _more_brackets
 
 URL = "/v1/images/generations"
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -70,3 +73,10 @@ def test_body_over_the_limit_without_content_length_is_413() -> None:
 def test_unicode_and_nul_in_strings_are_fine(client: TestClient) -> None:
     body = {"model": "Kwai-Kolors/Kolors", "prompt": "海上的灯塔 🌊 \u0000 end", "negative_prompt": "\u202e"}
     assert client.post(URL, json=body, headers=AUTH).status_code == 200
+
+
+@settings(max_examples=1000)
+@given(st.text(alphabet="[{]}a\u2003", max_size=200), st.integers(min_value=0, max_value=70))
+def test_the_bracket_gate_counts_as_str_count_does(text: str, limit: int) -> None:
+    # the gate in front of check_data's walk: more than `limit` of "[" and "{" together
+    assert _more_brackets(text, limit) == (text.count("[") + text.count("{") > limit)
