@@ -18,7 +18,8 @@ __all__ = ["MAX_DEPTH", "read_json"]
 # the walk of check_data runs only when the text shows something it could refuse: a
 # \\uD800-\\uDFFF escape (a pair is fine, a lone half is not text), a constant, an
 # exponent of 3 digits, or more brackets than MAX_DEPTH
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|[eE][-+]?\d{3}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_EXPONENT = re.compile(r"[eE][-+]?\d{3}")
 
 
 def _finite(text: str) -> float | Refused:
@@ -67,12 +68,27 @@ async def read_json(request: Request, limit: int) -> Any:
         raise invalid_request("Invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() past 4300 digits
         raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
-    if _more_brackets(text, MAX_DEPTH) or _SUSPECT.search(text):
+    if _more_brackets(text, MAX_DEPTH) or _suspect(text):
         try:
             check_data(value, max_integer=None)
         except Untrusted as exc:
             raise invalid_request(f"Invalid JSON body: {exc}") from None
     return value
+
+
+def _suspect(text: str) -> bool:
+    """Whether ``text`` holds a surrogate escape, ``NaN``, ``Infinity`` or a 3-digit exponent.
+
+    What one regex of the four alternatives found, at a seventh of its cost on a big body
+    (95 ms for 8 MB): the alternatives without a literal first character made ``re`` try
+    every position; ``in`` (a ``memchr``) rules most texts out first.
+    """
+    return (
+        "NaN" in text
+        or "Infinity" in text
+        or ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None)
+        or (("e" in text or "E" in text) and _EXPONENT.search(text) is not None)
+    )
 
 
 def _more_brackets(text: str, limit: int) -> bool:
