@@ -241,9 +241,11 @@ def serve(args: argparse.Namespace) -> int:
 
     from sfmock.app import create_app, serving_secrets
     from sfmock.config import load_settings
+    from sfmock.heap import keep_freed_memory
     from sfmock.protocol import uvicorn_config
     from sfmock.server import listen, server_stack
 
+    keep_freed_memory()  # this process is the server's own: big bodies reuse freed memory
     overrides = {key: getattr(args, key) for key in _FLAGS}
     sockets = []
     try:

@@ -16,8 +16,12 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
+from typing import IO, TYPE_CHECKING, cast
 
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = ["decode_base64", "forget_renders", "probe_data_url", "render_png", "rendered_png", "renders_held"]
 
@@ -42,10 +46,16 @@ def decode_base64(text: str) -> bytes:
     after the comma); ``ValueError`` if it is not base64.
 
     The verdicts of ``base64.b64decode("".join(text.split()), validate=True)``, whose strict
-    decoder takes 16 ms for a 1.4 MB data URL. Canonical base64 (checked with
-    ``bytes.translate``) is decoded leniently, a tenth of that; anything else goes to the
+    decoder takes 16 ms for a 1.4 MB data URL. Canonical base64 (alphabet, then at most two
+    ``=`` that complete the last quad) is what ``a2b_base64``'s strict mode accepts: one pass
+    over the string, no copies (2 ms for 1 MB). Anything it refuses is checked again with
+    ``bytes.translate`` (whitespace dropped), and what is still not canonical goes to the
     strict decoder for its verdict.
     """
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)  # ValueError too: a non-ASCII str
+    except ValueError:
+        pass
     if text.isascii():
         data = text.encode("ascii").translate(None, _WHITESPACE)
         body = data.rstrip(b"=")
@@ -134,15 +144,79 @@ def _probe(text: str) -> tuple[int, int]:
     match = _DATA_URL.fullmatch(text)
     if match is None:
         raise ValueError("is not a data:image/<type>;base64,<data> URL")
-    raw = decode_base64(match.group(2))
-    if not raw:
+    reader = _Base64Reader.of(match.group(2))
+    # anything but canonical base64 is decoded whole (or refused) by the general path; the
+    # cast: typeshed's RawIOBase is not an IO[bytes], though Pillow reads it as one
+    source = cast("IO[bytes]", reader) if reader is not None else io.BytesIO(decode_base64(match.group(2)))
+    if not source.seek(0, io.SEEK_END):
         raise ValueError("holds no image data")
+    source.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as picture:
+            with Image.open(source) as picture:
                 return picture.size
     except Image.DecompressionBombError:
         raise ValueError("holds an image too large to process") from None
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise ValueError(f"does not hold a decodable {match.group(1)} image") from None
+
+
+class _Base64Reader(io.RawIOBase):
+    """The bytes canonical base64 decodes to, as a file decoded on demand.
+
+    A probe reads only an image's header, a few hundred bytes; decoding all of a 1 MB data
+    URL to read them took 2 ms, checking that all of it is canonical base64 takes 0.5 ms.
+    """
+
+    def __init__(self, data: bytes, size: int) -> None:
+        super().__init__()
+        self._data = data
+        self._size = size
+        self._at = 0
+
+    @classmethod
+    def of(cls, text: str) -> _Base64Reader | None:
+        """A reader of ``text``'s bytes if ``text`` is canonical base64 (the alphabet, then at
+        most two ``=`` that complete the last quad), else ``None``."""
+        if not text.isascii():
+            return None
+        data = text.encode("ascii")
+        body = data.rstrip(b"=")
+        if len(data) % 4 or len(data) - len(body) > 2 or body.translate(None, _ALPHABET):
+            return None
+        return cls(data, len(body) * 3 // 4)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        at = offset + (0, self._at, self._size)[whence]
+        if at < 0:
+            raise ValueError(f"negative seek value {at}")
+        self._at = at
+        return at
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = min(self._at, self._size)
+        end = self._size if size is None or size < 0 else min(self._size, start + size)
+        if end <= start:
+            return b""
+        first, last = start // 3, -(-end // 3)  # the quads that hold [start, end)
+        decoded = binascii.a2b_base64(self._data[first * 4 : last * 4])
+        self._at = end
+        return decoded[start - first * 3 : end - first * 3]
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        chunk = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(chunk)] = chunk
+        return len(chunk)

@@ -35,7 +35,10 @@ def _worker(settings: Settings, sockets: list[socket.socket], log_level: str) ->
     import uvicorn
 
     from sfmock.app import create_app
+    from sfmock.heap import keep_freed_memory
     from sfmock.protocol import uvicorn_config
+
+    keep_freed_memory()  # a spawned process starts with the allocator's defaults
 
     app = create_app(settings)
     gc.collect()

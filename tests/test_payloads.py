@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from conftest import AUTH
 from sfmock import Settings, create_app
+from sfmock.service.payloads import _more_brackets, _suspect
 
 URL = "/v1/images/generations"
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -70,3 +75,25 @@ def test_body_over_the_limit_without_content_length_is_413() -> None:
 def test_unicode_and_nul_in_strings_are_fine(client: TestClient) -> None:
     body = {"model": "Kwai-Kolors/Kolors", "prompt": "海上的灯塔 🌊 \u0000 end", "negative_prompt": "\u202e"}
     assert client.post(URL, json=body, headers=AUTH).status_code == 200
+
+
+@settings(max_examples=1000)
+@given(st.text(alphabet="[{]}a\u2003", max_size=200), st.integers(min_value=0, max_value=70))
+def test_the_bracket_gate_counts_as_str_count_does(text: str, limit: int) -> None:
+    # the gate in front of check_data's walk: more than `limit` of "[" and "{" together
+    assert _more_brackets(text, limit) == (text.count("[") + text.count("{") > limit)
+
+
+SUSPECT_BEFORE = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|[eE][-+]?\d{3}")  # the gate was this one regex
+
+
+@settings(max_examples=2000)
+@given(
+    st.lists(
+        st.sampled_from(["\\u", "\\", "u", "d", "D", "8", "9", "a", "F", "0", "e", "E", "+", "-", "NaN", "Na", "N"])
+        | st.sampled_from(["Infinity", "Infinit", "x", "\u2003", "1", "12", "123", "é"]),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_suspect_gate_finds_what_the_one_regex_found(text: str) -> None:
+    assert _suspect(text) == (SUSPECT_BEFORE.search(text) is not None)

