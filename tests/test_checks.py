@@ -79,7 +79,7 @@ def test_shrinking_backoff_is_caught() -> None:
         ctx.sleep = lambda seconds: original(next(waits))  # type: ignore[method-assign]
         return careful_generate(ctx)
 
-    with pytest.raises(ClientCheckFailed, match=r"back-off shrank: waited 4\.00s, then 1\.00s") as failed:
+    with pytest.raises(ClientCheckFailed, match=r"back-off shrank: waited 4\.00s \(attempt 2\), then 1\.00s") as failed:
         check_client(shrinking, invariants=["backoff"], outcomes=["ok", "503"], seed=2)
     assert len(failed.value.schedule) == 2
 

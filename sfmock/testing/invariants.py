@@ -167,7 +167,8 @@ def retries(run: Run) -> str | None:
 
 def backoff(run: Run) -> str | None:
     """A wait before retrying a 429 or 503, ``Retry-After`` honoured, a deterministic
-    back-off that never shrinks (jitter may), and a bounded total wait."""
+    back-off that never drops below its first wait (jitter may; a reset to it may), and a
+    bounded total wait."""
     attempts = run.generations
     waits = run.waits()
     for index, wait in enumerate(waits):
@@ -186,12 +187,17 @@ def backoff(run: Run) -> str | None:
     def pure(gap: int) -> bool:  # a gap between two generation attempts with no download in it
         return not any(attempts[gap].ended <= d.started <= attempts[gap + 1].started for d in run.downloads)
 
-    for index in range(1, len(waits)):
-        dictated = _retry_after(attempts[index]) is not None or _retry_after(attempts[index - 1]) is not None
-        comparable = pure(index) and pure(index - 1)
-        if comparable and not dictated and waits[index] < waits[index - 1] - 1e-9 and _deterministic(run):
+    # a wait shorter than the first one: a back-off that reset to its start after a longer
+    # wait (urllib3's Retry inside a loop of the client's own) has not shrunk below it
+    first: tuple[int, float] | None = None
+    for index, wait in enumerate(waits):
+        if _retry_after(attempts[index]) is not None or not pure(index):
+            continue  # a wait the service dictated, or one with a download in it
+        if first is None:
+            first = (index, wait)
+        elif wait < first[1] - 1e-9 and _deterministic(run):
             return (
-                f"back-off shrank: waited {waits[index - 1]:.2f}s, then {waits[index]:.2f}s "
+                f"back-off shrank: waited {first[1]:.2f}s (attempt {first[0] + 2}), then {wait:.2f}s "
                 f"(attempt {index + 2}), the same under any random state"
             )
     return None
