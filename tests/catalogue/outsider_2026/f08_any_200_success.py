@@ -1,0 +1,20 @@
+"""FLAW: a 200 is success whatever its body: an unparsable or URL-less 200 yields b"" as
+"the image" instead of an error. Otherwise careful."""
+EXPECTED = "returns-image"
+import time, httpx
+def generate(ctx):
+    http = ctx.http_client(timeout=30)
+    for attempt in range(4):
+        try:
+            r = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"})
+        except httpx.TransportError:
+            if attempt == 3: raise
+            time.sleep(2 ** attempt); continue
+        if r.status_code in (429, 500, 502, 503, 504) and attempt < 3:
+            time.sleep(2 ** attempt); continue
+        r.raise_for_status()
+        try:
+            url = r.json()["images"][0]["url"]
+        except Exception:
+            return b""  # 200 means done
+        return http.get(url).raise_for_status().content

@@ -1,0 +1,15 @@
+"""FLAW: no timeout (httpx timeout=None). Otherwise careful."""
+EXPECTED = "timeouts"
+import time, httpx
+def generate(ctx):
+    http = ctx.http_client(timeout=None)
+    for attempt in range(4):
+        try:
+            r = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"})
+        except httpx.TransportError:
+            if attempt == 3: raise
+            time.sleep(2 ** attempt); continue
+        if r.status_code in (429, 500, 502, 503, 504) and attempt < 3:
+            time.sleep(2 ** attempt); continue
+        r.raise_for_status()
+        return http.get(r.json()["images"][0]["url"]).raise_for_status().content
