@@ -121,7 +121,7 @@ class Line:
                     self.breaker.trip(exc)
                 raise
         for reply in replies:
-            if isinstance(reply, redis.ResponseError):
+            if isinstance(reply, redis.RedisError):  # -LOADING and -NOAUTH are connection errors, not ResponseError
                 raise reply
         return replies
 
