@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import AUTH, load_fixture
-from sfmock import load_contract
+from conftest import AUTH, contract_hook_for, load_fixture
+from sfmock import Settings, VirtualClock, create_app, load_contract
 
 ROUTES = [("POST", "/v1/images/generations"), ("GET", "/v1/models"), ("GET", "/v1/user/info")]
 BAD_AUTH = [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "sk-no-scheme", "Bearer two tokens"]
@@ -98,3 +98,25 @@ def test_unknown_path_is_404(client: TestClient, path: str) -> None:
     response = client.post(path, headers=AUTH, json={})
     assert response.status_code == 404
     assert response.json() == load_fixture("responses/404.json")["body"]
+
+
+def test_a_failure_outside_the_handlers_answers_the_documented_500(
+    settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the layers around the handlers (faults, journal, sessions) answers the
+    documented 500 with its trace id, never the server's bare "Internal Server Error"."""
+    from sfmock.chaos.middleware import ChaosMiddleware
+
+    async def broken(self: object, exchange: object, receive: object) -> None:
+        raise RuntimeError("a bug in the chaos layer")
+
+    monkeypatch.setattr(ChaosMiddleware, "_serve", broken)
+    app = create_app(settings, clock=clock)
+    with TestClient(app, base_url=settings.base_url, raise_server_exceptions=False) as client:
+        client.event_hooks = {"request": [], "response": [contract_hook_for(settings)]}
+        answer = client.post(
+            "/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
+        )
+    assert answer.status_code == 500 and answer.headers["x-siliconcloud-trace-id"]
+    assert answer.json()["code"] == 50500 or "message" in answer.json()
+    assert "a bug in the chaos layer" in caplog.text

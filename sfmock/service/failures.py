@@ -48,19 +48,24 @@ class InternalErrorMiddleware:
                 raise
             await outage(scope, exc, self.store_prefix)(scope, receive, send)
         except Exception:
-            trace_id = scope.get("state", {}).get("trace_id", "")
-            logger.exception("sfmock: internal error in %s %s (trace id %s)", scope["method"], scope["path"], trace_id)
             if started:
+                internal_error(scope)
                 raise  # too late for an answer: the server closes the connection
-            if scope["path"].startswith(self.store_prefix):
-                response = xml_error(store_error(500), trace_id)
-            else:
-                response = json_response(error_for_status(500, trace_id).body, 500)
-            await response(scope, receive, send)
+            await internal_error(scope, self.store_prefix)(scope, receive, send)
+
+
+def internal_error(scope: Scope, store_prefix: str | None = None) -> Response:
+    """Log the exception being handled; the documented 500 for it (with ``store_prefix``)."""
+    trace_id = scope.get("state", {}).get("trace_id", "")
+    logger.exception("sfmock: internal error in %s %s (trace id %s)", scope["method"], scope["path"], trace_id)
+    if store_prefix is not None and scope["path"].startswith(store_prefix):
+        return xml_error(store_error(500), trace_id)
+    return json_response(error_for_status(500, trace_id).body, 500)
 
 
 class StoreOutageMiddleware:
-    """Answers 503 when the shared store is lost outside a handler (faults, journal).
+    """Answers 503 when the shared store is lost outside a handler (faults, journal), and
+    the documented 500 for any other failure there (never the server's bare one).
 
     It sits just inside :class:`~sfmock.service.tracing.TraceIdMiddleware`, which notes when
     the answer begins (one wrapper of ``send`` fewer on every request).
@@ -81,6 +86,10 @@ class StoreOutageMiddleware:
             if scope["type"] != "http" or scope["state"].get(STARTED_STATE):
                 raise
             await outage(scope, exc, self.store_prefix)(scope, receive, send)
+        except Exception:  # a fault of the layers between here and InternalErrorMiddleware
+            if scope["type"] != "http" or scope["state"].get(STARTED_STATE):
+                raise
+            await internal_error(scope, self.store_prefix)(scope, receive, send)
 
 
 def outage(scope: Scope, exc: StoreUnavailable, store_prefix: str) -> Response:
