@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from conftest import FIXTURES, assert_config_error
-from sfmock.chaos.faults import Action, FaultEngine, RequestInfo, Scenario, Seconds, parse_fault_header
+from sfmock.chaos.fault_header import parse_fault_header
+from sfmock.chaos.faults import Action, FaultEngine, RequestInfo, Scenario, Seconds
 
 GEN = "/v1/images/generations"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sfmock.chaos.faults import Scenario, parse_fault_header
+from sfmock.chaos.fault_header import parse_fault_header
+from sfmock.chaos.faults import Scenario
 from sfmock.chaos.verify import Pattern
 from sfmock.cli import main
 from sfmock.config import Settings, load_settings, settings_from

@@ -7,7 +7,8 @@ import json
 
 from starlette.types import Scope
 
-from sfmock.chaos.faults import FAULT_HEADER, Action, Fault, FaultEngine, RequestInfo, Scenario, parse_fault_header
+from sfmock.chaos.fault_header import parse_fault_header
+from sfmock.chaos.faults import FAULT_HEADER, Action, Fault, FaultEngine, RequestInfo, Scenario
 from sfmock.clock import Clock
 from sfmock.errors import ApiError
 from sfmock.service.accounts import Authenticator
