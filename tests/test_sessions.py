@@ -151,9 +151,11 @@ def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
         assert len(theirs.verify_order({"status": 200})) == 1
         with pytest.raises(ValueError, match="unknown field 'stat'"):
             theirs.verify(stat=1)
-        assert mine.advance(5) == clock.now()
+        assert mine.advance(5) == clock.now() + 5  # its own clock: the others' stay
+        assert theirs.call("GET", "clock")["now"] == shared.call("GET", "clock")["now"] == clock.now()
         mine.reset()
         assert mine.journal.entries() == [] and len(theirs.journal) == 1
+        assert mine.call("GET", "clock")["now"] == clock.now()  # back on the server's time
 
 
 INNER = """
