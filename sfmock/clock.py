@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -235,14 +234,24 @@ class ScopedClock:
             return held[1].now()
         return self.server.now()
 
-    @contextmanager
-    def serving(self, clock: Clock) -> Iterator[None]:
+    def serving(self, clock: Clock) -> AbstractContextManager[None]:
         """Answer :meth:`now` from ``clock`` in this task (and the threads it hands work to)."""
-        token = _SERVING.set((self, clock))
-        try:
-            yield
-        finally:
-            _SERVING.reset(token)
+        return _Serving(self, clock)
+
+
+class _Serving:
+    """:meth:`ScopedClock.serving`: a class, not a generator, as it wraps every request."""
+
+    __slots__ = ("held", "token")
+
+    def __init__(self, scoped: ScopedClock, clock: Clock) -> None:
+        self.held = (scoped, clock)
+
+    def __enter__(self) -> None:
+        self.token = _SERVING.set(self.held)
+
+    def __exit__(self, *exc: object) -> None:
+        _SERVING.reset(self.token)
 
 
 def serving(scoped: Clock, clock: Clock) -> AbstractContextManager[None]:

@@ -139,6 +139,15 @@ def test_everything_time_dependent_in_a_session_follows_its_clock(app: FakeApp, 
     assert expired.status_code == 403 and b"Request has expired" in expired.content
 
 
+def test_a_rules_after_counts_on_the_sessions_clock(client: TestClient) -> None:
+    later = {"name": "later", "rules": [{"name": "late", "when": {"after": 300}, "action": {"error": 503}}]}
+    for name in ("a", "b"):
+        assert client.put("/_sfmock/scenario", json=later, headers=session(name)).status_code == 200
+    move(client, "a", {"advance": 301})
+    statuses = {name: client.post(GEN, json=BODY, headers={**AUTH, **session(name)}).status_code for name in "ab"}
+    assert statuses == {"a": 503, "b": 200}
+
+
 def until_done(waiter: threading.Thread, nudge: Callable[[], object]) -> None:
     """Nudge (move a clock) until ``waiter`` ends: it may not have begun waiting at the first
     nudge. A wait on the wrong clock never ends, and fails the test here."""
