@@ -29,7 +29,7 @@ from sfmock.chaos.middleware import ChaosMiddleware, Sleep
 from sfmock.chaos.page import Page
 from sfmock.chaos.sessions import Sessions, SessionState
 from sfmock.chaos.verify import Pattern, Verifier, hide_frame
-from sfmock.clock import Clock, ShiftedClock, VirtualClock
+from sfmock.clock import Clock, ScopedClock, ShiftedClock, VirtualClock
 from sfmock.config import Settings
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.errors import ApiError
@@ -97,6 +97,7 @@ def create_app(
             pictures=pictures,
         )
     lifecycle = Lifecycle(settings.retire, epoch=store.epoch(clock.now()))  # one for every process of a store
+    scoped = ScopedClock(clock)  # what the service reads: the time of the session being served
     configured = bool(settings.image_public_url or settings.public_url)
     origins = Origins(
         image_port=settings.image_socket_port,
@@ -126,7 +127,7 @@ def create_app(
         generator=generator,
         authenticator=authenticator,
         admission=admission,
-        clock=clock,
+        clock=scoped,
         rng=random.Random(None if seed is None else f"{seed}:generation"),
         strict=settings.strict,
         max_body_bytes=settings.max_body_bytes,
@@ -136,7 +137,7 @@ def create_app(
         invalid_parameter_code=settings.invalid_parameter_code,
         wording=RuleWording(settings.range_errors, settings.size_errors),
     )
-    host = ImageHost(signer, clock, generator.max_pixels, pictures, content_type=settings.image_content_type)
+    host = ImageHost(signer, scoped, generator.max_pixels, pictures, content_type=settings.image_content_type)
     scenario = settings.scenario or Scenario()
 
     def new_session(name: str | None) -> SessionState:
@@ -149,7 +150,10 @@ def create_app(
         else:  # the run's start and schedule, and only the models this session's faults retired
             epoch = SessionEpoch(lifecycle.epoch, store.epoch(clock.now(), name))
             retired = Lifecycle(settings.retire, epoch=epoch)
-        return SessionState(name=name, journal=journal, engine=engine, admission=own, lifecycle=retired)
+        own_clock = clock if name is None else store.session_clock(name, clock)
+        return SessionState(
+            name=name, journal=journal, engine=engine, admission=own, lifecycle=retired, clock=own_clock
+        )
 
     sessions = Sessions(new_session, store=store)
     metrics = Metrics(contract.models, rules=[rule.name for rule in scenario.rules])
@@ -181,7 +185,7 @@ def create_app(
         ChaosMiddleware,
         sessions=sessions,
         metrics=metrics,
-        clock=clock,
+        clock=scoped,
         authenticator=authenticator,
         sleep=sleep,
         max_body_bytes=settings.max_body_bytes,
@@ -245,7 +249,8 @@ class FakeApp(Starlette):
     def verifier(self, session: str | None = None) -> Verifier:
         """Verifications over the journal of ``session`` (the default one for ``None``)."""
         sessions: Sessions = self.state.sessions
-        return Verifier(sessions.get(session), self.state.clock)
+        state = sessions.get(session)
+        return Verifier(state, state.clock)
 
     def verify(
         self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any

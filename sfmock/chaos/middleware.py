@@ -26,7 +26,7 @@ from sfmock.chaos.matching import FaultMatcher
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.outcome import Exchange, JournalWriter, Outcome
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState
-from sfmock.clock import Clock
+from sfmock.clock import Clock, serving
 from sfmock.service.accounts import Authenticator
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Lifecycle
@@ -94,7 +94,8 @@ class ChaosMiddleware:
             await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, send)
             return
         state[SESSION_STATE] = session
-        with self.store.snapshot(session.name):  # a shared store's clock and scenario, read at once
+        # a shared store's clocks and scenario, read at once; the session's time, for all it asks
+        with self.store.snapshot(session.name), serving(self.clock, session.clock):
             await self._arrived(scope, receive, send, headers, session)
 
     async def _arrived(

@@ -110,7 +110,7 @@ class Page:
         configured = getattr(self.authenticator, "accounts", None)
         for account in [*(configured() if configured else []), *admission.seen()]:
             listed.setdefault(account.id, account)
-        now = self.control.clock.now()
+        now = session.clock.now()
         result = []
         for account in listed.values():
             balance, charged = admission.balances(account)

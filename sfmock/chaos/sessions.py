@@ -3,9 +3,10 @@
 A request with the ``X-Sfmock-Session: NAME`` header (or, for image downloads, the
 ``X-Sfmock-Session`` query parameter the fake adds to the URLs it issues in a session)
 is served from that session's own journal, scenario, fault counters, rate-limit
-counters, balances and the models its faults retired. Without it, requests use the
-default session: the fake behaves as if sessions did not exist. The clock, the run's
-start and the configuration are shared.
+counters, balances, the models its faults retired and clock (the server's clock plus
+the session's own moves: :class:`~sfmock.clock.SessionClock`). Without it, requests use
+the default session, whose clock is the server's: the fake behaves as if sessions did
+not exist. The run's start and the configuration are shared.
 
 All scoped state is reached through :class:`Sessions` (``sessions.get(name)``); each
 session's journal, faults and admission keep their state in the store
@@ -25,6 +26,7 @@ from typing import Any
 
 from sfmock.chaos.faults import FaultEngine, Scenario
 from sfmock.chaos.journal import Journal
+from sfmock.clock import Clock
 from sfmock.service.admission import Admission
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
@@ -94,6 +96,7 @@ class SessionState:
     engine: FaultEngine
     admission: Admission
     lifecycle: Lifecycle  # the models this session sees retired
+    clock: Clock  # this session's time (the default session's: the server's clock)
     activity: Activity = field(default_factory=Activity)
     answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
     answer_bytes: int = 0
@@ -112,10 +115,13 @@ class SessionState:
             return self.answers.get(entry_id)
 
     def reset(self, scenario: Scenario) -> None:
-        """Journal, answers, quotas, balances, faults and the models its scenario retired
-        back to the start."""
-        if self.name is not None:  # the default session's retirements go with the run's epoch
+        """Journal, answers, quotas, balances, faults, the models its scenario retired and
+        (a named session's) clock back to the start."""
+        if self.name is not None:  # the default session's retirements and clock are the run's
             self.lifecycle.reset(0.0)
+            reset_clock = getattr(self.clock, "reset", None)
+            if reset_clock is not None:
+                reset_clock()
         self.admission.reset()
         self.journal.clear()
         self.engine.replace(scenario)

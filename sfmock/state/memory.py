@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
 from typing import Generic, TypeVar
 
-from sfmock.clock import Clock
+from sfmock.clock import Clock, SessionClock
 from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
 from sfmock.state.windows import Windows
 
@@ -223,6 +223,9 @@ class MemoryStore:
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return local()
+
+    def session_clock(self, session: str, server: Clock) -> SessionClock:
+        return SessionClock(server)
 
     def epoch(self, started: float, session: str | None = None) -> MemoryEpoch:
         return MemoryEpoch(started)

@@ -1,7 +1,8 @@
 """The shared store on Redis: several processes and hosts as one service.
 
 Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the default
-session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
+session's with ``sfmock:|``), the server clock's is ``sfmock:#clock`` (a named
+session's clock is among its keys, ``sfmock:NAME|clock``). Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
 script, so they are atomic across processes. An account's windows and balances are one
 hash and one sorted-set log (``q:a:ACCOUNT``, ``q:log:ACCOUNT``), whatever its windows.
@@ -29,7 +30,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from sfmock.clock import Clock
-from sfmock.state import scripts
+from sfmock.state import redis_time, scripts
 from sfmock.state.redis_line import Breaker, Line, forget_read_ahead, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
@@ -101,13 +102,16 @@ class RedisStore:
 
     @contextmanager
     def snapshot(self, session: str | None) -> Iterator[None]:
-        scenario_key = RedisFaults.key(self.prefix(session))
-        keys = (CLOCK_KEY, EPOCH_KEY, scenario_key)
+        prefix = self.prefix(session)
+        scenario_key = RedisFaults.key(prefix)
+        own_clock = [] if session is None else [redis_time.session_clock_key(prefix)]  # a named session's
+        keys = [CLOCK_KEY, EPOCH_KEY, scenario_key, *own_clock]
         with self.guard():
             replies = self.line.call(
                 ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
                 ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
                 ("HMGET", scenario_key, "version"),
+                *[("HMGET", key, *CLOCK_FIELDS) for key in own_clock],
             )
         with reading_ahead(dict(zip(keys, replies, strict=True))):
             yield
@@ -126,7 +130,7 @@ class RedisStore:
 
     def book(self, session: str | None) -> RedisBook:
         idle = IDLE_TTL_MS if self.open_mode or session is not None else 0
-        return RedisBook(self, self.prefix(session), idle)
+        return RedisBook(self, self.prefix(session), idle, named=session is not None)
 
     def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
         return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
@@ -141,6 +145,10 @@ class RedisStore:
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return RedisClock(self, frozen=frozen)
+
+    def session_clock(self, session: str, server: Clock) -> redis_time.RedisSessionClock:
+        key = redis_time.session_clock_key(self.prefix(session))
+        return redis_time.RedisSessionClock(self, key, server, ttl_ms=IDLE_TTL_MS)
 
     def epoch(self, started: float, session: str | None = None) -> RedisEpoch:
         # a named session's under its prefix: swept with the session, dropped by a full reset
@@ -219,10 +227,11 @@ class RedisBook:
 
     shared = True
 
-    def __init__(self, store: RedisStore, prefix: str, idle_ms: int) -> None:
+    def __init__(self, store: RedisStore, prefix: str, idle_ms: int, *, named: bool = False) -> None:
         self.store = store
         self.prefix = prefix + "q:"
         self.idle_ms = idle_ms
+        self.clock_key = redis_time.session_clock_key(prefix) if named else CLOCK_KEY
 
     def _run(
         self,
@@ -233,7 +242,8 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys = [f"{self.prefix}a:{account}", f"{self.prefix}log:{account}", CLOCK_KEY]
+        clock = redis_time.standing_clock_key(self.clock_key)  # its "stopped" keeps the log longer
+        keys = [f"{self.prefix}a:{account}", f"{self.prefix}log:{account}", clock]
         args: list[str | int] = [
             repr(float(now)),
             _units(opening[0]),
