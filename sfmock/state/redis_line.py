@@ -37,7 +37,7 @@ from redis.commands.core import Script
 
 from sfmock.state.resp import Replies, pack
 
-__all__ = ["Breaker", "Hung", "Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
+__all__ = ["Breaker", "Command", "Hung", "Line", "Scripts", "forget_read_ahead", "read_ahead", "reading_ahead"]
 
 Command = tuple[Any, ...]
 Fields = list[bytes | None]
@@ -95,7 +95,25 @@ class Breaker:
         self._until = time.monotonic() + self.pause
 
 
-class Line:
+class Scripts:
+    """Registered scripts run through :meth:`call`."""
+
+    def call(self, *commands: Command) -> list[Any]:
+        raise NotImplementedError
+
+    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a registered script by its hash, sending its text once if Redis lacks it."""
+        try:
+            (reply,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+        except redis.exceptions.NoScriptError:
+            (reply,) = self.call(("EVAL", script.script, len(keys), *keys, *args))  # also caches it
+        return reply
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Line(Scripts):
     """A connection made from ``client``'s pool settings, used by one call at a time."""
 
     def __init__(self, client: redis.Redis, breaker: Breaker | None = None) -> None:
@@ -124,14 +142,6 @@ class Line:
             if isinstance(reply, redis.RedisError):  # -LOADING and -NOAUTH are connection errors, not ResponseError
                 raise reply
         return replies
-
-    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run a registered script by its hash, sending its text once if Redis lacks it."""
-        try:
-            (reply,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
-        except redis.exceptions.NoScriptError:
-            (reply,) = self.call(("EVAL", script.script, len(keys), *keys, *args))  # also caches it
-        return reply
 
     def close(self) -> None:
         with self._lock:

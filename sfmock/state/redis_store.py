@@ -1,7 +1,9 @@
 """The shared store on Redis: several processes and hosts as one service.
 
 Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the default
-session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
+session's with ``sfmock:|``), hash-tagged so that each script touches one slot
+(:mod:`sfmock.state.redis_keys`): a Redis Cluster holds the store as a single server
+does, each request's calls sent to the nodes of its keys. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
 script, so they are atomic across processes. An account's windows and balances are one
 hash and one sorted-set log (``q:a:ACCOUNT``, ``q:log:ACCOUNT``), whatever its windows.
@@ -24,13 +26,16 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar, cast
 
 import redis
+import redis.cluster
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
 from sfmock.clock import Clock
 from sfmock.state import scripts
-from sfmock.state.redis_line import Breaker, Line, forget_read_ahead, read_ahead, reading_ahead
+from sfmock.state.redis_cluster import ClusterLine
+from sfmock.state.redis_keys import NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, VERSIONS_KEY, account_keys, base, prefix
+from sfmock.state.redis_line import Breaker, Line, Scripts, forget_read_ahead, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
@@ -39,13 +44,8 @@ __all__ = ["RedisStore"]
 
 T = TypeVar("T")
 logger = logging.getLogger("sfmock")
-NAMESPACE = "sfmock"
 HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
-IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
-VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
-SESSIONS_KEY = f"{NAMESPACE}:#sessions"  # named sessions by their last use
-SESSIONS_SEQ_KEY = f"{NAMESPACE}:#sessions-seq"  # the order of those uses
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 _SCENARIO_FIELDS = ["version", "data"]
 
@@ -58,9 +58,17 @@ class RedisStore:
     def __init__(self, url: str, *, open_mode: bool = False) -> None:
         self.url = shown_url(url)
         self.open_mode = open_mode
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), health_check_interval=0
-        )
+        options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+        single = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), health_check_interval=0, **options)
+        self.cluster = _is_cluster(single)
+        self.client: Any = single  # a redis.Redis, or a RedisCluster (same commands, keys routed by slot)
+        self._cluster_error = ""
+        if self.cluster:
+            try:
+                self.client = redis.cluster.RedisCluster.from_url(url, **options)
+                single.close()
+            except redis.exceptions.RedisClusterException as exc:  # no slots served, say: refused at start
+                self._cluster_error = str(exc)
         self._down = False
         self._lock = threading.Lock()
         self.breaker = Breaker(HUNG_PAUSE)
@@ -72,7 +80,9 @@ class RedisStore:
         self.retire_script = self.client.register_script(scripts.RETIRE)
         self.use_script = self.client.register_script(scripts.USE_SESSION)
         self.drop_script = self.client.register_script(scripts.DROP_SESSION)
-        self.line = Line(self.client, self.breaker)  # the requests' own calls: one connection, one write each
+        # the requests' own calls: one connection (a node), one write each
+        clustered = self.cluster and not self._cluster_error
+        self.line: Scripts = ClusterLine(self.client, self.breaker) if clustered else Line(self.client, self.breaker)
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -113,20 +123,33 @@ class RedisStore:
             yield
 
     def cluster_problem(self) -> str | None:
-        """Why this server cannot hold the store, or ``None``: a Redis Cluster node cannot
-        (the scripts touch keys in several slots, and global keys are on every request's
-        path): refused at start rather than failing every request."""
-        info = self.client.info("cluster")  # at start, as the ping: nothing lost, nothing to log
-        if info.get("cluster_enabled"):
-            return "a Redis Cluster node; expected a standalone Redis server (Redis Cluster is not supported yet)"
+        """Why this server cannot hold the store, or ``None``: a Redis Cluster some of whose
+        slots no node serves cannot (refused at start rather than failing requests)."""
+        if not self.cluster:
+            return None
+        expected = "expected a Redis Cluster, database 0, whose every slot is served (cluster_state:ok)"
+        if self._cluster_error:
+            return f"a Redis Cluster node that cannot hold the store ({self._cluster_error}); {expected}"
+        state = self.client.cluster_info().get("cluster_state")  # at start, as the ping: nothing to log
+        if state != "ok":
+            return f"a Redis Cluster whose state is {state}; {expected}"
         return None
 
     def prefix(self, session: str | None) -> str:
-        return f"{NAMESPACE}:{session or ''}|"
+        """What the session's own keys start with (one slot: :mod:`sfmock.state.redis_keys`)."""
+        return prefix(session)
+
+    def clock_stopped(self) -> bool:
+        """Whether the shared clock is stopped (as this request read it ahead)."""
+        fields = read_ahead(CLOCK_KEY)
+        if fields is None:
+            with self.guard():  # on the line: it reconnects as admission's own call would
+                return bool(self.line.call(("HEXISTS", CLOCK_KEY, "stopped"))[0])
+        return fields[1] is not None
 
     def book(self, session: str | None) -> RedisBook:
         idle = IDLE_TTL_MS if self.open_mode or session is not None else 0
-        return RedisBook(self, self.prefix(session), idle)
+        return RedisBook(self, base(session), idle)
 
     def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
         return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
@@ -144,7 +167,7 @@ class RedisStore:
 
     def epoch(self, started: float, session: str | None = None) -> RedisEpoch:
         # a named session's under its prefix: swept with the session, dropped by a full reset
-        return RedisEpoch(self, started, key=None if session is None else self.prefix(session) + "epoch")
+        return RedisEpoch(self, started, key=None if session is None else prefix(session) + "epoch")
 
     def delete(self, pattern: str) -> None:
         """Delete every key matching the glob ``pattern``."""
@@ -182,7 +205,17 @@ class RedisStore:
             if name in kept:
                 continue  # the script checks again: a session may be pushed out or used meanwhile
             for start in range(0, len(keys), 500):
-                self.run(self.drop_script, [SESSIONS_KEY, *keys[start : start + 500]], [name])
+                self._drop(name, keys[start : start + 500])
+
+    def _drop(self, name: bytes, keys: list[bytes]) -> None:
+        if not self.cluster:
+            self.run(self.drop_script, [SESSIONS_KEY, *keys], [name])
+            return
+        # a cluster spreads a session's keys over slots: checked, then dropped (a use of the
+        # session in between may lose what it just wrote, as after its eviction)
+        with self.guard():
+            if self.client.zscore(SESSIONS_KEY, name) is None:
+                self.client.unlink(*keys)
 
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One of the registered scripts, on the requests' connection."""
@@ -192,6 +225,15 @@ class RedisStore:
     def close(self) -> None:
         self.line.close()
         self.client.close()
+
+
+def _is_cluster(client: redis.Redis) -> bool:
+    """Whether ``client``'s server is a Redis Cluster node (``False`` when it cannot be asked:
+    a store that is down at start is refused by ``serve`` before this matters)."""
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False
 
 
 def _units(amount: Decimal) -> str:
@@ -233,7 +275,7 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys = [f"{self.prefix}a:{account}", f"{self.prefix}log:{account}", CLOCK_KEY]
+        keys = account_keys(self.prefix, account)
         args: list[str | int] = [
             repr(float(now)),
             _units(opening[0]),
@@ -241,6 +283,7 @@ class RedisBook:
             _units(cost),
             "1" if charge else "0",
             self.idle_ms,
+            "1" if charge and windows and self.store.clock_stopped() else "0",
         ]
         for window in windows:
             args += [window.name, window.span, window.limit, window.amount]
@@ -262,18 +305,18 @@ class RedisBook:
 
     def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
         with self.store.guard():
-            held = self.store.client.hmget(f"{self.prefix}a:{account}", ["gift", "charged"])
+            held = self.store.client.hmget(account_keys(self.prefix, account)[0], ["gift", "charged"])
             gift, charged = cast(list[bytes | None], held)
         return _money(gift, opening[0]), _money(charged, opening[1])
 
     def names(self, account: str) -> list[str]:
         with self.store.guard():
-            fields = cast(list[bytes], self.store.client.hkeys(f"{self.prefix}a:{account}"))
+            fields = cast(list[bytes], self.store.client.hkeys(account_keys(self.prefix, account)[0]))
         return sorted(field[2:].decode() for field in fields if field.startswith(b"i:"))
 
     def forget(self, account: str) -> None:
         with self.store.guard():
-            self.store.client.unlink(f"{self.prefix}a:{account}", f"{self.prefix}log:{account}")
+            self.store.client.unlink(*account_keys(self.prefix, account))
 
     def reset(self) -> None:
         self.store.delete(_glob(self.prefix) + "*")
@@ -292,11 +335,12 @@ class RedisLog(Generic[T]):
         self.max_bytes = max_bytes
         self.entries_key = prefix + "j:entries"
         self.meta_key = prefix + "j:meta"
-        self._decoded: dict[int, T] = {}
+        self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
+        self._decoded: dict[bytes, T] = {}
 
     def append(self, build: Callable[[int], T], size: int) -> T:
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
-        keys = [self.entries_key, self.meta_key, IDS_KEY]
+        keys = [self.entries_key, self.meta_key, self.ids_key]
         entry_id = self.store.run(
             self.store.push_script, keys, [size, payload, self.size, self.max_bytes, self.idle_ms]
         )
@@ -305,15 +349,15 @@ class RedisLog(Generic[T]):
     def items(self) -> list[T]:
         with self.store.guard():
             members = cast(list[bytes], self.store.client.zrange(self.entries_key, 0, -1))
-        decoded: dict[int, T] = {}
+        # by the whole entry: a session dropped and begun again numbers its entries from 1 again
+        decoded: dict[bytes, T] = {}
         result: list[T] = []
         for member in members:
-            head, _, rest = member.partition(b" ")
-            entry_id = int(head)
-            item = self._decoded.get(entry_id)
+            item = self._decoded.get(member)
             if item is None:
-                item = self.codec.decode(rest.partition(b" ")[2], entry_id)
-            decoded[entry_id] = item
+                head, _, rest = member.partition(b" ")
+                item = self.codec.decode(rest.partition(b" ")[2], int(head))
+            decoded[member] = item
             result.append(item)
         self._decoded = decoded  # only what is held stays cached
         return result
@@ -323,7 +367,7 @@ class RedisLog(Generic[T]):
             first = self.store.client.zrange(self.entries_key, 0, 0, withscores=True)
             if first:
                 return int(first[0][1])
-            return int(self.store.client.get(IDS_KEY) or 0) + 1
+            return int(self.store.client.get(self.ids_key) or 0) + 1
 
     def count(self) -> int:
         with self.store.guard():
@@ -356,7 +400,7 @@ class RedisFaults(Generic[T]):
         self.codec = codec
         self.initial = initial
         self.scenario_key = self.key(prefix)
-        self.counters_prefix = prefix + "f:n:"
+        self.counters_key = prefix + "f:n"
         self._cache: tuple[int, T] = (0, initial)
 
     @staticmethod
@@ -384,8 +428,9 @@ class RedisFaults(Generic[T]):
     def replace(self, scenario: T) -> None:
         data = self.codec.encode(scenario)
         forget_read_ahead(self.scenario_key)
-        keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
-        self.store.run(self.store.replace_script, keys, [data, self.idle_ms])
+        with self.store.guard():  # a version never reused, in every session: its own call (another slot)
+            version = int(self.store.client.incr(VERSIONS_KEY))
+        self.store.run(self.store.replace_script, [self.scenario_key, self.counters_key], [data, self.idle_ms, version])
 
     def hit(
         self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
@@ -393,6 +438,6 @@ class RedisFaults(Generic[T]):
         listed = "" if nth is None else ",".join(str(n) for n in sorted(nth))
         drawn = 1 if chance() else 0
         args: list[str | int] = [version, index, listed, -1 if times is None else times, drawn, self.idle_ms]
-        keys = [self.scenario_key, f"{self.counters_prefix}{version}"]
+        keys = [self.scenario_key, self.counters_key]
         n, fires = self.store.run(self.store.hit_script, keys, args)
         return int(n), bool(fires)

@@ -23,9 +23,9 @@ from sfmock.state.redis_line import forget_read_ahead, read_ahead
 
 __all__ = ["CLOCK_FIELDS", "CLOCK_KEY", "EPOCH_FIELDS", "EPOCH_KEY", "RedisClock", "RedisEpoch"]
 
-CLOCK_KEY = "sfmock:#clock"
+CLOCK_KEY = "sfmock:#clock{|}"  # in the default session's slot (see sfmock.state.redis_keys)
 CLOCK_FIELDS = ["offset", "stopped", "start"]
-EPOCH_KEY = "sfmock:#epoch"
+EPOCH_KEY = "sfmock:#epoch{|}"
 EPOCH_FIELDS = ["start", "retired"]
 
 

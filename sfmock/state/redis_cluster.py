@@ -1,0 +1,81 @@
+"""The requests' calls on a Redis Cluster: each command sent to the node that holds its key.
+
+Every script and read of the hot path touches one slot (the store's keys are hash-tagged
+per session and per account: :mod:`sfmock.state.redis_keys`), so a call's commands are
+grouped by the node of their key, and each group goes down that node's own
+:class:`~sfmock.state.redis_line.Line` in one write. A request's read-ahead on the default
+session is one group: the clock and the epoch sit in that session's slot.
+
+A ``MOVED`` or ``ASK`` reply means the command was not run (the slot is elsewhere, after a
+resharding or a failover): the slot map is read again and that group sent once more, so
+nothing is counted twice. Everything else is raised as on a single server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from sfmock.state.redis_line import Breaker, Command, Line, Scripts
+
+__all__ = ["ClusterLine", "key_of"]
+
+_KEYLESS = {b"MULTI", b"EXEC", b"DISCARD"}
+
+
+def key_of(command: Command) -> Any:
+    """The key ``command`` acts on; ``None`` for a transaction's brackets (they go with
+    the commands between them)."""
+    name = command[0].upper() if isinstance(command[0], str) else command[0].decode().upper()
+    if name.encode() in _KEYLESS:
+        return None
+    if name in ("EVAL", "EVALSHA"):
+        return command[3] if int(command[2]) > 0 else None
+    return command[1]
+
+
+class ClusterLine(Scripts):
+    """:class:`~sfmock.state.redis_line.Line`'s calls, routed by slot over ``client``'s nodes."""
+
+    def __init__(self, client: RedisCluster, breaker: Breaker | None = None) -> None:
+        self.client: Any = client  # redis-py's cluster methods are untyped
+        self.breaker = breaker or Breaker(0.0)
+        self._lines: dict[str, Line] = {}
+
+    def _line(self, key: Any) -> Line:
+        node = self.client.get_node_from_key(key)
+        line = self._lines.get(node.name)
+        if line is None:
+            line = self._lines[node.name] = Line(self.client.get_redis_connection(node), self.breaker)
+        return line
+
+    def call(self, *commands: Command) -> list[Any]:
+        """The replies to ``commands``, in order; one write per node they touch."""
+        keys = [key_of(command) for command in commands]
+        known = next((key for key in keys if key is not None), None)
+        if known is None:
+            raise redis.DataError("a call on a Redis Cluster needs a key to route it")
+        groups: dict[int, tuple[Any, list[int]]] = {}
+        for index, key in enumerate(keys):
+            known = key if key is not None else known
+            groups.setdefault(self.client.keyslot(known), (known, []))[1].append(index)
+        replies: list[Any] = [None] * len(commands)
+        for key, indices in groups.values():
+            sent = self._send(key, [commands[i] for i in indices])
+            for i, reply in zip(indices, sent, strict=True):
+                replies[i] = reply
+        return replies
+
+    def _send(self, key: Any, group: list[Command]) -> list[Any]:
+        try:
+            return self._line(key).call(*group)
+        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+            self.client.nodes_manager.initialize()  # the slot moved: nothing of this group ran
+            return self._line(key).call(*group)
+
+    def close(self) -> None:
+        for line in self._lines.values():
+            line.close()
+        self._lines.clear()
