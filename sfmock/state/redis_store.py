@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Generic, TypeVar, cast
 
 import redis
@@ -236,6 +237,7 @@ def _is_cluster(client: redis.Redis) -> bool:
         return False
 
 
+@lru_cache(maxsize=1024)  # a run has few prices and opening balances: each converted once
 def _units(amount: Decimal) -> str:
     """``amount`` in millionths, as the scripts take it; ValueError when not exact."""
     units = amount.scaleb(MONEY_DIGITS)
