@@ -22,17 +22,18 @@ from sfmock.state.redis_line import Breaker, Command, Line, Scripts
 
 __all__ = ["ClusterLine", "key_of"]
 
-_KEYLESS = {b"MULTI", b"EXEC", b"DISCARD"}
+_KEYLESS = {"MULTI", "EXEC", "DISCARD"}
+_SCRIPTS = {"EVAL", "EVALSHA"}
 
 
 def key_of(command: Command) -> Any:
     """The key ``command`` acts on; ``None`` for a transaction's brackets (they go with
     the commands between them)."""
-    name = command[0].upper() if isinstance(command[0], str) else command[0].decode().upper()
-    if name.encode() in _KEYLESS:
-        return None
-    if name in ("EVAL", "EVALSHA"):
+    name = command[0] if isinstance(command[0], str) else command[0].decode()
+    if name in _SCRIPTS or name.upper() in _SCRIPTS:
         return command[3] if int(command[2]) > 0 else None
+    if name.upper() in _KEYLESS:
+        return None
     return command[1]
 
 
@@ -43,12 +44,16 @@ class ClusterLine(Scripts):
         self.client: Any = client  # redis-py's cluster methods are untyped
         self.breaker = breaker or Breaker(0.0)
         self._lines: dict[str, Line] = {}
+        self._by_slot: dict[int, Line] = {}  # what the slot map said; forgotten when a slot moves
 
-    def _line(self, key: Any) -> Line:
-        node = self.client.get_node_from_key(key)
-        line = self._lines.get(node.name)
+    def _line(self, slot: int) -> Line:
+        line = self._by_slot.get(slot)
         if line is None:
-            line = self._lines[node.name] = Line(self.client.get_redis_connection(node), self.breaker)
+            node = self.client.nodes_manager.get_node_from_slot(slot)
+            line = self._lines.get(node.name)
+            if line is None:
+                line = self._lines[node.name] = Line(self.client.get_redis_connection(node), self.breaker)
+            self._by_slot[slot] = line
         return line
 
     def call(self, *commands: Command) -> list[Any]:
@@ -57,23 +62,26 @@ class ClusterLine(Scripts):
         known = next((key for key in keys if key is not None), None)
         if known is None:
             raise redis.DataError("a call on a Redis Cluster needs a key to route it")
-        groups: dict[int, tuple[Any, list[int]]] = {}
+        if len(commands) == 1:  # most calls: one script
+            return self._send(self.client.keyslot(known), list(commands))
+        groups: dict[int, list[int]] = {}
         for index, key in enumerate(keys):
             known = key if key is not None else known
-            groups.setdefault(self.client.keyslot(known), (known, []))[1].append(index)
+            groups.setdefault(self.client.keyslot(known), []).append(index)
         replies: list[Any] = [None] * len(commands)
-        for key, indices in groups.values():
-            sent = self._send(key, [commands[i] for i in indices])
+        for slot, indices in groups.items():
+            sent = self._send(slot, [commands[i] for i in indices])
             for i, reply in zip(indices, sent, strict=True):
                 replies[i] = reply
         return replies
 
-    def _send(self, key: Any, group: list[Command]) -> list[Any]:
+    def _send(self, slot: int, group: list[Command]) -> list[Any]:
         try:
-            return self._line(key).call(*group)
+            return self._line(slot).call(*group)
         except (redis.exceptions.MovedError, redis.exceptions.AskError):
+            self._by_slot.clear()
             self.client.nodes_manager.initialize()  # the slot moved: nothing of this group ran
-            return self._line(key).call(*group)
+            return self._line(slot).call(*group)
 
     def close(self) -> None:
         for line in self._lines.values():

@@ -73,3 +73,34 @@ def test_a_cluster_database_other_than_0_stops_serve_naming_the_flag(
     assert main(["serve", "--store", url, "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert f"command line: --store: {url}: SELECT is not allowed in cluster mode; expected a database" in err
+
+
+def _move_slot(cluster: RedisCluster, slot: int) -> None:
+    """Move ``slot`` with its keys to another node, as ``redis-cli --cluster reshard`` does."""
+    clients = [redis.Redis(port=port) for port in cluster.ports]
+    ids = [client.execute_command("CLUSTER", "MYID").decode() for client in clients]
+    source = next(i for i, client in enumerate(clients) if client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+    target = (source + 1) % len(clients)
+    clients[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    clients[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    keys = clients[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+    clients[source].execute_command("MIGRATE", "127.0.0.1", cluster.ports[target], "", 0, 5000, "KEYS", *keys)
+    for client in clients:
+        client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+        client.close()
+
+
+def test_a_slot_moved_under_a_running_store_is_followed_and_nothing_counted_twice(
+    redis_cluster: RedisCluster, cluster_url: str
+) -> None:
+    store = open_store(cluster_url)
+    book = store.book(None)
+    window = [Window("m|rpm", 60, 2, 1)]
+    assert book.admit("alice", OPENING, window, Decimal(1), T0).outcome == "admitted"
+    probe = redis.Redis(port=redis_cluster.ports[0])
+    _move_slot(redis_cluster, int(probe.execute_command("CLUSTER", "KEYSLOT", "{alice|}")))
+    probe.close()
+    assert book.admit("alice", OPENING, window, Decimal(1), T0 + 1).outcome == "admitted"  # MOVED, sent again
+    assert book.admit("alice", OPENING, window, Decimal(1), T0 + 2).outcome == "limited"
+    assert book.balances("alice", OPENING) == (Decimal("0.00"), Decimal("0.50"))
+    store.close()
