@@ -113,14 +113,16 @@ class RedisStore:
     @contextmanager
     def snapshot(self, session: str | None) -> Iterator[None]:
         scenario_key = RedisFaults.key(self.prefix(session))
-        keys = (CLOCK_KEY, EPOCH_KEY, scenario_key)
+        commands: list[tuple[str, ...]] = [
+            ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
+            ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
+            ("HMGET", scenario_key, "version"),
+        ]
+        if session is not None:  # a named session's own epoch, beside its scenario (one slot)
+            commands.append(("HMGET", self.epoch_key(session), *EPOCH_FIELDS))
         with self.guard():
-            replies = self.line.call(
-                ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
-                ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
-                ("HMGET", scenario_key, "version"),
-            )
-        with reading_ahead(dict(zip(keys, replies, strict=True))):
+            replies = self.line.call(*commands)
+        with reading_ahead({command[1]: reply for command, reply in zip(commands, replies, strict=True)}):
             yield
 
     def cluster_problem(self) -> str | None:
@@ -168,7 +170,10 @@ class RedisStore:
 
     def epoch(self, started: float, session: str | None = None) -> RedisEpoch:
         # a named session's under its prefix: swept with the session, dropped by a full reset
-        return RedisEpoch(self, started, key=None if session is None else prefix(session) + "epoch")
+        return RedisEpoch(self, started, key=None if session is None else self.epoch_key(session))
+
+    def epoch_key(self, session: str) -> str:
+        return prefix(session) + "epoch"
 
     def delete(self, pattern: str) -> None:
         """Delete every key matching the glob ``pattern``."""
