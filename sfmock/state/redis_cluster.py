@@ -13,12 +13,13 @@ nothing is counted twice. Everything else is raised as on a single server.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
 
-from sfmock.state.redis_line import Breaker, Command, Line, Scripts
+from sfmock.state.redis_line import Breaker, Command, Line, Scripts, raised
 
 __all__ = ["ClusterLine", "key_of"]
 
@@ -68,12 +69,39 @@ class ClusterLine(Scripts):
         for index, key in enumerate(keys):
             known = key if key is not None else known
             groups.setdefault(self.client.keyslot(known), []).append(index)
+        if len(groups) == 1:
+            return self._send(next(iter(groups)), list(commands))
         replies: list[Any] = [None] * len(commands)
-        for slot, indices in groups.items():
-            sent = self._send(slot, [commands[i] for i in indices])
+        try:
+            received = self._at_once(groups, commands)
+        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+            self._by_slot.clear()
+            self.client.nodes_manager.initialize()  # a slot moved: what ran were reads, so all again
+            received = self._at_once(groups, commands)
+        for indices, sent in zip(groups.values(), received, strict=True):
             for i, reply in zip(indices, sent, strict=True):
                 replies[i] = reply
         return replies
+
+    def _at_once(self, groups: dict[int, list[int]], commands: tuple[Command, ...]) -> list[list[Any]]:
+        """Each group to its node, every write before any read: one wait for them all. Only
+        the read-ahead spans slots, and reads may be sent again."""
+        lines = [self._line(slot) for slot in groups]
+        held = sorted({id(line): line for line in lines}.values(), key=id)  # one order: no deadlock
+        with ExitStack() as stack:
+            for line in held:
+                stack.enter_context(line.lock)
+            try:  # two slots of one node: two writes on its connection, read back in order
+                parts = [[commands[i] for i in indices] for indices in groups.values()]
+                readers = [line.send(part) for line, part in zip(lines, parts, strict=True)]
+                received = [
+                    line.receive(reader, len(part)) for line, reader, part in zip(lines, readers, parts, strict=True)
+                ]
+            except BaseException as exc:
+                for line in held:
+                    line.fail(exc)  # some replies may be left unread on any of them
+                raise
+        return [raised(replies) for replies in received]
 
     def _send(self, slot: int, group: list[Command]) -> list[Any]:
         try:

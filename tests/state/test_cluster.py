@@ -14,7 +14,9 @@ import redis
 
 from redis_server import RedisCluster
 from sfmock.state.open import open_store
+from sfmock.state.redis_line import read_ahead
 from sfmock.state.redis_store import RedisStore
+from sfmock.state.redis_time import CLOCK_KEY, EPOCH_KEY
 from sfmock.state.store import Window
 
 T0 = 1_767_225_600.25
@@ -46,6 +48,9 @@ def test_sessions_and_accounts_spread_over_the_nodes_each_in_one_slot(
     window = [Window("m|rpm", 60, 3, 1)]
     for session in (None, "suite-a", "suite-b", "suite-c", "job-7"):
         with store.snapshot(session):  # the read-ahead a request makes: its keys' nodes answer
+            ahead = [CLOCK_KEY, EPOCH_KEY, store.prefix(session) + "f:scenario"]
+            ahead += [] if session is None else [store.epoch_key(session)]
+            assert all(read_ahead(key) is not None for key in ahead)  # read from two nodes for a named one
             for account in ("alice", "bob", "carol", "dave", "erin", "frank"):
                 assert store.book(session).admit(account, OPENING, window, Decimal(1), T0).outcome == "admitted"
             log = store.log(session, Numbered(), size=5, max_bytes=1000)
