@@ -6,7 +6,7 @@ session's with ``sfmock:|``), hash-tagged so that each script touches one slot
 does, each request's calls sent to the nodes of its keys. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
 script, so they are atomic across processes. An account's windows and balances are one
-hash and one sorted-set log (``q:a:ACCOUNT``, ``q:log:ACCOUNT``), whatever its windows.
+hash and one sorted-set log (``q:a:{ACCOUNT|}``, ``q:log:{ACCOUNT|}``), whatever its windows.
 Memory stays bounded: the log expires with the longest window, the journal keeps
 ``size`` entries and ``max_bytes`` of bodies; in open mode (any token an account) an
 account, and a named session's state, go a day after their last use.
@@ -35,8 +35,9 @@ from redis.retry import Retry
 from sfmock.clock import Clock
 from sfmock.state import scripts
 from sfmock.state.redis_cluster import ClusterLine
-from sfmock.state.redis_keys import NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, VERSIONS_KEY, account_keys, base, prefix
-from sfmock.state.redis_line import Breaker, Line, Scripts, forget_read_ahead, read_ahead, reading_ahead
+from sfmock.state.redis_faults import RedisFaults
+from sfmock.state.redis_keys import NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, account_keys, base, prefix
+from sfmock.state.redis_line import Breaker, Line, Scripts, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
@@ -48,7 +49,6 @@ logger = logging.getLogger("sfmock")
 HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
-_SCENARIO_FIELDS = ["version", "data"]
 
 
 class RedisStore:
@@ -396,55 +396,3 @@ class RedisLog(Generic[T]):
             pipe.delete(self.entries_key)
             pipe.hset(self.meta_key, mapping={"bytes": 0, "dropped": 0})
             pipe.execute()
-
-
-class RedisFaults(Generic[T]):
-    """The scenario (encoded, versioned) and its counters in Redis; version 0 is ``initial``."""
-
-    def __init__(self, store: RedisStore, prefix: str, initial: T, codec: Codec[T], idle_ms: int) -> None:
-        self.store = store
-        self.idle_ms = idle_ms
-        self.codec = codec
-        self.initial = initial
-        self.scenario_key = self.key(prefix)
-        self.counters_key = prefix + "f:n"
-        self._cache: tuple[int, T] = (0, initial)
-
-    @staticmethod
-    def key(prefix: str) -> str:
-        """The key of the scenario of the session whose keys start with ``prefix``."""
-        return prefix + "f:scenario"
-
-    def current(self) -> tuple[int, T]:
-        fields = read_ahead(self.scenario_key)  # the version only: a scenario can be 256 KiB
-        if fields is None:
-            with self.store.guard():
-                fields = [cast(bytes | None, self.store.client.hget(self.scenario_key, "version"))]
-        number = int(fields[0] or 0)
-        if number == 0:
-            return 0, self.initial
-        if self._cache[0] != number:  # versions are never reused: a version is its data
-            with self.store.guard():
-                held = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
-            version, data = held  # replaced meanwhile: the newer pair, read together
-            if not version or data is None:
-                return 0, self.initial
-            self._cache = (int(version), self.codec.decode(data))
-        return self._cache
-
-    def replace(self, scenario: T) -> None:
-        data = self.codec.encode(scenario)
-        forget_read_ahead(self.scenario_key)
-        with self.store.guard():  # a version never reused, in every session: its own call (another slot)
-            version = int(self.store.client.incr(VERSIONS_KEY))
-        self.store.run(self.store.replace_script, [self.scenario_key, self.counters_key], [data, self.idle_ms, version])
-
-    def hit(
-        self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
-    ) -> tuple[int, bool]:
-        listed = "" if nth is None else ",".join(str(n) for n in sorted(nth))
-        drawn = 1 if chance() else 0
-        args: list[str | int] = [version, index, listed, -1 if times is None else times, drawn, self.idle_ms]
-        keys = [self.scenario_key, self.counters_key]
-        n, fires = self.store.run(self.store.hit_script, keys, args)
-        return int(n), bool(fires)
