@@ -14,7 +14,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from redis_server import RedisServer, need_redis
+from redis_server import RedisCluster, RedisServer, need_redis
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
 from upstream import running_upstream
@@ -118,6 +118,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real three-node Redis Cluster for the session; ``cluster_url`` empties it per test."""
+    need_redis()
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """The URL of a node of an empty Redis Cluster."""
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture

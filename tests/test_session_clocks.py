@@ -223,7 +223,7 @@ def test_on_redis_a_session_clock_lives_in_the_sessions_keys(redis_url: str) -> 
     with TestClient(app) as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         move(client, "a", {"advance": 30})
-        key = "sfmock:a|clock"
+        key = "sfmock:a|{a|}clock"
         assert raw.hget(key, "offset") == b"30" and 0 < raw.pttl(key) <= 86_400_000  # goes with the session
         client.post(GEN, json=BODY, headers={**AUTH, **session("a")})
         (log,) = raw.keys("sfmock:a|q:log:*")

@@ -37,9 +37,9 @@ __all__ = [
     "standing_clock_key",
 ]
 
-CLOCK_KEY = "sfmock:#clock"
+CLOCK_KEY = "sfmock:#clock{|}"  # in the default session's slot (see sfmock.state.redis_keys)
 CLOCK_FIELDS = ["offset", "stopped", "start"]
-EPOCH_KEY = "sfmock:#epoch"
+EPOCH_KEY = "sfmock:#epoch{|}"
 EPOCH_FIELDS = ["start", "retired"]
 
 

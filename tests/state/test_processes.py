@@ -1,5 +1,6 @@
 """The exactness one process keeps, kept by several: two ``sfmock serve`` processes sharing
-a real Redis, and ``sfmock serve --workers 2`` on it, against one process on memory.
+a real Redis, ``sfmock serve --workers 2`` on it, and two sharing a real three-node Redis
+Cluster, against one process on memory.
 
 The same test bodies run on each setup: quotas and balances admit exactly (N concurrent
 requests against a limit L admit L; balances end at zero, never below), the journal
@@ -23,9 +24,9 @@ from fleets import CONFIG, GEN, KOLORS, Fleet, Serve, bearer
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import contract_hook
-from redis_server import RedisServer
+from redis_server import RedisCluster, RedisServer
 
-SETUPS = ["one process, memory", "two processes, Redis", "--workers 2, Redis"]
+SETUPS = ["one process, memory", "two processes, Redis", "--workers 2, Redis", "two processes, Redis Cluster"]
 
 
 @pytest.fixture(scope="module", params=SETUPS)
@@ -35,6 +36,11 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == SETUPS[0]:
         serves = [Serve(config)]
         urls = [serves[0].url]
+    elif request.param == SETUPS[3]:  # three nodes: sessions and accounts spread over their slots
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        serves = [Serve(config, "--store", cluster.url), Serve(config, "--store", cluster.url)]
+        urls = [serve.url for serve in serves]
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         url = server.url.removesuffix("/0") + ("/1" if request.param == SETUPS[1] else "/2")
