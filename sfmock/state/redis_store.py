@@ -294,13 +294,13 @@ class RedisLog(Generic[T]):
         self.meta_key = prefix + "j:meta"
         self._decoded: dict[int, T] = {}
 
-    def append(self, build: Callable[[int], T], size: int) -> T:
+    def append(self, build: Callable[[int], T], size: int) -> int:
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
         keys = [self.entries_key, self.meta_key, IDS_KEY]
         entry_id = self.store.run(
             self.store.push_script, keys, [size, payload, self.size, self.max_bytes, self.idle_ms]
         )
-        return build(int(entry_id))
+        return int(entry_id)
 
     def items(self) -> list[T]:
         with self.store.guard():
