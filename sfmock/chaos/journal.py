@@ -287,27 +287,10 @@ class Journal:
         masked, hashed = _key_facts(bearer_token(authorization))
         held = {name: _mask_header(name, value) if _secret(name) else value for name, value in (headers or {}).items()}
         query = scrub_query(query)
-        raw_body, raw_response = body[:BODY_CAP], response[:RESPONSE_CAP]
-
-        def build(entry_id: int) -> Entry:
-            return Entry(
-                id=entry_id,
-                time=time,
-                method=method,
-                path=path,
-                query=query,
-                key=masked,
-                key_hash=hashed,
-                authorization=authorization is not None,
-                headers={name: value if _secret(name) else scrub_text(value) for name, value in held.items()},
-                raw_body=raw_body,
-                status=status,
-                outcome=outcome,
-                fault=fault,
-                raw_response=raw_response,
-                trace_id=trace_id,
-            )
-
+        raw_body = body[:BODY_CAP]
+        recorded = (time, method, path, query, masked, hashed, authorization is not None, held, raw_body)
+        # one tuple and one partial per entry held: a closure would hold a cell per value
+        build = functools.partial(_build, (*recorded, status, outcome, fault, response[:RESPONSE_CAP], trace_id))
         entry_id = self._log.append(build, len(raw_body))
         if len(self._texts) > self.size:  # forget the texts of entries pushed out
             oldest = self._log.oldest_id()
@@ -397,6 +380,30 @@ class Journal:
         self._log.clear()
         with self._lock:
             self._texts.clear()
+
+
+def _build(recorded: tuple[Any, ...], entry_id: int) -> Entry:
+    """The entry :meth:`Journal.record` kept the makings of (the other headers scrubbed now)."""
+    time, method, path, query, key, hashed, authorization, held, raw_body, status, outcome, fault, answer, trace = (
+        recorded
+    )
+    return Entry(
+        id=entry_id,
+        time=time,
+        method=method,
+        path=path,
+        query=query,
+        key=key,
+        key_hash=hashed,
+        authorization=authorization,
+        headers={name: value if _secret(name) else scrub_text(value) for name, value in held.items()},
+        raw_body=raw_body,
+        status=status,
+        outcome=outcome,
+        fault=fault,
+        raw_response=answer,
+        trace_id=trace,
+    )
 
 
 def _fault_matches(text: str | None, pattern: str) -> bool:
