@@ -49,12 +49,12 @@ def test_sessions_and_accounts_spread_over_the_nodes_each_in_one_slot(
     for session in (None, "suite-a", "suite-b", "suite-c", "job-7"):
         with store.snapshot(session):  # the read-ahead a request makes: its keys' nodes answer
             ahead = [CLOCK_KEY, EPOCH_KEY, store.prefix(session) + "f:scenario"]
-            ahead += [] if session is None else [store.epoch_key(session)]
+            ahead += [] if session is None else [store.epoch_key(session), store.prefix(session) + "clock"]
             assert all(read_ahead(key) is not None for key in ahead)  # read from two nodes for a named one
             for account in ("alice", "bob", "carol", "dave", "erin", "frank"):
                 assert store.book(session).admit(account, OPENING, window, Decimal(1), T0).outcome == "admitted"
             log = store.log(session, Numbered(), size=5, max_bytes=1000)
-            assert log.append(lambda n: {"id": n}, 10)["id"] >= 1
+            assert log.append(lambda n: {"id": n}, 10) >= 1  # the entry's id
     held = _keys_by_node(redis_cluster)
     assert all(held), held  # every node holds some of the store
     client = redis.Redis(port=redis_cluster.ports[0])
