@@ -15,11 +15,17 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from redis_server import RedisServer, need_redis
+from scheduling import longest_first
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
 from upstream import running_upstream
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items[:] = longest_first(items)  # the longest tests start first (tests/scheduling.py)
+
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KEY = "sk-test-0123456789"
