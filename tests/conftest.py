@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from redis_server import RedisServer, need_redis
-from scheduling import longest_first
+from scheduling import longest_first, make_scheduler
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
 from upstream import running_upstream
@@ -47,6 +47,11 @@ _cache_bytecode_in_a_temporary_folder()  # before xdist starts its workers: they
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = longest_first(items)  # the longest tests start first (tests/scheduling.py)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; xdist may be absent
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return make_scheduler(config, log)
 
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

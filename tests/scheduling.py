@@ -1,19 +1,21 @@
 """The order the suite runs in: its longest tests first, so that under ``pytest -n auto``
 none of them starts last and leaves one worker running it alone while the others wait.
 
-pytest-xdist hands the tests out in collection order; with ``--maxschedchunk=1``
-(pyproject's addopts) a worker takes the next one when it has fewer than two waiting,
-so the long ones at the front spread over the workers, and the short ones fill the gaps
-behind them. The order changes when a test runs, never what it checks.
+pytest-xdist hands the tests out in collection order, in chunks: its first chunk, a
+quarter of a worker's share, would give every long test to the first worker. Here
+(:func:`make_scheduler`) the long ones at the front go out one at a time, each to the
+worker that is free, and the rest in xdist's chunks, which keep a module's tests (and its
+module-scoped fixtures) together. The order changes when a test runs, never what it checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-__all__ = ["LONGEST", "longest_first"]
+__all__ = ["LONGEST", "is_long", "longest_first", "make_scheduler"]
 
 # node id prefixes, longest first: measured with --durations on a fresh clone under
 # `pytest -n auto` (seconds of one test, on a busy 2-core machine); tests whose module
@@ -45,11 +47,53 @@ LONGEST: tuple[str, ...] = (
 )
 
 
+def rank(nodeid: str) -> int:
+    """Where the test stands in :data:`LONGEST`; its length for one not named there."""
+    return next((n for n, prefix in enumerate(LONGEST) if nodeid.startswith(prefix)), len(LONGEST))
+
+
+def is_long(nodeid: str) -> bool:
+    return rank(nodeid) < len(LONGEST)
+
+
 def longest_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
     """``items`` with those :data:`LONGEST` names moved to the front, in its order; the
     rest keep theirs (pytest's, which groups a module's tests for its fixtures)."""
+    return sorted(items, key=lambda item: rank(item.nodeid))  # stable: equal ranks keep their order
 
-    def rank(item: pytest.Item) -> int:
-        return next((n for n, prefix in enumerate(LONGEST) if item.nodeid.startswith(prefix)), len(LONGEST))
 
-    return sorted(items, key=rank)  # stable: equal ranks keep their order
+def make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, but the long tests at the front are handed out one at a time
+    (a worker holds at most two waiting); ``None`` (xdist's own) for another ``--dist`` or
+    when ``--maxschedchunk`` is given."""
+    if config.getvalue("dist") != "load" or config.getoption("maxschedchunk") is not None:
+        return None
+    from xdist.scheduler import LoadScheduling
+
+    class LongOnesOneAtATime(LoadScheduling):  # type: ignore[misc]
+        spreading = False
+
+        def schedule(self) -> None:
+            if self.collection is not None:
+                super().schedule()
+                return
+            # the first distribution: xdist gives each worker two tests in a row (here the two
+            # longest to one worker); one each, then one more each, instead
+            self.maxschedchunk, self.spreading = 1, True
+            try:
+                super().schedule()
+            finally:
+                self.spreading = False
+            for node in self.nodes:
+                if self.pending and len(self.node2pending[node]) < 2:
+                    self._send_tests(node, 1)
+
+        def _send_tests(self, node: Any, num: int) -> None:
+            super()._send_tests(node, 1 if self.spreading else num)
+
+        def check_schedule(self, node: Any, duration: float = 0) -> None:
+            if self.maxschedchunk == 1 and self.pending and not is_long(self.collection[self.pending[0]]):
+                self.maxschedchunk = len(self.collection)  # the long ones are out: xdist's chunks
+            super().check_schedule(node, duration)
+
+    return LongOnesOneAtATime(config, log)

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from scheduling import LONGEST, longest_first
+from scheduling import LONGEST, longest_first, rank
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +37,5 @@ def test_the_longest_go_first_in_their_order_and_the_rest_keep_theirs() -> None:
 
 
 def test_pytest_runs_the_suite_in_that_order(request: pytest.FixtureRequest) -> None:
-    names = [item.nodeid for item in request.session.items]
-    ranks = [next((n for n, p in enumerate(LONGEST) if name.startswith(p)), len(LONGEST)) for name in names]
+    ranks = [rank(item.nodeid) for item in request.session.items]
     assert ranks == sorted(ranks)
