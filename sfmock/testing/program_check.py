@@ -138,7 +138,9 @@ def check_program(
             not_applied["faithful-request"] = why
             names = tuple(name for name in names if name != "faithful-request")
     search = _Search(setup, names, budget, max_examples, say)
-    first = search.evaluate(list(schedule) if schedule is not None else [], phase="first")
+    # the first run's generations take their modelled latency in real time: the one run that
+    # can catch a read timeout shorter than a generation (the others answer at once, to be quick)
+    first = search.evaluate(list(schedule) if schedule is not None else [], phase="first", latency=True)
     assert first is not None  # the first run always runs
     if schedule is None and not first[1].run.exchanges:
         raise ProgramError(
@@ -161,7 +163,8 @@ def check_program(
         reproduced = None
         if schedule is None:
             say(f"replaying the smallest schedule {list(smallest)!r}")
-            reproduced = judge(run_program(setup, smallest), names) is not None
+            again = run_program(setup, smallest, latency=smallest == _key(first[1].schedule))
+            reproduced = judge(again, names) is not None
         failure = ProgramFailure(
             check=cached[0][0], message=cached[0][1], schedule=smallest, result=cached[1], reproduced=reproduced
         )
@@ -201,7 +204,9 @@ class _Search:
         self.found = threading.Event()
         self.error: ProgramError | None = None
 
-    def evaluate(self, schedule: Sequence[str], *, phase: str) -> tuple[Verdict, ProgramRun] | None:
+    def evaluate(
+        self, schedule: Sequence[str], *, phase: str, latency: bool = False
+    ) -> tuple[Verdict, ProgramRun] | None:
         """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop.
 
         ``phase``: ``first`` (the schedules tried before the search), ``search`` (one it drew:
@@ -222,7 +227,7 @@ class _Search:
             number = self.runs
             self.running.add(key)
         try:
-            result = run_program(self.setup, schedule)
+            result = run_program(self.setup, schedule, latency=latency)
             verdict = judge(result, self.names)
         except BaseException:
             with self.lock:
