@@ -106,6 +106,7 @@ def check(args: argparse.Namespace) -> int:
 
     from sfmock.config import Settings, load_settings
     from sfmock.documents import DocumentError, loads_json
+    from sfmock.testing.arguments import ArgumentError
     from sfmock.testing.junit import write_error, write_report
     from sfmock.testing.program_check import check_program
     from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
@@ -167,9 +168,10 @@ def check(args: argparse.Namespace) -> int:
         print("sfmock check: interrupted", file=sys.stderr)
         return 130
     except (ProgramError, ValueError) as exc:
-        print(f"sfmock check: error: {exc}", file=sys.stderr)
+        message = exc.option() if isinstance(exc, ArgumentError) else str(exc)  # named as the option
+        print(f"sfmock check: error: {message}", file=sys.stderr)
         if args.junit:
-            write_error(args.junit, shlex.join(command), str(exc))
+            write_error(args.junit, shlex.join(command), message)
         return 2
     print(report.text(), end="")
     if args.junit:

@@ -25,12 +25,16 @@ from hypothesis.errors import Flaky
 
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
+from sfmock.testing.arguments import check_arguments, chosen_names
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 from sfmock.wording import unknown as unknown_name
+
+# what ``ctx.request`` is when the caller gives none
+DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
 
@@ -116,10 +120,22 @@ def check_client(
     that never comes is stopped as "would hang forever".
     """
     __tracebackhide__ = True
-    chosen = _invariants(invariants)
     base = settings or Settings()
+    check_arguments(
+        request=DEFAULT_REQUEST if request is None else request,
+        outcomes=outcomes,
+        schedule=schedule,
+        min_attempts=min_attempts,
+        max_attempts=max_attempts,
+        strict=base.strict,
+        max_total_wait=max_total_wait,
+        hang_bound=hang_bound,
+    )
+    if invariants is not None:
+        chosen_names("invariants", invariants, sorted(INVARIANTS), "invariant")
+    chosen = _invariants(invariants)
     options = Options(
-        request=dict(request or {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}),
+        request=dict(DEFAULT_REQUEST if request is None else request),
         max_attempts=max_attempts,
         min_attempts=min_attempts,
         returns_image=returns_image,

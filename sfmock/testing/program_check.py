@@ -31,11 +31,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from sfmock.testing.program_rules import check_names, judge, one_line, takes_request
+from sfmock.testing.arguments import check_arguments, chosen_names
+from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
-from sfmock.wording import unknown as unknown_name
 
 __all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
 
@@ -120,12 +120,20 @@ def check_program(
     ``outcomes``: those the schedules may use (by default the ones the fake, as
     ``setup.settings`` configure it, can give: :func:`~sfmock.testing.strategies.drawn_outcomes`).
     Raises :class:`~sfmock.testing.programs.ProgramError` when it cannot be tested: it does not
-    start, or it makes no request when every answer succeeds.
+    start, or it makes no request when every answer succeeds; and
+    :class:`~sfmock.testing.arguments.ArgumentError` for an argument no check can run with.
     """
+    check_arguments(
+        request=setup.request,
+        outcomes=outcomes,
+        schedule=schedule,
+        min_attempts=setup.min_attempts,
+        max_attempts=setup.max_attempts,
+        strict=setup.settings.strict,
+    )
+    if checks is not None:
+        chosen_names("checks", checks, ORDER, "check")
     names = check_names(checks)
-    unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
-    if unknown:
-        raise ValueError(unknown_name("outcome", unknown[0], OUTCOMES, where=" in the schedule"))
     drawn = list(outcomes) if outcomes is not None else drawn_outcomes(setup.settings)
     strategy = schedules(drawn)
     say = progress or (lambda line: None)
