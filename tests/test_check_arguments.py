@@ -94,3 +94,24 @@ def test_sfmock_check_says_which_option_is_wrong_with_exit_2(
     captured = capsys.readouterr()
     assert f"sfmock check: error: {message}" in captured.err, captured.err
     assert "Traceback" not in captured.err and "client check passed" not in captured.out
+
+
+def simple(ctx: ClientContext) -> bytes:
+    http = ctx.http_client(timeout=60)
+    answer = http.post(
+        f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
+    )
+    answer.raise_for_status()
+    return http.get(answer.json()["images"][0]["url"]).raise_for_status().content
+
+
+def test_the_default_request_is_one_the_fake_accepts_strict_or_not() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def noting(ctx: ClientContext) -> bytes:
+        seen.append(dict(ctx.request))
+        return simple(ctx)
+
+    check_client(noting, schedule=[], settings=Settings(strict=True))  # every check: valid-requests too
+    check_client(noting, schedule=[])
+    assert seen[0]["image_size"] == "1024x1024" and "image_size" not in seen[1]

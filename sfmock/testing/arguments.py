@@ -20,7 +20,16 @@ from sfmock.contract.validation import RequestValidator
 from sfmock.testing.strategies import OUTCOMES
 from sfmock.wording import unknown
 
-__all__ = ["ArgumentError", "check_arguments", "check_request", "chosen_names"]
+__all__ = ["DEFAULT_REQUEST", "ArgumentError", "check_arguments", "check_request", "chosen_names", "default_request"]
+
+DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
+STRICT_SIZE = "1024x1024"  # strict mode requires an image_size (Kolors' default size)
+
+
+def default_request(*, strict: bool) -> dict[str, Any]:
+    """The request of a check that is given none: :data:`DEFAULT_REQUEST`, with the
+    ``image_size`` strict mode requires when the fake is strict (so the fake accepts it)."""
+    return {**DEFAULT_REQUEST, "image_size": STRICT_SIZE} if strict else dict(DEFAULT_REQUEST)
 
 
 class ArgumentError(ValueError):

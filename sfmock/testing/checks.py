@@ -25,16 +25,13 @@ from hypothesis.errors import Flaky
 
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
-from sfmock.testing.arguments import check_arguments, chosen_names
+from sfmock.testing.arguments import check_arguments, chosen_names, default_request
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 from sfmock.wording import unknown as unknown_name
-
-# what ``ctx.request`` is when the caller gives none
-DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
 
 __all__ = ["INVARIANTS", "CheckReport", "ClientCheckFailed", "ClientContext", "Run", "check_client"]
 
@@ -121,8 +118,9 @@ def check_client(
     """
     __tracebackhide__ = True
     base = settings or Settings()
+    request = default_request(strict=base.strict) if request is None else request
     check_arguments(
-        request=DEFAULT_REQUEST if request is None else request,
+        request=request,
         outcomes=outcomes,
         schedule=schedule,
         min_attempts=min_attempts,
@@ -135,7 +133,7 @@ def check_client(
         chosen_names("invariants", invariants, sorted(INVARIANTS), "invariant")
     chosen = _invariants(invariants)
     options = Options(
-        request=dict(DEFAULT_REQUEST if request is None else request),
+        request=dict(request),
         max_attempts=max_attempts,
         min_attempts=min_attempts,
         returns_image=returns_image,

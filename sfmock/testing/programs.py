@@ -38,6 +38,7 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
+from sfmock.testing.arguments import DEFAULT_REQUEST
 from sfmock.testing.evidence import Run
 from sfmock.testing.harness import _inference, schedule_scenario
 from sfmock.testing.owned import StartFailed, run_owned, stop_all
@@ -58,7 +59,6 @@ __all__ = [
     "short_scenario",
 ]
 
-DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
 TIMINGS: Mapping[str, float] = {
     "hang": 2.0,  # a "timeout" answers nothing for this long, then drops the connection
     "max_delay": 1.0,  # any delay of an outcome is cut to this
