@@ -104,6 +104,16 @@ def test_a_bad_session_name_is_a_400_naming_the_header(api: TestClient, value: s
     assert download.status_code == 400 and b"<ArgumentName>X-Sfmock-Session</ArgumentName>" in download.content
 
 
+def test_a_session_name_not_in_ascii_is_shown_as_the_bytes_sent(api: TestClient) -> None:
+    answer = api.post(GEN, json=BODY, headers={**AUTH, "X-Sfmock-Session": "é".encode()})  # UTF-8 bytes
+    assert answer.status_code == 400
+    message = answer.json()["message"]
+    assert message.startswith("X-Sfmock-Session: b'\\xc3\\xa9' (bytes) is not a session name"), message
+    assert "Ã" not in message  # not the latin-1 reading of those bytes
+    download = api.get("/temporary/outputs/x.png?X-Sfmock-Session=%C3%A9")  # the same bytes in a URL
+    assert download.status_code == 400 and b"b'\\xc3\\xa9' (bytes)" in download.content
+
+
 def test_sessions_beyond_the_limit_forget_the_least_recently_used(clock: VirtualClock) -> None:
     app = create_app(Settings(seed=1), clock=clock)
     sessions = app.state.sessions

@@ -45,12 +45,18 @@ class SessionError(ValueError):
     """A malformed session name (the message says what is expected)."""
 
 
-def check_name(value: str) -> str:
-    """``value`` if it is a valid session name, else :class:`SessionError`."""
+def check_name(value: str, *, encoding: str = "utf-8") -> str:
+    """``value`` if it is a valid session name, else :class:`SessionError`.
+
+    ``encoding``: how ``value`` was decoded from the bytes sent (a header's latin-1); a name
+    that is not ASCII is shown as those bytes, escaped, so 'é' sent in UTF-8 is not shown as
+    the mojibake its latin-1 decoding makes.
+    """
     if not NAME.fullmatch(value):
+        shown = repr(value[:40]) if value.isascii() else f"{value[:40].encode(encoding, 'replace')!r} (bytes)"
         raise SessionError(
-            f"X-Sfmock-Session: {value[:40]!r} is not a session name; expected 1 to 128 letters, "
-            "digits or . _ : / @ + - (starting with a letter or digit)"
+            f"X-Sfmock-Session: {shown} is not a session name; expected 1 to 128 letters, "
+            "digits or . _ : / @ + - (ASCII, starting with a letter or digit)"
         )
     return value
 
@@ -220,6 +226,7 @@ class Sessions:
 def session_name(headers: Mapping[str, str], query: Mapping[str, Any] | None = None) -> str | None:
     """The session a request names (header first, then the query parameter), checked."""
     value = headers.get(SESSION_HEADER)
-    if value is None and query is not None:
-        value = query.get(SESSION_PARAM)
+    if value is not None:
+        return check_name(str(value), encoding="latin-1")  # how the server decoded the header's bytes
+    value = query.get(SESSION_PARAM) if query is not None else None
     return None if value is None else check_name(str(value))
