@@ -31,6 +31,7 @@ from sfmock.service.admission import Admission
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.state.store import Store
+from sfmock.state.tally import Tally
 
 __all__ = ["SESSION_HEADER", "SESSION_PARAM", "Activity", "SessionError", "SessionState", "Sessions"]
 
@@ -141,6 +142,11 @@ class SessionState:
             self.answer_bytes = 0
             self.activity.condition.notify_all()
 
+    def release(self) -> None:
+        """The session is gone: what it held stops counting in the server's totals."""
+        self.journal.release()
+        self.admission.release()
+
 
 def _size(answer: Answer) -> int:
     return len(answer.body) + sum(len(url) for url in answer.images)
@@ -155,9 +161,18 @@ class Sessions:
     """
 
     def __init__(
-        self, make: Callable[[str | None], SessionState], *, limit: int = 256, store: Store | None = None
+        self,
+        make: Callable[[str | None], SessionState],
+        *,
+        limit: int = 256,
+        store: Store | None = None,
+        tallies: tuple[Tally, ...] = (),
     ) -> None:
-        """``store``: where the sessions' state lives, told when every named session goes."""
+        """``store``: where the sessions' state lives, told when every named session goes.
+        ``tallies``: what all sessions hold together; one over its limit pushes out the
+        least recently used named sessions (see :mod:`sfmock.state.tally`)."""
+        for tally in tallies:
+            tally.shed = self.shed
         self._make = make
         self._store = store
         self._limit = limit
@@ -175,7 +190,7 @@ class Sessions:
             if state is None:
                 state = self._named[name] = self._make(name)
                 while len(self._named) > self._limit:
-                    self._noted.pop(self._named.popitem(last=False)[0], None)
+                    self._push_out(next(iter(self._named)))
             else:
                 self._named.move_to_end(name)
             due = False
@@ -188,9 +203,24 @@ class Sessions:
             assert self._store is not None
             for gone in self._store.use_session(name, self._limit):  # pushed out by any process
                 with self._lock:
-                    self._named.pop(gone, None)
-                    self._noted.pop(gone, None)
+                    if gone in self._named:
+                        self._push_out(gone)
         return state
+
+    def _push_out(self, name: str) -> None:
+        """Drop session ``name`` (the lock held): it starts over if used again."""
+        self._named.pop(name).release()
+        self._noted.pop(name, None)
+
+    def shed(self, tally: Tally, owner: str | None) -> None:
+        """Push out the least recently used named sessions but ``owner`` while ``tally``
+        is over its limit."""
+        with self._lock:
+            for name in list(self._named):
+                if not tally.over():
+                    return
+                if name != owner:
+                    self._push_out(name)
 
     def find(self, name: str | None) -> SessionState | None:
         """The session if it exists (never creates one)."""
@@ -211,8 +241,8 @@ class Sessions:
     def forget_named(self) -> None:
         """Drop every named session (a full reset), in the store too."""
         with self._lock:
-            self._named.clear()
-            self._noted.clear()
+            for name in list(self._named):
+                self._push_out(name)
         if self._store is not None:
             self._store.forget_sessions()
 
