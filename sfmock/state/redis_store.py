@@ -9,7 +9,8 @@ appends, fault counters, scenario changes and clock moves are each one server-si
 script, so they are atomic across processes. An account's windows and balances are one
 hash and one sorted-set log (``q:a:{ACCOUNT|}``, ``q:log:{ACCOUNT|}``), whatever its windows.
 Memory stays bounded: the log expires with the longest window, the journal keeps
-``size`` entries and ``max_bytes`` of bodies; in open mode (any token an account) an
+``size`` entries and ``max_bytes`` of bodies (all sessions' journals together on one server:
+:data:`~sfmock.state.scripts.SHED`); in open mode (any token an account) an
 account, and a named session's state, go a day after their last use.
 
 A lost connection raises :class:`~sfmock.state.store.StoreUnavailable` (logged once per
