@@ -40,6 +40,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 ANSWERS_KEPT = 1000  # answers kept per session for the page: at most this many...
 ANSWER_BYTES = 1_048_576  # ...and at most this many bytes of them
 NOTE_EVERY = 1.0  # seconds between notes of one session's use in a shared store, per process
+# scenario documents of all sessions together, in memory (a 256 KiB one holds about 1.6 MB
+# once compiled): past it, the least recently used sessions start over
+SCENARIO_BYTES = 2 * 1024 * 1024
 
 
 class SessionError(ValueError):
@@ -112,6 +115,7 @@ class SessionState:
     activity: Activity = field(default_factory=Activity)
     answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
     answer_bytes: int = 0
+    scenario_bytes: int = 0  # the size of the scenario document installed here (0: none)
 
     def remember(self, entry_id: int, answer: Answer) -> None:
         """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
@@ -171,7 +175,8 @@ class Sessions:
         """``store``: where the sessions' state lives, told when every named session goes.
         ``tallies``: what all sessions hold together; one over its limit pushes out the
         least recently used named sessions (see :mod:`sfmock.state.tally`)."""
-        for tally in tallies:
+        self.scenarios = Tally(SCENARIO_BYTES)
+        for tally in (*tallies, self.scenarios):
             tally.shed = self.shed
         self._make = make
         self._store = store
@@ -209,8 +214,21 @@ class Sessions:
 
     def _push_out(self, name: str) -> None:
         """Drop session ``name`` (the lock held): it starts over if used again."""
-        self._named.pop(name).release()
+        state = self._named.pop(name)
+        state.release()
+        self.scenarios.add(-state.scenario_bytes, name)
         self._noted.pop(name, None)
+
+    def installed(self, state: SessionState, size: int) -> None:
+        """Count the scenario document of ``size`` bytes ``state`` now runs (0: none);
+        past :data:`SCENARIO_BYTES` for all sessions, the least recently used go."""
+        if self._store is not None and self._store.shared:
+            return  # the documents are the store's; each process compiles those it serves
+        with self._lock:
+            delta, state.scenario_bytes = size - state.scenario_bytes, size
+            if state.name is not None and self._named.get(state.name) is not state:
+                return  # pushed out meanwhile: nothing of it is counted
+        self.scenarios.add(delta, state.name)
 
     def shed(self, tally: Tally, owner: str | None) -> None:
         """Push out the least recently used named sessions but ``owner`` while ``tally``

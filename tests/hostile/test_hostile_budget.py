@@ -3,10 +3,11 @@
 sessions together. Past it the least recently used sessions start over; until then no
 session loses anything because another is noisy. Asserted on what the store reports
 (each session's journal bytes, each session's accounts), not on resident memory. On the
-memory store and on a real redis-server."""
+memory store and on a real redis-server. Scenario documents (F9) likewise, in memory."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook
 from sfmock import Settings, VirtualClock, create_app
+from sfmock.chaos.sessions import SCENARIO_BYTES
 
 T0 = 1_767_225_600
 GEN = "/v1/images/generations"
@@ -99,3 +101,25 @@ def test_open_mode_accounts_of_all_sessions_stay_within_one_bound(client: TestCl
     assert sum(len(ids) for ids in kept.values()) <= ACCOUNTS
     assert len(kept["a5"]) == 20  # the most recent session keeps all of its own
     assert kept["a0"] == []
+
+
+def scenario(size: int) -> bytes:
+    """A scenario document of about ``size`` bytes whose rules never match."""
+    rule = {"name": "r" * 200, "when": {"path": "/v1/none"}, "action": {"error": 500}}
+    count = size // len(json.dumps(rule))
+    return json.dumps({"name": "big", "rules": [{**rule, "name": f"{i}" + "r" * 200} for i in range(count)]}).encode()
+
+
+def test_scenarios_of_all_sessions_stay_within_one_budget(client: TestClient) -> None:
+    if client.app.state.store.shared:  # type: ignore[attr-defined]
+        pytest.skip("a shared store holds the sessions' scenarios: bounded by the session count")
+    document = scenario(200_000)
+    names = [f"sc{i}" for i in range(14)]  # 2.8 MB of scenarios together
+    for name in names:
+        answer = client.put("/_sfmock/scenario", content=document, headers={"X-Sfmock-Session": name})
+        assert answer.status_code == 200, answer.text
+    held = [client.get("/_sfmock/scenario", headers={"X-Sfmock-Session": name}).json() for name in names]
+    installed = [name for name, one in zip(names, held, strict=True) if one["rules_count"]]
+    assert len(installed) * len(document) <= SCENARIO_BYTES
+    assert installed == names[-len(installed) :]  # the most recently used keep theirs
+    assert len(installed) >= SCENARIO_BYTES // len(document) - 1
