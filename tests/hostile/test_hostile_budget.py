@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook
 from sfmock import Settings, VirtualClock, create_app
-from sfmock.chaos.sessions import SCENARIO_BYTES
+from sfmock.chaos.sessions import ANSWERS_TOTAL, SCENARIO_BYTES, Answer
 
 T0 = 1_767_225_600
 GEN = "/v1/images/generations"
@@ -123,3 +123,19 @@ def test_scenarios_of_all_sessions_stay_within_one_budget(client: TestClient) ->
     assert len(installed) * len(document) <= SCENARIO_BYTES
     assert installed == names[-len(installed) :]  # the most recently used keep theirs
     assert len(installed) >= SCENARIO_BYTES // len(document) - 1
+
+
+def test_the_pages_answers_of_all_sessions_stay_within_one_budget() -> None:
+    app = create_app(Settings(seed=5), clock=VirtualClock(T0))
+    sessions = app.state.sessions
+    answer = Answer(status=200, content_type="application/json", body=b"a" * 100_000)
+    names = [f"p{i}" for i in range(40)]
+    for name in names:  # 1 MB each (the page keeps 1 MiB a session): 40 MB together
+        state = sessions.get(name)
+        for entry_id in range(10):
+            state.remember(entry_id, answer)
+    held = [sessions.get(name).answer_bytes for name in names]
+    assert sum(held) <= ANSWERS_TOTAL
+    assert held[-1] == 1_000_000  # the most recent keeps all of its own
+    assert held[0] == 0
+    assert sessions.names()[:1] == ["p0"]  # its session stays: only the page's answers went
