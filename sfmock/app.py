@@ -47,7 +47,9 @@ from sfmock.service.origins import Origins
 from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from sfmock.service.rule_errors import RuleWording
 from sfmock.service.signing import UrlSigner
+from sfmock.state.memory import MemoryStore
 from sfmock.state.open import open_store
+from sfmock.state.tally import Tally
 
 __all__ = ["FakeApp", "create_app", "serving_secrets"]
 
@@ -69,6 +71,10 @@ def create_app(
     """
     settings = settings or Settings()
     store = open_store(settings.store, open_mode=settings.accounts is None)
+    # the journal bytes and open-mode accounts of every session together, bounded for the server
+    tallies = (Tally(settings.journal_max_bytes), Tally(settings.max_open_accounts))
+    if isinstance(store, MemoryStore):
+        store.journal_tally = tallies[0]
     if clock is None:
         frozen = settings.frozen_clock
         clock = store.clock(lambda: VirtualClock(time.time()) if frozen else ShiftedClock(), frozen=frozen)
@@ -119,6 +125,7 @@ def create_app(
         dialect=settings.dialect,
         rate_limit_codes=settings.rate_limit_codes,
         book=store.book(None),
+        tally=None if store.shared or settings.accounts is not None else tallies[1],
     )
     api = Api(
         contract=contract,
@@ -139,7 +146,7 @@ def create_app(
     scenario = settings.scenario or Scenario()
 
     def new_session(name: str | None) -> SessionState:
-        own = admission if name is None else admission.fresh(store.book(name))
+        own = admission if name is None else admission.fresh(store.book(name), owner=name)
         engine = FaultEngine(seed=seed, faults=store.faults(name, scenario, SCENARIOS))
         size, most = settings.journal_size, settings.journal_max_bytes
         journal = Journal(size, max_bytes=most, log=store.log(name, ENTRIES, size=size, max_bytes=most))
@@ -153,7 +160,7 @@ def create_app(
             name=name, journal=journal, engine=engine, admission=own, lifecycle=retired, clock=own_clock
         )
 
-    sessions = Sessions(new_session, store=store)
+    sessions = Sessions(new_session, store=store, tallies=tallies)
     metrics = Metrics(contract.models, rules=[rule.name for rule in scenario.rules])
     control = Control(
         sessions=sessions,

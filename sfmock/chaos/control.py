@@ -159,6 +159,7 @@ class Control:
         server started; named sessions are forgotten."""
         self.sessions.forget_named()
         self.sessions.default.reset(self.initial_scenario)
+        self.sessions.installed(self.sessions.default, 0)
         reset = getattr(self.clock, "reset", None)
         if reset is not None:
             reset()
@@ -183,12 +184,15 @@ class Control:
             self.reset_all()
         else:  # one session: its own state only, its clock back on the server's
             session.reset(self.initial_scenario)
+            self.sessions.installed(session, 0)
         return json_response({"status": "reset"})
 
     async def scenario(self, request: Request) -> Response:
-        engine = _session(request).engine
+        session = _session(request)
+        engine = session.engine
         if request.method == "DELETE":
             engine.replace(Scenario())
+            self.sessions.installed(session, 0)
         elif request.method == "PUT":
             body = await self._body(request)
             if isinstance(body, Response):
@@ -198,6 +202,7 @@ class Control:
             try:
                 # parsing and checking up to 1000 rules takes a while: off the event loop
                 engine.replace(await run_in_threadpool(_scenario, body))
+                self.sessions.installed(session, len(body))  # may push out the least recently used
             except DocumentError as exc:
                 return _error(400, f"scenario: {exc}")
             except ConfigError as exc:

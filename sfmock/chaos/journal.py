@@ -255,6 +255,12 @@ class Journal:
         self._lock = threading.Lock()
         self._texts: dict[int, str] = {}  # id -> serialised entry, filled when first read
 
+    def release(self) -> None:
+        """Empty it for good: its session is gone (a memory log stops counting in the
+        server's total; a shared store drops the session's keys itself)."""
+        if isinstance(self._log, MemoryLog):
+            self._log.release()
+
     @property
     def held_bytes(self) -> int:
         """Bytes of request bodies held now."""

@@ -31,6 +31,7 @@ from sfmock.service.admission import Admission
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.state.store import Store
+from sfmock.state.tally import Tally
 
 __all__ = ["SESSION_HEADER", "SESSION_PARAM", "Activity", "SessionError", "SessionState", "Sessions"]
 
@@ -38,7 +39,11 @@ SESSION_HEADER = "x-sfmock-session"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 ANSWERS_KEPT = 1000  # answers kept per session for the page: at most this many...
 ANSWER_BYTES = 1_048_576  # ...and at most this many bytes of them
+ANSWERS_TOTAL = 16 * 1_048_576  # every session's together: past it, the least recently used lose theirs
 NOTE_EVERY = 1.0  # seconds between notes of one session's use in a shared store, per process
+# scenario documents of all sessions together, in memory (a 256 KiB one holds about 1.6 MB
+# once compiled): past it, the least recently used sessions start over
+SCENARIO_BYTES = 2 * 1024 * 1024
 
 
 class SessionError(ValueError):
@@ -117,15 +122,34 @@ class SessionState:
     activity: Activity = field(default_factory=Activity)
     answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
     answer_bytes: int = 0
+    scenario_bytes: int = 0  # the size of the scenario document installed here (0: none)
+    answer_tally: Tally | None = None  # every session's answers together (set by Sessions)
 
     def remember(self, entry_id: int, answer: Answer) -> None:
         """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
         with self.activity.lock:
             self.answers[entry_id] = answer
-            self.answer_bytes += _size(answer)
+            size = _size(answer)
+            self.answer_bytes += size
             while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
                 _, gone = self.answers.popitem(last=False)
                 self.answer_bytes -= _size(gone)
+                size -= _size(gone)
+            tally = self.answer_tally
+        if tally is not None and tally.add(size, self.name):
+            with self.activity.lock:  # no other session's answers left to drop: this one's oldest
+                while tally.over() and len(self.answers) > 1:
+                    _, gone = self.answers.popitem(last=False)
+                    self.answer_bytes -= _size(gone)
+                    tally.add(-_size(gone), self.name)
+
+    def drop_answers(self) -> None:
+        """Forget the answers kept for the page (the journal keeps its entries)."""
+        with self.activity.lock:
+            if self.answer_tally is not None:
+                self.answer_tally.add(-self.answer_bytes, self.name)
+            self.answers.clear()
+            self.answer_bytes = 0
 
     def answer(self, entry_id: int) -> Answer | None:
         with self.activity.lock:
@@ -142,10 +166,16 @@ class SessionState:
         self.admission.reset()
         self.journal.clear()
         self.engine.replace(scenario)
+        self.drop_answers()
         with self.activity.condition:
-            self.answers.clear()
-            self.answer_bytes = 0
             self.activity.condition.notify_all()
+
+    def release(self) -> None:
+        """The session is gone: what it held stops counting in the server's totals."""
+        self.journal.release()
+        self.admission.release()
+        self.drop_answers()
+        self.answer_tally = None
 
 
 def _size(answer: Answer) -> int:
@@ -161,9 +191,21 @@ class Sessions:
     """
 
     def __init__(
-        self, make: Callable[[str | None], SessionState], *, limit: int = 256, store: Store | None = None
+        self,
+        make: Callable[[str | None], SessionState],
+        *,
+        limit: int = 256,
+        store: Store | None = None,
+        tallies: tuple[Tally, ...] = (),
     ) -> None:
-        """``store``: where the sessions' state lives, told when every named session goes."""
+        """``store``: where the sessions' state lives, told when every named session goes.
+        ``tallies``: what all sessions hold together; one over its limit pushes out the
+        least recently used named sessions (see :mod:`sfmock.state.tally`)."""
+        self.scenarios = Tally(SCENARIO_BYTES)
+        for tally in (*tallies, self.scenarios):
+            tally.shed = self.shed
+        self.answers = Tally(ANSWERS_TOTAL)
+        self.answers.shed = self._drop_answers
         self._make = make
         self._store = store
         self._limit = limit
@@ -171,6 +213,7 @@ class Sessions:
         self._named: OrderedDict[str, SessionState] = OrderedDict()
         self._noted: dict[str, float] = {}  # name -> when its use was last noted in a shared store
         self.default = make(None)
+        self.default.answer_tally = self.answers
 
     def get(self, name: str | None) -> SessionState:
         """The session called ``name`` (created if new), or the default one for ``None``."""
@@ -180,8 +223,9 @@ class Sessions:
             state = self._named.get(name)
             if state is None:
                 state = self._named[name] = self._make(name)
+                state.answer_tally = self.answers
                 while len(self._named) > self._limit:
-                    self._noted.pop(self._named.popitem(last=False)[0], None)
+                    self._push_out(next(iter(self._named)))
             else:
                 self._named.move_to_end(name)
             due = False
@@ -194,9 +238,49 @@ class Sessions:
             assert self._store is not None
             for gone in self._store.use_session(name, self._limit):  # pushed out by any process
                 with self._lock:
-                    self._named.pop(gone, None)
-                    self._noted.pop(gone, None)
+                    if gone in self._named:
+                        self._push_out(gone)
         return state
+
+    def _push_out(self, name: str) -> None:
+        """Drop session ``name`` (the lock held): it starts over if used again."""
+        state = self._named.pop(name)
+        state.release()
+        self.scenarios.add(-state.scenario_bytes, name)
+        self._noted.pop(name, None)
+
+    def _drop_answers(self, tally: Tally, owner: str | None) -> None:
+        """Past the answers' total, the least recently used sessions' answers go (only the
+        page shows them; the sessions stay)."""
+        with self._lock:
+            others = [state for name, state in self._named.items() if name != owner]
+        if owner is not None:
+            others.append(self.default)
+        for state in others:
+            if not tally.over():
+                return
+            state.drop_answers()
+
+    def installed(self, state: SessionState, size: int) -> None:
+        """Count the scenario document of ``size`` bytes ``state`` now runs (0: none);
+        past :data:`SCENARIO_BYTES` for all sessions, the least recently used go."""
+        if self._store is not None and self._store.shared:
+            return  # the documents are the store's; each process compiles those it serves
+        with self._lock:
+            delta, state.scenario_bytes = size - state.scenario_bytes, size
+            if state.name is not None and self._named.get(state.name) is not state:
+                return  # pushed out meanwhile: nothing of it is counted
+        self.scenarios.add(delta, state.name)
+
+    def shed(self, tally: Tally, owner: str | None) -> None:
+        """Push out the least recently used named sessions but ``owner`` while ``tally``
+        is over its limit."""
+        with self._lock:
+            for name in list(self._named):
+                if not tally.over():
+                    return
+                if name != owner:
+                    self._push_out(name)
 
     def find(self, name: str | None) -> SessionState | None:
         """The session if it exists (never creates one)."""
@@ -217,8 +301,8 @@ class Sessions:
     def forget_named(self) -> None:
         """Drop every named session (a full reset), in the store too."""
         with self._lock:
-            self._named.clear()
-            self._noted.clear()
+            for name in list(self._named):
+                self._push_out(name)
         if self._store is not None:
             self._store.forget_sessions()
 

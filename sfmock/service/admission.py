@@ -22,6 +22,7 @@ from sfmock.service.quota import Limits, Usage, WindowState, window_models, wind
 from sfmock.service.responses import OBSERVED_429_CODES, insufficient_balance, rate_limited
 from sfmock.state.memory import MemoryBook
 from sfmock.state.store import Book, Verdict, Window
+from sfmock.state.tally import Tally
 
 __all__ = ["Admission"]
 
@@ -41,12 +42,18 @@ class Admission:
         dialect: str = "documented",
         rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
         book: Book | None = None,
+        tally: Tally | None = None,
+        owner: str | None = None,
     ) -> None:
         """``max_accounts`` bounds the accounts whose usage and balance are kept (open
         mode, where any token is an account): past it, the least recently seen one is
         forgotten, as if it had never been used. ``None`` keeps all. A shared book
-        (Redis) bounds them by expiry instead: this process only forgets its own list."""
+        (Redis) bounds them by expiry instead: this process only forgets its own list.
+        ``tally``: the accounts every session keeps together (``owner``'s among them),
+        bounded for the server (see :mod:`sfmock.state.tally`)."""
         self.max_accounts = max_accounts
+        self._tally = tally
+        self._owner = owner
         self._recent: OrderedDict[str, Account] = OrderedDict()
         self._lock = threading.Lock()
         self.limits = limits
@@ -59,9 +66,10 @@ class Admission:
         self.book: Book = book if book is not None else MemoryBook()
         self._limits: dict[tuple[Limits | None, str], tuple[Limits, dict[Usage, tuple[Window, ...]]]] = {}
 
-    def fresh(self, book: Book | None = None) -> Admission:
+    def fresh(self, book: Book | None = None, *, owner: str | None = None) -> Admission:
         """An admission with the same limits and prices over ``book`` (default: a new
-        memory one), with none of this one's usage or spending."""
+        memory one), with none of this one's usage or spending, for session ``owner``
+        (counted in the same tally)."""
         return Admission(
             limits=self.limits,
             model_limits=self.model_limits,
@@ -72,6 +80,8 @@ class Admission:
             dialect=self.dialect,
             rate_limit_codes=self.rate_limit_codes,
             book=book,
+            tally=self._tally,
+            owner=owner,
         )
 
     def limits_for(self, account: Account, model: str) -> Limits:
@@ -151,14 +161,25 @@ class Admission:
             recent = self._recent
             if recent and next(reversed(recent)) == account.id and recent[account.id] is account:
                 return  # the most recent already (a busy client): nothing moves, nothing goes
+            new = account.id not in recent
             recent[account.id] = account
             recent.move_to_end(account.id)
             if self.max_accounts is None:
                 return
             while len(self._recent) > self.max_accounts:
-                gone, _ = self._recent.popitem(last=False)
-                if not self.book.shared:
-                    self.book.forget(gone)
+                self._forget_oldest()
+            tally = self._tally
+        if new and tally is not None and tally.add(1, self._owner):
+            with self._lock:  # no other session left to push out: this one's least recent go
+                while self._tally is not None and self._tally.over() and len(self._recent) > 1:
+                    self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        gone, _ = self._recent.popitem(last=False)
+        if not self.book.shared:
+            self.book.forget(gone)
+        if self._tally is not None:
+            self._tally.add(-1, self._owner)
 
     def _headers(
         self,
@@ -188,4 +209,13 @@ class Admission:
         """Forget all usage and restore every opening balance."""
         self.book.reset()
         with self._lock:
+            if self._tally is not None:
+                self._tally.add(-len(self._recent), self._owner)
             self._recent.clear()
+
+    def release(self) -> None:
+        """Count nothing more in the tally: the session is gone (its book with it)."""
+        with self._lock:
+            if self._tally is not None:
+                self._tally.add(-len(self._recent), self._owner)
+            self._tally = None

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar, cast
 
 from sfmock.clock import Clock, SessionClock
 from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
+from sfmock.state.tally import Tally
 from sfmock.state.windows import Windows
 
 __all__ = ["Balances", "MemoryBook", "MemoryEpoch", "MemoryFaults", "MemoryLog", "MemoryStore"]
@@ -104,11 +105,16 @@ class MemoryLog(Generic[T]):
     """The last ``size`` items, at most ``max_bytes`` of them, oldest first; thread-safe.
 
     An item is built when it is first read, not when it is added: adding one (on every
-    request, for the journal) keeps only what builds it."""
+    request, for the journal) keeps only what builds it.
 
-    def __init__(self, size: int, max_bytes: int) -> None:
+    With a ``tally``, the bytes are counted in the server's total too (see
+    :mod:`sfmock.state.tally`): past it, other sessions go first, then this log's oldest."""
+
+    def __init__(self, size: int, max_bytes: int, *, tally: Tally | None = None, owner: str | None = None) -> None:
         self.size = size
         self.max_bytes = max_bytes
+        self._tally = tally
+        self._owner = owner
         self._items: deque[_Held[T]] = deque()
         self._lock = threading.Lock()
         self._next_id = 1
@@ -122,12 +128,22 @@ class MemoryLog(Generic[T]):
             self._next_id += 1
             self._items.append(_Held(item_id, build, size))
             self._bytes += size
+            freed = 0
             while len(self._items) > self.size or (self._bytes > self.max_bytes and len(self._items) > 1):
-                gone = self._items.popleft()
-                self._bytes -= gone.size
-                self._first_id += 1
-                self._dropped += 1
-            return item_id
+                freed += self._drop_oldest()
+            tally = self._tally
+        if tally is not None and tally.add(size - freed, self._owner):
+            with self._lock:  # no other session left to push out: this one's oldest go
+                while self._tally is not None and self._tally.over() and len(self._items) > 1:
+                    self._tally.add(-self._drop_oldest(), self._owner)
+        return item_id
+
+    def _drop_oldest(self) -> int:
+        gone = self._items.popleft()
+        self._bytes -= gone.size
+        self._first_id += 1
+        self._dropped += 1
+        return gone.size
 
     def items(self) -> list[T]:
         with self._lock:
@@ -148,9 +164,18 @@ class MemoryLog(Generic[T]):
 
     def clear(self) -> None:
         with self._lock:
+            if self._tally is not None:
+                self._tally.add(-self._bytes, self._owner)
             self._items.clear()
             self._bytes = 0
             self._dropped = 0
+
+    def release(self) -> None:
+        """Clear, and count nothing more in the tally: the session is gone (what a request
+        still in flight adds goes with it)."""
+        self.clear()
+        with self._lock:
+            self._tally = None
 
 
 class _Held(Generic[T]):
@@ -227,16 +252,19 @@ class MemoryEpoch:
 
 
 class MemoryStore:
-    """The default store: this process's memory."""
+    """The default store: this process's memory.
+
+    ``journal_tally``: the journal bytes of every session together (set by the app)."""
 
     shared = False
     url = "memory"
+    journal_tally: Tally | None = None
 
     def book(self, session: str | None) -> MemoryBook:
         return MemoryBook()
 
     def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> MemoryLog[T]:
-        return MemoryLog(size, max_bytes)
+        return MemoryLog(size, max_bytes, tally=self.journal_tally, owner=session)
 
     def faults(self, session: str | None, initial: T, codec: Codec[T]) -> MemoryFaults[T]:
         return MemoryFaults(initial)

@@ -12,7 +12,8 @@ to the first ``}``).
 - An account's hash and log: ``sfmock:NAME|q:a:{ACCOUNT|}`` and ``sfmock:NAME|q:log:{ACCOUNT|}``.
 - The run's clock and epoch: in the default session's slot (``sfmock:#clock{|}``), so a
   request on the default session reads them with its scenario from one node.
-- The registry of named sessions: ``sfmock:#sessions{#sessions}`` and its counter; the
+- The registry of named sessions: ``sfmock:#sessions{#sessions}``, its counter and the
+  sessions' journal bytes together (``sfmock:#budget{#sessions}``); the
   scenario version counter ``sfmock:#versions`` (read only when a scenario is replaced).
 
 Every key starts with ``sfmock:NAME|`` or ``sfmock:#``, so a session's keys are found by
@@ -21,12 +22,22 @@ that prefix.
 
 from __future__ import annotations
 
-__all__ = ["NAMESPACE", "SESSIONS_KEY", "SESSIONS_SEQ_KEY", "VERSIONS_KEY", "account_keys", "base", "prefix"]
+__all__ = [
+    "BUDGET_KEY",
+    "NAMESPACE",
+    "SESSIONS_KEY",
+    "SESSIONS_SEQ_KEY",
+    "VERSIONS_KEY",
+    "account_keys",
+    "base",
+    "prefix",
+]
 
 NAMESPACE = "sfmock"
 VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
 SESSIONS_KEY = f"{NAMESPACE}:#sessions{{#sessions}}"  # named sessions by their last use
 SESSIONS_SEQ_KEY = f"{NAMESPACE}:#sessions-seq{{#sessions}}"  # the order of those uses
+BUDGET_KEY = f"{NAMESPACE}:#budget{{#sessions}}"  # every session's journal bytes (scripts.SHED)
 
 
 def base(session: str | None) -> str:

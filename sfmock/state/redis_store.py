@@ -9,7 +9,8 @@ appends, fault counters, scenario changes and clock moves are each one server-si
 script, so they are atomic across processes. An account's windows and balances are one
 hash and one sorted-set log (``q:a:{ACCOUNT|}``, ``q:log:{ACCOUNT|}``), whatever its windows.
 Memory stays bounded: the log expires with the longest window, the journal keeps
-``size`` entries and ``max_bytes`` of bodies; in open mode (any token an account) an
+``size`` entries and ``max_bytes`` of bodies (all sessions' journals together on one server:
+:data:`~sfmock.state.scripts.SHED`); in open mode (any token an account) an
 account, and a named session's state, go a day after their last use.
 
 A lost connection raises :class:`~sfmock.state.store.StoreUnavailable` (logged once per
@@ -37,7 +38,7 @@ from sfmock.clock import Clock
 from sfmock.state import redis_time, scripts
 from sfmock.state.redis_cluster import ClusterLine
 from sfmock.state.redis_faults import RedisFaults
-from sfmock.state.redis_keys import NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, account_keys, base, prefix
+from sfmock.state.redis_keys import BUDGET_KEY, NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, account_keys, base, prefix
 from sfmock.state.redis_line import Breaker, Line, Scripts, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
@@ -82,6 +83,8 @@ class RedisStore:
         self.retire_script = self.client.register_script(scripts.RETIRE)
         self.use_script = self.client.register_script(scripts.USE_SESSION)
         self.drop_script = self.client.register_script(scripts.DROP_SESSION)
+        self.shed_script = self.client.register_script(scripts.SHED)
+        self.clear_script = self.client.register_script(scripts.CLEAR)
         # the requests' own calls: one connection (a node), one write each
         clustered = self.cluster and not self._cluster_error
         self.line: Scripts = ClusterLine(self.client, self.breaker) if clustered else Line(self.client, self.breaker)
@@ -162,7 +165,9 @@ class RedisStore:
         return RedisBook(self, base(session), idle, clock_key=self._clock_key(session))
 
     def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
-        return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
+        log = RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
+        log.field = "s:" + (session or "")
+        return log
 
     def faults(self, session: str | None, initial: T, codec: Codec[T]) -> RedisFaults[T]:
         return RedisFaults(self, self.prefix(session), initial, codec, self._idle(session))
@@ -201,15 +206,16 @@ class RedisStore:
     def forget_sessions(self) -> None:
         self.delete(f"{NAMESPACE}:[A-Za-z0-9]*")  # session names start with a letter or digit
         with self.guard():
-            self.client.unlink(SESSIONS_KEY, SESSIONS_SEQ_KEY)
+            self.client.unlink(SESSIONS_KEY, SESSIONS_SEQ_KEY, BUDGET_KEY)
 
     def use_session(self, name: str, keep: int) -> list[str]:
-        gone = [member.decode() for member in self.run(self.use_script, [SESSIONS_KEY, SESSIONS_SEQ_KEY], [name, keep])]
+        keys = [SESSIONS_KEY, SESSIONS_SEQ_KEY, BUDGET_KEY]  # one slot
+        gone = [member.decode() for member in self.run(self.use_script, keys, [name, keep])]
         if gone:  # rare: only a new session beyond the cap pushes one out
-            self._sweep()
+            self.sweep()
         return gone
 
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
         """Drop the keys of every named session the registry no longer holds: those pushed
         out, and any a request of theirs still in flight wrote after. Each session's keys go
         in one script that first checks the registry, so a session used again meanwhile stays."""
@@ -226,7 +232,7 @@ class RedisStore:
 
     def _drop(self, name: bytes, keys: list[bytes]) -> None:
         if not self.cluster:
-            self.run(self.drop_script, [SESSIONS_KEY, *keys], [name])
+            self.run(self.drop_script, [SESSIONS_KEY, BUDGET_KEY, *keys], [name])
             return
         # a cluster spreads a session's keys over slots: checked, then dropped (a use of the
         # session in between may lose what it just wrote, as after its eviction)
@@ -357,13 +363,24 @@ class RedisLog(Generic[T]):
         self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
         self._decoded: dict[bytes, T] = {}
 
+    field = "s:"  # this session's in the sessions' journal budget (scripts.SHED)
+
     def append(self, build: Callable[[int], T], size: int) -> int:
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
-        keys = [self.entries_key, self.meta_key, self.ids_key]
-        entry_id = self.store.run(
-            self.store.push_script, keys, [size, payload, self.size, self.max_bytes, self.idle_ms]
-        )
+        keys = [self.entries_key, self.meta_key, self.ids_key, *self._budget]
+        args = [size, payload, self.size, self.max_bytes, self.idle_ms, self.field, self.max_bytes]
+        entry_id, over = self.store.run(self.store.push_script, keys, args)
+        if over:  # every session's journals together past the budget: the least recently used go
+            shed = [SESSIONS_KEY, BUDGET_KEY, self.entries_key, self.meta_key]
+            if self.store.run(self.store.shed_script, shed, [self.field, self.max_bytes]):
+                self.store.sweep()
         return int(entry_id)
+
+    @property
+    def _budget(self) -> list[str]:
+        """The budget's key, on one server: a cluster keeps it in another slot than the
+        session's keys, and each session's journal keeps its own bound there."""
+        return [] if self.store.cluster else [BUDGET_KEY]
 
     def items(self) -> list[T]:
         with self.store.guard():
@@ -403,8 +420,4 @@ class RedisLog(Generic[T]):
         return self._meta("dropped")
 
     def clear(self) -> None:
-        with self.store.guard():
-            pipe = self.store.client.pipeline(transaction=True)
-            pipe.delete(self.entries_key)
-            pipe.hset(self.meta_key, mapping={"bytes": 0, "dropped": 0})
-            pipe.execute()
+        self.store.run(self.store.clear_script, [self.entries_key, self.meta_key, *self._budget], [self.field])

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from sfmock.state.admit_script import ADMIT
 
-__all__ = ["ADMIT", "CLOCK", "DROP_SESSION", "HIT", "PUSH", "REPLACE", "RETIRE", "USE_SESSION"]
+__all__ = ["ADMIT", "CLEAR", "CLOCK", "DROP_SESSION", "HIT", "PUSH", "REPLACE", "RETIRE", "SHED", "USE_SESSION"]
+
+# The journal budget of every session together (one Redis server; a cluster keeps each
+# session's own bound): a hash of each session's body bytes ('s:NAME', the default
+# session's 's:') and their '#total', beside the registry of sessions (one slot).
+_FORGET = r"""
+local function forget(budget, field)
+  local held = tonumber(redis.call('HGET', budget, field) or '0')
+  redis.call('HDEL', budget, field)
+  if held ~= 0 then
+    redis.call('HINCRBY', budget, '#total', -held)
+  end
+  return held
+end
+"""
 
 PUSH = r"""
 -- Number one journal entry, append it and trim to the caps, oldest (lowest id) first.
@@ -42,8 +56,71 @@ if ARGV[5] ~= '0' then
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
-return id
+-- KEYS[4] (one server only): the budget hash; ARGV[6]: the session's field; ARGV[7]: the budget
+local over = 0
+if KEYS[4] then
+  local delta = tonumber(ARGV[1]) - freed
+  redis.call('HINCRBY', KEYS[4], ARGV[6], delta)
+  if redis.call('HINCRBY', KEYS[4], '#total', delta) > tonumber(ARGV[7]) then
+    over = 1
+  end
+end
+return {id, over}
 """
+
+SHED = (
+    _FORGET
+    + r"""
+-- The sessions' journals together over the budget: push out the least recently used named
+-- sessions but the one adding (those holding journal bytes), then trim that one's oldest.
+-- KEYS[1]: the registry of sessions; KEYS[2]: the budget hash; KEYS[3], KEYS[4]: the adding
+-- session's entries and meta. ARGV: its field ('s:NAME'), the budget.
+-- Returns the names pushed out (their keys are swept by the caller).
+local limit = tonumber(ARGV[2])
+local total = tonumber(redis.call('HGET', KEYS[2], '#total') or '0')
+local gone = {}
+if total > limit then
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if total <= limit then
+      break
+    end
+    local field = 's:' .. name
+    if field ~= ARGV[1] and redis.call('HEXISTS', KEYS[2], field) == 1 then
+      redis.call('ZREM', KEYS[1], name)
+      total = total - forget(KEYS[2], field)
+      gone[#gone + 1] = name
+    end
+  end
+end
+local freed, dropped = 0, 0
+while total - freed > limit and redis.call('ZCARD', KEYS[3]) > 1 do
+  local popped = redis.call('ZPOPMIN', KEYS[3])
+  freed = freed + tonumber(string.match(popped[1], '^%d+ (%d+) '))
+  dropped = dropped + 1
+end
+if freed > 0 then
+  redis.call('HINCRBY', KEYS[4], 'bytes', -freed)
+  redis.call('HINCRBY', KEYS[4], 'dropped', dropped)
+  redis.call('HINCRBY', KEYS[2], ARGV[1], -freed)
+  redis.call('HINCRBY', KEYS[2], '#total', -freed)
+end
+return gone
+"""
+)
+
+CLEAR = (
+    _FORGET
+    + r"""
+-- Empty a journal. KEYS[1]: entries; KEYS[2]: meta; KEYS[3] (one server only): the budget
+-- hash. ARGV[1]: the session's field in it.
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'bytes', 0, 'dropped', 0)
+if KEYS[3] then
+  forget(KEYS[3], ARGV[1])
+end
+return 1
+"""
+)
 
 HIT = r"""
 -- Count a match of one fault rule; say whether it fires.
@@ -151,10 +228,12 @@ end
 return 1
 """
 
-USE_SESSION = r"""
+USE_SESSION = (
+    _FORGET
+    + r"""
 -- Note a use of a named session; keep the most recently used, return the others' names.
 -- KEYS[1]: sorted set of session names (score: the order of their last use)
--- KEYS[2]: the counter of uses
+-- KEYS[2]: the counter of uses; KEYS[3]: the journal budget hash (the same slot)
 -- ARGV: the name, how many sessions to keep.
 local n = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[1], n, ARGV[1])
@@ -164,16 +243,23 @@ if over > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], over)
   for i = 1, #popped, 2 do
     gone[#gone + 1] = popped[i]
+    forget(KEYS[3], 's:' .. popped[i])
   end
 end
 return gone
 """
+)
 
-DROP_SESSION = r"""
+DROP_SESSION = (
+    _FORGET
+    + r"""
 -- Drop keys of a named session, unless the registry holds it (it was used again).
--- KEYS[1]: the sorted set of session names; KEYS[2..]: the session's keys. ARGV: the name.
+-- KEYS[1]: the sorted set of session names; KEYS[2]: the journal budget hash; KEYS[3..]:
+-- the session's keys. ARGV: the name.
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end
-return redis.call('UNLINK', unpack(KEYS, 2))
+forget(KEYS[2], 's:' .. ARGV[1])
+return redis.call('UNLINK', unpack(KEYS, 3))
 """
+)
