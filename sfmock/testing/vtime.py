@@ -9,6 +9,12 @@ elsewhere (a default argument, a closure, a C extension) keeps real time: that i
 limit, and it is documented. Threads named in :attr:`VirtualTime.real_threads` (the
 fake's own server) keep real time.
 
+The blocking waits with a timeout follow the same clock: ``threading.Condition.wait`` is
+replaced (for the whole check, on the class), and with it ``Event.wait``,
+``Condition.wait_for``, ``Semaphore.acquire``, ``Barrier.wait``, ``queue.Queue.get`` and
+``put``, ``Future.result``: a wait nobody ends within a moment of real time moves the clock
+to its deadline (:meth:`VirtualTime.wait`), as a virtual loop does for its timers.
+
 :func:`new_event_loop` makes an asyncio loop on the same clock: when nothing is ready
 to run it jumps the clock to its next timer instead of waiting, so ``asyncio.sleep``,
 ``anyio.sleep``, ``asyncio.wait_for`` and httpx's async timeouts are virtual too. A
@@ -18,6 +24,7 @@ loop that has nothing to wait for at all is deadlocked: it raises :class:`HangFo
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 import sys
 import threading
@@ -38,6 +45,8 @@ THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up befo
 REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
+
+_real_monotonic = time.monotonic  # the grace a wait gives other threads is real time
 
 _NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns")
 
@@ -65,10 +74,72 @@ class VirtualTime:
             "time_ns": lambda: int(self._time() * 1e9),
         }
         self._patched: list[tuple[dict[str, Any], str, Any]] = []
+        # for the waits: what moves while any thread gets anywhere (requests, the clock), and
+        # whether a request is being answered on some thread now
+        self.progress: Callable[[], Any] = lambda: None
+        self.answering: Callable[[], bool] = lambda: False
+        self._waits: dict[int, float] = {}  # thread -> the virtual deadline of its wait (inf: none)
+        self._waits_lock = threading.Lock()
+        # threads that were there before the check (pytest's, the main thread's helpers): not the client's
+        self._before = {thread.ident for thread in threading.enumerate()} - {threading.get_ident()}
 
     def virtual_here(self) -> bool:
         """Whether the calling thread sees virtual time now."""
         return self.active and threading.get_ident() not in self.real_threads
+
+    def _waits_virtual_here(self) -> bool:
+        # sfmock's own helper threads (the watchdog, the render pools) wait in real time
+        return self.virtual_here() and not threading.current_thread().name.startswith("sfmock-")
+
+    def wait(self, block: Callable[[float | None], bool], timeout: float | None) -> bool:
+        """A blocking wait with ``timeout`` virtual seconds, ``block(s)`` waiting up to ``s`` real
+        seconds (``None``: no limit) and saying whether the wait ended (was notified).
+
+        Another thread may end it: it is given a moment of real time (:data:`THREAD_GRACE`, or
+        :data:`REAL_GRACE` while the client has threads of its own at work), and more while it
+        gets anywhere (a request being answered, the clock moved). When all is quiet, the clock
+        jumps to the earliest deadline of the threads waiting so, and the wait whose deadline
+        that is returns ``False``, timed out, as it would have.
+        """
+        me = threading.get_ident()
+        deadline = math.inf if timeout is None else self.clock.now() + timeout
+        with self._waits_lock:
+            self._waits[me] = deadline
+        try:
+            if timeout is None:
+                return block(None)  # only another thread ends it; the watchdog bounds a wait in vain
+            quiet = _real_monotonic()
+            while True:
+                before = self.progress()
+                if block(THREAD_GRACE):
+                    return True
+                if self.clock.now() >= deadline - MIN_STEP:
+                    return False
+                if self.answering() or self.busy() or self.progress() != before:
+                    quiet = _real_monotonic()
+                    continue
+                if _real_monotonic() - quiet < (REAL_GRACE if self._others_at_work() else THREAD_GRACE):
+                    continue
+                with self._waits_lock:
+                    step = min(self._waits.values()) - self.clock.now()
+                    if step > 0:
+                        self.on_sleep(max(step, MIN_STEP))
+                quiet = _real_monotonic()
+        finally:
+            with self._waits_lock:
+                self._waits.pop(me, None)
+
+    def _others_at_work(self) -> bool:
+        """Whether a thread of the client's, other than those waiting here, may be at work."""
+        with self._waits_lock:
+            waiting = set(self._waits)
+        return any(
+            thread.ident not in waiting
+            and thread.ident not in self._before
+            and thread.ident not in self.real_threads
+            and not thread.name.startswith("sfmock-")
+            for thread in threading.enumerate()
+        )
 
     def monotonic(self) -> float:
         """The virtual monotonic clock (moves with the virtual clock, starts near the real one)."""
@@ -99,9 +170,20 @@ class VirtualTime:
                 if name is not None and value is self._real[name]:
                     self._patched.append((namespace, attribute, value))
                     namespace[attribute] = self._fake[name]
+        condition_wait = threading.Condition.wait
+        vtime = self
+
+        def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
+            if not vtime._waits_virtual_here() or (timeout is not None and timeout <= 0):
+                return condition_wait(condition, timeout)
+            return vtime.wait(lambda seconds: condition_wait(condition, seconds), timeout)
+
+        # every Condition, Event, Semaphore, Queue and Future waits through it
+        setattr(threading.Condition, "wait", wait)  # noqa: B010 (mypy: a method cannot be assigned)
         try:
             yield self
         finally:
+            setattr(threading.Condition, "wait", condition_wait)  # noqa: B010
             for namespace, attribute, value in reversed(self._patched):
                 namespace[attribute] = value
             self._patched.clear()
