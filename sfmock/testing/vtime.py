@@ -23,6 +23,7 @@ loop that has nothing to wait for at all is deadlocked: it raises :class:`HangFo
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import math
 import selectors
@@ -80,8 +81,10 @@ class VirtualTime:
         self.answering: Callable[[], bool] = lambda: False
         self._waits: dict[int, float] = {}  # thread -> the virtual deadline of its wait (inf: none)
         self._waits_lock = threading.Lock()
+        self._wait_changes = 0
         # threads that were there before the check (pytest's, the main thread's helpers): not the client's
-        self._before = {thread.ident for thread in threading.enumerate()} - {threading.get_ident()}
+        # (the threads themselves: a thread that ends leaves its ident to the next one started)
+        self._before = set(threading.enumerate()) - {threading.current_thread()}
 
     def virtual_here(self) -> bool:
         """Whether the calling thread sees virtual time now."""
@@ -95,51 +98,63 @@ class VirtualTime:
         """A blocking wait with ``timeout`` virtual seconds, ``block(s)`` waiting up to ``s`` real
         seconds (``None``: no limit) and saying whether the wait ended (was notified).
 
-        Another thread may end it: it is given a moment of real time (:data:`THREAD_GRACE`, or
-        :data:`REAL_GRACE` while the client has threads of its own at work), and more while it
-        gets anywhere (a request being answered, the clock moved). When all is quiet, the clock
-        jumps to the earliest deadline of the threads waiting so, and the wait whose deadline
-        that is returns ``False``, timed out, as it would have.
+        Another thread may end it. It gets a moment of real time (:data:`THREAD_GRACE`, or
+        :data:`REAL_GRACE` when the client has threads of its own that are not waiting here),
+        and more as long as anything gets anywhere: a request being answered, the clock
+        moving, a thread of the client's using the CPU (a runnable thread the machine has not
+        run yet is not taken for a blocked one). When all is quiet, or the wait has lasted its
+        timeout in real time, the clock jumps to the earliest deadline of the threads waiting
+        so, and the wait whose deadline that is returns ``False``, timed out, as it would have.
         """
         me = threading.get_ident()
         deadline = math.inf if timeout is None else self.clock.now() + timeout
         with self._waits_lock:
             self._waits[me] = deadline
+            self._wait_changes += 1
         try:
             if timeout is None:
                 return block(None)  # only another thread ends it; the watchdog bounds a wait in vain
-            quiet = _real_monotonic()
+            began = quiet = _real_monotonic()
             while True:
-                before = self.progress()
+                before = (self.progress(), self._client_threads())
                 if block(THREAD_GRACE):
                     return True
                 if self.clock.now() >= deadline - MIN_STEP:
                     return False
-                if self.answering() or self.busy() or self.progress() != before:
-                    quiet = _real_monotonic()
-                    continue
-                if _real_monotonic() - quiet < (REAL_GRACE if self._others_at_work() else THREAD_GRACE):
-                    continue
+                now, after = _real_monotonic(), (self.progress(), self._client_threads())
+                if now - began < timeout:
+                    if self.answering() or self.busy() or after != before:
+                        quiet = now
+                        continue
+                    if now - quiet < (REAL_GRACE if after[1][0] else THREAD_GRACE):
+                        continue
                 with self._waits_lock:
-                    step = min(self._waits.values()) - self.clock.now()
-                    if step > 0:
-                        self.on_sleep(max(step, MIN_STEP))
-                quiet = _real_monotonic()
+                    # a thread began or ended a wait since it looked quiet, or one is due to wake: not quiet
+                    others = [due for thread, due in self._waits.items() if thread != me]
+                    if self._wait_changes == after[1][2] and min(others, default=math.inf) > self.clock.now():
+                        step = min(self._waits.values()) - self.clock.now()
+                        if step > 0:
+                            self.on_sleep(max(step, MIN_STEP))
+                began = quiet = _real_monotonic()
         finally:
             with self._waits_lock:
                 self._waits.pop(me, None)
+                self._wait_changes += 1
 
-    def _others_at_work(self) -> bool:
-        """Whether a thread of the client's, other than those waiting here, may be at work."""
+    def _client_threads(self) -> tuple[int, float, int]:
+        """How many threads of the client's are not waiting here, the CPU time they used, and
+        how many times a wait began or ended."""
         with self._waits_lock:
-            waiting = set(self._waits)
-        return any(
-            thread.ident not in waiting
-            and thread.ident not in self._before
-            and thread.ident not in self.real_threads
-            and not thread.name.startswith("sfmock-")
-            for thread in threading.enumerate()
-        )
+            waiting, changes = set(self._waits), self._wait_changes
+        count, used = 0, 0.0
+        for thread in threading.enumerate():
+            ident = thread.ident
+            if ident is None or ident in waiting or thread in self._before or ident in self.real_threads:
+                continue
+            if not thread.name.startswith("sfmock-"):
+                count += 1
+                used += _cpu_time(ident)
+        return count, used, changes
 
     def monotonic(self) -> float:
         """The virtual monotonic clock (moves with the virtual clock, starts near the real one)."""
@@ -176,7 +191,7 @@ class VirtualTime:
         def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
             if not vtime._waits_virtual_here() or (timeout is not None and timeout <= 0):
                 return condition_wait(condition, timeout)
-            return vtime.wait(lambda seconds: condition_wait(condition, seconds), timeout)
+            return _condition_wait(condition, timeout, vtime.wait)
 
         # every Condition, Event, Semaphore, Queue and Future waits through it
         setattr(threading.Condition, "wait", wait)  # noqa: B010 (mypy: a method cannot be assigned)
@@ -324,6 +339,37 @@ class _VirtualPolicy(_DefaultPolicy):
         if self._vtime.virtual_here():
             return _VirtualLoop(self._vtime)
         return self._previous.new_event_loop()
+
+
+def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., bool]) -> bool:
+    """``threading.Condition.wait`` (CPython's, line for line) with its blocking step made by
+    ``wait``: one waiter lock for the whole wait, so a notify that comes while ``wait`` looks
+    around between its slices of real time is kept, not lost."""
+    if not condition._is_owned():
+        raise RuntimeError("cannot wait on un-acquired lock")
+    waiter = _thread.allocate_lock()
+    waiter.acquire()
+    condition._waiters.append(waiter)
+    saved_state = condition._release_save()
+    got = False
+    try:
+        got = wait(lambda seconds: waiter.acquire(True, -1 if seconds is None else seconds), timeout)
+        return got
+    finally:
+        condition._acquire_restore(saved_state)
+        if not got:
+            try:
+                condition._waiters.remove(waiter)
+            except ValueError:
+                pass
+
+
+def _cpu_time(ident: int) -> float:
+    """The CPU seconds a thread has used (0 where the platform cannot say, or it has ended)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def on_virtual_loop() -> bool:
