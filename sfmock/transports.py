@@ -237,9 +237,11 @@ class InProcess:
             self.clock.advance(seconds)
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        # a client's thread may close its httpx client while another thread's call is on the loop
+        with self._lock:
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
 
 
 def _loop_running() -> bool:

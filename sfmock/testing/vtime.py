@@ -79,7 +79,8 @@ class VirtualTime:
         # whether a request is being answered on some thread now
         self.progress: Callable[[], Any] = lambda: None
         self.answering: Callable[[], bool] = lambda: False
-        self._waits: dict[int, float] = {}  # thread -> the virtual deadline of its wait (inf: none)
+        # thread -> the virtual deadline of its wait (inf: none), and whether it was woken already
+        self._waits: dict[int, tuple[float, Callable[[], bool]]] = {}
         self._waits_lock = threading.Lock()
         self._wait_changes = 0
         # threads that were there before the check (pytest's, the main thread's helpers): not the client's
@@ -94,9 +95,12 @@ class VirtualTime:
         # sfmock's own helper threads (the watchdog, the render pools) wait in real time
         return self.virtual_here() and not threading.current_thread().name.startswith("sfmock-")
 
-    def wait(self, block: Callable[[float | None], bool], timeout: float | None) -> bool:
+    def wait(
+        self, block: Callable[[float | None], bool], timeout: float | None, woken: Callable[[], bool] = lambda: False
+    ) -> bool:
         """A blocking wait with ``timeout`` virtual seconds, ``block(s)`` waiting up to ``s`` real
-        seconds (``None``: no limit) and saying whether the wait ended (was notified).
+        seconds (``None``: no limit) and saying whether the wait ended (was notified);
+        ``woken()`` says whether it was, before the thread has run again to see it.
 
         Another thread may end it. It gets a moment of real time (:data:`THREAD_GRACE`, or
         :data:`REAL_GRACE` when the client has threads of its own that are not waiting here),
@@ -109,7 +113,7 @@ class VirtualTime:
         me = threading.get_ident()
         deadline = math.inf if timeout is None else self.clock.now() + timeout
         with self._waits_lock:
-            self._waits[me] = deadline
+            self._waits[me] = (deadline, woken)
             self._wait_changes += 1
         try:
             if timeout is None:
@@ -129,10 +133,12 @@ class VirtualTime:
                     if now - quiet < (REAL_GRACE if after[1][0] else THREAD_GRACE):
                         continue
                 with self._waits_lock:
-                    # a thread began or ended a wait since it looked quiet, or one is due to wake: not quiet
-                    others = [due for thread, due in self._waits.items() if thread != me]
-                    if self._wait_changes == after[1][2] and min(others, default=math.inf) > self.clock.now():
-                        step = min(self._waits.values()) - self.clock.now()
+                    # a thread began or ended a wait since it looked quiet, or one was woken or is due
+                    # to wake and has not run yet: not quiet
+                    others = [wait for thread, wait in self._waits.items() if thread != me]
+                    due = min((at for at, _ in others), default=math.inf) <= self.clock.now()
+                    if self._wait_changes == after[1][2] and not due and not any(was() for _, was in others):
+                        step = min(at for at, _ in self._waits.values()) - self.clock.now()
                         if step > 0:
                             self.on_sleep(max(step, MIN_STEP))
                 began = quiet = _real_monotonic()
@@ -353,7 +359,11 @@ def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., b
     saved_state = condition._release_save()
     got = False
     try:
-        got = wait(lambda seconds: waiter.acquire(True, -1 if seconds is None else seconds), timeout)
+        got = wait(
+            lambda seconds: waiter.acquire(True, -1 if seconds is None else seconds),
+            timeout,
+            lambda: not waiter.locked(),  # released by a notify, and not yet taken by the waiting thread
+        )
         return got
     finally:
         condition._acquire_restore(saved_state)
