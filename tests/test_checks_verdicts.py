@@ -329,3 +329,37 @@ def test_a_verdict_that_does_not_replay_says_what_differed() -> None:
     note = str(failed.value)
     assert "failed 1 of 3 replays" in note
     assert "one run made 1 requests, another 2" in note and "threads, real time, its own RNG" in note
+
+
+# -- aiohttp's own error and the key ----------------------------------------------------------
+
+
+def _aiohttp_client(*, own_error: bool) -> Any:
+    import aiohttp
+
+    class ImageApiError(Exception):
+        def __init__(self, status: int, trace_id: str | None, text: str) -> None:
+            self.status = status
+            self.trace_id = trace_id
+            super().__init__(f"HTTP {status} (trace id {trace_id}): {text[:200]}")
+
+    async def client(ctx: ClientContext) -> bytes:
+        """aiohttp on the live socket; a refused generation raises aiohttp's error, or one of its own."""
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bearer {ctx.api_key}"}
+            async with session.post(f"{ctx.live_base_url}/images/generations", json=ctx.request, headers=headers) as a:
+                if own_error and a.status >= 400:  # the docs' fix
+                    raise ImageApiError(a.status, a.headers.get(TRACE), await a.text())
+                a.raise_for_status()
+                url = (await a.json())["images"][0]["url"]
+            async with session.get(url) as image:
+                return await image.read()
+
+    return client
+
+
+def test_aiohttps_own_error_carries_the_key_and_the_docs_fix_does_not() -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(_aiohttp_client(own_error=False), schedule=["400"], invariants=["secrets"])
+    assert "the ClientResponseError raised to the caller contains the API key" in failed.value.problem
+    check_client(_aiohttp_client(own_error=True), schedule=["400"], invariants=["secrets", "errors"])
