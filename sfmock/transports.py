@@ -97,6 +97,7 @@ class InProcess:
         self.latency = latency
         self.wait = wait  # how the latency passes (default: the clock moves at once)
         self.transcript: list[Exchange] = []
+        self.answering: set[int] = set()  # requests the app is answering now, on any thread (their ids)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
 
@@ -175,6 +176,7 @@ class InProcess:
         timed_out = False
         hung: HangForever | None = None
         cancelled: asyncio.CancelledError | None = None
+        self.answering.add(id(state))
         try:
             await self.app(scope, receive, send)
         except TimedOut:
@@ -185,6 +187,7 @@ class InProcess:
             cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
+            self.answering.discard(id(state))
         failure, fault = failure_of(state, status, read_timeout)
         if timed_out or hung is not None:
             failure = "timeout"
@@ -234,9 +237,11 @@ class InProcess:
             self.clock.advance(seconds)
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        # a client's thread may close its httpx client while another thread's call is on the loop
+        with self._lock:
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
 
 
 def _loop_running() -> bool:

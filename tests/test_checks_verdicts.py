@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from sfmock.checks import ClientCheckFailed, ClientContext, Run, check_client
+from sfmock.testing import invariants, programs
 
 TRACE = "x-siliconcloud-trace-id"
 BATCH = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42, "batch_size": 3}
@@ -122,6 +124,91 @@ def test_a_partial_batch_returned_as_whole_is_caught() -> None:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_whole_batch_or_an_error_passes(seed: int) -> None:
     check_client(_batch(keep_going=False), request=BATCH, seed=seed, max_examples=40, outcomes=["ok", "download-404"])
+
+
+def test_a_batch_the_client_asks_for_itself_is_held_to_its_size() -> None:
+    def variations(ctx: ClientContext) -> list[bytes]:
+        """Asks for 2 variations itself; a download that fails is left out (the flaw)."""
+        http = ctx.http_client(timeout=60)
+        body = {**ctx.request, "batch_size": 2}
+        answer = http.post(
+            f"{ctx.base_url}/images/generations", json=body, headers={"Authorization": f"Bearer {ctx.api_key}"}
+        )
+        if answer.status_code != 200:
+            raise ApiError(answer)
+        images = [http.get(item["url"]) for item in answer.json()["images"]]
+        return [image.content for image in images if image.status_code == 200]
+
+    # ctx.request has no batch_size: the batch asked for is the one in the request sent (and answered 200)
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(variations, schedule=["download-403"], invariants=["whole-batch"])
+    assert "returned 1 of the 2 images asked for (batch_size=2)" in failed.value.problem
+    check_client(variations, schedule=[], invariants=["whole-batch"])
+
+
+# -- back-off that is no back-off ------------------------------------------------------------
+
+
+def _backing_off(pause: Any) -> Any:
+    def client(ctx: ClientContext) -> bytes:
+        """Retries a 429/503 after ``pause()`` seconds."""
+        http = ctx.http_client(timeout=60)
+        for _ in range(5):
+            response = _post(http, ctx)
+            if response.status_code in (429, 503):
+                time.sleep(pause())
+                continue
+            if response.status_code != 200:
+                raise ApiError(response)
+            return http.get(response.json()["images"][0]["url"]).content
+        raise RuntimeError("gave up")
+
+    return client
+
+
+@pytest.mark.parametrize("seconds", [0.001, 0.01, 0.049])
+def test_a_fixed_wait_under_50_ms_is_no_back_off(seconds: float) -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(_backing_off(lambda: seconds), seed=1, invariants=["backoff"], outcomes=["ok", "503", "429"])
+    assert failed.value.invariant == "backoff"
+    assert f"after {seconds * 1000:.0f} ms (attempt 2), the same under any random state" in failed.value.problem
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_short_waits_drawn_at_random_are_jitter_not_a_flaw(seed: int) -> None:
+    # full jitter over a small range: every wait is under 50 ms, and none is the same twice
+    check_client(_backing_off(lambda: random.uniform(0, 0.04)), seed=seed, invariants=["backoff"], max_examples=40)
+    check_client(_backing_off(lambda: 0.05), seed=seed, invariants=["backoff"], max_examples=20)
+
+
+def test_the_python_and_the_program_checks_count_the_same_gap_as_at_once() -> None:
+    assert invariants.IMMEDIATE == programs.TIMINGS["immediate"]
+
+
+# -- generations at once ----------------------------------------------------------------------
+
+
+def test_two_generations_at_once_for_one_image_are_not_called_a_retry() -> None:
+    async def both(ctx: ClientContext) -> list[bytes]:
+        """Two generations at once with gather, for a request of one image."""
+        async with ctx.async_http_client(timeout=60) as http:
+
+            async def one() -> bytes:
+                answer = await http.post(
+                    f"{ctx.base_url}/images/generations",
+                    json=ctx.request,
+                    headers={"Authorization": f"Bearer {ctx.api_key}"},
+                )
+                return (await http.get(answer.raise_for_status().json()["images"][0]["url"])).content
+
+            return list(await asyncio.gather(one(), one()))
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(both, schedule=[], invariants=["retries"])
+    assert failed.value.problem == (
+        "sent 2 generations at once for one request of 1 image: that pays twice "
+        "(several images come from one request with batch_size)"
+    )
 
 
 # -- what the reports say ------------------------------------------------------------------
@@ -242,3 +329,37 @@ def test_a_verdict_that_does_not_replay_says_what_differed() -> None:
     note = str(failed.value)
     assert "failed 1 of 3 replays" in note
     assert "one run made 1 requests, another 2" in note and "threads, real time, its own RNG" in note
+
+
+# -- aiohttp's own error and the key ----------------------------------------------------------
+
+
+def _aiohttp_client(*, own_error: bool) -> Any:
+    import aiohttp
+
+    class ImageApiError(Exception):
+        def __init__(self, status: int, trace_id: str | None, text: str) -> None:
+            self.status = status
+            self.trace_id = trace_id
+            super().__init__(f"HTTP {status} (trace id {trace_id}): {text[:200]}")
+
+    async def client(ctx: ClientContext) -> bytes:
+        """aiohttp on the live socket; a refused generation raises aiohttp's error, or one of its own."""
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bearer {ctx.api_key}"}
+            async with session.post(f"{ctx.live_base_url}/images/generations", json=ctx.request, headers=headers) as a:
+                if own_error and a.status >= 400:  # the docs' fix
+                    raise ImageApiError(a.status, a.headers.get(TRACE), await a.text())
+                a.raise_for_status()
+                url = (await a.json())["images"][0]["url"]
+            async with session.get(url) as image:
+                return await image.read()
+
+    return client
+
+
+def test_aiohttps_own_error_carries_the_key_and_the_docs_fix_does_not() -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(_aiohttp_client(own_error=False), schedule=["400"], invariants=["secrets"])
+    assert "the ClientResponseError raised to the caller contains the API key" in failed.value.problem
+    check_client(_aiohttp_client(own_error=True), schedule=["400"], invariants=["secrets", "errors"])

@@ -132,6 +132,8 @@ class Harness:
         self.slept: list[float] = []
         self.vtime = VirtualTime(self.clock, self._client_sleep)
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
+        self.vtime.progress = self._progress
+        self.vtime.answering = lambda: bool(self.inprocess.answering)
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)

@@ -38,6 +38,7 @@ __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
 BACKOFF_STATUSES = frozenset({429, 503})
+IMMEDIATE = 0.05  # a wait shorter than this before retrying a 429/503 is none (as `sfmock check` counts a gap)
 
 
 Invariant = Callable[[Run], "str | None"]
@@ -145,6 +146,18 @@ def retries(run: Run) -> str | None:
         if exchange.status in PERMANENT_STATUSES and exchange.failure is None:
             return f"retried after a permanent {exchange.status} (attempt {index + 1})"
         if _succeeded(exchange, run, index):
+            # sent while this one was unanswered: not a retry but another generation, paid for too
+            together = 1 + sum(
+                a is not exchange and a.started < exchange.ended and exchange.started < a.ended for a in attempts
+            )
+            if together > 1:
+                asked = run.request.get("batch_size", 1)
+                times = {2: "twice", 3: "three times"}.get(together, f"{together} times")
+                return (
+                    f"sent {together} generations at once for one request of "
+                    f"{plural(asked if isinstance(asked, int) else 1, 'image')}: that pays {times} "
+                    "(several images come from one request with batch_size)"
+                )
             failed = _download_failure(run, exchange, attempts[index + 1])
             if failed is None:
                 return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
@@ -171,6 +184,7 @@ def backoff(run: Run) -> str | None:
     bounded total wait."""
     attempts = run.generations
     waits = run.waits()
+    other = _Rerun(run)
     for index, wait in enumerate(waits):
         answer = attempts[index]
         retry_after = _retry_after(answer)
@@ -179,8 +193,13 @@ def backoff(run: Run) -> str | None:
                 f"ignored Retry-After: {retry_after:g} on the {answer.status} of attempt {index + 1}: "
                 f"retried after {wait:.2f}s"
             )
-        if wait <= 0 and answer.status in BACKOFF_STATUSES:
-            return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
+        if wait < IMMEDIATE - 1e-6 and answer.status in BACKOFF_STATUSES and _same_wait(run, index, other):
+            if wait <= 0:
+                return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
+            return (
+                f"retried a {answer.status} after {wait * 1000:.0f} ms (attempt {index + 2}), the same under any "
+                f"random state: that is at once, not a back-off (a wait under {IMMEDIATE * 1000:.0f} ms counts as none)"
+            )
     if sum(waits) > run.max_total_wait:
         return f"waited {sum(waits):.0f}s in all between attempts; at most {run.max_total_wait:g}s is reasonable"
 
@@ -195,7 +214,7 @@ def backoff(run: Run) -> str | None:
             continue  # a wait the service dictated, or one with a download in it
         if first is None:
             first = (index, wait)
-        elif wait < first[1] - 1e-9 and _deterministic(run):
+        elif wait < first[1] - 1e-9 and _deterministic(run, other):
             return (
                 f"back-off shrank: waited {first[1]:.2f}s (attempt {first[0] + 2}), then {wait:.2f}s "
                 f"(attempt {index + 2}), the same under any random state"
@@ -218,10 +237,11 @@ def returns_image(run: Run) -> str | None:
 
 
 def whole_batch(run: Run) -> str | None:
-    """A client asked for ``batch_size`` N that returns a list of images returns all N (or
-    raises): a partial batch returned as if whole is a flaw. A client that returns one image
-    (bytes, a path) has chosen to return one."""
-    asked = run.request.get("batch_size", 1)
+    """A client that asked for ``batch_size`` N (in the generation it sent and got a 200 for,
+    else in ``ctx.request``) and returns a list of images returns all N (or raises): a partial
+    batch returned as if whole is a flaw. A client that returns one image (bytes, a path) has
+    chosen to return one."""
+    asked = _batch_size(run)
     if not run.returns_image or run.error is not None or run.hung is not None:
         return None
     if not isinstance(asked, int) or asked <= 1 or not isinstance(run.result, list | tuple):
@@ -353,6 +373,17 @@ def _last_success(run: Run) -> float:
     return max((g.started for g in run.generations if g.status == 200 and g.failure is None), default=0.0)
 
 
+def _batch_size(run: Run) -> Any:
+    """The ``batch_size`` of the last generation answered 200 (the batch the client asked the
+    service for, whatever ``ctx.request`` said), else the one in ``ctx.request``."""
+    for exchange in reversed(run.generations):
+        if exchange.status == 200 and exchange.failure is None:
+            body = _json_or_raw(exchange.request_body)
+            if isinstance(body, dict):
+                return body.get("batch_size", 1)
+    return run.request.get("batch_size", 1)
+
+
 def _transient(exchange: Exchange) -> bool:
     return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
 
@@ -383,9 +414,30 @@ def _retry_after(exchange: Exchange) -> float | None:
         return None
 
 
-def _deterministic(run: Run) -> bool:
+class _Rerun:
+    """The run again under another random state, made once when a verdict needs it."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._waits: list[float] | None = None
+
+    def waits(self) -> list[float] | None:
+        """Its waits, rounded (``None``: the run cannot be made again)."""
+        if self.run.rerun is None:
+            return None
+        if self._waits is None:
+            self._waits = [round(w, 6) for w in self.run.rerun(self.run.random_seed + 1).waits()]
+        return self._waits
+
+
+def _deterministic(run: Run, other: _Rerun) -> bool:
     """Whether the client's waits stay the same under another random state (no jitter)."""
-    if run.rerun is None:
-        return True
-    other = run.rerun(run.random_seed + 1)
-    return [round(w, 6) for w in other.waits()] == [round(w, 6) for w in run.waits()]
+    waits = other.waits()
+    return waits is None or waits == [round(w, 6) for w in run.waits()]
+
+
+def _same_wait(run: Run, index: int, other: _Rerun) -> bool:
+    """Whether wait ``index`` is the same under another random state: a short wait that is
+    a jittered draw (full jitter may draw 30 ms, or 0 s from ``randint``) is no flaw; a fixed one is."""
+    waits = other.waits()
+    return waits is None or (index < len(waits) and waits[index] == round(run.waits()[index], 6))

@@ -9,6 +9,12 @@ elsewhere (a default argument, a closure, a C extension) keeps real time: that i
 limit, and it is documented. Threads named in :attr:`VirtualTime.real_threads` (the
 fake's own server) keep real time.
 
+The blocking waits with a timeout follow the same clock: ``threading.Condition.wait`` is
+replaced (for the whole check, on the class), and with it ``Event.wait``,
+``Condition.wait_for``, ``Semaphore.acquire``, ``Barrier.wait``, ``queue.Queue.get`` and
+``put``, ``Future.result``: a wait nobody ends within a moment of real time moves the clock
+to its deadline (:meth:`VirtualTime.wait`), as a virtual loop does for its timers.
+
 :func:`new_event_loop` makes an asyncio loop on the same clock: when nothing is ready
 to run it jumps the clock to its next timer instead of waiting, so ``asyncio.sleep``,
 ``anyio.sleep``, ``asyncio.wait_for`` and httpx's async timeouts are virtual too. A
@@ -17,7 +23,9 @@ loop that has nothing to wait for at all is deadlocked: it raises :class:`HangFo
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import math
 import selectors
 import sys
 import threading
@@ -38,6 +46,8 @@ THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up befo
 REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
+
+_real_monotonic = time.monotonic  # the grace a wait gives other threads is real time
 
 _NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns")
 
@@ -65,10 +75,92 @@ class VirtualTime:
             "time_ns": lambda: int(self._time() * 1e9),
         }
         self._patched: list[tuple[dict[str, Any], str, Any]] = []
+        # for the waits: what moves while any thread gets anywhere (requests, the clock), and
+        # whether a request is being answered on some thread now
+        self.progress: Callable[[], Any] = lambda: None
+        self.answering: Callable[[], bool] = lambda: False
+        # thread -> the virtual deadline of its wait (inf: none), and whether it was woken already
+        self._waits: dict[int, tuple[float, Callable[[], bool]]] = {}
+        self._waits_lock = threading.Lock()
+        self._wait_changes = 0
+        # threads that were there before the check (pytest's, the main thread's helpers): not the client's
+        # (the threads themselves: a thread that ends leaves its ident to the next one started)
+        self._before = set(threading.enumerate()) - {threading.current_thread()}
 
     def virtual_here(self) -> bool:
         """Whether the calling thread sees virtual time now."""
         return self.active and threading.get_ident() not in self.real_threads
+
+    def _waits_virtual_here(self) -> bool:
+        # sfmock's own helper threads (the watchdog, the render pools) wait in real time
+        return self.virtual_here() and not threading.current_thread().name.startswith("sfmock-")
+
+    def wait(
+        self, block: Callable[[float | None], bool], timeout: float | None, woken: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """A blocking wait with ``timeout`` virtual seconds, ``block(s)`` waiting up to ``s`` real
+        seconds (``None``: no limit) and saying whether the wait ended (was notified);
+        ``woken()`` says whether it was, before the thread has run again to see it.
+
+        Another thread may end it. It gets a moment of real time (:data:`THREAD_GRACE`, or
+        :data:`REAL_GRACE` when the client has threads of its own that are not waiting here),
+        and more as long as anything gets anywhere: a request being answered, the clock
+        moving, a thread of the client's using the CPU (a runnable thread the machine has not
+        run yet is not taken for a blocked one). When all is quiet, or the wait has lasted its
+        timeout in real time, the clock jumps to the earliest deadline of the threads waiting
+        so, and the wait whose deadline that is returns ``False``, timed out, as it would have.
+        """
+        me = threading.get_ident()
+        deadline = math.inf if timeout is None else self.clock.now() + timeout
+        with self._waits_lock:
+            self._waits[me] = (deadline, woken)
+            self._wait_changes += 1
+        try:
+            if timeout is None:
+                return block(None)  # only another thread ends it; the watchdog bounds a wait in vain
+            began = quiet = _real_monotonic()
+            while True:
+                before = (self.progress(), self._client_threads())
+                if block(THREAD_GRACE):
+                    return True
+                if self.clock.now() >= deadline - MIN_STEP:
+                    return False
+                now, after = _real_monotonic(), (self.progress(), self._client_threads())
+                if now - began < timeout:
+                    if self.answering() or self.busy() or after != before:
+                        quiet = now
+                        continue
+                    if now - quiet < (REAL_GRACE if after[1][0] else THREAD_GRACE):
+                        continue
+                with self._waits_lock:
+                    # a thread began or ended a wait since it looked quiet, or one was woken or is due
+                    # to wake and has not run yet: not quiet
+                    others = [wait for thread, wait in self._waits.items() if thread != me]
+                    due = min((at for at, _ in others), default=math.inf) <= self.clock.now()
+                    if self._wait_changes == after[1][2] and not due and not any(was() for _, was in others):
+                        step = min(at for at, _ in self._waits.values()) - self.clock.now()
+                        if step > 0:
+                            self.on_sleep(max(step, MIN_STEP))
+                began = quiet = _real_monotonic()
+        finally:
+            with self._waits_lock:
+                self._waits.pop(me, None)
+                self._wait_changes += 1
+
+    def _client_threads(self) -> tuple[int, float, int]:
+        """How many threads of the client's are not waiting here, the CPU time they used, and
+        how many times a wait began or ended."""
+        with self._waits_lock:
+            waiting, changes = set(self._waits), self._wait_changes
+        count, used = 0, 0.0
+        for thread in threading.enumerate():
+            ident = thread.ident
+            if ident is None or ident in waiting or thread in self._before or ident in self.real_threads:
+                continue
+            if not thread.name.startswith("sfmock-"):
+                count += 1
+                used += _cpu_time(ident)
+        return count, used, changes
 
     def monotonic(self) -> float:
         """The virtual monotonic clock (moves with the virtual clock, starts near the real one)."""
@@ -99,9 +191,20 @@ class VirtualTime:
                 if name is not None and value is self._real[name]:
                     self._patched.append((namespace, attribute, value))
                     namespace[attribute] = self._fake[name]
+        condition_wait = threading.Condition.wait
+        vtime = self
+
+        def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
+            if not vtime._waits_virtual_here() or (timeout is not None and timeout <= 0):
+                return condition_wait(condition, timeout)
+            return _condition_wait(condition, timeout, vtime.wait)
+
+        # every Condition, Event, Semaphore, Queue and Future waits through it
+        setattr(threading.Condition, "wait", wait)  # noqa: B010 (mypy: a method cannot be assigned)
         try:
             yield self
         finally:
+            setattr(threading.Condition, "wait", condition_wait)  # noqa: B010
             for namespace, attribute, value in reversed(self._patched):
                 namespace[attribute] = value
             self._patched.clear()
@@ -242,6 +345,41 @@ class _VirtualPolicy(_DefaultPolicy):
         if self._vtime.virtual_here():
             return _VirtualLoop(self._vtime)
         return self._previous.new_event_loop()
+
+
+def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., bool]) -> bool:
+    """``threading.Condition.wait`` (CPython's, line for line) with its blocking step made by
+    ``wait``: one waiter lock for the whole wait, so a notify that comes while ``wait`` looks
+    around between its slices of real time is kept, not lost."""
+    if not condition._is_owned():
+        raise RuntimeError("cannot wait on un-acquired lock")
+    waiter = _thread.allocate_lock()
+    waiter.acquire()
+    condition._waiters.append(waiter)
+    saved_state = condition._release_save()
+    got = False
+    try:
+        got = wait(
+            lambda seconds: waiter.acquire(True, -1 if seconds is None else seconds),
+            timeout,
+            lambda: not waiter.locked(),  # released by a notify, and not yet taken by the waiting thread
+        )
+        return got
+    finally:
+        condition._acquire_restore(saved_state)
+        if not got:
+            try:
+                condition._waiters.remove(waiter)
+            except ValueError:
+                pass
+
+
+def _cpu_time(ident: int) -> float:
+    """The CPU seconds a thread has used (0 where the platform cannot say, or it has ended)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def on_virtual_loop() -> bool:

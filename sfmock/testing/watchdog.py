@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from sfmock.testing import vtime
 from sfmock.transports import HangForever
 
 __all__ = ["STALL", "Watchdog"]
@@ -87,12 +88,13 @@ class Watchdog:
 
 
 _LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
+_WAITS = vtime.__file__  # a threading wait of the client's passes through the virtual waits
 
 
 def _client_line(frame: FrameType | None) -> str:
     """The innermost line of the client's own code on the stack (not the library it waits in)."""
     innermost = frame
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
+    while frame is not None and frame.f_code.co_filename.startswith((*_LIBRARIES, _WAITS)):
         frame = frame.f_back
     chosen = frame or innermost
     if chosen is None:

@@ -21,6 +21,7 @@ from catalogue import (
     retrylib_clients,
     sdk_clients,
     socket_clients,
+    worker_clients,
 )
 from sfmock import Settings
 from sfmock.checks import INVARIANTS, ClientCheckFailed, check_client
@@ -33,6 +34,7 @@ MODULES = (
     retrylib_clients,
     socket_clients,
     modern_clients,
+    worker_clients,
 )
 CORRECT: list[Callable[..., Any]] = [client for module in MODULES for client in module.CORRECT]
 FLAWED: dict[Callable[..., Any], str] = {

@@ -1,0 +1,203 @@
+"""Blocking waits with a timeout follow the virtual clock (issue 23): a back-off made with
+``Event.wait``, ``Condition.wait``, ``queue.get(timeout=)`` or ``Semaphore.acquire(timeout=)``
+waits its seconds on the check's clock, and another thread of the client can still end it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from sfmock.checks import ClientContext, Run, check_client
+
+TRANSIENT = {429, 500, 502, 503, 504}
+
+
+def _generate(ctx: ClientContext, pause: Callable[[float], None]) -> bytes:
+    """One generation, retrying transient answers after ``pause(1.5 * 2**attempt)``."""
+    http = ctx.http_client(timeout=60)
+    for attempt in range(5):
+        answer = http.post(
+            f"{ctx.base_url}/images/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
+        )
+        if answer.status_code in TRANSIENT and attempt < 4:
+            pause(1.5 * 2**attempt)
+            continue
+        answer.raise_for_status()
+        return http.get(answer.json()["images"][0]["url"]).raise_for_status().content
+    raise RuntimeError("unreachable")
+
+
+def _event(seconds: float) -> None:
+    if threading.Event().wait(seconds):
+        raise RuntimeError("stopped")
+
+
+def _condition(seconds: float) -> None:
+    condition = threading.Condition()
+    with condition:
+        if condition.wait(seconds):
+            raise RuntimeError("notified by nobody")
+
+
+def _wait_for(seconds: float) -> None:
+    condition = threading.Condition()
+    with condition:
+        if condition.wait_for(lambda: False, seconds):
+            raise RuntimeError("a predicate that never holds held")
+
+
+def _queue(seconds: float) -> None:
+    try:
+        queue.Queue[str]().get(timeout=seconds)
+    except queue.Empty:
+        return
+    raise RuntimeError("an empty queue gave an item")
+
+
+def _semaphore(seconds: float) -> None:
+    if threading.Semaphore(0).acquire(timeout=seconds):
+        raise RuntimeError("a semaphore nobody released was acquired")
+
+
+def _full_queue(seconds: float) -> None:
+    full = queue.Queue[str](1)
+    full.put("taken")
+    try:
+        full.put("another", timeout=seconds)
+    except queue.Full:
+        return
+    raise RuntimeError("a full queue took an item")
+
+
+def _barrier(seconds: float) -> None:
+    try:
+        threading.Barrier(2).wait(seconds)
+    except threading.BrokenBarrierError:
+        return
+    raise RuntimeError("a barrier nobody else reached was passed")
+
+
+def _future(seconds: float) -> None:
+    try:
+        concurrent.futures.Future[None]().result(timeout=seconds)
+    except TimeoutError:
+        return
+    raise RuntimeError("a future nobody completed had a result")
+
+
+def _futures_wait(seconds: float) -> None:
+    if concurrent.futures.wait([concurrent.futures.Future[None]()], timeout=seconds).done:
+        raise RuntimeError("a future nobody completed was done")
+
+
+WAITS = {"Event.wait": _event, "Condition.wait": _condition, "Condition.wait_for": _wait_for}
+WAITS |= {"Queue.get": _queue, "Queue.put": _full_queue, "Semaphore.acquire": _semaphore, "Barrier.wait": _barrier}
+WAITS |= {"Future.result": _future, "futures.wait": _futures_wait}
+
+
+def _waits_of(client: Callable[[ClientContext], Any], schedule: list[str]) -> list[float]:
+    seen: list[list[float]] = []
+
+    def record(run: Run) -> None:
+        seen.append([round(wait, 6) for wait in run.waits()])
+
+    check_client(client, schedule=schedule, invariants=[*_DEFAULT, record])
+    return seen[-1]
+
+
+_DEFAULT = ["retries", "backoff", "returns-image", "errors", "tolerant"]
+
+
+@pytest.mark.parametrize("style", WAITS)
+def test_a_back_off_made_with_a_blocking_wait_waits_on_the_virtual_clock(style: str) -> None:
+    pause = WAITS[style]
+    began = time.monotonic()
+    # accused of "retried a 503 at once" while only time.sleep followed the clock
+    assert _waits_of(lambda ctx: _generate(ctx, pause), ["503", "429", "503"]) == [1.5, 3.0, 6.0]
+    assert time.monotonic() - began < 10.5  # the 10.5 s of back-off did not really pass
+
+
+def test_a_worker_style_client_with_an_interruptible_back_off_passes_at_the_defaults() -> None:
+    class Worker:
+        def __init__(self, ctx: ClientContext) -> None:
+            self.ctx = ctx
+            self.stop = threading.Event()
+
+        def backoff(self, seconds: float) -> None:
+            if self.stop.wait(seconds):
+                raise RuntimeError("stopped")
+
+    def generate(ctx: ClientContext) -> bytes:
+        """Correct: a daemon's worker, its back-off an Event.wait that a shutdown would end."""
+        worker = Worker(ctx)
+        try:
+            return _generate(ctx, worker.backoff)
+        except (httpx.TransportError, ValueError) as exc:
+            raise RuntimeError("no image") from exc
+
+    check_client(generate, seed=1, outcomes=["ok", "503", "429", "500", "400"], max_examples=20)
+
+
+def test_a_thread_that_sets_the_event_ends_the_wait_before_its_timeout() -> None:
+    def generate(ctx: ClientContext) -> bytes:
+        """Correct: the generation runs on a thread; the caller waits for it with a timeout."""
+        done = threading.Event()
+        out: list[bytes] = []
+
+        def work() -> None:
+            out.append(_generate(ctx, _event))
+            done.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        began = time.monotonic()
+        if not done.wait(300):
+            raise TimeoutError("no image within 300 s")
+        assert time.monotonic() - began < 300  # set by the worker, not timed out
+        return out[0]
+
+    assert _waits_of(generate, ["503", "503"]) == [1.5, 3.0]
+
+
+def test_a_pool_worker_backs_off_on_the_virtual_clock_while_the_caller_waits_on_its_future() -> None:
+    def generate(ctx: ClientContext) -> bytes:
+        """Correct: the generation on a thread pool, its back-off a queue.get(timeout=)."""
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            return pool.submit(_generate, ctx, _queue).result(timeout=120)
+
+    assert _waits_of(generate, ["503", "503", "429"]) == [1.5, 3.0, 6.0]
+
+
+def test_of_two_threads_waiting_the_earlier_deadline_comes_first() -> None:
+    def generate(ctx: ClientContext) -> bytes:
+        """The worker's 5 s wait ends first and sets what the caller waits 10 s for."""
+        ready = threading.Event()
+
+        def worker() -> None:
+            threading.Event().wait(5)
+            ready.set()
+
+        began = time.monotonic()
+        threading.Thread(target=worker, daemon=True).start()
+        if not ready.wait(10):
+            raise TimeoutError("the worker's 5 s wait ended after the caller's 10 s one")
+        assert abs(time.monotonic() - began - 5) < 0.01, time.monotonic() - began
+        return _generate(ctx, _event)
+
+    check_client(generate, schedule=[], invariants=["returns-image"])
+
+
+def test_the_waits_are_real_again_after_the_check() -> None:
+    original = threading.Condition.wait
+    check_client(lambda ctx: _generate(ctx, _event), schedule=["503"], invariants=["backoff"])
+    assert threading.Condition.wait is original
+    began = time.monotonic()
+    assert not threading.Event().wait(0.05)
+    assert time.monotonic() - began >= 0.05
