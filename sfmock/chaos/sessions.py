@@ -56,25 +56,36 @@ def check_name(value: str) -> str:
 
 
 class Activity:
-    """Requests in flight and recorded, with a condition to wait on (see :mod:`sfmock.chaos.verify`)."""
+    """Requests in flight and recorded, with a condition to wait on (see :mod:`sfmock.chaos.verify`).
+
+    The condition is over a plain lock that :attr:`lock` names: every request takes it
+    three times (begun, answer kept, ended), and a plain lock costs half a
+    ``Condition``'s; waiters are woken only when there are some."""
 
     def __init__(self) -> None:
-        self.condition = threading.Condition()
+        self.lock = threading.Lock()
+        self.condition = threading.Condition(self.lock)
         self.in_flight = 0
+        self._waiting = 0
 
     def begin(self) -> None:
-        with self.condition:
+        with self.lock:
             self.in_flight += 1
 
     def end(self) -> None:
-        with self.condition:
+        with self.lock:
             self.in_flight -= 1
-            self.condition.notify_all()
+            if self._waiting:
+                self.condition.notify_all()
 
     def wait(self, seconds: float) -> None:
         """Wait until a request finishes, or ``seconds`` pass."""
         with self.condition:
-            self.condition.wait(seconds)
+            self._waiting += 1
+            try:
+                self.condition.wait(seconds)
+            finally:
+                self._waiting -= 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +114,7 @@ class SessionState:
 
     def remember(self, entry_id: int, answer: Answer) -> None:
         """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
-        with self.activity.condition:
+        with self.activity.lock:
             self.answers[entry_id] = answer
             self.answer_bytes += _size(answer)
             while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
@@ -111,7 +122,7 @@ class SessionState:
                 self.answer_bytes -= _size(gone)
 
     def answer(self, entry_id: int) -> Answer | None:
-        with self.activity.condition:
+        with self.activity.lock:
             return self.answers.get(entry_id)
 
     def reset(self, scenario: Scenario) -> None:

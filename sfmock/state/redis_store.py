@@ -357,13 +357,13 @@ class RedisLog(Generic[T]):
         self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
         self._decoded: dict[bytes, T] = {}
 
-    def append(self, build: Callable[[int], T], size: int) -> T:
+    def append(self, build: Callable[[int], T], size: int) -> int:
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
         keys = [self.entries_key, self.meta_key, self.ids_key]
         entry_id = self.store.run(
             self.store.push_script, keys, [size, payload, self.size, self.max_bytes, self.idle_ms]
         )
-        return build(int(entry_id))
+        return int(entry_id)
 
     def items(self) -> list[T]:
         with self.store.guard():

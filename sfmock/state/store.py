@@ -148,8 +148,9 @@ class Log(Protocol[T]):
     """An append-only list of items with increasing ids, capped by count and bytes;
     what either cap pushes out (oldest first) is counted in :attr:`dropped`."""
 
-    def append(self, build: Callable[[int], T], size: int) -> T:
-        """Add ``build(id)`` (``size``: the bytes it counts against the cap); returns it."""
+    def append(self, build: Callable[[int], T], size: int) -> int:
+        """Add ``build(id)`` (``size``: the bytes it counts against the cap); returns its id.
+        A store may call ``build`` later, when the item is first read."""
         ...
 
     def items(self) -> list[T]:
