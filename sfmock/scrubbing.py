@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "REDACTED",
     "is_secret_name",
     "scrub",
+    "scrub_body",
     "scrub_headers",
     "scrub_query",
     "scrub_text",
@@ -54,6 +56,12 @@ _API_KEY = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{6,}")
 # what every form above needs somewhere in the text: most texts have none, and one search
 # costs less than the four substitutions (the journal scrubs every header of every request)
 _ANY_FORM = re.compile(r"=|%3[Dd]|sk-|@|bearer|basic|digest", re.IGNORECASE)
+# what a body (lower-cased) must hold for any rule to apply: a word of a secret name, a key,
+# a scheme, user info; a plain substring test each, as most bodies hold none
+_BODY_CUES: tuple[bytes, ...] = (b"auth", b"token", b"key", b"secret", b"sig", b"credential", b"cookie", b"session")
+_BODY_CUES += (b"pass", b"sk-", b"bearer", b"basic", b"digest", b"@")
+# "name": "value" in JSON text that does not parse (a body cut at a cap)
+_JSON_PAIR = re.compile(r'"(?P<name>[^"\\]{1,128})"(?P<colon>\s*:\s*)"(?P<value>(?:[^"\\]|\\.)*)"')
 
 
 def is_secret_name(name: str) -> bool:
@@ -110,6 +118,34 @@ def _scrub(value: Any, secrets: list[str], name: str | None) -> Any:
     if name is not None and is_secret_name(name):
         return REDACTED if value else value
     return scrub_text(value, secrets)
+
+
+def scrub_body(raw: bytes, secrets: Iterable[str] = ()) -> bytes:
+    """A body as bytes with every credential form masked by the rules of :func:`scrub`:
+    JSON re-encoded with its secrets ``REDACTED``; other text scrubbed as text (and its
+    ``"name": "value"`` pairs, for JSON cut short); a body with no cue of any form comes
+    back as it is, after one pass over it."""
+    known = [s for s in secrets if len(s) >= _MIN_SECRET]
+    low = raw.lower()
+    if not any(cue in low for cue in _BODY_CUES) and not any(s.encode("utf-8", "replace") in raw for s in known):
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        text = _JSON_PAIR.sub(_json_pair, raw.decode("utf-8", "surrogateescape"))
+        return scrub_text(text, known).encode("utf-8", "surrogateescape")
+    try:
+        clean = _scrub(parsed, known, None)
+        # ASCII: a lone surrogate the body escaped stays an escape
+        return raw if clean == parsed else json.dumps(clean, separators=(",", ":")).encode("ascii")
+    except (ValueError, RecursionError):  # too deep to walk: scrubbed as text
+        return scrub_text(raw.decode("utf-8", "surrogateescape"), known).encode("utf-8", "surrogateescape")
+
+
+def _json_pair(match: re.Match[str]) -> str:
+    if not match["value"] or not is_secret_name(match["name"]):
+        return match[0]
+    return f'"{match["name"]}"{match["colon"]}"{REDACTED}"'
 
 
 def secrets_in(headers: Mapping[str, str], query: str = "") -> list[str]:
