@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from urllib.parse import unquote
 
 __all__ = [
     "REDACTED",
+    "ScrubbedLog",
     "is_secret_name",
     "scrub",
     "scrub_body",
@@ -144,6 +146,18 @@ def _json_pair(match: re.Match[str]) -> str:
     if not match["value"] or not is_secret_name(match["name"]):
         return match[0]
     return f'"{match["name"]}"{match["colon"]}"{REDACTED}"'
+
+
+class ScrubbedLog(logging.Filter):
+    """A logging filter that scrubs each record's text by these rules (uvicorn's access log
+    quotes every request's path and query: a key in ``?api_key=``, a download's signature)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub_text(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = scrub_text(record.msg)
+        return True
 
 
 def secrets_in(headers: Mapping[str, str], query: str = "") -> list[str]:
