@@ -19,6 +19,7 @@ from documentation import page
 
 from conftest import AUTH, contract_hook
 from sfmock.cli import main
+from sfmock.documents import MAX_FILE_BYTES
 
 FLAGS = [
     "--host",
@@ -312,3 +313,22 @@ def test_fidelity_flags_reach_the_settings() -> None:
     )
     settings = load_settings(None, {key: getattr(args, key) for key in _FLAGS}, flag_names=_FLAGS)
     assert (settings.dialect, settings.balance_status, settings.image_prefix) == ("observed", 402, "/default/outputs/")
+
+
+@pytest.mark.parametrize("flag", ["validate", "--config", "--scenario"])
+def test_a_file_larger_than_the_cap_is_refused_naming_it(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Config and scenario files are read at most 16 MiB deep (an endless /dev/zero too):
+    exit 2 naming the file, never the whole file in memory."""
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    assert main(["validate", str(big)] if flag == "validate" else ["serve", "--port", "0", flag, str(big)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sfmock: error: ") and str(big) in err
+    assert f"larger than {MAX_FILE_BYTES} bytes (16 MiB)" in err
+    fits = tmp_path / "fits.yaml"
+    fits.write_text("# " + "x" * (MAX_FILE_BYTES - 3) + "\n")  # at the cap exactly: read and found empty
+    assert fits.stat().st_size == MAX_FILE_BYTES
+    assert main(["validate", str(fits)]) == 0
