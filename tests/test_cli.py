@@ -332,3 +332,22 @@ def test_a_file_larger_than_the_cap_is_refused_naming_it(
     fits.write_text("# " + "x" * (MAX_FILE_BYTES - 3) + "\n")  # at the cap exactly: read and found empty
     assert fits.stat().st_size == MAX_FILE_BYTES
     assert main(["validate", str(fits)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--junit", "{tmp}"], "--junit: {tmp} is a folder; expected a file to write the JUnit XML report to"),
+        (["--junit", "{tmp}/no/x.xml"], "--junit: {tmp}/no/x.xml: the folder {tmp}/no does not exist"),
+        (["--jobs", "100000"], "--jobs: 100000 is more than 32; expected 1 to 32 runs at a time"),
+    ],
+)
+def test_check_refuses_a_junit_path_or_jobs_it_cannot_use_before_the_run(
+    option: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before any run (the program would be run): exit 2 naming the option, no traceback."""
+    ran = tmp_path / "ran"
+    argv = ["check", "--quiet", *(o.format(tmp=tmp_path) for o in option), "--", "touch", str(ran)]
+    assert main(argv) == 2
+    assert f"sfmock check: error: {message.format(tmp=tmp_path)}" in capsys.readouterr().err
+    assert not ran.exists()
