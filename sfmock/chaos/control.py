@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sfmock.chaos.faults import Scenario
+from sfmock.chaos.inbound import repeated_own_header
 from sfmock.chaos.metrics import CONTENT_TYPE, Metrics
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState, session_name
 from sfmock.chaos.verify import VerificationFailed, Verifier
@@ -101,6 +102,9 @@ class Control:
             refusal = self._refusal(request)
             if refusal is not None:
                 return refusal
+            repeated = repeated_own_header(request.scope, dict(request.headers))
+            if repeated is not None:
+                return _error(400, repeated)
             if self.token is not None:
                 given = request.headers.get(TOKEN_HEADER, "")
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
