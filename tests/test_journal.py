@@ -268,3 +268,17 @@ def _everything_in(client: Any) -> bytes:
             held.extend(client.smembers(name))
     assert held  # the journal is there to search
     return b"\n".join(held)
+
+
+def test_a_cut_body_with_a_data_url_keeps_its_payload_and_loses_its_secrets() -> None:
+    """A body past 64 KiB is kept cut (not JSON): its secret-named fields are masked as
+    text, and the image's base64 passes untouched (it holds no credential form)."""
+    payload = "data:image/png;base64," + "QUJD" * 40_000
+    body = json.dumps({"api_key": "sk-CUTSECRET-123456", "password": "pw-cut-7788", "image": payload}).encode()
+    journal = Journal()
+    record(journal, body=body)
+    [entry] = journal.entries()
+    assert b"sk-CUTSECRET" not in entry.raw_body and b"pw-cut-7788" not in entry.raw_body
+    kept = b'{"api_key": "REDACTED", "password": "REDACTED", "image": "data:image/png;base64,QUJD'
+    assert entry.raw_body.startswith(kept)
+    assert len(entry.raw_body) == 65_536 - len("sk-CUTSECRET-123456pw-cut-7788") + 2 * len("REDACTED")
