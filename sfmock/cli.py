@@ -384,12 +384,11 @@ def validate(args: argparse.Namespace) -> int:
 
 def _peek(path: str) -> object:
     """The file's document, or ``None`` when it cannot be read (the loader then says why)."""
-    from pathlib import Path
-
     from sfmock.contract.schemas import load_yaml
+    from sfmock.documents import read_file
 
     try:
-        return load_yaml(Path(path).read_text("utf-8"))
+        return load_yaml(read_file(path).decode("utf-8"))
     except Exception:
         return None
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from sfmock.errors import ConfigError
 
-__all__ = ["add_check_parser", "check"]
+__all__ = ["MAX_JOBS", "add_check_parser", "check"]
+
+MAX_JOBS = 32  # each job is a fake and a client's processes: more only thrash the machine
 
 
 def add_check_parser(commands: Any) -> None:
@@ -31,7 +33,8 @@ def add_check_parser(commands: Any) -> None:
         ),
     )
     check.add_argument("--budget", type=float, default=60.0, metavar="S", help="seconds the search may take (60)")
-    check.add_argument("--jobs", type=int, default=2, metavar="N", help="runs at a time, each on its own fake (2)")
+    jobs = f"runs at a time, each on its own fake (2, at most {MAX_JOBS})"
+    check.add_argument("--jobs", type=int, default=2, metavar="N", help=jobs)
     check.add_argument("--seed", type=int, default=0, help="seed of the search and of the fake (0)")
     check.add_argument(
         "--max-examples", type=int, default=100, metavar="N", help="schedules the random search tries at most (100)"
@@ -117,6 +120,10 @@ def check(args: argparse.Namespace) -> int:
         problem = "give the program to check after --, e.g. sfmock check -- node client.mjs"
     elif args.budget <= 0 or args.jobs < 1 or args.max_examples < 1 or args.timeout <= 0:
         problem = "--budget, --jobs, --max-examples and --timeout must be positive"
+    elif args.jobs > MAX_JOBS:
+        problem = f"--jobs: {args.jobs} is more than {MAX_JOBS}; expected 1 to {MAX_JOBS} runs at a time"
+    elif args.junit is not None:
+        problem = _unwritable(args.junit)
     request = None
     if args.request is not None:
         try:
@@ -177,9 +184,28 @@ def check(args: argparse.Namespace) -> int:
         return 2
     print(report.text(), end="")
     if args.junit:
-        write_report(args.junit, report)
+        try:
+            write_report(args.junit, report)
+        except OSError as exc:  # checked before the run; the disk may still fill up
+            print(f"sfmock check: error: --junit: {args.junit}: cannot be written: {exc}", file=sys.stderr)
+            return 2
     progress(f"done in {time.monotonic() - started:.1f}s")
     return 0 if report.passed else 1
+
+
+def _unwritable(path: str) -> str | None:
+    """Why the JUnit report could not be written to ``path`` at the end, if it could not:
+    said before the run rather than after it."""
+    import os
+
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        return f"--junit: {path} is a folder; expected a file to write the JUnit XML report to"
+    if not os.path.isdir(folder):
+        return f"--junit: {path}: the folder {folder} does not exist; expected a file in an existing folder"
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        return f"--junit: {path} cannot be written (permission denied); expected a writable file"
+    return None
 
 
 def _names(text: str | None) -> list[str] | None:

@@ -58,7 +58,8 @@ class ShiftedClock:
     """The wall clock plus an offset that can be moved: the server's default clock.
 
     Time runs on by itself, and the control API can still jump it forward (to expire
-    URLs or lift rate limits) or set it.
+    URLs or lift rate limits) or set it. Set near the end of 9999, it stops there (as a
+    session's clock does): a later time has no 4-digit year for ``X-Amz-Date``.
     """
 
     def __init__(self) -> None:
@@ -68,7 +69,7 @@ class ShiftedClock:
 
     def now(self) -> float:
         stopped = self._stopped
-        return stopped if stopped is not None else time.time() + self._offset
+        return stopped if stopped is not None else within_range(time.time() + self._offset)
 
     @property
     def frozen(self) -> bool:
@@ -79,7 +80,7 @@ class ShiftedClock:
         """Stop time where it is (``False``: let it run on from there)."""
         with self._lock:
             if frozen and self._stopped is None:
-                self._stopped = time.time() + self._offset
+                self._stopped = within_range(time.time() + self._offset)
             elif not frozen and self._stopped is not None:
                 self._offset = self._stopped - time.time()
                 self._stopped = None
@@ -89,7 +90,7 @@ class ShiftedClock:
         if not seconds >= 0:
             raise ValueError(f"a clock only advances; got {seconds} seconds")
         with self._lock:
-            _checked(time.time() + self._offset + seconds)
+            _checked(within_range(time.time() + self._offset) + seconds)
             self._offset += seconds
             if self._stopped is not None:
                 self._stopped += seconds

@@ -18,7 +18,7 @@ from typing import Any
 from sfmock.chaos.faults import Scenario, looks_like_path
 from sfmock.contract.openapi import load_contract
 from sfmock.contract.schemas import check
-from sfmock.documents import DocumentError, load_document
+from sfmock.documents import DocumentError, load_document, read_file
 from sfmock.errors import ConfigError
 from sfmock.fidelity.recording import Exchange, load_recordings
 from sfmock.service.accounts import Account, accounts_from_config
@@ -291,8 +291,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings in a YAML file, checked; errors name the file and the key."""
     source = str(path)
     try:
-        text = Path(path).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_file(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
     try:
         data = load_document(text)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,7 +28,9 @@ from yaml.resolver import Resolver
 from sfmock.errors import ConfigError
 from sfmock.untrusted import MAX_DEPTH, MAX_INTEGER, Refused, Untrusted, check_data
 
-__all__ = ["MAX_DEPTH", "DocumentError", "load_document", "loads_json", "syntax_error"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "DocumentError", "load_document", "loads_json", "read_file", "syntax_error"]
+
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a config, scenario or contract file: a 1000-rule scenario is about 60 KB
 
 
 class DocumentError(ValueError):
@@ -51,6 +54,21 @@ class DocumentError(ValueError):
         if self.key is not None:
             return ConfigError(source, self.key, self.problem)
         return ConfigError(source, self.where or "(syntax)", f"not valid YAML: {self.problem}")
+
+
+def read_file(path: str | Path) -> bytes:
+    """The bytes of one of our files (config, scenario, contract), at most
+    :data:`MAX_FILE_BYTES`: a larger or endless file (``/dev/zero``, a pipe that never
+    ends) is refused after reading one byte more, never held whole. A
+    :class:`~sfmock.errors.ConfigError` names the file."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"cannot be read: {exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(str(path), "(file)", f"larger than {MAX_FILE_BYTES} bytes (16 MiB); expected a smaller file")
+    return data
 
 
 def syntax_error(exc: yaml.YAMLError) -> DocumentError:

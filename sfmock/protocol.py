@@ -37,6 +37,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from sfmock.scrubbing import ScrubbedLog
+
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # pragma: no cover - uvicorn without httptools
@@ -206,6 +208,13 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """uvicorn's config for sfmock: the protocol of :func:`http_protocol`, and uvicorn's
     access log only at a level that shows it (above ``info`` its arguments would still be
-    formatted for every request, a sixth of a bare endpoint's time, and then dropped)."""
+    formatted for every request, a sixth of a bare endpoint's time, and then dropped),
+    its lines scrubbed of credentials (:class:`~sfmock.scrubbing.ScrubbedLog`)."""
     access_log = log_level.lower() in ("trace", "debug", "info")
-    return uvicorn.Config(app, log_level=log_level, access_log=access_log, http=http_protocol(read_timeout), **options)
+    protocol = http_protocol(read_timeout)
+    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, http=protocol, **options)
+    logging.getLogger("uvicorn.access").addFilter(_SCRUBBED)  # once: a filter is added only if absent
+    return config
+
+
+_SCRUBBED = ScrubbedLog()

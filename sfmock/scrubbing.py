@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 __all__ = [
     "REDACTED",
+    "ScrubbedLog",
     "is_secret_name",
     "scrub",
+    "scrub_body",
     "scrub_headers",
     "scrub_query",
     "scrub_text",
@@ -54,6 +58,15 @@ _API_KEY = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{6,}")
 # what every form above needs somewhere in the text: most texts have none, and one search
 # costs less than the four substitutions (the journal scrubs every header of every request)
 _ANY_FORM = re.compile(r"=|%3[Dd]|sk-|@|bearer|basic|digest", re.IGNORECASE)
+# a data URL's payload, left out of the search for forms (see _around_data)
+_DATA_PAYLOAD = re.compile(r";base64,([A-Za-z0-9+/=]{256,})")
+_DATA_MIN = 4096  # shorter texts are searched whole
+# what a body (lower-cased) must hold for any rule to apply: a word of a secret name, a key,
+# a scheme, user info; most bodies hold none, and one search costs less than a parse
+_BODY_CUE = re.compile(rb"auth|token|key|secret|sig|credential|cookie|session|pass|sk-|bearer|basic|digest|@")
+# "name": "value" in JSON text that does not parse (a body cut at a cap)
+# (possessive: an unterminated string is one scan, not a backtrack per character)
+_JSON_PAIR = re.compile(r'"(?P<name>[^"\\]{1,128})"(?P<colon>\s*:\s*)"(?P<value>(?:[^"\\]++|\\.)*+)"')
 
 
 def is_secret_name(name: str) -> bool:
@@ -66,6 +79,26 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if len(secret) >= _MIN_SECRET:
             text = text.replace(secret, REDACTED)
+    return _around_data(text, _forms)
+
+
+def _around_data(text: str, scrubbed: Callable[[str], str]) -> str:
+    """``scrubbed`` on all but the payloads of data URLs: base64 holds none of the forms'
+    marks (``?&;%-@``, quotes, spaces), and the characters around a payload end any form,
+    so the result is the same, at a fraction of the cost on an image's megabyte."""
+    if len(text) <= _DATA_MIN or ";base64," not in text:
+        return scrubbed(text)
+    parts: list[str] = []
+    last = 0
+    for match in _DATA_PAYLOAD.finditer(text):
+        parts.append(scrubbed(text[last : match.start(1)]))
+        parts.append(match[1])
+        last = match.end(1)
+    parts.append(scrubbed(text[last:]))
+    return "".join(parts)
+
+
+def _forms(text: str) -> str:
     if _ANY_FORM.search(text) is None:
         return text
     text = _PAIR.sub(_pair, text)
@@ -110,6 +143,52 @@ def _scrub(value: Any, secrets: list[str], name: str | None) -> Any:
     if name is not None and is_secret_name(name):
         return REDACTED if value else value
     return scrub_text(value, secrets)
+
+
+def scrub_body(raw: bytes, secrets: Iterable[str] = ()) -> bytes:
+    """A body as bytes with every credential form masked by the rules of :func:`scrub`:
+    JSON re-encoded with its secrets ``REDACTED``; other text scrubbed as text (and its
+    ``"name": "value"`` pairs, for JSON cut short); a body with no cue of any form comes
+    back as it is, after one pass over it."""
+    known = [s for s in secrets if len(s) >= _MIN_SECRET]
+    # a long body is scrubbed at once: the search for cues costs more on it than the
+    # scrubbing does, once data URLs' payloads are passed over
+    small = len(raw) <= _DATA_MIN
+    if small and _BODY_CUE.search(raw.lower()) is None and not any(s.encode("utf-8", "replace") in raw for s in known):
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        text = _around_data(raw.decode("utf-8", "surrogateescape"), _json_pairs)
+        return scrub_text(text, known).encode("utf-8", "surrogateescape")
+    try:
+        clean = _scrub(parsed, known, None)
+        # ASCII: a lone surrogate the body escaped stays an escape
+        return raw if clean == parsed else json.dumps(clean, separators=(",", ":")).encode("ascii")
+    except (ValueError, RecursionError):  # too deep to walk: scrubbed as text
+        return scrub_text(raw.decode("utf-8", "surrogateescape"), known).encode("utf-8", "surrogateescape")
+
+
+def _json_pairs(text: str) -> str:
+    return _JSON_PAIR.sub(_json_pair, text)
+
+
+def _json_pair(match: re.Match[str]) -> str:
+    if not match["value"] or not is_secret_name(match["name"]):
+        return match[0]
+    return f'"{match["name"]}"{match["colon"]}"{REDACTED}"'
+
+
+class ScrubbedLog(logging.Filter):
+    """A logging filter that scrubs each record's text by these rules (uvicorn's access log
+    quotes every request's path and query: a key in ``?api_key=``, a download's signature)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub_text(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = scrub_text(record.msg)
+        return True
 
 
 def secrets_in(headers: Mapping[str, str], query: str = "") -> list[str]:

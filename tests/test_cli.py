@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -16,6 +19,7 @@ from documentation import page
 
 from conftest import AUTH, contract_hook
 from sfmock.cli import main
+from sfmock.documents import MAX_FILE_BYTES
 
 FLAGS = [
     "--host",
@@ -169,13 +173,7 @@ def test_image_port_in_use_is_a_clear_error_naming_the_flag(capsys: pytest.Captu
 def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) -> None:
     config = tmp_path / "sfmock.yaml"
     config.write_text("url_ttl: 120\nseed: 1\n")
-    process = subprocess.Popen(
-        [*command, "serve", "--port", "0", "--config", str(config), "--log-level", "warning"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
+    with _serving([*command, "serve", "--port", "0", "--config", str(config), "--log-level", "warning"]) as process:
         assert process.stderr is not None
         line = process.stderr.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
@@ -190,12 +188,48 @@ def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) ->
             url = body["images"][0]["url"]
             assert url.startswith(images[1] + "/temporary/outputs/") and "X-Amz-Expires=120" in url
             assert client.get(url).status_code == 200
+    assert process.returncode == 0  # Ctrl+C is the normal way to stop: a quiet exit 0
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], stdout: IO[str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """A real ``sfmock`` process, its stderr a pipe; stopped by Ctrl+C (SIGINT) at the end."""
+    process = subprocess.Popen(
+        command, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        yield process
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(10)
         if process.stderr:
             process.stderr.close()
-    assert process.returncode == 0  # Ctrl+C is the normal way to stop: a quiet exit 0
+
+
+def test_the_access_log_quotes_no_credential(tmp_path: Path) -> None:
+    """uvicorn's access log (``--log-level info``) quotes each request's path and query:
+    keys in the query and a download's signature are scrubbed by the recordings' rules."""
+    out = tmp_path / "out.log"
+    command = [sys.executable, "-m", "sfmock", "serve", "--port", "0", "--log-level", "info"]
+    with out.open("w") as sink, _serving(command, sink) as process:
+        assert process.stderr is not None
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", process.stderr.readline())
+        assert match
+        with httpx.Client(base_url=match[1], event_hooks={"response": [contract_hook]}) as client:
+            answer = client.post(
+                "/v1/images/generations?api_key=sk-LOGSECRET123456&token=tok-LOGSECRET-2&x=1",
+                json={"model": "Kwai-Kolors/Kolors", "prompt": "x"},
+                headers=AUTH,
+            )
+            url = answer.json()["images"][0]["url"]
+            assert client.get(url).status_code == 200
+    logged = out.read_text() + "\n"
+    signature = re.search(r"X-Amz-Signature=([0-9a-f]+)", url)
+    assert signature
+    assert "/v1/images/generations?api_key=REDACTED&token=REDACTED&x=1" in logged  # the line is there
+    assert "X-Amz-Signature=REDACTED" in logged
+    for secret in ("sk-LOGSECRET123456", "tok-LOGSECRET-2", signature[1]):
+        assert secret not in logged
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,3 +313,41 @@ def test_fidelity_flags_reach_the_settings() -> None:
     )
     settings = load_settings(None, {key: getattr(args, key) for key in _FLAGS}, flag_names=_FLAGS)
     assert (settings.dialect, settings.balance_status, settings.image_prefix) == ("observed", 402, "/default/outputs/")
+
+
+@pytest.mark.parametrize("flag", ["validate", "--config", "--scenario"])
+def test_a_file_larger_than_the_cap_is_refused_naming_it(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Config and scenario files are read at most 16 MiB deep (an endless /dev/zero too):
+    exit 2 naming the file, never the whole file in memory."""
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    assert main(["validate", str(big)] if flag == "validate" else ["serve", "--port", "0", flag, str(big)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sfmock: error: ") and str(big) in err
+    assert f"larger than {MAX_FILE_BYTES} bytes (16 MiB)" in err
+    fits = tmp_path / "fits.yaml"
+    fits.write_text("# " + "x" * (MAX_FILE_BYTES - 3) + "\n")  # at the cap exactly: read and found empty
+    assert fits.stat().st_size == MAX_FILE_BYTES
+    assert main(["validate", str(fits)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--junit", "{tmp}"], "--junit: {tmp} is a folder; expected a file to write the JUnit XML report to"),
+        (["--junit", "{tmp}/no/x.xml"], "--junit: {tmp}/no/x.xml: the folder {tmp}/no does not exist"),
+        (["--jobs", "100000"], "--jobs: 100000 is more than 32; expected 1 to 32 runs at a time"),
+    ],
+)
+def test_check_refuses_a_junit_path_or_jobs_it_cannot_use_before_the_run(
+    option: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before any run (the program would be run): exit 2 naming the option, no traceback."""
+    ran = tmp_path / "ran"
+    argv = ["check", "--quiet", *(o.format(tmp=tmp_path) for o in option), "--", "touch", str(ran)]
+    assert main(argv) == 2
+    assert f"sfmock check: error: {message.format(tmp=tmp_path)}" in capsys.readouterr().err
+    assert not ran.exists()

@@ -210,3 +210,25 @@ def test_cli_prints_the_generated_token() -> None:
         process.wait(10)
         if process.stderr:
             process.stderr.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "said"),
+    [
+        ("advance: ~", 400, "clock: advance needs a number, got null"),
+        ('{"advance": "10"}', 400, 'clock: advance needs a number, got "10"'),
+        ('{"set": true}', 400, "clock: set needs a number, got true"),
+        ("set: !!binary aGk=", 400, "tag tag:yaml.org,2002:binary is not allowed"),
+        ("set: 99999999999999999999", 400, "beyond"),
+        ("set: !!int 5", 200, None),  # a tag of JSON's own types is plain data, as documented
+    ],
+)
+def test_a_clock_body_s_value_is_named_as_json_writes_it(
+    control: TestClient, clock: VirtualClock, body: str, status: int, said: str | None
+) -> None:
+    answer = control.post("/_sfmock/clock", content=body)
+    assert answer.status_code == status, answer.text
+    if said is not None:
+        assert said in answer.json()["error"] and clock.now() == clock.start
+    else:
+        assert clock.now() == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -214,3 +215,70 @@ def test_an_entry_not_yet_read_holds_no_secret_in_clear() -> None:
         assert secret not in held
     [entry] = journal.entries()
     assert entry.key == mask_key(key) and entry.headers["x-api-key"] == mask_key(other)
+
+
+@pytest.mark.parametrize("where", ["memory", "redis"])
+def test_secrets_in_a_request_body_are_masked_in_the_journal_the_page_and_the_store(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    """Body fields named like a credential, a key inside the prompt and the request's own
+    key are masked by the rules the proxy's recordings follow, before the entry is kept."""
+    import redis
+
+    url = request.getfixturevalue("redis_url") if where == "redis" else "memory"
+    key, own = "sk-BODYSECRET0123456789", "plain-own-key-4242"
+    body = {
+        "model": "Kwai-Kolors/Kolors",
+        "prompt": f"a cat, key {key}, mine {own}",
+        "api_key": key,
+        "password": "hunter2-pass",
+        "token": "tok-0000-1111",
+        "nested": {"access_token": "nested-tok-2222"},
+    }
+    with TestClient(create_app(Settings(seed=1, store=url))) as client:
+        for sent in (json.dumps(body), json.dumps(body)[:-30]):  # whole, and cut short (not JSON)
+            client.post("/v1/images/generations", content=sent, headers={"Authorization": f"Bearer {own}"})
+        journal = client.get("/_sfmock/journal").text
+        feed = client.get("/_sfmock/ui/feed").text
+        first = client.get("/_sfmock/journal").json()["entries"][0]["body"]
+        assert first["api_key"] == first["password"] == first["token"] == "REDACTED"
+        assert first["nested"] == {"access_token": "REDACTED"}
+        assert first["prompt"] == "a cat, key REDACTED, mine REDACTED"
+        assert first["model"] == "Kwai-Kolors/Kolors"
+        held = _everything_in(redis.Redis.from_url(url)) if where == "redis" else b""
+    for secret in (key, own, "hunter2-pass", "tok-0000-1111", "nested-tok-2222"):
+        assert secret not in journal and secret not in feed
+        assert secret.encode() not in held
+
+
+def _everything_in(client: Any) -> bytes:
+    """Every value a Redis holds, as bytes (what a shared store keeps of the journal)."""
+    held = []
+    for name in client.keys("*"):
+        kind = client.type(name)
+        if kind == b"string":
+            held.append(client.get(name))
+        elif kind == b"hash":
+            held.extend(client.hgetall(name).values())
+        elif kind == b"list":
+            held.extend(client.lrange(name, 0, -1))
+        elif kind == b"zset":
+            held.extend(client.zrange(name, 0, -1))
+        elif kind == b"set":
+            held.extend(client.smembers(name))
+    assert held  # the journal is there to search
+    return b"\n".join(held)
+
+
+def test_a_cut_body_with_a_data_url_keeps_its_payload_and_loses_its_secrets() -> None:
+    """A body past 64 KiB is kept cut (not JSON): its secret-named fields are masked as
+    text, and the image's base64 passes untouched (it holds no credential form)."""
+    payload = "data:image/png;base64," + "QUJD" * 40_000
+    body = json.dumps({"api_key": "sk-CUTSECRET-123456", "password": "pw-cut-7788", "image": payload}).encode()
+    journal = Journal()
+    record(journal, body=body)
+    [entry] = journal.entries()
+    assert b"sk-CUTSECRET" not in entry.raw_body and b"pw-cut-7788" not in entry.raw_body
+    kept = b'{"api_key": "REDACTED", "password": "REDACTED", "image": "data:image/png;base64,QUJD'
+    assert entry.raw_body.startswith(kept)
+    assert len(entry.raw_body) == 65_536 - len("sk-CUTSECRET-123456pw-cut-7788") + 2 * len("REDACTED")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 from conftest import AUTH, FIXTURES, contract_hook
 from sfmock import Limits, Settings, VirtualClock, create_app, load_settings
 from sfmock.clock import ShiftedClock
-from sfmock.scrubbing import scrub_query
+from sfmock.scrubbing import scrub_query, scrub_text
 from sfmock.server import FakeServer
 
 GEN = "/v1/images/generations"
@@ -55,7 +56,10 @@ def test_the_feed_gives_new_entries_with_their_answers_and_thumbnails(api: TestC
     assert [e["id"] for e in feed["entries"]] == [1, 2, 3]
     assert (feed["session"], feed["scenario"]) == (None, "none")
     first, failed, download = feed["entries"]
-    assert first["answer"]["images"][0]["url"] == url
+    # the answer's URL as the journal shows a download's: its signature and credential REDACTED
+    assert first["answer"]["images"][0]["url"] == scrub_text(url) != url
+    signature = re.search(r"X-Amz-Signature=([0-9a-f]{64})", url)
+    assert signature and signature[1] not in json.dumps(feed) and "X-Amz-Signature=REDACTED" in json.dumps(feed)
     assert '"images"' in first["answer"]["body"]
     assert failed["answer"]["body"].startswith('{"code":50505')
     thumbnail_path = first["answer"]["images"][0]["thumbnail"]

@@ -114,6 +114,23 @@ def test_a_session_name_not_in_ascii_is_shown_as_the_bytes_sent(api: TestClient)
     assert download.status_code == 400 and b"b'\\xc3\\xa9' (bytes)" in download.content
 
 
+@pytest.mark.parametrize(("name", "values"), [("X-Sfmock-Session", ["d1", "d2"]), ("X-Sfmock-Fault", ["503", "drop"])])
+def test_one_of_sfmocks_headers_sent_twice_is_a_400_naming_it(
+    app: FakeApp, api: TestClient, name: str, values: list[str]
+) -> None:
+    """Which session or fault was meant is not for the fake to guess: neither is taken."""
+    twice = [*AUTH.items(), *((name, value) for value in values)]
+    message = f"{name}: the header came 2 times; expected it once"
+    answer = api.post(GEN, json=BODY, headers=twice)
+    assert answer.status_code == 400 and answer.json()["message"] == message
+    control = api.post("/_sfmock/clock", json={"advance": 60}, headers=twice)
+    assert control.status_code == 400 and control.json()["error"] == message
+    download = api.get("/temporary/outputs/x.png", headers=twice)
+    assert download.status_code == 400 and f"<ArgumentName>{name}</ArgumentName>".encode() in download.content
+    assert app.state.sessions.names() == [] and app.state.clock.now() == app.state.clock.start  # nothing moved
+    assert api.post(GEN, json=BODY, headers=[*AUTH.items(), ("X-Sfmock-Session", "d1")]).status_code == 200
+
+
 def test_sessions_beyond_the_limit_forget_the_least_recently_used(clock: VirtualClock) -> None:
     app = create_app(Settings(seed=1), clock=clock)
     sessions = app.state.sessions

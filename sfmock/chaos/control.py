@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sfmock.chaos.faults import Scenario
+from sfmock.chaos.inbound import repeated_own_header
 from sfmock.chaos.metrics import CONTENT_TYPE, Metrics
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState, session_name
 from sfmock.chaos.verify import VerificationFailed, Verifier
@@ -101,6 +103,9 @@ class Control:
             refusal = self._refusal(request)
             if refusal is not None:
                 return refusal
+            repeated = repeated_own_header(request.scope, dict(request.headers))
+            if repeated is not None:
+                return _error(400, repeated)
             if self.token is not None:
                 given = request.headers.get(TOKEN_HEADER, "")
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -227,8 +232,8 @@ class Control:
                 return body
             try:
                 command = load_document(body)
-            except DocumentError:
-                command = None
+            except DocumentError as exc:  # the problem named, as for every control body
+                return _error(400, f"clock: {exc}")
             verbs = {"advance", "set", "freeze"}
             if not isinstance(command, dict) or len(command) != 1 or not set(command) <= verbs:
                 return _error(400, 'clock: expected {"advance": SECONDS}, {"set": UNIX_TIME} or {"freeze": BOOLEAN}')
@@ -374,10 +379,19 @@ MAX_COUNT = 1_000_000  # a count no journal can reach is a mistake
 MAX_ADVANCE = 3_153_600_000  # a century of seconds: what the contract allows one move
 
 
+def _as_json(value: Any) -> str:
+    """A body's value as the body wrote it (``null``, ``true``, ``"10"``), not as Python names it."""
+    try:
+        shown = json.dumps(value, ensure_ascii=False)
+    except ValueError:  # NaN and the like, refused elsewhere but named here
+        shown = str(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
 def _clock_problem(verb: str, value: Any, now: float) -> str | None:
     """Why ``{verb: value}`` may not move the clock, or ``None``; the clock stays within 0..MAX_TIME."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return f"{verb} needs a number, got {str(value)[:60]!r}"
+        return f"{verb} needs a number, got {_as_json(value)}"
     if verb == "advance" and not 0 <= value <= MAX_ADVANCE:
         return f"advance needs a number from 0 to {MAX_ADVANCE} (a century; use set to go back)"
     target = now + value if verb == "advance" else value

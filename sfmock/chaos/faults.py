@@ -22,7 +22,7 @@ from typing import Any
 
 from sfmock.contract.openapi import load_contract
 from sfmock.contract.schemas import check, schema
-from sfmock.documents import DocumentError, load_document
+from sfmock.documents import DocumentError, load_document, read_file
 from sfmock.errors import ConfigError
 from sfmock.globs import glob_matches
 from sfmock.state.memory import MemoryFaults
@@ -252,9 +252,7 @@ class Scenario:
         """A scenario from a YAML (or JSON) file."""
         source = str(path)
         try:
-            document = load_document(Path(path).read_bytes())
-        except OSError as exc:
-            raise ConfigError(source, "(file)", f"cannot be read: {exc}") from None
+            document = load_document(read_file(path))
         except DocumentError as exc:
             raise exc.as_config_error(source) from None
         return cls.from_document(document if document is not None else {}, source)

@@ -12,7 +12,7 @@ from sfmock.chaos.sessions import SESSION_PARAM, Sessions, SessionState, session
 from sfmock.errors import DownloadDenied
 from sfmock.service.responses import invalid_request, json_response, xml_error
 
-__all__ = ["bad_header", "header_map", "read_body", "session_of", "too_large"]
+__all__ = ["bad_header", "header_map", "read_body", "repeated_own_header", "session_of", "too_large"]
 
 _SESSION_PARAM = SESSION_PARAM.encode()
 
@@ -20,6 +20,24 @@ _SESSION_PARAM = SESSION_PARAM.encode()
 def header_map(scope: Scope) -> dict[str, str]:
     """The request's headers by lower-case name (the last of a repeated one wins)."""
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def repeated_own_header(scope: Scope, headers: dict[str, str]) -> str | None:
+    """The 400's message when one of sfmock's own headers (``X-Sfmock-*``) came more than
+    once: which one was meant (a session, a fault) is not for the fake to guess.
+    ``headers``: :func:`header_map` of the request (fewer names than headers: some repeated)."""
+    if len(headers) == len(scope["headers"]):
+        return None
+    counts: dict[str, int] = {}
+    for raw, _value in scope["headers"]:
+        name = raw.decode("latin-1").lower()
+        if name.startswith("x-sfmock-"):
+            counts[name] = counts.get(name, 0) + 1
+    for name, count in counts.items():
+        if count > 1:
+            shown = "-".join(part.capitalize() for part in name.split("-"))
+            return f"{shown}: the header came {count} times; expected it once"
+    return None
 
 
 def session_of(sessions: Sessions, scope: Scope, headers: dict[str, str]) -> SessionState:

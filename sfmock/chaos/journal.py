@@ -1,6 +1,6 @@
 """The request journal: what clients sent and what they got, bounded in size.
 
-Entries keep the raw bodies (capped at :data:`BODY_CAP` bytes) and are summarised only
+Entries keep the bodies (capped at :data:`BODY_CAP` bytes, credentials masked) and are summarised only
 when read, so recording costs little on the hot path. Keys are masked (and kept as a
 hash, to filter on the real key); long strings (data URLs, huge prompts) are shortened
 in the summary. The journal is bounded twice: by entries (``size``) and by the bytes of
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfmock.globs import glob_matches
-from sfmock.scrubbing import is_secret_name, scrub_query, scrub_text
+from sfmock.scrubbing import is_secret_name, scrub_body, scrub_query, scrub_text
 from sfmock.service.auth import bearer_token
 from sfmock.service.legacy import legacy_model
 from sfmock.state.memory import MemoryLog
@@ -289,11 +289,15 @@ class Journal:
     ) -> int:
         """Add one request; returns its id. Its :class:`Entry` is built when first read;
         until then only what builds it is kept, with secrets masked already: the key
-        (masked, and its hash), secret-named headers, the query's secret parameters."""
-        masked, hashed = _key_facts(bearer_token(authorization))
+        (masked, and its hash), secret-named headers, the query's secret parameters, the
+        body's (by the rules of :func:`sfmock.scrubbing.scrub_body`)."""
+        token = bearer_token(authorization)
+        masked, hashed = _key_facts(token)
         held = {name: _mask_header(name, value) if _secret(name) else value for name, value in (headers or {}).items()}
         query = scrub_query(query)
-        raw_body = body[:BODY_CAP]
+        # the body's secrets (secret-named keys, keys in a prompt, the request's own key) masked
+        # before it is kept: a shared store holds what is kept, not what is shown
+        raw_body = scrub_body(body[:BODY_CAP], () if token is None else (token,))
         recorded = (time, method, path, query, masked, hashed, authorization is not None, held, raw_body)
         # one tuple and one partial per entry held: a closure would hold a cell per value
         build = functools.partial(_build, (*recorded, status, outcome, fault, response[:RESPONSE_CAP], trace_id))

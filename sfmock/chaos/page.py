@@ -24,6 +24,7 @@ from sfmock.chaos.pipeline import STORE_PREFIX
 from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.imaging import render_png, rendered_png
 from sfmock.offload import RENDERING
+from sfmock.scrubbing import scrub_text
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.quota import METRICS
 from sfmock.service.responses import json_response
@@ -86,10 +87,12 @@ class Page:
                 urls = list(answer.images)
                 if entry.path.startswith(STORE_PREFIX) and entry.status == 200:
                     urls.append(f"{entry.path}?{entry.query}")  # a download: show what it got
+                # the URLs' signatures REDACTED as the journal's download entries show them:
+                # whoever reads the page needs no working link (thumbnails come by name)
                 item["answer"] = {
                     "content_type": answer.content_type,
-                    "body": answer.body.decode("utf-8", "replace"),
-                    "images": [{"url": url, "thumbnail": _thumbnail_path(url)} for url in urls],
+                    "body": scrub_text(answer.body.decode("utf-8", "replace")),
+                    "images": [{"url": scrub_text(url), "thumbnail": _thumbnail_path(url)} for url in urls],
                 }
             items.append(item)
         return json_response(

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sfmock.chaos.inbound import bad_header, header_map, read_body, session_of, too_large
+from sfmock.chaos.inbound import bad_header, header_map, read_body, repeated_own_header, session_of, too_large
 from sfmock.chaos.injection import BEFORE_DROP, ClientGone, FaultInjector, Sleep
 from sfmock.chaos.matching import FaultMatcher
 from sfmock.chaos.metrics import Metrics
@@ -119,6 +119,10 @@ class Pipeline:
 
     async def _journaled(self, scope: Scope, receive: Receive, out: Outbound) -> None:
         headers = header_map(scope)
+        repeated = repeated_own_header(scope, headers)
+        if repeated is not None:
+            await bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)(scope, receive, out.send)
+            return
         try:
             session = session_of(self.sessions, scope, headers)
         except SessionError as exc:

@@ -21,7 +21,7 @@ import yaml
 
 from sfmock.contract.openapi import Contract
 from sfmock.contract.schemas import load_yaml
-from sfmock.documents import syntax_error
+from sfmock.documents import read_file, syntax_error
 from sfmock.errors import ConfigError, ContractError
 from sfmock.wording import plural
 
@@ -74,7 +74,7 @@ class Document:
 def read_contract(path: str | Path) -> Document:
     """An OpenAPI document from a YAML or JSON file; errors name the file."""
     try:
-        document = load_yaml(Path(path).read_text("utf-8"))
+        document = load_yaml(read_file(path).decode("utf-8"))
     except yaml.YAMLError as exc:
         problem = syntax_error(exc)
         raise ConfigError(str(path), problem.where or "(syntax)", f"not valid YAML: {problem.problem}") from None

@@ -85,8 +85,10 @@ class RedisClock:
         return float(offset or 0), None if stopped is None else float(stopped)
 
     def now(self) -> float:
+        """Held at the end of 9999, as :class:`~sfmock.clock.ShiftedClock` is (a stop
+        the script made from a time past it included)."""
         offset, stopped = self._state()
-        return stopped if stopped is not None else time.time() + offset
+        return within_range(stopped if stopped is not None else time.time() + offset)
 
     @property
     def frozen(self) -> bool:
