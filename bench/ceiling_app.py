@@ -75,7 +75,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     answer = bytes(response.body)
     raw_headers = [*response.raw_headers, (b"x-siliconcloud-trace-id", trace_id.encode())]
     start = {"type": "http.response.start", "status": 200, "headers": raw_headers}
-    entry = JOURNAL.record(
+    JOURNAL.record(
         time=now,
         method=scope["method"],
         path=scope["path"],
@@ -90,8 +90,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         response=answer,
     )
     METRICS.observe(
-        path=entry.path,
-        method=entry.method,
+        path=scope["path"],
+        method=scope["method"],
         status=200,
         model=model.id,
         fault=None,

@@ -25,7 +25,7 @@ import redis
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from stacks import redis_server  # noqa: E402
+from stacks import redis_cluster, redis_server  # noqa: E402
 
 BODY = json.dumps({"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}).encode()
 HEADERS = [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer sk-bench-0123456789")]
@@ -50,20 +50,23 @@ def generation_scope() -> dict[str, Any]:
     }
 
 
-def _server_cpu(client: redis.Redis | None) -> float:
-    if client is None:
-        return 0.0
-    info: dict[str, Any] = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+def _server_cpu(clients: list[redis.Redis]) -> float:
+    """The CPU every node of the store has spent (s)."""
+    total = 0.0
+    for client in clients:
+        info: dict[str, Any] = client.info("cpu")
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
 
 
-def measure(store: str, rounds: int) -> tuple[float, float]:
-    """(worker µs, redis-server µs) per generation, medians of ``rounds`` batches."""
+def measure(store: str, rounds: int, nodes: list[str] | None = None) -> tuple[float, float]:
+    """(worker µs, redis-server µs: all ``nodes`` of a cluster) per generation, medians of
+    ``rounds`` batches."""
     from sfmock import Settings, VirtualClock, create_app
 
     settings = Settings(seed=1, default_balance=Decimal("1000000000"), store=store, journal_size=1000)
     app = create_app(settings, clock=VirtualClock())
-    client = None if store == "memory" else redis.Redis.from_url(store)
+    clients = [redis.Redis.from_url(url) for url in (nodes or ([] if store == "memory" else [store]))]
 
     async def one() -> None:
         async def receive() -> dict[str, object]:
@@ -79,15 +82,15 @@ def measure(store: str, rounds: int) -> tuple[float, float]:
             await one()
         worker, server = [], []
         for _ in range(rounds):
-            began, served = time.process_time(), _server_cpu(client)
+            began, served = time.process_time(), _server_cpu(clients)
             for _ in range(BATCH):
                 await one()
             worker.append((time.process_time() - began) / BATCH)
-            server.append((_server_cpu(client) - served) / BATCH)
+            server.append((_server_cpu(clients) - served) / BATCH)
         return worker, server
 
     worker, server = asyncio.run(run())
-    if client is not None:
+    for client in clients:
         client.close()
     return median(worker) * 1e6, median(server) * 1e6
 
@@ -96,10 +99,24 @@ def bench_redis_cpu(row: Row, rounds: int) -> None:
     memory, _ = measure("memory", rounds)
     with redis_server() as url:
         worker, server = measure(url, rounds)
+    with redis_cluster() as urls:
+        on_cluster, cluster_server = measure(urls[0], rounds, urls)
     row("redis", "worker CPU per generation, memory store (µs)", f"{memory:.0f}")
     ratio = f"{worker / memory:.2f}x"
     row("redis", "worker CPU per generation, Redis store (µs, target 2x)", f"{worker:.0f}", f"{memory:.0f}", ratio)
     row("redis", "redis-server CPU per generation (µs, target 150)", f"{server:.0f}", "150")
+    row(
+        "redis",
+        "worker CPU per generation, three-node Redis Cluster (µs; one node)",
+        f"{on_cluster:.0f}",
+        f"{worker:.0f}",
+    )
+    row(
+        "redis",
+        "redis-server CPU per generation, all three nodes (µs; one node)",
+        f"{cluster_server:.0f}",
+        f"{server:.0f}",
+    )
 
 
 if __name__ == "__main__":

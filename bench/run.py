@@ -68,13 +68,23 @@ def process(*args: str, ready: str) -> Iterator[tuple[subprocess.Popen[str], str
 
 
 def wrk(
-    url: str, connections: int, seconds: float, script: Path | None = None, threads: int = 1, warmup: int = 1
+    url: str,
+    connections: int,
+    seconds: float,
+    script: Path | None = None,
+    threads: int = 1,
+    warmup: int = 1,
+    pid: int | None = None,
 ) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) from one wrk run, after a short warm-up."""
+    """Requests/s and latency percentiles (ms) from one wrk run, after a short warm-up; with
+    ``pid``, also the CPU time (µs) that server process spent per request answered."""
     base = ["wrk", f"-t{threads}", f"-c{connections}", "--latency"] + (["-s", str(script)] if script else [])
     subprocess.run([*base, f"-d{warmup}s", url], capture_output=True, text=True, check=True)  # warm-up
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(pid) - before if pid is not None else 0.0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    answered = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     percentiles = {p: _ms(re.search(rf"^\s+{p}%\s+(\S+)", out, re.M).group(1)) for p in ("50", "99")}  # type: ignore[union-attr]
     return {
@@ -82,7 +92,17 @@ def wrk(
         "p50": percentiles["50"],
         "p99": percentiles["99"],
         "errors": float(errors.group(1)) if errors else 0,
+        "cpu_us": used / max(1, answered) * 1e6,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -102,7 +122,7 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
         "limits: {rpm: 1000000000, ipm: 1000000000, ipd: 1000000000}\nseed: 1\ndefault_balance: 1000000000\n"
     )
     serve = ("-m", "sfmock", "serve", "--port", "0", "--config", str(config), "--log-level", "warning")
-    with process(*serve, ready="API at") as (_, line):
+    with process(*serve, ready="API at") as (ours_proc, line):
         url = re.search(r"(http://\S+)/v1", line).group(1)  # type: ignore[union-attr]
         sample = httpx.post(f"{url}/v1/images/generations", json=BODY, headers=AUTH)
         assert sample.status_code == 200, sample.text
@@ -125,7 +145,7 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
         png_args = [f"{size}={workdir / f'{size}.png'}" for size in pngs]
         baseline = (str(HERE / "baseline_app.py"), "0", str(workdir / "body.json"), *png_args)
         with (
-            process(*baseline, ready="baseline on") as (_, base_line),
+            process(*baseline, ready="baseline on") as (base_proc, base_line),
             process(str(HERE / "ceiling_app.py"), "0", ready="ceiling on") as (_, ceiling_line),
         ):
             port = base_line.split()[2]
@@ -138,8 +158,8 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
             downloads: dict[str, list[float]] = {size: [] for size in pngs}
             base_downloads: dict[str, list[float]] = {size: [] for size in pngs}
             for _ in range(rounds):
-                ours_runs.append(wrk(ours_url, 32, seconds, script))
-                base_runs.append(wrk(base_url, 32, seconds, script))
+                ours_runs.append(wrk(ours_url, 32, seconds, script, pid=ours_proc.pid))
+                base_runs.append(wrk(base_url, 32, seconds, script, pid=base_proc.pid))
                 ceiling_runs.append(wrk(ceiling_url, 32, seconds, script))
                 for size, image_url in pngs.items():
                     downloads[size].append(wrk(image_url, 32, seconds)["rps"])
@@ -168,6 +188,14 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
             f"{ours[c]['p99']:.2f}",
             f"{base[c]['p99']:.2f}",
             f"{ours[c]['p99'] / base[c]['p99']:.2f}x",
+        )
+    if base[32]["cpu_us"] and ours[32]["cpu_us"]:  # /proc: Linux only
+        row(
+            "generate",
+            "server CPU µs per request, 32 connections (bare / ours)",
+            f"{ours[32]['cpu_us']:.1f}",
+            f"{base[32]['cpu_us']:.1f}",
+            f"{base[32]['cpu_us'] / ours[32]['cpu_us']:.0%}",
         )
     ceiling = _median_runs(ceiling_runs)["rps"]
     row(

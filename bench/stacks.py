@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,34 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def redis_cluster(nodes: int = 3) -> Iterator[list[str]]:
+    """A throw-away Redis Cluster of ``nodes`` primaries: each node's URL (any serves as the store's)."""
+    ports = [free_port() for _ in range(nodes)]
+    with tempfile.TemporaryDirectory() as folder:
+        procs = []
+        for port in ports:
+            command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            command += ["--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--dir", folder]
+            command += ["--cluster-config-file", f"nodes-{port}.conf"]
+            procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        try:
+            time.sleep(0.5)
+            nodes_at = [f"127.0.0.1:{port}" for port in ports]
+            create = ["redis-cli", "--cluster", "create", *nodes_at, "--cluster-replicas", "0", "--cluster-yes"]
+            subprocess.run(create, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            for port in ports:
+                while b"cluster_state:ok" not in subprocess.check_output(
+                    ["redis-cli", "-p", str(port), "cluster", "info"]
+                ):
+                    time.sleep(0.05)
+            yield [f"redis://127.0.0.1:{port}/0" for port in ports]
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
 
 
 def bench_workers(process: Callable[..., object], wrk: Wrk, row: Row, config: Path, script: Path, seconds: int) -> None:

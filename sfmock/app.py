@@ -7,17 +7,17 @@ import ipaddress
 import random
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sfmock._version import __version__
 from sfmock.chaos.codecs import ENTRIES, SCENARIOS
@@ -25,11 +25,11 @@ from sfmock.chaos.control import CONTROL_PREFIX, Control
 from sfmock.chaos.faults import FaultEngine, Scenario
 from sfmock.chaos.journal import Entry, Journal
 from sfmock.chaos.metrics import Metrics
-from sfmock.chaos.middleware import ChaosMiddleware, Sleep
 from sfmock.chaos.page import Page
+from sfmock.chaos.pipeline import Pipeline, Sleep
 from sfmock.chaos.sessions import Sessions, SessionState
 from sfmock.chaos.verify import Pattern, Verifier, hide_frame
-from sfmock.clock import Clock, ShiftedClock, VirtualClock
+from sfmock.clock import Clock, ScopedClock, ShiftedClock, VirtualClock
 from sfmock.config import Settings
 from sfmock.contract.openapi import Contract, load_contract
 from sfmock.errors import ApiError
@@ -39,7 +39,6 @@ from sfmock.service.admission import Admission
 from sfmock.service.api import Api
 from sfmock.service.chat import CHAT_PATH, ChatRoute
 from sfmock.service.direct import DirectRoute
-from sfmock.service.failures import InternalErrorMiddleware, StoreOutageMiddleware
 from sfmock.service.generation import Generator
 from sfmock.service.imagehost import ImageHost
 from sfmock.service.legacy import GENERATION_PATH, LEGACY_ROUTE
@@ -48,7 +47,6 @@ from sfmock.service.origins import Origins
 from sfmock.service.responses import METHOD_NOT_ALLOWED, NOT_FOUND, json_response
 from sfmock.service.rule_errors import RuleWording
 from sfmock.service.signing import UrlSigner
-from sfmock.service.tracing import TraceIdMiddleware
 from sfmock.state.open import open_store
 
 __all__ = ["FakeApp", "create_app", "serving_secrets"]
@@ -97,6 +95,7 @@ def create_app(
             pictures=pictures,
         )
     lifecycle = Lifecycle(settings.retire, epoch=store.epoch(clock.now()))  # one for every process of a store
+    scoped = ScopedClock(clock)  # what the service reads: the time of the session being served
     configured = bool(settings.image_public_url or settings.public_url)
     origins = Origins(
         image_port=settings.image_socket_port,
@@ -126,7 +125,7 @@ def create_app(
         generator=generator,
         authenticator=authenticator,
         admission=admission,
-        clock=clock,
+        clock=scoped,
         rng=random.Random(None if seed is None else f"{seed}:generation"),
         strict=settings.strict,
         max_body_bytes=settings.max_body_bytes,
@@ -136,7 +135,7 @@ def create_app(
         invalid_parameter_code=settings.invalid_parameter_code,
         wording=RuleWording(settings.range_errors, settings.size_errors),
     )
-    host = ImageHost(signer, clock, generator.max_pixels, pictures, content_type=settings.image_content_type)
+    host = ImageHost(signer, scoped, generator.max_pixels, pictures, content_type=settings.image_content_type)
     scenario = settings.scenario or Scenario()
 
     def new_session(name: str | None) -> SessionState:
@@ -149,7 +148,10 @@ def create_app(
         else:  # the run's start and schedule, and only the models this session's faults retired
             epoch = SessionEpoch(lifecycle.epoch, store.epoch(clock.now(), name))
             retired = Lifecycle(settings.retire, epoch=epoch)
-        return SessionState(name=name, journal=journal, engine=engine, admission=own, lifecycle=retired)
+        own_clock = clock if name is None else store.session_clock(name, clock)
+        return SessionState(
+            name=name, journal=journal, engine=engine, admission=own, lifecycle=retired, clock=own_clock
+        )
 
     sessions = Sessions(new_session, store=store)
     metrics = Metrics(contract.models, rules=[rule.name for rule in scenario.rules])
@@ -177,38 +179,39 @@ def create_app(
         *page.routes(),
     ]
     trace_rng = random.Random(None if seed is None else f"{seed}:trace")
-    chaos = Middleware(
-        ChaosMiddleware,
-        sessions=sessions,
-        metrics=metrics,
-        clock=clock,
-        authenticator=authenticator,
-        sleep=sleep,
-        max_body_bytes=settings.max_body_bytes,
-        control_prefix=CONTROL_PREFIX,
-        store_prefix=settings.image_prefix,
-        lifecycle=lifecycle,
-        dialect=settings.dialect,
-        rate_limit_codes=settings.rate_limit_codes,
-        store=store,
-    )
+    direct = [
+        DirectRoute(methods=["POST"], path=GENERATION_PATH, endpoint=api.generate),
+        DirectRoute(
+            methods=["GET", "HEAD"],
+            path=settings.image_prefix,
+            endpoint=host.download,
+            param="object",
+            shadowed=[route.path for route in routes if isinstance(route, Route)],
+        ),
+    ]
+
+    def pipeline(router: ASGIApp) -> Pipeline:
+        return Pipeline(
+            router,
+            rng=trace_rng,
+            sessions=sessions,
+            metrics=metrics,
+            clock=scoped,
+            authenticator=authenticator,
+            sleep=sleep,
+            max_body_bytes=settings.max_body_bytes,
+            control_prefix=CONTROL_PREFIX,
+            store_prefix=settings.image_prefix,
+            lifecycle=lifecycle,
+            dialect=settings.dialect,
+            rate_limit_codes=settings.rate_limit_codes,
+            store=store,
+            direct=direct,
+        )
+
     app = FakeApp(
         routes=routes,
-        middleware=[
-            Middleware(TraceIdMiddleware, rng=trace_rng),
-            Middleware(StoreOutageMiddleware, store_prefix=settings.image_prefix),
-            chaos,
-            Middleware(InternalErrorMiddleware, store_prefix=settings.image_prefix),
-            Middleware(DirectRoute, methods=["POST"], path=GENERATION_PATH, endpoint=api.generate),
-            Middleware(
-                DirectRoute,
-                methods=["GET", "HEAD"],
-                path=settings.image_prefix,
-                endpoint=host.download,
-                param="object",
-                shadowed=[route.path for route in routes if isinstance(route, Route)],
-            ),
-        ],
+        pipeline=pipeline,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.settings = settings
@@ -229,10 +232,23 @@ class FakeApp(Starlette):
     """The Starlette app, plus verification (:meth:`verify`, :meth:`verify_order`), and it
     notes the connection's transport.
 
-    Faults that drop or cut a connection need it, and only the server's own ``send``
-    leads to it (uvicorn's exposes ``transport``); Starlette wraps ``send`` before any
-    middleware sees it, so this is the one place to look.
+    Every HTTP request goes through one :class:`~sfmock.chaos.pipeline.Pipeline` (made by
+    ``pipeline`` around the router and its exception handlers) in place of Starlette's
+    middleware stack: the pipeline answers every failure itself.
+
+    Faults that drop or cut a connection need the transport, and only the server's own
+    ``send`` leads to it (uvicorn's exposes ``transport``), so this is the one place to look.
     """
+
+    def __init__(self, *, pipeline: Callable[[ASGIApp], Pipeline], **options: Any) -> None:
+        super().__init__(**options)
+        self._make_pipeline = pipeline
+        self.pipeline: Pipeline | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {key: value for key, value in self.exception_handlers.items() if key not in (500, Exception)}
+        self.pipeline = self._make_pipeline(ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug))
+        return self.pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -245,7 +261,8 @@ class FakeApp(Starlette):
     def verifier(self, session: str | None = None) -> Verifier:
         """Verifications over the journal of ``session`` (the default one for ``None``)."""
         sessions: Sessions = self.state.sessions
-        return Verifier(sessions.get(session), self.state.clock)
+        state = sessions.get(session)
+        return Verifier(state, state.clock)
 
     def verify(
         self, pattern: Pattern | Mapping[str, Any] | None = None, *, session: str | None = None, **options: Any

@@ -237,13 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """``sfmock serve``: run the fake until Ctrl+C."""
-    import uvicorn
-
     from sfmock.app import create_app, serving_secrets
     from sfmock.config import load_settings
     from sfmock.heap import keep_freed_memory
     from sfmock.protocol import uvicorn_config
-    from sfmock.server import listen, server_stack
+    from sfmock.server import PromptServer, listen, server_stack
 
     keep_freed_memory()  # this process is the server's own: big bodies reuse freed memory
     overrides = {key: getattr(args, key) for key in _FLAGS}
@@ -298,7 +296,7 @@ def serve(args: argparse.Namespace) -> int:
     # process: keep it out of the collector's full passes, which otherwise stall requests
     gc.collect()
     gc.freeze()
-    uvicorn.Server(config).run(sockets=sockets)
+    PromptServer(config).run(sockets=sockets)
     return 0
 
 

@@ -106,9 +106,10 @@ def check(args: argparse.Namespace) -> int:
 
     from sfmock.config import Settings, load_settings
     from sfmock.documents import DocumentError, loads_json
+    from sfmock.testing.arguments import ArgumentError, default_request
     from sfmock.testing.junit import write_error, write_report
     from sfmock.testing.program_check import check_program
-    from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramSetup, kill_running
+    from sfmock.testing.programs import ProgramError, ProgramSetup, kill_running
 
     command = args.program[1:] if args.program[:1] == ["--"] else args.program
     problem = None
@@ -116,7 +117,7 @@ def check(args: argparse.Namespace) -> int:
         problem = "give the program to check after --, e.g. sfmock check -- node client.mjs"
     elif args.budget <= 0 or args.jobs < 1 or args.max_examples < 1 or args.timeout <= 0:
         problem = "--budget, --jobs, --max-examples and --timeout must be positive"
-    request = dict(DEFAULT_REQUEST)
+    request = None
     if args.request is not None:
         try:
             request = loads_json(args.request)  # the boundary's reader: no NaN, no lone surrogate
@@ -134,6 +135,8 @@ def check(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"sfmock check: error: {problem}", file=sys.stderr)
         return 2
+    if request is None:  # the default, with what strict mode requires when the settings are strict
+        request = default_request(strict=settings.strict)
     started = time.monotonic()
 
     def progress(line: str) -> None:
@@ -167,9 +170,10 @@ def check(args: argparse.Namespace) -> int:
         print("sfmock check: interrupted", file=sys.stderr)
         return 130
     except (ProgramError, ValueError) as exc:
-        print(f"sfmock check: error: {exc}", file=sys.stderr)
+        message = exc.option() if isinstance(exc, ArgumentError) else str(exc)  # named as the option
+        print(f"sfmock check: error: {message}", file=sys.stderr)
         if args.junit:
-            write_error(args.junit, shlex.join(command), str(exc))
+            write_error(args.junit, shlex.join(command), message)
         return 2
     print(report.text(), end="")
     if args.junit:

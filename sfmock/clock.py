@@ -1,16 +1,34 @@
 """Where sfmock reads the time: the real clock by default, a virtual one in tests.
 
-Everything time-dependent (URL expiry, ``created``, later quota windows) asks a
+Everything time-dependent (URL expiry, ``created``, quota windows, the journal) asks a
 :class:`Clock`, so a test can jump an hour ahead without sleeping.
+
+Each named session has a clock of its own (:class:`SessionClock`): the server's clock
+plus the session's own moves, so one session's jump leaves the others where they are.
+The service reads time through a :class:`ScopedClock`, which answers with the clock of
+the session whose request is being served.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from typing import Protocol
 
-__all__ = ["MAX_TIME", "Clock", "ShiftedClock", "SystemClock", "VirtualClock"]
+__all__ = [
+    "MAX_TIME",
+    "Clock",
+    "ScopedClock",
+    "SessionClock",
+    "ShiftedClock",
+    "SystemClock",
+    "VirtualClock",
+    "serving",
+    "stands_still",
+    "within_range",
+]
 
 MAX_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a 4-digit year (X-Amz-Date) can name
 
@@ -124,3 +142,118 @@ class VirtualClock:
     def reset(self) -> None:
         """Back to the start time."""
         self.set(self.start)
+
+
+def stands_still(clock: Clock) -> bool:
+    """Whether ``clock``'s time stands still unless moved (a virtual clock, or a frozen one)."""
+    frozen = getattr(clock, "frozen", None)
+    if frozen is not None:
+        return bool(frozen)
+    return hasattr(clock, "advance")
+
+
+def within_range(when: float) -> float:
+    """``when`` kept within 0..MAX_TIME: a session's offset over a server clock moved
+    since must not carry the session past what a date can name."""
+    return min(max(when, 0.0), MAX_TIME)
+
+
+class SessionClock:
+    """A named session's clock in this process: the server's clock plus the session's own
+    moves (an offset), or stopped where the session froze it.
+
+    It starts on the server's time and follows it (the server's moves move it too, as a
+    full reset resets every session); its own moves change its offset alone. While
+    frozen it stands still whatever the server's clock does.
+    """
+
+    def __init__(self, server: Clock) -> None:
+        self.server = server
+        self._offset = 0.0
+        self._stopped: float | None = None
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        stopped = self._stopped
+        return stopped if stopped is not None else within_range(self.server.now() + self._offset)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether its time stands still: frozen itself, or following a server clock that does."""
+        return self._stopped is not None or stands_still(self.server)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop time where it is (``False``: follow the server's clock again from there)."""
+        with self._lock:
+            if frozen and self._stopped is None:
+                self._stopped = self.now()
+            elif not frozen and self._stopped is not None:
+                self._offset = self._stopped - self.server.now()
+                self._stopped = None
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` (this session only) and return the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only advances; got {seconds} seconds")
+        with self._lock:
+            _checked(self.now() + seconds)
+            self._offset += seconds
+            if self._stopped is not None:
+                self._stopped += seconds
+        return self.now()
+
+    def set(self, when: float) -> None:
+        """Make it ``when`` now for this session."""
+        with self._lock:
+            self._offset = _checked(when) - self.server.now()
+            if self._stopped is not None:
+                self._stopped = when
+
+    def reset(self) -> None:
+        """Back to the server's time, following it."""
+        with self._lock:
+            self._offset = 0.0
+            self._stopped = None
+
+
+# the session clock of the request being served, with the ScopedClock that set it
+_SERVING: ContextVar[tuple[object, Clock] | None] = ContextVar("sfmock_serving_clock", default=None)
+
+
+class ScopedClock:
+    """The time as the request being served sees it: its session's clock while
+    :meth:`serving` it, the server's clock otherwise (between requests, at start)."""
+
+    def __init__(self, server: Clock) -> None:
+        self.server = server
+
+    def now(self) -> float:
+        held = _SERVING.get()
+        # another app's request (an app serving inside another's) sets its own, not ours
+        if held is not None and held[0] is self:
+            return held[1].now()
+        return self.server.now()
+
+    def serving(self, clock: Clock) -> AbstractContextManager[None]:
+        """Answer :meth:`now` from ``clock`` in this task (and the threads it hands work to)."""
+        return _Serving(self, clock)
+
+
+class _Serving:
+    """:meth:`ScopedClock.serving`: a class, not a generator, as it wraps every request."""
+
+    __slots__ = ("held", "token")
+
+    def __init__(self, scoped: ScopedClock, clock: Clock) -> None:
+        self.held = (scoped, clock)
+
+    def __enter__(self) -> None:
+        self.token = _SERVING.set(self.held)
+
+    def __exit__(self, *exc: object) -> None:
+        _SERVING.reset(self.token)
+
+
+def serving(scoped: Clock, clock: Clock) -> AbstractContextManager[None]:
+    """:meth:`ScopedClock.serving` if ``scoped`` is one; nothing to do otherwise."""
+    return scoped.serving(clock) if isinstance(scoped, ScopedClock) else nullcontext()

@@ -9,7 +9,8 @@ Fixtures:
 - ``sfmock_transport``: an in-process ``httpx`` transport into the same app (no socket):
   ``http://sfmock.test`` answers with image URLs on ``http://images.sfmock.test``.
 - ``check_client``: :func:`sfmock.testing.checks.check_client`, with the marker's settings (a
-  failing check fails the test with the shrunk schedule, transcript and replay line).
+  failing check fails the test with the shrunk schedule, transcript and replay line); the
+  marker's ``scenario`` is checked but not applied (a check drives its own schedules).
 
 Marker: ``@pytest.mark.sfmock(scenario="flaky", config="accounts.yaml", strict=True, ...)``;
 ``scenario`` is a shipped name, a file or a dict; other keywords are ``Settings`` fields.
@@ -170,8 +171,11 @@ def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
 
     marker = request.node.get_closest_marker("sfmock")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    options.pop("scenario", None)  # a check drives its own schedules
+    scenario = options.pop("scenario", None)
     with _marker_errors():
+        # checked as for sfmock_server, not applied: each run of a check replaces the fake's
+        # scenario with its own schedule (``outcomes=`` picks what the schedules may hold)
+        _marker_scenario(scenario)
         settings = _marker_settings(options) if options else None
 
     def check(client: Callable[..., Any], **kwargs: Any) -> CheckReport:

@@ -2,8 +2,8 @@
 
 ``RemoteFake("http://127.0.0.1:8000", session="job-42")`` talks to a fake started
 elsewhere (``sfmock serve``) through its control API, every call carrying the
-``X-Sfmock-Session`` header, so its journal, scenario, faults and rate-limit counters
-are its own. The pytest plugin uses it when ``SFMOCK_URL`` is set: each test gets a
+``X-Sfmock-Session`` header, so its journal, scenario, faults, rate-limit counters and
+clock are its own. The pytest plugin uses it when ``SFMOCK_URL`` is set: each test gets a
 session of its own. Standard library only (no client library needed).
 """
 
@@ -102,9 +102,9 @@ class RemoteFake:
             raise RuntimeError(f"{method} /_sfmock/{path}: {exc.code} {detail}") from None
 
     def reset(self) -> None:
-        """This session's journal, faults, quotas and balances back to the start (the
-        default session: everything, clock included; under the pytest plugin, the start
-        of the test: its marker's scenario stays)."""
+        """This session's journal, faults, quotas, balances and clock back to the start (the
+        default session: everything, every session's included; under the pytest plugin, the
+        start of the test: its marker's scenario stays)."""
         self.call("POST", "reset")
         if self.session is not None:
             last = self._default().journal.entries(limit=1)
@@ -125,7 +125,8 @@ class RemoteFake:
         self.call("PUT", "scenario", document)
 
     def advance(self, seconds: float) -> float:
-        """Move the server's clock forward (shared by every session)."""
+        """Move this session's clock forward (other sessions' stay where they are); the
+        default session's is the server's clock, which every session's follows."""
         now: float = self.call("POST", "clock", {"advance": seconds})["now"]
         return now
 

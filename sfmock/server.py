@@ -8,8 +8,10 @@ waits 40 ms for a delayed ACK.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import logging
 import socket
 import threading
 import time
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from sfmock.chaos.verify import Pattern
     from sfmock.transports import EitherTransport
 
-__all__ = ["FakeServer", "ServerThread", "listen", "server_stack"]
+__all__ = ["FakeServer", "PromptServer", "ServerThread", "listen", "server_stack"]
 
 # real time even while a client check makes time virtual (sfmock's modules are not patched)
 _monotonic, _sleep = time.monotonic, time.sleep
@@ -74,6 +76,72 @@ def server_stack(config: uvicorn.Config) -> tuple[str, str]:
     return ("httptools" if fast else "h11"), loop
 
 
+class PromptServer(uvicorn.Server):
+    """uvicorn's server, but it stops as soon as it is asked to and its connections are done.
+
+    uvicorn looks at ``should_exit`` every 0.1 s, then waits a fixed 0.1 s after asking
+    the connections to close before it checks whether they have: 0.2 s of every stop spent
+    asleep, paid by each fake a test starts and by each run of ``sfmock check`` (a fake of
+    its own per run). Here the stop wakes the main loop, and the connections are watched
+    every few milliseconds; the shutdown is uvicorn's otherwise (the same order, the same
+    graceful timeout, the same cancellation after it).
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    def exit(self) -> None:
+        """Ask the server to stop (from any thread, or a signal handler)."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: it has stopped already
+                loop.call_soon_threadsafe(wake.set)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self.exit()
+
+    async def main_loop(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # the event first: exit() wakes it once the loop is known
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _TICK)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        _uvicorn_log.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        state = self.server_state
+        try:
+            async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+                while (state.connections or state.tasks) and not self.force_exit:
+                    await asyncio.sleep(_SHUTDOWN_POLL)
+                for server in self.servers:
+                    await server.wait_closed()
+        except TimeoutError:
+            for task in state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
+_uvicorn_log = logging.getLogger("uvicorn.error")  # where uvicorn's own shutdown says so
+_TICK = 0.1  # seconds between uvicorn's ticks (it renews the Date header every tenth)
+_SHUTDOWN_POLL = 0.005  # seconds between looks at the connections still open in a shutdown
+
+
 class ServerThread:
     """uvicorn serving ``app`` on ``sock`` (one socket, or several: the API's and the image
     host's) in a daemon thread, until :meth:`stop`."""
@@ -101,7 +169,7 @@ class ServerThread:
         )
         self.sockets = [sock] if isinstance(sock, socket.socket) else list(sock)
         self.sock = self.sockets[0]
-        self.server = uvicorn.Server(config)
+        self.server = PromptServer(config)
         self.before_run = before_run
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -121,7 +189,7 @@ class ServerThread:
 
     def stop(self) -> None:
         """Ask the server to exit and wait for it."""
-        self.server.should_exit = True
+        self.server.exit()
         self.thread.join(10)
         for sock in self.sockets:
             sock.close()

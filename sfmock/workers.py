@@ -32,11 +32,10 @@ _spawn = multiprocessing.get_context("spawn")
 
 def _worker(settings: Settings, sockets: list[socket.socket], log_level: str) -> None:
     """One worker: build the app and serve ``sockets`` until told to stop."""
-    import uvicorn
-
     from sfmock.app import create_app
     from sfmock.heap import keep_freed_memory
     from sfmock.protocol import uvicorn_config
+    from sfmock.server import PromptServer
 
     keep_freed_memory()  # a spawned process starts with the allocator's defaults
 
@@ -45,7 +44,7 @@ def _worker(settings: Settings, sockets: list[socket.socket], log_level: str) ->
     gc.freeze()
     config = uvicorn_config(app, log_level=log_level, read_timeout=settings.read_timeout, timeout_graceful_shutdown=2)
     try:
-        uvicorn.Server(config).run(sockets=sockets)
+        PromptServer(config).run(sockets=sockets)
     except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: a normal stop
         pass
 

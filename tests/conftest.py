@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,12 +18,41 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from redis_server import RedisServer, need_redis
+from redis_server import RedisCluster, RedisServer, need_redis
+from scheduling import longest_first, make_scheduler
 from sfmock import ConfigError, Settings, VirtualClock, check_response, create_app
 from sfmock.server import FakeServer
 from upstream import running_upstream
 
 pytest_plugins = ["pytester"]
+
+
+def _cache_bytecode_in_a_temporary_folder() -> None:
+    """Where PYTHONDONTWRITEBYTECODE is set (container images often set it), every Python the
+    suite starts (xdist's workers, the pytest runs of pytester and of the examples, each
+    ``sfmock serve``) compiled what it imports from source, and pytest rewrote the asserts of
+    every plugin's package (sfmock, schemathesis, faker...) again: seconds of CPU a process.
+    They keep their bytecode in a temporary folder instead, removed at the end: still nothing
+    is written beside the sources or into site-packages."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    folder = tempfile.mkdtemp(prefix="sfmock-tests-bytecode-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = folder
+
+
+_cache_bytecode_in_a_temporary_folder()  # before xdist starts its workers: they inherit it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items[:] = longest_first(items)  # the longest tests start first (tests/scheduling.py)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; xdist may be absent
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return make_scheduler(config, log)
+
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KEY = "sk-test-0123456789"
@@ -118,6 +151,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real three-node Redis Cluster for the session; ``cluster_url`` empties it per test."""
+    need_redis()
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """The URL of a node of an empty Redis Cluster."""
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture

@@ -47,18 +47,7 @@ class RedisServer:
             "--protected-mode", "yes",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-            finally:
-                client.close()
+        _wait_for(self.port, self.process)
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, as when the host goes."""
@@ -83,3 +72,77 @@ def need_redis() -> None:
     """Skip the test, saying why, when redis-server is not installed."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; see docs/development.md)")
+
+
+class RedisCluster:
+    """A real three-node Redis Cluster (``--cluster-enabled yes``, slots assigned by
+    ``redis-cli --cluster create``, no replicas), each node in a folder of its own."""
+
+    def __init__(self, folder: Path, nodes: int = 3) -> None:
+        assert REDIS_SERVER is not None
+        self.folder = folder
+        self.ports = [free_port() for _ in range(nodes)]
+        self.bus_ports = [free_port() for _ in range(nodes)]  # not port + 10000: that may be past 65535
+        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"  # any node: the client learns the others
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            home = self.folder / str(port)
+            home.mkdir(parents=True, exist_ok=True)
+            command = [
+                str(REDIS_SERVER),
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--dir", str(home),
+                "--save", "",
+                "--appendonly", "no",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(home / "nodes.conf"),
+                "--cluster-port", str(bus),
+            ]  # fmt: skip
+            self.processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port, process in zip(self.ports, self.processes, strict=True):
+            _wait_for(port, process)
+        cli = shutil.which("redis-cli")
+        assert cli is not None, "redis-cli comes with redis-server"
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        create = [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(create, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        deadline = time.monotonic() + 30
+        for port in self.ports:  # every node must know every slot before the tests go
+            client = redis.Redis(port=port)
+            while client.cluster("info").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Redis Cluster on {nodes} did not reach cluster_state:ok")
+                time.sleep(0.05)
+            client.close()
+
+    def flush(self) -> None:
+        for port in self.ports:
+            client = redis.Redis(port=port)
+            client.flushall()
+            client.close()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(10)
+        self.processes.clear()
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until the redis-server ``process`` started answers on ``port``."""
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.02)
+        finally:
+            client.close()

@@ -105,12 +105,12 @@ def test_a_failure_outside_the_handlers_answers_the_documented_500(
 ) -> None:
     """A bug in the layers around the handlers (faults, journal, sessions) answers the
     documented 500 with its trace id, never the server's bare "Internal Server Error"."""
-    from sfmock.chaos.middleware import ChaosMiddleware
+    from sfmock.chaos.pipeline import Pipeline
 
-    async def broken(self: object, exchange: object, receive: object) -> None:
+    async def broken(self: object, exchange: object, receive: object, out: object) -> None:
         raise RuntimeError("a bug in the chaos layer")
 
-    monkeypatch.setattr(ChaosMiddleware, "_serve", broken)
+    monkeypatch.setattr(Pipeline, "_serve", broken)
     app = create_app(settings, clock=clock)
     with TestClient(app, base_url=settings.base_url, raise_server_exceptions=False) as client:
         client.event_hooks = {"request": [], "response": [contract_hook_for(settings)]}

@@ -137,6 +137,10 @@ def test_expired_url_fault(api: httpx.Client, server: LiveServer) -> None:
 def test_bad_fault_header_is_a_clear_400(api: httpx.Client) -> None:
     response = fault(api, "explode")
     assert response.status_code == 400 and "X-Sfmock-Fault: unknown item 'explode'" in response.json()["message"]
+    backwards = fault(api, "delay=5..1")
+    assert backwards.status_code == 400
+    assert "X-Sfmock-Fault: 'delay=5..1' runs backwards" in backwards.json()["message"]
+    assert fault(api, "delay=0..0.01").status_code == 200  # the right way round: a delay
 
 
 def test_image_host_faults_from_a_scenario(clock: VirtualClock) -> None:

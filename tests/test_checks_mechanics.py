@@ -261,22 +261,30 @@ def test_a_client_that_never_reaches_the_fake_fails_loudly() -> None:
     assert "never reached the fake" in failed.value.problem and "ConnectError" in failed.value.problem
 
 
+def adds_a_batch(ctx: ClientContext) -> bytes:
+    """Adds ``batch_size: 2`` of its own: Qwen ignores it, strict mode refuses it."""
+    ctx.request = {**ctx.request, "batch_size": 2}
+    return good_sync(ctx)
+
+
 def test_a_client_that_never_succeeds_is_not_a_pass() -> None:
-    request = {"model": "Kwai-Kolors/Kolors", "prompt": "x", "batch_size": 2}  # refused in strict mode
+    request = {"model": "Qwen/Qwen-Image", "prompt": "x", "image_size": "1328x1328"}
     with pytest.raises(ClientCheckFailed) as failed:
-        check_client(good_sync, request=request, settings=Settings(strict=True), invariants=["retries"], max_examples=5)
+        check_client(
+            adds_a_batch, request=request, settings=Settings(strict=True), invariants=["retries"], max_examples=5
+        )
     assert failed.value.invariant == "coverage" and "never succeeded" in failed.value.problem
     assert "400" in failed.value.problem
 
 
 def test_valid_requests_judges_in_the_fakes_mode() -> None:
     request = {"model": "Kwai-Kolors/Kolors", "prompt": "x", "batch_size": 2, "image_size": "1024x1024"}
-    lenient = {"model": "Qwen/Qwen-Image", "prompt": "x", "batch_size": 2}  # ignored by Qwen, refused strict
+    qwen = {"model": "Qwen/Qwen-Image", "prompt": "x", "image_size": "1328x1328"}
     check_client(good_sync, request=request, settings=Settings(strict=True), seed=1, max_examples=10)
     with pytest.raises(ClientCheckFailed) as failed:
-        check_client(good_sync, request=lenient, settings=Settings(strict=True), schedule=[])
+        check_client(adds_a_batch, request=qwen, settings=Settings(strict=True), schedule=[])
     assert failed.value.invariant == "valid-requests" and "strict contract" in failed.value.problem
-    check_client(good_sync, request=lenient, schedule=[])  # lenient: accepted and ignored
+    check_client(adds_a_batch, request=qwen, schedule=[])  # lenient: accepted and ignored
 
 
 def test_the_image_returned_must_be_the_image_served() -> None:

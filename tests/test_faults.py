@@ -146,6 +146,9 @@ def test_header_grammar(header: str, expected: Action) -> None:
         ("", "no item in ''"),
         (";;;;", "no item in ';;;;'"),
         (" ; ", "no item"),
+        ("delay=5..1", r"'delay=5\.\.1' runs backwards; expected delay=LOW\.\.HIGH, LOW at most HIGH"),
+        ("error=503;pass", r"'pass' \(no fault: the request goes through\) cannot go with 'error=503'"),
+        ("pass;drop", "'pass' .* cannot go with 'drop'"),
     ],
 )
 def test_header_errors(header: str, phrase: str) -> None:

@@ -82,7 +82,9 @@ def _twins() -> tuple[FakeApp, FakeApp]:
     """Two fakes alike in everything; the second without the direct route (the router serves)."""
     settings = Settings(seed=7, default_balance=Decimal("0.10"), limits=Limits(rpm=4))
     direct, routed = (create_app(settings, clock=VirtualClock(1_767_225_600)) for _ in range(2))
-    routed.user_middleware = [m for m in routed.user_middleware if m.cls is not DirectRoute]
+    routed.middleware_stack = pipeline = routed.build_middleware_stack()
+    assert routed.pipeline is pipeline and any(isinstance(route, DirectRoute) for route in routed.pipeline.direct)
+    routed.pipeline.direct = ()
     return direct, routed
 
 

@@ -180,3 +180,37 @@ def test_the_response_body_is_bounded() -> None:
     assert len(entry.response_body) <= STRING_CAP
     record(journal, response=b"\x89PNG\r\n\x1a\n\x00\xff")
     assert journal.entries()[1].response_body is None  # binary: not shown
+
+
+def _reachable_text(root: object, limit: int = 100_000) -> Iterator[str]:
+    """Every str and bytes reachable from ``root`` (as the garbage collector sees references)."""
+    import gc
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack and len(seen) < limit:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, type):
+            continue
+        seen.add(id(item))
+        if isinstance(item, str | bytes):
+            yield item if isinstance(item, str) else item.decode("latin-1")
+            continue
+        stack.extend(gc.get_referents(item))
+
+
+def test_an_entry_not_yet_read_holds_no_secret_in_clear() -> None:
+    """The journal builds an entry when it is read; what it keeps until then has its
+    secrets masked already (the key, secret-named headers, a query's signature)."""
+    key, other = "sk-unread-0123456789abcdef", "sk-header-9876543210fedcba"
+    journal = Journal()
+    journal.record(
+        time=1.0, method="GET", path="/temporary/outputs/a.png", query="X-Amz-Signature=deadbeefcafe1234&x=1",
+        authorization=f"Bearer {key}", body=b"{}", status=200, outcome="response", fault=None, trace_id="t",
+        headers={"authorization": f"Bearer {key}", "x-api-key": other, "cookie": "session=s3cr3t-cookie"},
+    )  # fmt: skip
+    held = "\n".join(_reachable_text(journal))
+    for secret in (key, other, "deadbeefcafe1234", "s3cr3t-cookie"):
+        assert secret not in held
+    [entry] = journal.entries()
+    assert entry.key == mask_key(key) and entry.headers["x-api-key"] == mask_key(other)

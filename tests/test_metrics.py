@@ -6,11 +6,15 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook
 from sfmock import Limits, Settings, VirtualClock, create_app
+from sfmock.chaos.metrics import LATENCY_BUCKETS, Counts, SharedCounts
 from sfmock.transports import Transport
 
 GEN = "/v1/images/generations"
@@ -123,3 +127,50 @@ def test_labels_a_client_chooses_cannot_grow_the_metrics(clock: VirtualClock) ->
     models = {"route": "/v1/models", "model": "", "fault": ""}
     assert value(found, "sfmock_requests_total", **models, method="other", status="405") == 50
     assert len(requests) == 3
+
+
+OBSERVATIONS = st.lists(
+    st.tuples(
+        st.tuples(
+            st.sampled_from([GEN, "/v1/models", "other"]),
+            st.sampled_from(["GET", "POST"]),
+            st.sampled_from(["200", "429", "none"]),
+            st.sampled_from(["", "Kwai-Kolors/Kolors", "other"]),
+            st.sampled_from(["", "header"]),
+        ),
+        st.sampled_from(LATENCY_BUCKETS) | st.floats(0, 100),  # on a bucket's bound, and between
+        st.integers(0, 4),
+        st.booleans(),
+        st.sampled_from([None, "ipm", "none"]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(observations=OBSERVATIONS)
+def test_the_plain_counts_expose_what_prometheus_client_metrics_would(
+    observations: list[tuple[tuple[str, str, str, str, str], float, int, bool, str | None]],
+) -> None:
+    """The counters a collector reads give the same families, samples and values as
+    prometheus_client's Counter and Histogram fed the same requests (``_created``: when)."""
+    plain, theirs = CollectorRegistry(), CollectorRegistry()
+    counts, shared = Counts(plain), SharedCounts(theirs)
+    for observation in observations:
+        counts.add(*observation)
+        shared.add(*observation)
+
+    def exposed(registry: CollectorRegistry) -> list[tuple[str, str, list[tuple[str, dict[str, str], float]]]]:
+        return [
+            (family.name, family.type, [(s.name, s.labels, s.value) for s in family.samples])
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            if not family.name.endswith("_created")
+        ]
+
+    assert exposed(plain) == exposed(theirs)
+    created = [
+        f.name for f in text_string_to_metric_families(generate_latest(plain).decode()) if f.name.endswith("_created")
+    ]
+    assert created == [
+        f.name for f in text_string_to_metric_families(generate_latest(theirs).decode()) if f.name.endswith("_created")
+    ]

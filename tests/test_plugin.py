@@ -145,6 +145,27 @@ def test_bad(sfmock_server):
 }
 
 
+def test_a_bad_marker_scenario_is_the_same_error_for_check_client(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_scenario_of_a_check="""
+import pytest
+
+@pytest.mark.sfmock(scenario="no-such-scenario")
+def test_check(check_client):
+    raise AssertionError("the test ran: the marker's scenario was not checked")
+
+@pytest.mark.sfmock(scenario="no-such-scenario")
+def test_server(sfmock_server):
+    raise AssertionError("the test ran: the marker's scenario was not checked")
+"""
+    )
+    session = str(pytester.runpytest_subprocess("-p", "no:cacheprovider").stdout)
+    said = "ConfigError: @pytest.mark.sfmock: scenario: 'no-such-scenario': no such shipped scenario"
+    for test in ("test_check", "test_server"):  # each fails its set-up, with the same message
+        assert re.search(rf"_ ERROR at setup of {test} _+\n(?:(?!\n__).)*{re.escape(said)}", session, re.S), session
+    assert "2 errors in" in session and "the test ran" not in session
+
+
 def verdicts(output: str, case: str) -> list[tuple[str, str]]:
     """Each test of a case's file with its verdict, in order (a test that errors in
     teardown after passing shows twice)."""

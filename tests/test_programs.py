@@ -63,6 +63,8 @@ def check(command: tuple[str, ...], **options: Any) -> ProgramReport:
 
 # --- the correct clients pass; each flawed one is caught by the check its docstring names ---
 
+SHORT_TIMEOUT = ("bash", "-c", f"bash <(sed '0,/--max-time 10/s//--max-time 1.2/' {bash('curl-careful.sh')[1]})")
+
 CORRECT = [
     pytest.param(node("openai-careful.mjs"), marks=needs_node, id="node-openai"),
     pytest.param(bash("curl-careful.sh"), marks=needs_curl, id="curl"),
@@ -79,6 +81,8 @@ FLAWED = [
     pytest.param(bash("curl-retries-everything.sh"), "retries", marks=needs_curl, id="curl-retries-400"),
     pytest.param(bash("curl-key-on-download.sh"), "downloads", marks=needs_curl, id="curl-key-on-download"),
     pytest.param(bash("curl-exits-zero.sh"), "exit-status", marks=needs_curl, id="curl-exits-zero"),
+    # the careful client with a read timeout of 1.2 s on the generation, shorter than one takes
+    pytest.param(SHORT_TIMEOUT, "timeouts", marks=needs_curl, id="curl-short-timeout"),
 ]
 
 
@@ -104,6 +108,27 @@ def test_a_flawed_client_is_caught_by_the_named_check(command: tuple[str, ...], 
     text = report.text()
     assert f"[{expected}]" in text and "transcript:" in text and "replay: sfmock check" in text
     assert "sk-sfmock-check" not in text  # the key is masked in the report
+
+
+@needs_curl
+def test_the_first_run_answers_after_the_modelled_latency_and_a_shorter_read_timeout_fails() -> None:
+    short = ("bash", "-c", POST.replace("curl -s ", "curl -s --max-time 0.3 ") + " || exit 1")
+    report = check(short, checks=["timeouts"])
+    failure = report.failure
+    assert failure is not None, report.text()
+    assert failure.check == "timeouts" and failure.schedule == () and failure.reproduced is True
+    latency = failure.result.latency
+    assert 0.3 < latency <= TIMINGS["latency"]  # what the fake models for the request (Kolors: ~1.9 s), capped
+    assert failure.message.startswith("request 1 timed out after 0.3s on a normal answer")
+    assert f"a generation's answer came after {latency:.1f}s, its latency" in failure.message
+    gave_up = failure.result.run.generations[0]
+    assert gave_up.failure == "timeout" and gave_up.ended - gave_up.started < latency  # when it hung up
+    # the same program with a timeout longer than the latency waits for it and passes
+    patient = check(("bash", "-c", POST.replace("curl -s ", "curl -s --max-time 5 ")), schedule=[], checks=["timeouts"])
+    assert patient.passed, patient.text()
+    # the other runs answer at once: the latency costs a check one run's worth of real time
+    other = run_program(ProgramSetup(command=short), [])
+    assert other.status == 0 and other.latency == 0
 
 
 @needs_node

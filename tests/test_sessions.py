@@ -104,6 +104,16 @@ def test_a_bad_session_name_is_a_400_naming_the_header(api: TestClient, value: s
     assert download.status_code == 400 and b"<ArgumentName>X-Sfmock-Session</ArgumentName>" in download.content
 
 
+def test_a_session_name_not_in_ascii_is_shown_as_the_bytes_sent(api: TestClient) -> None:
+    answer = api.post(GEN, json=BODY, headers={**AUTH, "X-Sfmock-Session": "é".encode()})  # UTF-8 bytes
+    assert answer.status_code == 400
+    message = answer.json()["message"]
+    assert message.startswith("X-Sfmock-Session: b'\\xc3\\xa9' (bytes) is not a session name"), message
+    assert "Ã" not in message  # not the latin-1 reading of those bytes
+    download = api.get("/temporary/outputs/x.png?X-Sfmock-Session=%C3%A9")  # the same bytes in a URL
+    assert download.status_code == 400 and b"b'\\xc3\\xa9' (bytes)" in download.content
+
+
 def test_sessions_beyond_the_limit_forget_the_least_recently_used(clock: VirtualClock) -> None:
     app = create_app(Settings(seed=1), clock=clock)
     sessions = app.state.sessions
@@ -151,9 +161,11 @@ def test_remote_fake_scopes_every_control_call(clock: VirtualClock) -> None:
         assert len(theirs.verify_order({"status": 200})) == 1
         with pytest.raises(ValueError, match="unknown field 'stat'"):
             theirs.verify(stat=1)
-        assert mine.advance(5) == clock.now()
+        assert mine.advance(5) == clock.now() + 5  # its own clock: the others' stay
+        assert theirs.call("GET", "clock")["now"] == shared.call("GET", "clock")["now"] == clock.now()
         mine.reset()
         assert mine.journal.entries() == [] and len(theirs.journal) == 1
+        assert mine.call("GET", "clock")["now"] == clock.now()  # back on the server's time
 
 
 INNER = """
@@ -190,6 +202,14 @@ def test_a_reset_keeps_the_marker_s_scenario(sfmock_server):
         sfmock_server.reset()
         assert client.post("/images/generations", json=BODY, headers=AUTH).status_code == 503
     assert len(sfmock_server.journal.entries()) == 1
+
+
+@pytest.mark.parametrize("hours", [0, 1])
+def test_a_clock_of_its_own(sfmock_server, hours):
+    with sfmock_server.client() as client:
+        url = client.post("/images/generations", json=BODY, headers=AUTH).json()["images"][0]["url"]
+        sfmock_server.advance(3601 * hours)  # the test's own clock: the other test's URL stays valid
+        assert client.get(url).status_code == (403 if hours else 200)
 """
 
 
@@ -203,12 +223,13 @@ def test_parallel_tests_with_conflicting_scenarios_share_one_fake(
         # plugins the inner tests do not use stay out: each worker is a whole pytest start-up
         quick = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
         result = pytester.runpytest_subprocess(*quick, "-n", "2")
-        result.assert_outcomes(passed=13)
-        result.stdout.fnmatch_lines(["*2 workers*13 items*"])
+        result.assert_outcomes(passed=15)
+        result.stdout.fnmatch_lines(["*2 workers*15 items*"])
         sessions = fake.app.state.sessions
-        assert len(sessions.names()) == 13  # a session per test
+        assert len(sessions.names()) == 15  # a session per test
         assert all(len(sessions.get(name).journal) == 0 for name in sessions.names())  # each reset at the end
         assert len(fake.journal) == 0  # and nothing leaked into the default session
+        assert fake.clock.now() == fake.clock.start  # the tests moved their own clocks alone
 
 
 def test_in_one_process_a_reset_keeps_the_marker_s_scenario_and_the_next_test_starts_clean(
@@ -229,4 +250,4 @@ def test_after_the_marked_test_no_scenario_is_left(sfmock_server):
     )
     quick = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
     result = pytester.runpytest_subprocess(*quick, "-p", "no:randomly")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)

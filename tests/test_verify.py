@@ -204,6 +204,15 @@ def test_over_the_control_api(api: TestClient) -> None:
     assert order["ok"] is True and [e["id"] for e in order["entries"]] == [1, 2, 5]
 
 
+def test_no_pattern_matches_every_request_as_documented(api: TestClient) -> None:
+    none = api.post("/_sfmock/verify", json={}).json()  # at least one request of any kind: none yet
+    assert none["ok"] is False and none["message"].startswith("verify: expected at least 1 matching")
+    assert api.post("/_sfmock/verify", json={"count": 0}).json()["ok"] is True  # no request at all
+    traffic(api)
+    every = api.post("/_sfmock/verify", json={}).json()
+    assert every["ok"] is True and every["count"] == len(api.get("/_sfmock/journal").json()["entries"]) > 1
+
+
 @pytest.mark.parametrize(
     ("command", "message"),
     [

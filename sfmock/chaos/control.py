@@ -4,7 +4,8 @@ Documented in the contract like every route. When the server listens on anything
 loopback, every call needs the ``X-Sfmock-Token`` header. Every call is refused when a
 browser makes it from another origin (``Origin`` not this server: CSRF) or, over a
 socket, names an unexpected ``Host`` (DNS rebinding); bodies are capped. A call with
-the ``X-Sfmock-Session`` header acts on that session's journal, scenario and counters.
+the ``X-Sfmock-Session`` header acts on that session's journal, scenario, counters and
+clock; without it, the clock is the server's, which every session's follows.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sfmock.chaos.faults import Scenario
 from sfmock.chaos.metrics import CONTENT_TYPE, Metrics
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState, session_name
 from sfmock.chaos.verify import VerificationFailed, Verifier
-from sfmock.clock import MAX_TIME, Clock
+from sfmock.clock import MAX_TIME, Clock, stands_still
 from sfmock.documents import DocumentError, load_document, loads_json
 from sfmock.errors import ConfigError
 from sfmock.globs import glob_problem
@@ -169,7 +170,7 @@ class Control:
             {
                 "status": "ok",
                 "version": self.version,
-                "time": self.clock.now(),
+                "time": session.clock.now(),
                 "scenario": session.engine.scenario.name,
                 "journal": len(session.journal),
                 **({} if self.image_base is None else {"images": self.image_base(request)}),
@@ -180,7 +181,7 @@ class Control:
         session = _session(request)
         if session.name is None:
             self.reset_all()
-        else:  # one session: its own state only; the shared clock stays where it is
+        else:  # one session: its own state only, its clock back on the server's
             session.reset(self.initial_scenario)
         return json_response({"status": "reset"})
 
@@ -212,6 +213,9 @@ class Control:
         )
 
     async def clock_state(self, request: Request) -> Response:
+        """``GET``, ``POST /_sfmock/clock``: the server's clock, or with the session header
+        that session's (the server's plus its own moves)."""
+        clock = _session(request).clock
         if request.method == "POST":
             body = await self._body(request)
             if isinstance(body, Response):
@@ -225,32 +229,39 @@ class Control:
                 return _error(400, 'clock: expected {"advance": SECONDS}, {"set": UNIX_TIME} or {"freeze": BOOLEAN}')
             ((verb, value),) = command.items()
             if verb == "freeze":
-                return self._freeze(value)
-            problem = _clock_problem(verb, value, self.clock.now())
+                return self._freeze(clock, value)
+            problem = _clock_problem(verb, value, clock.now())
             if problem is not None:
                 return _error(400, f"clock: {problem}")
-            method = getattr(self.clock, verb, None)
-            if method is None:
+            method = getattr(clock, verb, None)
+            if method is None or not hasattr(self.clock, "advance"):  # a session's moves as the server's
                 return _error(409, "clock: this server's clock cannot be moved")
             method(value)
-        return self._clock_json()
+        return self._clock_json(clock)
 
-    def _freeze(self, value: Any) -> Response:
+    def _freeze(self, clock: Clock, value: Any) -> Response:
         if not isinstance(value, bool):
             return _error(400, f"clock: freeze needs true or false, got {value!r}")
-        freeze = getattr(self.clock, "freeze", None)
-        if freeze is None:
-            if value == _frozen(self.clock):
-                return self._clock_json()
+        freeze = getattr(clock, "freeze", None)
+        if freeze is None or not hasattr(self.clock, "advance"):
+            if value == stands_still(clock):
+                return self._clock_json(clock)
             return _error(409, "clock: this server's clock cannot be " + ("frozen" if value else "thawed"))
+        if not value and clock is not self.clock and stands_still(self.clock):
+            # thawed, a session's clock follows the server's: that one would still stand still
+            return _error(
+                409,
+                "clock: this session's clock follows the server's, which stands still: thaw the server's "
+                "(POST /_sfmock/clock without X-Sfmock-Session) if it can be, or reset the session",
+            )
         freeze(value)
-        return self._clock_json()
+        return self._clock_json(clock)
 
-    def _clock_json(self) -> Response:
-        now = self.clock.now()
+    def _clock_json(self, clock: Clock) -> Response:
+        now = clock.now()
         iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         controllable = hasattr(self.clock, "advance")
-        return json_response({"now": now, "iso": iso, "controllable": controllable, "frozen": _frozen(self.clock)})
+        return json_response({"now": now, "iso": iso, "controllable": controllable, "frozen": stands_still(clock)})
 
     async def verify(self, request: Request) -> Response:
         """``POST /_sfmock/verify``: ``{"pattern": {...}, "count": N}`` or ``{"order": [...]}``."""
@@ -281,7 +292,7 @@ class Control:
                 return _error(400, f"verify: {name} must be an integer from 0 to {MAX_COUNT}")
         if "order" in command and not isinstance(command["order"], list):
             return _error(400, "verify: order must be a list of patterns")
-        verifier = Verifier(_session(request), self.clock)
+        verifier = Verifier(_session(request), _session(request).clock)
         order = command.get("order")
         if order is not None and (not isinstance(order, list) or "pattern" in command):
             return _error(400, "verify: order must be a list of patterns, and comes without pattern")
@@ -368,14 +379,6 @@ def _clock_problem(verb: str, value: Any, now: float) -> str | None:
     if not 0 <= target <= MAX_TIME:
         return f"{verb} {value!r} would put the clock outside 0..{MAX_TIME} (1970 to 9999)"
     return None
-
-
-def _frozen(clock: Clock) -> bool:
-    """Whether time stands still unless moved (a virtual clock, or a frozen server clock)."""
-    frozen = getattr(clock, "frozen", None)
-    if frozen is not None:
-        return bool(frozen)
-    return hasattr(clock, "advance")
 
 
 def _session(request: Request) -> SessionState:

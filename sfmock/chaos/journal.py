@@ -78,10 +78,13 @@ def _key_facts(token: str | None) -> tuple[str | None, str | None]:
     return mask_key(token), key_hash(token)
 
 
+_secret = functools.lru_cache(maxsize=1024)(is_secret_name)  # the few header names in use
+
+
 def _mask_header(name: str, value: str) -> str:
     """A header as the journal shows it: a credential masked (its name says so, as
     :mod:`sfmock.scrubbing` decides for recordings too), any other value scrubbed."""
-    if not is_secret_name(name):
+    if not _secret(name):
         return scrub_text(value)
     scheme, space, token = value.partition(" ")
     if space and scheme.lower() == "bearer":
@@ -277,39 +280,23 @@ class Journal:
         trace_id: str,
         headers: Mapping[str, str] | None = None,
         response: bytes = b"",
-    ) -> Entry:
-        """Add one request; ``headers`` and ``query`` are stored with their secrets masked."""
-        token = bearer_token(authorization)
-        shown = {name: _mask_header(name, value) for name, value in (headers or {}).items()}
+    ) -> int:
+        """Add one request; returns its id. Its :class:`Entry` is built when first read;
+        until then only what builds it is kept, with secrets masked already: the key
+        (masked, and its hash), secret-named headers, the query's secret parameters."""
+        masked, hashed = _key_facts(bearer_token(authorization))
+        held = {name: _mask_header(name, value) if _secret(name) else value for name, value in (headers or {}).items()}
         query = scrub_query(query)
         raw_body = body[:BODY_CAP]
-        masked, hashed = _key_facts(token)
-
-        def build(entry_id: int) -> Entry:
-            return Entry(
-                id=entry_id,
-                time=time,
-                method=method,
-                path=path,
-                query=query,
-                key=masked,
-                key_hash=hashed,
-                authorization=authorization is not None,
-                headers=shown,
-                raw_body=raw_body,
-                status=status,
-                outcome=outcome,
-                fault=fault,
-                raw_response=response[:RESPONSE_CAP],
-                trace_id=trace_id,
-            )
-
-        entry = self._log.append(build, len(raw_body))
+        recorded = (time, method, path, query, masked, hashed, authorization is not None, held, raw_body)
+        # one tuple and one partial per entry held: a closure would hold a cell per value
+        build = functools.partial(_build, (*recorded, status, outcome, fault, response[:RESPONSE_CAP], trace_id))
+        entry_id = self._log.append(build, len(raw_body))
         if len(self._texts) > self.size:  # forget the texts of entries pushed out
             oldest = self._log.oldest_id()
             with self._lock:
                 self._texts = {k: v for k, v in self._texts.items() if k >= oldest}
-        return entry
+        return entry_id
 
     def entries(
         self,
@@ -393,6 +380,30 @@ class Journal:
         self._log.clear()
         with self._lock:
             self._texts.clear()
+
+
+def _build(recorded: tuple[Any, ...], entry_id: int) -> Entry:
+    """The entry :meth:`Journal.record` kept the makings of (the other headers scrubbed now)."""
+    time, method, path, query, key, hashed, authorization, held, raw_body, status, outcome, fault, answer, trace = (
+        recorded
+    )
+    return Entry(
+        id=entry_id,
+        time=time,
+        method=method,
+        path=path,
+        query=query,
+        key=key,
+        key_hash=hashed,
+        authorization=authorization,
+        headers={name: value if _secret(name) else scrub_text(value) for name, value in held.items()},
+        raw_body=raw_body,
+        status=status,
+        outcome=outcome,
+        fault=fault,
+        raw_response=answer,
+        trace_id=trace,
+    )
 
 
 def _fault_matches(text: str | None, pattern: str) -> bool:

@@ -4,27 +4,37 @@ Each app has its own :class:`prometheus_client.CollectorRegistry` (never the glo
 one), so several fakes in one process count apart. Counted for every request the
 journal records (the control API excepted), across all sessions.
 
+A request only adds to plain counters (:class:`Counts`); a collector of this app's
+registry reads them when the metrics are asked for, so the request pays no label
+checks, locks or sample objects.
+
 The workers of ``sfmock serve --workers N`` count together: they run in
 ``prometheus_client``'s multiprocess mode (each writes its counts to files in the folder
 :data:`FOLDER_VARIABLE` names, which ``serve`` makes and removes), and any of them
-answers the sum.
+answers the sum; there the counts go to ``prometheus_client``'s metrics as they come
+(:class:`SharedCounts`), since any worker may be asked for all of them at any time.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection
-from typing import Any
+import time
+from bisect import bisect_left
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from sfmock.service.legacy import legacy_model
 from sfmock.service.quota import METRICS
 
-__all__ = ["CONTENT_TYPE", "FOLDER_VARIABLE", "Metrics", "route_of"]
+__all__ = ["CONTENT_TYPE", "FOLDER_VARIABLE", "Counts", "Metrics", "SharedCounts", "route_of"]
 
 FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: set before it is imported
 
@@ -53,8 +63,29 @@ def route_of(path: str) -> str:
     return "other"
 
 
+REQUESTS = ("sfmock_requests", "Requests answered (or dropped), by route, method, status, model and fault rule.")
+REQUEST_LABELS = ("route", "method", "status", "model", "fault")
+ISSUED = ("sfmock_images_issued", "Image URLs issued by successful generations.")
+DOWNLOADED = ("sfmock_images_downloaded", "Images downloaded from the image host.")
+LIMITED = (
+    "sfmock_rate_limited",
+    "429 answers, by the limit they name (rpm, ipm, ...; 'none' when a fault named none).",
+)
+LATENCY = (
+    "sfmock_request_duration_seconds",
+    "Time from the request's arrival to the end of its answer (real seconds), by route.",
+)
+Labels = tuple[str, str, str, str, str]
+
+
+class Sink(Protocol):
+    """Where :class:`Metrics` adds one request's counts."""
+
+    def add(self, labels: Labels, seconds: float, images: int, downloaded: bool, limit: str | None) -> None: ...
+
+
 class Metrics:
-    """Counters and histograms of one app."""
+    """The metrics of one app: labels a request with known values, counts it in a :class:`Sink`."""
 
     def __init__(self, models: Collection[str] = (), rules: Collection[str] = ()) -> None:
         """``models``: the catalogue; a request naming any other model is labelled ``other``.
@@ -64,35 +95,7 @@ class Metrics:
         self.rules = frozenset(rules) | {HEADER_RULE}
         self.folder = os.environ.get(FOLDER_VARIABLE)  # the workers' shared counts, if any
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "sfmock_requests",
-            "Requests answered (or dropped), by route, method, status, model and fault rule.",
-            ["route", "method", "status", "model", "fault"],
-            registry=self.registry,
-        )
-        self.images_issued = Counter(
-            "sfmock_images_issued", "Image URLs issued by successful generations.", ["model"], registry=self.registry
-        )
-        self.images_downloaded = Counter(
-            "sfmock_images_downloaded", "Images downloaded from the image host.", registry=self.registry
-        )
-        self.rate_limited = Counter(
-            "sfmock_rate_limited",
-            "429 answers, by the limit they name (rpm, ipm, ...; 'none' when a fault named none).",
-            ["metric"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "sfmock_request_duration_seconds",
-            "Time from the request's arrival to the end of its answer (real seconds), by route.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        # the children of the label sets seen so far (the metrics keep as many themselves)
-        self._requests: dict[tuple[str, str, str, str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
-        self._issued: dict[str, Any] = {}
+        self.counts: Sink = Counts(self.registry) if self.folder is None else SharedCounts(self.registry)
 
     def observe(
         self,
@@ -115,25 +118,12 @@ class Metrics:
             model = OTHER
         shown = method if method in METHODS else OTHER
         labels = (route, shown, "none" if status is None else str(status), model or "", rule)
-        requests = self._requests.get(labels)
-        if requests is None:  # labels() checks and locks: once per set of labels is enough
-            requests = self._requests[labels] = self.requests.labels(*labels)
-        requests.inc()
-        latency = self._latency.get(route)
-        if latency is None:
-            latency = self._latency[route] = self.latency.labels(route)
-        latency.observe(max(0.0, seconds))
-        if images:
-            issued = self._issued.get(model or "")
-            if issued is None:
-                issued = self._issued[model or ""] = self.images_issued.labels(model or "")
-            issued.inc(images)
-        if route == STORE_ROUTE and status == 200:
-            self.images_downloaded.inc()
+        limit = None
         if status == 429:
             found = _DETAILS.search(answer)
             limit = found.group(1).decode().lower() if found else "none"
-            self.rate_limited.labels(limit if limit in LIMITS or limit == "none" else OTHER).inc()
+            limit = limit if limit in LIMITS or limit == "none" else OTHER
+        self.counts.add(labels, max(0.0, seconds), images, route == STORE_ROUTE and status == 200, limit)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker, under ``--workers``)."""
@@ -142,3 +132,107 @@ class Metrics:
         every_worker = CollectorRegistry()
         MultiProcessCollector(every_worker, path=self.folder)  # type: ignore[no-untyped-call]  # untyped there
         return generate_latest(every_worker)
+
+
+class Counts:
+    """One process's counts in plain dictionaries, read by its registry when collected.
+
+    Each label set notes when it was first counted, as ``prometheus_client``'s own
+    counters do (their ``_created`` samples)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests: dict[Labels, list[float]] = {}  # labels -> [count, created]
+        self.issued: dict[str, list[float]] = {}  # model -> [count, created]
+        self.limited: dict[str, list[float]] = {}  # limit -> [count, created]
+        self.downloaded = [0.0, time.time()]
+        # route -> [the count of each bucket (the last one +Inf), the sum, created]
+        self.latency: dict[str, list[float]] = {}
+        registry.register(self)
+
+    def add(self, labels: Labels, seconds: float, images: int, downloaded: bool, limit: str | None) -> None:
+        counted = self.requests.get(labels)
+        if counted is None:
+            counted = self.requests[labels] = [0, time.time()]
+        counted[0] += 1
+        route = labels[0]
+        latency = self.latency.get(route)
+        if latency is None:
+            latency = self.latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 1) + [0.0, time.time()]
+        latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: a value on a bound counts in it
+        latency[-2] += seconds
+        if images:
+            issued = self.issued.get(labels[3])
+            if issued is None:
+                issued = self.issued[labels[3]] = [0, time.time()]
+            issued[0] += images
+        if downloaded:
+            self.downloaded[0] += 1
+        if limit is not None:
+            limited = self.limited.get(limit)
+            if limited is None:
+                limited = self.limited[limit] = [0, time.time()]
+            limited[0] += 1
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # the families are known only when collected: nothing to check when registered
+
+    def collect(self) -> Iterator[Metric]:
+        """The counts as Prometheus metric families (called when the metrics are asked for)."""
+        families: list[tuple[CounterMetricFamily, Mapping[Any, list[float]]]] = [
+            (CounterMetricFamily(*REQUESTS, labels=REQUEST_LABELS), self.requests),
+            (CounterMetricFamily(*ISSUED, labels=("model",)), self.issued),
+            (CounterMetricFamily(*DOWNLOADED, labels=()), {(): self.downloaded}),
+            (CounterMetricFamily(*LIMITED, labels=("metric",)), self.limited),
+        ]
+        for family, counts in families:
+            for labels, (count, created) in list(counts.items()):
+                family.add_metric(labels if isinstance(labels, tuple) else (labels,), count, created=created)
+            yield family
+        latency = HistogramMetricFamily(*LATENCY, labels=("route",))
+        bounds = [floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf"))]  # type: ignore[no-untyped-call]
+        firsts: list[Sample] = []
+        for route, held in list(self.latency.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip(bounds, held[: len(bounds)], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([route], buckets, held[-2])
+            firsts.append(Sample(f"{LATENCY[0]}_created", {"route": route}, held[-1]))
+        latency.samples.extend(firsts)
+        yield latency
+
+
+class SharedCounts:
+    """The counts of one worker of several, in ``prometheus_client``'s own metrics (its
+    multiprocess mode writes them to the workers' shared files as they come)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(*REQUESTS, REQUEST_LABELS, registry=registry)
+        self.images_issued = Counter(*ISSUED, ["model"], registry=registry)
+        self.images_downloaded = Counter(*DOWNLOADED, registry=registry)
+        self.rate_limited = Counter(*LIMITED, ["metric"], registry=registry)
+        self.latency = Histogram(*LATENCY, ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+        # the children of the label sets seen so far (the metrics keep as many themselves)
+        self._requests: dict[Labels, Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._issued: dict[str, Any] = {}
+
+    def add(self, labels: Labels, seconds: float, images: int, downloaded: bool, limit: str | None) -> None:
+        requests = self._requests.get(labels)
+        if requests is None:  # labels() checks and locks: once per set of labels is enough
+            requests = self._requests[labels] = self.requests.labels(*labels)
+        requests.inc()
+        route, model = labels[0], labels[3]
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = self.latency.labels(route)
+        latency.observe(seconds)
+        if images:
+            issued = self._issued.get(model)
+            if issued is None:
+                issued = self._issued[model] = self.images_issued.labels(model)
+            issued.inc(images)
+        if downloaded:
+            self.images_downloaded.inc()
+        if limit is not None:
+            self.rate_limited.labels(limit).inc()

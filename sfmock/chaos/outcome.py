@@ -15,7 +15,7 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from sfmock.chaos.faults import Fault
-from sfmock.chaos.journal import RESPONSE_CAP, Entry
+from sfmock.chaos.journal import RESPONSE_CAP
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.service.legacy import is_generation
@@ -76,8 +76,8 @@ class JournalWriter:
         body: bytes,
         started: float,
         outcome: Outcome,
-        fault: Fault | None,
-    ) -> Entry:
+        described: str | None,
+    ) -> int:
         return session.journal.record(
             time=started,
             method=scope["method"],
@@ -87,7 +87,7 @@ class JournalWriter:
             body=body,
             status=outcome.status if outcome.kind == "response" else None,
             outcome=outcome.kind,
-            fault=fault.describe() if fault else None,
+            fault=described,
             trace_id=scope["state"].get("trace_id", ""),
             headers=headers,
             response=outcome.body,
@@ -106,8 +106,9 @@ class JournalWriter:
         """Journal one request (``times``: its arrival on the clock, and on ``perf_counter``)."""
         started, began = times
         state = scope["state"]
+        described = fault.describe() if fault else None
         try:
-            entry = self._journal(session, scope, headers, body, started, outcome, fault)
+            entry_id = self._journal(session, scope, headers, body, started, outcome, described)
         except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
             logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
             return
@@ -115,16 +116,16 @@ class JournalWriter:
             logger.exception("sfmock: %s %s not journaled", scope["method"], scope["path"])
             return
         answer = b"".join(outcome.answer)
-        status = entry.status
+        status = outcome.status if outcome.kind == "response" else None
         images = _issued(state, answer, fault) if status == 200 and is_generation(scope["path"]) else ()
         try:
-            session.remember(entry.id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
+            session.remember(entry_id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
             self.metrics.observe(
-                path=entry.path,
-                method=entry.method,
+                path=scope["path"],
+                method=scope["method"],
                 status=status,
                 model=_model(scope, body, fault),
-                fault=entry.fault,
+                fault=described,
                 seconds=time.perf_counter() - began,
                 images=len(images),
                 answer=answer,

@@ -19,8 +19,8 @@ from starlette.routing import Route
 from sfmock.chaos.control import CONTROL_PREFIX, Control
 from sfmock.chaos.faults import Scenario
 from sfmock.chaos.journal import Entry
-from sfmock.chaos.middleware import STORE_PREFIX
 from sfmock.chaos.outcome import GENERATION_PATH
+from sfmock.chaos.pipeline import STORE_PREFIX
 from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.imaging import render_png, rendered_png
 from sfmock.offload import RENDERING
@@ -110,7 +110,7 @@ class Page:
         configured = getattr(self.authenticator, "accounts", None)
         for account in [*(configured() if configured else []), *admission.seen()]:
             listed.setdefault(account.id, account)
-        now = self.control.clock.now()
+        now = session.clock.now()
         result = []
         for account in listed.values():
             balance, charged = admission.balances(account)

@@ -3,9 +3,10 @@
 A request with the ``X-Sfmock-Session: NAME`` header (or, for image downloads, the
 ``X-Sfmock-Session`` query parameter the fake adds to the URLs it issues in a session)
 is served from that session's own journal, scenario, fault counters, rate-limit
-counters, balances and the models its faults retired. Without it, requests use the
-default session: the fake behaves as if sessions did not exist. The clock, the run's
-start and the configuration are shared.
+counters, balances, the models its faults retired and clock (the server's clock plus
+the session's own moves: :class:`~sfmock.clock.SessionClock`). Without it, requests use
+the default session, whose clock is the server's: the fake behaves as if sessions did
+not exist. The run's start and the configuration are shared.
 
 All scoped state is reached through :class:`Sessions` (``sessions.get(name)``); each
 session's journal, faults and admission keep their state in the store
@@ -25,6 +26,7 @@ from typing import Any
 
 from sfmock.chaos.faults import FaultEngine, Scenario
 from sfmock.chaos.journal import Journal
+from sfmock.clock import Clock
 from sfmock.service.admission import Admission
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
@@ -43,36 +45,53 @@ class SessionError(ValueError):
     """A malformed session name (the message says what is expected)."""
 
 
-def check_name(value: str) -> str:
-    """``value`` if it is a valid session name, else :class:`SessionError`."""
+def check_name(value: str, *, encoding: str = "utf-8") -> str:
+    """``value`` if it is a valid session name, else :class:`SessionError`.
+
+    ``encoding``: how ``value`` was decoded from the bytes sent (a header's latin-1); a name
+    that is not ASCII is shown as those bytes, escaped, so 'é' sent in UTF-8 is not shown as
+    the mojibake its latin-1 decoding makes.
+    """
     if not NAME.fullmatch(value):
+        shown = repr(value[:40]) if value.isascii() else f"{value[:40].encode(encoding, 'replace')!r} (bytes)"
         raise SessionError(
-            f"X-Sfmock-Session: {value[:40]!r} is not a session name; expected 1 to 128 letters, "
-            "digits or . _ : / @ + - (starting with a letter or digit)"
+            f"X-Sfmock-Session: {shown} is not a session name; expected 1 to 128 letters, "
+            "digits or . _ : / @ + - (ASCII, starting with a letter or digit)"
         )
     return value
 
 
 class Activity:
-    """Requests in flight and recorded, with a condition to wait on (see :mod:`sfmock.chaos.verify`)."""
+    """Requests in flight and recorded, with a condition to wait on (see :mod:`sfmock.chaos.verify`).
+
+    The condition is over a plain lock that :attr:`lock` names: every request takes it
+    three times (begun, answer kept, ended), and a plain lock costs half a
+    ``Condition``'s; waiters are woken only when there are some."""
 
     def __init__(self) -> None:
-        self.condition = threading.Condition()
+        self.lock = threading.Lock()
+        self.condition = threading.Condition(self.lock)
         self.in_flight = 0
+        self._waiting = 0
 
     def begin(self) -> None:
-        with self.condition:
+        with self.lock:
             self.in_flight += 1
 
     def end(self) -> None:
-        with self.condition:
+        with self.lock:
             self.in_flight -= 1
-            self.condition.notify_all()
+            if self._waiting:
+                self.condition.notify_all()
 
     def wait(self, seconds: float) -> None:
         """Wait until a request finishes, or ``seconds`` pass."""
         with self.condition:
-            self.condition.wait(seconds)
+            self._waiting += 1
+            try:
+                self.condition.wait(seconds)
+            finally:
+                self._waiting -= 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,13 +113,14 @@ class SessionState:
     engine: FaultEngine
     admission: Admission
     lifecycle: Lifecycle  # the models this session sees retired
+    clock: Clock  # this session's time (the default session's: the server's clock)
     activity: Activity = field(default_factory=Activity)
     answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
     answer_bytes: int = 0
 
     def remember(self, entry_id: int, answer: Answer) -> None:
         """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
-        with self.activity.condition:
+        with self.activity.lock:
             self.answers[entry_id] = answer
             self.answer_bytes += _size(answer)
             while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
@@ -108,14 +128,17 @@ class SessionState:
                 self.answer_bytes -= _size(gone)
 
     def answer(self, entry_id: int) -> Answer | None:
-        with self.activity.condition:
+        with self.activity.lock:
             return self.answers.get(entry_id)
 
     def reset(self, scenario: Scenario) -> None:
-        """Journal, answers, quotas, balances, faults and the models its scenario retired
-        back to the start."""
-        if self.name is not None:  # the default session's retirements go with the run's epoch
+        """Journal, answers, quotas, balances, faults, the models its scenario retired and
+        (a named session's) clock back to the start."""
+        if self.name is not None:  # the default session's retirements and clock are the run's
             self.lifecycle.reset(0.0)
+            reset_clock = getattr(self.clock, "reset", None)
+            if reset_clock is not None:
+                reset_clock()
         self.admission.reset()
         self.journal.clear()
         self.engine.replace(scenario)
@@ -203,6 +226,7 @@ class Sessions:
 def session_name(headers: Mapping[str, str], query: Mapping[str, Any] | None = None) -> str | None:
     """The session a request names (header first, then the query parameter), checked."""
     value = headers.get(SESSION_HEADER)
-    if value is None and query is not None:
-        value = query.get(SESSION_PARAM)
+    if value is not None:
+        return check_name(str(value), encoding="latin-1")  # how the server decoded the header's bytes
+    value = query.get(SESSION_PARAM) if query is not None else None
     return None if value is None else check_name(str(value))

@@ -203,7 +203,7 @@ class Session(Protocol):
 
 
 def _session(request: Request) -> Session | None:
-    """The session serving the request (set by the chaos middleware), if any."""
+    """The session serving the request (set by the pipeline), if any."""
     session: Session | None = request.scope.get("state", {}).get("session")
     return session
 

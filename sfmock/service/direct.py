@@ -1,4 +1,4 @@
-"""The busiest routes served straight from the middleware stack.
+"""The busiest routes served without Starlette's router.
 
 ``POST /v1/images/generations`` and the image downloads (``GET {image_prefix}{object}``)
 reach their handlers without Starlette's router and exception middleware (a tenth of the
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from sfmock.errors import ApiError
 from sfmock.service.responses import json_response
@@ -24,7 +24,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class DirectRoute:
-    """Calls ``endpoint`` for ``methods`` on ``path``; passes everything else to the app.
+    """Serves ``endpoint`` for ``methods`` on ``path``.
 
     With ``param``, ``path`` is a prefix and one path segment after it is the path
     parameter of that name (Starlette's ``{param}``: one or more characters, no ``/``);
@@ -33,7 +33,6 @@ class DirectRoute:
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         methods: Collection[str],
         path: str,
@@ -41,16 +40,15 @@ class DirectRoute:
         param: str | None = None,
         shadowed: Collection[str] = (),
     ) -> None:
-        self.app = app
         self.methods = frozenset(methods)
         self.path = path
         self.endpoint = endpoint
         self.param = param
         self.shadowed = frozenset(shadowed)
 
-    def _params(self, scope: Scope) -> dict[str, str] | None:
+    def params(self, scope: Scope) -> dict[str, str] | None:
         """The path parameters when this route serves the request, else ``None``."""
-        if scope["type"] != "http" or scope["method"] not in self.methods or scope.get("root_path"):
+        if scope["method"] not in self.methods or scope.get("root_path"):
             return None  # under a root path, the router knows how paths nest
         path: str = scope["path"]
         if self.param is None:
@@ -60,11 +58,8 @@ class DirectRoute:
             return None
         return {self.param: rest}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = self._params(scope)
-        if params is None:
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
+        """Answer with the endpoint (``params``: what :meth:`params` found)."""
         scope["endpoint"], scope["path_params"] = self.endpoint, params
         request = Request(scope, receive, send)
         try:

@@ -1,18 +1,16 @@
 """Every response carries a unique request id, like the real gateway and object store.
 
 API responses get ``x-siliconcloud-trace-id``. The image host stamps the same id as
-``x-amz-request-id`` itself (object storage answers those in production), and this
-middleware leaves such responses alone. The id is in ``request.state.trace_id``; once the
-answer has begun to leave, ``request.state.response_started`` is true.
+``x-amz-request-id`` itself (object storage answers those in production), and such
+responses are left alone. The id is in ``request.state.trace_id``; once the answer has
+begun to leave, ``request.state.response_started`` is true.
 """
 
 from __future__ import annotations
 
-import random
+from starlette.types import Message, Send
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-__all__ = ["STARTED_STATE", "STORE_HEADER", "TRACE_HEADER", "TraceIdMiddleware", "uuid4_text"]
+__all__ = ["STARTED_STATE", "STORE_HEADER", "TRACE_HEADER", "Outbound", "uuid4_text"]
 
 TRACE_HEADER = "x-siliconcloud-trace-id"
 STORE_HEADER = "x-amz-request-id"
@@ -28,27 +26,23 @@ def uuid4_text(bits: int) -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-class TraceIdMiddleware:
-    """Stamps a fresh id on each HTTP response; ids come from a seedable generator."""
+class Outbound:
+    """A ``send`` that notes when the answer begins and (given a ``trace_id``) stamps the id on it."""
 
-    def __init__(self, app: ASGIApp, rng: random.Random) -> None:
-        self.app = app
-        self.rng = rng
+    __slots__ = ("_send", "started", "state", "trace_id")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        trace_id = uuid4_text(self.rng.getrandbits(128))
-        state = scope.setdefault("state", {})
-        state["trace_id"] = trace_id
+    def __init__(self, send: Send, state: dict[str, object], trace_id: str | None = None) -> None:
+        self._send = send
+        self.state = state
+        self.trace_id = trace_id
+        self.started = False
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state[STARTED_STATE] = True
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            if self.trace_id is not None:
+                self.state[STARTED_STATE] = True
                 headers = message.setdefault("headers", [])
                 if not any(name == _STORE for name, _ in headers):
-                    headers.append((_TRACE, trace_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+                    headers.append((_TRACE, self.trace_id.encode()))
+        await self._send(message)

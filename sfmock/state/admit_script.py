@@ -18,12 +18,12 @@ ADMIT = r"""
 --   "c:K" its cutoff (entries at or before it have left it), "n:K" its newest entry's time;
 --   span (the longest window's span, s)
 -- KEYS[2]: the account's log, a sorted set (score: time; member: "SEQ:K=AMOUNT,K=AMOUNT")
--- KEYS[3]: the clock hash (while it is stopped, the log is kept a week longer)
 -- ARGV[1]: now (a decimal string: kept exact as a score)
 -- ARGV[2], ARGV[3]: opening gift and charged balances (scaled integers)
 -- ARGV[4]: cost (scaled integer)
 -- ARGV[5]: 1 to charge and record, 0 to only read the windows
 -- ARGV[6]: milliseconds the account is kept after its last use (0: for ever)
+-- ARGV[7]: 1 while the clock is stopped (the log is then kept a week longer)
 -- then per window: name, span (s), limit, amount
 -- Returns {verdict, index, retry_after, used_1, last_1, used_2, last_2, ...}:
 -- verdict 1 admitted, 2 over the limit of window `index` (retry_after -1: never),
@@ -31,7 +31,7 @@ ADMIT = r"""
 local acct, log = KEYS[1], KEYS[2]
 local now_text = ARGV[1]
 local now = tonumber(now_text)
-local windows = (#ARGV - 6) / 4
+local windows = (#ARGV - 7) / 4
 local function fmt(x)
   return string.format('%.17g', x)
 end
@@ -133,7 +133,7 @@ if longest > 0 then -- what no window can hold any more leaves the log
 end
 local ids, spans, limits, amounts, used, last = {}, {}, {}, {}, {}, {}
 for i = 1, windows do
-  local base = 6 + (i - 1) * 4
+  local base = 7 + (i - 1) * 4
   spans[i], limits[i], amounts[i] = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local k = f['i:' .. ARGV[base + 1]]
   ids[i], used[i] = k, 0
@@ -225,11 +225,11 @@ if windows > 0 then
     if not k then
       k = string.format('%.0f', num('ids', 0) + 1)
       set('ids', k)
-      set('i:' .. ARGV[6 + (i - 1) * 4 + 1], k)
+      set('i:' .. ARGV[7 + (i - 1) * 4 + 1], k)
       set('c:' .. k, fmt(now - spans[i]))
       ids[i] = k
     end
-    parts[#parts + 1] = k .. '=' .. ARGV[6 + (i - 1) * 4 + 4]
+    parts[#parts + 1] = k .. '=' .. ARGV[7 + (i - 1) * 4 + 4]
     used[i], last[i] = used[i] + amounts[i], now_text
     set('t:' .. k, fmt(used[i]))
     set('n:' .. k, now_text)
@@ -238,7 +238,7 @@ if windows > 0 then
   set('span', fmt(longest))
   redis.call('ZADD', log, now_text, string.format('%.0f', seq) .. ':' .. table.concat(parts, ','))
   local ttl = longest * 1000
-  if redis.call('HEXISTS', KEYS[3], 'stopped') == 1 then
+  if ARGV[7] == '1' then
     ttl = ttl + 604800000
   end
   if redis.call('PTTL', log) < ttl then

@@ -8,9 +8,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
-from sfmock.clock import Clock
+from sfmock.clock import Clock, SessionClock
 from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
 from sfmock.state.windows import Windows
 
@@ -101,34 +101,37 @@ class MemoryBook:
 
 
 class MemoryLog(Generic[T]):
-    """The last ``size`` items, at most ``max_bytes`` of them, oldest first; thread-safe."""
+    """The last ``size`` items, at most ``max_bytes`` of them, oldest first; thread-safe.
+
+    An item is built when it is first read, not when it is added: adding one (on every
+    request, for the journal) keeps only what builds it."""
 
     def __init__(self, size: int, max_bytes: int) -> None:
         self.size = size
         self.max_bytes = max_bytes
-        self._items: deque[tuple[T, int]] = deque()
+        self._items: deque[_Held[T]] = deque()
         self._lock = threading.Lock()
         self._next_id = 1
         self._first_id = 1
         self._bytes = 0
         self._dropped = 0
 
-    def append(self, build: Callable[[int], T], size: int) -> T:
+    def append(self, build: Callable[[int], T], size: int) -> int:
         with self._lock:
-            item = build(self._next_id)
+            item_id = self._next_id
             self._next_id += 1
-            self._items.append((item, size))
+            self._items.append(_Held(item_id, build, size))
             self._bytes += size
             while len(self._items) > self.size or (self._bytes > self.max_bytes and len(self._items) > 1):
-                _, gone = self._items.popleft()
-                self._bytes -= gone
+                gone = self._items.popleft()
+                self._bytes -= gone.size
                 self._first_id += 1
                 self._dropped += 1
-            return item
+            return item_id
 
     def items(self) -> list[T]:
         with self._lock:
-            return [item for item, _ in self._items]
+            return [held.item() for held in self._items]
 
     def oldest_id(self) -> int:
         with self._lock:
@@ -148,6 +151,23 @@ class MemoryLog(Generic[T]):
             self._items.clear()
             self._bytes = 0
             self._dropped = 0
+
+
+class _Held(Generic[T]):
+    """One item of a :class:`MemoryLog`: what builds it, until it is first read."""
+
+    __slots__ = ("_build", "_item", "id", "size")
+
+    def __init__(self, item_id: int, build: Callable[[int], T], size: int) -> None:
+        self.id = item_id
+        self.size = size
+        self._build: Callable[[int], T] | None = build
+        self._item: T | None = None
+
+    def item(self) -> T:
+        if self._build is not None:
+            self._item, self._build = self._build(self.id), None
+        return cast(T, self._item)
 
 
 class MemoryFaults(Generic[T]):
@@ -223,6 +243,9 @@ class MemoryStore:
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return local()
+
+    def session_clock(self, session: str, server: Clock) -> SessionClock:
+        return SessionClock(server)
 
     def epoch(self, started: float, session: str | None = None) -> MemoryEpoch:
         return MemoryEpoch(started)

@@ -37,7 +37,17 @@ from redis.commands.core import Script
 
 from sfmock.state.resp import Replies, pack
 
-__all__ = ["Breaker", "Hung", "Line", "forget_read_ahead", "read_ahead", "reading_ahead"]
+__all__ = [
+    "Breaker",
+    "Command",
+    "Hung",
+    "Line",
+    "Scripts",
+    "forget_read_ahead",
+    "raised",
+    "read_ahead",
+    "reading_ahead",
+]
 
 Command = tuple[Any, ...]
 Fields = list[bytes | None]
@@ -95,7 +105,33 @@ class Breaker:
         self._until = time.monotonic() + self.pause
 
 
-class Line:
+def raised(replies: list[Any]) -> list[Any]:
+    """``replies``, once every one was read; the first error among them raised."""
+    for reply in replies:
+        if isinstance(reply, redis.RedisError):  # -LOADING and -NOAUTH are connection errors, not ResponseError
+            raise reply
+    return replies
+
+
+class Scripts:
+    """Registered scripts run through :meth:`call`."""
+
+    def call(self, *commands: Command) -> list[Any]:
+        raise NotImplementedError
+
+    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a registered script by its hash, sending its text once if Redis lacks it."""
+        try:
+            (reply,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+        except redis.exceptions.NoScriptError:
+            (reply,) = self.call(("EVAL", script.script, len(keys), *keys, *args))  # also caches it
+        return reply
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Line(Scripts):
     """A connection made from ``client``'s pool settings, used by one call at a time."""
 
     def __init__(self, client: redis.Redis, breaker: Breaker | None = None) -> None:
@@ -110,28 +146,37 @@ class Line:
         """The replies to ``commands``, sent in one write and read in order; an error reply
         is raised (as redis-py raises it) once every reply was read."""
         with self._lock:
-            self.breaker.check()  # a call that waited for the lock behind a timeout waits no more
-            try:
-                connection, reader = self._connected()
-                connection.send_packed_command([pack(commands)], check_health=False)
-                replies = [reader.read() for _ in commands]
-            except BaseException as exc:
-                self._drop()  # replies may be left unread: this connection is done
-                if isinstance(exc, redis.TimeoutError):
-                    self.breaker.trip(exc)
-                raise
-        for reply in replies:
-            if isinstance(reply, redis.RedisError):  # -LOADING and -NOAUTH are connection errors, not ResponseError
-                raise reply
-        return replies
+            replies = self.receive(self.send(commands), len(commands))
+        return raised(replies)
 
-    def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run a registered script by its hash, sending its text once if Redis lacks it."""
+    def send(self, commands: Sequence[Command]) -> Replies:
+        """Write ``commands`` (the caller holds :attr:`lock`); their replies are to be read
+        with :meth:`receive` before the lock goes."""
+        self.breaker.check()  # a call that waited for the lock behind a timeout waits no more
         try:
-            (reply,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
-        except redis.exceptions.NoScriptError:
-            (reply,) = self.call(("EVAL", script.script, len(keys), *keys, *args))  # also caches it
-        return reply
+            connection, reader = self._connected()
+            connection.send_packed_command([pack(commands)], check_health=False)
+            return reader
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    def receive(self, reader: Replies, count: int) -> list[Any]:
+        try:
+            return [reader.read() for _ in range(count)]
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    def fail(self, exc: BaseException) -> None:
+        """After ``exc`` mid-call: replies may be left unread, so this connection is done."""
+        self._drop()
+        if isinstance(exc, redis.TimeoutError):
+            self.breaker.trip(exc)
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
 
     def close(self) -> None:
         with self._lock:

@@ -1,10 +1,13 @@
 """The shared store on Redis: several processes and hosts as one service.
 
 Every key starts with ``sfmock:``; a session's keys with ``sfmock:NAME|`` (the default
-session's with ``sfmock:|``), the clock's is ``sfmock:#clock``. Admission, journal
+session's with ``sfmock:|``), hash-tagged so that each script touches one slot
+(:mod:`sfmock.state.redis_keys`): a Redis Cluster holds the store as a single server
+does, each request's calls sent to the nodes of its keys. The server clock's key is
+``sfmock:#clock{|}``; a named session's clock is among its own keys. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
 script, so they are atomic across processes. An account's windows and balances are one
-hash and one sorted-set log (``q:a:ACCOUNT``, ``q:log:ACCOUNT``), whatever its windows.
+hash and one sorted-set log (``q:a:{ACCOUNT|}``, ``q:log:{ACCOUNT|}``), whatever its windows.
 Memory stays bounded: the log expires with the longest window, the journal keeps
 ``size`` entries and ``max_bytes`` of bodies; in open mode (any token an account) an
 account, and a named session's state, go a day after their last use.
@@ -21,16 +24,21 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Generic, TypeVar, cast
 
 import redis
+import redis.cluster
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
 from sfmock.clock import Clock
-from sfmock.state import scripts
-from sfmock.state.redis_line import Breaker, Line, forget_read_ahead, read_ahead, reading_ahead
+from sfmock.state import redis_time, scripts
+from sfmock.state.redis_cluster import ClusterLine
+from sfmock.state.redis_faults import RedisFaults
+from sfmock.state.redis_keys import NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, account_keys, base, prefix
+from sfmock.state.redis_line import Breaker, Line, Scripts, read_ahead, reading_ahead
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
@@ -39,15 +47,9 @@ __all__ = ["RedisStore"]
 
 T = TypeVar("T")
 logger = logging.getLogger("sfmock")
-NAMESPACE = "sfmock"
 HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
-IDS_KEY = f"{NAMESPACE}:#ids"  # journal entry ids
-VERSIONS_KEY = f"{NAMESPACE}:#versions"  # scenario versions
-SESSIONS_KEY = f"{NAMESPACE}:#sessions"  # named sessions by their last use
-SESSIONS_SEQ_KEY = f"{NAMESPACE}:#sessions-seq"  # the order of those uses
 _VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
-_SCENARIO_FIELDS = ["version", "data"]
 
 
 class RedisStore:
@@ -58,9 +60,17 @@ class RedisStore:
     def __init__(self, url: str, *, open_mode: bool = False) -> None:
         self.url = shown_url(url)
         self.open_mode = open_mode
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), health_check_interval=0
-        )
+        options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+        single = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), health_check_interval=0, **options)
+        self.cluster = _is_cluster(single)
+        self.client: Any = single  # a redis.Redis, or a RedisCluster (same commands, keys routed by slot)
+        self._cluster_error = ""
+        if self.cluster:
+            try:
+                self.client = redis.cluster.RedisCluster.from_url(url, **options)
+                single.close()
+            except redis.exceptions.RedisClusterException as exc:  # no slots served, say: refused at start
+                self._cluster_error = str(exc)
         self._down = False
         self._lock = threading.Lock()
         self.breaker = Breaker(HUNG_PAUSE)
@@ -72,7 +82,9 @@ class RedisStore:
         self.retire_script = self.client.register_script(scripts.RETIRE)
         self.use_script = self.client.register_script(scripts.USE_SESSION)
         self.drop_script = self.client.register_script(scripts.DROP_SESSION)
-        self.line = Line(self.client, self.breaker)  # the requests' own calls: one connection, one write each
+        # the requests' own calls: one connection (a node), one write each
+        clustered = self.cluster and not self._cluster_error
+        self.line: Scripts = ClusterLine(self.client, self.breaker) if clustered else Line(self.client, self.breaker)
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -102,31 +114,52 @@ class RedisStore:
     @contextmanager
     def snapshot(self, session: str | None) -> Iterator[None]:
         scenario_key = RedisFaults.key(self.prefix(session))
-        keys = (CLOCK_KEY, EPOCH_KEY, scenario_key)
+        commands: list[tuple[str, ...]] = [
+            ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
+            ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
+            ("HMGET", scenario_key, "version"),
+        ]
+        if session is not None:  # a named session's own epoch and clock, beside its scenario (one slot)
+            commands.append(("HMGET", self.epoch_key(session), *EPOCH_FIELDS))
+            commands.append(("HMGET", redis_time.session_clock_key(self.prefix(session)), *CLOCK_FIELDS))
         with self.guard():
-            replies = self.line.call(
-                ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
-                ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
-                ("HMGET", scenario_key, "version"),
-            )
-        with reading_ahead(dict(zip(keys, replies, strict=True))):
+            replies = self.line.call(*commands)
+        with reading_ahead({command[1]: reply for command, reply in zip(commands, replies, strict=True)}):
             yield
 
     def cluster_problem(self) -> str | None:
-        """Why this server cannot hold the store, or ``None``: a Redis Cluster node cannot
-        (the scripts touch keys in several slots, and global keys are on every request's
-        path): refused at start rather than failing every request."""
-        info = self.client.info("cluster")  # at start, as the ping: nothing lost, nothing to log
-        if info.get("cluster_enabled"):
-            return "a Redis Cluster node; expected a standalone Redis server (Redis Cluster is not supported yet)"
+        """Why this server cannot hold the store, or ``None``: a Redis Cluster some of whose
+        slots no node serves cannot (refused at start rather than failing requests)."""
+        if not self.cluster:
+            return None
+        expected = "expected a Redis Cluster, database 0, whose every slot is served (cluster_state:ok)"
+        if self._cluster_error:
+            return f"a Redis Cluster node that cannot hold the store ({self._cluster_error}); {expected}"
+        state = self.client.cluster_info().get("cluster_state")  # at start, as the ping: nothing to log
+        if state != "ok":
+            return f"a Redis Cluster whose state is {state}; {expected}"
         return None
 
     def prefix(self, session: str | None) -> str:
-        return f"{NAMESPACE}:{session or ''}|"
+        """What the session's own keys start with (one slot: :mod:`sfmock.state.redis_keys`)."""
+        return prefix(session)
+
+    def _clock_key(self, session: str | None) -> str:
+        return CLOCK_KEY if session is None else redis_time.session_clock_key(self.prefix(session))
+
+    def clock_stopped(self, clock_key: str = CLOCK_KEY) -> bool:
+        """Whether this request's time stands still (as it read its clock ahead): the
+        session's own clock while that is stopped, else the server's, which it follows."""
+        key = redis_time.standing_clock_key(clock_key)
+        fields = read_ahead(key)
+        if fields is None:
+            with self.guard():  # on the line: it reconnects as admission's own call would
+                return bool(self.line.call(("HEXISTS", key, "stopped"))[0])
+        return fields[1] is not None
 
     def book(self, session: str | None) -> RedisBook:
         idle = IDLE_TTL_MS if self.open_mode or session is not None else 0
-        return RedisBook(self, self.prefix(session), idle)
+        return RedisBook(self, base(session), idle, clock_key=self._clock_key(session))
 
     def log(self, session: str | None, codec: NumberedCodec[T], *, size: int, max_bytes: int) -> RedisLog[T]:
         return RedisLog(self, self.prefix(session), codec, size, max_bytes, self._idle(session))
@@ -142,9 +175,16 @@ class RedisStore:
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         return RedisClock(self, frozen=frozen)
 
+    def session_clock(self, session: str, server: Clock) -> redis_time.RedisSessionClock:
+        key = redis_time.session_clock_key(self.prefix(session))
+        return redis_time.RedisSessionClock(self, key, server, ttl_ms=IDLE_TTL_MS)
+
     def epoch(self, started: float, session: str | None = None) -> RedisEpoch:
         # a named session's under its prefix: swept with the session, dropped by a full reset
-        return RedisEpoch(self, started, key=None if session is None else self.prefix(session) + "epoch")
+        return RedisEpoch(self, started, key=None if session is None else self.epoch_key(session))
+
+    def epoch_key(self, session: str) -> str:
+        return prefix(session) + "epoch"
 
     def delete(self, pattern: str) -> None:
         """Delete every key matching the glob ``pattern``."""
@@ -182,7 +222,17 @@ class RedisStore:
             if name in kept:
                 continue  # the script checks again: a session may be pushed out or used meanwhile
             for start in range(0, len(keys), 500):
-                self.run(self.drop_script, [SESSIONS_KEY, *keys[start : start + 500]], [name])
+                self._drop(name, keys[start : start + 500])
+
+    def _drop(self, name: bytes, keys: list[bytes]) -> None:
+        if not self.cluster:
+            self.run(self.drop_script, [SESSIONS_KEY, *keys], [name])
+            return
+        # a cluster spreads a session's keys over slots: checked, then dropped (a use of the
+        # session in between may lose what it just wrote, as after its eviction)
+        with self.guard():
+            if self.client.zscore(SESSIONS_KEY, name) is None:
+                self.client.unlink(*keys)
 
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One of the registered scripts, on the requests' connection."""
@@ -194,6 +244,16 @@ class RedisStore:
         self.client.close()
 
 
+def _is_cluster(client: redis.Redis) -> bool:
+    """Whether ``client``'s server is a Redis Cluster node (``False`` when it cannot be asked:
+    a store that is down at start is refused by ``serve`` before this matters)."""
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False
+
+
+@lru_cache(maxsize=1024)  # a run has few prices and opening balances: each converted once
 def _units(amount: Decimal) -> str:
     """``amount`` in millionths, as the scripts take it; ValueError when not exact."""
     units = amount.scaleb(MONEY_DIGITS)
@@ -219,10 +279,11 @@ class RedisBook:
 
     shared = True
 
-    def __init__(self, store: RedisStore, prefix: str, idle_ms: int) -> None:
+    def __init__(self, store: RedisStore, prefix: str, idle_ms: int, *, clock_key: str = CLOCK_KEY) -> None:
         self.store = store
         self.prefix = prefix + "q:"
         self.idle_ms = idle_ms
+        self.clock_key = clock_key  # whose "stopped" keeps the log longer
 
     def _run(
         self,
@@ -233,7 +294,7 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys = [f"{self.prefix}a:{account}", f"{self.prefix}log:{account}", CLOCK_KEY]
+        keys = account_keys(self.prefix, account)
         args: list[str | int] = [
             repr(float(now)),
             _units(opening[0]),
@@ -241,6 +302,7 @@ class RedisBook:
             _units(cost),
             "1" if charge else "0",
             self.idle_ms,
+            "1" if charge and windows and self.store.clock_stopped(self.clock_key) else "0",
         ]
         for window in windows:
             args += [window.name, window.span, window.limit, window.amount]
@@ -262,18 +324,18 @@ class RedisBook:
 
     def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
         with self.store.guard():
-            held = self.store.client.hmget(f"{self.prefix}a:{account}", ["gift", "charged"])
+            held = self.store.client.hmget(account_keys(self.prefix, account)[0], ["gift", "charged"])
             gift, charged = cast(list[bytes | None], held)
         return _money(gift, opening[0]), _money(charged, opening[1])
 
     def names(self, account: str) -> list[str]:
         with self.store.guard():
-            fields = cast(list[bytes], self.store.client.hkeys(f"{self.prefix}a:{account}"))
+            fields = cast(list[bytes], self.store.client.hkeys(account_keys(self.prefix, account)[0]))
         return sorted(field[2:].decode() for field in fields if field.startswith(b"i:"))
 
     def forget(self, account: str) -> None:
         with self.store.guard():
-            self.store.client.unlink(f"{self.prefix}a:{account}", f"{self.prefix}log:{account}")
+            self.store.client.unlink(*account_keys(self.prefix, account))
 
     def reset(self) -> None:
         self.store.delete(_glob(self.prefix) + "*")
@@ -292,28 +354,29 @@ class RedisLog(Generic[T]):
         self.max_bytes = max_bytes
         self.entries_key = prefix + "j:entries"
         self.meta_key = prefix + "j:meta"
-        self._decoded: dict[int, T] = {}
+        self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
+        self._decoded: dict[bytes, T] = {}
 
-    def append(self, build: Callable[[int], T], size: int) -> T:
+    def append(self, build: Callable[[int], T], size: int) -> int:
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
-        keys = [self.entries_key, self.meta_key, IDS_KEY]
+        keys = [self.entries_key, self.meta_key, self.ids_key]
         entry_id = self.store.run(
             self.store.push_script, keys, [size, payload, self.size, self.max_bytes, self.idle_ms]
         )
-        return build(int(entry_id))
+        return int(entry_id)
 
     def items(self) -> list[T]:
         with self.store.guard():
             members = cast(list[bytes], self.store.client.zrange(self.entries_key, 0, -1))
-        decoded: dict[int, T] = {}
+        # by the whole entry: a session dropped and begun again numbers its entries from 1 again
+        decoded: dict[bytes, T] = {}
         result: list[T] = []
         for member in members:
-            head, _, rest = member.partition(b" ")
-            entry_id = int(head)
-            item = self._decoded.get(entry_id)
+            item = self._decoded.get(member)
             if item is None:
-                item = self.codec.decode(rest.partition(b" ")[2], entry_id)
-            decoded[entry_id] = item
+                head, _, rest = member.partition(b" ")
+                item = self.codec.decode(rest.partition(b" ")[2], int(head))
+            decoded[member] = item
             result.append(item)
         self._decoded = decoded  # only what is held stays cached
         return result
@@ -323,7 +386,7 @@ class RedisLog(Generic[T]):
             first = self.store.client.zrange(self.entries_key, 0, 0, withscores=True)
             if first:
                 return int(first[0][1])
-            return int(self.store.client.get(IDS_KEY) or 0) + 1
+            return int(self.store.client.get(self.ids_key) or 0) + 1
 
     def count(self) -> int:
         with self.store.guard():
@@ -345,54 +408,3 @@ class RedisLog(Generic[T]):
             pipe.delete(self.entries_key)
             pipe.hset(self.meta_key, mapping={"bytes": 0, "dropped": 0})
             pipe.execute()
-
-
-class RedisFaults(Generic[T]):
-    """The scenario (encoded, versioned) and its counters in Redis; version 0 is ``initial``."""
-
-    def __init__(self, store: RedisStore, prefix: str, initial: T, codec: Codec[T], idle_ms: int) -> None:
-        self.store = store
-        self.idle_ms = idle_ms
-        self.codec = codec
-        self.initial = initial
-        self.scenario_key = self.key(prefix)
-        self.counters_prefix = prefix + "f:n:"
-        self._cache: tuple[int, T] = (0, initial)
-
-    @staticmethod
-    def key(prefix: str) -> str:
-        """The key of the scenario of the session whose keys start with ``prefix``."""
-        return prefix + "f:scenario"
-
-    def current(self) -> tuple[int, T]:
-        fields = read_ahead(self.scenario_key)  # the version only: a scenario can be 256 KiB
-        if fields is None:
-            with self.store.guard():
-                fields = [cast(bytes | None, self.store.client.hget(self.scenario_key, "version"))]
-        number = int(fields[0] or 0)
-        if number == 0:
-            return 0, self.initial
-        if self._cache[0] != number:  # versions are never reused: a version is its data
-            with self.store.guard():
-                held = cast(list[bytes | None], self.store.client.hmget(self.scenario_key, _SCENARIO_FIELDS))
-            version, data = held  # replaced meanwhile: the newer pair, read together
-            if not version or data is None:
-                return 0, self.initial
-            self._cache = (int(version), self.codec.decode(data))
-        return self._cache
-
-    def replace(self, scenario: T) -> None:
-        data = self.codec.encode(scenario)
-        forget_read_ahead(self.scenario_key)
-        keys = [self.scenario_key, self.counters_prefix, VERSIONS_KEY]
-        self.store.run(self.store.replace_script, keys, [data, self.idle_ms])
-
-    def hit(
-        self, version: int, index: int, nth: frozenset[int] | None, times: int | None, chance: Callable[[], bool]
-    ) -> tuple[int, bool]:
-        listed = "" if nth is None else ",".join(str(n) for n in sorted(nth))
-        drawn = 1 if chance() else 0
-        args: list[str | int] = [version, index, listed, -1 if times is None else times, drawn, self.idle_ms]
-        keys = [self.scenario_key, f"{self.counters_prefix}{version}"]
-        n, fires = self.store.run(self.store.hit_script, keys, args)
-        return int(n), bool(fires)

@@ -5,6 +5,10 @@ time when it starts frozen); moves are one script. The epoch is a hash too: ``st
 (what ``after`` times count from: the first process's start, or the last full reset)
 and ``retired`` (the models a scenario retired, as JSON ``{model: time}``). A request
 reads both ahead with its session's scenario (:mod:`sfmock.state.redis_line`).
+
+A named session's clock is a hash of the same fields among the session's keys
+(:func:`session_clock_key`): its ``offset`` counts from the server's clock rather than
+the wall clock, so every process agrees on it, and it goes with the session.
 """
 
 from __future__ import annotations
@@ -18,14 +22,24 @@ from typing import Any, Protocol, cast
 import redis
 from redis.commands.core import Script
 
-from sfmock.clock import MAX_TIME
+from sfmock.clock import MAX_TIME, Clock, stands_still, within_range
 from sfmock.state.redis_line import forget_read_ahead, read_ahead
 
-__all__ = ["CLOCK_FIELDS", "CLOCK_KEY", "EPOCH_FIELDS", "EPOCH_KEY", "RedisClock", "RedisEpoch"]
+__all__ = [
+    "CLOCK_FIELDS",
+    "CLOCK_KEY",
+    "EPOCH_FIELDS",
+    "EPOCH_KEY",
+    "RedisClock",
+    "RedisEpoch",
+    "RedisSessionClock",
+    "session_clock_key",
+    "standing_clock_key",
+]
 
-CLOCK_KEY = "sfmock:#clock"
+CLOCK_KEY = "sfmock:#clock{|}"  # in the default session's slot (see sfmock.state.redis_keys)
 CLOCK_FIELDS = ["offset", "stopped", "start"]
-EPOCH_KEY = "sfmock:#epoch"
+EPOCH_KEY = "sfmock:#epoch{|}"
 EPOCH_FIELDS = ["start", "retired"]
 
 
@@ -104,6 +118,90 @@ class RedisClock:
     def reset(self) -> None:
         """Back to how the first process started it: the wall clock, or stopped at its start."""
         self._move("reset")
+
+
+def session_clock_key(prefix: str) -> str:
+    """The key of the clock of the session whose keys start with ``prefix``."""
+    return prefix + "clock"
+
+
+def standing_clock_key(key: str) -> str:
+    """Of the clock at ``key`` (a session's, or the server's), the one whose ``stopped``
+    tells the admission script whether this request's time stands still (its log is then
+    kept longer): the session's own while this request read it stopped, else the server's,
+    which the session follows."""
+    if key == CLOCK_KEY:
+        return key
+    own = read_ahead(key)
+    return key if own is not None and own[1] is not None else CLOCK_KEY
+
+
+class RedisSessionClock:
+    """A named session's clock, shared: the server's clock plus the session's offset, or
+    stopped (see :class:`sfmock.clock.SessionClock`, the same in one process).
+
+    Moves run the server clock's script on the session's hash, with the server's time
+    where that script takes the wall clock's. The hash goes ``ttl_ms`` after the last move
+    (as the session's other state goes after its last use).
+    """
+
+    def __init__(self, store: Shared, key: str, server: Clock, *, ttl_ms: int) -> None:
+        self.store = store
+        self.key = key
+        self.server = server
+        self.ttl_ms = ttl_ms
+
+    def _state(self) -> tuple[float, float | None]:
+        fields = read_ahead(self.key)
+        if fields is None:
+            with self.store.guard():
+                fields = cast(list[bytes | None], self.store.client.hmget(self.key, CLOCK_FIELDS))
+        offset, stopped = fields[0], fields[1]
+        return float(offset or 0), None if stopped is None else float(stopped)
+
+    def now(self) -> float:
+        offset, stopped = self._state()
+        return within_range(stopped if stopped is not None else self.server.now() + offset)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the session froze its clock itself."""
+        return self._state()[1] is not None
+
+    @property
+    def frozen(self) -> bool:
+        return self.stopped or stands_still(self.server)
+
+    def _move(self, verb: str, value: float = 0.0) -> None:
+        forget_read_ahead(self.key)
+        self.store.run(self.store.clock_script, [self.key], [verb, repr(float(value)), repr(self.server.now())])
+        with self.store.guard():
+            self.store.client.pexpire(self.key, self.ttl_ms)
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` (this session, on every process) and return the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only advances; got {seconds} seconds")
+        if not self.now() + seconds <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
+        self._move("advance", seconds)
+        return self.now()
+
+    def set(self, when: float) -> None:
+        """Make it ``when`` now for this session."""
+        if not 0 <= when <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
+        self._move("set", when)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop time where it is (``False``: follow the server's clock again from there)."""
+        self._move("freeze" if frozen else "thaw")
+
+    def reset(self) -> None:
+        """Back to the server's time, following it."""
+        forget_read_ahead(self.key)
+        with self.store.guard():
+            self.store.client.unlink(self.key)
 
 
 class RedisEpoch:

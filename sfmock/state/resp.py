@@ -40,15 +40,19 @@ def _bytes(arg: Any) -> bytes:
 
 def pack(commands: Iterable[Command]) -> bytes:
     """``commands`` as one buffer of RESP arrays of bulk strings."""
-    out = bytearray()
+    out: list[bytes] = []
     for command in commands:
-        out += b"*%d\r\n" % len(command)
+        out.append(b"*%d\r\n" % len(command))
         for arg in command:
-            data = _bytes(arg)
-            out += b"$%d\r\n" % len(data)
-            out += data
-            out += CRLF
-    return bytes(out)
+            kind = type(arg)  # the hot path's arguments are these three: no isinstance chain for them
+            if kind is bytes:
+                data = arg
+            elif kind is str:
+                data = arg.encode()
+            else:
+                data = b"%d" % arg if kind is int else _bytes(arg)
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 class Replies:
@@ -91,6 +95,19 @@ class Replies:
         self.at += size + 2
         return data
 
+    def _element(self) -> Any:
+        """An array's element: a bulk string already read whole is sliced straight off the
+        buffer (most of what the hot path reads), anything else read as a reply."""
+        buffer, at = self.buffer, self.at
+        end = buffer.find(CRLF, at)
+        if end > at and buffer[at] == 36:  # b"$"
+            size = int(buffer[at + 1 : end])
+            start = end + 2
+            if size >= 0 and start + size + 2 <= len(buffer):
+                self.at = start + size + 2
+                return buffer[start : start + size]
+        return self._value()
+
     def _value(self) -> Any:
         line = self._line()
         kind, rest = line[:1], line[1:]
@@ -101,7 +118,7 @@ class Replies:
             return int(rest)
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self._value() for _ in range(size)]
+            return None if size < 0 else [self._element() for _ in range(size)]
         if kind == b"+":
             return rest
         if kind == b"-":

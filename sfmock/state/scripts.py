@@ -10,11 +10,17 @@ PUSH = r"""
 -- Number one journal entry, append it and trim to the caps, oldest (lowest id) first.
 -- KEYS[1]: sorted set of entries (score: id; member: "ID SIZE PAYLOAD")
 -- KEYS[2]: meta hash (bytes, dropped)
--- KEYS[3]: the id counter of every session, never reset (no process sees an id twice)
--- ARGV: size, payload, max entries, max bytes, ttl (ms; 0: kept for ever)
--- Returns the entry's id.
+-- KEYS[3]: the session's id counter, never reset with the journal
+-- ARGV: size, payload, max entries, max bytes, ttl (ms; 0: kept for ever: the default session)
+-- Returns the entry's id. A named session's ids begin at the server's time in microseconds:
+-- one dropped (or expired) and used again never numbers an entry as before, so no process
+-- takes a new entry for one it saw.
+if ARGV[5] ~= '0' and redis.call('EXISTS', KEYS[3]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[3], string.format('%.0f', tonumber(now[1]) * 1000000 + tonumber(now[2])))
+end
 local id = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[1], id, id .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
+redis.call('ZADD', KEYS[1], id, string.format('%.0f', id) .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
 local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[1])
 local count = redis.call('ZCARD', KEYS[1])
 local size, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -34,13 +40,14 @@ end
 if ARGV[5] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
 return id
 """
 
 HIT = r"""
 -- Count a match of one fault rule; say whether it fires.
--- KEYS[1]: the scenario hash (version, data); KEYS[2]: the counters hash
+-- KEYS[1]: the scenario hash (version, data); KEYS[2]: the counters hash (of that version)
 -- ARGV: version, rule index, nth ("" or "3,5"), times (-1: no cap), chance (1 or 0),
 -- ttl (ms; 0: kept for ever)
 -- Returns {n, fires}; a stale version counts nothing.
@@ -75,12 +82,11 @@ return {n, 1}
 
 REPLACE = r"""
 -- Install a scenario: a new version, its data, counters from zero.
--- KEYS[1]: the scenario hash; KEYS[2]: the counters hash prefix; KEYS[3]: the version
--- counter of every session, never reset (a process never sees a version number twice)
--- ARGV[1]: the data; ARGV[2]: ttl (ms; 0: kept for ever)
-local old = redis.call('HGET', KEYS[1], 'version') or '0'
-redis.call('DEL', KEYS[2] .. old)
-local version = redis.call('INCR', KEYS[3])
+-- KEYS[1]: the scenario hash; KEYS[2]: the counters hash
+-- ARGV[1]: the data; ARGV[2]: ttl (ms; 0: kept for ever); ARGV[3]: the version (from a
+-- counter of every session, never reset: a process never sees a version number twice)
+redis.call('DEL', KEYS[2])
+local version = ARGV[3]
 redis.call('HSET', KEYS[1], 'version', version, 'data', ARGV[1])
 if ARGV[2] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])

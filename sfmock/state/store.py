@@ -3,8 +3,8 @@
 A store hands out, per session (``None`` is the default session), a :class:`Book`
 (rate-limit windows and balances, admitted atomically), a :class:`Log` (the journal's
 entries, capped by count and bytes) and a :class:`Faults` slot (the active scenario
-and its fault counters); and the server's clock and :class:`Epoch` (when the run began,
-and the models a scenario retired since). Everything here speaks plain values
+and its fault counters); a named session's clock; and the server's clock and
+:class:`Epoch` (when the run began, and the models a scenario retired since). Everything here speaks plain values
 (account ids, window names, amounts), so the service and chaos layers above call into
 it and it imports nothing of theirs.
 
@@ -148,8 +148,9 @@ class Log(Protocol[T]):
     """An append-only list of items with increasing ids, capped by count and bytes;
     what either cap pushes out (oldest first) is counted in :attr:`dropped`."""
 
-    def append(self, build: Callable[[int], T], size: int) -> T:
-        """Add ``build(id)`` (``size``: the bytes it counts against the cap); returns it."""
+    def append(self, build: Callable[[int], T], size: int) -> int:
+        """Add ``build(id)`` (``size``: the bytes it counts against the cap); returns its id.
+        A store may call ``build`` later, when the item is first read."""
         ...
 
     def items(self) -> list[T]:
@@ -220,6 +221,11 @@ class Store(Protocol):
 
     def clock(self, local: Callable[[], Clock], *, frozen: bool) -> Clock:
         """The server's clock: ``local()`` in one process, one shared by all otherwise."""
+        ...
+
+    def session_clock(self, session: str, server: Clock) -> Clock:
+        """The named ``session``'s clock: ``server``'s time plus the session's own moves
+        (see :class:`~sfmock.clock.SessionClock`), kept with the session's state."""
         ...
 
     def epoch(self, started: float, session: str | None = None) -> Epoch:

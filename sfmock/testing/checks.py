@@ -25,6 +25,7 @@ from hypothesis.errors import Flaky
 
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
+from sfmock.testing.arguments import check_arguments, chosen_names, default_request
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import flakiness
@@ -116,10 +117,23 @@ def check_client(
     that never comes is stopped as "would hang forever".
     """
     __tracebackhide__ = True
-    chosen = _invariants(invariants)
     base = settings or Settings()
+    request = default_request(strict=base.strict) if request is None else request
+    check_arguments(
+        request=request,
+        outcomes=outcomes,
+        schedule=schedule,
+        min_attempts=min_attempts,
+        max_attempts=max_attempts,
+        strict=base.strict,
+        max_total_wait=max_total_wait,
+        hang_bound=hang_bound,
+    )
+    if invariants is not None:
+        chosen_names("invariants", invariants, sorted(INVARIANTS), "invariant")
+    chosen = _invariants(invariants)
     options = Options(
-        request=dict(request or {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}),
+        request=dict(request),
         max_attempts=max_attempts,
         min_attempts=min_attempts,
         returns_image=returns_image,

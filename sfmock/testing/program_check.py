@@ -31,11 +31,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from sfmock.testing.program_rules import check_names, judge, one_line, takes_request
+from sfmock.testing.arguments import check_arguments, chosen_names
+from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
-from sfmock.wording import unknown as unknown_name
 
 __all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
 
@@ -120,12 +120,20 @@ def check_program(
     ``outcomes``: those the schedules may use (by default the ones the fake, as
     ``setup.settings`` configure it, can give: :func:`~sfmock.testing.strategies.drawn_outcomes`).
     Raises :class:`~sfmock.testing.programs.ProgramError` when it cannot be tested: it does not
-    start, or it makes no request when every answer succeeds.
+    start, or it makes no request when every answer succeeds; and
+    :class:`~sfmock.testing.arguments.ArgumentError` for an argument no check can run with.
     """
+    check_arguments(
+        request=setup.request,
+        outcomes=outcomes,
+        schedule=schedule,
+        min_attempts=setup.min_attempts,
+        max_attempts=setup.max_attempts,
+        strict=setup.settings.strict,
+    )
+    if checks is not None:
+        chosen_names("checks", checks, ORDER, "check")
     names = check_names(checks)
-    unknown = [outcome for outcome in schedule or () if outcome not in OUTCOMES]
-    if unknown:
-        raise ValueError(unknown_name("outcome", unknown[0], OUTCOMES, where=" in the schedule"))
     drawn = list(outcomes) if outcomes is not None else drawn_outcomes(setup.settings)
     strategy = schedules(drawn)
     say = progress or (lambda line: None)
@@ -138,7 +146,9 @@ def check_program(
             not_applied["faithful-request"] = why
             names = tuple(name for name in names if name != "faithful-request")
     search = _Search(setup, names, budget, max_examples, say)
-    first = search.evaluate(list(schedule) if schedule is not None else [], phase="first")
+    # the first run's generations take their modelled latency in real time: the one run that
+    # can catch a read timeout shorter than a generation (the others answer at once, to be quick)
+    first = search.evaluate(list(schedule) if schedule is not None else [], phase="first", latency=True)
     assert first is not None  # the first run always runs
     if schedule is None and not first[1].run.exchanges:
         raise ProgramError(
@@ -161,7 +171,8 @@ def check_program(
         reproduced = None
         if schedule is None:
             say(f"replaying the smallest schedule {list(smallest)!r}")
-            reproduced = judge(run_program(setup, smallest), names) is not None
+            again = run_program(setup, smallest, latency=smallest == _key(first[1].schedule))
+            reproduced = judge(again, names) is not None
         failure = ProgramFailure(
             check=cached[0][0], message=cached[0][1], schedule=smallest, result=cached[1], reproduced=reproduced
         )
@@ -201,7 +212,9 @@ class _Search:
         self.found = threading.Event()
         self.error: ProgramError | None = None
 
-    def evaluate(self, schedule: Sequence[str], *, phase: str) -> tuple[Verdict, ProgramRun] | None:
+    def evaluate(
+        self, schedule: Sequence[str], *, phase: str, latency: bool = False
+    ) -> tuple[Verdict, ProgramRun] | None:
         """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop.
 
         ``phase``: ``first`` (the schedules tried before the search), ``search`` (one it drew:
@@ -222,7 +235,7 @@ class _Search:
             number = self.runs
             self.running.add(key)
         try:
-            result = run_program(self.setup, schedule)
+            result = run_program(self.setup, schedule, latency=latency)
             verdict = judge(result, self.names)
         except BaseException:
             with self.lock:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
-from sfmock.testing.programs import PNG, ProgramRun, ProgramSetup, is_image, run_program
+from sfmock.testing.programs import PNG, TIMINGS, ProgramRun, ProgramSetup, is_image, run_program
 from sfmock.transports import Exchange
 from sfmock.wording import unknown as unknown_name
 
@@ -179,6 +179,11 @@ def judge(result: ProgramRun, names: Sequence[str]) -> tuple[str, str] | None:
             generations = result.run.generations
             if name == "retries" and generations and generations[-1].failure == "truncated":
                 message += _CUT_BODY
+            if name == "timeouts" and result.latency > 0:
+                message += (
+                    f"; in this run a generation's answer came after {result.latency:.1f}s, its latency "
+                    f"(timings.inference, at most {TIMINGS['latency']:g}s in a program check)"
+                )
             return name, message
     return None
 

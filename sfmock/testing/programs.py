@@ -12,11 +12,14 @@ judged by the same invariants as ``check_client``, plus the checks only a progra
 
 Real time cannot be virtual for another process, so the schedules' slow outcomes are
 shortened (:data:`TIMINGS`): a hang lasts 2 s, a delay at most 1 s, a slow body trickles
-in 50 ms steps, a Retry-After says at most 1 s.
+in 50 ms steps, a Retry-After says at most 1 s. A normal answer comes at once, except in a
+run with ``latency``: there a generation's 200 comes after its ``timings.inference``
+seconds (at most 2 s), so a read timeout shorter than a generation takes fires.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -35,10 +38,11 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
+from sfmock.testing.arguments import DEFAULT_REQUEST
 from sfmock.testing.evidence import Run
-from sfmock.testing.harness import schedule_scenario
+from sfmock.testing.harness import _inference, schedule_scenario
 from sfmock.testing.owned import StartFailed, run_owned, stop_all
-from sfmock.testing.recorder import Recorder
+from sfmock.testing.recorder import BeforeAnswer, Recorder
 
 __all__ = [
     "DEFAULT_REQUEST",
@@ -55,13 +59,13 @@ __all__ = [
     "short_scenario",
 ]
 
-DEFAULT_REQUEST: Mapping[str, Any] = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
 TIMINGS: Mapping[str, float] = {
     "hang": 2.0,  # a "timeout" answers nothing for this long, then drops the connection
     "max_delay": 1.0,  # any delay of an outcome is cut to this
     "slow_interval": 0.05,  # a "slow" body trickles in chunks this far apart
     "immediate": 0.05,  # a retry sooner than this after the answer counts as "at once"
     "retry_after": 1.0,  # a Retry-After header says at most this many seconds
+    "latency": 2.0,  # in a run with latency, a generation's 200 waits its timings.inference, at most this
 }
 PNG = b"\x89PNG\r\n\x1a\n"
 KEEP_OUTPUT = 64 * 1024  # characters kept of each of stdout and stderr
@@ -115,6 +119,7 @@ class ProgramRun:
     stderr: str
     saved: bytes | None  # what the program wrote to $SFMOCK_OUTPUT, if anything
     duration: float
+    latency: float = 0.0  # seconds a generation's 200 was due after (a run with latency), else 0
 
     @property
     def schedule(self) -> tuple[str, ...]:
@@ -171,9 +176,11 @@ def _shorten(action: Action) -> Action:
     return dataclasses.replace(action, **changes) if changes else action
 
 
-def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
+def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool = False) -> ProgramRun:
     """Run the program once against a fake of its own that follows ``schedule``.
 
+    ``latency``: a generation's 200 goes out after the latency the fake models for it (its
+    ``timings.inference``, at most :data:`TIMINGS` ``latency``), in real time.
     Raises :class:`ProgramError` when the program cannot be started.
     """
     clock = ShiftedClock()
@@ -186,7 +193,9 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
     settings = dataclasses.replace(setup.settings, host="127.0.0.1", port=port, image_port=images, seed=setup.seed)
     app = create_app(settings, clock=clock)
     app.state.faults.replace(short_scenario(schedule))
-    recorder = Recorder(app, clock, public_url=base_url, image_url=image_url)
+    due: list[float] = []
+    hold = _held_for_latency(due) if latency else None
+    recorder = Recorder(app, clock, public_url=base_url, image_url=image_url, before_answer=hold)
     thread = ServerThread(recorder, sockets, log_level="critical")
     with tempfile.TemporaryDirectory(prefix="sfmock-run-") as scratch, thread.running():
         output = Path(scratch) / "image.png"
@@ -210,7 +219,33 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str]) -> ProgramRun:
         returns_image=False,  # a program reports its image in $SFMOCK_OUTPUT: `saved-image` judges it
         rerun=_unrepeatable,
     )
-    return ProgramRun(run=run, status=status, stdout=stdout, stderr=stderr, saved=saved, duration=duration)
+    waited = max(due, default=0.0)
+    return ProgramRun(
+        run=run, status=status, stdout=stdout, stderr=stderr, saved=saved, duration=duration, latency=waited
+    )
+
+
+def _held_for_latency(due: list[float]) -> BeforeAnswer:
+    """Holds a generation's 200 for its modelled latency (noted in ``due``); a program that
+    closes the connection meanwhile has given up: the exchange is marked as its timeout."""
+
+    async def before_answer(scope: Any, status: int, body: bytes) -> None:
+        if scope["method"] != "POST" or not is_generation(scope["path"]) or status != 200:
+            return
+        delay = min(_inference(body), TIMINGS["latency"])
+        due.append(delay)
+        state = scope.setdefault("state", {})
+        transport = state.get("transport")
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if transport is not None and transport.is_closing():
+                state["client_gone"] = True
+                for note in state.get("before_drop", ()):  # the Recorder notes when it gave up
+                    note()
+                return
+            await asyncio.sleep(min(0.01, left))
+
+    return before_answer
 
 
 def _unrepeatable(random_seed: int) -> Run:

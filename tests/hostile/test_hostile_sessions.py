@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from conftest import AUTH, contract_hook
-from sfmock import Settings, VirtualClock, create_app
+from sfmock import Limits, Settings, VirtualClock, create_app
 
 T0 = 1_767_225_600
 GEN = "/v1/images/generations"
@@ -112,3 +112,36 @@ def test_on_a_shared_store_every_process_sees_a_sessions_retirements_and_its_res
         assert live(second, "a")
     one.state.store.close()
     two.state.store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limited(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """A fake on a virtual clock, one request a minute per key (per session)."""
+    store = "memory" if request.param == "memory" else request.getfixturevalue("redis_url")
+    app = create_app(Settings(seed=3, store=store, limits=Limits(rpm=1)), clock=VirtualClock(T0))
+    with TestClient(app) as test_client:
+        test_client.event_hooks = {"request": [], "response": [contract_hook]}
+        yield test_client
+    app.state.store.close()
+
+
+def test_a_sessions_clock_moves_that_session_alone(limited: TestClient) -> None:
+    urls = {}
+    for name in ("a", "b"):
+        answer = limited.post(GEN, json=BODY, headers=in_session(name))
+        assert answer.status_code == 200 and answer.json()["created"] == T0
+        urls[name] = answer.json()["images"][0]["url"]
+        assert limited.post(GEN, json=BODY, headers=in_session(name)).status_code == 429  # its minute is full
+    moved = limited.post("/_sfmock/clock", json={"advance": 3601}, headers={"X-Sfmock-Session": "a"})
+    assert moved.status_code == 200 and moved.json()["now"] == T0 + 3601
+    # session a: an hour on, its URL expired and its minute over
+    expired = limited.get(urls["a"])
+    assert expired.status_code == 403 and b"Request has expired" in expired.content
+    answer = limited.post(GEN, json=BODY, headers=in_session("a"))
+    assert answer.status_code == 200 and answer.json()["created"] == T0 + 3601
+    # session b, and the default session: where they were
+    assert limited.get(urls["b"]).status_code == 200
+    assert limited.post(GEN, json=BODY, headers=in_session("b")).status_code == 429
+    for name in ("b", None):
+        headers = {} if name is None else {"X-Sfmock-Session": name}
+        assert limited.get("/_sfmock/clock", headers=headers).json()["now"] == T0

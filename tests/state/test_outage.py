@@ -54,12 +54,12 @@ def test_an_answer_goes_out_whole_when_redis_refuses_its_journal_entry(
     with TestClient(app, base_url=settings.base_url) as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         broken = redis.Redis.from_url(redis_url)
-        broken.set("sfmock:|j:entries", "not a sorted set")  # every push of the journal now fails in Redis
+        broken.set("sfmock:|{|}j:entries", "not a sorted set")  # every push of the journal now fails in Redis
         answer = client.post(GEN, json=KOLORS, headers=AUTH)
         assert answer.status_code == 200 and len(answer.json()["images"]) == 1  # whole, after its headers
         lost = [r for r in caplog.records if "not journaled" in r.message]
         assert [(r.levelname, r.message) for r in lost] == [("ERROR", f"sfmock: POST {GEN} not journaled")]
-        broken.delete("sfmock:|j:entries")
+        broken.delete("sfmock:|{|}j:entries")
         broken.close()
         assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 200
         entries = client.get("/_sfmock/journal").json()["entries"]
@@ -76,7 +76,7 @@ def test_a_request_reads_its_scenario_from_redis_only_when_it_changed(redis_url:
     with TestClient(app, base_url=settings.base_url) as client:
         client.event_hooks = {"request": [], "response": [contract_hook]}
         assert client.put("/_sfmock/scenario", json={"name": "big", "rules": never}).status_code == 200
-        scenario = len(watcher.hget("sfmock:|f:scenario", "data") or b"")
+        scenario = len(watcher.hget("sfmock:|{|}f:scenario", "data") or b"")
         assert scenario > 30_000
         assert client.post(GEN, json=KOLORS, headers=AUTH).status_code == 200  # this process reads it once
         sent = int(watcher.info("stats")["total_net_output_bytes"])

@@ -1,5 +1,6 @@
 """The exactness one process keeps, kept by several: two ``sfmock serve`` processes sharing
-a real Redis, and ``sfmock serve --workers 2`` on it, against one process on memory.
+a real Redis, ``sfmock serve --workers 2`` on it, and two sharing a real three-node Redis
+Cluster, against one process on memory.
 
 The same test bodies run on each setup: quotas and balances admit exactly (N concurrent
 requests against a limit L admit L; balances end at zero, never below), the journal
@@ -22,9 +23,10 @@ import pytest
 from fleets import CONFIG, GEN, KOLORS, Fleet, Serve, bearer
 from prometheus_client.parser import text_string_to_metric_families
 
-from redis_server import RedisServer
+from conftest import contract_hook
+from redis_server import RedisCluster, RedisServer
 
-SETUPS = ["one process, memory", "two processes, Redis", "--workers 2, Redis"]
+SETUPS = ["one process, memory", "two processes, Redis", "--workers 2, Redis", "two processes, Redis Cluster"]
 
 
 @pytest.fixture(scope="module", params=SETUPS)
@@ -34,6 +36,11 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == SETUPS[0]:
         serves = [Serve(config)]
         urls = [serves[0].url]
+    elif request.param == SETUPS[3]:  # three nodes: sessions and accounts spread over their slots
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        serves = [Serve(config, "--store", cluster.url), Serve(config, "--store", cluster.url)]
+        urls = [serve.url for serve in serves]
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         url = server.url.removesuffix("/0") + ("/1" if request.param == SETUPS[1] else "/2")
@@ -165,6 +172,35 @@ def test_a_named_session_is_one_session_across_processes(one: Fleet) -> None:
     one.control(0, "POST", "reset")
     one.control(-1, "PUT", "scenario", json={"rules": []}, headers={"X-Sfmock-Session": "suite-a"})
     assert [one.client(n).get("/v1/models", headers=session).status_code for n in range(2)] == [200, 200]
+
+
+def test_a_sessions_clock_moved_on_one_process_moves_that_session_alone_on_all(one: Fleet) -> None:
+    names = {"a": {"X-Sfmock-Session": "clock-a"}, "b": {"X-Sfmock-Session": "clock-b"}}
+    hooks = {"request": [], "response": [contract_hook]}
+
+    def generate(n: int, name: str) -> httpx.Response:
+        # a fresh connection each: --workers spreads them over its workers
+        with httpx.Client(base_url=one.urls[n % len(one.urls)], timeout=30, event_hooks=hooks) as fresh:
+            return fresh.post(GEN, json=KOLORS, headers={**names[name], **bearer("sk-quota")})
+
+    start = one.control(0, "GET", "clock")["now"]
+    urls = {}
+    for name in names:
+        answers = [generate(n, name) for n in range(8)]
+        assert [a.status_code for a in answers] == [200] * 7 + [429]  # the session's minute is full
+        urls[name] = answers[0].json()["images"][0]["url"]
+    one.control(0, "POST", "clock", json={"advance": 3601}, headers=names["a"])
+    for n in range(2 * len(one.urls)):
+        assert one.control(n, "GET", "clock", headers=names["a"])["now"] == start + 3601
+        assert one.control(n, "GET", "clock", headers=names["b"])["now"] == one.control(n, "GET", "clock")["now"]
+    assert one.control(0, "GET", "clock")["now"] == start  # the server's clock (frozen) did not move
+    assert [generate(n, "a").status_code for n in range(2)] == [200, 200]  # its minute is over everywhere
+    assert [generate(n, "b").status_code for n in range(2)] == [429, 429]
+    with httpx.Client(timeout=30, event_hooks=hooks) as fresh:
+        assert fresh.get(urls["a"]).status_code == 403  # expired in its session, on every process
+        assert fresh.get(urls["b"]).status_code == 200
+    one.control(-1, "POST", "reset", headers=names["a"])
+    assert one.control(0, "GET", "clock", headers=names["a"])["now"] == start
 
 
 def test_only_the_256_most_recently_used_sessions_are_kept_by_all_processes(one: Fleet) -> None:

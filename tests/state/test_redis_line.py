@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import redis
@@ -191,3 +192,36 @@ def test_an_error_reply_that_is_a_connection_error_is_raised_and_the_store_answe
         line.call(("SET", "k", "v"), ("GET", "k"))
     line.close()
     client.close()
+
+
+@pytest.mark.parametrize("session", [None, "suite-a"])
+def test_a_generation_makes_three_calls_on_the_line_and_none_on_the_client(redis_url: str, session: str | None) -> None:
+    """The read-ahead (the clock, the run's start, the session's scenario and, for a named
+    session, its own start and clock), admission, the journal: nothing else, nothing through redis-py."""
+    from starlette.testclient import TestClient
+
+    from sfmock import Settings, create_app
+
+    app = create_app(Settings(seed=1, store=redis_url))
+    store = app.state.store
+    assert isinstance(store, RedisStore)
+    headers = {"Authorization": "Bearer sk-anything", **({"X-Sfmock-Session": session} if session else {})}
+    body = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
+    calls: list[str] = []
+    line_call, client_call = store.line.call, store.client.execute_command
+
+    def on_line(*commands: Any) -> list[Any]:
+        calls.append("line " + " ".join(str(c[0]) for c in commands))
+        return line_call(*commands)
+
+    def on_client(*args: Any, **options: Any) -> Any:
+        calls.append(f"client {args[0]}")
+        return client_call(*args, **options)
+
+    with TestClient(app) as client:
+        assert client.post("/v1/images/generations", json=body, headers=headers).status_code == 200  # warm
+        store.line.call, store.client.execute_command = on_line, on_client  # type: ignore[method-assign]
+        assert client.post("/v1/images/generations", json=body, headers=headers).status_code == 200
+    read_ahead = "line " + " ".join(["HMGET"] * (3 if session is None else 5))
+    assert calls == [read_ahead, "line EVALSHA", "line EVALSHA"]
+    store.close()

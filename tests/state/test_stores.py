@@ -25,6 +25,7 @@ from redis_server import REDIS_SERVER, RedisServer, free_port, need_redis
 from sfmock.clock import VirtualClock
 from sfmock.state.memory import MemoryStore
 from sfmock.state.open import open_store
+from sfmock.state.redis_keys import SESSIONS_KEY
 from sfmock.state.redis_store import RedisStore
 from sfmock.state.store import Store, StoreUnavailable, Window
 
@@ -50,9 +51,10 @@ class Numbered:
         return {"id": item_id, **json.loads(data)}
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis cluster"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    opened = MemoryStore() if request.param == "memory" else open_store(request.getfixturevalue("redis_url"))
+    url = {"redis": "redis_url", "redis cluster": "cluster_url"}.get(request.param)
+    opened = MemoryStore() if url is None else open_store(request.getfixturevalue(url))
     yield opened
     opened.close()
 
@@ -114,12 +116,13 @@ def test_sessions_keep_their_own_books(store: Store) -> None:
 def test_a_log_is_capped_by_count_and_bytes(store: Store) -> None:
     log = store.log(None, Numbered(), size=3, max_bytes=10)
     made = [log.append(lambda n, i=i: {"id": n, "i": i}, 4) for i in range(5)]
-    assert [m["id"] for m in made] == [1, 2, 3, 4, 5]
-    assert [m["i"] for m in log.items()] == [3, 4]  # 3 entries of 4 bytes are over 10
+    assert made == [1, 2, 3, 4, 5]
+    assert [(m["id"], m["i"]) for m in log.items()] == [(4, 3), (5, 4)]  # 3 entries of 4 bytes are over 10
     assert (log.count(), log.held_bytes(), log.dropped(), log.oldest_id()) == (2, 8, 3, 4)
     log.clear()
     assert (log.items(), log.count(), log.held_bytes(), log.dropped()) == ([], 0, 0, 0)
-    assert log.append(lambda n: {"id": n}, 1)["id"] == 6  # ids go on
+    assert log.append(lambda n: {"id": n}, 1) == 6  # ids go on
+    assert log.items() == [{"id": 6}]
 
 
 def test_fault_counters_count_nth_and_times(store: Store) -> None:
@@ -234,8 +237,8 @@ def test_redis_memory_stays_bounded(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     windows = client.keys("sfmock:|q:log:*")
     assert windows and all(0 < client.pttl(k) <= 60_000 for k in windows)  # gone with the window
-    assert client.zcard("sfmock:|j:entries") == 5
-    assert client.pttl("sfmock:|q:a:a") == -1  # a configured account's money stays
+    assert client.zcard("sfmock:|{|}j:entries") == 5
+    assert client.pttl("sfmock:|q:a:{a|}") == -1  # a configured account's money stays
     session_keys = client.keys("sfmock:suite|*")
     assert len(session_keys) >= 5 and all(0 < client.pttl(k) <= 86_400_000 for k in session_keys)
     client.close()
@@ -263,16 +266,16 @@ def test_only_the_most_recently_used_named_sessions_keep_state_in_redis(redis_ur
     for gone in ("s0", "s1", "s3"):
         assert client.keys(f"sfmock:{gone}|*") == []  # its journal went with it
     for kept in ("s2", "s4", "s5"):
-        assert client.zcard(f"sfmock:{kept}|j:entries") == 1
-    assert client.zcard("sfmock:#sessions") == 4  # the registry itself is bounded
+        assert client.zcard(f"sfmock:{kept}|{{{kept}|}}j:entries") == 1
+    assert client.zcard(SESSIONS_KEY) == 4  # the registry itself is bounded
     # a request of s0 still in flight when s0 was pushed out writes after: the next sweep takes it
     store.log("s0", Numbered(), size=5, max_bytes=1000).append(lambda i: {"id": i}, 10)
     assert client.keys("sfmock:s0|*") != []
     assert store.use_session("s7", 4) == ["s4"]
     assert client.keys("sfmock:s0|*") == [] and client.keys("sfmock:s4|*") == []
-    assert client.zcard("sfmock:s5|j:entries") == 1
+    assert client.zcard("sfmock:s5|{s5|}j:entries") == 1
     store.forget_sessions()
-    assert client.zcard("sfmock:#sessions") == 0 and client.keys("sfmock:s*") == []
+    assert client.zcard(SESSIONS_KEY) == 0 and client.keys("sfmock:s*") == []
     assert MemoryStore().use_session("s0", 0) == []  # in memory the sessions' objects hold it all
     client.close()
 
@@ -325,14 +328,16 @@ def test_an_account_is_one_hash_and_one_log_in_redis_however_many_windows(redis_
     for n in range(5):
         assert book.admit("a", OPENING, windows, Decimal(0), T0 + n).outcome == "admitted"
     client = redis.Redis.from_url(redis_url)
-    assert sorted(client.keys("sfmock:|q:*")) == [b"sfmock:|q:a:a", b"sfmock:|q:log:a"]
-    assert client.zcard("sfmock:|q:log:a") == 5  # one entry a request, not one a window
-    assert 86_400_000 - 5_000 < client.pttl("sfmock:|q:log:a") <= 86_400_000  # kept for the longest window
+    assert sorted(client.keys("sfmock:|q:*")) == [b"sfmock:|q:a:{a|}", b"sfmock:|q:log:{a|}"]
+    assert client.zcard("sfmock:|q:log:{a|}") == 5  # one entry a request, not one a window
+    assert 86_400_000 - 5_000 < client.pttl("sfmock:|q:log:{a|}") <= 86_400_000  # kept for the longest window
     client.close()
     store.close()
 
 
-def test_a_redis_cluster_node_stops_serve_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_redis_cluster_that_serves_no_slots_stops_serve_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sfmock.cli import main
 
     need_redis()
@@ -345,6 +350,8 @@ def test_a_redis_cluster_node_stops_serve_naming_the_flag(tmp_path: Path, capsys
         str(tmp_path / "nodes.conf"),
         "--dir",
         str(tmp_path),
+        "--cluster-port",
+        str(free_port()),
     ]
     node = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -359,7 +366,8 @@ def test_a_redis_cluster_node_stops_serve_naming_the_flag(tmp_path: Path, capsys
         url = f"redis://127.0.0.1:{port}/0"
         assert main(["serve", "--store", url, "--port", "0"]) == 2
         err = capsys.readouterr().err
-        assert f"command line: --store: {url}: a Redis Cluster node; expected a standalone Redis server" in err
+        assert f"command line: --store: {url}: a Redis Cluster node that cannot hold the store (" in err
+        assert "expected a Redis Cluster, database 0, whose every slot is served (cluster_state:ok)" in err
     finally:
         node.terminate()
         node.wait(10)

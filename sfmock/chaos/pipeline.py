@@ -1,11 +1,18 @@
-"""Fault injection and journalling, as ASGI middleware around the fake.
+"""The one pipeline every HTTP request goes through, in order.
 
-For each request (the control API excepted) it buffers the body, asks the
-:class:`~sfmock.chaos.faults.FaultEngine` for a fault (the ``X-Sfmock-Fault`` header forces
-one), carries it out, and records the request and its outcome in the journal. The jobs
-live apart: reading the request (:mod:`~sfmock.chaos.inbound`), choosing the fault
-(:mod:`~sfmock.chaos.matching`), carrying it out (:mod:`~sfmock.chaos.injection`) and
-journalling (:mod:`~sfmock.chaos.outcome`); this class only puts them in order.
+1. a trace id (:mod:`~sfmock.service.tracing`), stamped on the answer as it leaves;
+2. the control API goes straight to its routes; for anything else: the request's
+   session and body (:mod:`~sfmock.chaos.inbound`), its fault
+   (:mod:`~sfmock.chaos.matching`), carried out (:mod:`~sfmock.chaos.injection`);
+3. the route's answer: the busiest routes straight to their handlers
+   (:mod:`~sfmock.service.direct`), every other one through Starlette's router;
+4. a failure anywhere answered as documented (:mod:`~sfmock.service.failures`): the
+   500, or 503 for a lost store, unless the answer had begun;
+5. the journal and the metrics (:mod:`~sfmock.chaos.outcome`), written just before the
+   client sees the answer end.
+
+Each concern lives in its module; this class only puts them in order, with one wrapper
+around the server's ``send`` (two while a request is journaled).
 
 A body declared larger than the limit is answered 413 at once, unread (no ``100
 Continue``). A request whose body never fully arrived (the client hung up or the read
@@ -15,8 +22,9 @@ counted. The body is let go as soon as the request ends.
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,28 +34,32 @@ from sfmock.chaos.matching import FaultMatcher
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.outcome import Exchange, JournalWriter, Outcome
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState
-from sfmock.clock import Clock
+from sfmock.clock import Clock, serving
 from sfmock.service.accounts import Authenticator
+from sfmock.service.direct import DirectRoute
+from sfmock.service.failures import failure_answer
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import OBSERVED_429_CODES
+from sfmock.service.tracing import Outbound, uuid4_text
 from sfmock.state.memory import MemoryStore
 from sfmock.state.store import Store
 
-__all__ = ["BEFORE_DROP", "STORE_PREFIX", "ChaosMiddleware", "Sleep"]
+__all__ = ["BEFORE_DROP", "STORE_PREFIX", "Pipeline", "Sleep"]
 
 STORE_PREFIX = IMAGE_PREFIX  # the default image_prefix
 BODY_STATE = "body"  # request.state.body: the request body, as far as it was read
 SESSION_STATE = "session"  # request.state.session: the SessionState serving the request
 
 
-class ChaosMiddleware:
-    """Chooses and performs faults; records every request in the journal."""
+class Pipeline:
+    """Traces, chooses and performs faults, answers, handles failures, journals."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
+        rng: random.Random,
         sessions: Sessions,
         metrics: Metrics,
         clock: Clock,
@@ -60,19 +72,24 @@ class ChaosMiddleware:
         dialect: str = "documented",
         rate_limit_codes: Mapping[str, int] = OBSERVED_429_CODES,
         store: Store | None = None,
+        direct: Sequence[DirectRoute] = (),
     ) -> None:
-        """``store``: where the sessions keep their state (default: this process's memory)."""
+        """``app``: Starlette's router, for the routes not in ``direct``; ``rng``: where
+        trace ids come from; ``store``: where the sessions keep their state (default:
+        this process's memory)."""
         self.app = app
+        self.rng = rng
         self.sessions = sessions
         self.store: Store = store if store is not None else MemoryStore()
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.control_prefix = control_prefix
         self.store_prefix = store_prefix
+        self.direct = tuple(direct)
         lifecycle = lifecycle or Lifecycle((), started=clock.now())
         self.matcher = FaultMatcher(authenticator=authenticator, clock=clock, lifecycle=lifecycle)
         self.injector = FaultInjector(
-            app,
+            self._answer,
             clock=clock,
             sleep=sleep,
             store_prefix=store_prefix,
@@ -83,22 +100,37 @@ class ChaosMiddleware:
         self.writer = JournalWriter(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.control_prefix):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = header_map(scope)
         state = scope.setdefault("state", {})
+        trace_id = state["trace_id"] = uuid4_text(self.rng.getrandbits(128))
+        out = Outbound(send, state, trace_id)
+        try:
+            if scope["path"].startswith(self.control_prefix):
+                await self._respond(scope, receive, out.send, out)
+            else:
+                await self._journaled(scope, receive, out)
+        except Exception:  # a failure of the pipeline itself (faults, journal, sessions)
+            answer = failure_answer(scope, self.store_prefix, began=out.started)
+            if answer is None:
+                raise
+            await answer(scope, receive, out.send)
+
+    async def _journaled(self, scope: Scope, receive: Receive, out: Outbound) -> None:
+        headers = header_map(scope)
         try:
             session = session_of(self.sessions, scope, headers)
         except SessionError as exc:
-            await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, send)
+            await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, out.send)
             return
-        state[SESSION_STATE] = session
-        with self.store.snapshot(session.name):  # a shared store's clock and scenario, read at once
-            await self._arrived(scope, receive, send, headers, session)
+        scope["state"][SESSION_STATE] = session
+        # a shared store's clocks and scenario, read at once; the session's time, for all it asks
+        with self.store.snapshot(session.name), serving(self.clock, session.clock):
+            await self._arrived(scope, receive, out, headers, session)
 
     async def _arrived(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], session: SessionState
+        self, scope: Scope, receive: Receive, out: Outbound, headers: dict[str, str], session: SessionState
     ) -> None:
         state = scope["state"]
         times = (self.clock.now(), time.perf_counter())
@@ -106,20 +138,21 @@ class ChaosMiddleware:
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             response = too_large(scope, self.max_body_bytes, self.store_prefix)
             self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
-            await response(scope, _disconnected, send)
+            await response(scope, _disconnected, out.send)
             return
         body, complete = await read_body(receive, self.max_body_bytes + 1)
         if not complete:
             self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
             return
         try:
-            await self._serve(Exchange(self.writer, session, scope, headers, body, times, receive, send), receive)
+            exchange = Exchange(self.writer, session, scope, headers, body, times, receive, out.send)
+            await self._serve(exchange, receive, out)
         finally:
             # the body, and the closures that hold it, go now: not at the next full collection
             state.pop("record", None)
             state.pop(BODY_STATE, None)
 
-    async def _serve(self, exchange: Exchange, receive: Receive) -> None:
+    async def _serve(self, exchange: Exchange, receive: Receive, out: Outbound) -> None:
         scope, session = exchange.scope, exchange.session
         scope["state"]["record"] = exchange.record
         scope["state"][BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
@@ -135,7 +168,7 @@ class ChaosMiddleware:
             scope["state"]["fault"] = fault
             try:
                 if fault is None:
-                    await self.app(scope, exchange.receive, exchange.send)
+                    await self._respond(scope, exchange.receive, exchange.send, out)
                 else:
                     await self.injector.perform(
                         fault, scope, exchange.receive, receive, exchange.send, exchange.outcome
@@ -145,6 +178,27 @@ class ChaosMiddleware:
         finally:
             exchange.record()
             session.activity.end()
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route's answer as a fault sees it (it may capture or rewrite it)."""
+        watched = Outbound(send, scope["state"])
+        await self._respond(scope, receive, watched.send, watched)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, began: Outbound) -> None:
+        """The route's answer, or the documented one for its failure while nothing was sent
+        (``began``: what notes the start of the answer)."""
+        try:
+            for route in self.direct:
+                params = route.params(scope)
+                if params is not None:
+                    await route.serve(scope, receive, send, params)
+                    return
+            await self.app(scope, receive, send)
+        except Exception:
+            answer = failure_answer(scope, self.store_prefix, began=began.started)
+            if answer is None:
+                raise
+            await answer(scope, receive, send)
 
 
 async def _disconnected() -> Message:
