@@ -5,13 +5,16 @@ raised error with its causes. Plain functions over exchanges and exceptions.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
-import math
+import linecache
 import os
 import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
@@ -63,13 +66,46 @@ class Run:
     earlier_urls: frozenset[str] = frozenset()  # image URLs served in earlier runs (see url_key)
     rerun: Callable[[int], Run] | None = field(default=None, repr=False, compare=False)
 
+    # each invariant reads these, some many times: sorted out once per run, a fresh list per read
     @property
     def generations(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.method == "POST" and is_generation(e.path)]
+        return list(self._generations)
 
     @property
     def downloads(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.method == "GET" and (STORE in e.path or _TEMPORARY.fullmatch(e.path))]
+        return list(self._downloads)
+
+    @functools.cached_property
+    def _generations(self) -> tuple[Exchange, ...]:
+        return tuple(e for e in self.exchanges if e.method == "POST" and is_generation(e.path))
+
+    @functools.cached_property
+    def _downloads(self) -> tuple[Exchange, ...]:
+        return tuple(
+            e for e in self.exchanges if e.method == "GET" and (STORE in e.path or _TEMPORARY.fullmatch(e.path))
+        )
+
+    @functools.cached_property
+    def _served(self) -> tuple[tuple[float, str, dict[str, str]], ...]:
+        """Every image URL the fake gave out: (when its answer started, decoded path, decoded query)."""
+        served = []
+        for exchange in self._generations:
+            if exchange.status != 200:
+                continue
+            # every whole URL in the body, even one cut short (a client may use what it got)
+            for match in _URL_FIELD.finditer(exchange.body):
+                try:
+                    url = json.loads(b'"' + match.group(1) + b'"')
+                except ValueError:
+                    continue
+                parts = urlsplit(url)
+                served.append((exchange.started, unquote(parts.path), dict(parse_qsl(parts.query, True))))
+        return tuple(served)
+
+    @functools.cached_property
+    def error_text(self) -> ErrorText | None:
+        """What a person reads of the error raised, if one was (read once for every invariant)."""
+        return ErrorText(self.error) if self.error is not None else None
 
     def outcome(self, attempt: int) -> str:
         """The scheduled outcome of generation attempt ``attempt`` (0-based)."""
@@ -84,17 +120,9 @@ class Run:
 def served_urls(run: Run, before: float) -> dict[str, list[dict[str, str]]]:
     """Image URLs the fake gave out before ``before``: decoded path -> decoded queries."""
     served: dict[str, list[dict[str, str]]] = {}
-    for exchange in run.generations:
-        if exchange.status != 200 or exchange.started > before:
-            continue
-        # every whole URL in the body, even one cut short (a client may use what it got)
-        for match in _URL_FIELD.finditer(exchange.body):
-            try:
-                url = json.loads(b'"' + match.group(1) + b'"')
-            except ValueError:
-                continue
-            parts = urlsplit(url)
-            served.setdefault(unquote(parts.path), []).append(dict(parse_qsl(parts.query, True)))
+    for started, path, query in run._served:
+        if started <= before:
+            served.setdefault(path, []).append(dict(query))
     return served
 
 
@@ -135,7 +163,7 @@ def url_key(path: str, query: Mapping[str, str]) -> str:
 
 def served_keys(run: Run) -> set[str]:
     """The :func:`url_key` of every image URL the fake gave out in ``run``."""
-    return {url_key(path, query) for path, queries in served_urls(run, math.inf).items() for query in queries}
+    return {url_key(path, query) for _, path, query in run._served}
 
 
 def expiry(url: str) -> float | None:
@@ -199,12 +227,118 @@ def chain(error: BaseException) -> Iterator[BaseException]:
 
 
 def error_texts(error: BaseException) -> Iterator[tuple[str, str]]:
+    """``(where, text)``: each link's message, repr, args and notes, then the whole traceback."""
+    yield from _link_texts(error)
+    yield "traceback", "".join(traceback.format_exception(error))
+
+
+def _link_texts(error: BaseException) -> Iterator[tuple[str, str]]:
     for link in chain(error):
         yield "message", str(link)
         yield "repr", repr(link)
         yield "args", "\n".join(repr(arg) for arg in link.args)
         yield "notes", "\n".join(str(note) for note in getattr(link, "__notes__", ()))
-    yield "traceback", "".join(traceback.format_exception(error))
+
+
+class ErrorText:
+    """The texts of :func:`error_texts` and :func:`attribute_text` of one error, each read once.
+
+    Formatting a traceback is most of what reading an error costs (Python compiles each
+    frame's line to place its carets), and most checks never need it: :meth:`find` formats
+    it only when the text sought may be in it and in no other text.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.parts = list(_link_texts(error))
+
+    @functools.cached_property
+    def traceback(self) -> str:
+        return "".join(traceback.format_exception(self.error))
+
+    @functools.cached_property
+    def attributes(self) -> str:
+        return attribute_text(self.error)
+
+    def find(self, needle: str) -> str | None:
+        """Where (as :func:`error_texts` names it) ``needle`` first occurs, or ``None``."""
+        for where, text in self.parts:
+            if needle in text:
+                return where
+        return "traceback" if self._in_traceback(needle) else None
+
+    def holds(self, needle: str) -> bool:
+        """Whether ``needle`` is in any text of the error, its traceback and its attributes'
+        included: whatever a person reading the error would see."""
+        return any(needle in text for _, text in self.parts) or needle in self.attributes or self._in_traceback(needle)
+
+    def _in_traceback(self, needle: str) -> bool:
+        return _traceback_may_hold(self.error, needle) and needle in self.traceback
+
+
+# the words a traceback adds around what it shows of the error and the code
+_DECORATION = (
+    "Traceback (most recent call last): File line in During handling of the above exception, another exception "
+    "occurred: The above exception was the direct cause of the following exception: Previous line repeated more "
+    "times sub-exception sub-exceptions and more exceptions ... (max_group_depth is ) Exception Group Traceback "
+    "<exception str() failed> <note str() failed> Did you mean: Or did you forget to import"
+)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _traceback_may_hold(error: BaseException, needle: str) -> bool:
+    """Whether the formatted traceback of ``error`` may hold ``needle`` where its other texts
+    do not: False only when ``needle`` is in none of the pieces a traceback is made of (the
+    file names, function names, line numbers and shown source lines of its frames, the
+    exception types of its links, its own words and counts) and cannot be made by joining
+    them: it is one token of letters, digits, ``_`` and ``-`` (a number, or a token with a
+    letter that is no name a traceback might suggest)."""
+    number = needle.isascii() and needle.isdigit()
+    if (
+        not _TOKEN.fullmatch(needle)
+        or needle in _DECORATION
+        or (not number and (needle.isidentifier() or not any(c.isalpha() for c in needle)))
+    ):
+        return True
+    checked: set[str] = set()
+    counted = 0  # frames and links: what bounds the counts a traceback prints (lines repeated, members)
+    for link in chain(error):
+        kind = type(link)
+        if isinstance(link, SyntaxError) or needle in kind.__module__ or needle in kind.__qualname__:
+            return True  # a SyntaxError shows a line of its own
+        if not isinstance(getattr(link, "__notes__", []), list | tuple):
+            return True  # shown by their repr
+        counted += 1
+        tb = link.__traceback__
+        while tb is not None:
+            counted += 1
+            frame, code = tb.tb_frame, tb.tb_frame.f_code
+            if needle in code.co_filename or needle in code.co_name or needle in code.co_qualname:
+                return True
+            if code.co_filename not in checked:  # the source, read as the traceback reads it
+                checked.add(code.co_filename)
+                linecache.lazycache(code.co_filename, frame.f_globals)
+                linecache.checkcache(code.co_filename)
+            lines = _shown_lines(tb)
+            if number and any(needle in str(n) for n in lines):
+                return True
+            shown = linecache.getlines(code.co_filename)[min(lines) - 1 : max(lines)] if lines else []
+            if any(needle in line for line in shown):
+                return True
+            tb = tb.tb_next
+    # a group shows at most 15 members (numbered) and "and N more", at most 10 deep
+    return number and int(needle) <= counted + 16
+
+
+def _shown_lines(tb: TracebackType) -> list[int]:
+    """The numbers of the source lines a traceback may show for ``tb``'s frame: its line, or
+    (Python 3.13) every line of the expression that raised, from the first to the last."""
+    numbers = [tb.tb_lineno] if tb.tb_lineno is not None else []
+    if tb.tb_lasti >= 0:
+        positions = itertools.islice(tb.tb_frame.f_code.co_positions(), tb.tb_lasti // 2, None)
+        start, end, _, _ = next(positions, (None, None, None, None))
+        numbers += [n for n in (start, end) if n is not None]
+    return numbers
 
 
 def attribute_text(error: BaseException) -> str:

@@ -20,10 +20,8 @@ from sfmock.contract.validation import RequestValidator
 from sfmock.testing.evidence import (
     Run,
     as_images,
-    attribute_text,
     changed_url,
     describe,
-    error_texts,
     expiry,
     served_urls,
     ttl,
@@ -258,10 +256,9 @@ def whole_batch(run: Run) -> str | None:
 def secrets(run: Run) -> str | None:
     """The API key is in no error raised to the caller (message, args, notes, repr,
     traceback, causes) and in no log record emitted during the run."""
-    if run.error is not None:
-        for where, text in error_texts(run.error):
-            if run.api_key in text:
-                return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
+    where = run.error_text.find(run.api_key) if run.error_text is not None else None
+    if where is not None:
+        return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
     for record in run.logs:
         if run.api_key in record:
             return f"a log record contains the API key: {_around(record, run.api_key)!r}"
@@ -279,15 +276,14 @@ def _around(text: str, secret: str, width: int = 160) -> str:
 def errors(run: Run) -> str | None:
     """An error raised after an HTTP error carries its status and trace id: in its message,
     its attributes (``status_code``, ``response``, ...) or its cause chain."""
-    error = run.error
+    error, read = run.error, run.error_text
     last = run.exchanges[-1] if run.exchanges else None
-    if error is None or last is None or last.status is None or last.status < 400 or last.failure is not None:
+    if error is None or read is None or last is None or last.status is None or last.status < 400 or last.failure:
         return None  # no HTTP error answer came whole to the client
-    text = "\n".join(text for _, text in error_texts(error)) + "\n" + attribute_text(error)
 
     def lacks(exchange: Exchange) -> list[str]:
         facts = (("status", str(exchange.status)), ("trace id", exchange.trace_id))
-        return [what for what, value in facts if value and value not in text]
+        return [what for what, value in facts if value and not read.holds(value)]
 
     # the last error answer, or (requests in parallel: a batch of downloads) any other one
     # that came after the last success: the error may be about that one
