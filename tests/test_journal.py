@@ -282,3 +282,29 @@ def test_a_cut_body_with_a_data_url_keeps_its_payload_and_loses_its_secrets() ->
     kept = b'{"api_key": "REDACTED", "password": "REDACTED", "image": "data:image/png;base64,QUJD'
     assert entry.raw_body.startswith(kept)
     assert len(entry.raw_body) == 65_536 - len("sk-CUTSECRET-123456pw-cut-7788") + 2 * len("REDACTED")
+
+
+def test_an_entry_reads_back_from_redis_as_it_was_written_and_so_does_one_an_earlier_version_wrote(
+    journal_of: Callable[..., Journal],
+) -> None:
+    journal = journal_of()
+    awkward = {
+        "time": 1_767_225_600.123456789,
+        "path": "/v1/images/\udcff",  # a lone surrogate, as a percent-encoded path can decode
+        "query": "a=1",
+        "authorization": "Bearer sk-journal-0123456789",
+        "body": b'{"prompt": "\xff\xfe"}',
+        "fault": "slow: delay=2s",
+        "headers": {"authorization": "Bearer sk-journal-0123456789", "x-\u00e9": "\u00fc"},
+        "response": b"\x89PNG\r\n",
+    }
+    record(journal, **awkward)
+    (entry,) = journal.entries()
+    assert ENTRIES.decode(ENTRIES.encode(entry), entry.id) == entry
+    assert entry.path == awkward["path"] and entry.raw_body == awkward["body"] and entry.time == awkward["time"]
+    assert entry.headers["authorization"] == "Bearer sk-j...6789" and entry.raw_response == b"\x89PNG\r\n"
+    earlier = json.dumps({**{name: entry[name] for name in ("time", "method", "path", "query", "key")},
+                          "key_hash": entry.key_hash, "authorization": True, "headers": dict(entry.headers),
+                          "raw_body": "e30=", "status": 200, "outcome": "response", "fault": None,
+                          "raw_response": "", "trace_id": "t"})  # fmt: skip
+    assert ENTRIES.decode(earlier.encode(), 9).raw_body == b"{}"

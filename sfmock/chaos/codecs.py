@@ -16,20 +16,38 @@ from sfmock.chaos.journal import Entry
 __all__ = ["ENTRIES", "SCENARIOS", "EntryCodec", "ScenarioCodec"]
 
 _BYTES = ("raw_body", "raw_response")
+_FIELDS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "id")  # as encode writes them
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 class EntryCodec:
-    """A journal :class:`Entry` as compact JSON (bodies in base64), its id kept apart."""
+    """A journal :class:`Entry` as a compact JSON array of its fields in the order of
+    :data:`_FIELDS` (bodies in base64), its id kept apart: on every generation, so written
+    without naming each field (an object naming them, as earlier versions wrote, is read too)."""
 
     def encode(self, item: Entry) -> bytes:
-        data: dict[str, Any] = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "id"}
-        for name in _BYTES:
-            data[name] = base64.b64encode(data[name]).decode("ascii")
-        data["headers"] = dict(item.headers)
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        b64 = base64.b64encode
+        data = [
+            item.time,
+            item.method,
+            item.path,
+            item.query,
+            item.key,
+            item.key_hash,
+            item.authorization,
+            dict(item.headers),
+            b64(item.raw_body).decode("ascii"),
+            item.status,
+            item.outcome,
+            item.fault,
+            b64(item.raw_response).decode("ascii"),
+            item.trace_id,
+        ]
+        return _DUMPS(data).encode("ascii")
 
     def decode(self, data: bytes, item_id: int) -> Entry:
-        fields = json.loads(data)
+        held = json.loads(data)
+        fields: dict[str, Any] = dict(zip(_FIELDS, held, strict=True)) if isinstance(held, list) else held
         for name in _BYTES:
             fields[name] = base64.b64decode(fields[name])
         return Entry(id=item_id, **fields)
