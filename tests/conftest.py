@@ -49,6 +49,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = longest_first(items)  # the longest tests start first (tests/scheduling.py)
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers more than the cores. Many of the longest tests mostly wait in
+    real time (a program check runs for its 60 s budget on ~12 s of CPU; live sockets,
+    subprocesses, server start-ups), so a core would otherwise idle behind them."""
+    return len(os.sched_getaffinity(0)) + 2
+
+
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; xdist may be absent
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return make_scheduler(config, log)
