@@ -99,13 +99,17 @@ class Api:
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         if path_model is not None:
             body = {**body, "model": path_model}  # the path names the model, whatever the body says
+        # the pipeline's notes on the request (request.state's dict, read without its wrapper)
+        state: dict[str, Any] = request.scope.setdefault("state", {})
+        session: Session | None = state.get("session")
         name = body.get("model")
-        request.state.model = name if isinstance(name, str) else None  # for the metrics
+        state["model"] = name if isinstance(name, str) else None  # for the metrics
         now = self.clock.now()
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()
-            if _lifecycle(request, self.lifecycle).is_retired(name, now) or not account.may_use(name):
+            lifecycle = self.lifecycle if session is None else session.lifecycle
+            if lifecycle.is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
         violation = self.validator.first_violation(body, strict=strict)
         message = None if violation is None else message_of(violation)
@@ -123,11 +127,10 @@ class Api:
         model = self.contract.models[body["model"]]
         await self.generator.screen(body, model)
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
-        session = _session(request)
         admission = session.admission if session is not None else self.admission
-        fault = getattr(request.state, "fault", None)
+        fault = state.get("fault")
         dialect = fault.action.dialect if fault is not None else None
-        headers = admission.admit(account, model, usage, now, request.state.trace_id, dialect)
+        headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
         expired = fault is not None and fault.action.expired_url
         # a Recorder's socket, the in-process host, or off loopback the request's Host
         base_url = self.origins.image_base(request)
@@ -138,7 +141,7 @@ class Api:
             for image in (*result["images"], *result["data"]):
                 image["url"] += suffix
         images = result.get("images") or []  # for the journal: the URLs as a client reads them
-        request.state.issued = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
+        state["issued"] = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
         return generation_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
