@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from sfmock.clock import Clock
 from sfmock.contract.openapi import Contract
@@ -35,6 +36,7 @@ from sfmock.service.rule_errors import RuleWording
 __all__ = ["STRICT_HEADER", "Api"]
 
 STRICT_HEADER = "x-sfmock-strict"
+_STRICT = STRICT_HEADER.encode()
 _SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -75,7 +77,7 @@ class Api:
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
-        given = request.headers.getlist("authorization")
+        given = header_values(request.scope, b"authorization")
         if len(given) > 1:
             raise unauthorized()
         return self.authenticator.authenticate(given[0] if given else None)
@@ -145,7 +147,7 @@ class Api:
         return generation_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
-        values = request.headers.getlist(STRICT_HEADER)
+        values = header_values(request.scope, _STRICT)
         if len(values) > 1:
             raise invalid_request("X-Sfmock-Strict: given more than once")
         value = values[0] if values else None
@@ -215,6 +217,12 @@ def _lifecycle(request: Request, default: Lifecycle) -> Lifecycle:
     """The models retired for the session serving the request (``default`` outside one)."""
     session = _session(request)
     return default if session is None else session.lifecycle
+
+
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    """Every value of header ``name`` (lower case), as ``request.headers.getlist`` gives
+    them, without building Starlette's ``Headers`` (on every generation)."""
+    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
 
 
 def _json_type(value: Any) -> str:

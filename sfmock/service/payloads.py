@@ -48,7 +48,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
     A body an outer layer already read (``request.state.body``) is not streamed again.
     """
-    declared = request.headers.get("content-length", "")
+    declared = next((value for key, value in request.scope["headers"] if key == b"content-length"), b"")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     raw = request.scope.get("state", {}).get("body")
