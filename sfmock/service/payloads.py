@@ -22,11 +22,11 @@ __all__ = ["MAX_DEPTH", "read_json"]
 # each with a literal first character, which re finds with a fast scan
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _EXPONENTS = (re.compile(r"e[-+]?\d{3}"), re.compile(r"E[-+]?\d{3}"))
-# orjson reads an integer past 64 bits as a float where json keeps it whole: such a run of
-# digits (and any long mantissa) goes to json; a body with fewer digits in all (most) is not
-# searched for one
-_LONG_NUMBER = re.compile(r"\d{19}")
-_DIGITS = b"0123456789"
+# orjson reads an integer past 64 bits as a float where json keeps it whole: a body with
+# a run of 19 digits (such an integer, or a long mantissa) goes to json. The run is found
+# with every digit mapped to "0" (a regular expression takes 20 ms over a 1 MB body)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def _finite(text: str) -> float | Refused:
@@ -71,7 +71,7 @@ async def read_json(request: Request, limit: int) -> Any:
         raise invalid_request(f"Invalid JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if _more_brackets(text, MAX_DEPTH):
         return _checked(_decode(text))
-    if len(raw) - len(raw.translate(None, _DIGITS)) < 19 or _LONG_NUMBER.search(text) is None:
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):
         try:
             # json's value, at a tenth of the cost; orjson refuses all that check_data would
             # (NaN, Infinity, a number out of range, a lone surrogate), so json says why
