@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from conftest import AUTH
@@ -23,7 +24,7 @@ from sfmock import Limits, Settings, VirtualClock, create_app, load_contract
 from sfmock.app import FakeApp
 from sfmock.service.direct import DirectRoute
 from sfmock.service.generation import Generator
-from sfmock.service.responses import generation_response, json_response
+from sfmock.service.responses import JSON_TYPE, generation_response, json_response
 from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import uuid4_text
 from sfmock.state.windows import SlidingWindow as _Window
@@ -55,6 +56,21 @@ def test_the_200_body_has_the_same_bytes_as_before(request: dict[str, Any], seed
 def test_the_200_body_of_values_orjson_cannot_write_falls_back() -> None:
     body = {"seed": 2**70, "images": []}
     assert generation_response(body).body == json_response(body).body == b'{"seed":1180591620717411303424,"images":[]}'
+
+
+HEADER_NAMES = st.sampled_from(
+    ["X-RateLimit-Limit-RPM", "x-ratelimit-remaining-ipm", "Retry-After", "Content-Type", "content-LENGTH"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers=st.none() | st.dictionaries(HEADER_NAMES, st.text("0123456789a; ", max_size=8)))
+def test_the_200_answer_has_the_head_starlette_gives(headers: dict[str, str] | None) -> None:
+    body = {"images": [{"url": "http://127.0.0.1:1/x.png"}], "seed": 1}
+    plain = Response(json_response(body).body, 200, headers=headers, media_type=JSON_TYPE)
+    answer = generation_response(body, headers)
+    assert (answer.status_code, answer.body, answer.raw_headers) == (plain.status_code, plain.body, plain.raw_headers)
+    assert (answer.media_type, answer.background, dict(answer.headers)) == (JSON_TYPE, None, dict(plain.headers))
 
 
 def test_the_journal_and_page_see_the_issued_urls_with_and_without_rewriting_faults() -> None:

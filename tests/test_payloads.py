@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from conftest import AUTH
 from sfmock import Settings, create_app
-from sfmock.service.payloads import _more_brackets, _suspect
+from sfmock.service.payloads import _more_brackets, _suspect, read_json
 
 URL = "/v1/images/generations"
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -29,6 +32,8 @@ JSON = {**AUTH, "Content-Type": "application/json"}
         (b'{"model": "Kwai-Kolors/Kolors", "prompt": "x", "cfg": Infinity}', "Infinity is not valid JSON"),
         (b'{"model": "Kwai-Kolors/Kolors", "prompt": "x", "cfg": 1e999}', "out of range"),
         (b'{"model": "Kwai-Kolors/Kolors", "prompt": "x", "seed": ' + b"9" * 5000 + b"}", "Invalid JSON"),
+        (b'{"model": "Kwai-Kolors/Kolors", "prompt": "x\\ud800"}', "lone surrogate"),
+        (b'{"model": "Kwai-Kolors/Kolors", "prompt": "x", "\\udc00": 1}', "lone surrogate"),
         (b"\xff\xfe\x00garbage", "Invalid JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b"[1, 2]", "not an array"),
@@ -97,3 +102,45 @@ SUSPECT_BEFORE = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|[eE][-+]?\d{3}")  #
 )
 def test_the_suspect_gate_finds_what_the_one_regex_found(text: str) -> None:
     assert _suspect(text) == (SUSPECT_BEFORE.search(text) is not None)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1000)
+@given(JSON_VALUES, st.sampled_from([{}, {"ensure_ascii": False}, {"indent": 1}]))
+def test_a_body_reads_as_json_reads_it(value: object, style: dict[str, object]) -> None:
+    # most bodies are read by orjson: the value, its types and its key order are json's
+    text = json.dumps(value, **style)  # type: ignore[arg-type]
+    read = _read(text.encode())
+    assert read == json.loads(text) and _shape(read) == _shape(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"seed": 123456789012345678901}', '{"seed": -9223372036854775809}', '{"a": 1, "a": 2.5, "b": [0.1, -0.0]}'],
+)
+def test_long_integers_and_repeated_keys_read_as_json_reads_them(text: str) -> None:
+    assert _shape(_read(text.encode())) == _shape(json.loads(text))
+
+
+def _read(raw: bytes) -> object:
+    request = Request({"type": "http", "headers": [], "state": {"body": raw}})
+    return asyncio.run(read_json(request, 1 << 20))
+
+
+def _shape(value: object) -> object:
+    """``value`` with each leaf's type and each object's key order spelled out."""
+    if isinstance(value, dict):
+        return ("object", [(key, _shape(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return ("array", [_shape(item) for item in value])
+    return (type(value).__name__, repr(value))

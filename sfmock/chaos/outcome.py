@@ -12,13 +12,14 @@ import logging
 import time
 from typing import Any
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from sfmock.chaos.faults import Fault
 from sfmock.chaos.journal import RESPONSE_CAP
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.service.legacy import is_generation
+from sfmock.service.tracing import Outbound
 from sfmock.state.store import StoreUnavailable
 
 __all__ = ["ANSWER_CAP", "GENERATION_PATH", "Exchange", "JournalWriter", "Outcome"]
@@ -168,11 +169,14 @@ def _issued(state: dict[str, Any], answer: bytes, fault: Fault | None) -> tuple[
 
 class Exchange:
     """One request on its way through: gives the app its buffered body, watches the answer
-    go out, and journals the request once, just before the client sees the answer end."""
+    go out, and journals the request once, just before the client sees the answer end.
+
+    Its :meth:`send` does the trace id's work (``out``) too: one wrapper around the server's
+    ``send``, not two."""
 
     __slots__ = (
+        "_out",
         "_receive",
-        "_send",
         "body",
         "body_sent",
         "fault",
@@ -193,7 +197,7 @@ class Exchange:
         body: bytes,
         times: tuple[float, float],
         receive: Receive,
-        send: Send,
+        out: Outbound,
     ) -> None:
         self.writer = writer
         self.session = session
@@ -205,7 +209,7 @@ class Exchange:
         self.fault: Fault | None = None
         self.body_sent = False
         self._receive = receive
-        self._send = send
+        self._out = out
 
     async def receive(self) -> Message:
         """The buffered body first, then what the server has (a disconnect)."""
@@ -219,7 +223,9 @@ class Exchange:
         that reads the journal right after its request finds the request there)."""
         if self.outcome.see(message):
             self.record()
-        await self._send(message)
+        out = self._out
+        out.stamp(message)
+        await out.server(message)
 
     def record(self) -> None:
         """Journal the request with its outcome so far (once)."""

@@ -12,7 +12,8 @@
    client sees the answer end.
 
 Each concern lives in its module; this class only puts them in order, with one wrapper
-around the server's ``send`` (two while a request is journaled).
+around the server's ``send`` (the journal's, which stamps the trace id too, while a
+request is journaled).
 
 A body declared larger than the limit is answered 413 at once, unread (no ``100
 Continue``). A request whose body never fully arrived (the client hung up or the read
@@ -149,7 +150,7 @@ class Pipeline:
             self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
             return
         try:
-            exchange = Exchange(self.writer, session, scope, headers, body, times, receive, out.send)
+            exchange = Exchange(self.writer, session, scope, headers, body, times, receive, out)
             await self._serve(exchange, receive, out)
         finally:
             # the body, and the closures that hold it, go now: not at the next full collection

@@ -179,7 +179,7 @@ class SessionState:
 
 
 def _size(answer: Answer) -> int:
-    return len(answer.body) + sum(len(url) for url in answer.images)
+    return len(answer.body) + sum(map(len, answer.images))
 
 
 class Sessions:

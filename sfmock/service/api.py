@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from sfmock.clock import Clock
 from sfmock.contract.openapi import Contract
@@ -35,6 +36,7 @@ from sfmock.service.rule_errors import RuleWording
 __all__ = ["STRICT_HEADER", "Api"]
 
 STRICT_HEADER = "x-sfmock-strict"
+_STRICT = STRICT_HEADER.encode()
 _SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -75,7 +77,7 @@ class Api:
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
-        given = request.headers.getlist("authorization")
+        given = header_values(request.scope, b"authorization")
         if len(given) > 1:
             raise unauthorized()
         return self.authenticator.authenticate(given[0] if given else None)
@@ -99,13 +101,17 @@ class Api:
             raise invalid_request(f"Request body must be a JSON object, not {_json_type(body)}")
         if path_model is not None:
             body = {**body, "model": path_model}  # the path names the model, whatever the body says
+        # the pipeline's notes on the request (request.state's dict, read without its wrapper)
+        state: dict[str, Any] = request.scope.setdefault("state", {})
+        session: Session | None = state.get("session")
         name = body.get("model")
-        request.state.model = name if isinstance(name, str) else None  # for the metrics
+        state["model"] = name if isinstance(name, str) else None  # for the metrics
         now = self.clock.now()
         if isinstance(name, str) and name:
             if name not in self.contract.models:
                 raise unknown_model()
-            if _lifecycle(request, self.lifecycle).is_retired(name, now) or not account.may_use(name):
+            lifecycle = self.lifecycle if session is None else session.lifecycle
+            if lifecycle.is_retired(name, now) or not account.may_use(name):
                 raise model_disabled()
         violation = self.validator.first_violation(body, strict=strict)
         message = None if violation is None else message_of(violation)
@@ -123,11 +129,10 @@ class Api:
         model = self.contract.models[body["model"]]
         await self.generator.screen(body, model)
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
-        session = _session(request)
         admission = session.admission if session is not None else self.admission
-        fault = getattr(request.state, "fault", None)
+        fault = state.get("fault")
         dialect = fault.action.dialect if fault is not None else None
-        headers = admission.admit(account, model, usage, now, request.state.trace_id, dialect)
+        headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
         expired = fault is not None and fault.action.expired_url
         # a Recorder's socket, the in-process host, or off loopback the request's Host
         base_url = self.origins.image_base(request)
@@ -138,11 +143,11 @@ class Api:
             for image in (*result["images"], *result["data"]):
                 image["url"] += suffix
         images = result.get("images") or []  # for the journal: the URLs as a client reads them
-        request.state.issued = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
+        state["issued"] = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
         return generation_response(result, headers=headers)
 
     def strict_mode(self, request: Request) -> bool:
-        values = request.headers.getlist(STRICT_HEADER)
+        values = header_values(request.scope, _STRICT)
         if len(values) > 1:
             raise invalid_request("X-Sfmock-Strict: given more than once")
         value = values[0] if values else None
@@ -212,6 +217,12 @@ def _lifecycle(request: Request, default: Lifecycle) -> Lifecycle:
     """The models retired for the session serving the request (``default`` outside one)."""
     session = _session(request)
     return default if session is None else session.lifecycle
+
+
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    """Every value of header ``name`` (lower case), as ``request.headers.getlist`` gives
+    them, without building Starlette's ``Headers`` (on every generation)."""
+    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
 
 
 def _json_type(value: Any) -> str:

@@ -54,7 +54,9 @@ class Origins:
             return given
         if self.configured:
             return None
-        return self._from_host(request.headers.get("host", ""), request.scope.get("scheme", "http"))
+        scope = request.scope
+        host = next((value for key, value in scope["headers"] if key == b"host"), b"").decode("latin-1")
+        return self._from_host(host, scope.get("scheme", "http"))
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one per app, for its life; a few Host values
     def _from_host(self, host: str, scheme: str) -> str | None:

@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from sfmock.errors import ApiError
@@ -21,6 +22,11 @@ __all__ = ["MAX_DEPTH", "read_json"]
 # each with a literal first character, which re finds with a fast scan
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _EXPONENTS = (re.compile(r"e[-+]?\d{3}"), re.compile(r"E[-+]?\d{3}"))
+# orjson reads an integer past 64 bits as a float where json keeps it whole: a body with
+# a run of 19 digits (such an integer, or a long mantissa) goes to json. The run is found
+# with every digit mapped to "0" (a regular expression takes 20 ms over a 1 MB body)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def _finite(text: str) -> float | Refused:
@@ -42,7 +48,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
     A body an outer layer already read (``request.state.body``) is not streamed again.
     """
-    declared = request.headers.get("content-length", "")
+    declared = next((value for key, value in request.scope["headers"] if key == b"content-length"), b"")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     raw = request.scope.get("state", {}).get("body")
@@ -63,18 +69,35 @@ async def read_json(request: Request, limit: int) -> Any:
         text = raw.decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259), nothing else
     except UnicodeDecodeError as exc:
         raise invalid_request(f"Invalid JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if _more_brackets(text, MAX_DEPTH):
+        return _checked(_decode(text))
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            # json's value, at a tenth of the cost; orjson refuses all that check_data would
+            # (NaN, Infinity, a number out of range, a lone surrogate), so json says why
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    value = _decode(text)
+    return _checked(value) if _suspect(text) else value
+
+
+def _checked(value: Any) -> Any:
     try:
-        value = _DECODER.decode(text)  # what json.loads(text, parse_float=..., ...) does, decoder built once
+        check_data(value, max_integer=None)
+    except Untrusted as exc:
+        raise invalid_request(f"Invalid JSON body: {exc}") from None
+    return value
+
+
+def _decode(text: str) -> Any:
+    """``text`` read by json, the 400 naming what is wrong with it."""
+    try:
+        return _DECODER.decode(text)  # what json.loads(text, parse_float=..., ...) does, decoder built once
     except RecursionError:
         raise invalid_request("Invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() past 4300 digits
         raise invalid_request(f"Invalid JSON body: {str(exc)[:200]}") from None
-    if _more_brackets(text, MAX_DEPTH) or _suspect(text):
-        try:
-            check_data(value, max_integer=None)
-        except Untrusted as exc:
-            raise invalid_request(f"Invalid JSON body: {exc}") from None
-    return value
 
 
 def _suspect(text: str) -> bool:

@@ -29,15 +29,16 @@ def uuid4_text(bits: int) -> str:
 class Outbound:
     """A ``send`` that notes when the answer begins and (given a ``trace_id``) stamps the id on it."""
 
-    __slots__ = ("_send", "started", "state", "trace_id")
+    __slots__ = ("server", "started", "state", "trace_id")
 
     def __init__(self, send: Send, state: dict[str, object], trace_id: str | None = None) -> None:
-        self._send = send
+        self.server = send  # the server's own send
         self.state = state
         self.trace_id = trace_id
         self.started = False
 
-    async def send(self, message: Message) -> None:
+    def stamp(self, message: Message) -> None:
+        """Note ``message`` on its way to :attr:`server` (for a wrapper that sends it itself)."""
         if message["type"] == "http.response.start":
             self.started = True
             if self.trace_id is not None:
@@ -45,4 +46,7 @@ class Outbound:
                 headers = message.setdefault("headers", [])
                 if not any(name == _STORE for name, _ in headers):
                     headers.append((_TRACE, self.trace_id.encode()))
-        await self._send(message)
+
+    async def send(self, message: Message) -> None:
+        self.stamp(message)
+        await self.server(message)
