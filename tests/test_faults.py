@@ -149,11 +149,18 @@ def test_header_grammar(header: str, expected: Action) -> None:
         ("delay=5..1", r"'delay=5\.\.1' runs backwards; expected delay=LOW\.\.HIGH, LOW at most HIGH"),
         ("error=503;pass", r"'pass' \(no fault: the request goes through\) cannot go with 'error=503'"),
         ("pass;drop", "'pass' .* cannot go with 'drop'"),
+        ("retire=Qwen/Qwen-Image;pass;drop", "'pass' .* cannot go with 'drop'"),
     ],
 )
 def test_header_errors(header: str, phrase: str) -> None:
     with pytest.raises(ValueError, match=phrase):
         parse_fault_header(header)
+
+
+def test_pass_beside_retire_is_no_fault_and_a_retirement() -> None:
+    """retire= is not a fault on the request: beside pass, the request goes through the
+    scenario untouched and the model is retired (as the docs and the session tests use it)."""
+    assert parse_fault_header("retire=Qwen/Qwen-Image;pass") == Action(retire=("Qwen/Qwen-Image",))
 
 
 @pytest.mark.parametrize("path", sorted((FIXTURES / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)

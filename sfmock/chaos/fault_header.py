@@ -45,8 +45,9 @@ def parse_fault_header(value: str) -> Action:
         delay = action.get("delay") if kind == "delay" else None
         if isinstance(delay, dict) and delay["uniform"][0] > delay["uniform"][1]:
             raise ValueError(f"{item!r} runs backwards; expected delay=LOW..HIGH, LOW at most HIGH: 'delay=1..5'")
-    if "pass" in seen and len(seen) > 1:
-        other = next(item for kind, item in seen.items() if kind != "pass")
+    faults = [item for kind, item in seen.items() if kind not in ("pass", "retire")]  # retire= is not a fault
+    if "pass" in seen and faults:
+        other = faults[0]
         raise ValueError(f"'pass' (no fault: the request goes through) cannot go with {other!r}; give one or the other")
     if not seen:  # empty items between semicolons are let pass, but some item must be there
         raise ValueError(f"no item in {value!r}; expected ITEM(;ITEM)*, e.g. '503', 'drop' or 'pass'")
