@@ -55,7 +55,32 @@ class Shared(Protocol):
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any: ...
 
 
-class RedisClock:
+class _Moves:
+    """Moving a clock kept in Redis, by its ``_move`` (one script, so on every process)."""
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def _move(self, verb: str, value: float = 0.0) -> None:
+        raise NotImplementedError
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` and return the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only advances; got {seconds} seconds")
+        if not self.now() + seconds <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
+        self._move("advance", seconds)
+        return self.now()
+
+    def set(self, when: float) -> None:
+        """Make it ``when`` now."""
+        if not 0 <= when <= MAX_TIME:
+            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
+        self._move("set", when)
+
+
+class RedisClock(_Moves):
     """The server's clock, shared: the wall clock plus an offset, or stopped (frozen)."""
 
     def __init__(self, store: Shared, *, frozen: bool) -> None:
@@ -98,21 +123,6 @@ class RedisClock:
         forget_read_ahead(self.key)
         self.store.run(self.store.clock_script, [self.key], [verb, repr(float(value)), repr(time.time())])
 
-    def advance(self, seconds: float) -> float:
-        """Jump forward by ``seconds`` (everywhere) and return the new time."""
-        if not seconds >= 0:
-            raise ValueError(f"a clock only advances; got {seconds} seconds")
-        if not self.now() + seconds <= MAX_TIME:
-            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
-        self._move("advance", seconds)
-        return self.now()
-
-    def set(self, when: float) -> None:
-        """Make it ``when`` now, everywhere."""
-        if not 0 <= when <= MAX_TIME:
-            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
-        self._move("set", when)
-
     def freeze(self, frozen: bool = True) -> None:
         """Stop time where it is (``False``: let it run on from there)."""
         self._move("freeze" if frozen else "thaw")
@@ -138,7 +148,7 @@ def standing_clock_key(key: str) -> str:
     return key if own is not None and own[1] is not None else CLOCK_KEY
 
 
-class RedisSessionClock:
+class RedisSessionClock(_Moves):
     """A named session's clock, shared: the server's clock plus the session's offset, or
     stopped (see :class:`sfmock.clock.SessionClock`, the same in one process).
 
@@ -179,21 +189,6 @@ class RedisSessionClock:
         self.store.run(self.store.clock_script, [self.key], [verb, repr(float(value)), repr(self.server.now())])
         with self.store.guard():
             self.store.client.pexpire(self.key, self.ttl_ms)
-
-    def advance(self, seconds: float) -> float:
-        """Jump forward by ``seconds`` (this session, on every process) and return the new time."""
-        if not seconds >= 0:
-            raise ValueError(f"a clock only advances; got {seconds} seconds")
-        if not self.now() + seconds <= MAX_TIME:
-            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999)")
-        self._move("advance", seconds)
-        return self.now()
-
-    def set(self, when: float) -> None:
-        """Make it ``when`` now for this session."""
-        if not 0 <= when <= MAX_TIME:
-            raise ValueError(f"the clock must stay within 0..{MAX_TIME:.0f} (1970 to 9999); got {when!r}")
-        self._move("set", when)
 
     def freeze(self, frozen: bool = True) -> None:
         """Stop time where it is (``False``: follow the server's clock again from there)."""
