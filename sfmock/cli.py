@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import gc
 import re
+import signal
 import socket
 import sys
 import warnings
@@ -244,6 +245,10 @@ def serve(args: argparse.Namespace) -> int:
     from sfmock.server import PromptServer, listen, server_stack
 
     keep_freed_memory()  # this process is the server's own: big bodies reuse freed memory
+    # Ctrl+C while starting stops the server once it is up, even where SIGINT came in ignored
+    # (a background job of a script, a test runner's worker): uvicorn only takes it at start
+    stopping: list[int] = []
+    signal.signal(signal.SIGINT, lambda sig, frame: stopping.append(sig))
     overrides = {key: getattr(args, key) for key in _FLAGS}
     sockets = []
     try:
@@ -291,12 +296,18 @@ def serve(args: argparse.Namespace) -> int:
 
         print(f"sfmock: {args.workers} workers sharing {app.state.store.url}", file=sys.stderr, flush=True)
         app.state.store.close()
+        if stopping:
+            return 0
         return run_workers(settings, sockets, workers=args.workers, log_level=args.log_level)
     # everything loaded so far (modules, the contract, validators) lives as long as the
     # process: keep it out of the collector's full passes, which otherwise stall requests
     gc.collect()
     gc.freeze()
-    PromptServer(config).run(sockets=sockets)
+    server = PromptServer(config)
+    signal.signal(signal.SIGINT, server.handle_exit)
+    if stopping:
+        return 0
+    server.run(sockets=sockets)
     return 0
 
 

@@ -191,6 +191,30 @@ def test_serve_answers_over_a_real_socket(command: list[str], tmp_path: Path) ->
     assert process.returncode == 0  # Ctrl+C is the normal way to stop: a quiet exit 0
 
 
+@pytest.mark.parametrize("ignored", [False, True], ids=["default", "inherited-ignored"])
+def test_ctrl_c_while_starting_stops_the_server(ignored: bool) -> None:
+    """A SIGINT that comes before uvicorn takes the signal (here: with the first start-up
+    line) still stops the server, also where the process began with SIGINT ignored, as a
+    script's background job or a test runner's worker does; it used to be lost, and the
+    server then ran until killed."""
+    command = [sys.executable, "-m", "sfmock", "serve", "--port", "0", "--log-level", "warning"]
+
+    def start() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.SIG_DFL)
+
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=start)
+    try:
+        assert process.stderr is not None
+        assert "API at" in process.stderr.readline()  # printed before uvicorn starts
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+
+
 @contextlib.contextmanager
 def _serving(command: list[str], stdout: IO[str] | None = None) -> Iterator[subprocess.Popen[str]]:
     """A real ``sfmock`` process, its stderr a pipe; stopped by Ctrl+C (SIGINT) at the end."""
