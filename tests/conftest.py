@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -43,6 +44,12 @@ def _cache_bytecode_in_a_temporary_folder() -> None:
 
 
 _cache_bytecode_in_a_temporary_folder()  # before xdist starts its workers: they inherit it
+
+# A suite started as a script's background job comes in with SIGINT ignored, and every
+# process it starts inherits that: the tests that press Ctrl+C on a real `sfmock` would
+# then meet a process deaf to it. They model a terminal's foreground run: Python's own handler.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
