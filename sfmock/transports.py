@@ -15,6 +15,7 @@ import contextvars
 import http.client
 import io
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -28,6 +29,7 @@ from sfmock.clock import Clock, SystemClock, VirtualClock
 
 __all__ = [
     "READ_TIMEOUT",
+    "REAL_MONOTONIC",
     "AsyncTransport",
     "EitherTransport",
     "Exchange",
@@ -42,6 +44,9 @@ __all__ = [
 # the read timeout of the in-process request being served (None: the client set none);
 # a fault's wait that outlasts it ends in the client's timeout (see sfmock.testing.checks)
 READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
+
+# bound at import: the checker's virtual time patches ``time`` but leaves sfmock's own names be
+REAL_MONOTONIC = time.monotonic
 
 Latency = Callable[["Exchange"], float]
 Wait = Callable[[float], Awaitable[None]]
@@ -73,6 +78,10 @@ class Exchange:
     fault: str | None
     started: float
     ended: float
+    # real monotonic seconds at both ends: a client may wait on a clock the checker does
+    # not control (trio, select in C), which only real time shows
+    real_started: float = 0.0
+    real_ended: float = 0.0
 
     @property
     def trace_id(self) -> str | None:
@@ -171,7 +180,7 @@ class InProcess:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        started = self.clock.now()
+        started, real_started = self.clock.now(), REAL_MONOTONIC()
         token = READ_TIMEOUT.set(read_timeout)
         timed_out = False
         hung: HangForever | None = None
@@ -204,6 +213,7 @@ class InProcess:
             fault=fault,
             started=started,
             ended=self.clock.now(),
+            real_started=real_started,
         )
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
             self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
@@ -222,6 +232,7 @@ class InProcess:
                 exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
                 exchange = replace(exchange, ended=self.clock.now())
+        exchange = replace(exchange, real_ended=REAL_MONOTONIC())
         self.transcript.append(exchange)
         if hung is not None:
             raise hung

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from sfmock.checks import ClientContext, Run, check_client
+from sfmock.testing import invariants
+from sfmock.transports import Exchange
 
 TRANSIENT = {429, 500, 502, 503, 504}
 
@@ -201,3 +204,51 @@ def test_the_waits_are_real_again_after_the_check() -> None:
     began = time.monotonic()
     assert not threading.Event().wait(0.05)
     assert time.monotonic() - began >= 0.05
+
+
+def _attempt(status: int, started: float, ended: float, real_started: float, real_ended: float) -> Exchange:
+    return Exchange(
+        method="POST",
+        url="http://sfmock.test/v1/images/generations",
+        path="/v1/images/generations",
+        request_headers={},
+        request_body=b"{}",
+        status=status,
+        headers={},
+        body=b"{}",
+        failure=None,
+        fault=None,
+        started=started,
+        ended=ended,
+        real_started=real_started,
+        real_ended=real_ended,
+    )
+
+
+def _two_attempts(real_gap: float) -> Run:
+    """A 503, then a retry with no virtual time between them and ``real_gap`` real seconds."""
+    exchanges = (_attempt(503, 0.0, 1.0, 100.0, 100.01), _attempt(200, 1.0, 2.0, 100.01 + real_gap, 100.5 + real_gap))
+    return Run(
+        schedule=("503",), exchanges=exchanges, result=b"", error=None, api_key="k", max_attempts=6, min_attempts=1
+    )
+
+
+def test_a_wait_outside_the_virtual_clock_is_judged_by_the_real_time_it_took() -> None:
+    # trio.sleep, select.select in C: the virtual gap is 0 but the client waited 0.9 s
+    waited = _two_attempts(0.9)
+    assert waited.waits() == [pytest.approx(0.9)]
+    assert invariants.backoff(waited) is None
+    # a real gap of a busy machine's scheduling is no wait: still at once
+    at_once = _two_attempts(0.01)
+    assert at_once.waits() == [0.0]
+    assert invariants.backoff(at_once) == "retried a 503 at once, without backing off (attempt 2)"
+
+
+def test_a_back_off_slept_in_c_code_is_not_called_at_once() -> None:
+    def generate(ctx: ClientContext) -> bytes:
+        """Correct: its back-off waits in select(), which the virtual clock does not reach."""
+        return _generate(ctx, lambda seconds: select.select([], [], [], 0.3))
+
+    seen: list[Run] = []
+    check_client(generate, schedule=["503"], invariants=[*_DEFAULT, lambda run: seen.append(run)])
+    assert seen[-1].waits()[0] >= 0.3  # the real wait (a virtual one of 0 before)

@@ -30,6 +30,7 @@ from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, 
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
+from sfmock.transports import Exchange
 from sfmock.wording import plural
 from sfmock.wording import unknown as unknown_name
 
@@ -52,7 +53,7 @@ class ClientCheckFailed(SfmockError, AssertionError):
         lines = []
         if run is not None:
             origin = run.exchanges[0].started if run.exchanges else 0.0
-            lines = [f"  {n}. {e.describe(origin)}" for n, e in enumerate(run.exchanges, 1)]
+            lines = [f"  {n}. {e.describe(origin)}{_outside(run, e)}" for n, e in enumerate(run.exchanges, 1)]
         transcript = "\n".join(lines) or "  (no request reached the fake)"
         raised = "returned normally" if run is None or run.error is None else _error_line(run.error)
         if run is not None and run.hung is not None:
@@ -346,6 +347,15 @@ def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, 
         else:
             chosen.append((getattr(item, "__name__", "custom"), item))
     return chosen
+
+
+def _outside(run: Run, exchange: Exchange) -> str:
+    """A note on a generation the client sent after waiting outside the virtual clock."""
+    attempts = run.generations
+    for index, real in run.outside_clock().items():
+        if attempts[index] is exchange:
+            return f" (after waiting {real:.2f}s of real time, outside the virtual clock)"
+    return ""
 
 
 def _error_line(error: BaseException) -> str:

@@ -24,6 +24,8 @@ from sfmock.transports import Exchange
 
 __all__ = [
     "GENERATE",
+    "IMMEDIATE",
+    "OUTSIDE_CLOCK",
     "STORE",
     "Run",
     "as_images",
@@ -38,6 +40,12 @@ __all__ = [
     "ttl",
     "url_key",
 ]
+
+IMMEDIATE = 0.05  # a wait shorter than this before retrying a 429/503 is none (as `sfmock check` counts a gap)
+# real seconds between an answer and the next request, with under IMMEDIATE of virtual time
+# between them, that show a wait on a clock the checker does not control (trio, ``select``
+# in C): well above what a busy machine takes to run a client's code between two requests
+OUTSIDE_CLOCK = 0.2
 
 GENERATE = "/v1/images/generations"
 STORE = "/outputs/"  # image objects live under {prefix}/outputs/ on the object store
@@ -112,9 +120,23 @@ class Run:
         return self.schedule[attempt] if attempt < len(self.schedule) else "ok"
 
     def waits(self) -> list[float]:
-        """Seconds between the end of each generation attempt and the start of the next."""
+        """Seconds between the end of each generation attempt and the start of the next: the
+        virtual gap, or the real one where the client waited outside the virtual clock."""
         attempts = self.generations
-        return [attempts[i + 1].started - attempts[i].ended for i in range(len(attempts) - 1)]
+        outside = self.outside_clock()
+        return [outside.get(i + 1, attempts[i + 1].started - attempts[i].ended) for i in range(len(attempts) - 1)]
+
+    def outside_clock(self) -> dict[int, float]:
+        """Generation attempt (0-based) -> the real seconds waited before it, where the virtual
+        gap was under :data:`IMMEDIATE` but the real one at least :data:`OUTSIDE_CLOCK`."""
+        attempts = self.generations
+        outside = {}
+        for i in range(1, len(attempts)):
+            before, after = attempts[i - 1], attempts[i]
+            real = after.real_started - before.real_ended
+            if after.started - before.ended < IMMEDIATE and before.real_ended and real >= OUTSIDE_CLOCK:
+                outside[i] = real
+        return outside
 
 
 def served_urls(run: Run, before: float) -> dict[str, list[dict[str, str]]]:

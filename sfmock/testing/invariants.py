@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from sfmock.contract.openapi import load_contract
 from sfmock.contract.validation import RequestValidator
 from sfmock.testing.evidence import (
+    IMMEDIATE,
     Run,
     as_images,
     changed_url,
@@ -36,7 +37,6 @@ __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
 BACKOFF_STATUSES = frozenset({429, 503})
-IMMEDIATE = 0.05  # a wait shorter than this before retrying a 429/503 is none (as `sfmock check` counts a gap)
 
 
 Invariant = Callable[[Run], "str | None"]

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sfmock.clock import Clock
 from sfmock.service.origins import IMAGE_URL_STATE
-from sfmock.transports import Exchange, failure_of
+from sfmock.transports import REAL_MONOTONIC, Exchange, failure_of
 
 __all__ = ["BeforeAnswer", "Recorder"]
 
@@ -58,8 +58,9 @@ class Recorder:
         state.setdefault("transport", getattr(getattr(send, "__self__", None), "transport", None))
         if self.image_url is not None:
             state[IMAGE_URL_STATE] = self.image_url
-        answered: list[float] = []  # when the client learnt the outcome (a status line, a cut)
-        state.setdefault("before_drop", []).append(lambda: answered.append(self.clock.now()))
+        # when the client learnt the outcome (a status line, a cut): virtual and real time
+        answered: list[tuple[float, float]] = []
+        state.setdefault("before_drop", []).append(lambda: answered.append((self.clock.now(), REAL_MONOTONIC())))
         request_body: list[bytes] = []
         status: int | None = None
         headers: dict[str, str] = {}
@@ -71,7 +72,7 @@ class Recorder:
                 request_body.append(message.get("body", b""))
             return message
 
-        started = self.clock.now()
+        started, real_started = self.clock.now(), REAL_MONOTONIC()
         recorded = False
         flying = True  # begun and not yet wholly handed to the socket
         into = self.exchanges  # the list of the run this request belongs to, even if it ends late
@@ -104,7 +105,9 @@ class Recorder:
                     failure=failure,
                     fault=fault,
                     started=started,
-                    ended=answered[0] if answered else self.clock.now(),
+                    ended=answered[0][0] if answered else self.clock.now(),
+                    real_started=real_started,
+                    real_ended=answered[0][1] if answered else REAL_MONOTONIC(),
                 )
             )
 
@@ -126,7 +129,7 @@ class Recorder:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if status >= 400:  # a client may act on an error's status line before its body
-                    answered.append(self.clock.now())
+                    answered.append((self.clock.now(), REAL_MONOTONIC()))
                 headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message["headers"])
             elif message["type"] == "http.response.body":
                 body.append(message.get("body", b""))
