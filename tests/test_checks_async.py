@@ -368,3 +368,29 @@ def test_an_aiohttp_read_timeout_on_the_live_socket_meets_the_answers_latency(so
         check_client(live, request=request, schedule=[], random_seed=0, invariants=invariants)
     assert failed.value.invariant == "timeouts" and "shorter than a generation takes" in failed.value.problem
     assert "flaky" not in str(failed.value)
+
+
+def test_a_stall_seen_once_is_the_verdict_not_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfmock.testing import watchdog
+
+    monkeypatch.setattr(watchdog, "STALL", 1.0)
+    stalls: list[int] = []
+
+    def deadlocked_on_retry(ctx: ClientContext) -> bytes:
+        """A non-reentrant lock taken again on the retry path (each stall costs STALL real seconds)."""
+        lock = threading.Lock()
+        http = ctx.http_client(timeout=60)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        with lock:
+            answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            if answer.status_code == 503:
+                stalls.append(1)
+                with lock:
+                    pass
+            url = answer.raise_for_status().json()["images"][0]["url"]
+        return http.get(url).raise_for_status().content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(deadlocked_on_retry, outcomes=["ok", "503"], seed=1, max_examples=10)
+    assert failed.value.invariant == "timeouts" and "made no progress" in failed.value.problem
+    assert len(stalls) == 1  # paid once: not again for a replay, a shrink or a flakiness check

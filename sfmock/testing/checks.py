@@ -30,6 +30,7 @@ from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, 
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
+from sfmock.testing.watchdog import STALLED
 from sfmock.transports import Exchange
 from sfmock.wording import plural
 from sfmock.wording import unknown as unknown_name
@@ -200,9 +201,14 @@ def _verdict(
         else:
             found = _search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
         if found is not None:
-            if schedule is None and judge(found[2].schedule, found[2].random_seed) is not None:
+            # a run the watchdog stopped cost STALL real seconds: seen once, it is the verdict
+            # (each replay, shrink or flakiness check would pay the STALL again)
+            stalled = found[2].hung is not None and STALLED in found[2].hung
+            if schedule is None and not stalled and judge(found[2].schedule, found[2].random_seed) is not None:
                 found = _minimize(judge, found)
             name, message, run = found
+            again = lambda: judge(run.schedule, run.random_seed)  # noqa: E731
+            replayed = "" if stalled else flakiness(again, lambda: tally.last, run)
             return ClientCheckFailed(
                 invariant=name,
                 message=message,
@@ -210,7 +216,7 @@ def _verdict(
                 seed=seed,
                 examples=tally.runs,
                 replay=replay(run.schedule, run.random_seed),
-                note=flakiness(lambda: judge(found[2].schedule, found[2].random_seed), lambda: tally.last, found[2]),
+                note=replayed,
             )
         uncovered = tally.uncovered(replaying=schedule is not None)
         if uncovered is not None:

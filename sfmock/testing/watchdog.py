@@ -25,9 +25,10 @@ from typing import Any
 from sfmock.testing import vtime
 from sfmock.transports import HangForever
 
-__all__ = ["STALL", "Watchdog"]
+__all__ = ["STALL", "STALLED", "Watchdog"]
 
 STALL = 60.0  # real seconds with no progress at all before a run is stopped
+STALLED = "the client made no progress for"  # in the verdict of a run the watchdog stopped
 
 _real_monotonic, _real_sleep = time.monotonic, time.sleep
 
@@ -81,7 +82,7 @@ class Watchdog:
             return
         where = _client_line(frame)
         raise HangForever(
-            f"would hang forever: the client made no progress for {STALL:g} real seconds (no request, no tick of "
+            f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
             f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
             "the checker's reach"
         )
