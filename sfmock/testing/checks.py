@@ -207,6 +207,7 @@ def _verdict(
             if schedule is None and not stalled and judge(found[2].schedule, found[2].random_seed) is not None:
                 found = _minimize(judge, found)
             name, message, run = found
+            examples = tally.runs  # before the flakiness replays, which are not the search's
             again = lambda: judge(run.schedule, run.random_seed)  # noqa: E731
             replayed = "" if stalled else flakiness(again, lambda: tally.last, run)
             return ClientCheckFailed(
@@ -214,7 +215,7 @@ def _verdict(
                 message=message,
                 run=run,
                 seed=seed,
-                examples=tally.runs,
+                examples=examples,
                 replay=replay(run.schedule, run.random_seed),
                 note=replayed,
             )
