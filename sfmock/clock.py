@@ -54,62 +54,6 @@ class SystemClock:
         return time.time()
 
 
-class ShiftedClock:
-    """The wall clock plus an offset that can be moved: the server's default clock.
-
-    Time runs on by itself, and the control API can still jump it forward (to expire
-    URLs or lift rate limits) or set it. Set near the end of 9999, it stops there (as a
-    session's clock does): a later time has no 4-digit year for ``X-Amz-Date``.
-    """
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._stopped: float | None = None  # the time it shows while frozen
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        stopped = self._stopped
-        return stopped if stopped is not None else within_range(time.time() + self._offset)
-
-    @property
-    def frozen(self) -> bool:
-        """Whether time stands still (see :meth:`freeze`)."""
-        return self._stopped is not None
-
-    def freeze(self, frozen: bool = True) -> None:
-        """Stop time where it is (``False``: let it run on from there)."""
-        with self._lock:
-            if frozen and self._stopped is None:
-                self._stopped = within_range(time.time() + self._offset)
-            elif not frozen and self._stopped is not None:
-                self._offset = self._stopped - time.time()
-                self._stopped = None
-
-    def advance(self, seconds: float) -> float:
-        """Jump forward by ``seconds`` and return the new time."""
-        if not seconds >= 0:
-            raise ValueError(f"a clock only advances; got {seconds} seconds")
-        with self._lock:
-            _checked(within_range(time.time() + self._offset) + seconds)
-            self._offset += seconds
-            if self._stopped is not None:
-                self._stopped += seconds
-        return self.now()
-
-    def set(self, when: float) -> None:
-        """Make it ``when`` now; time keeps running from there (or stays there, frozen)."""
-        with self._lock:
-            self._offset = _checked(when) - time.time()
-            if self._stopped is not None:
-                self._stopped = when
-
-    def reset(self) -> None:
-        """Back to the wall clock, running."""
-        with self._lock:
-            self._offset = 0.0
-            self._stopped = None
-
-
 class VirtualClock:
     """A clock that moves only when told to; safe to share between threads.
 
@@ -215,6 +159,20 @@ class SessionClock:
         with self._lock:
             self._offset = 0.0
             self._stopped = None
+
+
+class ShiftedClock(SessionClock):
+    """The wall clock plus an offset that can be moved: the server's default clock.
+
+    Time runs on by itself, and the control API can still jump it forward (to expire
+    URLs or lift rate limits) or set it. Set near the end of 9999, it stops there (as a
+    session's clock does): a later time has no 4-digit year for ``X-Amz-Date``. It is a
+    session's clock over the wall clock (:class:`SessionClock`); ``reset`` goes back to
+    the wall clock, running.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(SystemClock())
 
 
 # the session clock of the request being served, with the ScopedClock that set it
