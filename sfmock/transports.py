@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import http.client
 import io
 import threading
 import time
@@ -422,7 +421,10 @@ def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> An
 
 class _Body(io.RawIOBase):
     """A response body on the wire: all of it, or (``cut``) a part and then the end of the
-    connection, which urllib3 reports as a broken connection."""
+    connection, which urllib3 reports as a broken connection (``ProtocolError``, requests'
+    ``ChunkedEncodingError``). The end is a socket's error, which every urllib3 translates:
+    urllib3-future (niquests' engine, which takes urllib3's name when installed) does not
+    translate ``http.client``'s ``IncompleteRead``."""
 
     def __init__(self, data: bytes, *, cut: bool) -> None:
         super().__init__()
@@ -435,7 +437,7 @@ class _Body(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         count = self._data.readinto(buffer)
         if count == 0 and self._cut and len(buffer):
-            raise http.client.IncompleteRead(self._data.getvalue(), None)
+            raise ConnectionResetError(f"the connection closed after {self._data.tell()} bytes of the body")
         return count
 
 

@@ -249,3 +249,27 @@ def test_requests_reports_a_cut_body_as_it_does_on_a_network(stream: bool) -> No
 
     check_client(once, schedule=["download-cut"], random_seed=0, invariants=["valid-requests"])
     assert seen == [("body" if stream else "headers", requests.exceptions.ChunkedEncodingError)]
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["in-process", "live-socket"])
+def test_a_cut_body_read_from_raw_is_urllib3s_broken_connection_in_process_as_on_a_socket(live: bool) -> None:
+    # the in-process body ends in a socket's error: urllib3 and urllib3-future (which niquests
+    # installs under urllib3's name and which does not translate http.client's IncompleteRead)
+    # both report it as ProtocolError, as a connection cut on a real socket is
+    import urllib3
+
+    seen: list[type[BaseException]] = []
+
+    def once(ctx: ClientContext) -> bytes:
+        session = requests.Session() if live else ctx.requests_session()
+        base = ctx.live_base_url if live else ctx.base_url
+        r = session.post(f"{base}/images/generations", json=ctx.request, headers=_auth(ctx), timeout=TIMEOUT)
+        image = session.get(r.json()["images"][0]["url"], stream=True, timeout=TIMEOUT)
+        try:
+            return bytes(image.raw.read())
+        except Exception as exc:
+            seen.append(type(exc))
+            raise
+
+    check_client(once, schedule=["download-cut"], random_seed=0, invariants=["valid-requests"])
+    assert len(seen) == 1 and issubclass(seen[0], urllib3.exceptions.ProtocolError), seen

@@ -26,11 +26,13 @@ from __future__ import annotations
 import _thread
 import asyncio
 import math
+import os
 import selectors
 import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +46,11 @@ __all__ = ["HangForever", "VirtualTime", "new_event_loop", "on_virtual_loop"]
 REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
 THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up before time jumps
 REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
+
+# modules whose waits are on other processes (a child's exit, a pool worker's answer): those
+# take real time whatever the clock says, so their sleeps, clocks and waits stay real
+REAL_MODULES = ("subprocess", "multiprocessing", "concurrent.futures.process", "asyncio.subprocess")
+_REAL_DEPTH = 6  # frames looked up from a wait for a caller in one of them
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
 
@@ -86,6 +93,7 @@ class VirtualTime:
         # threads that were there before the check (pytest's, the main thread's helpers): not the client's
         # (the threads themselves: a thread that ends leaves its ident to the next one started)
         self._before = set(threading.enumerate()) - {threading.current_thread()}
+        self._children_before = _children()
 
     def virtual_here(self) -> bool:
         """Whether the calling thread sees virtual time now."""
@@ -127,7 +135,7 @@ class VirtualTime:
                     return False
                 now, after = _real_monotonic(), (self.progress(), self._client_threads())
                 if now - began < timeout:
-                    if self.answering() or self.busy() or after != before:
+                    if self.answering() or self.busy() or after != before or self._children_working():
                         quiet = now
                         continue
                     if now - quiet < (REAL_GRACE if after[1][0] else THREAD_GRACE):
@@ -146,6 +154,11 @@ class VirtualTime:
             with self._waits_lock:
                 self._waits.pop(me, None)
                 self._wait_changes += 1
+
+    def _children_working(self) -> bool:
+        """Whether a process the client started is alive: its work (a pool worker's answer, a
+        command's output) comes in real time, so a wait does not jump past it."""
+        return bool(_children() - self._children_before)
 
     def _client_threads(self) -> tuple[int, float, int]:
         """How many threads of the client's are not waiting here, the CPU time they used, and
@@ -167,16 +180,18 @@ class VirtualTime:
         return self._origin + (self.clock.now() - self.clock.start)
 
     def _sleep(self, seconds: float) -> None:
-        if not self.virtual_here():
+        if not self.virtual_here() or _real_caller(2):
             self._real["sleep"](seconds)
             return
         self.on_sleep(seconds)
 
     def _monotonic(self) -> float:
-        return self.monotonic() if self.virtual_here() else float(self._real["monotonic"]())
+        if self.virtual_here() and not _real_caller(2):
+            return self.monotonic()
+        return float(self._real["monotonic"]())
 
     def _time(self) -> float:
-        return self.clock.now() if self.virtual_here() else float(self._real["time"]())
+        return self.clock.now() if self.virtual_here() and not _real_caller(2) else float(self._real["time"]())
 
     @contextmanager
     def installed(self) -> Iterator[VirtualTime]:
@@ -184,7 +199,7 @@ class VirtualTime:
         originals = {id(function): name for name, function in self._real.items()}
         for module_name, module in list(sys.modules.items()):
             namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or module_name.split(".")[0] == "sfmock":
+            if not isinstance(namespace, dict) or module_name.split(".")[0] == "sfmock" or _real_module(module_name):
                 continue  # sfmock keeps real time where it binds it (waiting for its own server)
             for attribute, value in list(namespace.items()):
                 name = originals.get(id(value))
@@ -195,7 +210,11 @@ class VirtualTime:
         vtime = self
 
         def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
-            if not vtime._waits_virtual_here() or (timeout is not None and timeout <= 0):
+            if (
+                not vtime._waits_virtual_here()
+                or (timeout is not None and timeout <= 0)
+                or _real_caller(2, _REAL_DEPTH)
+            ):
                 return condition_wait(condition, timeout)
             return _condition_wait(condition, timeout, vtime.wait)
 
@@ -221,10 +240,12 @@ class VirtualTime:
             previous = asyncio.get_event_loop_policy()
             asyncio.set_event_loop_policy(_VirtualPolicy(self, previous))
         self.active = True
+        _RUNNING.add(self)
         try:
             yield
         finally:
             self.active = False
+            _RUNNING.discard(self)
             with _policies():
                 asyncio.set_event_loop_policy(previous)
 
@@ -372,6 +393,48 @@ def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., b
                 condition._waiters.remove(waiter)
             except ValueError:
                 pass
+
+
+def _real_module(name: str) -> bool:
+    return any(name == real or name.startswith(real + ".") for real in REAL_MODULES)
+
+
+def _real_caller(skip: int, depth: int = 1) -> bool:
+    """Whether one of the ``depth`` callers above ``skip`` frames is in :data:`REAL_MODULES`."""
+    frame: Any = sys._getframe(skip)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith(REAL_MODULES) and _real_module(name):
+            return True
+        frame = frame.f_back
+    return False
+
+
+# a process forked while a check runs (multiprocessing's fork context, os.fork) is not the
+# client under check: its time is real from its first line
+_RUNNING: weakref.WeakSet[VirtualTime] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for vtime in list(_RUNNING):
+        vtime.active = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _children() -> set[str]:
+    """This process's living child processes (their ids), where Linux's /proc says."""
+    found: set[str] = set()
+    try:
+        for task in os.scandir("/proc/self/task"):
+            with open(f"{task.path}/children", encoding="ascii") as children:
+                found.update(children.read().split())
+    except OSError:
+        pass
+    return found
 
 
 def _cpu_time(ident: int) -> float:
