@@ -28,7 +28,7 @@ from sfmock.errors import SfmockError
 from sfmock.testing.arguments import check_arguments, chosen_names, default_request
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
-from sfmock.testing.replays import flakiness
+from sfmock.testing.replays import carried_over, flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.testing.watchdog import STALLED
 from sfmock.transports import Exchange
@@ -210,6 +210,7 @@ def _verdict(
             examples = tally.runs  # before the flakiness replays, which are not the search's
             again = lambda: judge(run.schedule, run.random_seed)  # noqa: E731
             replayed = "" if stalled else flakiness(again, lambda: tally.last, run)
+            replayed = "\n".join(note for note in (replayed, carried_over(run)) if note)
             return ClientCheckFailed(
                 invariant=name,
                 message=message,

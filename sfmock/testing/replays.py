@@ -4,11 +4,27 @@ differed between the runs and where that can come from."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sfmock.testing.evidence import Run
+from sfmock.testing.evidence import Run, url_key
 
-__all__ = ["difference", "flakiness"]
+__all__ = ["carried_over", "difference", "flakiness"]
+
+
+def carried_over(run: Run) -> str:
+    """What ``run`` took from the check's earlier runs (an image URL one of them was given),
+    in words, or "" when nothing: such a failure needs those runs before it, so its replay
+    line, which runs the schedule on its own, can pass."""
+    for number, exchange in enumerate(run.exchanges, 1):
+        parts = urlsplit(exchange.url)
+        key = url_key(unquote(parts.path), dict(parse_qsl(parts.query, keep_blank_values=True)))
+        if exchange.method == "GET" and key in run.earlier_urls:
+            return (
+                f"this failure depends on earlier runs: request {number} downloaded an image URL that an "
+                "earlier run was given (the client keeps state between calls, e.g. a cache of URLs); the "
+                "replay line runs this schedule on its own, with nothing kept, so it may pass"
+            )
+    return ""
 
 
 def flakiness(replay: Callable[[], object | None], last: Callable[[], Run | None], run: Run) -> str:
