@@ -26,7 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from sfmock.errors import ConfigError
-from sfmock.untrusted import MAX_DEPTH, MAX_INTEGER, Refused, Untrusted, check_data
+from sfmock.untrusted import MAX_DEPTH, MAX_INTEGER, Refused, Untrusted, check_data, finite_number, whole_number
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "DocumentError", "load_document", "loads_json", "read_file", "syntax_error"]
 
@@ -86,13 +86,6 @@ def syntax_error(exc: yaml.YAMLError) -> DocumentError:
     return DocumentError("", where=f"line {mark.line + 1}, column {mark.column + 1}", problem=problem)
 
 
-def _finite(text: str) -> float | Refused:
-    value = float(text)
-    if not math.isfinite(value):  # refused by check_data, which names the field
-        return Refused(f"number {text[:40]} is out of range")
-    return value
-
-
 def _no_constant(name: str) -> Refused:
     return Refused(f"{name} is not a number JSON allows")
 
@@ -107,7 +100,9 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _loads_json(text: str) -> Any:
-    return json.loads(text, parse_float=_finite, parse_constant=_no_constant, object_pairs_hook=_unique)
+    return json.loads(
+        text, parse_float=finite_number, parse_int=whole_number, parse_constant=_no_constant, object_pairs_hook=_unique
+    )
 
 
 def loads_json(raw: str | bytes, *, max_integer: int | None = MAX_INTEGER) -> Any:

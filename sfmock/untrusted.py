@@ -33,8 +33,10 @@ __all__ = [
     "Untrusted",
     "check_data",
     "check_text",
+    "finite_number",
     "parse_url",
     "read_environment",
+    "whole_number",
 ]
 
 MAX_DEPTH = 64  # arrays and objects inside each other; no request or document needs 10
@@ -60,6 +62,27 @@ class Refused:
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
+
+
+# Python turns at most 4,300 digits into an int (a guard against quadratic time); a JSON
+# number that long is no value any field of sfmock's takes, whatever the field
+MAX_DIGITS = 4300
+
+
+def finite_number(text: str) -> float | Refused:
+    """A JSON parser's ``parse_float``: ``1e400`` is refused, not read as infinity."""
+    value = float(text)
+    if not math.isfinite(value):  # refused by check_data, which names the field
+        return Refused(f"number {text[:40]} is out of range")
+    return value
+
+
+def whole_number(text: str) -> int | Refused:
+    """A JSON parser's ``parse_int``: an integer too long for Python is refused in words
+    (``int()`` would raise its own message, naming ``sys.set_int_max_str_digits``)."""
+    if len(text) > MAX_DIGITS:
+        return Refused(f"integer of {len(text.lstrip('-'))} digits is out of range")
+    return int(text)
 
 
 def _segment(key: Any) -> str:

@@ -177,3 +177,37 @@ def test_image_urls_are_never_fetched(client: httpx.Client) -> None:
     watcher.join()
     listener.close()
     assert connected == []
+
+
+@pytest.mark.parametrize(("value", "strict"), [("on", True), ("yes", True), ("TRUE", True), ("off", False), ("no", False)])
+def test_the_strict_switch_reads_each_documented_spelling(client: httpx.Client, value: str, strict: bool) -> None:
+    # strict mode refuses batch_size on a model without it; lenient mode ignores it
+    answer = client.post(GEN, json={**OK, "batch_size": 2}, headers={**AUTH, "X-Sfmock-Strict": value})
+    assert answer.status_code == (400 if strict else 200), answer.text
+
+
+def test_a_strict_switch_it_cannot_read_names_the_spellings(client: httpx.Client) -> None:
+    answer = client.post(GEN, json=OK, headers={**AUTH, "X-Sfmock-Strict": "maybe"})
+    assert answer.status_code == 400
+    assert "expected 1, true, yes or on (strict), or 0, false, no or off (lenient); got 'maybe'" in answer.json()["message"]
+
+
+def test_a_number_too_long_for_python_is_refused_in_words(client: httpx.Client) -> None:
+    answer = post_raw(client, b'{"model": "Kwai-Kolors/Kolors", "prompt": "x", "seed": ' + b"9" * 5000 + b"}")
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "Invalid JSON body: seed: integer of 5000 digits is out of range"
+
+
+def test_a_scenario_delay_that_runs_backwards_is_refused_as_the_header_is(client: httpx.Client) -> None:
+    rules = {"rules": [{"action": {"delay": {"uniform": [5, 1]}}}]}
+    answer = client.put("/_sfmock/scenario", json=rules)
+    assert answer.status_code == 400
+    assert "rules[0].delay: {uniform: [5, 1]} runs backwards" in answer.text
+    assert client.post(GEN, json=OK, headers={**AUTH, "X-Sfmock-Fault": "delay=5..1"}).status_code == 400
+
+
+def test_a_scenario_past_its_bounds_is_refused_in_a_short_message(client: httpx.Client) -> None:
+    answer = client.put("/_sfmock/scenario", json={"rules": [{"action": {"error": {"status": 503}}}] * 1001})
+    assert answer.status_code == 400
+    assert len(answer.text) < 400, answer.text  # the 1,001 rules are not quoted back whole
+    assert "(1001 items) is too long" in answer.text and "at most 1000" in answer.text

@@ -137,3 +137,22 @@ def test_paths_outside_the_store_are_not_found(client: TestClient, path: str) ->
 
 def test_wrong_method_on_the_store(client: TestClient, image_url: str) -> None:
     assert client.post(image_url).status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("99999999999999", "X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+        ("nan", "X-Amz-Expires should be a number"),
+    ],
+)
+def test_a_lifetime_s3_would_refuse_is_refused_in_its_words(
+    client: TestClient, image_url: str, expires: str, message: str
+) -> None:
+    parts = urlsplit(image_url)
+    query = [p if not p.startswith("X-Amz-Expires=") else f"X-Amz-Expires={expires}" for p in parts.query.split("&")]
+    response = client.get(f"{parts.path}?{'&'.join(query)}")
+    assert response.status_code == 400
+    error = s3_error(response)
+    assert (error["Code"], error["Message"]) == ("AuthorizationQueryParametersError", message)

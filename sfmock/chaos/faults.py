@@ -47,7 +47,7 @@ class Seconds:
         if isinstance(value, int | float):
             return cls(kind="fixed", low=float(value))
         if "uniform" in value:
-            low, high = sorted(value["uniform"])
+            low, high = value["uniform"]  # a range that runs backwards is refused (checked_action)
             return cls(kind="uniform", low=float(low), high=float(high))
         spec = value["lognormal"]
         return cls(kind="lognormal", low=float(spec["median"]), high=float(spec["sigma"]))
@@ -259,7 +259,15 @@ class Scenario:
 
 
 def checked_action(action: Action, source: str, index: int | None) -> Action:
-    """``action``, once the models it retires are known to the contract."""
+    """``action``, once the models it retires are known to the contract and its delay range
+    runs forwards."""
+    delay = action.delay
+    if delay is not None and delay.kind == "uniform" and delay.low > delay.high:
+        where = "delay" if index is None else f"rules[{index}].delay"
+        expected = (
+            f"{{uniform: [{delay.low:g}, {delay.high:g}]}} runs backwards; expected [LOW, HIGH], LOW at most HIGH"
+        )
+        raise ConfigError(source, where, expected)
     if not action.retire:
         return action
     known = load_contract().models

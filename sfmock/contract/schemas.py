@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import reprlib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -99,11 +100,29 @@ def check(
     expected = _description(error, validator.schema, path)
     if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         _unknown_key(error, source, path, key_names)
-    message = error.message
+    message = _shortened(error)
     if error.validator == "enum" and isinstance(error.instance, str) and isinstance(error.validator_value, list):
         hint = did_you_mean(error.instance, [str(choice) for choice in error.validator_value])
         message += f"; {hint}" if hint else ""
     raise ConfigError(source, key, message + (f"; expected: {expected}" if expected else ""))
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 3
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 3
+
+
+def _shortened(error: ValidationError) -> str:
+    """jsonschema's message, with the value it quotes shortened (1,001 rules quoted whole are a
+    40 KB message) and, for a list too long or too short, its length."""
+    whole = repr(error.instance)
+    if len(whole) <= 200:
+        return error.message
+    short = _SHORT.repr(error.instance)
+    if isinstance(error.instance, list) and error.validator in ("maxItems", "minItems"):
+        short += f" ({len(error.instance)} items)"
+    return error.message.replace(whole, short, 1)
 
 
 def _unknown_key(

@@ -37,7 +37,7 @@ __all__ = ["STRICT_HEADER", "Api"]
 
 STRICT_HEADER = "x-sfmock-strict"
 _STRICT = STRICT_HEADER.encode()
-_SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class Api:
@@ -156,7 +156,8 @@ class Api:
         try:
             return _SWITCH[value.strip().lower()]
         except KeyError:
-            raise invalid_request(f"X-Sfmock-Strict: expected 0 or 1, got {value[:40]!r}") from None
+            expected = "1, true, yes or on (strict), or 0, false, no or off (lenient)"
+            raise invalid_request(f"X-Sfmock-Strict: expected {expected}; got {value[:40]!r}") from None
 
     async def models(self, request: Request) -> Response:
         """``GET /v1/models?type=&sub_type=``."""

@@ -218,8 +218,12 @@ class UrlSigner:
             issued = _parse_date(amz_date)
         except ValueError:
             raise _parameter_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"") from None
-        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
+        if expires.startswith("-") and expires[1:].isascii() and expires[1:].isdigit():
+            raise _parameter_error("X-Amz-Expires must be non-negative")  # S3's words for a negative lifetime
+        if not (expires.isascii() and expires.isdigit()):
             raise _parameter_error("X-Amz-Expires should be a number")
+        if len(expires) > 12:  # a number, too long to be a week: said as S3 says any lifetime past a week
+            raise _parameter_error(f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_TTL}")
         lifetime = int(expires)
         if lifetime > MAX_TTL:
             raise _parameter_error(f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_TTL}")
