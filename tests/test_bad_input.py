@@ -179,7 +179,10 @@ def test_image_urls_are_never_fetched(client: httpx.Client) -> None:
     assert connected == []
 
 
-@pytest.mark.parametrize(("value", "strict"), [("on", True), ("yes", True), ("TRUE", True), ("off", False), ("no", False)])
+SPELLINGS = [("on", True), ("yes", True), ("TRUE", True), ("off", False), ("no", False)]
+
+
+@pytest.mark.parametrize(("value", "strict"), SPELLINGS)
 def test_the_strict_switch_reads_each_documented_spelling(client: httpx.Client, value: str, strict: bool) -> None:
     # strict mode refuses batch_size on a model without it; lenient mode ignores it
     answer = client.post(GEN, json={**OK, "batch_size": 2}, headers={**AUTH, "X-Sfmock-Strict": value})
@@ -189,7 +192,8 @@ def test_the_strict_switch_reads_each_documented_spelling(client: httpx.Client, 
 def test_a_strict_switch_it_cannot_read_names_the_spellings(client: httpx.Client) -> None:
     answer = client.post(GEN, json=OK, headers={**AUTH, "X-Sfmock-Strict": "maybe"})
     assert answer.status_code == 400
-    assert "expected 1, true, yes or on (strict), or 0, false, no or off (lenient); got 'maybe'" in answer.json()["message"]
+    expected = "expected 1, true, yes or on (strict), or 0, false, no or off (lenient); got 'maybe'"
+    assert expected in answer.json()["message"]
 
 
 def test_a_number_too_long_for_python_is_refused_in_words(client: httpx.Client) -> None:
