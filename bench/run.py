@@ -76,13 +76,16 @@ def wrk(
     warmup: int = 1,
     pid: int | None = None,
 ) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) from one wrk run, after a short warm-up; with
-    ``pid``, also the CPU time (µs) that server process spent per request answered."""
+    """Requests/s and latency percentiles (ms) from one wrk run, after a short warm-up; the
+    share of the machine's CPU left idle meanwhile (``idle``: 0 means every core was busy,
+    ours or other work's); with ``pid``, also the CPU time (µs) that server process and
+    its children (the workers of ``--workers``) spent per request answered."""
     base = ["wrk", f"-t{threads}", f"-c{connections}", "--latency"] + (["-s", str(script)] if script else [])
     subprocess.run([*base, f"-d{warmup}s", url], capture_output=True, text=True, check=True)  # warm-up
-    before = cpu_seconds(pid) if pid is not None else 0.0
+    before, idle_before = cpu_seconds(pid) if pid is not None else 0.0, machine_ticks()
     out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True, check=True).stdout
     used = cpu_seconds(pid) - before if pid is not None else 0.0
+    idle, total = (after - first for after, first in zip(machine_ticks(), idle_before, strict=True))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     answered = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -93,16 +96,32 @@ def wrk(
         "p99": percentiles["99"],
         "errors": float(errors.group(1)) if errors else 0,
         "cpu_us": used / max(1, answered) * 1e6,
+        "idle": idle / total if total else 0.0,
     }
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used (Linux ``/proc``; 0 elsewhere)."""
+    """User and system CPU time a process and its live children have used (Linux
+    ``/proc``; 0 elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # a kernel without the list: the process alone
+        children = []
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(idle, total) CPU ticks of the whole machine since boot (Linux ``/proc``; zeros elsewhere)."""
+    try:
+        ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return ticks[3] + ticks[4], sum(ticks)  # idle and iowait: a core with nothing to run
 
 
 def _ms(text: str) -> float:

@@ -103,18 +103,24 @@ def bench_workers(process: Callable[..., object], wrk: Wrk, row: Row, config: Pa
     if "--store" in usage and shutil.which("redis-server") is None:
         row("workers", "skipped: --workers needs --store and redis-server is not installed", "-")
         return
+    runs = {}
     with redis_server() as store:
-        rates = {}
         for workers in (1, 2):
             args = ["--port", "0", "--config", str(config), "--log-level", "warning", "--store", store]
             args += ["--workers", str(workers)] if workers > 1 else []
-            with process("-m", "sfmock", "serve", *args, ready="API at") as (_, line):  # type: ignore[attr-defined]
+            with process("-m", "sfmock", "serve", *args, ready="API at") as (proc, line):  # type: ignore[attr-defined]
                 url = re.search(r"(http://\S+)/v1", line).group(1)  # type: ignore[union-attr]
                 httpx.post(f"{url}/_sfmock/reset")
-                rates[workers] = wrk(f"{url}/v1/images/generations", 32, seconds, script, threads=2)["rps"]
+                runs[workers] = wrk(f"{url}/v1/images/generations", 32, seconds, script, threads=2, pid=proc.pid)
+    rates = {workers: run["rps"] for workers, run in runs.items()}
     ratio = f"{rates[2] / rates[1]:.2f}x"
     what = "requests/s, 2 workers vs 1, shared store, 32 conn. (target 1.6x)"
     row("workers", what, f"{rates[2]:.0f}", f"{rates[1]:.0f}", ratio)
+    # a second worker gains only where a core had nothing to run: on a machine kept busy by
+    # other work it takes its share from that work, and the ratio says little about sfmock
+    row("workers", "worker CPU µs per request (2 workers / 1)", f"{runs[2]['cpu_us']:.0f}", f"{runs[1]['cpu_us']:.0f}")
+    idle = f"{runs[2]['idle']:.0%}", f"{runs[1]['idle']:.0%}"
+    row("workers", "machine CPU idle during the run (2 workers / 1)", *idle)
 
 
 def wiremock_jar() -> tuple[Path | None, str]:
