@@ -47,6 +47,7 @@ __all__ = [
     "raised",
     "read_ahead",
     "reading_ahead",
+    "writes",
 ]
 
 Command = tuple[Any, ...]
@@ -72,10 +73,22 @@ def read_ahead(key: str) -> Fields | None:
 
 
 def forget_read_ahead(key: str) -> None:
-    """After a write to ``key``: this request reads it afresh."""
+    """After a write to ``key``: this request reads it afresh, and so does the next one
+    (what this process remembers of the read-ahead is not used: :func:`writes`)."""
+    global _WRITES
+    _WRITES += 1
     taken = _AHEAD.get()
     if taken is not None:
         taken.pop(key, None)
+
+
+_WRITES = 0  # writes this process made to what requests read ahead
+
+
+def writes() -> int:
+    """How many writes this process made to what requests read ahead: a read-ahead
+    remembered from before one is read again rather than checked (it would not hold)."""
+    return _WRITES
 
 
 class Hung(redis.ConnectionError):
