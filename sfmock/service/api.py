@@ -143,14 +143,15 @@ class Api:
             return generation_response(self._result(request, session, body, model, now, fault), headers=headers)
         # A shared store writes the 200's journal entry in the admission's own call, so the
         # body is made first; a refusal leaves the random numbers as it found them.
-        drawn = self.rng.getstate()
+        drawn = self.rng.getstate() if body.get("seed") is None else None  # a seed is drawn
         result = self._result(request, session, body, model, now, fault)
         content = generation_bytes(result)
         try:
             with riding(None if content is None else ahead(content)):
                 headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
         except BaseException:
-            self.rng.setstate(drawn)
+            if drawn is not None:
+                self.rng.setstate(drawn)
             state.pop("issued", None)
             raise
         return generation_response(result, headers=headers, content=content)

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from sfmock.state.resp import Replies, pack
+from sfmock.state.resp import Replies, arguments, pack
 
 __all__ = [
     "Breaker",
@@ -135,9 +135,9 @@ class Scripts:
     def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a registered script by its hash, sending its text once if Redis lacks it."""
         try:
-            (reply,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+            (reply,) = self.call(("EVALSHA", script.sha, arguments(keys), *keys, *args))
         except redis.exceptions.NoScriptError:
-            (reply,) = self.call(("EVAL", script.script, len(keys), *keys, *args))  # also caches it
+            (reply,) = self.call(("EVAL", script.script, arguments(keys), *keys, *args))  # also caches it
         return reply
 
     def close(self) -> None:

@@ -51,6 +51,7 @@ from sfmock.state.redis_line import (
     writes,
 )
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
+from sfmock.state.resp import Packed
 from sfmock.state.rider import Rider, offered
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
@@ -301,9 +302,9 @@ class Known:
 
     def __init__(self, reads: list[Command], replies: list[Any], stamp: int) -> None:
         self.taken: dict[str, list[bytes | None]] = {read[1]: reply for read, reply in zip(reads, replies, strict=True)}
-        self.keys = [read[1] for read in reads]
+        self.keys = [Packed([read[1] for read in reads])]  # sent as they are, on every generation
         held = b"\0".join(b"\1" if value is None else value for reply in replies for value in reply)
-        self.args = [len(reads), held, *(",".join(read[2:]) for read in reads)]
+        self.args = [Packed([len(reads), held, *(",".join(read[2:]) for read in reads)])]
         self.writes = stamp  # this process's writes to them before they were read
 
 
@@ -360,6 +361,7 @@ class RedisBook:
         self.prefix = prefix + "q:"
         self.idle_ms = idle_ms
         self.clock_key = clock_key  # whose "stopped" keeps the log longer
+        self._packed: dict[str, Packed] = {}
 
     def _run(
         self,
@@ -370,7 +372,7 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys: list[Any] = [*account_keys(self.prefix, account)]
+        keys: list[Any] = [*account_keys(self.prefix, account)] if self.store.cluster else [self._keys(account)]
         args: list[Any] = [
             repr(float(now)),
             _units(opening[0]),
@@ -407,6 +409,15 @@ class RedisBook:
             for i in range(3, len(reply), 2)
         )
         return Verdict(_VERDICTS[verdict], uses, index - 1, float("inf") if retry < 0 else retry)
+
+    def _keys(self, account: str) -> Packed:
+        """The account's keys, packed once (one server: the line sends them as they are)."""
+        packed = self._packed.get(account)
+        if packed is None:
+            if len(self._packed) >= 1024:
+                self._packed.clear()
+            packed = self._packed[account] = Packed(account_keys(self.prefix, account))
+        return packed
 
     def admit(
         self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
@@ -450,6 +461,7 @@ class RedisLog(Generic[T]):
         self.meta_key = prefix + "j:meta"
         self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
         self._decoded: dict[bytes, T] = {}
+        self._packed: tuple[Packed, Packed] | None = None  # the push's keys and its last arguments
 
     field = "s:"  # this session's in the sessions' journal budget (scripts.SHED)
 
@@ -475,7 +487,9 @@ class RedisLog(Generic[T]):
         if not self.ahead:
             return None
         keys, args = self._push(build, size)
-        return Rider(self, keys, args, response)
+        if self._packed is None:  # what stays the same from one entry to the next, packed once
+            self._packed = (Packed(keys), Packed(args[2:]))
+        return Rider(self, [self._packed[0]], [*args[:2], self._packed[1]], response)
 
     def rewrite(self, entry_id: int, build: Callable[[int], T], size: int) -> None:
         """Write the item ``entry_id`` again as ``build`` makes it (same ``size``)."""
