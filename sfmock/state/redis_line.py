@@ -3,11 +3,12 @@
 redis-py's client checks a connection out of its pool for each command and wraps it in
 its retry, event and reply-callback machinery: measured here, 100 to 170 µs of CPU for a
 script call, against about 30 for the round trip itself and 60 straight on a connection.
-A request on the Redis store makes three such calls (the read-ahead of the clock and
-scenario, admission, the journal append), so the calls of :class:`~sfmock.state.
-redis_store.RedisStore`'s hot path go through one connection of the client's own pool
-settings (address, database, password, TLS, timeouts, protocol), held under a lock;
-everything else keeps the client.
+A generation on the Redis store makes one such call on one server (admission, which
+checks the read-ahead the process remembers and writes the journal entry:
+:mod:`sfmock.state.recheck`, :mod:`sfmock.state.rider`), three on a cluster, so the
+calls of :class:`~sfmock.state.redis_store.RedisStore`'s hot path go through one
+connection of the client's own pool settings (address, database, password, TLS,
+timeouts, protocol), held under a lock; everything else keeps the client.
 
 Nothing is retried (a retried admission could count a request twice): a lost connection
 raises :class:`redis.ConnectionError` (or :class:`redis.TimeoutError`) as the client
@@ -18,8 +19,9 @@ read, so the connection stays in step. Commands are packed, and replies read, by
 :mod:`sfmock.state.resp`.
 
 A request reads what it needs of the shared state (the clock, the epoch, its session's
-scenario) in one call when it arrives (:meth:`~sfmock.state.redis_store.RedisStore.
-snapshot`); :func:`read_ahead` answers those reads until the request ends.
+scenario) in one call when it arrives, or serves on what the process read last, checked
+(:meth:`~sfmock.state.redis_store.RedisStore.snapshot`); :func:`read_ahead` answers
+those reads until the request ends.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ session's with ``sfmock:|``), hash-tagged so that each script touches one slot
 does, each request's calls sent to the nodes of its keys. The server clock's key is
 ``sfmock:#clock{|}``; a named session's clock is among its own keys. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
-script, so they are atomic across processes. An account's windows and balances are one
+script, so they are atomic across processes. On one server, a generation's admission
+also checks the read-ahead its process remembers and writes the answer's journal entry:
+one call (:mod:`sfmock.state.recheck`, :mod:`sfmock.state.rider`). An account's windows and balances are one
 hash and one sorted-set log (``q:a:{ACCOUNT|}``, ``q:log:{ACCOUNT|}``), whatever its windows.
 Memory stays bounded: the log expires with the longest window, the journal keeps
 ``size`` entries and ``max_bytes`` of bodies (all sessions' journals together on one server:
