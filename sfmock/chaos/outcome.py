@@ -21,7 +21,7 @@ from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.service.legacy import is_generation
 from sfmock.service.tracing import Outbound
-from sfmock.state.recheck import confirm
+from sfmock.state.recheck import Stale, confirm
 from sfmock.state.rider import Rider
 from sfmock.state.store import StoreUnavailable
 
@@ -277,6 +277,8 @@ class Exchange:
         """Journal the request with its outcome so far (once)."""
         if not self.outcome.recorded:
             self.outcome.recorded = True
-            self.writer.record(
-                self.session, self.scope, self.headers, self.body, self.times, self.outcome, self.fault, self.rider
-            )
+            writing = (self.session, self.scope, self.headers, self.body, self.times, self.outcome, self.fault)
+            try:
+                self.writer.record(*writing, self.rider)
+            except Stale:  # nothing was answered (an answer checks first): journaled on the fresh state
+                self.writer.record(*writing, self.rider)
