@@ -22,13 +22,14 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sfmock.globs import glob_matches
 from sfmock.scrubbing import is_secret_name, scrub_body, scrub_query, scrub_text
 from sfmock.service.auth import bearer_token
 from sfmock.service.legacy import legacy_model
 from sfmock.state.memory import MemoryLog
+from sfmock.state.rider import Rider
 from sfmock.state.store import Log
 
 __all__ = ["ENTRY_FIELDS", "FILTERS", "Entry", "Journal", "mask_key"]
@@ -244,6 +245,23 @@ def _shorten(value: Any, depth: int, budget: list[int]) -> Any:
     return value
 
 
+class Recorded(TypedDict):
+    """What :meth:`Journal.record` keeps of one request and its answer."""
+
+    time: float  # its arrival, on the clock
+    method: str
+    path: str
+    query: str
+    authorization: str | None  # the header, as sent
+    body: bytes
+    status: int | None  # None: no answer
+    outcome: str
+    fault: str | None
+    trace_id: str
+    headers: NotRequired[Mapping[str, str] | None]
+    response: NotRequired[bytes]  # the answer's body (its start is kept)
+
+
 class Journal:
     """The last ``size`` requests, holding at most ``max_bytes`` of bodies, oldest first; thread-safe."""
 
@@ -271,42 +289,71 @@ class Journal:
         """Entries pushed out by either bound since the last clear."""
         return self._log.dropped()
 
-    def record(
-        self,
-        *,
-        time: float,
-        method: str,
-        path: str,
-        query: str,
-        authorization: str | None,
-        body: bytes,
-        status: int | None,
-        outcome: str,
-        fault: str | None,
-        trace_id: str,
-        headers: Mapping[str, str] | None = None,
-        response: bytes = b"",
-    ) -> int:
-        """Add one request; returns its id. Its :class:`Entry` is built when first read;
-        until then only what builds it is kept, with secrets masked already: the key
-        (masked, and its hash), secret-named headers, the query's secret parameters, the
-        body's (by the rules of :func:`sfmock.scrubbing.scrub_body`)."""
+    def record(self, **fields: Unpack[Recorded]) -> int:
+        """Add one request (:class:`Recorded`); returns its id. Its :class:`Entry` is built
+        when first read; until then only what builds it is kept, with secrets masked
+        already: the key (masked, and its hash), secret-named headers, the query's secret
+        parameters, the body's (by the rules of :func:`sfmock.scrubbing.scrub_body`)."""
+        build, size = self._makings(fields)
+        entry_id = self._log.append(build, size)
+        self._forget_texts()
+        return entry_id
+
+    @property
+    def ahead(self) -> bool:
+        """Whether an entry can be written ahead, with its request's admission (:meth:`rider`)."""
+        return self._log.ahead
+
+    def rider(self, **fields: Unpack[Recorded]) -> Rider | None:
+        """The entry :meth:`record` would add with these ``fields``, made for the request's
+        admission to write in the same call to the store (:mod:`sfmock.state.rider`), or
+        ``None`` where it cannot. Once the admission wrote it, :meth:`written` or
+        :meth:`rewrite` finishes it."""
+        build, size = self._makings(fields)
+        return self._log.rider(build, size, fields.get("response", b"")[:RESPONSE_CAP])
+
+    def written(self, rider: Rider) -> int:
+        """The id of the entry ``rider`` wrote, its answer having gone out as made."""
+        assert rider.entry_id is not None
+        rider.log.settle(rider.over)
+        self._forget_texts()
+        return rider.entry_id
+
+    def rewrite(self, rider: Rider, **fields: Unpack[Recorded]) -> int:
+        """The entry ``rider`` wrote, written again with ``fields``: its answer went out
+        otherwise than made (a failure after the admission)."""
+        entry_id = self.written(rider)
+        build, size = self._makings(fields)
+        rider.log.rewrite(entry_id, build, size)
+        with self._lock:
+            self._texts.pop(entry_id, None)
+        return entry_id
+
+    @staticmethod
+    def _makings(fields: Recorded) -> tuple[functools.partial[Entry], int]:
+        """What builds the entry, secrets masked, and the bytes it counts against the cap."""
+        authorization = fields["authorization"]
         token = bearer_token(authorization)
         masked, hashed = _key_facts(token)
-        held = {name: _mask_header(name, value) if _secret(name) else value for name, value in (headers or {}).items()}
-        query = scrub_query(query)
+        headers = fields.get("headers") or {}
+        held = {name: _mask_header(name, value) if _secret(name) else value for name, value in headers.items()}
+        query = scrub_query(fields["query"])
         # the body's secrets (secret-named keys, keys in a prompt, the request's own key) masked
         # before it is kept: a shared store holds what is kept, not what is shown
-        raw_body = scrub_body(body[:BODY_CAP], () if token is None else (token,))
-        recorded = (time, method, path, query, masked, hashed, authorization is not None, held, raw_body)
+        raw_body = scrub_body(fields["body"][:BODY_CAP], () if token is None else (token,))
+        recorded = (fields["time"], fields["method"], fields["path"], query, masked, hashed, authorization is not None)
+        answer = fields.get("response", b"")[:RESPONSE_CAP]
+        made = (*recorded, held, raw_body, fields["status"], fields["outcome"], fields["fault"], answer)
         # one tuple and one partial per entry held: a closure would hold a cell per value
-        build = functools.partial(_build, (*recorded, status, outcome, fault, response[:RESPONSE_CAP], trace_id))
-        entry_id = self._log.append(build, len(raw_body))
-        if len(self._texts) > self.size:  # forget the texts of entries pushed out
+        build = functools.partial(_build, (*made, fields["trace_id"]))
+        return build, len(raw_body)
+
+    def _forget_texts(self) -> None:
+        """Forget the texts of entries pushed out."""
+        if len(self._texts) > self.size:
             oldest = self._log.oldest_id()
             with self._lock:
                 self._texts = {k: v for k, v in self._texts.items() if k >= oldest}
-        return entry_id
 
     def entries(
         self,

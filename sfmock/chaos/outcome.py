@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Message, Receive, Scope
@@ -20,6 +21,8 @@ from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.sessions import Answer, SessionState
 from sfmock.service.legacy import is_generation
 from sfmock.service.tracing import Outbound
+from sfmock.state.recheck import Stale, confirm
+from sfmock.state.rider import Rider
 from sfmock.state.store import StoreUnavailable
 
 __all__ = ["ANSWER_CAP", "GENERATION_PATH", "Exchange", "JournalWriter", "Outcome"]
@@ -70,7 +73,36 @@ class JournalWriter:
         self.metrics = metrics
 
     @staticmethod
+    def _fields(
+        scope: Scope, headers: dict[str, str], body: bytes, started: float, outcome: Outcome, described: str | None
+    ) -> dict[str, Any]:
+        """The journal entry's makings (:meth:`~sfmock.chaos.journal.Journal.record`)."""
+        return {
+            "time": started,
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "authorization": headers.get("authorization"),
+            "body": body,
+            "status": outcome.status if outcome.kind == "response" else None,
+            "outcome": outcome.kind,
+            "fault": described,
+            "trace_id": scope["state"].get("trace_id", ""),
+            "headers": headers,
+            "response": outcome.body,
+        }
+
+    def rider(
+        self, session: SessionState, scope: Scope, headers: dict[str, str], body: bytes, started: float, content: bytes
+    ) -> Rider | None:
+        """The entry of a 200 whose body is ``content``, made before the admission that
+        decides it, for the store to write in the same call (:mod:`sfmock.state.rider`)."""
+        answered = Outcome(status=200)
+        answered.body = content[:RESPONSE_CAP]
+        return session.journal.rider(**self._fields(scope, headers, body, started, answered, None))
+
     def _journal(
+        self,
         session: SessionState,
         scope: Scope,
         headers: dict[str, str],
@@ -78,21 +110,19 @@ class JournalWriter:
         started: float,
         outcome: Outcome,
         described: str | None,
+        rider: Rider | None,
     ) -> int:
-        return session.journal.record(
-            time=started,
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            authorization=headers.get("authorization"),
-            body=body,
-            status=outcome.status if outcome.kind == "response" else None,
-            outcome=outcome.kind,
-            fault=described,
-            trace_id=scope["state"].get("trace_id", ""),
-            headers=headers,
-            response=outcome.body,
-        )
+        fields = self._fields(scope, headers, body, started, outcome, described)
+        if rider is None or rider.entry_id is None:
+            return session.journal.record(**fields)
+        if (
+            outcome.kind == "response"
+            and outcome.status == 200
+            and described is None
+            and outcome.body == rider.response
+        ):
+            return session.journal.written(rider)  # the answer went out as the entry says
+        return session.journal.rewrite(rider, **fields)
 
     def record(
         self,
@@ -103,13 +133,15 @@ class JournalWriter:
         times: tuple[float, float],
         outcome: Outcome,
         fault: Fault | None,
+        rider: Rider | None = None,
     ) -> None:
-        """Journal one request (``times``: its arrival on the clock, and on ``perf_counter``)."""
+        """Journal one request (``times``: its arrival on the clock, and on ``perf_counter``;
+        ``rider``: its entry made ahead, which its admission may have written)."""
         started, began = times
         state = scope["state"]
         described = fault.describe() if fault else None
         try:
-            entry_id = self._journal(session, scope, headers, body, started, outcome, described)
+            entry_id = self._journal(session, scope, headers, body, started, outcome, described, rider)
         except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
             logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
             return
@@ -182,6 +214,7 @@ class Exchange:
         "fault",
         "headers",
         "outcome",
+        "rider",
         "scope",
         "session",
         "times",
@@ -208,8 +241,19 @@ class Exchange:
         self.outcome = Outcome()
         self.fault: Fault | None = None
         self.body_sent = False
+        self.rider: Rider | None = None
         self._receive = receive
         self._out = out
+
+    def offer(self) -> Callable[[bytes], Rider | None] | None:
+        """What makes this request's 200 entry ahead (:meth:`ahead`), where its journal can
+        write one with the admission; ``None`` elsewhere."""
+        return self.ahead if self.session.journal.ahead else None
+
+    def ahead(self, content: bytes) -> Rider | None:
+        """The entry of a 200 whose body is ``content``, for the admission to write."""
+        self.rider = self.writer.rider(self.session, self.scope, self.headers, self.body, self.times[0], content)
+        return self.rider
 
     async def receive(self) -> Message:
         """The buffered body first, then what the server has (a disconnect)."""
@@ -221,6 +265,8 @@ class Exchange:
     async def send(self, message: Message) -> None:
         """Pass a message on; journal the request first when it ends the answer (so a test
         that reads the journal right after its request finds the request there)."""
+        if message["type"] == "http.response.start":
+            confirm()  # what the answer was made on still holds (else it is made again)
         if self.outcome.see(message):
             self.record()
         out = self._out
@@ -231,4 +277,8 @@ class Exchange:
         """Journal the request with its outcome so far (once)."""
         if not self.outcome.recorded:
             self.outcome.recorded = True
-            self.writer.record(self.session, self.scope, self.headers, self.body, self.times, self.outcome, self.fault)
+            writing = (self.session, self.scope, self.headers, self.body, self.times, self.outcome, self.fault)
+            try:
+                self.writer.record(*writing, self.rider)
+            except Stale:  # nothing was answered (an answer checks first): journaled on the fresh state
+                self.writer.record(*writing, self.rider)

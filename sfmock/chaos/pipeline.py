@@ -37,6 +37,7 @@ from sfmock.chaos.outcome import Exchange, JournalWriter, Outcome
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState
 from sfmock.clock import Clock, serving
 from sfmock.service.accounts import Authenticator
+from sfmock.service.api import AHEAD_STATE
 from sfmock.service.direct import DirectRoute
 from sfmock.service.failures import failure_answer
 from sfmock.service.imagehost import IMAGE_PREFIX
@@ -44,6 +45,7 @@ from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import OBSERVED_429_CODES
 from sfmock.service.tracing import Outbound, uuid4_text
 from sfmock.state.memory import MemoryStore
+from sfmock.state.recheck import Stale, confirm
 from sfmock.state.store import Store
 
 __all__ = ["BEFORE_DROP", "STORE_PREFIX", "Pipeline", "Sleep"]
@@ -141,25 +143,44 @@ class Pipeline:
         times = (self.clock.now(), time.perf_counter())
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
+            times = self._checked(times)
             response = too_large(scope, self.max_body_bytes, self.store_prefix)
             self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
             await response(scope, _disconnected, out.send)
             return
         body, complete = await read_body(receive, self.max_body_bytes + 1)
         if not complete:
+            times = self._checked(times)
             self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
             return
         try:
-            exchange = Exchange(self.writer, session, scope, headers, body, times, receive, out)
-            await self._serve(exchange, receive, out)
+            try:
+                await self._serve(
+                    Exchange(self.writer, session, scope, headers, body, times, receive, out), receive, out
+                )
+            except Stale:  # what it was served on had changed (another process): once more, on the fresh
+                times = (self.clock.now(), times[1])
+                await self._serve(
+                    Exchange(self.writer, session, scope, headers, body, times, receive, out), receive, out
+                )
         finally:
             # the body, and the closures that hold it, go now: not at the next full collection
             state.pop("record", None)
+            state.pop(AHEAD_STATE, None)
             state.pop(BODY_STATE, None)
+
+    def _checked(self, times: tuple[float, float]) -> tuple[float, float]:
+        """The arrival's ``times``, on the shared state as it is (:mod:`sfmock.state.recheck`)."""
+        try:
+            confirm()
+        except Stale:
+            return (self.clock.now(), times[1])
+        return times
 
     async def _serve(self, exchange: Exchange, receive: Receive, out: Outbound) -> None:
         scope, session = exchange.scope, exchange.session
         scope["state"]["record"] = exchange.record
+        scope["state"][AHEAD_STATE] = exchange.offer()  # the 200's entry written with the admission
         scope["state"][BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
         session.activity.begin()
         try:
@@ -180,6 +201,9 @@ class Pipeline:
                     )
             except ClientGone:
                 exchange.outcome.kind = "abandoned"  # the client hung up while the fault waited
+        except Stale:
+            exchange.outcome.recorded = True  # nothing went out: it is served again, and journaled then
+            raise
         finally:
             exchange.record()
             session.activity.end()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -11,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from sfmock.clock import Clock
-from sfmock.contract.openapi import Contract
+from sfmock.contract.openapi import Contract, ModelSpec
 from sfmock.contract.validation import RequestValidator, message_of
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.admission import Admission
@@ -23,6 +24,7 @@ from sfmock.service.payloads import read_json
 from sfmock.service.quota import Usage
 from sfmock.service.responses import (
     PARAMETER_INVALID,
+    generation_bytes,
     generation_response,
     invalid_request,
     json_response,
@@ -32,8 +34,11 @@ from sfmock.service.responses import (
     unknown_model,
 )
 from sfmock.service.rule_errors import RuleWording
+from sfmock.state.rider import Rider, riding
 
-__all__ = ["STRICT_HEADER", "Api"]
+__all__ = ["AHEAD_STATE", "STRICT_HEADER", "Api"]
+
+AHEAD_STATE = "ahead"  # request.state.ahead: makes a 200's journal entry ahead (sfmock.state.rider)
 
 STRICT_HEADER = "x-sfmock-strict"
 _STRICT = STRICT_HEADER.encode()
@@ -132,7 +137,29 @@ class Api:
         admission = session.admission if session is not None else self.admission
         fault = state.get("fault")
         dialect = fault.action.dialect if fault is not None else None
-        headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
+        ahead: Callable[[bytes], Rider | None] | None = state.get(AHEAD_STATE) if fault is None else None
+        if ahead is None:
+            headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
+            return generation_response(self._result(request, session, body, model, now, fault), headers=headers)
+        # A shared store writes the 200's journal entry in the admission's own call, so the
+        # body is made first; a refusal leaves the random numbers as it found them.
+        drawn = self.rng.getstate() if body.get("seed") is None else None  # a seed is drawn
+        result = self._result(request, session, body, model, now, fault)
+        content = generation_bytes(result)
+        try:
+            with riding(None if content is None else ahead(content)):
+                headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
+        except BaseException:
+            if drawn is not None:
+                self.rng.setstate(drawn)
+            state.pop("issued", None)
+            raise
+        return generation_response(result, headers=headers, content=content)
+
+    def _result(
+        self, request: Request, session: Session | None, body: dict[str, Any], model: ModelSpec, now: float, fault: Any
+    ) -> dict[str, Any]:
+        """The 200 body of an admitted generation; the URLs it issues noted for the journal."""
         expired = fault is not None and fault.action.expired_url
         # a Recorder's socket, the in-process host, or off loopback the request's Host
         base_url = self.origins.image_base(request)
@@ -143,8 +170,9 @@ class Api:
             for image in (*result["images"], *result["data"]):
                 image["url"] += suffix
         images = result.get("images") or []  # for the journal: the URLs as a client reads them
+        state: dict[str, Any] = request.scope["state"]
         state["issued"] = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
-        return generation_response(result, headers=headers)
+        return result
 
     def strict_mode(self, request: Request) -> bool:
         values = header_values(request.scope, _STRICT)

@@ -44,18 +44,29 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(content.encode("utf-8"), status, headers=headers, media_type=JSON_TYPE)
 
 
-def generation_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    """A generation's 200 body: the bytes :func:`json_response` gives, encoded by ``orjson``.
+def generation_response(
+    body: dict[str, Any], headers: dict[str, str] | None = None, *, content: bytes | None = None
+) -> Response:
+    """A generation's 200 body: the bytes :func:`json_response` gives, encoded by ``orjson``
+    (``content``: :func:`generation_bytes` of ``body``, when made already).
 
     Its values (strings, integers, one float rounded to 3 decimals between 0.001 and a few
     thousand) are written the same way by both encoders (a test holds them to it); an
     integer past 64 bits goes through :func:`json_response`.
     """
-    try:
-        content = orjson.dumps(body)
-    except orjson.JSONEncodeError:
+    if content is None:
+        content = generation_bytes(body)
+    if content is None:
         return json_response(body, 200, headers)
     return _JsonAnswer(content, headers or {})
+
+
+def generation_bytes(body: dict[str, Any]) -> bytes | None:
+    """The bytes of a generation's 200 body, or ``None`` where ``orjson`` cannot write it."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return None
 
 
 _JSON_TYPE = JSON_TYPE.encode("latin-1")

@@ -138,6 +138,12 @@ class MemoryLog(Generic[T]):
                     self._tally.add(-self._drop_oldest(), self._owner)
         return item_id
 
+    ahead = False
+
+    def rider(self, build: Callable[[int], T], size: int, response: bytes) -> None:
+        """None: an append in memory costs no call to save."""
+        return None
+
     def _drop_oldest(self) -> int:
         gone = self._items.popleft()
         self._bytes -= gone.size

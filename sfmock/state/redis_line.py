@@ -3,11 +3,12 @@
 redis-py's client checks a connection out of its pool for each command and wraps it in
 its retry, event and reply-callback machinery: measured here, 100 to 170 µs of CPU for a
 script call, against about 30 for the round trip itself and 60 straight on a connection.
-A request on the Redis store makes three such calls (the read-ahead of the clock and
-scenario, admission, the journal append), so the calls of :class:`~sfmock.state.
-redis_store.RedisStore`'s hot path go through one connection of the client's own pool
-settings (address, database, password, TLS, timeouts, protocol), held under a lock;
-everything else keeps the client.
+A generation on the Redis store makes one such call on one server (admission, which
+checks the read-ahead the process remembers and writes the journal entry:
+:mod:`sfmock.state.recheck`, :mod:`sfmock.state.rider`), three on a cluster, so the
+calls of :class:`~sfmock.state.redis_store.RedisStore`'s hot path go through one
+connection of the client's own pool settings (address, database, password, TLS,
+timeouts, protocol), held under a lock; everything else keeps the client.
 
 Nothing is retried (a retried admission could count a request twice): a lost connection
 raises :class:`redis.ConnectionError` (or :class:`redis.TimeoutError`) as the client
@@ -18,8 +19,9 @@ read, so the connection stays in step. Commands are packed, and replies read, by
 :mod:`sfmock.state.resp`.
 
 A request reads what it needs of the shared state (the clock, the epoch, its session's
-scenario) in one call when it arrives (:meth:`~sfmock.state.redis_store.RedisStore.
-snapshot`); :func:`read_ahead` answers those reads until the request ends.
+scenario) in one call when it arrives, or serves on what the process read last, checked
+(:meth:`~sfmock.state.redis_store.RedisStore.snapshot`); :func:`read_ahead` answers
+those reads until the request ends.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from sfmock.state.resp import Replies, pack
+from sfmock.state.resp import Replies, arguments, pack
 
 __all__ = [
     "Breaker",
@@ -47,6 +49,7 @@ __all__ = [
     "raised",
     "read_ahead",
     "reading_ahead",
+    "writes",
 ]
 
 Command = tuple[Any, ...]
@@ -72,10 +75,22 @@ def read_ahead(key: str) -> Fields | None:
 
 
 def forget_read_ahead(key: str) -> None:
-    """After a write to ``key``: this request reads it afresh."""
+    """After a write to ``key``: this request reads it afresh, and so does the next one
+    (what this process remembers of the read-ahead is not used: :func:`writes`)."""
+    global _WRITES
+    _WRITES += 1
     taken = _AHEAD.get()
     if taken is not None:
         taken.pop(key, None)
+
+
+_WRITES = 0  # writes this process made to what requests read ahead
+
+
+def writes() -> int:
+    """How many writes this process made to what requests read ahead: a read-ahead
+    remembered from before one is read again rather than checked (it would not hold)."""
+    return _WRITES
 
 
 class Hung(redis.ConnectionError):
@@ -122,9 +137,9 @@ class Scripts:
     def script(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a registered script by its hash, sending its text once if Redis lacks it."""
         try:
-            (reply,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+            (reply,) = self.call(("EVALSHA", script.sha, arguments(keys), *keys, *args))
         except redis.exceptions.NoScriptError:
-            (reply,) = self.call(("EVAL", script.script, len(keys), *keys, *args))  # also caches it
+            (reply,) = self.call(("EVAL", script.script, arguments(keys), *keys, *args))  # also caches it
         return reply
 
     def close(self) -> None:

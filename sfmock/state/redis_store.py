@@ -6,7 +6,9 @@ session's with ``sfmock:|``), hash-tagged so that each script touches one slot
 does, each request's calls sent to the nodes of its keys. The server clock's key is
 ``sfmock:#clock{|}``; a named session's clock is among its own keys. Admission, journal
 appends, fault counters, scenario changes and clock moves are each one server-side
-script, so they are atomic across processes. An account's windows and balances are one
+script, so they are atomic across processes. On one server, a generation's admission
+also checks the read-ahead its process remembers and writes the answer's journal entry:
+one call (:mod:`sfmock.state.recheck`, :mod:`sfmock.state.rider`). An account's windows and balances are one
 hash and one sorted-set log (``q:a:{ACCOUNT|}``, ``q:log:{ACCOUNT|}``), whatever its windows.
 Memory stays bounded: the log expires with the longest window, the journal keeps
 ``size`` entries and ``max_bytes`` of bodies (all sessions' journals together on one server:
@@ -36,11 +38,23 @@ from redis.retry import Retry
 
 from sfmock.clock import Clock
 from sfmock.state import redis_time, scripts
+from sfmock.state.recheck import Check, checking, confirm, pending
 from sfmock.state.redis_cluster import ClusterLine
 from sfmock.state.redis_faults import RedisFaults
 from sfmock.state.redis_keys import BUDGET_KEY, NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, account_keys, base, prefix
-from sfmock.state.redis_line import Breaker, Line, Scripts, read_ahead, reading_ahead
+from sfmock.state.redis_line import (
+    Breaker,
+    Command,
+    Line,
+    Scripts,
+    forget_read_ahead,
+    read_ahead,
+    reading_ahead,
+    writes,
+)
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
+from sfmock.state.resp import Packed
+from sfmock.state.rider import Rider, offered
 from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
 from sfmock.state.urls import shown_url
 
@@ -74,9 +88,15 @@ class RedisStore:
                 self._cluster_error = str(exc)
         self._down = False
         self._lock = threading.Lock()
+        self._reads: dict[str | None, list[tuple[str, ...]]] = {}  # each session's read-ahead commands
+        self._known: dict[str | None, Known] = {}  # what each session's last request read ahead
         self.breaker = Breaker(HUNG_PAUSE)
         self.admit_script = self.client.register_script(scripts.ADMIT)
         self.push_script = self.client.register_script(scripts.PUSH)
+        self.admit_push_script = self.client.register_script(scripts.ADMIT_PUSH)
+        self.admit_checked_script = self.client.register_script(scripts.ADMIT_CHECKED)
+        self.admit_push_checked_script = self.client.register_script(scripts.ADMIT_PUSH_CHECKED)
+        self.rewrite_script = self.client.register_script(scripts.REWRITE)
         self.hit_script = self.client.register_script(scripts.HIT)
         self.replace_script = self.client.register_script(scripts.REPLACE)
         self.clock_script = self.client.register_script(scripts.CLOCK)
@@ -90,8 +110,12 @@ class RedisStore:
         self.line: Scripts = ClusterLine(self.client, self.breaker) if clustered else Line(self.client, self.breaker)
 
     @contextmanager
-    def guard(self) -> Iterator[None]:
-        """Turn a lost connection into :class:`StoreUnavailable`; log when it goes and comes back."""
+    def guard(self, *, checked: bool = False) -> Iterator[None]:
+        """Turn a lost connection into :class:`StoreUnavailable`; log when it goes and comes back.
+        A request served on a remembered read-ahead checks it first (``checked``: the call
+        does so itself)."""
+        if not checked:
+            confirm()
         try:
             self.breaker.check()
             yield
@@ -116,19 +140,39 @@ class RedisStore:
 
     @contextmanager
     def snapshot(self, session: str | None) -> Iterator[None]:
-        scenario_key = RedisFaults.key(self.prefix(session))
-        commands: list[tuple[str, ...]] = [
-            ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
-            ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
-            ("HMGET", scenario_key, "version"),
-        ]
-        if session is not None:  # a named session's own epoch and clock, beside its scenario (one slot)
-            commands.append(("HMGET", self.epoch_key(session), *EPOCH_FIELDS))
-            commands.append(("HMGET", redis_time.session_clock_key(self.prefix(session)), *CLOCK_FIELDS))
-        with self.guard():
-            replies = self.line.call(*commands)
-        with reading_ahead({command[1]: reply for command, reply in zip(commands, replies, strict=True)}):
+        """Serve a request on the clock, epoch and scenario it reads ahead: on one server,
+        those the last request read, checked before anything counts (:mod:`sfmock.state.recheck`)."""
+        known = None if self.cluster else self._known.get(session)
+        if known is None or known.writes != writes():  # a cluster's slots keep them from admission's
+            with reading_ahead(dict(self._read(session).taken)), checking(None):
+                yield
+            return
+        taken = dict(known.taken)  # this request's own: a write in it forgets a key
+        with reading_ahead(taken), checking(Check(known.keys, known.args, lambda: self._reread(session, taken, known))):
             yield
+
+    def _read(self, session: str | None) -> Known:
+        """Read the session's read-ahead from the store; remembered for the next request."""
+        reads = self._reads.get(session)
+        if reads is None:
+            reads = self._reads[session] = _read_ahead_of(session, self.prefix(session))
+        stamp = writes()
+        with self.guard():
+            replies = self.line.call(*reads)
+        known = Known(reads, replies, stamp)
+        if len(self._known) >= 1024:  # sessions come and go: keep a bounded few
+            self._known.clear()
+            self._reads.clear()
+        self._known[session] = known
+        return known
+
+    def _reread(self, session: str | None, taken: dict[str, list[bytes | None]], served: Known) -> bool:
+        """Read the read-ahead again into ``taken``; whether it held what the request was
+        ``served`` on."""
+        fresh = self._read(session)
+        taken.clear()
+        taken.update(fresh.taken)
+        return served.args == fresh.args
 
     def cluster_problem(self) -> str | None:
         """Why this server cannot hold the store, or ``None``: a Redis Cluster some of whose
@@ -193,6 +237,7 @@ class RedisStore:
 
     def delete(self, pattern: str) -> None:
         """Delete every key matching the glob ``pattern``."""
+        forget_read_ahead(pattern)  # a reset: what requests remember of the clock and scenario may go
         with self.guard():
             batch: list[Any] = []
             for key in self.client.scan_iter(match=pattern, count=1000):
@@ -240,14 +285,42 @@ class RedisStore:
             if self.client.zscore(SESSIONS_KEY, name) is None:
                 self.client.unlink(*keys)
 
-    def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """One of the registered scripts, on the requests' connection."""
-        with self.guard():
+    def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, checked: bool = False) -> Any:
+        """One of the registered scripts, on the requests' connection (``checked``: a
+        script that checks the request's read-ahead itself)."""
+        with self.guard(checked=checked):
             return self.line.script(script, keys, args)
 
     def close(self) -> None:
         self.line.close()
         self.client.close()
+
+
+class Known:
+    """A session's read-ahead as a request read it: by key, and as the admission script
+    checks it (:func:`~sfmock.state.scripts.checked`)."""
+
+    __slots__ = ("args", "keys", "taken", "writes")
+
+    def __init__(self, reads: list[Command], replies: list[Any], stamp: int) -> None:
+        self.taken: dict[str, list[bytes | None]] = {read[1]: reply for read, reply in zip(reads, replies, strict=True)}
+        self.keys = [Packed([read[1] for read in reads])]  # sent as they are, on every generation
+        held = b"\0".join(b"\1" if value is None else value for reply in replies for value in reply)
+        self.args = [Packed([len(reads), held, *(",".join(read[2:]) for read in reads)])]
+        self.writes = stamp  # this process's writes to them before they were read
+
+
+def _read_ahead_of(session: str | None, own: str) -> list[Command]:
+    """What a request of ``session`` (whose keys start with ``own``) reads ahead."""
+    reads: list[Command] = [
+        ("HMGET", CLOCK_KEY, *CLOCK_FIELDS),
+        ("HMGET", EPOCH_KEY, *EPOCH_FIELDS),
+        ("HMGET", RedisFaults.key(own), "version"),
+    ]
+    if session is not None:  # a named session's own epoch and clock, beside its scenario (one slot)
+        reads.append(("HMGET", own + "epoch", *EPOCH_FIELDS))
+        reads.append(("HMGET", redis_time.session_clock_key(own), *CLOCK_FIELDS))
+    return reads
 
 
 def _is_cluster(client: redis.Redis) -> bool:
@@ -290,6 +363,7 @@ class RedisBook:
         self.prefix = prefix + "q:"
         self.idle_ms = idle_ms
         self.clock_key = clock_key  # whose "stopped" keeps the log longer
+        self._packed: dict[str, Packed] = {}
 
     def _run(
         self,
@@ -300,8 +374,8 @@ class RedisBook:
         now: float,
         charge: bool,
     ) -> Verdict:
-        keys = account_keys(self.prefix, account)
-        args: list[str | int] = [
+        keys: list[Any] = [*account_keys(self.prefix, account)] if self.store.cluster else [self._keys(account)]
+        args: list[Any] = [
             repr(float(now)),
             _units(opening[0]),
             _units(opening[1]),
@@ -312,13 +386,40 @@ class RedisBook:
         ]
         for window in windows:
             args += [window.name, window.span, window.limit, window.amount]
-        reply = self.store.run(self.store.admit_script, keys, args)
+        ahead = offered() if charge else None
+        if ahead is not None and (ahead.entry_id is not None or ahead.log.store is not self.store):
+            ahead = None
+        store = self.store
+        if ahead is not None:  # the answer's journal entry, written by the same script if it admits
+            keys, args = [*keys, *ahead.keys], [len(args), *args, *ahead.args]
+        check = pending() if charge else None  # the read-ahead, checked by the script itself
+        if check is None:
+            reply = store.run(store.admit_script if ahead is None else store.admit_push_script, keys, args)
+        else:
+            script = store.admit_checked_script if ahead is None else store.admit_push_checked_script
+            reply = store.run(script, [*check.keys, *keys], [*check.args, *args], checked=True)
+            if reply[0] == -1:
+                check.refused()
+            check.done = True
+        if ahead is not None:
+            entry_id, over, *reply = reply
+            if entry_id:
+                ahead.entry_id, ahead.over = int(entry_id), bool(over)
         verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
         uses = tuple(
             WindowUse(used=float(reply[i]), newest=float(reply[i + 1]) if reply[i + 1] else None)
             for i in range(3, len(reply), 2)
         )
         return Verdict(_VERDICTS[verdict], uses, index - 1, float("inf") if retry < 0 else retry)
+
+    def _keys(self, account: str) -> Packed:
+        """The account's keys, packed once (one server: the line sends them as they are)."""
+        packed = self._packed.get(account)
+        if packed is None:
+            if len(self._packed) >= 1024:
+                self._packed.clear()
+            packed = self._packed[account] = Packed(account_keys(self.prefix, account))
+        return packed
 
     def admit(
         self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
@@ -362,19 +463,47 @@ class RedisLog(Generic[T]):
         self.meta_key = prefix + "j:meta"
         self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
         self._decoded: dict[bytes, T] = {}
+        self._packed: tuple[Packed, Packed] | None = None  # the push's keys and its last arguments
 
     field = "s:"  # this session's in the sessions' journal budget (scripts.SHED)
 
     def append(self, build: Callable[[int], T], size: int) -> int:
+        keys, args = self._push(build, size)
+        entry_id, over = self.store.run(self.store.push_script, keys, args)
+        self.settle(bool(over))
+        return int(entry_id)
+
+    def _push(self, build: Callable[[int], T], size: int) -> tuple[list[str], list[Any]]:
+        """The push script's keys and arguments for ``build``'s item."""
         payload = self.codec.encode(build(0))  # written without its id: the script numbers it
         keys = [self.entries_key, self.meta_key, self.ids_key, *self._budget]
-        args = [size, payload, self.size, self.max_bytes, self.idle_ms, self.field, self.max_bytes]
-        entry_id, over = self.store.run(self.store.push_script, keys, args)
+        return keys, [size, payload, self.size, self.max_bytes, self.idle_ms, self.field, self.max_bytes]
+
+    @property
+    def ahead(self) -> bool:
+        return not self.store.cluster
+
+    def rider(self, build: Callable[[int], T], size: int, response: bytes) -> Rider | None:
+        """The append of ``build``'s item, to be written by an admission on the same server
+        (:mod:`sfmock.state.rider`); ``None`` on a cluster, whose slots keep them apart."""
+        if not self.ahead:
+            return None
+        keys, args = self._push(build, size)
+        if self._packed is None:  # what stays the same from one entry to the next, packed once
+            self._packed = (Packed(keys), Packed(args[2:]))
+        return Rider(self, [self._packed[0]], [*args[:2], self._packed[1]], response)
+
+    def rewrite(self, entry_id: int, build: Callable[[int], T], size: int) -> None:
+        """Write the item ``entry_id`` again as ``build`` makes it (same ``size``)."""
+        payload = self.codec.encode(build(0))
+        self.store.run(self.store.rewrite_script, [self.entries_key], [entry_id, size, payload])
+
+    def settle(self, over: bool) -> None:
+        """After an append: the sessions' journals past their budget shed what they must."""
         if over:  # every session's journals together past the budget: the least recently used go
             shed = [SESSIONS_KEY, BUDGET_KEY, self.entries_key, self.meta_key]
             if self.store.run(self.store.shed_script, shed, [self.field, self.max_bytes]):
                 self.store.sweep()
-        return int(entry_id)
 
     @property
     def _budget(self) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis._parsers.base import BaseParser
 
-__all__ = ["Replies", "pack"]
+__all__ = ["Packed", "Replies", "arguments", "pack", "pack_args"]
 
 CRLF = b"\r\n"
 _PARSER: Any = BaseParser  # its error classes, as the client raises them (NOSCRIPT, BUSY, ...)
@@ -38,13 +38,41 @@ def _bytes(arg: Any) -> bytes:
     raise redis.DataError(f"cannot send {type(arg).__name__} {arg!r} to Redis")
 
 
+class Packed(bytes):
+    """Arguments packed once (:attr:`arity` of them) and sent as they are: the runs of a
+    hot command that stay the same from one request to the next (keys, limits)."""
+
+    arity: int
+
+    def __new__(cls, args: Sequence[Any]) -> Packed:
+        packed = super().__new__(cls, pack_args(args))
+        packed.arity = len(args)
+        return packed
+
+
+def arguments(args: Iterable[Any]) -> int:
+    """How many arguments ``args`` are, each :class:`Packed` run counted by what it holds."""
+    return sum(arg.arity if type(arg) is Packed else 1 for arg in args)
+
+
+def pack_args(args: Sequence[Any]) -> bytes:
+    """``args`` as RESP bulk strings, one after another."""
+    return pack([args]).partition(b"\r\n")[2]  # without the array's head
+
+
 def pack(commands: Iterable[Command]) -> bytes:
     """``commands`` as one buffer of RESP arrays of bulk strings."""
     out: list[bytes] = []
     for command in commands:
-        out.append(b"*%d\r\n" % len(command))
+        head = len(out)
+        out.append(b"")
+        size = 0
         for arg in command:
-            kind = type(arg)  # the hot path's arguments are these three: no isinstance chain for them
+            kind = type(arg)  # the hot path's arguments are these: no isinstance chain for them
+            if kind is Packed:
+                out.append(arg)
+                size += arg.arity
+                continue
             if kind is bytes:
                 data = arg
             elif kind is str:
@@ -52,6 +80,8 @@ def pack(commands: Iterable[Command]) -> bytes:
             else:
                 data = b"%d" % arg if kind is int else _bytes(arg)
             out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+            size += 1
+        out[head] = b"*%d\r\n" % size
     return b"".join(out)
 
 

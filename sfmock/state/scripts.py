@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from sfmock.state.admit_script import ADMIT
 
-__all__ = ["ADMIT", "CLEAR", "CLOCK", "DROP_SESSION", "HIT", "PUSH", "REPLACE", "RETIRE", "SHED", "USE_SESSION"]
+__all__ = [
+    "ADMIT",
+    "ADMIT_CHECKED",
+    "ADMIT_PUSH",
+    "ADMIT_PUSH_CHECKED",
+    "CLEAR",
+    "CLOCK",
+    "DROP_SESSION",
+    "HIT",
+    "PUSH",
+    "REPLACE",
+    "RETIRE",
+    "REWRITE",
+    "SHED",
+    "USE_SESSION",
+    "checked",
+]
 
 # The journal budget of every session together (one Redis server; a cluster keeps each
 # session's own bound): a hash of each session's body bytes ('s:NAME', the default
@@ -66,6 +82,85 @@ if KEYS[4] then
   end
 end
 return {id, over}
+"""
+
+# Admission and, when it admits, the journal entry of its answer, written ahead: one call
+# a generation on one server (a cluster keeps the account's keys and the journal's in
+# different slots, so there the entry is appended on its own). Each script runs as a
+# function of its own KEYS and ARGV, as it would alone.
+ADMIT_PUSH = (
+    "local function admit(KEYS, ARGV)\n"
+    + ADMIT
+    + "\nend\nlocal function push(KEYS, ARGV)\n"
+    + PUSH
+    + "\nend\n"
+    + r"""
+-- KEYS[1], KEYS[2]: admission's; KEYS[3..]: the journal append's
+-- ARGV[1]: how many of the rest are admission's (N); ARGV[2..N+1]: admission's; then the append's
+-- Returns {entry id (0: not written), over the sessions' budget (0 or 1), admission's reply...}.
+-- An append that fails (its keys broken) leaves the admission standing: the entry is then
+-- appended on its own, as if not written ahead (and that failure reported there).
+local n = tonumber(ARGV[1])
+local result = admit({KEYS[1], KEYS[2]}, {unpack(ARGV, 2, n + 1)})
+local id, over = 0, 0
+if result[1] == 1 then
+  local ok, pushed = pcall(push, {unpack(KEYS, 3)}, {unpack(ARGV, n + 2)})
+  if ok then
+    id, over = pushed[1], pushed[2]
+  end
+end
+return {id, over, unpack(result)}
+"""
+)
+
+
+def checked(script: str) -> str:
+    """``script``, run only while the hashes a request read ahead hold what it read
+    (:mod:`sfmock.state.recheck`). KEYS[1..m]: those hashes; ARGV[1]: m; ARGV[2]: what they
+    held, every field's value in order, '\\0' between, '\\1' for none; ARGV[3..m+2]: each
+    hash's fields, ',' between; then ``script``'s own KEYS and ARGV. Returns {-1}, having
+    done nothing, where they changed."""
+    return (
+        "local function checked(KEYS, ARGV)\n"
+        + script
+        + r"""
+end
+local m = tonumber(ARGV[1])
+local seen = {}
+for i = 1, m do
+  local fields = {}
+  for name in string.gmatch(ARGV[2 + i], '[^,]+') do
+    fields[#fields + 1] = name
+  end
+  local values = redis.call('HMGET', KEYS[i], unpack(fields))
+  for j = 1, #fields do
+    seen[#seen + 1] = values[j] or '\1'
+  end
+end
+if table.concat(seen, '\0') ~= ARGV[2] then
+  return {-1}
+end
+return checked({unpack(KEYS, m + 1)}, {unpack(ARGV, m + 3)})
+"""
+    )
+
+
+ADMIT_CHECKED = checked(ADMIT)
+ADMIT_PUSH_CHECKED = checked(ADMIT_PUSH)
+
+
+REWRITE = r"""
+-- Write one journal entry again under its id: the answer written ahead with the admission
+-- went out otherwise (the request's body, so its size, is the same).
+-- KEYS[1]: the sorted set of entries; ARGV: id, size, payload
+-- Returns 1, or 0 when the entry was pushed out meanwhile.
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+if #old == 0 then
+  return 0
+end
+redis.call('ZREM', KEYS[1], old[1])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
+return 1
 """
 
 SHED = (

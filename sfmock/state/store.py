@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from sfmock.clock import Clock
+from sfmock.state.rider import Rider
 
 __all__ = [
     "MONEY_DIGITS",
@@ -151,6 +152,16 @@ class Log(Protocol[T]):
     def append(self, build: Callable[[int], T], size: int) -> int:
         """Add ``build(id)`` (``size``: the bytes it counts against the cap); returns its id.
         A store may call ``build`` later, when the item is first read."""
+        ...
+
+    @property
+    def ahead(self) -> bool:
+        """Whether :meth:`rider` makes one (a store that saves a call by it)."""
+        ...
+
+    def rider(self, build: Callable[[int], T], size: int, response: bytes) -> Rider | None:
+        """The append of ``build``'s item, made ahead for the request's admission to write
+        in the same call (:mod:`sfmock.state.rider`); ``None`` where it cannot."""
         ...
 
     def items(self) -> list[T]:

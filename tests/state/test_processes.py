@@ -115,6 +115,30 @@ def test_reset_and_clock_moves_made_on_one_process_are_seen_by_all(one: Fleet) -
     assert [one.client(n).get("/v1/models", headers=bearer("sk-plain")).status_code for n in range(2)] == [200, 200]
 
 
+def test_a_generation_sees_what_another_process_changed_and_its_entry_is_seen_there_at_once(one: Fleet) -> None:
+    """A process serves a generation on what it read of the clock and scenario last time,
+    checked by the admission's own call: a change made on another process just before is
+    seen all the same; and the entry that call writes is in the journal of every process
+    as soon as the answer is in."""
+    last = len(one.urls) - 1
+    for _ in range(3):  # the last process has read the clock and the scenario
+        assert one.client(last).post(GEN, json=KOLORS, headers=bearer("sk-plain")).status_code == 200
+    start = one.control(0, "GET", "clock")["now"]
+    one.control(0, "POST", "clock", json={"advance": 3600})
+    answer = one.client(last).post(GEN, json=KOLORS, headers=bearer("sk-plain"))
+    assert (answer.status_code, answer.json()["created"]) == (200, int(start + 3600))
+    for n in range(len(one.urls)):
+        entry = one.control(n, "GET", "journal", params={"limit": 1})["entries"][-1]
+        assert (entry["trace_id"], entry["time"]) == (answer.headers["x-siliconcloud-trace-id"], start + 3600)
+    one.control(0, "PUT", "scenario", json={"rules": [{"when": {"path": GEN}, "action": {"error": 503}}]})
+    assert one.client(last).post(GEN, json=KOLORS, headers=bearer("sk-plain")).status_code == 503
+    one.control(0, "PUT", "scenario", json={"rules": []})
+    for _ in range(4):  # many answers in a row, each read back at once from the other process
+        answer = one.client(last).post(GEN, json=KOLORS, headers=bearer("sk-plain"))
+        entry = one.control(0, "GET", "journal", params={"limit": 1})["entries"][-1]
+        assert (answer.status_code, entry["trace_id"]) == (200, answer.headers["x-siliconcloud-trace-id"])
+
+
 def test_a_model_a_fault_retires_on_one_process_is_retired_on_all_until_a_reset(one: Fleet) -> None:
     qwen = {"model": "Qwen/Qwen-Image", "prompt": "a lighthouse"}
     rule = {"name": "retire-qwen", "when": {"path": GEN}, "nth": [1], "action": {"retire": "Qwen/Qwen-Image"}}

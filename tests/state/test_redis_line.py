@@ -195,9 +195,11 @@ def test_an_error_reply_that_is_a_connection_error_is_raised_and_the_store_answe
 
 
 @pytest.mark.parametrize("session", [None, "suite-a"])
-def test_a_generation_makes_three_calls_on_the_line_and_none_on_the_client(redis_url: str, session: str | None) -> None:
-    """The read-ahead (the clock, the run's start, the session's scenario and, for a named
-    session, its own start and clock), admission, the journal: nothing else, nothing through redis-py."""
+def test_a_generation_makes_one_call_on_the_line_and_none_on_the_client(redis_url: str, session: str | None) -> None:
+    """One call, one write and one command: the admission script checks the read-ahead the
+    process remembers (the clock, the run's start, the session's scenario and, for a named
+    session, its own start and clock), admits, and writes the journal entry of the answer.
+    Nothing else, nothing through redis-py; Redis counts one command for it."""
     from starlette.testclient import TestClient
 
     from sfmock import Settings, create_app
@@ -209,6 +211,7 @@ def test_a_generation_makes_three_calls_on_the_line_and_none_on_the_client(redis
     body = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse"}
     calls: list[str] = []
     line_call, client_call = store.line.call, store.client.execute_command
+    watcher = redis.Redis.from_url(redis_url)
 
     def on_line(*commands: Any) -> list[Any]:
         calls.append("line " + " ".join(str(c[0]) for c in commands))
@@ -218,10 +221,27 @@ def test_a_generation_makes_three_calls_on_the_line_and_none_on_the_client(redis
         calls.append(f"client {args[0]}")
         return client_call(*args, **options)
 
+    def scripts_run() -> int:  # by Redis's count: a script's own commands are counted apart
+        held = watcher.info("commandstats")
+        return sum(int(held.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
     with TestClient(app) as client:
-        assert client.post("/v1/images/generations", json=body, headers=headers).status_code == 200  # warm
+        for _ in range(2):  # warm: the read-ahead remembered, the scripts loaded
+            assert client.post("/v1/images/generations", json=body, headers=headers).status_code == 200
         store.line.call, store.client.execute_command = on_line, on_client  # type: ignore[method-assign]
-        assert client.post("/v1/images/generations", json=body, headers=headers).status_code == 200
-    read_ahead = "line " + " ".join(["HMGET"] * (3 if session is None else 5))
-    assert calls == [read_ahead, "line EVALSHA", "line EVALSHA"]
+        writes: list[int] = []
+        send = store.line.send  # type: ignore[attr-defined]
+        store.line.send = lambda commands: writes.append(len(commands)) or send(commands)  # type: ignore[attr-defined]
+        before = scripts_run()
+        answer = client.post("/v1/images/generations", json=body, headers=headers)
+        assert answer.status_code == 200
+        assert scripts_run() - before == 1
+        assert calls == ["line EVALSHA"] and writes == [1]  # one write of one command, one reply awaited
+        del store.line.send  # type: ignore[attr-defined]
+        store.line.call, store.client.execute_command = line_call, client_call  # type: ignore[method-assign]
+        journal = client.get("/_sfmock/journal", headers={"X-Sfmock-Session": session} if session else {})
+        last = journal.json()["entries"][-1]  # written by that one call, as the client got it
+        assert (last["status"], last["trace_id"]) == (200, answer.headers["x-siliconcloud-trace-id"])
+        assert last["response_body"]["seed"] == answer.json()["seed"]
+    watcher.close()
     store.close()
