@@ -53,12 +53,23 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """Every sfmock module that ``path`` imports, at any depth of the file."""
+    """Every sfmock module that ``path`` imports, at any depth of the file, except under
+    ``if TYPE_CHECKING:``: an import for annotations only names a parameter's class (a store's
+    part naming the store it belongs to), it loads nothing, so it is no cycle."""
     tree = ast.parse(path.read_text("utf-8"))
     here = _module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     found: set[str] = set()
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("sfmock"))
         elif isinstance(node, ast.ImportFrom):

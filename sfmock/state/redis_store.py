@@ -26,9 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
-from functools import lru_cache
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.cluster
@@ -38,10 +36,11 @@ from redis.retry import Retry
 
 from sfmock.clock import Clock
 from sfmock.state import redis_time, scripts
-from sfmock.state.recheck import Check, checking, confirm, pending
+from sfmock.state.recheck import Check, checking, confirm
+from sfmock.state.redis_book import RedisBook
 from sfmock.state.redis_cluster import ClusterLine
 from sfmock.state.redis_faults import RedisFaults
-from sfmock.state.redis_keys import BUDGET_KEY, NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, account_keys, base, prefix
+from sfmock.state.redis_keys import BUDGET_KEY, NAMESPACE, SESSIONS_KEY, SESSIONS_SEQ_KEY, base, prefix
 from sfmock.state.redis_line import (
     Breaker,
     Command,
@@ -52,10 +51,10 @@ from sfmock.state.redis_line import (
     reading_ahead,
     writes,
 )
+from sfmock.state.redis_log import RedisLog
 from sfmock.state.redis_time import CLOCK_FIELDS, CLOCK_KEY, EPOCH_FIELDS, EPOCH_KEY, RedisClock, RedisEpoch
 from sfmock.state.resp import Packed
-from sfmock.state.rider import Rider, offered
-from sfmock.state.store import MONEY_DIGITS, Codec, NumberedCodec, StoreUnavailable, Verdict, Window, WindowUse
+from sfmock.state.store import Codec, NumberedCodec, StoreUnavailable
 from sfmock.state.urls import shown_url
 
 __all__ = ["RedisStore"]
@@ -64,7 +63,6 @@ T = TypeVar("T")
 logger = logging.getLogger("sfmock")
 HUNG_PAUSE = 1.0  # after a call timed out, refuse calls at once this long (s), then try again
 IDLE_TTL_MS = 86_400_000  # open-mode balances and named sessions go a day after their last use
-_VERDICTS = {0: "read", 1: "admitted", 2: "limited", 3: "short"}
 
 
 class RedisStore:
@@ -330,223 +328,3 @@ def _is_cluster(client: redis.Redis) -> bool:
         return bool(client.info("cluster").get("cluster_enabled"))
     except redis.RedisError:
         return False
-
-
-@lru_cache(maxsize=1024)  # a run has few prices and opening balances: each converted once
-def _units(amount: Decimal) -> str:
-    """``amount`` in millionths, as the scripts take it; ValueError when not exact."""
-    units = amount.scaleb(MONEY_DIGITS)
-    if units != units.to_integral_value() or abs(units) > 2**53:
-        raise ValueError(f"the Redis store keeps money to {MONEY_DIGITS} decimals, below 9e9: {amount}")
-    return str(int(units))
-
-
-def _money(units: bytes | None, opening: Decimal) -> Decimal:
-    if units is None:
-        return opening
-    value = Decimal(units.decode()).scaleb(-MONEY_DIGITS)
-    cents = value.quantize(Decimal("0.01"))
-    return cents if cents == value else value.normalize()
-
-
-def _glob(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-class RedisBook:
-    """Windows and balances of one session in Redis; admission is one script."""
-
-    shared = True
-
-    def __init__(self, store: RedisStore, prefix: str, idle_ms: int, *, clock_key: str = CLOCK_KEY) -> None:
-        self.store = store
-        self.prefix = prefix + "q:"
-        self.idle_ms = idle_ms
-        self.clock_key = clock_key  # whose "stopped" keeps the log longer
-        self._packed: dict[str, Packed] = {}
-
-    def _run(
-        self,
-        account: str,
-        opening: tuple[Decimal, Decimal],
-        windows: Sequence[Window],
-        cost: Decimal,
-        now: float,
-        charge: bool,
-    ) -> Verdict:
-        keys: list[Any] = [*account_keys(self.prefix, account)] if self.store.cluster else [self._keys(account)]
-        args: list[Any] = [
-            repr(float(now)),
-            _units(opening[0]),
-            _units(opening[1]),
-            _units(cost),
-            "1" if charge else "0",
-            self.idle_ms,
-            "1" if charge and windows and self.store.clock_stopped(self.clock_key) else "0",
-        ]
-        for window in windows:
-            args += [window.name, window.span, window.limit, window.amount]
-        ahead = offered() if charge else None
-        if ahead is not None and (ahead.entry_id is not None or ahead.log.store is not self.store):
-            ahead = None
-        store = self.store
-        if ahead is not None:  # the answer's journal entry, written by the same script if it admits
-            keys, args = [*keys, *ahead.keys], [len(args), *args, *ahead.args]
-        check = pending() if charge else None  # the read-ahead, checked by the script itself
-        if check is None:
-            reply = store.run(store.admit_script if ahead is None else store.admit_push_script, keys, args)
-        else:
-            script = store.admit_checked_script if ahead is None else store.admit_push_checked_script
-            reply = store.run(script, [*check.keys, *keys], [*check.args, *args], checked=True)
-            if reply[0] == -1:
-                check.refused()
-            check.done = True
-        if ahead is not None:
-            entry_id, over, *reply = reply
-            if entry_id:
-                ahead.entry_id, ahead.over = int(entry_id), bool(over)
-        verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
-        uses = tuple(
-            WindowUse(used=float(reply[i]), newest=float(reply[i + 1]) if reply[i + 1] else None)
-            for i in range(3, len(reply), 2)
-        )
-        return Verdict(_VERDICTS[verdict], uses, index - 1, float("inf") if retry < 0 else retry)
-
-    def _keys(self, account: str) -> Packed:
-        """The account's keys, packed once (one server: the line sends them as they are)."""
-        packed = self._packed.get(account)
-        if packed is None:
-            if len(self._packed) >= 1024:
-                self._packed.clear()
-            packed = self._packed[account] = Packed(account_keys(self.prefix, account))
-        return packed
-
-    def admit(
-        self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
-    ) -> Verdict:
-        return self._run(account, opening, windows, cost, now, charge=True)
-
-    def usage(self, account: str, windows: Sequence[Window], now: float) -> tuple[WindowUse, ...]:
-        return self._run(account, (Decimal(0), Decimal(0)), windows, Decimal(0), now, charge=False).windows
-
-    def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
-        with self.store.guard():
-            held = self.store.client.hmget(account_keys(self.prefix, account)[0], ["gift", "charged"])
-            gift, charged = cast(list[bytes | None], held)
-        return _money(gift, opening[0]), _money(charged, opening[1])
-
-    def names(self, account: str) -> list[str]:
-        with self.store.guard():
-            fields = cast(list[bytes], self.store.client.hkeys(account_keys(self.prefix, account)[0]))
-        return sorted(field[2:].decode() for field in fields if field.startswith(b"i:"))
-
-    def forget(self, account: str) -> None:
-        with self.store.guard():
-            self.store.client.unlink(*account_keys(self.prefix, account))
-
-    def reset(self) -> None:
-        self.store.delete(_glob(self.prefix) + "*")
-
-
-class RedisLog(Generic[T]):
-    """A journal in Redis: a sorted set of encoded entries by id, and a meta hash."""
-
-    def __init__(
-        self, store: RedisStore, prefix: str, codec: NumberedCodec[T], size: int, max_bytes: int, idle_ms: int
-    ) -> None:
-        self.store = store
-        self.idle_ms = idle_ms
-        self.codec = codec
-        self.size = size
-        self.max_bytes = max_bytes
-        self.entries_key = prefix + "j:entries"
-        self.meta_key = prefix + "j:meta"
-        self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
-        self._decoded: dict[bytes, T] = {}
-        self._packed: tuple[Packed, Packed] | None = None  # the push's keys and its last arguments
-
-    field = "s:"  # this session's in the sessions' journal budget (scripts.SHED)
-
-    def append(self, build: Callable[[int], T], size: int) -> int:
-        keys, args = self._push(build, size)
-        entry_id, over = self.store.run(self.store.push_script, keys, args)
-        self.settle(bool(over))
-        return int(entry_id)
-
-    def _push(self, build: Callable[[int], T], size: int) -> tuple[list[str], list[Any]]:
-        """The push script's keys and arguments for ``build``'s item."""
-        payload = self.codec.encode(build(0))  # written without its id: the script numbers it
-        keys = [self.entries_key, self.meta_key, self.ids_key, *self._budget]
-        return keys, [size, payload, self.size, self.max_bytes, self.idle_ms, self.field, self.max_bytes]
-
-    @property
-    def ahead(self) -> bool:
-        return not self.store.cluster
-
-    def rider(self, build: Callable[[int], T], size: int, response: bytes) -> Rider | None:
-        """The append of ``build``'s item, to be written by an admission on the same server
-        (:mod:`sfmock.state.rider`); ``None`` on a cluster, whose slots keep them apart."""
-        if not self.ahead:
-            return None
-        keys, args = self._push(build, size)
-        if self._packed is None:  # what stays the same from one entry to the next, packed once
-            self._packed = (Packed(keys), Packed(args[2:]))
-        return Rider(self, [self._packed[0]], [*args[:2], self._packed[1]], response)
-
-    def rewrite(self, entry_id: int, build: Callable[[int], T], size: int) -> None:
-        """Write the item ``entry_id`` again as ``build`` makes it (same ``size``)."""
-        payload = self.codec.encode(build(0))
-        self.store.run(self.store.rewrite_script, [self.entries_key], [entry_id, size, payload])
-
-    def settle(self, over: bool) -> None:
-        """After an append: the sessions' journals past their budget shed what they must."""
-        if over:  # every session's journals together past the budget: the least recently used go
-            shed = [SESSIONS_KEY, BUDGET_KEY, self.entries_key, self.meta_key]
-            if self.store.run(self.store.shed_script, shed, [self.field, self.max_bytes]):
-                self.store.sweep()
-
-    @property
-    def _budget(self) -> list[str]:
-        """The budget's key, on one server: a cluster keeps it in another slot than the
-        session's keys, and each session's journal keeps its own bound there."""
-        return [] if self.store.cluster else [BUDGET_KEY]
-
-    def items(self) -> list[T]:
-        with self.store.guard():
-            members = cast(list[bytes], self.store.client.zrange(self.entries_key, 0, -1))
-        # by the whole entry: a session dropped and begun again numbers its entries from 1 again
-        decoded: dict[bytes, T] = {}
-        result: list[T] = []
-        for member in members:
-            item = self._decoded.get(member)
-            if item is None:
-                head, _, rest = member.partition(b" ")
-                item = self.codec.decode(rest.partition(b" ")[2], int(head))
-            decoded[member] = item
-            result.append(item)
-        self._decoded = decoded  # only what is held stays cached
-        return result
-
-    def oldest_id(self) -> int:
-        with self.store.guard():
-            first = self.store.client.zrange(self.entries_key, 0, 0, withscores=True)
-            if first:
-                return int(first[0][1])
-            return int(self.store.client.get(self.ids_key) or 0) + 1
-
-    def count(self) -> int:
-        with self.store.guard():
-            return int(self.store.client.zcard(self.entries_key))
-
-    def _meta(self, name: str) -> int:
-        with self.store.guard():
-            return int(self.store.client.hget(self.meta_key, name) or 0)
-
-    def held_bytes(self) -> int:
-        return self._meta("bytes")
-
-    def dropped(self) -> int:
-        return self._meta("dropped")
-
-    def clear(self) -> None:
-        self.store.run(self.store.clear_script, [self.entries_key, self.meta_key, *self._budget], [self.field])
