@@ -218,6 +218,7 @@ class InProcess:
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
             self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
             raise cancelled
+        answer: dict[str, Any] = {}  # what the answer's latency changes (one copy of the exchange)
         if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
@@ -229,10 +230,10 @@ class InProcess:
                 )
                 raise
             if late:
-                exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
+                answer = {"status": None, "failure": "timeout", "ended": self.clock.now()}
             elif delay > 0:
-                exchange = replace(exchange, ended=self.clock.now())
-        exchange = replace(exchange, real_ended=REAL_MONOTONIC())
+                answer = {"ended": self.clock.now()}
+        exchange = replace(exchange, **answer, real_ended=REAL_MONOTONIC())
         self.transcript.append(exchange)
         if hung is not None:
             raise hung
