@@ -218,7 +218,6 @@ class InProcess:
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
             self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
             raise cancelled
-        answer: dict[str, Any] = {}  # what the answer's latency changes (one copy of the exchange)
         if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
@@ -230,10 +229,10 @@ class InProcess:
                 )
                 raise
             if late:
-                answer = {"status": None, "failure": "timeout", "ended": self.clock.now()}
+                exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
-                answer = {"ended": self.clock.now()}
-        exchange = replace(exchange, **answer, real_ended=REAL_MONOTONIC())
+                exchange = replace(exchange, ended=self.clock.now())
+        exchange = replace(exchange, real_ended=REAL_MONOTONIC())
         self.transcript.append(exchange)
         if hung is not None:
             raise hung

@@ -183,7 +183,7 @@ class Scenario:
     rules: tuple[Rule, ...] = ()
     source: Mapping[str, Any] = field(default_factory=dict)  # the document it came from
 
-    @functools.cached_property  # read on every request; the rules never change
+    @property
     def needs(self) -> frozenset[str]:
         """Which request facts the rules match on (the caller computes only those)."""
         return frozenset(k for rule in self.rules for k in rule.when)
