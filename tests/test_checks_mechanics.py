@@ -332,6 +332,37 @@ def test_a_key_in_a_log_record_is_a_leak() -> None:
     assert ctx_key_hidden(failed.value.problem)
 
 
+def test_the_check_opens_the_root_logger_to_info_and_shows_the_user_nothing_new() -> None:
+    """The root logger is opened once for the whole check (not per run): every run still
+    captures INFO records, a handler of the user's sees only what it saw before, and the
+    logger is as it was afterwards."""
+    root = logging.getLogger()
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.NOTSET)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    root.addHandler(handler)
+    level, before = root.level, list(root.handlers)
+    root.setLevel(logging.WARNING)
+    log = logging.getLogger("my.client")
+
+    def chatty(ctx: ClientContext) -> bytes:
+        log.info("calling %s", ctx.api_key)
+        log.warning("a warning")
+        return good_sync(ctx)
+
+    try:
+        for _ in range(2):  # a second check starts from the restored state
+            with pytest.raises(ClientCheckFailed) as failed:
+                check_client(chatty, seed=1, max_examples=5)
+            assert failed.value.invariant == "secrets" and "a log record contains the API key" in failed.value.problem
+        assert root.level == logging.WARNING and root.handlers == before
+        assert seen and {record.levelno for record in seen} == {logging.WARNING}
+        assert not handler.filters
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def ctx_key_hidden(text: str) -> bool:
     return "sk-sfmock-check" not in text and "<API KEY>" in text
 

@@ -7,7 +7,7 @@ text. JSON goes out as ``application/json; charset=utf-8``, like the real gatewa
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 from xml.sax.saxutils import escape
@@ -206,19 +206,22 @@ def error_for_status(
     if status == 403 and code is not None and message is None and code in (BALANCE_CODE, MODEL_DISABLED_CODE):
         return insufficient_balance(403) if code == BALANCE_CODE else model_disabled()
     coded = {"code": code, "message": message or "", "data": None}
-    simple: dict[int, ApiError] = {
-        401: ApiError(401, message) if message else unauthorized(),  # e.g. "Api key is invalid" [seen]
-        402: insufficient_balance(402),
-        403: ApiError(403, coded) if code is not None else forbidden(),
-        404: ApiError(404, NOT_FOUND),
-        413: invalid_request(message or "Request body too large", 413),
-        429: rate_limited(limit or "RPM", trace_id, dialect=dialect, codes=codes, code=code),
-        500: ApiError(500, {"code": code or 50000, "message": message or "Internal Server Error", "data": None}),
-        502: ApiError(502, message or "Bad Gateway"),
-        503: ApiError(503, {"code": code or 50505, "message": message or OVERLOADED, "data": trace_id}),
-        504: ApiError(504, message or "Gateway Timeout"),
+    # built on demand: only the one asked for (an injected error is answered on every run of a check)
+    simple: dict[int, Callable[[], ApiError]] = {
+        401: lambda: ApiError(401, message) if message else unauthorized(),  # e.g. "Api key is invalid" [seen]
+        402: lambda: insufficient_balance(402),
+        403: lambda: ApiError(403, coded) if code is not None else forbidden(),
+        404: lambda: ApiError(404, NOT_FOUND),
+        413: lambda: invalid_request(message or "Request body too large", 413),
+        429: lambda: rate_limited(limit or "RPM", trace_id, dialect=dialect, codes=codes, code=code),
+        500: lambda: ApiError(
+            500, {"code": code or 50000, "message": message or "Internal Server Error", "data": None}
+        ),
+        502: lambda: ApiError(502, message or "Bad Gateway"),
+        503: lambda: ApiError(503, {"code": code or 50505, "message": message or OVERLOADED, "data": trace_id}),
+        504: lambda: ApiError(504, message or "Gateway Timeout"),
     }
-    return simple[status]
+    return simple[status]()
 
 
 def store_error(status: int, message: str | None = None) -> DownloadDenied:

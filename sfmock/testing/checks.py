@@ -26,7 +26,7 @@ from hypothesis.errors import Flaky
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.arguments import check_arguments, chosen_names, default_request
-from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
+from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options, opened_logs
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import carried_over, flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
@@ -161,7 +161,7 @@ def check_client(
         return None
 
     try:
-        with harness.vtime.installed():
+        with harness.vtime.installed(), opened_logs():
             verdict = _verdict(
                 judge, tally, schedule, random_seed, names, max_attempts, max_examples, seed, client, replay
             )

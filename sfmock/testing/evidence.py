@@ -14,7 +14,7 @@ import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
@@ -295,7 +295,11 @@ class ErrorText:
         return any(needle in text for _, text in self.parts) or needle in self.attributes or self._in_traceback(needle)
 
     def _in_traceback(self, needle: str) -> bool:
-        return _traceback_may_hold(self.error, needle) and needle in self.traceback
+        return _traceback_may_hold(self._pieces, needle) and needle in self.traceback
+
+    @functools.cached_property
+    def _pieces(self) -> _Pieces:
+        return _Pieces(self.error)
 
 
 # the words a traceback adds around what it shows of the error and the code
@@ -308,13 +312,48 @@ _DECORATION = (
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _traceback_may_hold(error: BaseException, needle: str) -> bool:
-    """Whether the formatted traceback of ``error`` may hold ``needle`` where its other texts
-    do not: False only when ``needle`` is in none of the pieces a traceback is made of (the
-    file names, function names, line numbers and shown source lines of its frames, the
-    exception types of its links, its own words and counts) and cannot be made by joining
-    them: it is one token of letters, digits, ``_`` and ``-`` (a number, or a token with a
-    letter that is no name a traceback might suggest)."""
+class _Pieces:
+    """What the formatted traceback of an error is made of, read once for every text sought
+    in it: the file names, function names, line numbers and shown source lines of its frames,
+    the exception types of its links; and how many frames and links it has (what bounds the
+    counts a traceback prints: lines repeated, members). ``opaque``: a link shows more than
+    these (a SyntaxError its own line, notes that are no list by their repr)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.opaque = False
+        self.texts: list[str] = []
+        self.numbers: list[str] = []
+        self.counted = 0
+        checked: set[str] = set()
+        for link in chain(error):
+            kind = type(link)
+            if isinstance(link, SyntaxError) or not isinstance(getattr(link, "__notes__", []), list | tuple):
+                self.opaque = True
+                return
+            self.texts += (kind.__module__, kind.__qualname__)
+            self.counted += 1
+            tb = link.__traceback__
+            while tb is not None:
+                self.counted += 1
+                frame, code = tb.tb_frame, tb.tb_frame.f_code
+                self.texts += (code.co_filename, code.co_name, code.co_qualname)
+                if code.co_filename not in checked:  # the source, read as the traceback reads it
+                    checked.add(code.co_filename)
+                    linecache.lazycache(code.co_filename, frame.f_globals)
+                    linecache.checkcache(code.co_filename)
+                lines = _shown_lines(tb)
+                self.numbers += (str(n) for n in lines)
+                if lines:
+                    self.texts += linecache.getlines(code.co_filename)[min(lines) - 1 : max(lines)]
+                tb = tb.tb_next
+
+
+def _traceback_may_hold(pieces: _Pieces, needle: str) -> bool:
+    """Whether the formatted traceback of an error (made of ``pieces``) may hold ``needle``
+    where its other texts do not: False only when ``needle`` is in none of the pieces and its
+    own words and counts, and cannot be made by joining them: it is one token of letters,
+    digits, ``_`` and ``-`` (a number, or a token with a letter that is no name a traceback
+    might suggest)."""
     number = needle.isascii() and needle.isdigit()
     if (
         not _TOKEN.fullmatch(needle)
@@ -322,34 +361,12 @@ def _traceback_may_hold(error: BaseException, needle: str) -> bool:
         or (not number and (needle.isidentifier() or not any(c.isalpha() for c in needle)))
     ):
         return True
-    checked: set[str] = set()
-    counted = 0  # frames and links: what bounds the counts a traceback prints (lines repeated, members)
-    for link in chain(error):
-        kind = type(link)
-        if isinstance(link, SyntaxError) or needle in kind.__module__ or needle in kind.__qualname__:
-            return True  # a SyntaxError shows a line of its own
-        if not isinstance(getattr(link, "__notes__", []), list | tuple):
-            return True  # shown by their repr
-        counted += 1
-        tb = link.__traceback__
-        while tb is not None:
-            counted += 1
-            frame, code = tb.tb_frame, tb.tb_frame.f_code
-            if needle in code.co_filename or needle in code.co_name or needle in code.co_qualname:
-                return True
-            if code.co_filename not in checked:  # the source, read as the traceback reads it
-                checked.add(code.co_filename)
-                linecache.lazycache(code.co_filename, frame.f_globals)
-                linecache.checkcache(code.co_filename)
-            lines = _shown_lines(tb)
-            if number and any(needle in str(n) for n in lines):
-                return True
-            shown = linecache.getlines(code.co_filename)[min(lines) - 1 : max(lines)] if lines else []
-            if any(needle in line for line in shown):
-                return True
-            tb = tb.tb_next
+    if pieces.opaque or any(needle in text for text in pieces.texts):
+        return True
+    if number and any(needle in n for n in pieces.numbers):
+        return True
     # a group shows at most 15 members (numbered) and "and N more", at most 10 deep
-    return number and int(needle) <= counted + 16
+    return number and int(needle) <= pieces.counted + 16
 
 
 def _shown_lines(tb: TracebackType) -> list[int]:
@@ -357,10 +374,17 @@ def _shown_lines(tb: TracebackType) -> list[int]:
     (Python 3.13) every line of the expression that raised, from the first to the last."""
     numbers = [tb.tb_lineno] if tb.tb_lineno is not None else []
     if tb.tb_lasti >= 0:
-        positions = itertools.islice(tb.tb_frame.f_code.co_positions(), tb.tb_lasti // 2, None)
-        start, end, _, _ = next(positions, (None, None, None, None))
-        numbers += [n for n in (start, end) if n is not None]
+        numbers += _expression_lines(tb.tb_frame.f_code, tb.tb_lasti)
     return numbers
+
+
+@functools.lru_cache(maxsize=4096)
+def _expression_lines(code: CodeType, lasti: int) -> tuple[int, ...]:
+    """The first and last line of the expression at ``lasti`` in ``code``: found by walking
+    its positions, one per instruction, so kept: the same frames raise on every run of a check."""
+    positions = itertools.islice(code.co_positions(), lasti // 2, None)
+    start, end, _, _ = next(positions, (None, None, None, None))
+    return tuple(n for n in (start, end) if n is not None)
 
 
 def attribute_text(error: BaseException) -> str:

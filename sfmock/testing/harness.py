@@ -9,6 +9,7 @@ client under test is given. :mod:`sfmock.testing.checks` searches schedules with
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -44,7 +45,7 @@ from sfmock.transports import (
     requests_adapter,
 )
 
-__all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "schedule_scenario"]
+__all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "opened_logs", "schedule_scenario"]
 
 BASE = IN_PROCESS_API  # http://sfmock.test; its images are on http://images.sfmock.test
 
@@ -345,29 +346,40 @@ class _LogCollector(logging.Handler):
 
 
 @contextmanager
-def _captured_logs() -> Iterator[list[str]]:
-    """Every log record of INFO and above emitted while the client runs.
-
-    The root logger is opened to INFO for the run; its other handlers keep seeing only
-    what they saw before, so nothing the user sees changes.
-    """
-    records: list[str] = []
+def opened_logs() -> Iterator[None]:
+    """The root logger opened to INFO; its handlers keep seeing only what they saw before,
+    so nothing the user sees changes. A check opens it once around all its runs: setting a
+    logger's level empties the cache of every logger, a cost on each run otherwise."""
     root = logging.getLogger()
     level = root.level
     quiet = _AtLeast(root.getEffectiveLevel())
     others = list(root.handlers)
     for handler in others:
         handler.addFilter(quiet)
-    collector = _LogCollector(records)
-    root.addHandler(collector)
-    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
+    opened = min(root.getEffectiveLevel(), logging.INFO)
+    if opened != level:
+        root.setLevel(opened)
     try:
-        yield records
+        yield
     finally:
-        root.removeHandler(collector)
-        root.setLevel(level)
+        if root.level != level:
+            root.setLevel(level)
         for handler in others:
             handler.removeFilter(quiet)
+
+
+@contextmanager
+def _captured_logs() -> Iterator[list[str]]:
+    """Every log record of INFO and above emitted while the client runs."""
+    records: list[str] = []
+    root = logging.getLogger()
+    with opened_logs():
+        collector = _LogCollector(records)
+        root.addHandler(collector)
+        try:
+            yield records
+        finally:
+            root.removeHandler(collector)
 
 
 class _AtLeast(logging.Filter):
@@ -380,13 +392,19 @@ class _AtLeast(logging.Filter):
 
 
 def schedule_scenario(schedule: Sequence[str]) -> Scenario:
-    generation = [OUTCOMES[o] if o not in DOWNLOAD_FAULTS else "pass" for o in schedule]
-    download = [OUTCOMES[o] for o in schedule if o in DOWNLOAD_FAULTS]
+    generation = tuple(_step(o if o not in DOWNLOAD_FAULTS else None) for o in schedule)
+    download = tuple(_step(o) for o in schedule if o in DOWNLOAD_FAULTS)
     rules = []
-    if generation:
-        steps = tuple(Action.from_config(step) for step in generation)
-        rules.append(Rule(name="schedule", when={"path": GENERATE, "method": "POST"}, steps=steps, sequence=True))
-    if download:
-        steps = tuple(Action.from_config(step) for step in download)
-        rules.append(Rule(name="schedule", when={"path": "*/outputs/*", "method": "GET"}, steps=steps, sequence=True))
+    for when, steps in (
+        ({"path": GENERATE, "method": "POST"}, generation),
+        ({"path": "*/outputs/*", "method": "GET"}, download),
+    ):
+        if steps:
+            rules.append(Rule(name="schedule", when=when, steps=steps, sequence=True))
     return Scenario(name="schedule", rules=tuple(rules))
+
+
+@functools.cache  # a few outcomes make up every schedule of a check, and actions are immutable
+def _step(outcome: str | None) -> Action:
+    """The fault step of a scheduled outcome (``None``: a generation answered as usual)."""
+    return Action.from_config("pass" if outcome is None else OUTCOMES[outcome])
