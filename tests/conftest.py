@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest's assert-rewritten modules (the tests', and every plugin's package: sfmock,
     schemathesis, hypothesis...) that the workers would otherwise each compile at once, all
     finding the cache empty on a fresh clone: about 9 s of CPU a worker, 5 s left with it."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or config.getvalue("dist") in (None, "no"):
+    if os.environ.get("PYTEST_XDIST_WORKER") or config.getoption("dist", "no") in (None, "no"):  # xdist may be absent
         return
     command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
     subprocess.run(  # its outcome changes nothing: a worker that finds no cache compiles, as before
