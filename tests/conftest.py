@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -64,20 +62,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     real time (a program check runs for its 60 s budget on ~12 s of CPU; live sockets,
     subprocesses, server start-ups), so a core would otherwise idle behind them."""
     return len(os.sched_getaffinity(0)) + 2
-
-
-@pytest.hookimpl(trylast=True)  # xdist's workers start after every pytest_configure, at the session's start
-def pytest_configure(config: pytest.Config) -> None:
-    """Under ``-n``, one collection before the workers start: it writes the bytecode and
-    pytest's assert-rewritten modules (the tests', and every plugin's package: sfmock,
-    schemathesis, hypothesis...) that the workers would otherwise each compile at once, all
-    finding the cache empty on a fresh clone: about 9 s of CPU a worker, 5 s left with it."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or config.getoption("dist", "no") in (None, "no"):  # xdist may be absent
-        return
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
-    subprocess.run(  # its outcome changes nothing: a worker that finds no cache compiles, as before
-        [*command, *config.args], cwd=config.invocation_params.dir, capture_output=True, timeout=600, check=False
-    )
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; xdist may be absent
