@@ -5,7 +5,8 @@ pytest-xdist hands the tests out in collection order, in chunks: its first chunk
 quarter of a worker's share, would give every long test to the first worker. Here
 (:func:`make_scheduler`) the long ones at the front go out one at a time, each to the
 worker that is free, and the rest in xdist's chunks, which keep a module's tests (and its
-module-scoped fixtures) together. The order changes when a test runs, never what it checks.
+module-scoped fixtures) together; a chunk never ends inside a module of :data:`WHOLE`. The
+order changes when and where a test runs, never what it checks.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 
 import pytest
 
-__all__ = ["LONGEST", "is_long", "longest_first", "make_scheduler"]
+__all__ = ["LONGEST", "WHOLE", "is_long", "kept_whole", "longest_first", "make_scheduler"]
 
 # node id prefixes, longest first: measured with --durations on a fresh clone under
 # `pytest -n auto` (seconds of one test, on a busy 2-core machine); tests whose module
 # fixture is long (tests/test_entry_points.py) stay with their module
 LONGEST: tuple[str, ...] = (
-    "tests/hostile/test_hostile_big_bodies_load.py::test_a_load_of_1_mb_data_url_bodies",  # 118
+    "tests/hostile/test_hostile_big_bodies_load.py::test_a_load_of_1_mb_data_url_bodies",  # 118 (of 20,000; 8,000 now)
     "tests/test_programs.py::test_a_correct_client_passes_at_the_defaults",  # 64, 60 (sfmock check's budget)
     "tests/catalogue/test_program_catalogue.py::test_a_correct_program_passes_at_the_defaults",  # 63, 62
     "tests/test_load.py::test_load",  # 58
@@ -47,6 +48,16 @@ LONGEST: tuple[str, ...] = (
 )
 
 
+# modules whose module-scoped fixture is long (servers, a browser): xdist's chunks would cut
+# them between workers, and each worker would set the fixture up again (test_entry_points'
+# ten seconds of CPU, twice in a run of 2026-12-07); their tests go to one worker together
+WHOLE: tuple[str, ...] = (
+    "tests/test_entry_points.py",  # sfmock serve for each group and entry point, a proxy, a pytest run
+    "tests/test_page.py",  # Chromium
+    "tests/test_portkey_gateway.py",  # the gateway's Node server
+)
+
+
 def rank(nodeid: str) -> int:
     """Where the test stands in :data:`LONGEST`; its length for one not named there."""
     return next((n for n, prefix in enumerate(LONGEST) if nodeid.startswith(prefix)), len(LONGEST))
@@ -60,6 +71,19 @@ def longest_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
     """``items`` with those :data:`LONGEST` names moved to the front, in its order; the
     rest keep theirs (pytest's, which groups a module's tests for its fixtures)."""
     return sorted(items, key=lambda item: rank(item.nodeid))  # stable: equal ranks keep their order
+
+
+def kept_whole(pending: Sequence[str], count: int) -> int:
+    """``count`` (tests to send from the head of ``pending``), raised so that the chunk does
+    not end inside a module of :data:`WHOLE`."""
+    count = min(count, len(pending))
+    while 0 < count < len(pending) and _module(pending[count]) == _module(pending[count - 1]) in WHOLE:
+        count += 1
+    return count
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -89,7 +113,8 @@ def make_scheduler(config: pytest.Config, log: Any) -> Any:
                     self._send_tests(node, 1)
 
         def _send_tests(self, node: Any, num: int) -> None:
-            super()._send_tests(node, 1 if self.spreading else num)
+            pending = [self.collection[index] for index in self.pending]
+            super()._send_tests(node, kept_whole(pending, 1 if self.spreading else num))
 
         def check_schedule(self, node: Any, duration: float = 0) -> None:
             if self.maxschedchunk == 1 and self.pending and not is_long(self.collection[self.pending[0]]):

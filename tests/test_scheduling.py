@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from scheduling import LONGEST, longest_first, rank
+from scheduling import LONGEST, WHOLE, kept_whole, longest_first, rank
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +39,20 @@ def test_the_longest_go_first_in_their_order_and_the_rest_keep_theirs() -> None:
 def test_pytest_runs_the_suite_in_that_order(request: pytest.FixtureRequest) -> None:
     ranks = [rank(item.nodeid) for item in request.session.items]
     assert ranks == sorted(ranks)
+
+
+@pytest.mark.parametrize("module", WHOLE)
+def test_each_module_kept_whole_exists_and_has_a_module_fixture(module: str) -> None:
+    assert 'scope="module"' in (ROOT / module).read_text("utf-8"), module
+
+
+def test_a_chunk_does_not_end_inside_a_module_kept_whole() -> None:
+    whole = WHOLE[0]
+    pending = ["tests/test_a.py::test_one", f"{whole}::test_one", f"{whole}::test_two[x]", f"{whole}::test_three"]
+    pending += ["tests/test_b.py::test_one", "tests/test_b.py::test_two"]
+    assert kept_whole(pending, 1) == 1  # ends before the module
+    assert kept_whole(pending, 2) == 4  # would cut it after its first test: all of it goes
+    assert kept_whole(pending, 3) == 4
+    assert kept_whole(pending, 5) == 5  # another module may be cut, as xdist's chunks do
+    assert kept_whole(pending, 9) == 6
+    assert kept_whole(pending[1:], 1) == 3
