@@ -92,7 +92,18 @@ async def _post_all(port: int, template: bytes, at: int, pid: int) -> tuple[list
             for job in jobs:
                 request[at : at + len(MARK)] = base64.b64encode(job.to_bytes(4, "big") + b"\0\0")[: len(MARK)]
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as closed:
+                    # the server may close a keep-alive connection that was idle past its timeout
+                    # (5 s: a starved client on a busy machine) before it reads the next request; a
+                    # client then sends that request again on a new connection, as HTTP clients do
+                    if closed.partial:
+                        raise
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
                 length = re.search(rb"(?i)content-length: (\d+)", head)
                 assert length, head
                 body = await reader.readexactly(int(length[1]))
