@@ -11,13 +11,11 @@ timeout) raises its read timeout. Every exchange is kept in :attr:`InProcess.tra
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import http.client
 import io
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,6 +24,7 @@ import httpx
 from starlette.types import ASGIApp, Message
 
 from sfmock.clock import Clock, SystemClock, VirtualClock
+from sfmock.exchanges import READ_TIMEOUT, REAL_MONOTONIC, Exchange, HangForever, TimedOut, failure_of
 
 __all__ = [
     "READ_TIMEOUT",
@@ -41,58 +40,8 @@ __all__ = [
     "requests_adapter",
 ]
 
-# the read timeout of the in-process request being served (None: the client set none);
-# a fault's wait that outlasts it ends in the client's timeout (see sfmock.testing.checks)
-READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
-
-# bound at import: the checker's virtual time patches ``time`` but leaves sfmock's own names be
-REAL_MONOTONIC = time.monotonic
-
-Latency = Callable[["Exchange"], float]
+Latency = Callable[[Exchange], float]
 Wait = Callable[[float], Awaitable[None]]
-
-
-class HangForever(BaseException):
-    """The client waits for something that never comes (a BaseException: no ``except
-    Exception`` in the client swallows it)."""
-
-
-class TimedOut(BaseException):
-    """Raised inside the app when the in-process client's read timeout has run out."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Exchange:
-    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``,
-    or ``cancelled``: the client stopped waiting before the answer came)."""
-
-    method: str
-    url: str
-    path: str
-    request_headers: dict[str, str]
-    request_body: bytes
-    status: int | None
-    headers: dict[str, str]
-    body: bytes
-    failure: str | None
-    fault: str | None
-    started: float
-    ended: float
-    # real monotonic seconds at both ends: a client may wait on a clock the checker does
-    # not control (trio, select in C), which only real time shows
-    real_started: float = 0.0
-    real_ended: float = 0.0
-
-    @property
-    def trace_id(self) -> str | None:
-        return self.headers.get("x-siliconcloud-trace-id") or self.headers.get("x-amz-request-id")
-
-    def describe(self, origin: float = 0.0) -> str:
-        """One transcript line; times are seconds after ``origin``."""
-        outcome = self.failure or str(self.status)
-        fault = f" [{self.fault}]" if self.fault else ""
-        trace = f" trace={self.trace_id}" if self.trace_id else ""
-        return f"t+{self.started - origin:.1f}s {self.method} {self.path} -> {outcome}{fault}{trace}"
 
 
 class InProcess:
@@ -261,23 +210,6 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def failure_of(state: dict[str, Any], status: int | None, read_timeout: float | None) -> tuple[str | None, str | None]:
-    """How a request the app handled ended for its client, and the fault that did it.
-
-    ``(failure, fault)``: failure is ``dropped``, ``truncated``, ``timeout`` or ``None``.
-    """
-    failure = None
-    if state.get("dropped"):
-        failure = "truncated" if status is not None else "dropped"
-    fault = state.get("fault")
-    if fault is None:
-        return failure, None
-    waited = (fault.delay or 0.0) + (fault.action.hang or 0.0)
-    if fault.action.hang is not None or (read_timeout is not None and waited > read_timeout):
-        failure = "timeout"
-    return failure, fault.describe()
 
 
 def _read_timeout(request: httpx.Request) -> float | None:
