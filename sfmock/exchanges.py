@@ -51,6 +51,8 @@ class Exchange:
     # not control (trio, select in C), which only real time shows
     real_started: float = 0.0
     real_ended: float = 0.0
+    # when a thread of the client's stopped waiting (its deadline) while this answer was being made
+    deadline: float | None = None
 
     @property
     def trace_id(self) -> str | None:

@@ -15,6 +15,7 @@ import http.client
 import io
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
@@ -41,7 +42,8 @@ __all__ = [
 ]
 
 Latency = Callable[[Exchange], float]
-Wait = Callable[[float], Awaitable[None]]
+# how a latency passes; it may return when a thread of the client's gave up waiting inside it
+Wait = Callable[[float], Awaitable[float | None]]
 
 
 class InProcess:
@@ -55,7 +57,9 @@ class InProcess:
         self.latency = latency
         self.wait = wait  # how the latency passes (default: the clock moves at once)
         self.transcript: list[Exchange] = []
-        self.answering: set[int] = set()  # requests the app is answering now, on any thread (their ids)
+        # requests the app is answering now (their ids), and the thread each is answered on
+        self.answering: dict[int, int] = {}
+        self.calls: set[int] = set()  # requests sent and not yet recorded, their latency included (their ids)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
 
@@ -78,16 +82,40 @@ class InProcess:
             if isinstance(done[0], BaseException):
                 raise done[0]
             return done[0]
-        with self._lock:
+        with self._open() as transcript, self._lock:
             if self._loop is None:
                 # a plain loop of its own, whatever loop policy the caller's code has set
                 self._loop = asyncio.SelectorEventLoop()
-            return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
+            return self._loop.run_until_complete(self._answer(transcript, method, url, headers, body, read_timeout))
 
     async def acall(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
     ) -> Exchange:
         """Run one request to completion inside a running event loop."""
+        with self._open() as transcript:
+            return await self._answer(transcript, method, url, headers, body, read_timeout)
+
+    @contextmanager
+    def _open(self) -> Iterator[list[Exchange]]:
+        """A request from when it is sent (before it waits its turn) until it is recorded: in
+        the transcript current when it was sent, however late it ends (a request a client's
+        thread gave up on is recorded in its own run, never in the next one)."""
+        key = object()
+        self.calls.add(id(key))
+        try:
+            yield self.transcript
+        finally:
+            self.calls.discard(id(key))
+
+    async def _answer(
+        self,
+        transcript: list[Exchange],
+        method: str,
+        url: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        read_timeout: float | None,
+    ) -> Exchange:
         parts = urlsplit(url)
         path = unquote(parts.path) or "/"
         host = [] if any(k.lower() == b"host" for k, _ in headers) else [(b"host", parts.netloc.encode("latin-1"))]
@@ -134,7 +162,7 @@ class InProcess:
         timed_out = False
         hung: HangForever | None = None
         cancelled: asyncio.CancelledError | None = None
-        self.answering.add(id(state))
+        self.answering[id(state)] = threading.get_ident()
         try:
             await self.app(scope, receive, send)
         except TimedOut:
@@ -145,7 +173,7 @@ class InProcess:
             cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
-            self.answering.discard(id(state))
+            self.answering.pop(id(state), None)
         failure, fault = failure_of(state, status, read_timeout)
         if timed_out or hung is not None:
             failure = "timeout"
@@ -165,36 +193,41 @@ class InProcess:
             real_started=real_started,
         )
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
-            self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
+            transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
             raise cancelled
         if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
+            seconds = min(delay, read_timeout) if late and read_timeout is not None else delay
+            begun = self.clock.now()
             try:
-                await self._pass(min(delay, read_timeout) if late and read_timeout is not None else delay)
+                deadline = await self._pass(seconds)
             except asyncio.CancelledError:
-                self.transcript.append(
+                transcript.append(
                     replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
                 )
                 raise
             if late:
                 exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
-                exchange = replace(exchange, ended=self.clock.now())
+                # at least the whole latency: a latency cut short by the run's end still took it
+                exchange = replace(exchange, ended=max(self.clock.now(), begun + seconds), deadline=deadline)
         exchange = replace(exchange, real_ended=REAL_MONOTONIC())
-        self.transcript.append(exchange)
+        transcript.append(exchange)
         if hung is not None:
             raise hung
         return exchange
 
-    async def _pass(self, seconds: float) -> None:
-        """Let ``seconds`` of the answer's latency pass: as time the client can time out in."""
+    async def _pass(self, seconds: float) -> float | None:
+        """Let ``seconds`` of the answer's latency pass: as time the client can time out in;
+        when a thread of the client's gave up waiting inside it, the time it did."""
         if seconds <= 0:
-            return
+            return None
         if self.wait is not None:
-            await self.wait(seconds)
-        elif isinstance(self.clock, VirtualClock):
+            return await self.wait(seconds)
+        if isinstance(self.clock, VirtualClock):
             self.clock.advance(seconds)
+        return None
 
     def close(self) -> None:
         # a client's thread may close its httpx client while another thread's call is on the loop

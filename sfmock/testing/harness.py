@@ -58,6 +58,7 @@ LIVE_TURNS = 3  # turns of the client's loop a live answer's latency waits for
 # client's loop has turned, so the bound only matters on a machine so busy that a thread
 # waits long for its turn, where a short one let the answer overtake the client's timeout
 LIVE_HANDOVER_BOUND = 5.0
+STRAGGLER_BOUND = 2.0  # real seconds a run's end waits for its requests still being answered
 LIVE_SETTLE = 0.02  # real seconds it then waits for a client that gave up to close its connection
 
 
@@ -134,6 +135,7 @@ class Harness:
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self.vtime.progress = self._progress
         self.vtime.answering = lambda: bool(self.inprocess.answering)
+        self.vtime.requests = lambda: list(self.inprocess.answering.values())
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
@@ -143,12 +145,13 @@ class Harness:
         self.slept.append(seconds)
         self.clock.advance(max(0.0, seconds))
 
-    async def _latency_wait(self, seconds: float) -> None:
-        """An answer's latency: on the client's own loop, time its timeouts can fire in."""
+    async def _latency_wait(self, seconds: float) -> float | None:
+        """An answer's latency: time the client's timeouts can fire in, on its own loop or
+        its other threads; returns when a thread of the client's gave up waiting inside it."""
         if on_virtual_loop():
             await asyncio.sleep(seconds)
-        else:
-            self.clock.advance(seconds)
+            return None
+        return self.vtime.pass_latency(seconds)
 
     async def _fault_sleep(self, seconds: float) -> None:
         """How a fault waits: up to the client's read timeout, which then fires."""
@@ -239,7 +242,7 @@ class Harness:
     def run(self, client: Client, schedule: Sequence[str], random_seed: int, options: Options) -> Run:
         self.app.state.control.reset_all()
         self.app.state.faults.replace(schedule_scenario(schedule))
-        self.inprocess.transcript.clear()
+        transcript = self.inprocess.transcript = []  # this run's: a request is recorded where it began
         if self._live is not None:
             self._live[1].exchanges = []  # a straggler of the last run stays in the last run's list
         context = ClientContext(
@@ -263,7 +266,12 @@ class Harness:
                 hung = str(exc)
             except Exception as exc:
                 error = exc
-        exchanges = list(self.inprocess.transcript)
+        # a request a thread of the client's gave up on may still be under way on another
+        # (its latency ends at once now that the run is over): it is recorded in this run
+        bound = _real_monotonic() + STRAGGLER_BOUND
+        while self.inprocess.calls and _real_monotonic() < bound:
+            _real_sleep(0.001)
+        exchanges = list(transcript)
         if self._live is not None:
             exchanges += self._settled(self._live[1])
         exchanges.sort(key=lambda e: e.started)

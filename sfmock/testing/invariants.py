@@ -105,6 +105,15 @@ def timeouts(run: Run) -> str | None:
                 "its deadline (asyncio.timeout, wait_for, a task cancelled) is shorter than a generation takes "
                 "(seconds, see timings.inference)"
             )
+        # a request on a thread cannot be cancelled: it is answered; the client went on without it
+        unused = number < len(run.generations) or run.error is not None
+        if exchange.deadline is not None and exchange.fault is None and unused:
+            return (
+                f"request {number}'s answer was still being made when a thread of the client's stopped waiting "
+                f"for it after {exchange.deadline - exchange.started:.1f}s, and the client did not use it: its "
+                "deadline (Future.result, queue.get, wait_for around to_thread) is shorter than a generation "
+                "takes (seconds, see timings.inference)"
+            )
     return None
 
 
