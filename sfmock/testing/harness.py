@@ -59,7 +59,8 @@ LIVE_TURNS = 3  # turns of the client's loop a live answer's latency waits for
 # waits long for its turn, where a short one let the answer overtake the client's timeout
 LIVE_HANDOVER_BOUND = 5.0
 STRAGGLER_BOUND = 2.0  # real seconds a run's end waits for its requests still being answered
-LIVE_SETTLE = 0.02  # real seconds it then waits for a client that gave up to close its connection
+LIVE_BUSY_TURNS = 100  # turns after which a loop that never waits is taken to poll: the answer goes out
+LIVE_SETTLE_TURNS = 5  # turns of the server's loop then given to read the end of a connection the client closed
 
 
 _real_monotonic, _real_sleep = time.monotonic, time.sleep  # sfmock's modules keep real time
@@ -183,22 +184,35 @@ class Harness:
         delay = _inference(body)
         if delay <= 0:
             return
+        looped = bool(self.vtime.loops)
         deadline = _real_monotonic() + LIVE_HANDOVER_BOUND
         while self.vtime.loops and not self.vtime.waiting and _real_monotonic() < deadline:
             await asyncio.sleep(0.001)  # until the client waits for the answer, its timeouts set
         ticks = self.vtime.ticks
         self.clock.advance(delay)
-        deadline = _real_monotonic() + LIVE_HANDOVER_BOUND
-        # a few turns of the client's loop: one to see the time, one for its timeout to run,
-        # more for the connection it then closes to be closed
-        while self.vtime.loops and self.vtime.ticks < ticks + LIVE_TURNS and _real_monotonic() < deadline:
-            await asyncio.sleep(0.001)
         transport = scope.get("state", {}).get("transport")
-        settle = _real_monotonic() + (LIVE_SETTLE if self.vtime.loops else 0.0)
-        while transport is not None and not transport.is_closing() and _real_monotonic() < settle:
-            await asyncio.sleep(0.001)
+        if looped:
+            await self._handed_over(ticks, transport)
         if transport is not None and transport.is_closing():
             scope["state"]["client_gone"] = True
+
+    async def _handed_over(self, ticks: int, transport: Any) -> None:
+        """Until the client's loop has seen the time, run the timeouts it brought and what
+        follows them (a connection closed) and waits again, or its run is over: turns of its
+        loop and the run's end, not a real-time window, which a busy machine outlasts (a
+        client whose loop ended after its timeout fired was taken for one still waiting)."""
+        deadline = _real_monotonic() + LIVE_HANDOVER_BOUND
+        while _real_monotonic() < deadline and not (transport is not None and transport.is_closing()):
+            turned = self.vtime.ticks - ticks
+            idle = self.vtime.loops and turned >= LIVE_TURNS and self.vtime.waiting >= self.vtime.loops
+            if idle or not self.vtime.active or turned >= LIVE_BUSY_TURNS:
+                break
+            await asyncio.sleep(0.001)
+        # a connection the client closed: a few turns of this loop to read its end
+        for _ in range(LIVE_SETTLE_TURNS):
+            if transport is None or transport.is_closing():
+                break
+            await asyncio.sleep(0.001)
 
     def live_url(self) -> str:
         """The API's origin on a real socket, opened on first use; the image host beside it on
