@@ -121,3 +121,50 @@ def test_a_request_given_up_on_is_in_its_own_runs_transcript() -> None:
         assert first.status == 200 and first.ended - first.started > 1.0  # answered, in its own time
         assert second.deadline is None and second.started == pytest.approx(first.deadline)
         assert [d.status for d in run.downloads] == [200]
+
+
+# -- what the report says a client gave up after ----------------------------------------
+
+
+async def _retry_within(ctx: ClientContext, budget: float, per_attempt: float | None) -> bytes:
+    """Retries transient answers after 2 s, 4 s...; the whole within ``budget`` seconds,
+    each attempt within ``per_attempt`` (None: no limit of its own)."""
+    async with ctx.async_http_client(timeout=None) as http, asyncio.timeout(budget):
+        for attempt in range(5):
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            post = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            answer = await asyncio.wait_for(post, per_attempt)
+            if answer.status_code in TRANSIENT and attempt < 4:
+                await asyncio.sleep(2.0 * 2**attempt)
+                continue
+            url = answer.raise_for_status().json()["images"][0]["url"]
+            return (await http.get(url)).raise_for_status().content
+    raise RuntimeError("unreachable")
+
+
+def test_a_client_that_gives_up_on_its_own_budget_after_a_502_is_told_so() -> None:
+    async def generate(ctx: ClientContext) -> bytes:
+        """A 3 s budget for the whole: it runs out in the back-off after the second 502."""
+        return await _retry_within(ctx, 3.0, None)
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(generate, request=REQUEST, schedule=["502", "502"], invariants=["retries", "errors"])
+    assert failed.value.invariant == "retries"
+    assert failed.value.problem == (
+        "gave up after its own timeout (TimeoutError) following a transient 502 on attempt 2 "
+        "(expected at least 3 attempts)"
+    )
+    # the TimeoutError is its own deadline's, not its report of the 502
+    check_client(generate, request=REQUEST, schedule=["502", "502"], invariants=["errors"])
+
+
+def test_a_client_whose_last_attempt_ended_on_its_own_deadline_is_told_so() -> None:
+    async def generate(ctx: ClientContext) -> bytes:
+        """Each attempt within 1 s: the second, a normal answer of about 1.9 s, is cut."""
+        return await _retry_within(ctx, 60.0, 1.0)
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(generate, request=REQUEST, schedule=["502"], invariants=["retries"])
+    assert failed.value.problem == (
+        "gave up after its own timeout (it stopped waiting after 1.0s) on attempt 2 (expected at least 3 attempts)"
+    )
