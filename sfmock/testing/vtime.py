@@ -44,6 +44,7 @@ __all__ = ["HangForever", "VirtualTime", "new_event_loop", "on_virtual_loop"]
 REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
 THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up before time jumps
 REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
+HOLD_BOUND = 2.0  # real seconds a loop's clock waits for the client's runnable threads at most
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
 
@@ -202,14 +203,16 @@ class VirtualTime:
         return next((at for at in self.fired[fired:] if begun <= at < begun + seconds), None)
 
     def answering_elsewhere(self) -> bool:
-        """Whether another thread is making a request, its answer's latency aside, or is
-        runnable and has not run yet (a busy machine): it may yet wake the caller's loop."""
+        """Whether the app answers a request on another thread (its latency aside)."""
         me = threading.get_ident()
+        return any(thread != me for thread in self.requests())
+
+    def runnable_elsewhere(self) -> bool:
+        """Whether another thread of the client's is running or waits for a CPU (a busy
+        machine has not run it yet): it may yet wake the caller's loop."""
         with self._waits_lock:
-            waiting = set(self._waits)
-        if any(thread != me and thread not in waiting for thread in self.requests()):
-            return True
-        return any(_runnable(thread) for thread in self._client_threads_now(besides={me, *waiting}))
+            besides = {threading.get_ident(), *self._waits}
+        return any(_runnable(thread) for thread in self._client_threads_now(besides))
 
     def _client_threads_now(self, besides: set[int]) -> list[threading.Thread]:
         return [
@@ -331,11 +334,27 @@ class _JumpingSelector(selectors.BaseSelector):
         self._busy = busy
         self.threads_at_start = threading.active_count()
         self.in_executor = 0  # calls handed to worker threads and not yet back
+        self._held_since: float | None = None  # real time since which other threads hold the clock
 
     def _threads_may_answer(self) -> bool:
         """Whether a thread may still wake this loop: work in its executor, or threads begun
         since it started (anyio's workers, a client's own). With neither, waiting is in vain."""
         return self.in_executor > 0 or threading.active_count() > self.threads_at_start
+
+    def _held(self) -> bool:
+        """Whether a thread that may wake this loop is at work: the app answering on it (as
+        long as it takes), or one of the client's threads runnable (up to :data:`HOLD_BOUND`
+        real seconds: a thread that keeps the CPU, polling, does not stop the clock for good)."""
+        if not self._threads_may_answer():
+            return False
+        if self._vtime.answering_elsewhere():
+            return True
+        if not self._vtime.runnable_elsewhere():
+            self._held_since = None
+            return False
+        if self._held_since is None:
+            self._held_since = _real_monotonic()
+        return _real_monotonic() - self._held_since < HOLD_BOUND
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -363,9 +382,9 @@ class _JumpingSelector(selectors.BaseSelector):
                     ready = self._inner.select(grace)
                     if ready:
                         return ready
-                # a live request served in real time, or the app answering on another thread
-                # (an answer's latency comes after): wait for it, do not jump
-                if self._busy() or (self._threads_may_answer() and self._vtime.answering_elsewhere()):
+                # a live request served in real time, the app answering on another thread (an
+                # answer's latency comes after), or a thread that has yet to run: wait, do not jump
+                if self._busy() or self._held():
                     return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
                 # an answer's latency on a thread (asyncio.to_thread) ends first: up to there
                 ends = self._vtime.latencies()
@@ -373,6 +392,7 @@ class _JumpingSelector(selectors.BaseSelector):
             self._vtime.waiting -= 1
         if timeout is None and math.isinf(ends):
             raise HangForever("the client awaits something that never comes, with no timeout")
+        self._held_since = None
         if due <= ends:
             self._vtime.fired.append(due)
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
