@@ -168,3 +168,32 @@ def test_a_client_whose_last_attempt_ended_on_its_own_deadline_is_told_so() -> N
     assert failed.value.problem == (
         "gave up after its own timeout (it stopped waiting after 1.0s) on attempt 2 (expected at least 3 attempts)"
     )
+
+
+def test_another_threads_wait_timing_out_inside_the_latency_is_not_the_clients_deadline() -> None:
+    def generate(ctx: ClientContext) -> bytes:
+        """Waits 5 s for the answer while a heartbeat thread wakes every 0.5 s; uses the answer,
+        then fails on a step of its own (an error, not a deadline)."""
+        http = ctx.http_client(timeout=60)
+        done = threading.Event()
+        beats: list[int] = []
+
+        def heartbeat() -> None:
+            while not done.wait(0.5):
+                beats.append(1)
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(_post, ctx, http).result(timeout=5.0)
+            url = answer.raise_for_status().json()["images"][0]["url"]
+            http.get(url).raise_for_status()
+            raise RuntimeError("could not store the image")
+        finally:
+            done.set()
+
+    runs: list[Run] = []
+    check_client(generate, request=REQUEST, schedule=[], invariants=["timeouts", _runs(runs)])
+    generation = runs[0].generations[0]
+    assert generation.deadline is not None  # the heartbeat's waits timed out inside the latency
+    assert runs[0].error is not None and runs[0].downloads

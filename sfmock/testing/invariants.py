@@ -107,8 +107,9 @@ def timeouts(run: Run) -> str | None:
                 "(seconds, see timings.inference)"
             )
         # a request on a thread cannot be cancelled: it is answered; the client went on without it
-        unused = number < len(run.generations) or run.error is not None
-        if exchange.deadline is not None and exchange.fault is None and unused:
+        # (another thread's wait that timed out meanwhile, a heartbeat, did not keep it from its image)
+        gave_up = number < len(run.generations) or run.error is not None
+        if exchange.deadline is not None and exchange.fault is None and gave_up and not _downloaded(run, exchange):
             return (
                 f"request {number}'s answer was still being made when a thread of the client's stopped waiting "
                 f"for it after {exchange.deadline - exchange.started:.1f}s, and the client did not use it: its "
@@ -394,6 +395,12 @@ def _batch_size(run: Run) -> Any:
 
 def _transient(exchange: Exchange) -> bool:
     return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
+
+
+def _downloaded(run: Run, answer: Exchange) -> bool:
+    """Whether an image URL of ``answer`` (by its signature) was downloaded."""
+    signatures = (parse_qs(urlsplit(d.url).query).get("X-Amz-Signature", [""])[0].encode() for d in run.downloads)
+    return any(signature and signature in answer.body for signature in signatures)
 
 
 def _gave_up(run: Run) -> str:
