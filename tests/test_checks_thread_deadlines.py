@@ -56,6 +56,17 @@ def _with_queue(ctx: ClientContext) -> bytes:
     return http.get(url).raise_for_status().content
 
 
+def _with_event(ctx: ClientContext) -> bytes:
+    """Posts on a thread of its own that sets an event when answered; waits 1 s for it."""
+    http = ctx.http_client(timeout=60)
+    answered, answers = threading.Event(), []
+    threading.Thread(target=lambda: (answers.append(_post(ctx, http)), answered.set()), daemon=True).start()
+    if not answered.wait(1.0):
+        raise TimeoutError("no answer within 1 s")
+    url = answers[0].raise_for_status().json()["images"][0]["url"]
+    return http.get(url).raise_for_status().content
+
+
 async def _with_to_thread(ctx: ClientContext) -> bytes:
     """Runs a blocking post on a worker thread and gives it 1 s (asyncio.wait_for)."""
     http = ctx.http_client(timeout=60)
@@ -70,8 +81,8 @@ def _runs(into: list[Run]) -> Callable[[Run], None]:
 
 @pytest.mark.parametrize(
     "client",
-    [_with_future(1.0), _with_queue, _with_to_thread],
-    ids=["Future.result(timeout=1.0)", "queue.get(timeout=1.0)", "wait_for(to_thread, 1.0)"],
+    [_with_future(1.0), _with_queue, _with_event, _with_to_thread],
+    ids=["Future.result(timeout=1.0)", "queue.get(timeout=1.0)", "Event.wait(1.0)", "wait_for(to_thread, 1.0)"],
 )
 def test_a_thread_deadline_shorter_than_the_answer_fires_and_is_caught_by_timeouts(client: Any) -> None:
     with pytest.raises(ClientCheckFailed) as failed:
