@@ -11,12 +11,11 @@ timeout) raises its read timeout. Every exchange is kept in :attr:`InProcess.tra
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import io
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,6 +24,7 @@ import httpx
 from starlette.types import ASGIApp, Message
 
 from sfmock.clock import Clock, SystemClock, VirtualClock
+from sfmock.exchanges import READ_TIMEOUT, REAL_MONOTONIC, Exchange, HangForever, TimedOut, failure_of
 
 __all__ = [
     "READ_TIMEOUT",
@@ -40,58 +40,9 @@ __all__ = [
     "requests_adapter",
 ]
 
-# the read timeout of the in-process request being served (None: the client set none);
-# a fault's wait that outlasts it ends in the client's timeout (see sfmock.testing.checks)
-READ_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sfmock_read_timeout", default=None)
-
-# bound at import: the checker's virtual time patches ``time`` but leaves sfmock's own names be
-REAL_MONOTONIC = time.monotonic
-
-Latency = Callable[["Exchange"], float]
-Wait = Callable[[float], Awaitable[None]]
-
-
-class HangForever(BaseException):
-    """The client waits for something that never comes (a BaseException: no ``except
-    Exception`` in the client swallows it)."""
-
-
-class TimedOut(BaseException):
-    """Raised inside the app when the in-process client's read timeout has run out."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Exchange:
-    """One request and what came back (``failure``: ``dropped``, ``truncated``, ``timeout``,
-    or ``cancelled``: the client stopped waiting before the answer came)."""
-
-    method: str
-    url: str
-    path: str
-    request_headers: dict[str, str]
-    request_body: bytes
-    status: int | None
-    headers: dict[str, str]
-    body: bytes
-    failure: str | None
-    fault: str | None
-    started: float
-    ended: float
-    # real monotonic seconds at both ends: a client may wait on a clock the checker does
-    # not control (trio, select in C), which only real time shows
-    real_started: float = 0.0
-    real_ended: float = 0.0
-
-    @property
-    def trace_id(self) -> str | None:
-        return self.headers.get("x-siliconcloud-trace-id") or self.headers.get("x-amz-request-id")
-
-    def describe(self, origin: float = 0.0) -> str:
-        """One transcript line; times are seconds after ``origin``."""
-        outcome = self.failure or str(self.status)
-        fault = f" [{self.fault}]" if self.fault else ""
-        trace = f" trace={self.trace_id}" if self.trace_id else ""
-        return f"t+{self.started - origin:.1f}s {self.method} {self.path} -> {outcome}{fault}{trace}"
+Latency = Callable[[Exchange], float]
+# how a latency passes; it may return when a thread of the client's gave up waiting inside it
+Wait = Callable[[float], Awaitable[float | None]]
 
 
 class InProcess:
@@ -105,7 +56,9 @@ class InProcess:
         self.latency = latency
         self.wait = wait  # how the latency passes (default: the clock moves at once)
         self.transcript: list[Exchange] = []
-        self.answering: set[int] = set()  # requests the app is answering now, on any thread (their ids)
+        # requests the app is answering now (their ids), and the thread each is answered on
+        self.answering: dict[int, int] = {}
+        self.calls: set[int] = set()  # requests sent and not yet recorded, their latency included (their ids)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
 
@@ -128,16 +81,40 @@ class InProcess:
             if isinstance(done[0], BaseException):
                 raise done[0]
             return done[0]
-        with self._lock:
+        with self._open() as transcript, self._lock:
             if self._loop is None:
                 # a plain loop of its own, whatever loop policy the caller's code has set
                 self._loop = asyncio.SelectorEventLoop()
-            return self._loop.run_until_complete(self.acall(method, url, headers, body, read_timeout))
+            return self._loop.run_until_complete(self._answer(transcript, method, url, headers, body, read_timeout))
 
     async def acall(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
     ) -> Exchange:
         """Run one request to completion inside a running event loop."""
+        with self._open() as transcript:
+            return await self._answer(transcript, method, url, headers, body, read_timeout)
+
+    @contextmanager
+    def _open(self) -> Iterator[list[Exchange]]:
+        """A request from when it is sent (before it waits its turn) until it is recorded: in
+        the transcript current when it was sent, however late it ends (a request a client's
+        thread gave up on is recorded in its own run, never in the next one)."""
+        key = object()
+        self.calls.add(id(key))
+        try:
+            yield self.transcript
+        finally:
+            self.calls.discard(id(key))
+
+    async def _answer(
+        self,
+        transcript: list[Exchange],
+        method: str,
+        url: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        read_timeout: float | None,
+    ) -> Exchange:
         parts = urlsplit(url)
         path = unquote(parts.path) or "/"
         host = [] if any(k.lower() == b"host" for k, _ in headers) else [(b"host", parts.netloc.encode("latin-1"))]
@@ -184,7 +161,7 @@ class InProcess:
         timed_out = False
         hung: HangForever | None = None
         cancelled: asyncio.CancelledError | None = None
-        self.answering.add(id(state))
+        self.answering[id(state)] = threading.get_ident()
         try:
             await self.app(scope, receive, send)
         except TimedOut:
@@ -195,7 +172,7 @@ class InProcess:
             cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
-            self.answering.discard(id(state))
+            self.answering.pop(id(state), None)
         failure, fault = failure_of(state, status, read_timeout)
         if timed_out or hung is not None:
             failure = "timeout"
@@ -215,36 +192,41 @@ class InProcess:
             real_started=real_started,
         )
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
-            self.transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
+            transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
             raise cancelled
         if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
+            seconds = min(delay, read_timeout) if late and read_timeout is not None else delay
+            begun = self.clock.now()
             try:
-                await self._pass(min(delay, read_timeout) if late and read_timeout is not None else delay)
+                deadline = await self._pass(seconds)
             except asyncio.CancelledError:
-                self.transcript.append(
+                transcript.append(
                     replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
                 )
                 raise
             if late:
                 exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
-                exchange = replace(exchange, ended=self.clock.now())
+                # at least the whole latency: a latency cut short by the run's end still took it
+                exchange = replace(exchange, ended=max(self.clock.now(), begun + seconds), deadline=deadline)
         exchange = replace(exchange, real_ended=REAL_MONOTONIC())
-        self.transcript.append(exchange)
+        transcript.append(exchange)
         if hung is not None:
             raise hung
         return exchange
 
-    async def _pass(self, seconds: float) -> None:
-        """Let ``seconds`` of the answer's latency pass: as time the client can time out in."""
+    async def _pass(self, seconds: float) -> float | None:
+        """Let ``seconds`` of the answer's latency pass: as time the client can time out in;
+        when a thread of the client's gave up waiting inside it, the time it did."""
         if seconds <= 0:
-            return
+            return None
         if self.wait is not None:
-            await self.wait(seconds)
-        elif isinstance(self.clock, VirtualClock):
+            return await self.wait(seconds)
+        if isinstance(self.clock, VirtualClock):
             self.clock.advance(seconds)
+        return None
 
     def close(self) -> None:
         # a client's thread may close its httpx client while another thread's call is on the loop
@@ -260,23 +242,6 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def failure_of(state: dict[str, Any], status: int | None, read_timeout: float | None) -> tuple[str | None, str | None]:
-    """How a request the app handled ended for its client, and the fault that did it.
-
-    ``(failure, fault)``: failure is ``dropped``, ``truncated``, ``timeout`` or ``None``.
-    """
-    failure = None
-    if state.get("dropped"):
-        failure = "truncated" if status is not None else "dropped"
-    fault = state.get("fault")
-    if fault is None:
-        return failure, None
-    waited = (fault.delay or 0.0) + (fault.action.hang or 0.0)
-    if fault.action.hang is not None or (read_timeout is not None and waited > read_timeout):
-        failure = "timeout"
-    return failure, fault.describe()
 
 
 def _read_timeout(request: httpx.Request) -> float | None:

@@ -248,6 +248,25 @@ def chain(error: BaseException) -> Iterator[BaseException]:
                 current = None if current.__suppress_context__ else current.__context__
 
 
+# where a client's own deadline raises: asyncio.wait_for, asyncio.timeout, Future.result,
+# queue.get with a timeout, anyio.fail_after
+_DEADLINES = {"asyncio.tasks", "asyncio.timeouts", "concurrent.futures._base", "queue", "anyio._core._tasks"}
+
+
+def own_deadline(error: BaseException) -> bool:
+    """Whether ``error`` (or an error in its chain) is the client's own deadline running out,
+    not an answer of the fake's: a ``TimeoutError`` (``queue.Empty``) raised where a wait
+    with a timeout gives up."""
+    for link in chain(error):
+        if isinstance(link, TimeoutError) or type(link).__name__ == "Empty":
+            tb = link.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            if tb is not None and tb.tb_frame.f_globals.get("__name__") in _DEADLINES:
+                return True
+    return False
+
+
 def error_texts(error: BaseException) -> Iterator[tuple[str, str]]:
     """``(where, text)``: each link's message, repr, args and notes, then the whole traceback."""
     yield from _link_texts(error)

@@ -59,7 +59,9 @@ LIVE_TURNS = 3  # turns of the client's loop a live answer's latency waits for
 # client's loop has turned, so the bound only matters on a machine so busy that a thread
 # waits long for its turn, where a short one let the answer overtake the client's timeout
 LIVE_HANDOVER_BOUND = 5.0
-LIVE_SETTLE = 0.02  # real seconds it then waits for a client that gave up to close its connection
+STRAGGLER_BOUND = 2.0  # real seconds a run's end waits for its requests still being answered
+LIVE_BUSY_TURNS = 100  # turns after which a loop that never waits is taken to poll: the answer goes out
+LIVE_SETTLE_TURNS = 5  # turns of the server's loop then given to read the end of a connection the client closed
 
 
 _real_monotonic, _real_sleep = time.monotonic, time.sleep  # sfmock's modules keep real time
@@ -135,6 +137,7 @@ class Harness:
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self.vtime.progress = self._progress
         self.vtime.answering = lambda: bool(self.inprocess.answering)
+        self.vtime.requests = lambda: list(self.inprocess.answering.values())
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
@@ -144,12 +147,13 @@ class Harness:
         self.slept.append(seconds)
         self.clock.advance(max(0.0, seconds))
 
-    async def _latency_wait(self, seconds: float) -> None:
-        """An answer's latency: on the client's own loop, time its timeouts can fire in."""
+    async def _latency_wait(self, seconds: float) -> float | None:
+        """An answer's latency: time the client's timeouts can fire in, on its own loop or
+        its other threads; returns when a thread of the client's gave up waiting inside it."""
         if on_virtual_loop():
             await asyncio.sleep(seconds)
-        else:
-            self.clock.advance(seconds)
+            return None
+        return self.vtime.pass_latency(seconds)
 
     async def _fault_sleep(self, seconds: float) -> None:
         """How a fault waits: up to the client's read timeout, which then fires."""
@@ -181,22 +185,35 @@ class Harness:
         delay = _inference(body)
         if delay <= 0:
             return
+        looped = bool(self.vtime.loops)
         deadline = _real_monotonic() + LIVE_HANDOVER_BOUND
         while self.vtime.loops and not self.vtime.waiting and _real_monotonic() < deadline:
             await asyncio.sleep(0.001)  # until the client waits for the answer, its timeouts set
         ticks = self.vtime.ticks
         self.clock.advance(delay)
-        deadline = _real_monotonic() + LIVE_HANDOVER_BOUND
-        # a few turns of the client's loop: one to see the time, one for its timeout to run,
-        # more for the connection it then closes to be closed
-        while self.vtime.loops and self.vtime.ticks < ticks + LIVE_TURNS and _real_monotonic() < deadline:
-            await asyncio.sleep(0.001)
         transport = scope.get("state", {}).get("transport")
-        settle = _real_monotonic() + (LIVE_SETTLE if self.vtime.loops else 0.0)
-        while transport is not None and not transport.is_closing() and _real_monotonic() < settle:
-            await asyncio.sleep(0.001)
+        if looped:
+            await self._handed_over(ticks, transport)
         if transport is not None and transport.is_closing():
             scope["state"]["client_gone"] = True
+
+    async def _handed_over(self, ticks: int, transport: Any) -> None:
+        """Until the client's loop has seen the time, run the timeouts it brought and what
+        follows them (a connection closed) and waits again, or its run is over: turns of its
+        loop and the run's end, not a real-time window, which a busy machine outlasts (a
+        client whose loop ended after its timeout fired was taken for one still waiting)."""
+        deadline = _real_monotonic() + LIVE_HANDOVER_BOUND
+        while _real_monotonic() < deadline and not (transport is not None and transport.is_closing()):
+            turned = self.vtime.ticks - ticks
+            idle = self.vtime.loops and turned >= LIVE_TURNS and self.vtime.waiting >= self.vtime.loops
+            if idle or not self.vtime.active or turned >= LIVE_BUSY_TURNS:
+                break
+            await asyncio.sleep(0.001)
+        # a connection the client closed: a few turns of this loop to read its end
+        for _ in range(LIVE_SETTLE_TURNS):
+            if transport is None or transport.is_closing():
+                break
+            await asyncio.sleep(0.001)
 
     def live_url(self) -> str:
         """The API's origin on a real socket, opened on first use; the image host beside it on
@@ -240,7 +257,7 @@ class Harness:
     def run(self, client: Client, schedule: Sequence[str], random_seed: int, options: Options) -> Run:
         self.app.state.control.reset_all()
         self.app.state.faults.replace(schedule_scenario(schedule))
-        self.inprocess.transcript.clear()
+        transcript = self.inprocess.transcript = []  # this run's: a request is recorded where it began
         if self._live is not None:
             self._live[1].exchanges = []  # a straggler of the last run stays in the last run's list
         context = ClientContext(
@@ -264,7 +281,12 @@ class Harness:
                 hung = str(exc)
             except Exception as exc:
                 error = exc
-        exchanges = list(self.inprocess.transcript)
+        # a request a thread of the client's gave up on may still be under way on another
+        # (its latency ends at once now that the run is over): it is recorded in this run
+        bound = _real_monotonic() + STRAGGLER_BOUND
+        while self.inprocess.calls and _real_monotonic() < bound:
+            _real_sleep(0.001)
+        exchanges = list(transcript)
         if self._live is not None:
             exchanges += self._settled(self._live[1])
         exchanges.sort(key=lambda e: e.started)

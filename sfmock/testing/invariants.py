@@ -24,6 +24,7 @@ from sfmock.testing.evidence import (
     changed_url,
     describe,
     expiry,
+    own_deadline,
     served_urls,
     ttl,
 )
@@ -105,6 +106,16 @@ def timeouts(run: Run) -> str | None:
                 "its deadline (asyncio.timeout, wait_for, a task cancelled) is shorter than a generation takes "
                 "(seconds, see timings.inference)"
             )
+        # a request on a thread cannot be cancelled: it is answered; the client went on without it
+        # (another thread's wait that timed out meanwhile, a heartbeat, did not keep it from its image)
+        gave_up = number < len(run.generations) or run.error is not None
+        if exchange.deadline is not None and exchange.fault is None and gave_up and not _downloaded(run, exchange):
+            return (
+                f"request {number}'s answer was still being made when a thread of the client's stopped waiting "
+                f"for it after {exchange.deadline - exchange.started:.1f}s, and the client did not use it: its "
+                "deadline (Future.result, queue.get, wait_for around to_thread) is shorter than a generation "
+                "takes (seconds, see timings.inference)"
+            )
     return None
 
 
@@ -170,7 +181,7 @@ def retries(run: Run) -> str | None:
     used = attempts and any(d.started >= attempts[-1].started for d in run.downloads)
     if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not used:
         return (
-            f"gave up after a transient {_answer(attempts[-1])} on attempt {len(attempts)} "
+            f"gave up {_gave_up(run)} on attempt {len(attempts)} "
             f"(expected at least {plural(run.min_attempts, 'attempt')})"
         )
     return None
@@ -280,6 +291,8 @@ def errors(run: Run) -> str | None:
     last = run.exchanges[-1] if run.exchanges else None
     if error is None or read is None or last is None or last.status is None or last.status < 400 or last.failure:
         return None  # no HTTP error answer came whole to the client
+    if own_deadline(error):
+        return None  # it gave up on its own timeout (retries judges whether too soon), not on that answer
 
     def lacks(exchange: Exchange) -> list[str]:
         facts = (("status", str(exchange.status)), ("trace id", exchange.trace_id))
@@ -382,6 +395,23 @@ def _batch_size(run: Run) -> Any:
 
 def _transient(exchange: Exchange) -> bool:
     return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
+
+
+def _downloaded(run: Run, answer: Exchange) -> bool:
+    """Whether an image URL of ``answer`` (by its signature) was downloaded."""
+    signatures = (parse_qs(urlsplit(d.url).query).get("X-Amz-Signature", [""])[0].encode() for d in run.downloads)
+    return any(signature and signature in answer.body for signature in signatures)
+
+
+def _gave_up(run: Run) -> str:
+    """What the client gave up after: the last attempt's transient answer, or its own timeout
+    (the outcome before is not what ended it)."""
+    last = run.generations[-1]
+    if last.failure == "cancelled" or (last.failure == "timeout" and last.fault is None):
+        return f"after its own timeout (it stopped waiting after {last.ended - last.started:.1f}s)"
+    if run.error is not None and own_deadline(run.error):
+        return f"after its own timeout ({type(run.error).__name__}) following a transient {_answer(last)}"
+    return f"after a transient {_answer(last)}"
 
 
 def _answer(exchange: Exchange) -> str:

@@ -46,6 +46,7 @@ __all__ = ["HangForever", "VirtualTime", "new_event_loop", "on_virtual_loop"]
 REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
 THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up before time jumps
 REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
+HOLD_BOUND = 2.0  # real seconds a loop's clock waits for the client's runnable threads at most
 
 # modules whose waits are on other processes (a child's exit, a pool worker's answer): those
 # take real time whatever the clock says, so their sleeps, clocks and waits stay real
@@ -86,10 +87,17 @@ class VirtualTime:
         # whether a request is being answered on some thread now
         self.progress: Callable[[], Any] = lambda: None
         self.answering: Callable[[], bool] = lambda: False
+        # the threads the app is answering an in-process request on now
+        self.requests: Callable[[], list[int]] = lambda: []
         # thread -> the virtual deadline of its wait (inf: none), and whether it was woken already
         self._waits: dict[int, tuple[float, Callable[[], bool]]] = {}
         self._waits_lock = threading.Lock()
         self._wait_changes = 0
+        # of those, the threads passing an answer's latency (sfmock's wait, not the client's), and
+        # the deadline of the next timer of each virtual loop idle now (inf: none)
+        self._latencies: set[int] = set()
+        self._timers: dict[int, float] = {}
+        self.fired: list[float] = []  # the virtual deadlines of the client's waits that timed out, this run
         # threads that were there before the check (pytest's, the main thread's helpers): not the client's
         # (the threads themselves: a thread that ends leaves its ident to the next one started)
         self._before = set(threading.enumerate()) - {threading.current_thread()}
@@ -104,7 +112,12 @@ class VirtualTime:
         return self.virtual_here() and not threading.current_thread().name.startswith("sfmock-")
 
     def wait(
-        self, block: Callable[[float | None], bool], timeout: float | None, woken: Callable[[], bool] = lambda: False
+        self,
+        block: Callable[[float | None], bool],
+        timeout: float | None,
+        woken: Callable[[], bool] = lambda: False,
+        *,
+        latency: bool = False,
     ) -> bool:
         """A blocking wait with ``timeout`` virtual seconds, ``block(s)`` waiting up to ``s`` real
         seconds (``None``: no limit) and saying whether the wait ended (was notified);
@@ -117,12 +130,16 @@ class VirtualTime:
         run yet is not taken for a blocked one). When all is quiet, or the wait has lasted its
         timeout in real time, the clock jumps to the earliest deadline of the threads waiting
         so, and the wait whose deadline that is returns ``False``, timed out, as it would have.
+        A virtual loop's next timer counts as such a deadline; ``latency``: this wait is an
+        answer's latency passing (:meth:`pass_latency`).
         """
         me = threading.get_ident()
         deadline = math.inf if timeout is None else self.clock.now() + timeout
         with self._waits_lock:
             self._waits[me] = (deadline, woken)
             self._wait_changes += 1
+            if latency:
+                self._latencies.add(me)
         try:
             if timeout is None:
                 return block(None)  # only another thread ends it; the watchdog bounds a wait in vain
@@ -132,6 +149,8 @@ class VirtualTime:
                 if block(THREAD_GRACE):
                     return True
                 if self.clock.now() >= deadline - MIN_STEP:
+                    if not latency:
+                        self.fired.append(deadline)
                     return False
                 now, after = _real_monotonic(), (self.progress(), self._client_threads())
                 if now - began < timeout:
@@ -146,19 +165,94 @@ class VirtualTime:
                     others = [wait for thread, wait in self._waits.items() if thread != me]
                     due = min((at for at, _ in others), default=math.inf) <= self.clock.now()
                     if self._wait_changes == after[1][2] and not due and not any(was() for _, was in others):
-                        step = min(at for at, _ in self._waits.values()) - self.clock.now()
-                        if step > 0:
-                            self.on_sleep(max(step, MIN_STEP))
+                        self._jump()
                 began = quiet = _real_monotonic()
         finally:
             with self._waits_lock:
                 self._waits.pop(me, None)
+                self._latencies.discard(me)
                 self._wait_changes += 1
 
     def _children_working(self) -> bool:
         """Whether a process the client started is alive: its work (a pool worker's answer, a
         command's output) comes in real time, so a wait does not jump past it."""
         return bool(_children() - self._children_before)
+
+    def _jump(self) -> None:
+        """Move the clock to the earliest deadline of the waits and idle loops (the lock held):
+        a client's wait that times out there slept until it; a latency or a loop's timer did not."""
+        now = self.clock.now()
+        waits = [(at, thread in self._latencies) for thread, (at, _) in self._waits.items()]
+        at, theirs = min([*waits, *((at, True) for at in self._timers.values())])
+        if at - now <= 0 or math.isinf(at):
+            return
+        if theirs:
+            self.clock.advance(max(at - now, MIN_STEP))
+        else:
+            self.on_sleep(max(at - now, MIN_STEP))
+
+    def pass_latency(self, seconds: float) -> float | None:
+        """An answer's latency, passed on a thread of the client's (a request made from
+        synchronous code): a wait of ``seconds`` that other threads' deadlines inside it come
+        before (``Future.result(timeout=1.0)`` around a 1.9 s answer times out at 1.0 s, as
+        on a network). It ends early, the clock left where it is, when the run is over.
+        Returns the first deadline of the client's that fired inside it, if one did."""
+        if not self.active:  # the run is over (a thread it left behind): its clock stays
+            return None
+        begun = self.clock.now()
+        with self._waits_lock:
+            alone = not self._waits and not self._timers
+        # nobody else could time out in it (or it is the fake's own thread): one step
+        if not self.virtual_here() or (alone and self._client_threads()[0] <= 1):
+            self.clock.advance(seconds)
+            return None
+        fired = len(self.fired)
+
+        def over(real: float | None) -> bool:
+            self._real["sleep"](real or 0.0)
+            return not self.active
+
+        self.wait(over, seconds, latency=True)
+        return next((at for at in self.fired[fired:] if begun <= at < begun + seconds), None)
+
+    def answering_elsewhere(self) -> bool:
+        """Whether the app answers a request on another thread (its latency aside)."""
+        me = threading.get_ident()
+        return any(thread != me for thread in self.requests())
+
+    def runnable_elsewhere(self) -> bool:
+        """Whether another thread of the client's is running or waits for a CPU (a busy
+        machine has not run it yet): it may yet wake the caller's loop."""
+        with self._waits_lock:
+            besides = {threading.get_ident(), *self._waits}
+        return any(_runnable(thread) for thread in self._client_threads_now(besides))
+
+    def _client_threads_now(self, besides: set[int]) -> list[threading.Thread]:
+        return [
+            thread
+            for thread in threading.enumerate()
+            if thread.ident not in besides
+            and thread not in self._before
+            and thread.ident not in self.real_threads
+            and not thread.name.startswith("sfmock-")
+        ]
+
+    def latencies(self) -> float:
+        """The earliest end of an answer's latency under way (inf: none)."""
+        with self._waits_lock:
+            return min((self._waits[t][0] for t in self._latencies if t in self._waits), default=math.inf)
+
+    @contextmanager
+    def idle_loop(self, deadline: float) -> Iterator[None]:
+        """A virtual loop of this thread waits with its next timer at ``deadline``."""
+        me = threading.get_ident()
+        with self._waits_lock:
+            self._timers[me] = deadline
+        try:
+            yield
+        finally:
+            with self._waits_lock:
+                self._timers.pop(me, None)
 
     def _client_threads(self) -> tuple[int, float, int]:
         """How many threads of the client's are not waiting here, the CPU time they used, and
@@ -239,6 +333,7 @@ class VirtualTime:
         with _policies():
             previous = asyncio.get_event_loop_policy()
             asyncio.set_event_loop_policy(_VirtualPolicy(self, previous))
+        self.fired.clear()
         self.active = True
         _RUNNING.add(self)
         try:
@@ -260,11 +355,27 @@ class _JumpingSelector(selectors.BaseSelector):
         self._busy = busy
         self.threads_at_start = threading.active_count()
         self.in_executor = 0  # calls handed to worker threads and not yet back
+        self._held_since: float | None = None  # real time since which other threads hold the clock
 
     def _threads_may_answer(self) -> bool:
         """Whether a thread may still wake this loop: work in its executor, or threads begun
         since it started (anyio's workers, a client's own). With neither, waiting is in vain."""
         return self.in_executor > 0 or threading.active_count() > self.threads_at_start
+
+    def _held(self) -> bool:
+        """Whether a thread that may wake this loop is at work: the app answering on it (as
+        long as it takes), or one of the client's threads runnable (up to :data:`HOLD_BOUND`
+        real seconds: a thread that keeps the CPU, polling, does not stop the clock for good)."""
+        if not self._threads_may_answer():
+            return False
+        if self._vtime.answering_elsewhere():
+            return True
+        if not self._vtime.runnable_elsewhere():
+            self._held_since = None
+            return False
+        if self._held_since is None:
+            self._held_since = _real_monotonic()
+        return _real_monotonic() - self._held_since < HOLD_BOUND
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -284,20 +395,29 @@ class _JumpingSelector(selectors.BaseSelector):
         # give it a moment of real time before time jumps; wait longer before calling it endless
         sockets = len(self._inner.get_map()) > 1  # more than the loop's own wake-up pipe
         grace = REAL_BOUND if timeout is None else (REAL_GRACE if sockets else THREAD_GRACE)
+        due = self._clock.now() + (math.inf if timeout is None else timeout)
         self._vtime.waiting += 1  # this loop has nothing to do: its timers are set, it waits
         try:
-            if sockets or timeout is None or self._threads_may_answer():
-                ready = self._inner.select(grace)
-                if ready:
-                    return ready
-            if self._busy():  # a live request is being served in real time: wait for it, do not jump
-                return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
+            with self._vtime.idle_loop(due):
+                if sockets or timeout is None or self._threads_may_answer():
+                    ready = self._inner.select(grace)
+                    if ready:
+                        return ready
+                # a live request served in real time, the app answering on another thread (an
+                # answer's latency comes after), or a thread that has yet to run: wait, do not jump
+                if self._busy() or self._held():
+                    return self._inner.select(REAL_GRACE if timeout is None else min(timeout, REAL_GRACE))
+                # an answer's latency on a thread (asyncio.to_thread) ends first: up to there
+                ends = self._vtime.latencies()
         finally:
             self._vtime.waiting -= 1
-        if timeout is None:
+        if timeout is None and math.isinf(ends):
             raise HangForever("the client awaits something that never comes, with no timeout")
+        self._held_since = None
+        if due <= ends:
+            self._vtime.fired.append(due)
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
-        self._clock.advance(max(timeout, MIN_STEP))
+        self._clock.advance(max(min(due, ends) - self._clock.now(), MIN_STEP))
         return []
 
     def close(self) -> None:
@@ -435,6 +555,15 @@ def _children() -> set[str]:
     except OSError:
         pass
     return found
+
+
+def _runnable(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is running or waits only for a CPU (Linux; elsewhere: not known, no)."""
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"R"
+    except (OSError, IndexError):
+        return False
 
 
 def _cpu_time(ident: int) -> float:
