@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import http.client
 import io
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -184,7 +185,7 @@ class InProcess:
         token = READ_TIMEOUT.set(read_timeout)
         timed_out = False
         hung: HangForever | None = None
-        cancelled: asyncio.CancelledError | None = None
+        cancelled: BaseException | None = None
         self.answering.add(id(state))
         try:
             await self.app(scope, receive, send)
@@ -192,7 +193,7 @@ class InProcess:
             timed_out = True
         except HangForever as exc:
             hung = exc
-        except asyncio.CancelledError as exc:  # the client stopped waiting (wait_for, timeout, a TaskGroup)
+        except _cancellations() as exc:  # the client stopped waiting (wait_for, timeout, a TaskGroup, fail_after)
             cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
@@ -223,7 +224,7 @@ class InProcess:
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
             try:
                 await self._pass(min(delay, read_timeout) if late and read_timeout is not None else delay)
-            except asyncio.CancelledError:
+            except _cancellations():
                 self.transcript.append(
                     replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
                 )
@@ -253,6 +254,15 @@ class InProcess:
             if self._loop is not None:
                 self._loop.close()
                 self._loop = None
+
+
+def _cancellations() -> tuple[type[BaseException], ...]:
+    """What stops a request whose client stopped waiting: asyncio's CancelledError, or trio's
+    Cancelled where the client uses trio (looked up, never imported)."""
+    cancelled = getattr(sys.modules.get("trio"), "Cancelled", None)
+    if isinstance(cancelled, type) and issubclass(cancelled, BaseException):
+        return asyncio.CancelledError, cancelled
+    return (asyncio.CancelledError,)
 
 
 def _loop_running() -> bool:

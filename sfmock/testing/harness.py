@@ -33,6 +33,7 @@ from sfmock.testing.evidence import GENERATE, Run, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
+from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
 from sfmock.testing.watchdog import Watchdog
 from sfmock.transports import (
     READ_TIMEOUT,
@@ -134,6 +135,7 @@ class Harness:
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self.vtime.progress = self._progress
         self.vtime.answering = lambda: bool(self.inprocess.answering)
+        self.trio = VirtualTrio(self.vtime)
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
@@ -147,6 +149,8 @@ class Harness:
         """An answer's latency: on the client's own loop, time its timeouts can fire in."""
         if on_virtual_loop():
             await asyncio.sleep(seconds)
+        elif on_virtual_trio():
+            await trio_sleep(seconds)
         else:
             self.clock.advance(seconds)
 
@@ -161,6 +165,8 @@ class Harness:
         wait = min(seconds, self.hang_bound) if budget is None else min(seconds, budget)
         if on_virtual_loop():
             await asyncio.sleep(wait)  # the client's own asyncio timeouts may end it first
+        elif on_virtual_trio():
+            await trio_sleep(wait)  # or its trio deadlines
         else:
             self.clock.advance(wait)
         if budget is not None and seconds > budget:
@@ -231,6 +237,7 @@ class Harness:
         return self.clock.now(), len(self.inprocess.transcript), len(live.exchanges) + live.in_flight if live else 0
 
     def close(self) -> None:
+        self.trio.uninstall()
         self.watchdog.close()
         self.inprocess.close()
         if self._live is not None:
@@ -256,6 +263,7 @@ class Harness:
         error: BaseException | None = None
         hung: str | None = None
         random.seed(random_seed)
+        self.trio.install()
         with _captured_logs() as logs, self.vtime.running(), self.watchdog.watching():
             try:
                 result = _call(client, context, self.vtime)
