@@ -34,7 +34,7 @@ from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
 from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
-from sfmock.testing.watchdog import Watchdog
+from sfmock.testing.watchdog import OutOfTime, Watchdog
 from sfmock.transports import (
     READ_TIMEOUT,
     AsyncTransport,
@@ -271,6 +271,11 @@ class Harness:
                 hung = str(exc)
             except Exception as exc:
                 error = exc
+            except BaseException:  # in a group, say, or a KeyboardInterrupt
+                if not self.watchdog.cut:
+                    raise
+        if self.watchdog.cut:  # however the client let it out (or swallowed it), the run is cut short
+            raise OutOfTime("the check's budget of real time ran out during a run")
         exchanges = list(self.inprocess.transcript)
         if self._live is not None:
             exchanges += self._settled(self._live[1])
