@@ -22,7 +22,8 @@ from sfmock.wording import plural
 __all__ = ["BUDGET", "SLOW", "Budget", "to_stderr"]
 
 BUDGET = 60.0  # real seconds a check may take, a program's (sfmock check --budget) or a client's
-SLOW = 10.0  # real seconds after which a check says, once, that it is slow (at most half the budget)
+SLOW = 10.0  # real seconds after which a slow check says so, once (at most half the budget)
+SLOW_RUN = 0.25  # real seconds a schedule takes, on average, in a slow check (a fast one takes milliseconds)
 
 _real_monotonic = time.monotonic
 
@@ -60,10 +61,14 @@ class Budget:
         self.ran_out = True
 
     def after(self, runs: int, outside: float) -> None:
-        """After a run: say once that the check is slow in real time, and why if it can tell."""
+        """After a run: say once that the check is slow in real time (its schedules take a
+        quarter of a second or more, or the client waits a quarter of the time outside the
+        virtual clock), and why if it can tell."""
         elapsed = self.elapsed
         if self._told or elapsed < min(SLOW, self.seconds / 2):
             return
+        if elapsed / max(runs, 1) < SLOW_RUN and max(sum(self.waits.values()), outside) < elapsed / 4:
+            return  # many quick schedules: long, not slow
         self._told = True
         self.say(
             f"{self.name}: slow in real time: {plural(runs, 'schedule')} in {elapsed:.1f}s; "

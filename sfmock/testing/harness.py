@@ -139,6 +139,7 @@ class Harness:
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
+        self.watchdog.busy = self.vtime.busy
         self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
 
     def _client_sleep(self, seconds: float) -> None:

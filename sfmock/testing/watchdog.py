@@ -19,6 +19,7 @@ report names a wait outside the virtual clock (``select``, a C extension's sleep
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import sysconfig
@@ -61,6 +62,7 @@ class Watchdog:
         self.deadline = math.inf  # real monotonic time at which the check's budget runs out
         self.cut = False  # whether the budget interrupted the run under way
         self.outside: dict[str, float] = {}  # the client's line -> real seconds it waited there, nothing moving
+        self.busy: Callable[[], bool] = lambda: False  # real work under way (the live socket answering)
 
     @contextmanager
     def watching(self) -> Iterator[None]:
@@ -93,7 +95,7 @@ class Watchdog:
             now, real = self.progress(), _real_monotonic()
             if now != seen or not self._armed:
                 seen, since = now, real
-            elif real - since >= QUIET:  # nothing moves: the client waits where the clock does not reach
+            elif real - since >= QUIET and not self.busy():  # nothing moves: a wait the clock does not reach
                 frame = sys._current_frames().get(self._main) if self._main is not None else None
                 where = _client_line(frame)
                 self.outside[where] = self.outside.get(where, 0.0) + real - max(looked, since)
@@ -121,7 +123,8 @@ class Watchdog:
 
 
 _LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
-_WAITS = vtime.__file__  # a threading wait of the client's passes through the virtual waits
+# sfmock's own code (the virtual waits a threading wait passes through, the transports): never the client's
+_WAITS = os.path.dirname(os.path.dirname(vtime.__file__)) + os.sep
 
 
 def _client_line(frame: FrameType | None) -> str:
