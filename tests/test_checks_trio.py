@@ -5,8 +5,10 @@ calls during a check keeps the check's time, so ``trio.sleep`` back-offs cost no
 
 from __future__ import annotations
 
+import gc
 import os
 import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -235,3 +237,22 @@ def test_a_check_of_a_client_that_does_not_use_trio_does_not_import_it() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True
     )
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_a_trio_run_cut_short_by_the_budget_is_cancelled_cleanly() -> None:
+    def waits_on_a_silent_socket(ctx: ClientContext) -> bytes:
+        """Waits, before any request, on a socket nobody writes to (a wait no clock ends)."""
+
+        async def main() -> bytes:
+            quiet, other = socket.socketpair()
+            with quiet, other:
+                await trio.lowlevel.wait_readable(quiet)
+            raise AssertionError("a socket nobody wrote to was readable")
+
+        return trio.run(main)
+
+    with pytest.raises(ClientCheckFailed) as failure:
+        check_client(waits_on_a_silent_socket, seed=1, budget=2.0, progress=None)
+    assert failure.value.invariant == "coverage"
+    assert "no run finished within the budget of 2s of real time" in str(failure.value)
+    gc.collect()  # an abandoned trio run (tasks never finished) would complain here, failing the test

@@ -76,19 +76,41 @@ def _virtual_run(real: Callable[..., Any], vtime: VirtualTime) -> Callable[..., 
             return real(async_fn, *args, clock=clock, instruments=instruments, **options)
         virtual = _clock_type()(vtime)
         vtime.loops += 1
+        me = threading.get_ident()
+        _RUNNING[me] = virtual
         try:
-            return real(async_fn, *args, clock=virtual, instruments=(*instruments, virtual), **options)
+            result = real(async_fn, *args, clock=virtual, instruments=(*instruments, virtual), **options)
         except BaseException as exc:
             # a wait found endless (by the clock, or by the watchdog's signal landing in
             # trio's own loop or a nursery) is the run's verdict, not an error of trio's
-            hung = _hang_in(exc)
+            hung = virtual.stop or _hang_in(exc)
             if hung is not None:
                 raise hung from None
             raise
         finally:
             vtime.loops -= 1
+            _RUNNING.pop(me, None)
+        if virtual.stop is not None:  # the client swallowed the cancellation
+            raise virtual.stop
+        return result
 
     return run
+
+
+_RUNNING: dict[int, Any] = {}  # thread -> the clock of the virtual trio run under way in it
+
+
+def interrupt(thread: int, error: HangForever) -> bool:
+    """Stop the virtual trio run of ``thread`` with ``error`` if it waits in trio's own loop
+    (for I/O or a deadline): every task is cancelled, so the client's ``async with`` blocks
+    close what they opened, and ``trio.run`` raises ``error``. ``False`` when no such run
+    waits there now: the caller raises ``error`` where the thread is (in a task, it
+    propagates as any error does; in trio's loop, trio would abandon the run)."""
+    clock = _RUNNING.get(thread)
+    if clock is None or not clock.waiting:
+        return False
+    clock.stop = error
+    return True
 
 
 def _hang_in(error: BaseException) -> HangForever | None:
@@ -122,6 +144,7 @@ def _clock_type() -> type[Any]:
             self.waiting = False
             self.own_reads = 1
             self.threads_at_start = threading.active_count()
+            self.stop: HangForever | None = None  # why the run is being stopped from outside
 
         def start_clock(self) -> None:
             return
@@ -133,6 +156,10 @@ def _clock_type() -> type[Any]:
             """Real seconds trio's loop may wait for I/O before it looks again; 0 once the clock
             has jumped to ``deadline``. Called only when no task is ready to run."""
             vtime = self.vtime
+            if self.stop is not None:  # interrupted (the check's budget, the watchdog): cancel every task
+                for nursery in trio.lowlevel.current_root_task().child_nurseries:  # type: ignore[union-attr]
+                    nursery.cancel_scope.cancel()
+                return 0.0
             now = vtime.monotonic()
             if deadline <= now:
                 return 0.0

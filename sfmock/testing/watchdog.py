@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from sfmock.testing import vtime
+from sfmock.testing import vtime, vtrio
 from sfmock.transports import HangForever
 
 __all__ = ["STALL", "STALLED", "OutOfTime", "Watchdog"]
@@ -113,13 +113,22 @@ class Watchdog:
         if not self._armed:
             return
         if self.cut:
-            raise OutOfTime("the check's budget of real time ran out during this run")
+            self._stop_run(OutOfTime("the check's budget of real time ran out during this run"))
+            return
         where = _client_line(frame)
-        raise HangForever(
-            f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
-            f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
-            "the checker's reach"
+        self._stop_run(
+            HangForever(
+                f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
+                f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
+                "the checker's reach"
+            )
         )
+
+    def _stop_run(self, error: HangForever) -> None:
+        """End the run with ``error``: raised here, in the client's thread, or handed to the
+        virtual trio run waiting in its own loop there, which cancels its tasks and raises it."""
+        if not vtrio.interrupt(threading.get_ident(), error):
+            raise error
 
 
 _LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
