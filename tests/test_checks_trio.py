@@ -256,3 +256,20 @@ def test_a_trio_run_cut_short_by_the_budget_is_cancelled_cleanly() -> None:
     assert failure.value.invariant == "coverage"
     assert "no run finished within the budget of 2s of real time" in str(failure.value)
     gc.collect()  # an abandoned trio run (tasks never finished) would complain here, failing the test
+
+
+def test_a_trio_client_awaiting_what_never_comes_is_stopped_as_endless() -> None:
+    def awaits_an_event_nobody_sets(ctx: ClientContext) -> bytes:
+        """Flaw: waits, with no deadline, for an event nothing will set."""
+
+        async def main() -> bytes:
+            await trio.Event().wait()
+            raise AssertionError("an event nobody set was set")
+
+        return trio.run(main)
+
+    with pytest.raises(ClientCheckFailed) as failure:
+        check_client(awaits_an_event_nobody_sets, schedule=[], invariants=["timeouts"], progress=None)
+    assert failure.value.invariant == "timeouts"
+    assert "awaits something that never comes, with no timeout" in failure.value.problem
+    gc.collect()  # its tasks were cancelled, not abandoned

@@ -182,8 +182,8 @@ def _clock_type() -> type[Any]:
                     return THREAD_GRACE
             # a whole wait went by with nothing: nothing is on its way before the next deadline
             if deadline == math.inf:
-                if real - self.quiet_since >= REAL_BOUND:
-                    raise HangForever("the client awaits something that never comes, with no timeout")
+                if real - self.quiet_since >= REAL_BOUND:  # ended as an interruption is: its tasks cancelled
+                    self.stop = HangForever("the client awaits something that never comes, with no timeout")
                 return REAL_GRACE
             while now < deadline:  # at Unix-time magnitudes one step may land just short of it
                 vtime.clock.advance(max(deadline - now, MIN_STEP))
