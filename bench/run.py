@@ -346,15 +346,21 @@ def bench_checks(examples: int, catalogue: bool) -> None:
             ).json()
             return http.get(body["images"][0]["url"]).content
 
-    from catalogue.modern_clients import asyncio_timeout_per_attempt, httpx_stream_download, sync_around_asyncio_run
+    from catalogue.modern_clients import (
+        asyncio_timeout_per_attempt,
+        httpx_stream_download,
+        sync_around_asyncio_run,
+        sync_around_trio_run,
+    )
 
     for name, client, invariants in (
         ("simple client", simple, ["valid-requests", "downloads", "same-body"]),
         ("careful client", careful_generate, None),
-        # the same retries and streamed download, run three ways: within 2x of each other (issue 23)
+        # the same retries and streamed download, run four ways: within 2x of each other (issue 23)
         ("sync httpx, streamed download", httpx_stream_download, None),
         ("async def, asyncio.timeout", asyncio_timeout_per_attempt, None),
         ("sync around asyncio.run", sync_around_asyncio_run, None),
+        ("sync around trio.run, fail_after", sync_around_trio_run, None),
     ):
         began, cpu = time.perf_counter(), time.process_time()
         report = check_client(client, invariants=invariants, max_examples=examples, seed=1)

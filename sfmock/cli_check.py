@@ -32,6 +32,7 @@ def add_check_parser(commands: Any) -> None:
             "infrastructure error (e.g. the program could not start)."
         ),
     )
+    # the default is sfmock.testing.budget.BUDGET, check_client's too (not imported here: the CLI starts light)
     check.add_argument("--budget", type=float, default=60.0, metavar="S", help="seconds the search may take (60)")
     jobs = f"runs at a time, each on its own fake (2, at most {MAX_JOBS})"
     check.add_argument("--jobs", type=int, default=2, metavar="N", help=jobs)

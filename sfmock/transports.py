@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -160,7 +161,7 @@ class InProcess:
         token = READ_TIMEOUT.set(read_timeout)
         timed_out = False
         hung: HangForever | None = None
-        cancelled: asyncio.CancelledError | None = None
+        cancelled: BaseException | None = None
         self.answering[id(state)] = threading.get_ident()
         try:
             await self.app(scope, receive, send)
@@ -168,7 +169,7 @@ class InProcess:
             timed_out = True
         except HangForever as exc:
             hung = exc
-        except asyncio.CancelledError as exc:  # the client stopped waiting (wait_for, timeout, a TaskGroup)
+        except _cancellations() as exc:  # the client stopped waiting (wait_for, timeout, a TaskGroup, fail_after)
             cancelled = exc
         finally:
             READ_TIMEOUT.reset(token)
@@ -201,7 +202,7 @@ class InProcess:
             begun = self.clock.now()
             try:
                 deadline = await self._pass(seconds)
-            except asyncio.CancelledError:
+            except _cancellations():
                 transcript.append(
                     replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
                 )
@@ -234,6 +235,15 @@ class InProcess:
             if self._loop is not None:
                 self._loop.close()
                 self._loop = None
+
+
+def _cancellations() -> tuple[type[BaseException], ...]:
+    """What stops a request whose client stopped waiting: asyncio's CancelledError, or trio's
+    Cancelled where the client uses trio (looked up, never imported)."""
+    cancelled = getattr(sys.modules.get("trio"), "Cancelled", None)
+    if isinstance(cancelled, type) and issubclass(cancelled, BaseException):
+        return asyncio.CancelledError, cancelled
+    return (asyncio.CancelledError,)
 
 
 def _loop_running() -> bool:

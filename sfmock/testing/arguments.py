@@ -55,6 +55,7 @@ def check_arguments(
     strict: bool,
     max_total_wait: float | None = None,
     hang_bound: float | None = None,
+    budget: float | None = None,
 ) -> None:
     """Raise :class:`ArgumentError` for the first argument a check cannot run with."""
     if schedule is not None:
@@ -70,7 +71,8 @@ def check_arguments(
             f"{min_attempts} is more than the maximum of attempts ({max_attempts}): no client can make "
             f"at least {min_attempts} attempts and at most {max_attempts}",
         )
-    for name, seconds, zero in (("max_total_wait", max_total_wait, True), ("hang_bound", hang_bound, False)):
+    bounds = (("max_total_wait", max_total_wait, True), ("hang_bound", hang_bound, False), ("budget", budget, False))
+    for name, seconds, zero in bounds:
         if seconds is None:
             continue
         number = not isinstance(seconds, bool) and isinstance(seconds, int | float) and math.isfinite(seconds)

@@ -26,11 +26,12 @@ from hypothesis.errors import Flaky
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.arguments import check_arguments, chosen_names, default_request
+from sfmock.testing.budget import BUDGET, Budget, to_stderr
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options, opened_logs
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import carried_over, flakiness
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
-from sfmock.testing.watchdog import STALLED
+from sfmock.testing.watchdog import STALLED, OutOfTime
 from sfmock.transports import Exchange
 from sfmock.wording import plural
 from sfmock.wording import unknown as unknown_name
@@ -81,6 +82,9 @@ class CheckReport:
     outcomes: tuple[str, ...] = ()  # the outcomes the client actually met
     reached: int = 0  # runs in which the client reached the fake
     succeeded: int = 0  # runs that completed a generation and its download
+    elapsed: float = 0.0  # real seconds the check took
+    unmet: tuple[str, ...] = ()  # outcomes to draw that no run met
+    note: str = ""  # why the check stopped short: its budget of real time ran out ("" when it did not)
 
 
 def check_client(
@@ -100,6 +104,8 @@ def check_client(
     returns_image: bool = True,
     max_total_wait: float = 600.0,
     hang_bound: float = 600.0,
+    budget: float = BUDGET,
+    progress: Callable[[str], None] | None = to_stderr,
 ) -> CheckReport:
     """Check ``client`` under generated schedules; raise :class:`ClientCheckFailed` on a break.
 
@@ -116,7 +122,11 @@ def check_client(
     ``min_attempts``: a transient failure must be retried until at least this many
     attempts; ``max_attempts``: never more. ``max_total_wait``: seconds of back-off a run
     may spend. ``hang_bound``: virtual seconds after which a client waiting on an answer
-    that never comes is stopped as "would hang forever".
+    that never comes is stopped as "would hang forever". ``budget``: real seconds the check
+    may take (as ``sfmock check --budget``): then it ends with the failure found so far, or a
+    pass whose :attr:`CheckReport.note` (also said to ``progress``, a line on stderr by
+    default; ``None``: quiet) tells how many schedules ran, where the client waited outside
+    the virtual clock, and which outcomes were never met.
     """
     __tracebackhide__ = True
     base = settings or Settings()
@@ -130,6 +140,7 @@ def check_client(
         strict=base.strict,
         max_total_wait=max_total_wait,
         hang_bound=hang_bound,
+        budget=budget,
     )
     if invariants is not None:
         chosen_names("invariants", invariants, sorted(INVARIANTS), "invariant")
@@ -143,13 +154,22 @@ def check_client(
         strict=base.strict,
     )
     names = list(outcomes) if outcomes is not None else drawn_outcomes(base)
-    replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound)
+    replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound, budget)
     harness = Harness(replace(base, seed=0 if seed is None else seed), api_key, hang_bound)
     tally = _Tally()
+    clock = Budget(budget, progress or (lambda line: None), _name_of(client))
+    harness.watchdog.deadline = clock.deadline
+    clock.waits = harness.watchdog.outside
 
     def judge(candidate: Sequence[str], rseed: int) -> tuple[str, str, Run] | None:
-        run = harness.run(client, candidate, rseed, options)
+        clock.check()
+        try:
+            run = harness.run(client, candidate, rseed, options)
+        except OutOfTime:
+            clock.spent()
+            raise
         tally.add(run)
+        clock.after(tally.runs, tally.outside)
         for name, invariant in chosen:
             try:
                 message = invariant(run)
@@ -163,10 +183,14 @@ def check_client(
     try:
         with harness.vtime.installed(), opened_logs():
             verdict = _verdict(
-                judge, tally, schedule, random_seed, names, max_attempts, max_examples, seed, client, replay
+                judge, tally, schedule, random_seed, names, max_attempts, max_examples, seed, client, replay, clock
             )
         if verdict is not None:
             raise verdict
+        unmet = tuple(name for name in names if name not in tally.outcomes) if schedule is None else ()
+        note = clock.note(tally.runs, unmet, tally.outside) if clock.ran_out else ""
+        if note:
+            clock.say(note)
     finally:
         harness.close()
     return CheckReport(
@@ -176,6 +200,9 @@ def check_client(
         outcomes=tuple(sorted(tally.outcomes, key=list(OUTCOMES).index)),
         reached=tally.reached,
         succeeded=tally.succeeded,
+        elapsed=clock.elapsed,
+        unmet=unmet,
+        note=note,
     )
 
 
@@ -193,23 +220,39 @@ def _verdict(
     seed: int | None,
     client: Client,
     replay: Callable[[Sequence[str], int], str],
+    budget: Budget,
 ) -> ClientCheckFailed | None:
     __tracebackhide__ = True
     if True:
-        if schedule is not None:
-            found = judge(list(schedule), random_seed or 0)
-        else:
-            found = _search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
+        try:
+            if schedule is not None:
+                found = judge(list(schedule), random_seed or 0)
+            else:
+                found = _search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
+        except OutOfTime:
+            found = None
         if found is not None:
             # a run the watchdog stopped cost STALL real seconds: seen once, it is the verdict
-            # (each replay, shrink or flakiness check would pay the STALL again)
+            # (each replay, shrink or flakiness check would pay the STALL again); so is a
+            # failure found when the budget ran out (it is reported as found)
             stalled = found[2].hung is not None and STALLED in found[2].hung
-            if schedule is None and not stalled and judge(found[2].schedule, found[2].random_seed) is not None:
-                found = _minimize(judge, found)
+            try:
+                if schedule is None and not stalled and judge(found[2].schedule, found[2].random_seed) is not None:
+                    found = _minimize(judge, found)
+            except OutOfTime:
+                pass
             name, message, run = found
             examples = tally.runs  # before the flakiness replays, which are not the search's
             again = lambda: judge(run.schedule, run.random_seed)  # noqa: E731
-            replayed = "" if stalled else flakiness(again, lambda: tally.last, run)
+            try:
+                replayed = "" if stalled or budget.ran_out else flakiness(again, lambda: tally.last, run)
+            except OutOfTime:
+                replayed = ""
+            if budget.ran_out:
+                replayed = (
+                    f"the budget of {budget.seconds:g}s of real time ran out: this schedule is the smallest "
+                    "found by then, not shrunk further or replayed"
+                )
             replayed = "\n".join(note for note in (replayed, carried_over(run)) if note)
             return ClientCheckFailed(
                 invariant=name,
@@ -221,6 +264,10 @@ def _verdict(
                 note=replayed,
             )
         uncovered = tally.uncovered(replaying=schedule is not None)
+        if budget.ran_out and not tally.runs:
+            uncovered = f"no run finished within the budget of {budget.seconds:g}s of real time"
+        if uncovered is not None and budget.ran_out:
+            uncovered += f" ({budget.why(tally.outside)}; budget= gives it more)"
         if uncovered is not None:
             return ClientCheckFailed(
                 invariant="coverage",
@@ -251,6 +298,7 @@ class _Tally:
         self.statuses: set[str] = set()
         self.last: Run | None = None
         self.happy: Run | None = None  # the run whose schedule was all success
+        self.outside = 0.0  # real seconds waited outside the virtual clock between attempts
 
     def add(self, run: Run) -> None:
         self.runs += 1
@@ -259,6 +307,7 @@ class _Tally:
             self.happy = run
         if run.exchanges:
             self.reached += 1
+            self.outside += sum(run.outside_clock().values())
         for index in range(len(run.generations)):
             self.outcomes.add(run.outcome(index))
         self.statuses.update(e.failure or str(e.status) for e in run.generations)
@@ -324,8 +373,11 @@ def _search(
         test()
     except _Violation as violation:
         return violation.found
-    except Flaky:
-        # a break the search saw did not come back when Hypothesis replayed it: it stays found
+    except (Flaky, OutOfTime):
+        # a break the search saw did not come back when Hypothesis replayed it, or the budget
+        # ran out while it shrank one: the smallest seen stays found
+        if not tally.failures:
+            return None
         return min(tally.failures, key=lambda f: (len(f[2].schedule), f[2].schedule, f[2].random_seed))
     return None
 
@@ -338,7 +390,10 @@ def _minimize(judge: Judge, found: tuple[str, str, Run]) -> tuple[str, str, Run]
         schedule = found[2].schedule
         for index in range(len(schedule)):
             candidate = schedule[:index] + schedule[index + 1 :]
-            again = judge(candidate, found[2].random_seed)
+            try:
+                again = judge(candidate, found[2].random_seed)
+            except OutOfTime:
+                return found  # the smallest by the time the budget ran out
             if again is not None and again[0] == found[0]:
                 found, improved = again, True
                 break
@@ -396,6 +451,7 @@ def _replay_line(
     api_key: str,
     max_total_wait: float,
     hang_bound: float,
+    budget: float = BUDGET,
 ) -> Callable[[Sequence[str], int], str]:
     """``check_client(...)`` with every option that shapes the run, for a schedule and seed."""
     # a custom invariant by the name it has in the caller's code, so the line runs as printed
@@ -407,6 +463,7 @@ def _replay_line(
         "returns_image": (options.returns_image, True),
         "max_total_wait": (max_total_wait, 600.0),
         "hang_bound": (hang_bound, 600.0),
+        "budget": (budget, BUDGET),
     }
     fixed += [f"{key}={value!r}" for key, (value, default) in optional.items() if value != default]
     if api_key != DEFAULT_KEY:

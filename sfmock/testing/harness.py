@@ -34,7 +34,8 @@ from sfmock.testing.evidence import GENERATE, Run, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
-from sfmock.testing.watchdog import Watchdog
+from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
+from sfmock.testing.watchdog import OutOfTime, Watchdog
 from sfmock.transports import (
     READ_TIMEOUT,
     AsyncTransport,
@@ -138,9 +139,11 @@ class Harness:
         self.vtime.progress = self._progress
         self.vtime.answering = lambda: bool(self.inprocess.answering)
         self.vtime.requests = lambda: list(self.inprocess.answering.values())
+        self.trio = VirtualTrio(self.vtime)
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
+        self.watchdog.busy = self.vtime.busy
         self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
 
     def _client_sleep(self, seconds: float) -> None:
@@ -152,6 +155,9 @@ class Harness:
         its other threads; returns when a thread of the client's gave up waiting inside it."""
         if on_virtual_loop():
             await asyncio.sleep(seconds)
+            return None
+        if on_virtual_trio():
+            await trio_sleep(seconds)
             return None
         return self.vtime.pass_latency(seconds)
 
@@ -166,6 +172,8 @@ class Harness:
         wait = min(seconds, self.hang_bound) if budget is None else min(seconds, budget)
         if on_virtual_loop():
             await asyncio.sleep(wait)  # the client's own asyncio timeouts may end it first
+        elif on_virtual_trio():
+            await trio_sleep(wait)  # or its trio deadlines
         else:
             self.clock.advance(wait)
         if budget is not None and seconds > budget:
@@ -249,6 +257,7 @@ class Harness:
         return self.clock.now(), len(self.inprocess.transcript), len(live.exchanges) + live.in_flight if live else 0
 
     def close(self) -> None:
+        self.trio.uninstall()
         self.watchdog.close()
         self.inprocess.close()
         if self._live is not None:
@@ -274,6 +283,7 @@ class Harness:
         error: BaseException | None = None
         hung: str | None = None
         random.seed(random_seed)
+        self.trio.install()
         with _captured_logs() as logs, self.vtime.running(), self.watchdog.watching():
             try:
                 result = _call(client, context, self.vtime)
@@ -281,6 +291,11 @@ class Harness:
                 hung = str(exc)
             except Exception as exc:
                 error = exc
+            except BaseException:  # in a group, say, or a KeyboardInterrupt
+                if not self.watchdog.cut:
+                    raise
+        if self.watchdog.cut:  # however the client let it out (or swallowed it), the run is cut short
+            raise OutOfTime("the check's budget of real time ran out during a run")
         # a request a thread of the client's gave up on may still be under way on another
         # (its latency ends at once now that the run is over): it is recorded in this run
         bound = _real_monotonic() + STRAGGLER_BOUND

@@ -103,8 +103,8 @@ def timeouts(run: Run) -> str | None:
         if exchange.failure == "cancelled" and exchange.fault is None:
             return (
                 f"request {number} was cancelled by the client after {waited:.1f}s, before a normal answer came: "
-                "its deadline (asyncio.timeout, wait_for, a task cancelled) is shorter than a generation takes "
-                "(seconds, see timings.inference)"
+                "its deadline (asyncio.timeout, wait_for, trio.fail_after, a task cancelled) is shorter than a "
+                "generation takes (seconds, see timings.inference)"
             )
         # a request on a thread cannot be cancelled: it is answered; the client went on without it
         # (another thread's wait that timed out meanwhile, a heartbeat, did not keep it from its image)

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from sfmock.testing.arguments import check_arguments, chosen_names
+from sfmock.testing.budget import BUDGET
 from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
@@ -110,7 +111,7 @@ def check_program(
     checks: Sequence[str] | None = None,
     outcomes: Sequence[str] | None = None,
     schedule: Sequence[str] | None = None,
-    budget: float = 60.0,
+    budget: float = BUDGET,
     jobs: int = 2,
     max_examples: int = 100,
     progress: Callable[[str], None] | None = None,

@@ -8,11 +8,20 @@ while a run is under way and interrupts the client's thread with a signal whose 
 raises :class:`~sfmock.transports.HangForever`, naming the line it was blocked on: the
 run ends with a verdict instead of a check that never returns. It works where signals
 do: when the check runs in the main thread (as pytest runs tests); elsewhere it is off.
+
+It also holds the check to its budget of real time (:attr:`Watchdog.deadline`): a run still
+under way when the budget runs out is interrupted with :class:`OutOfTime` (and left out of
+the verdict), and it notes where the client waits while nothing moves
+(:attr:`Watchdog.outside`: its line, and the real seconds spent there), which is how a
+report names a wait outside the virtual clock (``select``, a C extension's sleep).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import signal
+import sys
 import sysconfig
 import threading
 import time
@@ -22,13 +31,20 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from sfmock.testing import vtime
+from sfmock.testing import vtime, vtrio
 from sfmock.transports import HangForever
 
-__all__ = ["STALL", "STALLED", "Watchdog"]
+__all__ = ["STALL", "STALLED", "OutOfTime", "Watchdog"]
 
 STALL = 60.0  # real seconds with no progress at all before a run is stopped
 STALLED = "the client made no progress for"  # in the verdict of a run the watchdog stopped
+LOOK = 0.1  # real seconds between two looks at the client
+QUIET = 0.2  # real seconds with nothing moving before the client's line counts as a wait (evidence.OUTSIDE_CLOCK)
+
+
+class OutOfTime(HangForever):
+    """The check's budget of real time ran out during a run: the run is cut short, not judged."""
+
 
 _real_monotonic, _real_sleep = time.monotonic, time.sleep
 
@@ -43,6 +59,10 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._previous: Any = None
+        self.deadline = math.inf  # real monotonic time at which the check's budget runs out
+        self.cut = False  # whether the budget interrupted the run under way
+        self.outside: dict[str, float] = {}  # the client's line -> real seconds it waited there, nothing moving
+        self.busy: Callable[[], bool] = lambda: False  # real work under way (the live socket answering)
 
     @contextmanager
     def watching(self) -> Iterator[None]:
@@ -54,6 +74,7 @@ class Watchdog:
             self._previous = signal.signal(signal.SIGUSR2, self._interrupt)
             self._thread = threading.Thread(target=self._watch, name="sfmock-watchdog", daemon=True)
             self._thread.start()
+        self.cut = False
         self._armed = True
         try:
             yield
@@ -69,27 +90,50 @@ class Watchdog:
 
     def _watch(self) -> None:
         seen, since = self.progress(), _real_monotonic()
-        while not self._stop.wait(min(1.0, STALL / 4)):
-            now = self.progress()
+        looked = interrupted = since
+        while not self._stop.wait(min(LOOK, STALL / 4)):
+            now, real = self.progress(), _real_monotonic()
             if now != seen or not self._armed:
-                seen, since = now, _real_monotonic()
-            elif _real_monotonic() - since >= STALL and self._main is not None:
-                since = _real_monotonic()
+                seen, since = now, real
+            elif real - since >= QUIET and not self.busy():  # nothing moves: a wait the clock does not reach
+                frame = sys._current_frames().get(self._main) if self._main is not None else None
+                where = _client_line(frame)
+                self.outside[where] = self.outside.get(where, 0.0) + real - max(looked, since)
+            looked = real
+            if self._main is None or not self._armed:
+                continue
+            if real >= self.deadline and real - interrupted >= 1.0:  # again while a client swallows it
+                interrupted, self.cut = real, True
+                signal.pthread_kill(self._main, signal.SIGUSR2)
+            elif real - since >= STALL:
+                since = real
                 signal.pthread_kill(self._main, signal.SIGUSR2)
 
     def _interrupt(self, signum: int, frame: FrameType | None) -> None:
         if not self._armed:
             return
+        if self.cut:
+            self._stop_run(OutOfTime("the check's budget of real time ran out during this run"))
+            return
         where = _client_line(frame)
-        raise HangForever(
-            f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
-            f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
-            "the checker's reach"
+        self._stop_run(
+            HangForever(
+                f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
+                f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
+                "the checker's reach"
+            )
         )
+
+    def _stop_run(self, error: HangForever) -> None:
+        """End the run with ``error``: raised here, in the client's thread, or handed to the
+        virtual trio run waiting in its own loop there, which cancels its tasks and raises it."""
+        if not vtrio.interrupt(threading.get_ident(), error):
+            raise error
 
 
 _LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
-_WAITS = vtime.__file__  # a threading wait of the client's passes through the virtual waits
+# sfmock's own code (the virtual waits a threading wait passes through, the transports): never the client's
+_WAITS = os.path.dirname(os.path.dirname(vtime.__file__)) + os.sep
 
 
 def _client_line(frame: FrameType | None) -> str:

@@ -1,6 +1,6 @@
 """Styles the first catalogue lacked (issue 23): asyncio deadlines (``asyncio.timeout``,
-``wait_for``), TaskGroups, a sync entry point around ``asyncio.run``, and streaming
-downloads with requests and httpx.
+``wait_for``), TaskGroups, a sync entry point around ``asyncio.run`` (and ``trio.run``), and
+streaming downloads with requests and httpx.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import requests
+import trio
 
 from catalogue.async_clients import _ask  # the same generation request, asked in a new style
 from catalogue.common import (
@@ -28,7 +29,10 @@ from sfmock.checks import ClientContext
 ATTEMPTS = 5
 
 
-async def _fetch(http: httpx.AsyncClient, url: str, trace: str | None) -> bytes:
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def _fetch(http: httpx.AsyncClient, url: str, trace: str | None, sleep: Sleep = asyncio.sleep) -> bytes:
     for attempt in range(3):
         try:
             async with http.stream("GET", url) as image:
@@ -41,11 +45,17 @@ async def _fetch(http: httpx.AsyncClient, url: str, trace: str | None) -> bytes:
                 return body
             if image.status_code < 500 or attempt == 2:
                 raise download_error(image.status_code, image.headers, body.decode(errors="replace"), trace)
-        await asyncio.sleep(2.0**attempt)
+        await sleep(2.0**attempt)
     raise AssertionError("unreachable")
 
 
-async def _with_retries(attempt_once: Callable[[], Awaitable[bytes]], *, retry_timeouts: bool = True) -> bytes:
+async def _with_retries(
+    attempt_once: Callable[[], Awaitable[bytes]],
+    *,
+    retry_timeouts: bool = True,
+    sleep: Sleep = asyncio.sleep,
+    too_slow: type[Exception] = TimeoutError,
+) -> bytes:
     """Doubling waits, Retry-After honoured; a client deadline that ends an attempt is transient."""
     delay = 1.0
     for attempt in range(ATTEMPTS):
@@ -55,11 +65,11 @@ async def _with_retries(attempt_once: Callable[[], Awaitable[bytes]], *, retry_t
             if attempt == ATTEMPTS - 1:
                 raise
             wait = max(delay, exc.retry_after or 0.0)
-        except TimeoutError as exc:
+        except too_slow as exc:
             if not retry_timeouts or attempt == ATTEMPTS - 1:
                 raise ImageApiError("no answer before the deadline") from exc
             wait = delay
-        await asyncio.sleep(wait)
+        await sleep(wait)
         delay *= 2
     raise AssertionError("unreachable")
 
@@ -155,6 +165,23 @@ def sync_around_asyncio_run(ctx: ClientContext) -> bytes:
             return await _with_retries(once)
 
     return asyncio.run(main())
+
+
+def sync_around_trio_run(ctx: ClientContext) -> bytes:
+    """A plain function: ``trio.run`` around an httpx.AsyncClient (httpx runs on trio too),
+    ``trio.fail_after(60)`` around each generation, ``trio.sleep`` back-offs. Correct."""
+
+    async def main() -> bytes:
+        async with ctx.async_http_client(timeout=None) as http:
+
+            async def once() -> bytes:
+                with trio.fail_after(READ_TIMEOUT):
+                    answer, trace = await _ask(http, ctx)
+                return await _fetch(http, image_urls(answer)[0], trace, sleep=trio.sleep)
+
+            return await _with_retries(once, sleep=trio.sleep, too_slow=trio.TooSlowError)
+
+    return trio.run(main)
 
 
 def sync_asyncio_run_deadline_no_retry(ctx: ClientContext) -> bytes:
@@ -283,6 +310,7 @@ CORRECT = [
     asyncio_timeout_per_attempt,
     taskgroup_batch,
     sync_around_asyncio_run,
+    sync_around_trio_run,
     requests_stream_download,
     httpx_stream_download,
 ]
