@@ -17,12 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hypothesis import Phase, example, given
-from hypothesis import seed as hypothesis_seed
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
-from hypothesis.errors import Flaky
-
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.arguments import check_arguments, chosen_names, default_request
@@ -30,7 +24,8 @@ from sfmock.testing.budget import BUDGET, Budget, to_stderr
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options, opened_logs
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import carried_over, flakiness
-from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
+from sfmock.testing.search import Judge, Tally, error_text, minimize, search
+from sfmock.testing.strategies import OUTCOMES, drawn_outcomes
 from sfmock.testing.watchdog import STALLED, OutOfTime
 from sfmock.transports import Exchange
 from sfmock.wording import plural
@@ -156,7 +151,7 @@ def check_client(
     names = list(outcomes) if outcomes is not None else drawn_outcomes(base)
     replay = _replay_line(client, options, chosen, settings, api_key, max_total_wait, hang_bound, budget)
     harness = Harness(replace(base, seed=0 if seed is None else seed), api_key, hang_bound)
-    tally = _Tally()
+    tally = Tally()
     clock = Budget(budget, progress or (lambda line: None), _name_of(client))
     harness.watchdog.deadline = clock.deadline
     clock.waits = harness.watchdog.outside
@@ -206,12 +201,9 @@ def check_client(
     )
 
 
-Judge = Callable[[Sequence[str], int], "tuple[str, str, Run] | None"]
-
-
 def _verdict(
     judge: Judge,
-    tally: _Tally,
+    tally: Tally,
     schedule: Sequence[str] | None,
     random_seed: int | None,
     names: list[str],
@@ -228,7 +220,7 @@ def _verdict(
             if schedule is not None:
                 found = judge(list(schedule), random_seed or 0)
             else:
-                found = _search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
+                found = search(judge, tally, names, max_attempts, max_examples, seed, _digest(client, replay([], 0)))
         except OutOfTime:
             found = None
         if found is not None:
@@ -238,7 +230,7 @@ def _verdict(
             stalled = found[2].hung is not None and STALLED in found[2].hung
             try:
                 if schedule is None and not stalled and judge(found[2].schedule, found[2].random_seed) is not None:
-                    found = _minimize(judge, found)
+                    found = minimize(judge, found)
             except OutOfTime:
                 pass
             name, message, run = found
@@ -281,125 +273,6 @@ def _verdict(
     return None
 
 
-class _Violation(Exception):
-    def __init__(self, found: tuple[str, str, Run]) -> None:
-        super().__init__(found[1])
-        self.found = found
-
-
-class _Tally:
-    """What the runs of one check saw, for the verdict that nothing was tested."""
-
-    def __init__(self) -> None:
-        self.runs = self.reached = self.succeeded = 0
-        self.outcomes: set[str] = set()
-        self.failures: list[tuple[str, str, Run]] = []  # every break seen, even once
-        self.errors: dict[str, int] = {}
-        self.statuses: set[str] = set()
-        self.last: Run | None = None
-        self.happy: Run | None = None  # the run whose schedule was all success
-        self.outside = 0.0  # real seconds waited outside the virtual clock between attempts
-
-    def add(self, run: Run) -> None:
-        self.runs += 1
-        self.last = run
-        if not run.schedule and self.happy is None:
-            self.happy = run
-        if run.exchanges:
-            self.reached += 1
-            self.outside += sum(run.outside_clock().values())
-        for index in range(len(run.generations)):
-            self.outcomes.add(run.outcome(index))
-        self.statuses.update(e.failure or str(e.status) for e in run.generations)
-        gens_ok = any(g.status == 200 and g.failure is None for g in run.generations)
-        if gens_ok and any(d.status == 200 and d.failure is None for d in run.downloads):
-            self.succeeded += 1
-        if run.error is not None:
-            line = _error_text(run.error)
-            self.errors[line] = self.errors.get(line, 0) + 1
-
-    def uncovered(self, *, replaying: bool = False) -> str | None:
-        seen = "; ".join(f"{line} ({count}x)" for line, count in list(self.errors.items())[:3])
-        if not self.reached:
-            return (
-                f"the client never reached the fake in {plural(self.runs, 'run')}"
-                + (f": it raised {seen}" if seen else "")
-                + ". It must use ctx.http_client(), ctx.async_http_client(), ctx.requests_session() "
-                "or ctx.live_base_url; a connection of its own goes elsewhere"
-            )
-        if not self.succeeded and not replaying:
-            answers = ", ".join(sorted(self.statuses))
-            return (
-                f"the client never succeeded in {plural(self.runs, 'run')} (no generation answered 200 whose image it "
-                f"downloaded); generation answers seen: {answers}" + (f"; it raised {seen}" if seen else "")
-            )
-        return None
-
-
-def _search(
-    judge: Callable[[Sequence[str], int], tuple[str, str, Run] | None],
-    tally: _Tally,
-    names: list[str],
-    max_attempts: int,
-    max_examples: int | None,
-    seed: int | None,
-    database_key: bytes,
-) -> tuple[str, str, Run] | None:
-    """Hypothesis looks for a breaking (schedule, random seed) and shrinks it."""
-    __tracebackhide__ = True
-    strategy = st.tuples(schedules(names, max_attempts=max_attempts), st.integers(0, 2**32 - 1))
-    current = hypothesis_settings()  # the profile in force
-    config = hypothesis_settings(
-        current,
-        max_examples=max_examples if max_examples is not None else current.max_examples,
-        deadline=None,  # a run's real duration says nothing: time is virtual
-        report_multiple_bugs=False,
-        phases=[phase for phase in current.phases if phase is not Phase.explain],
-        print_blob=False,
-    )
-
-    def search(case: tuple[list[str], int]) -> None:
-        found = judge(*case)
-        if found is not None:
-            raise _Violation(found)
-
-    for case in reversed(first_schedules(names, max_attempts)):
-        search = example((case, 0))(search)
-    test = config(given(strategy)(search))
-    if seed is not None:
-        test = hypothesis_seed(seed)(test)
-    test._hypothesis_internal_database_key = database_key  # type: ignore[attr-defined]
-    try:
-        test()
-    except _Violation as violation:
-        return violation.found
-    except (Flaky, OutOfTime):
-        # a break the search saw did not come back when Hypothesis replayed it, or the budget
-        # ran out while it shrank one: the smallest seen stays found
-        if not tally.failures:
-            return None
-        return min(tally.failures, key=lambda f: (len(f[2].schedule), f[2].schedule, f[2].random_seed))
-    return None
-
-
-def _minimize(judge: Judge, found: tuple[str, str, Run]) -> tuple[str, str, Run]:
-    """Drop outcomes one by one while the same invariant still breaks: the smallest schedule."""
-    improved = True
-    while improved:
-        improved = False
-        schedule = found[2].schedule
-        for index in range(len(schedule)):
-            candidate = schedule[:index] + schedule[index + 1 :]
-            try:
-                again = judge(candidate, found[2].random_seed)
-            except OutOfTime:
-                return found  # the smallest by the time the budget ran out
-            if again is not None and again[0] == found[0]:
-                found, improved = again, True
-                break
-    return found
-
-
 def _invariants(selection: Sequence[str | Invariant] | None) -> list[tuple[str, Invariant]]:
     chosen: list[tuple[str, Invariant]] = []
     for item in selection if selection is not None else list(INVARIANTS):
@@ -422,13 +295,7 @@ def _outside(run: Run, exchange: Exchange) -> str:
 
 
 def _error_line(error: BaseException) -> str:
-    return f"raised {_error_text(error)}"
-
-
-def _error_text(error: BaseException) -> str:
-    """``Type: message`` (just ``Type`` when the message is empty, as a bare TimeoutError's is)."""
-    message = str(error)[:160]
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return f"raised {error_text(error)}"
 
 
 def _name_of(function: Any) -> str:

@@ -33,7 +33,8 @@ from sfmock.service.origins import IN_PROCESS_API
 from sfmock.testing.evidence import GENERATE, Run, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
-from sfmock.testing.vtime import HangForever, VirtualTime, new_event_loop, on_virtual_loop
+from sfmock.testing.vloop import new_event_loop, on_virtual_loop, virtual_loops
+from sfmock.testing.vtime import HangForever, VirtualTime
 from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
 from sfmock.testing.watchdog import OutOfTime, Watchdog
 from sfmock.transports import (
@@ -284,7 +285,7 @@ class Harness:
         hung: str | None = None
         random.seed(random_seed)
         self.trio.install()
-        with _captured_logs() as logs, self.vtime.running(), self.watchdog.watching():
+        with _captured_logs() as logs, self.vtime.running(), virtual_loops(self.vtime), self.watchdog.watching():
             try:
                 result = _call(client, context, self.vtime)
             except HangForever as exc:

@@ -9,14 +9,10 @@ over any transport, in any language.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sfmock.contract.openapi import load_contract
-from sfmock.contract.validation import RequestValidator
+from sfmock.testing import facts
 from sfmock.testing.evidence import (
     IMMEDIATE,
     Run,
@@ -28,14 +24,14 @@ from sfmock.testing.evidence import (
     served_urls,
     ttl,
 )
+from sfmock.testing.facts import TRANSIENT_STATUSES
 from sfmock.testing.live_checks import image_type, whole_url
-from sfmock.testing.strategies import DOWNLOAD_FAULTS, PERMANENT, SUCCESS, TRANSIENT
+from sfmock.testing.strategies import PERMANENT, SUCCESS, TRANSIENT
 from sfmock.transports import Exchange
 from sfmock.wording import plural
 
 __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"]
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
 BACKOFF_STATUSES = frozenset({429, 503})
 
@@ -46,11 +42,11 @@ Invariant = Callable[[Run], "str | None"]
 def valid_requests(run: Run) -> str | None:
     """Every generation request has a bearer key and a body valid under the contract
     (under strict rules when the fake runs strict)."""
-    validator = _validator()
+    validator = facts.validator()
     for number, exchange in enumerate(run.generations, 1):
         if not exchange.request_headers.get("authorization", "").lower().startswith("bearer "):
             return f"request {number} has no 'Authorization: Bearer' header"
-        body = _json_or_raw(exchange.request_body)
+        body = facts.json_or_raw(exchange.request_body)
         if isinstance(body, bytes):
             return f"request {number} body is not JSON"
         if not isinstance(body, dict):
@@ -68,23 +64,23 @@ def faithful_request(run: Run) -> str | None:
     """The first generation request carries each field the caller asked for, with its value
     (a retry that sends another body is ``same-body``'s: a seed re-rolled on retry)."""
     for exchange in run.generations[:1]:
-        body = _json_or_raw(exchange.request_body)
+        body = facts.json_or_raw(exchange.request_body)
         if not isinstance(body, dict):
             return None  # valid-requests says why
         for name, asked in run.request.items():
             if name not in body:
                 return f"request 1 dropped the field {name!r} the caller asked for ({asked!r})"
             if body[name] != asked:
-                return f"request 1 sent {name}={_short(body[name])} but the caller asked for {_short(asked)}"
+                return f"request 1 sent {name}={facts.short(body[name])} but the caller asked for {facts.short(asked)}"
     return None
 
 
 def same_body(run: Run) -> str | None:
     """A retry resends exactly the same body, seed included."""
-    bodies = [_json_or_raw(e.request_body) for e in run.generations]
+    bodies = [facts.json_or_raw(e.request_body) for e in run.generations]
     for number, body in enumerate(bodies[1:], 2):
         if body != bodies[0]:
-            return f"attempt {number} sent a different body than attempt 1: {_difference(bodies[0], body)}"
+            return f"attempt {number} sent a different body than attempt 1: {facts.difference(bodies[0], body)}"
     return None
 
 
@@ -109,7 +105,7 @@ def timeouts(run: Run) -> str | None:
         # a request on a thread cannot be cancelled: it is answered; the client went on without it
         # (another thread's wait that timed out meanwhile, a heartbeat, did not keep it from its image)
         gave_up = number < len(run.generations) or run.error is not None
-        if exchange.deadline is not None and exchange.fault is None and gave_up and not _downloaded(run, exchange):
+        if exchange.deadline is not None and exchange.fault is None and gave_up and not facts.downloaded(run, exchange):
             return (
                 f"request {number}'s answer was still being made when a thread of the client's stopped waiting "
                 f"for it after {exchange.deadline - exchange.started:.1f}s, and the client did not use it: its "
@@ -136,7 +132,7 @@ def downloads(run: Run) -> str | None:
             late = exchange.started - expires
             return f"downloaded {name} {late:.0f}s after its URL expired (URLs live {ttl(exchange.url)}s)"
     attempts = run.generations
-    if run.error is None and run.hung is None and attempts and _succeeded(attempts[-1], run, len(attempts) - 1):
+    if run.error is None and run.hung is None and attempts and facts.succeeded(attempts[-1], run, len(attempts) - 1):
         if not any(d.status is not None for d in run.downloads):
             return "returned without downloading the image"
     return None
@@ -154,7 +150,7 @@ def retries(run: Run) -> str | None:
         exchange = attempts[index]
         if exchange.status in PERMANENT_STATUSES and exchange.failure is None:
             return f"retried after a permanent {exchange.status} (attempt {index + 1})"
-        if _succeeded(exchange, run, index):
+        if facts.succeeded(exchange, run, index):
             # sent while this one was unanswered: not a retry but another generation, paid for too
             together = 1 + sum(
                 a is not exchange and a.started < exchange.ended and exchange.started < a.ended for a in attempts
@@ -167,21 +163,21 @@ def retries(run: Run) -> str | None:
                     f"{plural(asked if isinstance(asked, int) else 1, 'image')}: that pays {times} "
                     "(several images come from one request with batch_size)"
                 )
-            failed = _download_failure(run, exchange, attempts[index + 1])
+            failed = facts.download_failure(run, exchange, attempts[index + 1])
             if failed is None:
                 return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
             if failed.failure is not None or failed.status in TRANSIENT_STATUSES:
                 return (
                     f"generated again after the download of attempt {index + 1}'s image met a transient "
-                    f"{_answer(failed)}: retry the download (its URL is still good), not the generation "
+                    f"{facts.answer(failed)}: retry the download (its URL is still good), not the generation "
                     "(that pays twice)"
                 )
     # a download after the last attempt: the client used the URL it got (a body cut after the
     # URL still holds it), it did not give up; how that download went is for `downloads`
     used = attempts and any(d.started >= attempts[-1].started for d in run.downloads)
-    if attempts and _transient(attempts[-1]) and len(attempts) < run.min_attempts and not used:
+    if attempts and facts.transient(attempts[-1]) and len(attempts) < run.min_attempts and not used:
         return (
-            f"gave up {_gave_up(run)} on attempt {len(attempts)} "
+            f"gave up {facts.gave_up(run)} on attempt {len(attempts)} "
             f"(expected at least {plural(run.min_attempts, 'attempt')})"
         )
     return None
@@ -193,16 +189,16 @@ def backoff(run: Run) -> str | None:
     bounded total wait."""
     attempts = run.generations
     waits = run.waits()
-    other = _Rerun(run)
+    other = facts.Rerun(run)
     for index, wait in enumerate(waits):
         answer = attempts[index]
-        retry_after = _retry_after(answer)
+        retry_after = facts.retry_after(answer)
         if retry_after is not None and wait < retry_after - 1e-6:
             return (
                 f"ignored Retry-After: {retry_after:g} on the {answer.status} of attempt {index + 1}: "
                 f"retried after {wait:.2f}s"
             )
-        if wait < IMMEDIATE - 1e-6 and answer.status in BACKOFF_STATUSES and _same_wait(run, index, other):
+        if wait < IMMEDIATE - 1e-6 and answer.status in BACKOFF_STATUSES and facts.same_wait(run, index, other):
             if wait <= 0:
                 return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
             return (
@@ -219,11 +215,11 @@ def backoff(run: Run) -> str | None:
     # wait (urllib3's Retry inside a loop of the client's own) has not shrunk below it
     first: tuple[int, float] | None = None
     for index, wait in enumerate(waits):
-        if _retry_after(attempts[index]) is not None or not pure(index):
+        if facts.retry_after(attempts[index]) is not None or not pure(index):
             continue  # a wait the service dictated, or one with a download in it
         if first is None:
             first = (index, wait)
-        elif wait < first[1] - 1e-9 and _deterministic(run, other):
+        elif wait < first[1] - 1e-9 and facts.deterministic(run, other):
             return (
                 f"back-off shrank: waited {first[1]:.2f}s (attempt {first[0] + 2}), then {wait:.2f}s "
                 f"(attempt {index + 2}), the same under any random state"
@@ -250,7 +246,7 @@ def whole_batch(run: Run) -> str | None:
     else in ``ctx.request``) and returns a list of images returns all N (or raises): a partial
     batch returned as if whole is a flaw. A client that returns one image (bytes, a path) has
     chosen to return one."""
-    asked = _batch_size(run)
+    asked = facts.batch_size(run)
     if not run.returns_image or run.error is not None or run.hung is not None:
         return None
     if not isinstance(asked, int) or asked <= 1 or not isinstance(run.result, list | tuple):
@@ -300,7 +296,7 @@ def errors(run: Run) -> str | None:
 
     # the last error answer, or (requests in parallel: a batch of downloads) any other one
     # that came after the last success: the error may be about that one
-    recent = [e for e in run.exchanges if e.started >= _last_success(run) and e.failure is None]
+    recent = [e for e in run.exchanges if e.started >= facts.last_success(run) and e.failure is None]
     if any(not lacks(e) for e in recent if e.status is not None and e.status >= 400):
         return None
     missing = lacks(last)
@@ -344,126 +340,3 @@ INVARIANTS: Mapping[str, Invariant] = {
     "errors": errors,
     "tolerant": tolerant,
 }
-
-
-@functools.cache
-def _validator() -> RequestValidator:
-    return RequestValidator(load_contract())
-
-
-def _json_or_raw(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _difference(first: Any, other: Any) -> str:
-    if not (isinstance(first, dict) and isinstance(other, dict)):
-        return f"{_short(first)} -> {_short(other)}"
-    changes = []
-    for name in sorted(set(first) | set(other), key=str):
-        if name not in other:
-            changes.append(f"{name}: removed (was {_short(first[name])})")
-        elif name not in first:
-            changes.append(f"{name}: added {_short(other[name])}")
-        elif first[name] != other[name]:
-            changes.append(f"{name}: {_short(first[name])} -> {_short(other[name])}")
-    return "; ".join(changes)
-
-
-def _last_success(run: Run) -> float:
-    """When the last 200 generation started (0 when none did)."""
-    return max((g.started for g in run.generations if g.status == 200 and g.failure is None), default=0.0)
-
-
-def _batch_size(run: Run) -> Any:
-    """The ``batch_size`` of the last generation answered 200 (the batch the client asked the
-    service for, whatever ``ctx.request`` said), else the one in ``ctx.request``."""
-    for exchange in reversed(run.generations):
-        if exchange.status == 200 and exchange.failure is None:
-            body = _json_or_raw(exchange.request_body)
-            if isinstance(body, dict):
-                return body.get("batch_size", 1)
-    return run.request.get("batch_size", 1)
-
-
-def _transient(exchange: Exchange) -> bool:
-    return exchange.failure is not None or exchange.status in TRANSIENT_STATUSES
-
-
-def _downloaded(run: Run, answer: Exchange) -> bool:
-    """Whether an image URL of ``answer`` (by its signature) was downloaded."""
-    signatures = (parse_qs(urlsplit(d.url).query).get("X-Amz-Signature", [""])[0].encode() for d in run.downloads)
-    return any(signature and signature in answer.body for signature in signatures)
-
-
-def _gave_up(run: Run) -> str:
-    """What the client gave up after: the last attempt's transient answer, or its own timeout
-    (the outcome before is not what ended it)."""
-    last = run.generations[-1]
-    if last.failure == "cancelled" or (last.failure == "timeout" and last.fault is None):
-        return f"after its own timeout (it stopped waiting after {last.ended - last.started:.1f}s)"
-    if run.error is not None and own_deadline(run.error):
-        return f"after its own timeout ({type(run.error).__name__}) following a transient {_answer(last)}"
-    return f"after a transient {_answer(last)}"
-
-
-def _answer(exchange: Exchange) -> str:
-    return exchange.failure or str(exchange.status)
-
-
-def _succeeded(exchange: Exchange, run: Run, index: int) -> bool:
-    """A generation that answered 200 with a usable body (a fault on its download may follow)."""
-    outcome = run.outcome(index)
-    return exchange.status == 200 and exchange.failure is None and (outcome in SUCCESS or outcome in DOWNLOAD_FAULTS)
-
-
-def _download_failure(run: Run, answer: Exchange, following: Exchange) -> Exchange | None:
-    """The last failed download of ``answer``'s image before ``following``; ``None`` if every
-    download before it worked (or none was tried)."""
-    between = [d for d in run.downloads if answer.ended <= d.started <= following.started]
-    failed = [d for d in between if d.status != 200 or d.failure is not None]
-    return failed[-1] if failed else None
-
-
-def _retry_after(exchange: Exchange) -> float | None:
-    value = exchange.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class _Rerun:
-    """The run again under another random state, made once when a verdict needs it."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self._waits: list[float] | None = None
-
-    def waits(self) -> list[float] | None:
-        """Its waits, rounded (``None``: the run cannot be made again)."""
-        if self.run.rerun is None:
-            return None
-        if self._waits is None:
-            self._waits = [round(w, 6) for w in self.run.rerun(self.run.random_seed + 1).waits()]
-        return self._waits
-
-
-def _deterministic(run: Run, other: _Rerun) -> bool:
-    """Whether the client's waits stay the same under another random state (no jitter)."""
-    waits = other.waits()
-    return waits is None or waits == [round(w, 6) for w in run.waits()]
-
-
-def _same_wait(run: Run, index: int, other: _Rerun) -> bool:
-    """Whether wait ``index`` is the same under another random state: a short wait that is
-    a jittered draw (full jitter may draw 30 ms, or 0 s from ``randint``) is no flaw; a fixed one is."""
-    waits = other.waits()
-    return waits is None or (index < len(waits) and waits[index] == round(run.waits()[index], 6))
