@@ -390,10 +390,14 @@ def _children() -> set[str]:
     """This process's living child processes (their ids), where Linux's /proc says."""
     found: set[str] = set()
     try:
-        for task in os.scandir("/proc/self/task"):
-            with open(f"{task.path}/children", encoding="ascii") as children:
-                found.update(children.read().split())
-    except OSError:
+        with os.scandir("/proc/self/task") as tasks:
+            for task in tasks:
+                try:
+                    with open(f"{task.path}/children", encoding="ascii") as children:
+                        found.update(children.read().split())
+                except OSError:  # the thread ended meanwhile
+                    continue
+    except OSError:  # no /proc: none known
         pass
     return found
 
