@@ -266,8 +266,11 @@ def test_a_sync_client_with_async_openai_in_asyncio_run_is_checked() -> None:
 
 
 def test_an_async_client_that_awaits_nothing_forever_ends_with_a_verdict() -> None:
+    calls: list[int] = []
+
     def stuck(ctx: ClientContext) -> bytes:
         """Waits on an event nobody sets, inside asyncio.run."""
+        calls.append(1)
 
         async def go() -> bytes:
             await asyncio.Event().wait()
@@ -278,6 +281,8 @@ def test_an_async_client_that_awaits_nothing_forever_ends_with_a_verdict() -> No
     with pytest.raises(ClientCheckFailed) as failed:
         _bounded(lambda: check_client(stuck, schedule=[], random_seed=0))
     assert failed.value.invariant == "timeouts" and "never comes" in failed.value.problem
+    # seen once, it is the verdict: each replay would wait its 10 real seconds again
+    assert len(calls) == 1 and "flaky" not in str(failed.value)
 
 
 def test_a_blocking_client_called_from_async_code_still_reaches_the_fake() -> None:

@@ -26,6 +26,7 @@ from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.replays import carried_over, flakiness
 from sfmock.testing.search import Judge, Tally, error_text, minimize, search
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes
+from sfmock.testing.vtime import ENDLESS
 from sfmock.testing.watchdog import STALLED, OutOfTime
 from sfmock.transports import Exchange
 from sfmock.wording import plural
@@ -224,10 +225,12 @@ def _verdict(
         except OutOfTime:
             found = None
         if found is not None:
-            # a run the watchdog stopped cost STALL real seconds: seen once, it is the verdict
-            # (each replay, shrink or flakiness check would pay the STALL again); so is a
-            # failure found when the budget ran out (it is reported as found)
-            stalled = found[2].hung is not None and STALLED in found[2].hung
+            # a run the watchdog stopped cost STALL real seconds, and one awaiting what never
+            # comes REAL_BOUND: seen once, it is the verdict (each replay, shrink or flakiness
+            # check would pay those seconds again); so is a failure found when the budget ran
+            # out (it is reported as found)
+            hung = found[2].hung or ""
+            stalled = STALLED in hung or ENDLESS in hung
             try:
                 if schedule is None and not stalled and judge(found[2].schedule, found[2].random_seed) is not None:
                     found = minimize(judge, found)

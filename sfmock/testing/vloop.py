@@ -22,7 +22,7 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.offload import INLINE
-from sfmock.testing.vtime import HOLD_BOUND, MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, VirtualTime
+from sfmock.testing.vtime import ENDLESS, HOLD_BOUND, MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, VirtualTime
 from sfmock.transports import HangForever
 
 __all__ = ["new_event_loop", "on_virtual_loop", "virtual_loops"]
@@ -113,7 +113,7 @@ class _JumpingSelector(selectors.BaseSelector):
         finally:
             self._vtime.waiting -= 1
         if timeout is None and math.isinf(ends):
-            raise HangForever("the client awaits something that never comes, with no timeout")
+            raise HangForever(ENDLESS)
         self._held_since = None
         if due <= ends:
             self._vtime.fired.append(due)

@@ -47,6 +47,9 @@ HOLD_BOUND = 2.0  # real seconds a loop's clock waits for the client's runnable 
 REAL_MODULES = ("subprocess", "multiprocessing", "concurrent.futures.process", "asyncio.subprocess")
 _REAL_DEPTH = 6  # frames looked up from a wait for a caller in one of them
 
+# the verdict on a wait nobody can end, found after REAL_BOUND real seconds (asyncio, trio)
+ENDLESS = "the client awaits something that never comes, with no timeout"
+
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
 
 _real_monotonic = time.monotonic  # the grace a wait gives other threads is real time

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from sfmock.testing.vtime import MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime
+from sfmock.testing.vtime import ENDLESS, MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime
 
 if TYPE_CHECKING:
     import trio
@@ -183,7 +183,7 @@ def _clock_type() -> type[Any]:
             # a whole wait went by with nothing: nothing is on its way before the next deadline
             if deadline == math.inf:
                 if real - self.quiet_since >= REAL_BOUND:  # ended as an interruption is: its tasks cancelled
-                    self.stop = HangForever("the client awaits something that never comes, with no timeout")
+                    self.stop = HangForever(ENDLESS)
                 return REAL_GRACE
             while now < deadline:  # at Unix-time magnitudes one step may land just short of it
                 vtime.clock.advance(max(deadline - now, MIN_STEP))
