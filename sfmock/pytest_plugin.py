@@ -181,9 +181,31 @@ def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
     def check(client: Callable[..., Any], **kwargs: Any) -> CheckReport:
         __tracebackhide__ = True
         kwargs.setdefault("settings", settings)
-        return run_check(client, **kwargs)
+        report = run_check(client, **kwargs)
+        if report.note:  # a pass cut short by its budget: said in the run's summary, shown on a pass too
+            request.node.user_properties.append((_CUT_SHORT, report.note))  # carried by xdist's reports
+        return report
 
     return check
+
+
+_CUT_SHORT = "sfmock: cut short by its budget"
+_cut: list[tuple[str, str]] = []  # (test, note) of this pytest run, gathered where the summary is written
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _cut.extend((report.nodeid, str(note)) for name, note in report.user_properties if name == _CUT_SHORT)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Checks that passed with their budget of real time spent: a partial search, named at
+    the end of the run (the progress line on stderr is hidden when a test passes)."""
+    cut, _cut[:] = list(_cut), []
+    if cut:
+        terminalreporter.section("sfmock: client checks cut short by their budget of real time")
+        for nodeid, note in cut:
+            terminalreporter.write_line(f"{nodeid}: {note}")
 
 
 def session_for(nodeid: str) -> str:

@@ -369,3 +369,22 @@ def test_aiohttps_own_error_carries_the_key_and_the_docs_fix_does_not() -> None:
         check_client(_aiohttp_client(own_error=False), schedule=["400"], invariants=["secrets"])
     assert "the ClientResponseError raised to the caller contains the API key" in failed.value.problem
     check_client(_aiohttp_client(own_error=True), schedule=["400"], invariants=["secrets", "errors"])
+
+
+def test_a_stateless_client_is_not_said_to_depend_on_earlier_runs() -> None:
+    # the same request answers with the same URL in every run: downloading the URL this run
+    # was given is not keeping one from an earlier run (outsider7's probe_note.py)
+    def hasty(ctx: ClientContext) -> bytes:
+        http = ctx.http_client(timeout=60)
+        for _ in range(4):
+            answer = _post(http, ctx)
+            if answer.status_code == 429:
+                time.sleep(0.01)  # far too short a back-off: caught by backoff
+                continue
+            return http.get(answer.json()["images"][0]["url"]).content
+        raise RuntimeError("no image")
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(hasty, seed=1, max_examples=30, outcomes=["ok", "429"], invariants=["backoff"])
+    assert failed.value.invariant == "backoff"
+    assert "depends on earlier runs" not in str(failed.value)

@@ -191,3 +191,34 @@ def test_every_case_in_one_run(pytester: pytest.Pytester) -> None:
     assert error, session
     passed = sum(verdict == "PASSED" for _, expected in CASES.values() for _, verdict in expected)
     assert re.search(rf"=+ {passed} passed, 1 error in ", session), session
+
+
+def test_a_check_cut_short_by_its_budget_is_named_in_the_runs_summary(pytester: pytest.Pytester) -> None:
+    # the progress line goes to stderr, which pytest hides when a test passes: a partial search
+    # must not look like a full pass, so the run's summary names it (also under xdist)
+    pytester.makepyfile(
+        """
+        import select
+
+        def generate(ctx):
+            http = ctx.http_client(timeout=60)
+            for attempt in range(5):
+                answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request,
+                                   headers={"Authorization": f"Bearer {ctx.api_key}"})
+                if answer.status_code in (429, 500, 502, 503, 504) and attempt < 4:
+                    select.select([], [], [], 0.3)  # a back-off outside the virtual clock
+                    continue
+                answer.raise_for_status()
+                return http.get(answer.json()["images"][0]["url"]).content
+
+        def test_slow(check_client):
+            report = check_client(generate, seed=1, budget=2.0, progress=None, outcomes=["ok", "503"])
+            assert report.note
+        """
+    )
+    for args in ([], ["-n", "1"]):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(
+            ["*sfmock: client checks cut short by their budget of real time*", "*test_slow*budget of 2s*ran out*"]
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sfmock.testing.evidence import Run, url_key
+from sfmock.testing.evidence import Run, served_urls, url_key
 
 __all__ = ["carried_over", "difference", "flakiness"]
 
@@ -17,13 +17,16 @@ def carried_over(run: Run) -> str:
     line, which runs the schedule on its own, can pass."""
     for number, exchange in enumerate(run.exchanges, 1):
         parts = urlsplit(exchange.url)
-        key = url_key(unquote(parts.path), dict(parse_qsl(parts.query, keep_blank_values=True)))
-        if exchange.method == "GET" and key in run.earlier_urls:
-            return (
-                f"this failure depends on earlier runs: request {number} downloaded an image URL that an "
-                "earlier run was given (the client keeps state between calls, e.g. a cache of URLs); the "
-                "replay line runs this schedule on its own, with nothing kept, so it may pass"
-            )
+        path, query = unquote(parts.path), dict(parse_qsl(parts.query, keep_blank_values=True))
+        if exchange.method != "GET" or url_key(path, query) not in run.earlier_urls:
+            continue
+        if query in served_urls(run, exchange.started).get(path, []):
+            continue  # this run was given the same URL too (the same request answers alike)
+        return (
+            f"this failure depends on earlier runs: request {number} downloaded an image URL that an "
+            "earlier run was given (the client keeps state between calls, e.g. a cache of URLs); the "
+            "replay line runs this schedule on its own, with nothing kept, so it may pass"
+        )
     return ""
 
 
