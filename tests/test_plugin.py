@@ -201,6 +201,7 @@ def test_a_check_cut_short_by_its_budget_is_named_in_the_runs_summary(pytester: 
         import select
 
         def generate(ctx):
+            select.select([], [], [], 0.3)  # every run waits outside the virtual clock
             http = ctx.http_client(timeout=60)
             for attempt in range(5):
                 answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request,
@@ -212,7 +213,7 @@ def test_a_check_cut_short_by_its_budget_is_named_in_the_runs_summary(pytester: 
                 return http.get(answer.json()["images"][0]["url"]).content
 
         def test_slow(check_client):
-            report = check_client(generate, seed=1, budget=2.0, progress=None, outcomes=["ok", "503"])
+            report = check_client(generate, seed=1, budget=2.0, progress=None, max_examples=50)
             assert report.note
         """
     )
