@@ -53,6 +53,14 @@ class Exchange:
     real_ended: float = 0.0
     # when a thread of the client's stopped waiting (its deadline) while this answer was being made
     deadline: float | None = None
+    # when the client sent it, where before ``started``: its thread waited while another
+    # thread's request was answered (the in-process transport answers one at a time)
+    sent: float | None = None
+
+    @property
+    def sent_at(self) -> float:
+        """When the client sent it (it was in flight from then)."""
+        return self.started if self.sent is None else self.sent
 
     @property
     def trace_id(self) -> str | None:
@@ -63,7 +71,12 @@ class Exchange:
         outcome = self.failure or str(self.status)
         fault = f" [{self.fault}]" if self.fault else ""
         trace = f" trace={self.trace_id}" if self.trace_id else ""
-        return f"t+{self.started - origin:.1f}s {self.method} {self.path} -> {outcome}{fault}{trace}"
+        turn = (
+            ""
+            if self.sent is None
+            else f" (sent at t+{self.sent - origin:.1f}s: it waited while another thread's request was answered)"
+        )
+        return f"t+{self.started - origin:.1f}s {self.method} {self.path} -> {outcome}{fault}{trace}{turn}"
 
 
 def failure_of(state: dict[str, Any], status: int | None, read_timeout: float | None) -> tuple[str | None, str | None]:

@@ -82,11 +82,13 @@ class InProcess:
             if isinstance(done[0], BaseException):
                 raise done[0]
             return done[0]
+        queued = self.clock.now()
         with self._open() as transcript, self._lock:
             if self._loop is None:
                 # a plain loop of its own, whatever loop policy the caller's code has set
                 self._loop = asyncio.SelectorEventLoop()
-            return self._loop.run_until_complete(self._answer(transcript, method, url, headers, body, read_timeout))
+            answer = self._answer(transcript, method, url, headers, body, read_timeout, queued)
+            return self._loop.run_until_complete(answer)
 
     async def acall(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
@@ -115,6 +117,7 @@ class InProcess:
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         read_timeout: float | None,
+        queued: float | None = None,
     ) -> Exchange:
         parts = urlsplit(url)
         path = unquote(parts.path) or "/"
@@ -191,6 +194,7 @@ class InProcess:
             started=started,
             ended=self.clock.now(),
             real_started=real_started,
+            sent=queued if queued is not None and queued < started else None,
         )
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
             transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))

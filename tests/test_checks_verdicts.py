@@ -8,6 +8,7 @@ import asyncio
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -188,8 +189,8 @@ def test_the_python_and_the_program_checks_count_the_same_gap_as_at_once() -> No
 # -- generations at once ----------------------------------------------------------------------
 
 
-def test_two_generations_at_once_for_one_image_are_not_called_a_retry() -> None:
-    async def both(ctx: ClientContext) -> list[bytes]:
+def _gathered(ctx: ClientContext) -> list[bytes]:
+    async def both() -> list[bytes]:
         """Two generations at once with gather, for a request of one image."""
         async with ctx.async_http_client(timeout=60) as http:
 
@@ -203,12 +204,35 @@ def test_two_generations_at_once_for_one_image_are_not_called_a_retry() -> None:
 
             return list(await asyncio.gather(one(), one()))
 
+    return asyncio.run(both())
+
+
+def _threaded(ctx: ClientContext) -> list[bytes]:
+    """Two generations at once from a thread pool sharing one client."""
+    http = ctx.http_client(timeout=60)
+
+    def one(_: int) -> bytes:
+        answer = _post(http, ctx)
+        return http.get(answer.raise_for_status().json()["images"][0]["url"]).raise_for_status().content
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(one, range(2)))
+
+
+@pytest.mark.parametrize("client", [_gathered, _threaded], ids=["gather", "threads"])
+def test_two_generations_at_once_for_one_image_are_not_called_a_retry(client: Any) -> None:
+    # threads of one client take turns in the in-process transport: the second is still
+    # sent at once, and the report and its transcript say so
     with pytest.raises(ClientCheckFailed) as failed:
-        check_client(both, schedule=[], invariants=["retries"])
+        check_client(client, schedule=[], random_seed=0, invariants=["retries"])
     assert failed.value.problem == (
         "sent 2 generations at once for one request of 1 image: that pays twice "
         "(several images come from one request with batch_size)"
     )
+    posts = [line for line in str(failed.value).splitlines() if "POST /v1/images/generations" in line]
+    assert len(posts) == 2
+    if client is _threaded:
+        assert "(sent at t+0.0s: it waited while another thread's request was answered)" in posts[1]
 
 
 # -- what the reports say ------------------------------------------------------------------

@@ -153,7 +153,7 @@ def retries(run: Run) -> str | None:
         if facts.succeeded(exchange, run, index):
             # sent while this one was unanswered: not a retry but another generation, paid for too
             together = 1 + sum(
-                a is not exchange and a.started < exchange.ended and exchange.started < a.ended for a in attempts
+                a is not exchange and a.sent_at < exchange.ended and exchange.sent_at < a.ended for a in attempts
             )
             if together > 1:
                 asked = run.request.get("batch_size", 1)
