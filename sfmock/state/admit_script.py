@@ -3,7 +3,10 @@ atomic step on the server (the other scripts: :mod:`sfmock.state.scripts`).
 
 Each account is one hash and one sorted-set log of its admitted requests, whatever its
 windows; it keeps the rule of :mod:`sfmock.state.windows` (at most L in any S seconds,
-following the clock both ways), step for step.
+following the clock both ways), step for step. One thing one process never meets: processes
+reading one clock reach Redis out of the order of their times; each call names the
+timeline it read its time on (:func:`sfmock.state.redis_time.timeline`), so an earlier
+time on the timeline the account last saw is taken for that race, not the clock going back.
 """
 
 from __future__ import annotations
