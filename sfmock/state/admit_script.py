@@ -3,7 +3,10 @@ atomic step on the server (the other scripts: :mod:`sfmock.state.scripts`).
 
 Each account is one hash and one sorted-set log of its admitted requests, whatever its
 windows; it keeps the rule of :mod:`sfmock.state.windows` (at most L in any S seconds,
-following the clock both ways), step for step.
+following the clock both ways), step for step. One thing one process never meets: processes
+reading one clock reach Redis out of the order of their times; each call names the
+timeline it read its time on (:func:`sfmock.state.redis_time.timeline`), so an earlier
+time on the timeline the account last saw is taken for that race, not the clock going back.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ ADMIT = r"""
 -- KEYS[1]: the account's hash: gift, charged (scaled integers); seq (entry numbers);
 --   ids (window numbers); per window "i:NAME" its number K; per number K "t:K" its total,
 --   "c:K" its cutoff (entries at or before it have left it), "n:K" its newest entry's time;
---   span (the longest window's span, s)
+--   span (the longest window's span, s); tl, tw: the timeline of the last call and the
+--   latest time it reached
 -- KEYS[2]: the account's log, a sorted set (score: time; member: "SEQ:K=AMOUNT,K=AMOUNT")
 -- ARGV[1]: now (a decimal string: kept exact as a score)
 -- ARGV[2], ARGV[3]: opening gift and charged balances (scaled integers)
@@ -24,6 +28,8 @@ ADMIT = r"""
 -- ARGV[5]: 1 to charge and record, 0 to only read the windows
 -- ARGV[6]: milliseconds the account is kept after its last use (0: for ever)
 -- ARGV[7]: 1 while the clock is stopped (the log is then kept a week longer)
+-- ARGV[8]: the timeline `now` was read on (the clock's fields as the request read them;
+--   '': not known, so any earlier time is the clock going back)
 -- then per window: name, span (s), limit, amount
 -- Returns {verdict, index, retry_after, used_1, last_1, used_2, last_2, ...}:
 -- verdict 1 admitted, 2 over the limit of window `index` (retry_after -1: never),
@@ -31,7 +37,7 @@ ADMIT = r"""
 local acct, log = KEYS[1], KEYS[2]
 local now_text = ARGV[1]
 local now = tonumber(now_text)
-local windows = (#ARGV - 7) / 4
+local windows = (#ARGV - 8) / 4
 local function fmt(x)
   return string.format('%.17g', x)
 end
@@ -81,6 +87,25 @@ local function newest_of(k)
     end
   end
   return nil
+end
+-- Processes reading one clock compute their times before their calls reach Redis, so
+-- calls arrive out of the order of their times by a few ms: on the timeline the account
+-- last saw (the clock not moved since), an earlier time is such a race, not the clock
+-- going back; it is served at the latest time that timeline reached, as one process
+-- serving them in this order would have, and nothing is dropped.
+local timeline = ARGV[8]
+if timeline == '' then
+  if f['tl'] then
+    set('tl', nil)
+  end
+elseif f['tl'] ~= timeline then
+  set('tl', timeline)
+elseif f['tw'] and now < tonumber(f['tw']) then
+  now_text = f['tw']
+  now = tonumber(now_text)
+end
+if f['tw'] ~= now_text then
+  set('tw', now_text)
 end
 -- The clock went back: that timeline is gone. What had left a window stays out of it (its
 -- number is taken out of those entries) and what comes now counts in it.
@@ -133,7 +158,7 @@ if longest > 0 then -- what no window can hold any more leaves the log
 end
 local ids, spans, limits, amounts, used, last = {}, {}, {}, {}, {}, {}
 for i = 1, windows do
-  local base = 7 + (i - 1) * 4
+  local base = 8 + (i - 1) * 4
   spans[i], limits[i], amounts[i] = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local k = f['i:' .. ARGV[base + 1]]
   ids[i], used[i] = k, 0
@@ -225,11 +250,11 @@ if windows > 0 then
     if not k then
       k = string.format('%.0f', num('ids', 0) + 1)
       set('ids', k)
-      set('i:' .. ARGV[7 + (i - 1) * 4 + 1], k)
+      set('i:' .. ARGV[8 + (i - 1) * 4 + 1], k)
       set('c:' .. k, fmt(now - spans[i]))
       ids[i] = k
     end
-    parts[#parts + 1] = k .. '=' .. ARGV[7 + (i - 1) * 4 + 4]
+    parts[#parts + 1] = k .. '=' .. ARGV[8 + (i - 1) * 4 + 4]
     used[i], last[i] = used[i] + amounts[i], now_text
     set('t:' .. k, fmt(used[i]))
     set('n:' .. k, now_text)

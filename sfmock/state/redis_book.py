@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sfmock.state.recheck import pending
 from sfmock.state.redis_keys import account_keys
-from sfmock.state.redis_time import CLOCK_KEY
+from sfmock.state.redis_time import CLOCK_KEY, timeline
 from sfmock.state.resp import Packed
 from sfmock.state.rider import offered
 from sfmock.state.store import MONEY_DIGITS, Verdict, Window, WindowUse
@@ -74,6 +74,7 @@ class RedisBook:
             "1" if charge else "0",
             self.idle_ms,
             "1" if charge and windows and self.store.clock_stopped(self.clock_key) else "0",
+            timeline(self.clock_key),  # processes racing on it are not the clock going back
         ]
         for window in windows:
             args += [window.name, window.span, window.limit, window.amount]

@@ -35,6 +35,7 @@ __all__ = [
     "RedisSessionClock",
     "session_clock_key",
     "standing_clock_key",
+    "timeline",
 ]
 
 CLOCK_KEY = "sfmock:#clock{|}"  # in the default session's slot (see sfmock.state.redis_keys)
@@ -146,6 +147,25 @@ def standing_clock_key(key: str) -> str:
         return key
     own = read_ahead(key)
     return key if own is not None and own[1] is not None else CLOCK_KEY
+
+
+def timeline(key: str) -> bytes:
+    """Which timeline this request read its time on, from the clock at ``key`` (a
+    session's, or the server's) as it read it ahead: the fields every move changes
+    (``offset``, ``stopped``), of the session's clock and of the server's, which it
+    follows. Two requests with the same one computed their times on one unmoved clock, so
+    one arriving with an earlier time than the other is a race, not the clock going back
+    (:mod:`sfmock.state.admit_script`). ``b""`` when not read ahead (not known)."""
+    server = read_ahead(CLOCK_KEY)
+    if server is None:
+        return b""
+    fields = server[:2]
+    if key != CLOCK_KEY:
+        own = read_ahead(key)
+        if own is None:
+            return b""
+        fields = [*fields, *own[:2]]
+    return b"|".join(b"-" if value is None else value for value in fields)
 
 
 class RedisSessionClock(_Moves):
