@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -50,6 +51,43 @@ _cache_bytecode_in_a_temporary_folder()  # before xdist starts its workers: they
 # then meet a process deaf to it. They model a terminal's foreground run: Python's own handler.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Tests never depend on wall-clock speed: on a busy machine a property test's example (a
+# request through the whole app) can take longer than Hypothesis's deadline of 200 ms and a
+# draw can stall past its health check's second. Hypothesis's CI profile turns both off; a
+# developer's run on a busy laptop gets the same, with whatever else that profile sets kept.
+settings.register_profile(
+    "sfmock-suite",
+    parent=settings.default,
+    deadline=None,
+    suppress_health_check=list({*settings.default.suppress_health_check, HealthCheck.too_slow}),
+)
+settings.load_profile("sfmock-suite")
+
+
+def _one_tls_context_for_httpx() -> None:
+    """Every ``httpx.Client()`` (and ``httpx.get``) builds a TLS context with certifi's
+    certificates, 20 ms of CPU, even for the plain ``http://`` every test speaks; the suite
+    makes thousands (its own clients and those of the client catalogue's authors), a tenth
+    of its CPU. In the suite's processes the default one is built once and shared: the same
+    verification, the same settings (contexts are safe to share between connections)."""
+    from httpx._transports import default
+
+    build = default.create_ssl_context
+    shared: list[Any] = []
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is not True or cert is not None or not trust_env:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        if not shared:
+            shared.append(build())
+        return shared[0]
+
+    default.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+
+
+_one_tls_context_for_httpx()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

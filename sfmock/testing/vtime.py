@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sfmock.clock import VirtualClock
+from sfmock.testing.aliases import bound_names
 from sfmock.transports import HangForever
 
 __all__ = ["HangForever", "VirtualTime"]
@@ -287,16 +288,12 @@ class VirtualTime:
     @contextmanager
     def installed(self) -> Iterator[VirtualTime]:
         """Patch the ``time`` module and every module-level alias of its functions."""
-        originals = {id(function): name for name, function in self._real.items()}
-        for module_name, module in list(sys.modules.items()):
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or module_name.split(".")[0] == "sfmock" or _real_module(module_name):
-                continue  # sfmock keeps real time where it binds it (waiting for its own server)
-            for attribute, value in list(namespace.items()):
-                name = originals.get(id(value))
-                if name is not None and value is self._real[name]:
-                    self._patched.append((namespace, attribute, value))
-                    namespace[attribute] = self._fake[name]
+        names = {id(function): name for name, function in self._real.items()}
+        # sfmock keeps real time where it binds it (waiting for its own server)
+        keeps_real = lambda module: module.split(".")[0] == "sfmock" or _real_module(module)  # noqa: E731
+        for namespace, attribute, value in bound_names(self._real.values(), keeps_real):
+            self._patched.append((namespace, attribute, value))
+            namespace[attribute] = self._fake[names[id(value)]]
         condition_wait = threading.Condition.wait
         vtime = self
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from sfmock.testing.aliases import bound_names
 from sfmock.testing.vtime import ENDLESS, MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime
 
 if TYPE_CHECKING:
@@ -53,14 +54,9 @@ class VirtualTrio:
         real: Callable[..., Any] = trio.run
         self._real = real
         virtual = _virtual_run(real, self.vtime)
-        for module_name, module in list(sys.modules.items()):
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or module_name.split(".")[0] == "sfmock":
-                continue
-            for attribute, value in list(namespace.items()):
-                if value is real:
-                    self._patched.append((namespace, attribute, value))
-                    namespace[attribute] = virtual
+        for namespace, attribute, value in bound_names([real], lambda module: module.split(".")[0] == "sfmock"):
+            self._patched.append((namespace, attribute, value))
+            namespace[attribute] = virtual
 
     def uninstall(self) -> None:
         for namespace, attribute, value in reversed(self._patched):
