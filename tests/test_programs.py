@@ -446,6 +446,22 @@ def test_the_printed_replay_line_reproduces_the_verdict_in_a_shell(
 
 
 @needs_curl
+def test_a_schedule_the_same_as_a_run_as_far_as_the_program_asked_is_not_run_again() -> None:
+    # POST asks once and never downloads: a schedule is [] or ['400'] to it, whatever follows
+    lines: list[str] = []
+    setup = ProgramSetup(command=("bash", "-c", POST))
+    outcomes = ["ok", "400", "download-403"]
+    report = check_program(
+        setup, checks=["valid-requests"], jobs=1, max_examples=20, outcomes=outcomes, progress=lines.append
+    )
+    assert report.passed, report.text()
+    assert report.runs == 2, report.text()  # [] and ['400']; ['download-403'] and every drawn one recalled
+    assert report.recalled >= 1 and "not run again" in report.text()
+    assert any("['download-403'] is run 1 as far as the program asked" in line for line in lines), lines
+    assert report.outcomes["download-403"] >= 1 and not report.unmet  # met as by a run of its own
+
+
+@needs_curl
 def test_the_settings_decide_which_outcomes_are_drawn() -> None:
     from sfmock.config import Settings
 

@@ -4,7 +4,10 @@
 schedule where every answer succeeds, then under each outcome alone and a run of transient
 failures longer than ``max_attempts`` (:func:`~sfmock.testing.strategies.first_schedules`),
 then under schedules Hypothesis generates, ``jobs`` runs at a time (each on a fake of its
-own), until ``budget`` seconds have passed or ``max_examples`` generated schedules have run.
+own), until ``budget`` seconds have passed or ``max_examples`` generated schedules have been tried.
+A drawn schedule that is the same as one already run up to what that run's program asked
+for (its generations and its downloads) is not run again: the program met the same answers,
+so it gets that run's verdict, as Hypothesis treats a test that draws the same choices.
 The first schedule that breaks a check is shrunk to the smallest that still does, replayed
 once more to see whether it fails again, and reported with its transcript, the program's
 output and the command line that replays it.
@@ -25,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from hypothesis import find
 from hypothesis import settings as hypothesis_settings
@@ -33,9 +37,10 @@ from hypothesis.errors import NoSuchExample
 
 from sfmock.testing.arguments import check_arguments, chosen_names
 from sfmock.testing.budget import BUDGET
+from sfmock.testing.evidence import GENERATE
 from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
 from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
-from sfmock.testing.strategies import OUTCOMES, drawn_outcomes, first_schedules, schedules
+from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 
 __all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
@@ -67,6 +72,7 @@ class ProgramReport:
     replay: str
     not_applied: Mapping[str, str] = field(default_factory=dict)  # check -> why it was not applied
     unmet: tuple[str, ...] = ()  # outcomes to draw that no run met (the budget ran out first)
+    recalled: int = 0  # drawn schedules answered by an earlier run (the same as far as the program asked)
 
     @property
     def passed(self) -> bool:
@@ -76,6 +82,11 @@ class ProgramReport:
         """The report a human reads (the API key masked)."""
         seen = ", ".join(f"{name} {count}" for name, count in self.outcomes.items()) or "none"
         summary = f"{plural(self.runs, 'run')} in {self.elapsed:.1f}s, seed {self.setup.seed}"
+        if self.recalled:
+            summary += (
+                f"; {plural(self.recalled, 'more schedule')} drawn, each the same as a run's "
+                "as far as its program asked (not run again)"
+            )
         notes = "".join(f"not applied: {name} ({why})\n" for name, why in self.not_applied.items())
         if self.unmet:
             notes += f"outcomes not met (the budget ran out first): {', '.join(self.unmet)}\n"
@@ -182,6 +193,7 @@ def check_program(
         setup=setup,
         checks=names,
         runs=search.runs,
+        recalled=search.recalled,
         elapsed=time.monotonic() - search.started,
         outcomes=dict(search.outcomes.most_common()),
         failure=failure,
@@ -207,8 +219,11 @@ class _Search:
         self.done = threading.Condition(self.lock)
         self.running: set[tuple[str, ...]] = set()
         self.cache: dict[tuple[str, ...], tuple[Verdict, ProgramRun]] = {}
+        # per run: how many generations and downloads its program made, and the steps they met
+        self.asked: list[tuple[int, int, _Steps, int, tuple[Verdict, ProgramRun]]] = []
+        self.recalled = 0
         self.runs = 0
-        self.generated = 0  # runs of schedules the random search drew (max_examples bounds them)
+        self.generated = 0  # schedules the random search drew and tried (max_examples bounds them)
         self.outcomes: Counter[str] = Counter()
         self.found = threading.Event()
         self.error: ProgramError | None = None
@@ -231,8 +246,17 @@ class _Search:
                 return None
             if phase == "search" and (self.found.is_set() or self.generated >= self.limit):
                 return None
+            self.generated += phase == "search"  # one of max_examples, run or not
+            same = next((run for run in self.asked if _steps(key, run[0], run[1]) == run[2]), None)
+            if same is not None:
+                generations, _, _, number, done = same
+                self.cache[key] = done
+                self.recalled += 1
+                self.outcomes.update(key[i] if i < len(key) else "ok" for i in range(generations))
+                elapsed = time.monotonic() - self.started
+                self.say(f"[{elapsed:5.1f}s] {list(key)!r} is run {number} as far as the program asked: not run again")
+                return done
             self.runs += 1
-            self.generated += phase == "search"
             number = self.runs
             self.running.add(key)
         try:
@@ -245,6 +269,8 @@ class _Search:
             raise
         with self.lock:
             self.cache[key] = (verdict, result)
+            asked = _asked(result)
+            self.asked.append((*asked, _steps(key, *asked), number, (verdict, result)))
             self.outcomes.update(result.run.outcome(i) for i in range(len(result.run.generations)))
             self.running.discard(key)
             self.done.notify_all()
@@ -352,6 +378,25 @@ class _StopSearch(BaseException):
 def _order(schedule: Sequence[str]) -> tuple[int, list[int]]:
     """Shorter first, then simpler outcomes first: the order Hypothesis shrinks toward."""
     return len(schedule), [list(OUTCOMES).index(o) for o in schedule]
+
+
+_Steps = tuple[tuple[str | None, ...], tuple[str | None, ...]]
+
+
+def _asked(result: ProgramRun) -> tuple[int, int]:
+    """How many generations and image downloads the program made in a run: the steps of its
+    schedule's two sequences it met (:func:`~sfmock.testing.harness.schedule_scenario`)."""
+    exchanges = result.run.exchanges
+    generations = sum(e.method == "POST" and e.path == GENERATE for e in exchanges)
+    return generations, sum(e.method == "GET" and fnmatchcase(e.path, "*/outputs/*") for e in exchanges)
+
+
+def _steps(schedule: Sequence[str], generations: int, downloads: int) -> _Steps:
+    """The steps of ``schedule`` that ``generations`` generations and ``downloads`` downloads
+    meet (``None``: answered as usual), as the scenario it becomes gives them out."""
+    made = [None if o == "ok" or o in DOWNLOAD_FAULTS else o for o in schedule] + [None] * generations
+    loaded = [o for o in schedule if o in DOWNLOAD_FAULTS] + [None] * downloads
+    return tuple(made[:generations]), tuple(loaded[:downloads])
 
 
 def _key(schedule: Sequence[str]) -> tuple[str, ...]:
