@@ -10,16 +10,12 @@ from starlette.types import Receive, Scope
 
 from sfmock.chaos.sessions import SESSION_PARAM, Sessions, SessionState, session_name
 from sfmock.errors import DownloadDenied
+from sfmock.service.headers import header_map
 from sfmock.service.responses import invalid_request, json_response, xml_error
 
 __all__ = ["bad_header", "header_map", "read_body", "repeated_own_header", "session_of", "too_large"]
 
 _SESSION_PARAM = SESSION_PARAM.encode()
-
-
-def header_map(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name (the last of a repeated one wins)."""
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def repeated_own_header(scope: Scope, headers: dict[str, str]) -> str | None:

@@ -40,6 +40,7 @@ from sfmock.service.accounts import Authenticator
 from sfmock.service.api import AHEAD_STATE
 from sfmock.service.direct import DirectRoute
 from sfmock.service.failures import failure_answer
+from sfmock.service.headers import HEADERS_STATE
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import OBSERVED_429_CODES
@@ -122,6 +123,8 @@ class Pipeline:
 
     async def _journaled(self, scope: Scope, receive: Receive, out: Outbound) -> None:
         headers = header_map(scope)
+        if len(headers) == len(scope["headers"]):
+            scope["state"][HEADERS_STATE] = headers  # no name twice: the handlers read this map
         repeated = repeated_own_header(scope, headers)
         if repeated is not None:
             await bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)(scope, receive, out.send)

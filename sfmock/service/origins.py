@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from sfmock.service.headers import first_header
+
 __all__ = [
     "IMAGE_URL_STATE",
     "IN_PROCESS_API",
@@ -55,7 +57,7 @@ class Origins:
         if self.configured:
             return None
         scope = request.scope
-        host = next((value for key, value in scope["headers"] if key == b"host"), b"").decode("latin-1")
+        host = first_header(scope, "host") or ""
         return self._from_host(host, scope.get("scheme", "http"))
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one per app, for its life; a few Host values

@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 
 from sfmock.errors import ApiError
+from sfmock.service.headers import first_header
 from sfmock.service.responses import invalid_request
 from sfmock.untrusted import MAX_DEPTH, Refused, Untrusted, check_data, finite_number, whole_number
 
@@ -40,7 +41,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
     A body an outer layer already read (``request.state.body``) is not streamed again.
     """
-    declared = next((value for key, value in request.scope["headers"] if key == b"content-length"), b"")
+    declared = first_header(request.scope, "content-length") or ""
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     raw = request.scope.get("state", {}).get("body")
