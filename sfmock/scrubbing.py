@@ -150,12 +150,15 @@ def scrub_body(raw: bytes, secrets: Iterable[str] = ()) -> bytes:
     JSON re-encoded with its secrets ``REDACTED``; other text scrubbed as text (and its
     ``"name": "value"`` pairs, for JSON cut short); a body with no cue of any form comes
     back as it is, after one pass over it."""
-    known = [s for s in secrets if len(s) >= _MIN_SECRET]
+    known = [s for s in secrets if len(s) >= _MIN_SECRET] if secrets else []
     # a long body is scrubbed at once: the search for cues costs more on it than the
     # scrubbing does, once data URLs' payloads are passed over
-    small = len(raw) <= _DATA_MIN
-    if small and _BODY_CUE.search(raw.lower()) is None and not any(s.encode("utf-8", "replace") in raw for s in known):
-        return raw
+    if len(raw) <= _DATA_MIN and _BODY_CUE.search(raw.lower()) is None:
+        for secret in known:  # a loop, not any(): this runs for every request the journal keeps
+            if secret.encode("utf-8", "replace") in raw:
+                break
+        else:
+            return raw
     try:
         parsed = json.loads(raw)
     except (ValueError, RecursionError):

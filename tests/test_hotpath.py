@@ -16,13 +16,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from conftest import AUTH
 from sfmock import Limits, Settings, VirtualClock, create_app, load_contract
 from sfmock.app import FakeApp
-from sfmock.service.direct import DirectRoute
+from sfmock.service.direct import DirectRoute, _Request
 from sfmock.service.generation import Generator
 from sfmock.service.responses import JSON_TYPE, generation_response, json_response
 from sfmock.service.signing import UrlSigner
@@ -171,6 +172,19 @@ def test_the_direct_route_leaves_a_root_path_to_the_router() -> None:
             "/api/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
         )
     assert answer.status_code == 200 and answer.json()["images"]
+
+
+def test_the_direct_routes_request_is_starlettes_made_in_one_call() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"host", b"x")], "query_string": b""}
+    made, theirs = _Request(scope, receive, send), Request(scope, receive, send)
+    assert isinstance(made, Request) and vars(made) == vars(theirs)
+    assert (made.receive, made.headers["host"], made.url.path) == (receive, "x", "/")
 
 
 class _PlainWindow:

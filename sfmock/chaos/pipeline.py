@@ -90,6 +90,14 @@ class Pipeline:
         self.control_prefix = control_prefix
         self.store_prefix = store_prefix
         self.direct = tuple(direct)
+        # the exact-path routes ahead of any with a parameter, found by one look-up (the
+        # generation's, on every one); the first to match wins, as in the loop
+        self.exact: dict[tuple[str, str], DirectRoute] = {}
+        for route in self.direct:
+            if route.param is not None:
+                break
+            for method in route.methods:
+                self.exact.setdefault((method, route.path), route)
         lifecycle = lifecycle or Lifecycle((), started=clock.now())
         self.matcher = FaultMatcher(authenticator=authenticator, clock=clock, lifecycle=lifecycle)
         self.injector = FaultInjector(
@@ -220,6 +228,10 @@ class Pipeline:
         """The route's answer, or the documented one for its failure while nothing was sent
         (``began``: what notes the start of the answer)."""
         try:
+            exact = self.exact.get((scope["method"], scope["path"]))
+            if exact is not None and not scope.get("root_path"):
+                await exact.serve(scope, receive, send, {})
+                return
             for route in self.direct:
                 params = route.params(scope)
                 if params is not None:
