@@ -40,7 +40,8 @@ def session_of(sessions: Sessions, scope: Scope, headers: dict[str, str]) -> Ses
     """The session a request names (header, or the query of an image URL issued in one);
     raises :class:`~sfmock.chaos.sessions.SessionError` for a malformed name."""
     query = scope.get("query_string", b"")
-    params = dict(parse_qsl(query.decode("latin-1"))) if _SESSION_PARAM in query else None
+    # bytes' "in" tries its operand as an integer first: on every request, an empty query is not searched
+    params = dict(parse_qsl(query.decode("latin-1"))) if query and query.find(_SESSION_PARAM) >= 0 else None
     return sessions.get(session_name(headers, params))
 
 
