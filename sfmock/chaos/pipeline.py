@@ -35,7 +35,7 @@ from sfmock.chaos.matching import FaultMatcher
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.outcome import Exchange, JournalWriter, Outcome
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState
-from sfmock.clock import Clock, serving
+from sfmock.clock import Clock, serve_on, served
 from sfmock.service.accounts import Authenticator
 from sfmock.service.api import AHEAD_STATE
 from sfmock.service.direct import DirectRoute
@@ -85,6 +85,7 @@ class Pipeline:
         self.rng = rng
         self.sessions = sessions
         self.store: Store = store if store is not None else MemoryStore()
+        self.snapshots = not isinstance(self.store, MemoryStore)  # a memory store's is nothing to do
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.control_prefix = control_prefix
@@ -143,28 +144,31 @@ class Pipeline:
             await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, out.send)
             return
         scope["state"][SESSION_STATE] = session
-        # a shared store's clocks and scenario, read at once; the session's time, for all it asks
-        with self.store.snapshot(session.name), serving(self.clock, session.clock):
+        if self.snapshots:  # a shared store's clocks and scenario, read at once
+            with self.store.snapshot(session.name):
+                await self._arrived(scope, receive, out, headers, session)
+        else:
             await self._arrived(scope, receive, out, headers, session)
 
     async def _arrived(
         self, scope: Scope, receive: Receive, out: Outbound, headers: dict[str, str], session: SessionState
     ) -> None:
         state = scope["state"]
-        times = (self.clock.now(), time.perf_counter())
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            times = self._checked(times)
-            response = too_large(scope, self.max_body_bytes, self.store_prefix)
-            self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
-            await response(scope, _disconnected, out.send)
-            return
-        body, complete = await read_body(receive, self.max_body_bytes + 1)
-        if not complete:
-            times = self._checked(times)
-            self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
-            return
+        token = serve_on(self.clock, session.clock)  # the session's time, for all it asks
         try:
+            times = (self.clock.now(), time.perf_counter())
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                times = self._checked(times)
+                response = too_large(scope, self.max_body_bytes, self.store_prefix)
+                self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
+                await response(scope, _disconnected, out.send)
+                return
+            body, complete = await read_body(receive, self.max_body_bytes + 1)
+            if not complete:
+                times = self._checked(times)
+                self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
+                return
             try:
                 await self._serve(
                     Exchange(self.writer, session, scope, headers, body, times, receive, out), receive, out
@@ -175,6 +179,7 @@ class Pipeline:
                     Exchange(self.writer, session, scope, headers, body, times, receive, out), receive, out
                 )
         finally:
+            served(token)
             # the body, and the closures that hold it, go now: not at the next full collection
             state.pop("record", None)
             state.pop(AHEAD_STATE, None)
