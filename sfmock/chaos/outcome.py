@@ -284,12 +284,15 @@ class Exchange:
     async def send(self, message: Message) -> None:
         """Pass a message on; journal the request first when it ends the answer (so a test
         that reads the journal right after its request finds the request there)."""
-        if message["type"] == "http.response.start":
-            confirm()  # what the answer was made on still holds (else it is made again)
-        if self.outcome.see(message):
-            self.record()
         out = self._out
-        out.stamp(message)
+        if message["type"] == "http.response.body":  # the trace id has nothing to do with a body
+            if self.outcome.see(message):
+                self.record()
+        else:
+            if message["type"] == "http.response.start":
+                confirm()  # what the answer was made on still holds (else it is made again)
+            self.outcome.see(message)
+            out.stamp(message)
         await out.server(message)
 
     def record(self) -> None:
