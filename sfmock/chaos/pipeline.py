@@ -194,10 +194,10 @@ class Pipeline:
         return times
 
     async def _serve(self, exchange: Exchange, receive: Receive, out: Outbound) -> None:
-        scope, session = exchange.scope, exchange.session
-        scope["state"]["record"] = exchange.record
-        scope["state"][AHEAD_STATE] = exchange.offer()  # the 200's entry written with the admission
-        scope["state"][BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
+        scope, session, state = exchange.scope, exchange.session, exchange.scope["state"]
+        state["record"] = exchange.record
+        state[AHEAD_STATE] = exchange.offer()  # the 200's entry written with the admission
+        state[BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
         session.activity.begin()
         try:
             try:
@@ -207,7 +207,7 @@ class Pipeline:
                 await answer(scope, exchange.receive, exchange.send)
                 return
             fault = exchange.fault = self.matcher.choose(session.engine, scope, exchange.headers, exchange.body, forced)
-            scope["state"]["fault"] = fault
+            state["fault"] = fault
             try:
                 if fault is None:
                     await self._respond(scope, exchange.receive, exchange.send, out)
