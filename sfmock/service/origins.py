@@ -35,7 +35,7 @@ IMAGE_URL_STATE = "image_url"
 _HOST = re.compile(r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)  # hashed by identity: _from_host's cache hashes it per request
 class Origins:
     """The image origin of each answer.
 
