@@ -47,10 +47,12 @@ def session_of(sessions: Sessions, scope: Scope, headers: dict[str, str]) -> Ses
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
     """The body up to ``limit`` bytes, and whether it arrived (``False``: the client left)."""
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return message.get("body", b""), True  # the whole body in one message: most requests
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] != "http.request":
             return b"".join(chunks), False
         chunk = message.get("body", b"")
@@ -58,6 +60,7 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         size += len(chunk)
         if size >= limit or not message.get("more_body", False):
             return b"".join(chunks), True
+        message = await receive()
 
 
 def too_large(scope: Scope, limit: int, store_prefix: str) -> Response:

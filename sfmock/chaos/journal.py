@@ -106,7 +106,8 @@ class Journal:
         pipeline journals every request)."""
         build, size = _makings(*row)
         entry_id = self._log.append(build, size)
-        self._forget_texts()
+        if len(self._texts) > self.size:
+            self._forget_texts()
         return entry_id
 
     @property
@@ -272,9 +273,25 @@ def _makings(
     # before it is kept: a shared store holds what is kept, not what is shown
     raw_body = scrub_body(body[:BODY_CAP], () if token is None else (token,))
     answer = response[:RESPONSE_CAP]
-    made = (time, method, path, query, masked, hashed, authorization is not None, held, raw_body, status, outcome)
+    has_key = authorization is not None
+    made = (
+        time,
+        method,
+        path,
+        query,
+        masked,
+        hashed,
+        has_key,
+        held,
+        raw_body,
+        status,
+        outcome,
+        fault,
+        answer,
+        trace_id,
+    )
     # one tuple and one partial per entry held: a closure would hold a cell per value
-    build = functools.partial(_build, (*made, fault, answer, trace_id))
+    build = functools.partial(_build, made)
     return build, len(raw_body)
 
 

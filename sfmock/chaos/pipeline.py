@@ -134,10 +134,12 @@ class Pipeline:
         headers = header_map(scope)
         if len(headers) == len(scope["headers"]):
             scope["state"][HEADERS_STATE] = headers  # no name twice: the handlers read this map
-        repeated = repeated_own_header(scope, headers)
-        if repeated is not None:
-            await bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)(scope, receive, out.send)
-            return
+        else:
+            repeated = repeated_own_header(scope, headers)
+            if repeated is not None:
+                answer = bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)
+                await answer(scope, receive, out.send)
+                return
         try:
             session = session_of(self.sessions, scope, headers)
         except SessionError as exc:
