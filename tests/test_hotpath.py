@@ -25,6 +25,7 @@ from sfmock import Limits, Settings, VirtualClock, create_app, load_contract
 from sfmock.app import FakeApp
 from sfmock.service.direct import DirectRoute, _Request
 from sfmock.service.generation import Generator
+from sfmock.service.headers import _NAMES, header_map
 from sfmock.service.responses import JSON_TYPE, generation_response, json_response
 from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import uuid4_text
@@ -172,6 +173,18 @@ def test_the_direct_route_leaves_a_root_path_to_the_router() -> None:
             "/api/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
         )
     assert answer.status_code == 200 and answer.json()["images"]
+
+
+HEADER_NAMES = st.sampled_from([b"host", b"Authorization", b"authorization", b"X-Sfmock-Session", b"", b"a" * 100])
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers=st.lists(st.tuples(st.one_of(HEADER_NAMES, st.binary(max_size=80)), st.binary(max_size=40))))
+def test_the_header_map_is_the_headers_by_lower_case_name(headers: list[tuple[bytes, bytes]]) -> None:
+    expected = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+    assert header_map({"headers": headers}) == expected
+    assert header_map({"headers": headers}) == expected  # the names kept from the first time
+    assert len(_NAMES) <= 256 and all(len(raw) <= 64 for raw in _NAMES)
 
 
 def test_the_direct_routes_request_is_starlettes_made_in_one_call() -> None:
