@@ -150,7 +150,10 @@ def scrub_body(raw: bytes, secrets: Iterable[str] = ()) -> bytes:
     JSON re-encoded with its secrets ``REDACTED``; other text scrubbed as text (and its
     ``"name": "value"`` pairs, for JSON cut short); a body with no cue of any form comes
     back as it is, after one pass over it."""
-    known = [s for s in secrets if len(s) >= _MIN_SECRET] if secrets else []
+    known = []
+    for secret in secrets:  # a loop: on Python 3.11 a comprehension is a frame more (every journaled request)
+        if len(secret) >= _MIN_SECRET:
+            known.append(secret)
     # a long body is scrubbed at once: the search for cues costs more on it than the
     # scrubbing does, once data URLs' payloads are passed over
     if len(raw) <= _DATA_MIN and _cueless(raw):

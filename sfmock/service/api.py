@@ -172,7 +172,10 @@ class Api:
                 image["url"] += suffix
         images = result.get("images") or []  # for the journal: the URLs as a client reads them
         state: dict[str, Any] = request.scope["state"]
-        state["issued"] = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
+        issued = state["issued"] = []
+        for image in images:  # a loop: on Python 3.11 a comprehension is a frame more
+            if isinstance(image, dict) and "url" in image:
+                issued.append(str(image["url"]))
         return result
 
     def strict_mode(self, request: Request) -> bool:
