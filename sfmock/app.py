@@ -263,6 +263,11 @@ class FakeApp(Starlette):
             state = scope.setdefault("state", {})
             if transport is not None or "transport" not in state:  # a Recorder outside may have noted it
                 state["transport"] = transport
+            stack = self.middleware_stack
+            if stack is not None:  # what Starlette's own __call__ does once it is built, one frame less
+                scope["app"] = self
+                await stack(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     def verifier(self, session: str | None = None) -> Verifier:

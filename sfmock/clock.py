@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Protocol
 
 __all__ = [
@@ -216,3 +216,15 @@ class _Serving:
 def serving(scoped: Clock, clock: Clock) -> AbstractContextManager[None]:
     """:meth:`ScopedClock.serving` if ``scoped`` is one; nothing to do otherwise."""
     return scoped.serving(clock) if isinstance(scoped, ScopedClock) else nullcontext()
+
+
+def serve_on(scoped: Clock, clock: Clock) -> Token[tuple[object, Clock] | None] | None:
+    """:func:`serving` entered without a context manager (the pipeline's, on every request:
+    two calls where ``with`` makes four); pass what it returns to :func:`served`."""
+    return _SERVING.set((scoped, clock)) if isinstance(scoped, ScopedClock) else None
+
+
+def served(token: Token[tuple[object, Clock] | None] | None) -> None:
+    """Leave what :func:`serve_on` entered."""
+    if token is not None:
+        _SERVING.reset(token)

@@ -16,14 +16,16 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from conftest import AUTH
 from sfmock import Limits, Settings, VirtualClock, create_app, load_contract
 from sfmock.app import FakeApp
-from sfmock.service.direct import DirectRoute
+from sfmock.service.direct import DirectRoute, _Request
 from sfmock.service.generation import Generator
+from sfmock.service.headers import _NAMES, header_map
 from sfmock.service.responses import JSON_TYPE, generation_response, json_response
 from sfmock.service.signing import UrlSigner
 from sfmock.service.tracing import uuid4_text
@@ -171,6 +173,31 @@ def test_the_direct_route_leaves_a_root_path_to_the_router() -> None:
             "/api/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
         )
     assert answer.status_code == 200 and answer.json()["images"]
+
+
+HEADER_NAMES = st.sampled_from([b"host", b"Authorization", b"authorization", b"X-Sfmock-Session", b"", b"a" * 100])
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers=st.lists(st.tuples(st.one_of(HEADER_NAMES, st.binary(max_size=80)), st.binary(max_size=40))))
+def test_the_header_map_is_the_headers_by_lower_case_name(headers: list[tuple[bytes, bytes]]) -> None:
+    expected = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+    assert header_map({"headers": headers}) == expected
+    assert header_map({"headers": headers}) == expected  # the names kept from the first time
+    assert len(_NAMES) <= 256 and all(len(raw) <= 64 for raw in _NAMES)
+
+
+def test_the_direct_routes_request_is_starlettes_made_in_one_call() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"host", b"x")], "query_string": b""}
+    made, theirs = _Request(scope, receive, send), Request(scope, receive, send)
+    assert isinstance(made, Request) and vars(made) == vars(theirs)
+    assert (made.receive, made.headers["host"], made.url.path) == (receive, "x", "/")
 
 
 class _PlainWindow:

@@ -10,16 +10,12 @@ from starlette.types import Receive, Scope
 
 from sfmock.chaos.sessions import SESSION_PARAM, Sessions, SessionState, session_name
 from sfmock.errors import DownloadDenied
+from sfmock.service.headers import header_map
 from sfmock.service.responses import invalid_request, json_response, xml_error
 
 __all__ = ["bad_header", "header_map", "read_body", "repeated_own_header", "session_of", "too_large"]
 
 _SESSION_PARAM = SESSION_PARAM.encode()
-
-
-def header_map(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name (the last of a repeated one wins)."""
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def repeated_own_header(scope: Scope, headers: dict[str, str]) -> str | None:
@@ -44,16 +40,19 @@ def session_of(sessions: Sessions, scope: Scope, headers: dict[str, str]) -> Ses
     """The session a request names (header, or the query of an image URL issued in one);
     raises :class:`~sfmock.chaos.sessions.SessionError` for a malformed name."""
     query = scope.get("query_string", b"")
-    params = dict(parse_qsl(query.decode("latin-1"))) if _SESSION_PARAM in query else None
+    # bytes' "in" tries its operand as an integer first: on every request, an empty query is not searched
+    params = dict(parse_qsl(query.decode("latin-1"))) if query and query.find(_SESSION_PARAM) >= 0 else None
     return sessions.get(session_name(headers, params))
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
     """The body up to ``limit`` bytes, and whether it arrived (``False``: the client left)."""
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return message.get("body", b""), True  # the whole body in one message: most requests
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] != "http.request":
             return b"".join(chunks), False
         chunk = message.get("body", b"")
@@ -61,6 +60,7 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         size += len(chunk)
         if size >= limit or not message.get("more_body", False):
             return b"".join(chunks), True
+        message = await receive()
 
 
 def too_large(scope: Scope, limit: int, store_prefix: str) -> Response:

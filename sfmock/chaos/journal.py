@@ -63,6 +63,10 @@ class Recorded(TypedDict):
     response: NotRequired[bytes]  # the answer's body (its start is kept)
 
 
+# Recorded's fields in its order, every one given
+Row = tuple[float, str, str, str, str | None, bytes, int | None, str, str | None, str, Mapping[str, str] | None, bytes]
+
+
 class Journal:
     """The last ``size`` requests, holding at most ``max_bytes`` of bodies, oldest first; thread-safe."""
 
@@ -95,9 +99,15 @@ class Journal:
         when first read; until then only what builds it is kept, with secrets masked
         already: the key (masked, and its hash), secret-named headers, the query's secret
         parameters, the body's (by the rules of :func:`sfmock.scrubbing.scrub_body`)."""
-        build, size = self._makings(fields)
+        return self.add(*_positional(fields))
+
+    def add(self, *row: *Row) -> int:
+        """:meth:`record` with its fields in :class:`Recorded`'s order (no keywords: the
+        pipeline journals every request)."""
+        build, size = _makings(*row)
         entry_id = self._log.append(build, size)
-        self._forget_texts()
+        if len(self._texts) > self.size:
+            self._forget_texts()
         return entry_id
 
     @property
@@ -110,7 +120,7 @@ class Journal:
         admission to write in the same call to the store (:mod:`sfmock.state.rider`), or
         ``None`` where it cannot. Once the admission wrote it, :meth:`written` or
         :meth:`rewrite` finishes it."""
-        build, size = self._makings(fields)
+        build, size = _makings(*_positional(fields))
         return self._log.rider(build, size, fields.get("response", b"")[:RESPONSE_CAP])
 
     def written(self, rider: Rider) -> int:
@@ -124,30 +134,11 @@ class Journal:
         """The entry ``rider`` wrote, written again with ``fields``: its answer went out
         otherwise than made (a failure after the admission)."""
         entry_id = self.written(rider)
-        build, size = self._makings(fields)
+        build, size = _makings(*_positional(fields))
         rider.log.rewrite(entry_id, build, size)
         with self._lock:
             self._texts.pop(entry_id, None)
         return entry_id
-
-    @staticmethod
-    def _makings(fields: Recorded) -> tuple[functools.partial[Entry], int]:
-        """What builds the entry, secrets masked, and the bytes it counts against the cap."""
-        authorization = fields["authorization"]
-        token = bearer_token(authorization)
-        masked, hashed = key_facts(token)
-        headers = fields.get("headers") or {}
-        held = {name: mask_header(name, value) if secret_header(name) else value for name, value in headers.items()}
-        query = scrub_query(fields["query"])
-        # the body's secrets (secret-named keys, keys in a prompt, the request's own key) masked
-        # before it is kept: a shared store holds what is kept, not what is shown
-        raw_body = scrub_body(fields["body"][:BODY_CAP], () if token is None else (token,))
-        recorded = (fields["time"], fields["method"], fields["path"], query, masked, hashed, authorization is not None)
-        answer = fields.get("response", b"")[:RESPONSE_CAP]
-        made = (*recorded, held, raw_body, fields["status"], fields["outcome"], fields["fault"], answer)
-        # one tuple and one partial per entry held: a closure would hold a cell per value
-        build = functools.partial(_build, (*made, fields["trace_id"]))
-        return build, len(raw_body)
 
     def _forget_texts(self) -> None:
         """Forget the texts of entries pushed out."""
@@ -238,6 +229,91 @@ class Journal:
         self._log.clear()
         with self._lock:
             self._texts.clear()
+
+
+def _positional(fields: Recorded) -> Row:
+    """``fields`` in the order of :meth:`Journal.add`."""
+    return (
+        *(fields[name] for name in _REQUIRED),  # type: ignore[literal-required]
+        fields.get("headers"),
+        fields.get("response", b""),
+    )
+
+
+_REQUIRED = ("time", "method", "path", "query", "authorization", "body", "status", "outcome", "fault", "trace_id")
+
+
+def _makings(
+    time: float,
+    method: str,
+    path: str,
+    query: str,
+    authorization: str | None,
+    body: bytes,
+    status: int | None,
+    outcome: str,
+    fault: str | None,
+    trace_id: str,
+    headers: Mapping[str, str] | None,
+    response: bytes,
+) -> tuple[functools.partial[Entry], int]:
+    """What builds the entry, secrets masked, and the bytes it counts against the cap."""
+    if authorization is None or len(authorization) <= _CACHED_CHARS:
+        token, masked, hashed = _authorization_facts(authorization)
+    else:
+        token = bearer_token(authorization)
+        masked, hashed = key_facts(token)
+    held = dict(headers) if headers else {}
+    for name in _secret_names(tuple(held)):
+        value = held[name]
+        held[name] = _masked_header(name, value) if len(value) <= _CACHED_CHARS else mask_header(name, value)
+    if query:
+        query = scrub_query(query)
+    # the body's secrets (secret-named keys, keys in a prompt, the request's own key) masked
+    # before it is kept: a shared store holds what is kept, not what is shown
+    raw_body = scrub_body(body[:BODY_CAP], () if token is None else (token,))
+    answer = response[:RESPONSE_CAP]
+    has_key = authorization is not None
+    made = (
+        time,
+        method,
+        path,
+        query,
+        masked,
+        hashed,
+        has_key,
+        held,
+        raw_body,
+        status,
+        outcome,
+        fault,
+        answer,
+        trace_id,
+    )
+    # one tuple and one partial per entry held: a closure would hold a cell per value
+    build = functools.partial(_build, made)
+    return build, len(raw_body)
+
+
+# each of these keeps what it was given in memory only, as the accounts keep the keys (the
+# few keys and headers in use: a client sends the same on every request); short values only
+_CACHED_CHARS = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _authorization_facts(authorization: str | None) -> tuple[str | None, str | None, str | None]:
+    """(token, masked key, its hash) of an ``Authorization`` header."""
+    token = bearer_token(authorization)
+    return (token, *key_facts(token))
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of a request's header names hold a credential."""
+    return tuple(name for name in names if secret_header(name))
+
+
+_masked_header = functools.lru_cache(maxsize=1024)(mask_header)
 
 
 def _build(recorded: tuple[Any, ...], entry_id: int) -> Entry:

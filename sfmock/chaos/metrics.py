@@ -76,6 +76,7 @@ LATENCY = (
     "Time from the request's arrival to the end of its answer (real seconds), by route.",
 )
 Labels = tuple[str, str, str, str, str]
+LABELS_KEPT = 1024  # the label sets of the requests seen last, kept to label the next alike
 
 
 class Sink(Protocol):
@@ -96,6 +97,7 @@ class Metrics:
         self.folder = os.environ.get(FOLDER_VARIABLE)  # the workers' shared counts, if any
         self.registry = CollectorRegistry(auto_describe=True)
         self.counts: Sink = Counts(self.registry) if self.folder is None else SharedCounts(self.registry)
+        self._labels: dict[tuple[str, str, int | None, str | None, str | None], Labels] = {}  # what observe() saw
 
     def observe(
         self,
@@ -110,20 +112,30 @@ class Metrics:
         answer: bytes,
     ) -> None:
         """Count one journalled request (``answer``: the start of its body, for 429s)."""
-        route = route_of(path)
-        rule = fault.split(":", 1)[0] if fault else ""
-        if rule and rule not in self.rules:
-            rule = INSTALLED_RULE
-        if model is not None and model not in self.models:
-            model = OTHER
-        shown = method if method in METHODS else OTHER
-        labels = (route, shown, "none" if status is None else str(status), model or "", rule)
+        asked = (path, method, status, model, fault)
+        labels = self._labels.get(asked)
+        if labels is None:
+            labels = self._label(path, method, status, model, fault)
+            if len(self._labels) >= LABELS_KEPT:  # any path and model a client sends: kept bounded
+                self._labels.clear()
+            self._labels[asked] = labels
+        route = labels[0]
         limit = None
         if status == 429:
             found = _DETAILS.search(answer)
             limit = found.group(1).decode().lower() if found else "none"
             limit = limit if limit in LIMITS or limit == "none" else OTHER
         self.counts.add(labels, max(0.0, seconds), images, route == STORE_ROUTE and status == 200, limit)
+
+    def _label(self, path: str, method: str, status: int | None, model: str | None, fault: str | None) -> Labels:
+        """The labels of a request: its route, and only known values."""
+        rule = fault.split(":", 1)[0] if fault else ""
+        if rule and rule not in self.rules:
+            rule = INSTALLED_RULE
+        if model is not None and model not in self.models:
+            model = OTHER
+        shown = method if method in METHODS else OTHER
+        return (route_of(path), shown, "none" if status is None else str(status), model or "", rule)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker, under ``--workers``)."""

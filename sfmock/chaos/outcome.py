@@ -38,32 +38,39 @@ class Outcome:
     """What became of one request: ``response`` (with status, content type and the start of
     the body), ``dropped``, ``truncated`` or ``abandoned``."""
 
-    __slots__ = ("answer", "body", "kind", "recorded", "status", "type")
+    __slots__ = ("answer", "body", "image", "kept", "kind", "recorded", "status", "type")
 
     def __init__(self, kind: str = "response", status: int | None = None) -> None:
         self.kind = kind
         self.status = status
         self.type = ""
+        self.image = False  # an image's bytes are not kept for the page
         self.body = b""  # the start of the body, for the journal
         self.answer: list[bytes] = []  # the start of a non-image body, for the page and the metrics
+        self.kept = 0  # bytes in answer
         self.recorded = False
 
     def see(self, message: Message) -> bool:
         """Note one message on its way out; ``True`` when it ends the answer."""
-        if message["type"] == "http.response.start":
+        kind = message["type"]
+        if kind == "http.response.body":
+            chunk = message.get("body", b"")
+            if not self.body:
+                self.body = chunk[:RESPONSE_CAP]
+            elif len(self.body) < RESPONSE_CAP:
+                self.body += chunk[: RESPONSE_CAP - len(self.body)]
+            if chunk and not self.image:
+                room = ANSWER_CAP - self.kept
+                if room > 0:
+                    kept = chunk[:room]
+                    self.answer.append(kept)
+                    self.kept += len(kept)
+            return not message.get("more_body", False)
+        if kind == "http.response.start":
             self.status = message["status"]
             self.type = _content_type(message)
-            return False
-        if message["type"] != "http.response.body":
-            return False
-        chunk = message.get("body", b"")
-        if len(self.body) < RESPONSE_CAP:
-            self.body += chunk[: RESPONSE_CAP - len(self.body)]
-        if chunk and not self.type.startswith(("image/", "application/octet-stream")):  # an image, as served live
-            room = ANSWER_CAP - sum(len(part) for part in self.answer)
-            if room > 0:
-                self.answer.append(chunk[:room])
-        return not message.get("more_body", False)
+            self.image = self.type.startswith(("image/", "application/octet-stream"))  # an image, as served live
+        return False
 
 
 class JournalWriter:
@@ -112,9 +119,21 @@ class JournalWriter:
         described: str | None,
         rider: Rider | None,
     ) -> int:
-        fields = self._fields(scope, headers, body, started, outcome, described)
         if rider is None or rider.entry_id is None:
-            return session.journal.record(**fields)
+            return session.journal.add(
+                started,
+                scope["method"],
+                scope["path"],
+                scope.get("query_string", b"").decode("latin-1"),
+                headers.get("authorization"),
+                body,
+                outcome.status if outcome.kind == "response" else None,
+                outcome.kind,
+                described,
+                scope["state"].get("trace_id", ""),
+                headers,
+                outcome.body,
+            )
         if (
             outcome.kind == "response"
             and outcome.status == 200
@@ -122,7 +141,7 @@ class JournalWriter:
             and outcome.body == rider.response
         ):
             return session.journal.written(rider)  # the answer went out as the entry says
-        return session.journal.rewrite(rider, **fields)
+        return session.journal.rewrite(rider, **self._fields(scope, headers, body, started, outcome, described))
 
     def record(
         self,
@@ -180,8 +199,8 @@ def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
 
 
 def _content_type(start: Message) -> str:
-    for name, value in start.get("headers", []):
-        if name.lower() == b"content-type":
+    for name, value in start.get("headers", ()):
+        if name == b"content-type" or name.lower() == b"content-type":
             return str(value.decode("latin-1"))
     return ""
 
@@ -265,12 +284,15 @@ class Exchange:
     async def send(self, message: Message) -> None:
         """Pass a message on; journal the request first when it ends the answer (so a test
         that reads the journal right after its request finds the request there)."""
-        if message["type"] == "http.response.start":
-            confirm()  # what the answer was made on still holds (else it is made again)
-        if self.outcome.see(message):
-            self.record()
         out = self._out
-        out.stamp(message)
+        if message["type"] == "http.response.body":  # the trace id has nothing to do with a body
+            if self.outcome.see(message):
+                self.record()
+        else:
+            if message["type"] == "http.response.start":
+                confirm()  # what the answer was made on still holds (else it is made again)
+            self.outcome.see(message)
+            out.stamp(message)
         await out.server(message)
 
     def record(self) -> None:

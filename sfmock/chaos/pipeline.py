@@ -35,11 +35,12 @@ from sfmock.chaos.matching import FaultMatcher
 from sfmock.chaos.metrics import Metrics
 from sfmock.chaos.outcome import Exchange, JournalWriter, Outcome
 from sfmock.chaos.sessions import SessionError, Sessions, SessionState
-from sfmock.clock import Clock, serving
+from sfmock.clock import Clock, serve_on, served
 from sfmock.service.accounts import Authenticator
 from sfmock.service.api import AHEAD_STATE
 from sfmock.service.direct import DirectRoute
 from sfmock.service.failures import failure_answer
+from sfmock.service.headers import HEADERS_STATE
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.responses import OBSERVED_429_CODES
@@ -84,11 +85,20 @@ class Pipeline:
         self.rng = rng
         self.sessions = sessions
         self.store: Store = store if store is not None else MemoryStore()
+        self.snapshots = not isinstance(self.store, MemoryStore)  # a memory store's is nothing to do
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.control_prefix = control_prefix
         self.store_prefix = store_prefix
         self.direct = tuple(direct)
+        # the exact-path routes ahead of any with a parameter, found by one look-up (the
+        # generation's, on every one); the first to match wins, as in the loop
+        self.exact: dict[tuple[str, str], DirectRoute] = {}
+        for route in self.direct:
+            if route.param is not None:
+                break
+            for method in route.methods:
+                self.exact.setdefault((method, route.path), route)
         lifecycle = lifecycle or Lifecycle((), started=clock.now())
         self.matcher = FaultMatcher(authenticator=authenticator, clock=clock, lifecycle=lifecycle)
         self.injector = FaultInjector(
@@ -122,38 +132,45 @@ class Pipeline:
 
     async def _journaled(self, scope: Scope, receive: Receive, out: Outbound) -> None:
         headers = header_map(scope)
-        repeated = repeated_own_header(scope, headers)
-        if repeated is not None:
-            await bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)(scope, receive, out.send)
-            return
+        if len(headers) == len(scope["headers"]):
+            scope["state"][HEADERS_STATE] = headers  # no name twice: the handlers read this map
+        else:
+            repeated = repeated_own_header(scope, headers)
+            if repeated is not None:
+                answer = bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)
+                await answer(scope, receive, out.send)
+                return
         try:
             session = session_of(self.sessions, scope, headers)
         except SessionError as exc:
             await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, out.send)
             return
         scope["state"][SESSION_STATE] = session
-        # a shared store's clocks and scenario, read at once; the session's time, for all it asks
-        with self.store.snapshot(session.name), serving(self.clock, session.clock):
+        if self.snapshots:  # a shared store's clocks and scenario, read at once
+            with self.store.snapshot(session.name):
+                await self._arrived(scope, receive, out, headers, session)
+        else:
             await self._arrived(scope, receive, out, headers, session)
 
     async def _arrived(
         self, scope: Scope, receive: Receive, out: Outbound, headers: dict[str, str], session: SessionState
     ) -> None:
         state = scope["state"]
-        times = (self.clock.now(), time.perf_counter())
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            times = self._checked(times)
-            response = too_large(scope, self.max_body_bytes, self.store_prefix)
-            self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
-            await response(scope, _disconnected, out.send)
-            return
-        body, complete = await read_body(receive, self.max_body_bytes + 1)
-        if not complete:
-            times = self._checked(times)
-            self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
-            return
+        token = serve_on(self.clock, session.clock)  # the session's time, for all it asks
         try:
+            times = (self.clock.now(), time.perf_counter())
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                times = self._checked(times)
+                response = too_large(scope, self.max_body_bytes, self.store_prefix)
+                self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
+                await response(scope, _disconnected, out.send)
+                return
+            body, complete = await read_body(receive, self.max_body_bytes + 1)
+            if not complete:
+                times = self._checked(times)
+                self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
+                return
             try:
                 await self._serve(
                     Exchange(self.writer, session, scope, headers, body, times, receive, out), receive, out
@@ -164,6 +181,7 @@ class Pipeline:
                     Exchange(self.writer, session, scope, headers, body, times, receive, out), receive, out
                 )
         finally:
+            served(token)
             # the body, and the closures that hold it, go now: not at the next full collection
             state.pop("record", None)
             state.pop(AHEAD_STATE, None)
@@ -178,10 +196,10 @@ class Pipeline:
         return times
 
     async def _serve(self, exchange: Exchange, receive: Receive, out: Outbound) -> None:
-        scope, session = exchange.scope, exchange.session
-        scope["state"]["record"] = exchange.record
-        scope["state"][AHEAD_STATE] = exchange.offer()  # the 200's entry written with the admission
-        scope["state"][BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
+        scope, session, state = exchange.scope, exchange.session, exchange.scope["state"]
+        state["record"] = exchange.record
+        state[AHEAD_STATE] = exchange.offer()  # the 200's entry written with the admission
+        state[BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
         session.activity.begin()
         try:
             try:
@@ -191,7 +209,7 @@ class Pipeline:
                 await answer(scope, exchange.receive, exchange.send)
                 return
             fault = exchange.fault = self.matcher.choose(session.engine, scope, exchange.headers, exchange.body, forced)
-            scope["state"]["fault"] = fault
+            state["fault"] = fault
             try:
                 if fault is None:
                     await self._respond(scope, exchange.receive, exchange.send, out)
@@ -217,6 +235,10 @@ class Pipeline:
         """The route's answer, or the documented one for its failure while nothing was sent
         (``began``: what notes the start of the answer)."""
         try:
+            exact = self.exact.get((scope["method"], scope["path"]))
+            if exact is not None and not scope.get("root_path"):
+                await exact.serve(scope, receive, send, {})
+                return
             for route in self.direct:
                 params = route.params(scope)
                 if params is not None:

@@ -133,8 +133,9 @@ class SessionState:
             self.answer_bytes += size
             while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
                 _, gone = self.answers.popitem(last=False)
-                self.answer_bytes -= _size(gone)
-                size -= _size(gone)
+                freed = _size(gone)
+                self.answer_bytes -= freed
+                size -= freed
             tally = self.answer_tally
         if tally is not None and tally.add(size, self.name):
             with self.activity.lock:  # no other session's answers left to drop: this one's oldest
@@ -179,7 +180,8 @@ class SessionState:
 
 
 def _size(answer: Answer) -> int:
-    return len(answer.body) + sum(map(len, answer.images))
+    images = answer.images
+    return len(answer.body) + (len(images[0]) if len(images) == 1 else sum(map(len, images)))
 
 
 class Sessions:

@@ -27,6 +27,10 @@ from sfmock.state.tally import Tally
 __all__ = ["Admission"]
 
 
+# the limits of an account on a model, and its windows by usage (requests, images, tokens)
+Plan = tuple[Limits, dict[tuple[int, int, int], tuple[Window, ...]]]
+
+
 class Admission:
     """Quota and balance checks of one session, over a :class:`~sfmock.state.store.Book`."""
 
@@ -64,7 +68,7 @@ class Admission:
         self.prices = dict(prices)
         self.headers = headers
         self.book: Book = book if book is not None else MemoryBook()
-        self._limits: dict[tuple[Limits | None, str], tuple[Limits, dict[Usage, tuple[Window, ...]]]] = {}
+        self._limits: dict[tuple[Limits | None, str], Plan] = {}
 
     def fresh(self, book: Book | None = None, *, owner: str | None = None) -> Admission:
         """An admission with the same limits and prices over ``book`` (default: a new
@@ -88,7 +92,7 @@ class Admission:
         """Server-wide limits, under the model's, under the account's own."""
         return self._plan(account, model)[0]
 
-    def _plan(self, account: Account, model: str) -> tuple[Limits, dict[Usage, tuple[Window, ...]]]:
+    def _plan(self, account: Account, model: str) -> Plan:
         """The limits, and the windows a request counts against by its usage (both kept:
         they are needed on every request, and most requests look alike)."""
         key = (account.limits, model)
@@ -116,11 +120,12 @@ class Admission:
         server's) or its 403/402 code 30001; returns headers to send."""
         limits, known = self._plan(account, model.id)
         cost = self.price(model) * usage.images
-        specs = known.get(usage)
+        counted = (usage.requests, usage.images, usage.tokens)  # a tuple hashes in C; a dataclass in Python
+        specs = known.get(counted)
         if specs is None:
             if len(known) >= 1024:  # prompts of every length: keep the count bounded
                 known.clear()
-            specs = known[usage] = windows(model.id, limits, usage)
+            specs = known[counted] = windows(model.id, limits, usage)
         self._seen(account)
         verdict = self.book.admit(account.id, opening(account), specs, cost, now)
         if verdict.outcome == "limited":

@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from sfmock.clock import Clock
 from sfmock.contract.openapi import Contract, ModelSpec
@@ -17,6 +16,7 @@ from sfmock.contract.validation import RequestValidator, message_of
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.admission import Admission
 from sfmock.service.generation import Generator, prompt_tokens
+from sfmock.service.headers import header_values
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.origins import Origins
@@ -41,7 +41,6 @@ __all__ = ["AHEAD_STATE", "STRICT_HEADER", "Api"]
 AHEAD_STATE = "ahead"  # request.state.ahead: makes a 200's journal entry ahead (sfmock.state.rider)
 
 STRICT_HEADER = "x-sfmock-strict"
-_STRICT = STRICT_HEADER.encode()
 _SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -67,6 +66,7 @@ class Api:
     ) -> None:
         self.contract = contract
         self.generator = generator
+        self.screens = type(generator).screen is not Generator.screen  # the fake's refuses none: not awaited
         self.validator = RequestValidator(contract)
         self.authenticator = authenticator
         self.admission = admission
@@ -82,7 +82,7 @@ class Api:
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
-        given = header_values(request.scope, b"authorization")
+        given = header_values(request.scope, "authorization")
         if len(given) > 1:
             raise unauthorized()
         return self.authenticator.authenticate(given[0] if given else None)
@@ -132,7 +132,8 @@ class Api:
                 raise parameter_invalid()  # the seen wording names no field
             raise invalid_request(message)
         model = self.contract.models[body["model"]]
-        await self.generator.screen(body, model)
+        if self.screens:
+            await self.generator.screen(body, model)
         usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
         admission = session.admission if session is not None else self.admission
         fault = state.get("fault")
@@ -171,11 +172,14 @@ class Api:
                 image["url"] += suffix
         images = result.get("images") or []  # for the journal: the URLs as a client reads them
         state: dict[str, Any] = request.scope["state"]
-        state["issued"] = [str(image["url"]) for image in images if isinstance(image, dict) and "url" in image]
+        issued = state["issued"] = []
+        for image in images:  # a loop: on Python 3.11 a comprehension is a frame more
+            if isinstance(image, dict) and "url" in image:
+                issued.append(str(image["url"]))
         return result
 
     def strict_mode(self, request: Request) -> bool:
-        values = header_values(request.scope, _STRICT)
+        values = header_values(request.scope, STRICT_HEADER)
         if len(values) > 1:
             raise invalid_request("X-Sfmock-Strict: given more than once")
         value = values[0] if values else None
@@ -246,12 +250,6 @@ def _lifecycle(request: Request, default: Lifecycle) -> Lifecycle:
     """The models retired for the session serving the request (``default`` outside one)."""
     session = _session(request)
     return default if session is None else session.lifecycle
-
-
-def header_values(scope: Scope, name: bytes) -> list[str]:
-    """Every value of header ``name`` (lower case), as ``request.headers.getlist`` gives
-    them, without building Starlette's ``Headers`` (on every generation)."""
-    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
 
 
 def _json_type(value: Any) -> str:

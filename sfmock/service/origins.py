@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from sfmock.service.headers import first_header
+
 __all__ = [
     "IMAGE_URL_STATE",
     "IN_PROCESS_API",
@@ -33,7 +35,7 @@ IMAGE_URL_STATE = "image_url"
 _HOST = re.compile(r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)  # hashed by identity: _from_host's cache hashes it per request
 class Origins:
     """The image origin of each answer.
 
@@ -55,7 +57,7 @@ class Origins:
         if self.configured:
             return None
         scope = request.scope
-        host = next((value for key, value in scope["headers"] if key == b"host"), b"").decode("latin-1")
+        host = first_header(scope, "host") or ""
         return self._from_host(host, scope.get("scheme", "http"))
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one per app, for its life; a few Host values

@@ -80,13 +80,18 @@ class _JsonAnswer(Response):
     media_type = JSON_TYPE
 
     def __init__(self, content: bytes, headers: Mapping[str, str]) -> None:
-        if not _OWN_HEADERS.isdisjoint(name.lower() for name in headers):
+        if headers and not _OWN_HEADERS.isdisjoint(name.lower() for name in headers):
             super().__init__(content, 200, headers=headers)
             return
         self.status_code = 200
         self.background = None
         self.body = content
-        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        # no comprehension for no headers (a frame each on Python 3.11): the usual 200
+        raw = (
+            [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+            if headers
+            else []
+        )
         raw += ((b"content-length", str(len(content)).encode("latin-1")), (b"content-type", _JSON_TYPE))
         self.raw_headers = raw
 

@@ -26,7 +26,7 @@ import time
 from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import quote
 
 from sfmock.errors import DownloadDenied
@@ -108,6 +108,15 @@ class ObjectName:
         return cls(digest=match["digest"], width=width, height=height, index=index, shape=shape)
 
 
+class _Mac(Protocol):
+    """A keyed HMAC: :mod:`hmac`'s, or the OpenSSL one it wraps."""
+
+    def copy(self) -> _Mac: ...
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+    def digest(self) -> bytes: ...
+
+
 class UrlSigner:
     """Signs object names into query strings and checks them on download."""
 
@@ -123,7 +132,10 @@ class UrlSigner:
         self.token = token
         # keyed once; each signature copies it (hmac.digest looks the algorithm up in
         # OpenSSL on every call, which under load cost more than the signing itself)
-        self._mac = hmac.new(_PROCESS_KEY if key is None else key.encode("utf-8"), digestmod=hashlib.sha256)
+        keyed = hmac.new(_PROCESS_KEY if key is None else key.encode("utf-8"), digestmod=hashlib.sha256)
+        # OpenSSL's own HMAC where hmac wraps one: its copy, update and digest are single C
+        # calls, where the wrapper makes four Python calls of each signature
+        self._mac: _Mac = getattr(keyed, "_hmac", None) or keyed
         self.ttl = ttl
         self.region = region
         self._last: tuple[int | None, str, str] = (None, "", "")  # (second, signed suffix, query prefix)

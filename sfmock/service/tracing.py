@@ -44,8 +44,10 @@ class Outbound:
             if self.trace_id is not None:
                 self.state[STARTED_STATE] = True
                 headers = message.setdefault("headers", [])
-                if not any(name == _STORE for name, _ in headers):
-                    headers.append((_TRACE, self.trace_id.encode()))
+                for name, _ in headers:
+                    if name == _STORE:
+                        return
+                headers.append((_TRACE, self.trace_id.encode()))
 
     async def send(self, message: Message) -> None:
         self.stamp(message)

@@ -105,8 +105,13 @@ class Windows:
         """Check every window, then ``allow()`` (the balance), then count: one pass, one lock."""
         with self.lock:
             held = []
+            table = self._windows.get(account)  # _window's look-ups, once for all the windows
+            if table is None:
+                table = self._windows[account] = {}
             for index, spec in enumerate(windows):
-                window = self._window(account, spec.name)
+                window = table.get(spec.name)
+                if window is None:
+                    window = table[spec.name] = SlidingWindow()
                 held.append(window)
                 used = window.used(now, spec.span)
                 if used + spec.amount > spec.limit:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from sfmock import Settings, VirtualClock, create_app
+from sfmock.scrubbing import _CUELESS, scrub_body
 from sfmock.server import ServerThread, listen
 from upstream import proxy_client
 
@@ -93,3 +94,18 @@ def test_the_journal_and_the_page_show_no_credential() -> None:
     assert_no_secret(journal.text, "the journal")
     assert_no_secret(feed.text, "the page's feed")
     assert "page=2" in journal.text
+
+
+def test_a_body_seen_clean_is_still_scrubbed_of_the_key_that_comes_with_it() -> None:
+    """A body found with no credential cue is remembered (the next one alike is not searched
+    again); the key a request sends is looked for in it every time all the same."""
+    clean = b'{"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse q1w2e3r4t5y6"}'
+    assert scrub_body(clean) == clean
+    assert scrub_body(clean) == clean  # remembered: the same answer
+    assert b"q1w2e3r4t5y6" not in scrub_body(clean, ["q1w2e3r4t5y6"])  # a key of any shape, sent with it
+    for index in range(600):  # many other clean bodies: what is remembered stays bounded
+        scrub_body(b'{"prompt": "a lighthouse number %d"}' % index)
+    assert len(_CUELESS) <= 256
+    assert scrub_body(b'{"prompt": "a lighthouse", "api_key": "abcdefgh"}') == (
+        b'{"prompt":"a lighthouse","api_key":"REDACTED"}'
+    )
