@@ -242,7 +242,9 @@ class Control:
                 return self._freeze(clock, value)
             problem = _clock_problem(verb, value, clock.now())
             if problem is not None:
-                return _error(400, f"clock: {problem}")
+                # a move the contract allows that this clock's time cannot take conflicts
+                # with the state, as a frozen clock's does: 409; anything else is malformed
+                return _error(409 if problem.endswith(_PAST_9999) else 400, f"clock: {problem}")
             method = getattr(clock, verb, None)
             if method is None or not hasattr(self.clock, "advance"):  # a session's moves as the server's
                 return _error(409, "clock: this server's clock cannot be moved")
@@ -394,10 +396,14 @@ def _clock_problem(verb: str, value: Any, now: float) -> str | None:
         return f"{verb} needs a number, got {_as_json(value)}"
     if verb == "advance" and not 0 <= value <= MAX_ADVANCE:
         return f"advance needs a number from 0 to {MAX_ADVANCE} (a century; use set to go back)"
-    target = now + value if verb == "advance" else value
-    if not 0 <= target <= MAX_TIME:
-        return f"{verb} {value!r} would put the clock outside 0..{MAX_TIME} (1970 to 9999)"
+    if verb == "set" and not 0 <= value <= MAX_TIME:
+        return f"set {value!r} would put the clock outside 0..{MAX_TIME} (1970 to 9999)"
+    if verb == "advance" and not now + value <= MAX_TIME:
+        return f"advance {value!r} from {now:.0f} would put the clock{_PAST_9999}"
     return None
+
+
+_PAST_9999 = " past the end of 9999"
 
 
 def _session(request: Request) -> SessionState:
