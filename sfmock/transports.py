@@ -83,12 +83,19 @@ class InProcess:
                 raise done[0]
             return done[0]
         queued = self.clock.now()
-        with self._open() as transcript, self._lock:
-            if self._loop is None:
-                # a plain loop of its own, whatever loop policy the caller's code has set
-                self._loop = asyncio.SelectorEventLoop()
-            answer = self._answer(transcript, method, url, headers, body, read_timeout, queued)
-            return self._loop.run_until_complete(answer)
+        with self._open() as transcript:
+            # sent when it asked: where another thread's request held the line, it waited its turn
+            waited = not self._lock.acquire(blocking=False)
+            if waited:
+                self._lock.acquire()
+            try:
+                if self._loop is None:
+                    # a plain loop of its own, whatever loop policy the caller's code has set
+                    self._loop = asyncio.SelectorEventLoop()
+                answer = self._answer(transcript, method, url, headers, body, read_timeout, queued if waited else None)
+                return self._loop.run_until_complete(answer)
+            finally:
+                self._lock.release()
 
     async def acall(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None

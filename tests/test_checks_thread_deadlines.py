@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -209,3 +210,70 @@ def test_another_threads_wait_timing_out_inside_the_latency_is_not_the_clients_d
     generation = runs[0].generations[0]
     assert generation.deadline is not None  # the heartbeat's waits timed out inside the latency
     assert runs[0].error is not None and runs[0].downloads
+
+
+# -- time.sleep on one thread while another's request is answered (outsider9) -------------
+
+
+def _careful_work(ctx: ClientContext) -> bytes:
+    """Generates with retries of transient answers (backing off), then downloads."""
+    http = ctx.http_client(timeout=60)
+    for attempt in range(4):
+        answer = _post(ctx, http)
+        if answer.status_code in TRANSIENT and attempt < 3:
+            time.sleep(2.0 * 2**attempt)
+            continue
+        url = answer.raise_for_status().json()["images"][0]["url"]
+        return http.get(url).raise_for_status().content
+    raise RuntimeError("unreachable")
+
+
+def _polling(ctx: ClientContext) -> bytes:
+    """Works on a pool thread; the caller polls every 0.1 s and gives up after 300 s."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        work = pool.submit(_careful_work, ctx)
+        began = time.monotonic()
+        while not work.done():
+            if time.monotonic() - began > 300:
+                raise TimeoutError("image generation took more than 300 s")
+            time.sleep(0.1)
+        return work.result()
+
+
+def _with_heartbeat(ctx: ClientContext) -> bytes:
+    """Beats every 0.1 s on a thread of its own while it works; the beat stopped and joined."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            time.sleep(0.1)
+
+    beating = threading.Thread(target=beat)
+    beating.start()
+    try:
+        return _careful_work(ctx)
+    finally:
+        stop.set()
+        beating.join()
+
+
+@pytest.mark.parametrize("work", [_polling, _with_heartbeat], ids=["polling", "heartbeat"])
+def test_a_sleep_loop_on_another_thread_does_not_run_the_clock_ahead_of_a_request(work: Any) -> None:
+    # the sleeps of a loop wait on the clock with the request's latency, the earliest first:
+    # as on a network, the whole call takes seconds, not the minutes the loop's sleeps add up to
+    spent: list[float] = []
+
+    def timed(ctx: ClientContext) -> bytes:
+        """The client, its time on the check's clock noted."""
+        began = time.monotonic()
+        try:
+            return work(ctx)  # type: ignore[no-any-return]
+        finally:
+            spent.append(time.monotonic() - began)
+
+    for schedule in ([], ["503"], ["503", "503"]):
+        spent.clear()
+        check_client(timed, schedule=schedule, random_seed=0, invariants=["backoff", "downloads", "tolerant"])
+        waits = sum(2.0 * 2**n for n in range(len(schedule)))  # its back-off: 2 s, then 4 s
+        # the back-off, and each answer's latency (a few seconds at most), nothing more
+        assert waits < spent[0] < waits + 10 * (len(schedule) + 1), (schedule, spent)

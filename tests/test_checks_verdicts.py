@@ -236,6 +236,7 @@ def test_two_generations_at_once_for_one_image_are_not_called_a_retry(client: An
     assert len(posts) == 2
     if client is _threaded:
         assert "(sent at t+0.0s: it waited while another thread's request was answered)" in posts[1]
+    assert "(sent at" not in posts[0]  # the first had the line to itself
 
 
 # -- what the reports say ------------------------------------------------------------------

@@ -116,6 +116,7 @@ class VirtualTime:
         woken: Callable[[], bool] = lambda: False,
         *,
         latency: bool = False,
+        sleep: bool = False,
     ) -> bool:
         """A blocking wait with ``timeout`` virtual seconds, ``block(s)`` waiting up to ``s`` real
         seconds (``None``: no limit) and saying whether the wait ended (was notified);
@@ -129,7 +130,8 @@ class VirtualTime:
         timeout in real time, the clock jumps to the earliest deadline of the threads waiting
         so, and the wait whose deadline that is returns ``False``, timed out, as it would have.
         A virtual loop's next timer counts as such a deadline; ``latency``: this wait is an
-        answer's latency passing (:meth:`pass_latency`).
+        answer's latency passing (:meth:`pass_latency`); ``sleep``: a ``time.sleep`` (its end
+        is not a deadline the client gave up at).
         """
         me = threading.get_ident()
         deadline = math.inf if timeout is None else self.clock.now() + timeout
@@ -147,7 +149,7 @@ class VirtualTime:
                 if block(THREAD_GRACE):
                     return True
                 if self.clock.now() >= deadline - MIN_STEP:
-                    if not latency:
+                    if not latency and not sleep:
                         self.fired.append(deadline)
                     return False
                 now, after = _real_monotonic(), (self.progress(), self._client_threads())
@@ -275,7 +277,25 @@ class VirtualTime:
         if not self.virtual_here() or _real_caller(2):
             self._real["sleep"](seconds)
             return
+        if seconds > 0 and self._not_alone():
+            # another thread of the client's may be at work (a request on a pool's thread, a
+            # heartbeat): this sleep is a wait on the clock as theirs are, the earliest deadline
+            # first and the clock moved only once all are quiet, or a loop of short sleeps
+            # would run the clock on while the other thread's request is still being answered
+            self.wait(self._slept_a_moment, seconds, sleep=True)
+            return
         self.on_sleep(seconds)
+
+    def _slept_a_moment(self, seconds: float | None) -> bool:
+        self._real["sleep"](THREAD_GRACE if seconds is None else seconds)
+        return False  # nothing ends a sleep but its time
+
+    def _not_alone(self) -> bool:
+        """Whether another thread of the client's is waiting on the clock, looping, or running."""
+        with self._waits_lock:
+            if self._waits or self._timers:
+                return True
+        return bool(self._client_threads_now({threading.get_ident()}))
 
     def _monotonic(self) -> float:
         if self.virtual_here() and not _real_caller(2):
