@@ -11,6 +11,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
+from hypothesis.reporting import with_reporter
 
 from sfmock.testing.invariants import Run
 from sfmock.testing.strategies import first_schedules, schedules
@@ -111,7 +112,11 @@ def search(
         test = hypothesis_seed(seed)(test)
     test._hypothesis_internal_database_key = database_key  # type: ignore[attr-defined]
     try:
-        test()
+        # Hypothesis's own lines ("You can reproduce this failure by adding @seed(...)", said
+        # when the budget cuts a search short) are not for the user: the check prints its
+        # verdict and its own replay line
+        with with_reporter(lambda _: None):
+            test()
     except _Violation as violation:
         return violation.found
     except (Flaky, OutOfTime):
