@@ -126,7 +126,16 @@ def test_a_body_reads_as_json_reads_it(value: object, style: dict[str, object]) 
 
 @pytest.mark.parametrize(
     "text",
-    ['{"seed": 123456789012345678901}', '{"seed": -9223372036854775809}', '{"a": 1, "a": 2.5, "b": [0.1, -0.0]}'],
+    [
+        '{"seed": 123456789012345678901}',
+        '{"seed": -9223372036854775809}',
+        '{"a": 1, "a": 2.5, "b": [0.1, -0.0]}',
+        # a long run of digits is looked for only where orjson's value holds a float (an
+        # integer it could not keep whole is one), or where it holds too much to walk
+        "[" + "1," * 100 + "123456789012345678901]",
+        '{"image": "data:image/png;base64,' + "A0" * 2000 + '", "seed": 123456789012345678901}',
+        '{"image": "data:image/png;base64,' + "1" * 4000 + '", "seed": 42}',
+    ],
 )
 def test_long_integers_and_repeated_keys_read_as_json_reads_them(text: str) -> None:
     assert _shape(_read(text.encode())) == _shape(json.loads(text))

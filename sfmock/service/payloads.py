@@ -64,16 +64,41 @@ async def read_json(request: Request, limit: int) -> Any:
         raise invalid_request(f"Invalid JSON body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if _more_brackets(text, MAX_DEPTH):
         return _checked(_decode(text))
-    if raw.translate(_DIGITS_AS_ZERO).find(_LONG_NUMBER) >= 0:  # find: "in" tries an integer first
-        return _checked(_decode(text))  # json reads it; a number too long for Python is refused in words
     try:
         # json's value, at a tenth of the cost; orjson refuses all that check_data would
         # (NaN, Infinity, a number out of range, a lone surrogate), so json says why
-        return orjson.loads(text)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        pass
-    value = _decode(text)
-    return _checked(value) if _suspect(text) else value
+        value = _decode(text)
+        return _checked(value) if _suspect(text) or _long_number(raw) else value
+    # a float may be an integer orjson could not keep whole (a body with none, such as an
+    # image's 1 MB data URL, is not scanned for one)
+    if _holds_float(value) and _long_number(raw):
+        return _checked(_decode(text))  # json reads it; a number too long for Python is refused in words
+    return value
+
+
+def _long_number(raw: bytes) -> bool:
+    return raw.translate(_DIGITS_AS_ZERO).find(_LONG_NUMBER) >= 0  # find: "in" tries an integer first
+
+
+def _holds_float(value: Any, budget: int = 64) -> bool:
+    """Whether ``value`` holds a float (``True`` too past ``budget`` values looked at: a
+    big document is scanned rather than walked)."""
+    pending = [value]
+    while pending:
+        budget -= 1
+        if budget < 0:
+            return True
+        item = pending.pop()
+        kind = type(item)
+        if kind is float:
+            return True
+        if kind is dict or kind is list:
+            if len(item) > budget:
+                return True
+            pending.extend(item.values() if kind is dict else item)
+    return False
 
 
 def _checked(value: Any) -> Any:
