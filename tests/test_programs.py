@@ -478,6 +478,31 @@ SHRINKING_WAITS = (  # waits 0.6 s, then 0.2 s: as a jittered back-off may, by c
 )
 
 
+AT_ONCE = (  # retries a 429 or a 5xx at once, four attempts
+    'for try in 1 2 3 4; do code=$(curl -s -o /dev/null -w "%{http_code}" '
+    '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations"); '
+    "case $code in 429|5*) ;; *) break ;; esac; done"
+)
+ONE_SHORT_WAIT = (  # waits 0.01 s once, then 0.6 s: as a jittered back-off may draw, by chance
+    'for wait in 0.01 0.6 0; do code=$(curl -s -o /dev/null -w "%{http_code}" '
+    '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations"); '
+    '[ "$code" = 200 ] && break; sleep $wait; done'
+)
+
+
+@needs_curl
+def test_a_program_that_retries_at_once_is_caught_by_backoff() -> None:
+    # a program cannot be run again under another random state: a retry of a 429 or 503
+    # within 50 ms counts as at once where the run did so more than once (outsider10: such
+    # programs in Node, Perl and curl passed)
+    report = check(("bash", "-c", AT_ONCE), checks=["backoff"])
+    assert report.failure is not None and report.failure.check == "backoff", report.text()
+    assert report.failure.message.startswith("retried a "), report.text()
+    assert len(report.failure.schedule) == 2 and report.failure.reproduced is True, report.text()
+    # one short wait alone may be a jittered draw: not judged
+    assert check(("bash", "-c", ONE_SHORT_WAIT), schedule=["503", "503"], checks=["backoff"]).passed
+
+
 @needs_curl
 def test_a_back_off_that_shrinks_is_not_judged_for_a_program() -> None:
     # a program cannot be rerun under another random state: jitter and a shrinking back-off look alike

@@ -12,11 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 from sfmock.contract.openapi import load_contract
 from sfmock.contract.validation import RequestValidator
 from sfmock.testing.evidence import (
+    IMMEDIATE,
     Run,
     own_deadline,
 )
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, SUCCESS
 from sfmock.transports import Exchange
+
+BACKOFF_STATUSES = frozenset({429, 503})  # a retry of these waits (invariants.backoff)
 
 __all__ = [
     "Rerun",
@@ -134,6 +137,12 @@ def retry_after(exchange: Exchange) -> float | None:
         return None
 
 
+def unrepeatable(random_seed: int) -> Run:
+    """A program's run "under another random state": none can be made (its random state is its
+    own), so its waits count as random, and a back-off that shrinks is not judged (jitter may)."""
+    return Run(schedule=(), exchanges=(), result=None, error=None, api_key="", max_attempts=0, min_attempts=0)
+
+
 class Rerun:
     """The run again under another random state, made once when a verdict needs it."""
 
@@ -158,6 +167,14 @@ def deterministic(run: Run, other: Rerun) -> bool:
 
 def same_wait(run: Run, index: int, other: Rerun) -> bool:
     """Whether wait ``index`` is the same under another random state: a short wait that is
-    a jittered draw (full jitter may draw 30 ms, or 0 s from ``randint``) is no flaw; a fixed one is."""
+    a jittered draw (full jitter may draw 30 ms, or 0 s from ``randint``) is no flaw; a fixed one is.
+
+    A program's run cannot be made again: there, a short wait counts as fixed where the run
+    retried a 429 or 503 that soon more than once (full jitter of a 1 s base draws under 50 ms
+    one time in twenty; twice in a row, one in four hundred, and a check's replay sees it again)."""
+    if run.rerun is unrepeatable:
+        immediate, attempts = IMMEDIATE - 1e-6, run.generations
+        soon = [i for i, w in enumerate(run.waits()) if w < immediate and attempts[i].status in BACKOFF_STATUSES]
+        return index in soon and len(soon) > 1
     waits = other.waits()
     return waits is None or (index < len(waits) and waits[index] == round(run.waits()[index], 6))

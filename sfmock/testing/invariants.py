@@ -33,7 +33,7 @@ from sfmock.wording import plural
 __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"]
 
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
-BACKOFF_STATUSES = frozenset({429, 503})
+BACKOFF_STATUSES = facts.BACKOFF_STATUSES
 
 
 Invariant = Callable[[Run], "str | None"]

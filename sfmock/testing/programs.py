@@ -40,6 +40,7 @@ from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
 from sfmock.testing.arguments import DEFAULT_REQUEST
 from sfmock.testing.evidence import Run
+from sfmock.testing.facts import unrepeatable
 from sfmock.testing.harness import _inference, schedule_scenario
 from sfmock.testing.owned import StartFailed, run_owned, stop_all
 from sfmock.testing.recorder import BeforeAnswer, Recorder
@@ -217,7 +218,7 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool =
         request=dict(setup.request),
         strict=setup.settings.strict,
         returns_image=False,  # a program reports its image in $SFMOCK_OUTPUT: `saved-image` judges it
-        rerun=_unrepeatable,
+        rerun=unrepeatable,
     )
     waited = max(due, default=0.0)
     return ProgramRun(
@@ -246,12 +247,6 @@ def _held_for_latency(due: list[float]) -> BeforeAnswer:
             await asyncio.sleep(min(0.01, left))
 
     return before_answer
-
-
-def _unrepeatable(random_seed: int) -> Run:
-    """A program's run "under another random state": none can be made (its random state is its
-    own), so its waits count as random, and a back-off that shrinks is not judged (jitter may)."""
-    return Run(schedule=(), exchanges=(), result=None, error=None, api_key="", max_attempts=0, min_attempts=0)
 
 
 def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:
