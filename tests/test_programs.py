@@ -503,6 +503,30 @@ def test_a_program_that_retries_at_once_is_caught_by_backoff() -> None:
     assert check(("bash", "-c", ONE_SHORT_WAIT), schedule=["503", "503"], checks=["backoff"]).passed
 
 
+def _at_once_until_caught(flag: Path) -> str:
+    """Retries a 503 at once until a run of it has done so twice, then backs off 0.6 s: as a
+    jittered back-off may draw two short waits in one run, by chance, and not in the next."""
+    return (
+        f'short=0; for try in 1 2 3 4; do code=$(curl -s -o /dev/null -w "%{{http_code}}" '
+        '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
+        '"$SILICONFLOW_BASE_URL/images/generations"); '
+        f"case $code in 5*) [ -e {flag} ] && sleep 0.6 || short=$((short + 1)) ;; *) break ;; esac; done; "
+        f"[ $short -ge 3 ] && touch {flag}; true"
+    )
+
+
+@needs_curl
+def test_short_waits_a_replay_does_not_repeat_are_not_judged(tmp_path: Path) -> None:
+    # a correct program with full jitter may draw two waits under 50 ms in one run: it was
+    # accused, "FLAKY: a replay of it passed"; its replay draws its waits again
+    flag = tmp_path / "caught"
+    report = check(("bash", "-c", _at_once_until_caught(flag)), checks=["backoff"], outcomes=["503"], max_examples=5)
+    assert flag.exists()  # a run retried at once, twice or more
+    assert report.passed, report.text()
+    assert "not judged: [backoff] retried a 503" in report.text(), report.text()
+    assert "its replay backed off" in report.text()
+
+
 @needs_curl
 def test_a_back_off_that_shrinks_is_not_judged_for_a_program() -> None:
     # a program cannot be rerun under another random state: jitter and a shrinking back-off look alike

@@ -183,6 +183,9 @@ def retries(run: Run) -> str | None:
     return None
 
 
+AT_ONCE = "retried a "  # how the verdict on a 429 or 503 retried without a back-off begins
+
+
 def backoff(run: Run) -> str | None:
     """A wait before retrying a 429 or 503, ``Retry-After`` honoured, a deterministic
     back-off that never drops below its first wait (jitter may; a reset to it may), and a
@@ -200,10 +203,15 @@ def backoff(run: Run) -> str | None:
             )
         if wait < IMMEDIATE - 1e-6 and answer.status in BACKOFF_STATUSES and facts.same_wait(run, index, other):
             if wait <= 0:
-                return f"retried a {answer.status} at once, without backing off (attempt {index + 2})"
+                return f"{AT_ONCE}{answer.status} at once, without backing off (attempt {index + 2})"
+            why = (
+                "and another as soon in this run"
+                if run.rerun is facts.unrepeatable
+                else "the same under any random state"
+            )
             return (
-                f"retried a {answer.status} after {wait * 1000:.0f} ms (attempt {index + 2}), the same under any "
-                f"random state: that is at once, not a back-off (a wait under {IMMEDIATE * 1000:.0f} ms counts as none)"
+                f"{AT_ONCE}{answer.status} after {wait * 1000:.0f} ms (attempt {index + 2}), {why}: that is at "
+                f"once, not a back-off (a wait under {IMMEDIATE * 1000:.0f} ms counts as none)"
             )
     if sum(waits) > run.max_total_wait:
         return f"waited {sum(waits):.0f}s in all between attempts; at most {run.max_total_wait:g}s is reasonable"

@@ -159,6 +159,10 @@ class VirtualTime:
                         continue
                     if now - quiet < (REAL_GRACE if after[1][0] else THREAD_GRACE):
                         continue
+                    # a thread of the client's that a busy machine has not run yet used no CPU
+                    # either: it is not blocked (up to HOLD_BOUND: a poller keeps the CPU for good)
+                    if after[1][0] and now - quiet < HOLD_BOUND and self.runnable_elsewhere():
+                        continue
                 with self._waits_lock:
                     # a thread began or ended a wait since it looked quiet, or one was woken or is due
                     # to wake and has not run yet: not quiet
