@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -277,3 +278,44 @@ def test_a_sleep_loop_on_another_thread_does_not_run_the_clock_ahead_of_a_reques
         waits = sum(2.0 * 2**n for n in range(len(schedule)))  # its back-off: 2 s, then 4 s
         # the back-off, and each answer's latency (a few seconds at most), nothing more
         assert waits < spent[0] < waits + 10 * (len(schedule) + 1), (schedule, spent)
+
+
+# -- a thread that starts the next one (outsider12) ------------------------------------
+
+
+class _LateTimer(threading.Timer):
+    """A ``threading.Timer`` whose thread a busy machine runs 0.1 s after it was started."""
+
+    def _bootstrap(self) -> None:  # the new thread's first step, before it has an id
+        select.select([], [], [], 0.1)  # real time: as the machine's scheduler makes it wait
+        super()._bootstrap()  # type: ignore[misc]
+
+
+def _timer_chain(ctx: ClientContext) -> bytes:
+    """Each retry on a Timer 1, 2, 4, 8 s after the last answer; the caller waits up to 300 s
+    for the chain's last answer. Correct: the chain waits 15 s at most."""
+    http = ctx.http_client(timeout=30)
+    done, answers = threading.Event(), []
+
+    def attempt(n: int) -> None:
+        answer = _post(ctx, http)
+        if answer.status_code == 200 or n == 4:
+            answers.append(answer)
+            done.set()
+        else:
+            _LateTimer(2.0**n, attempt, args=(n + 1,)).start()
+
+    attempt(0)
+    if not done.wait(timeout=300):
+        raise TimeoutError("no answer within 300 s")
+    url = answers[0].raise_for_status().json()["images"][0]["url"]
+    return http.get(url).raise_for_status().content
+
+
+def test_a_thread_started_and_not_yet_running_holds_the_clock() -> None:
+    # the caller's 300 s deadline fired while the next Timer's thread was started but not yet
+    # run (it has no id until then): it was taken for a thread that is not there
+    runs: list[Run] = []
+    check_client(_timer_chain, request=REQUEST, schedule=["503", "503", "503"], invariants=["errors", _runs(runs)])
+    starts = [g.started - runs[0].generations[0].started for g in runs[0].generations]
+    assert starts == pytest.approx([0.0, 1.0, 3.0, 7.0], abs=0.01)

@@ -266,7 +266,10 @@ class VirtualTime:
         count, used = 0, 0.0
         for thread in threading.enumerate():
             ident = thread.ident
-            if ident is None or ident in waiting or thread in self._before or ident in self.real_threads:
+            if ident is None:  # started, not yet running (a busy machine): about to
+                count += 1
+                continue
+            if ident in waiting or thread in self._before or ident in self.real_threads:
                 continue
             if not thread.name.startswith("sfmock-"):
                 count += 1
@@ -428,6 +431,8 @@ def _children() -> set[str]:
 
 def _runnable(thread: threading.Thread) -> bool:
     """Whether ``thread`` is running or waits only for a CPU (Linux; elsewhere: not known, no)."""
+    if thread.native_id is None:  # started, and not yet running
+        return True
     try:
         with open(f"/proc/self/task/{thread.native_id}/stat", "rb") as stat:
             return stat.read().rsplit(b")", 1)[1].split()[0] == b"R"
