@@ -80,7 +80,7 @@ class CheckReport:
     succeeded: int = 0  # runs that completed a generation and its download
     elapsed: float = 0.0  # real seconds the check took
     unmet: tuple[str, ...] = ()  # outcomes to draw that no run met
-    note: str = ""  # why the check stopped short: its budget of real time ran out ("" when it did not)
+    note: str = ""  # why the check stopped short (its budget ran out), or runs that made no request
 
 
 def check_client(
@@ -185,6 +185,7 @@ def check_client(
             raise verdict
         unmet = tuple(name for name in names if name not in tally.outcomes) if schedule is None else ()
         note = clock.note(tally.runs, unmet, tally.outside) if clock.ran_out else ""
+        note = "\n".join(line for line in (note, tally.kept() if schedule is None else "") if line)
         if note:
             clock.say(note)
     finally:

@@ -6,6 +6,7 @@ raised error with its causes. Plain functions over exchanges and exceptions.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import linecache
@@ -33,6 +34,8 @@ __all__ = [
     "chain",
     "changed_url",
     "describe",
+    "digest",
+    "downloaded_images",
     "error_texts",
     "expiry",
     "served_keys",
@@ -72,6 +75,7 @@ class Run:
     random_seed: int = 0
     max_total_wait: float = 600.0
     earlier_urls: frozenset[str] = frozenset()  # image URLs served in earlier runs (see url_key)
+    earlier_images: frozenset[bytes] = frozenset()  # the digests of images downloaded in earlier runs (digest)
     rerun: Callable[[int], Run] | None = field(default=None, repr=False, compare=False)
 
     # each invariant reads these, some many times: sorted out once per run, a fresh list per read
@@ -176,6 +180,16 @@ def changed_url(url: str, served: dict[str, list[dict[str, str]]], earlier: froz
         return f"downloaded {name} with parameters {added} added to the pre-signed URL: use it exactly as given"
     changed = sorted(k for k in expected if query.get(k) != expected[k])
     return f"downloaded {name} with changed parameters {changed} (re-encoded?): use the pre-signed URL as given"
+
+
+def digest(image: bytes) -> bytes:
+    """An image as a member of :attr:`Run.earlier_images`."""
+    return hashlib.sha256(image).digest()
+
+
+def downloaded_images(run: Run) -> set[bytes]:
+    """The :func:`digest` of every image ``run`` downloaded whole."""
+    return {digest(d.body) for d in run.downloads if d.status == 200 and d.failure is None}
 
 
 def url_key(path: str, query: Mapping[str, str]) -> str:

@@ -30,7 +30,7 @@ from sfmock.config import Settings
 from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
 from sfmock.service.origins import IN_PROCESS_API
-from sfmock.testing.evidence import GENERATE, Run, served_keys
+from sfmock.testing.evidence import GENERATE, Run, downloaded_images, served_keys
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vloop import new_event_loop, on_virtual_loop, virtual_loops
@@ -146,6 +146,7 @@ class Harness:
         self.watchdog = Watchdog(self._progress)
         self.watchdog.busy = self.vtime.busy
         self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
+        self.served_images: set[bytes] = set()  # the images downloaded in the check so far (digest)
 
     def _client_sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -322,9 +323,11 @@ class Harness:
             random_seed=random_seed,
             max_total_wait=options.max_total_wait,
             earlier_urls=frozenset(self.served_urls),
+            earlier_images=frozenset(self.served_images),
             rerun=lambda other: self.run(client, schedule, other, options),
         )
         self.served_urls.update(served_keys(run))
+        self.served_images.update(downloaded_images(run))
         return run
 
 

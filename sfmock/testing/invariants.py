@@ -19,6 +19,7 @@ from sfmock.testing.evidence import (
     as_images,
     changed_url,
     describe,
+    digest,
     expiry,
     own_deadline,
     served_urls,
@@ -34,6 +35,7 @@ __all__ = ["INVARIANTS", "PERMANENT", "SUCCESS", "TRANSIENT", "Invariant", "Run"
 
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413})
 BACKOFF_STATUSES = facts.BACKOFF_STATUSES
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")  # PNG, JPEG, WebP: what a store may serve
 
 
 Invariant = Callable[[Run], "str | None"]
@@ -243,6 +245,15 @@ def returns_image(run: Run) -> str | None:
     images = as_images(run.result)
     if images is not None and images and all(image in served for image in images):
         return None
+    if images and not run.exchanges:
+        if all(digest(image) in run.earlier_images for image in images):
+            return None  # an image an earlier run downloaded, kept by the client (a cache): no request made
+        if all(image.startswith(IMAGE_MAGIC) for image in images):
+            return (
+                f"returned {plural(len(images), 'image')} without a request in this run, "
+                "and not one this check served: kept from an earlier check or process (a cache?); "
+                "give the client an empty cache in the check"
+            )
     what = describe(run.result, served)
     if not served:
         return f"returned {what} though it never got an image (an error swallowed?)"

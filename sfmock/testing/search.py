@@ -60,6 +60,16 @@ class Tally:
             line = error_text(run.error)
             self.errors[line] = self.errors.get(line, 0) + 1
 
+    def kept(self) -> str:
+        """What a pass says of runs that made no request, where others did ("": none such)."""
+        idle = self.runs - self.reached
+        if not idle or not self.reached:
+            return ""
+        return (
+            f"{plural(idle, 'run')} of {self.runs} made no request to the fake (the client answered from "
+            "what it kept of an earlier run: a cache?): those runs tested nothing"
+        )
+
     def uncovered(self, *, replaying: bool = False) -> str | None:
         seen = "; ".join(f"{line} ({count}x)" for line, count in list(self.errors.items())[:3])
         if not self.reached:

@@ -34,6 +34,7 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.testing.aliases import bound_names
+from sfmock.testing.threadstate import children, cpu_time, runnable
 from sfmock.transports import HangForever
 
 __all__ = ["HangForever", "VirtualTime"]
@@ -50,6 +51,11 @@ _REAL_DEPTH = 6  # frames looked up from a wait for a caller in one of them
 
 # the verdict on a wait nobody can end, found after REAL_BOUND real seconds (asyncio, trio)
 ENDLESS = "the client awaits something that never comes, with no timeout"
+
+# monotonic seconds between two runs of a check: what a client keeps across runs in one
+# process (a rate limiter's window, a cache's expiry) sees a day pass, as between two calls
+# of a program run a day apart, not the clock going back to where the last run began
+BETWEEN_RUNS = 86_400.0
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
 
@@ -72,6 +78,7 @@ class VirtualTime:
         self.loops = 0  # virtual loops running now
         self.waiting = 0  # of them, those blocked waiting for I/O or a thread
         self._origin = time.monotonic()
+        self._runs_before = 0.0  # the monotonic time the runs so far took, and the gaps between them
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
             "sleep": self._sleep,
@@ -99,7 +106,7 @@ class VirtualTime:
         # threads that were there before the check (pytest's, the main thread's helpers): not the client's
         # (the threads themselves: a thread that ends leaves its ident to the next one started)
         self._before = set(threading.enumerate()) - {threading.current_thread()}
-        self._children_before = _children()
+        self._children_before = children()
 
     def virtual_here(self) -> bool:
         """Whether the calling thread sees virtual time now."""
@@ -180,7 +187,7 @@ class VirtualTime:
     def _children_working(self) -> bool:
         """Whether a process the client started is alive: its work (a pool worker's answer, a
         command's output) comes in real time, so a wait does not jump past it."""
-        return bool(_children() - self._children_before)
+        return bool(children() - self._children_before)
 
     def _jump(self) -> None:
         """Move the clock to the earliest deadline of the waits and idle loops (the lock held):
@@ -229,7 +236,7 @@ class VirtualTime:
         machine has not run it yet): it may yet wake the caller's loop."""
         with self._waits_lock:
             besides = {threading.get_ident(), *self._waits}
-        return any(_runnable(thread) for thread in self._client_threads_now(besides))
+        return any(runnable(thread) for thread in self._client_threads_now(besides))
 
     def _client_threads_now(self, besides: set[int]) -> list[threading.Thread]:
         return [
@@ -273,12 +280,14 @@ class VirtualTime:
                 continue
             if not thread.name.startswith("sfmock-"):
                 count += 1
-                used += _cpu_time(ident)
+                used += cpu_time(ident)
         return count, used, changes
 
     def monotonic(self) -> float:
-        """The virtual monotonic clock (moves with the virtual clock, starts near the real one)."""
-        return self._origin + (self.clock.now() - self.clock.start)
+        """The virtual monotonic clock: moves with the virtual clock, starts near the real one,
+        and never goes back: each run starts :data:`BETWEEN_RUNS` after the last one ended,
+        though the fake's clock (``time.time``) starts each run at the same time again."""
+        return self._origin + self._runs_before + (self.clock.now() - self.clock.start)
 
     def _sleep(self, seconds: float) -> None:
         if not self.virtual_here() or _real_caller(2):
@@ -354,6 +363,7 @@ class VirtualTime:
         finally:
             self.active = False
             _RUNNING.discard(self)
+            self._runs_before += max(self.clock.now() - self.clock.start, 0.0) + BETWEEN_RUNS
 
 
 def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., bool]) -> bool:
@@ -411,38 +421,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _children() -> set[str]:
-    """This process's living child processes (their ids), where Linux's /proc says."""
-    found: set[str] = set()
-    try:
-        with os.scandir("/proc/self/task") as tasks:
-            for task in tasks:
-                try:
-                    with open(f"{task.path}/children", encoding="ascii") as children:
-                        found.update(children.read().split())
-                except OSError:  # the thread ended meanwhile
-                    continue
-    except OSError:  # no /proc: none known
-        pass
-    return found
-
-
-def _runnable(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is running or waits only for a CPU (Linux; elsewhere: not known, no)."""
-    if thread.native_id is None:  # started, and not yet running
-        return True
-    try:
-        with open(f"/proc/self/task/{thread.native_id}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] == b"R"
-    except (OSError, IndexError):
-        return False
-
-
-def _cpu_time(ident: int) -> float:
-    """The CPU seconds a thread has used (0 where the platform cannot say, or it has ended)."""
-    try:
-        return time.clock_gettime(time.pthread_getcpuclockid(ident))
-    except (AttributeError, OSError):
-        return 0.0
