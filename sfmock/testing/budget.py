@@ -88,7 +88,8 @@ class Budget:
         if total >= self.elapsed / 4:
             return (
                 f"{waited}: a wait the checker does not reach (select, a C extension's sleep, a loop it does "
-                "not know) costs its real seconds; time.sleep, asyncio, trio and anyio waits are virtual"
+                "not know) or a wait on another process (subprocess, multiprocessing: real by design) costs its "
+                "real seconds; time.sleep, asyncio, trio and anyio waits are virtual"
             )
         slow = "its runs take real time (a live socket serves in real time; a slow machine)"
         return f"{slow}; {waited}" if total >= 0.5 else slow
