@@ -326,7 +326,7 @@ class VirtualTime:
         """Patch the ``time`` module and every module-level alias of its functions."""
         names = {id(function): name for name, function in self._real.items()}
         # sfmock keeps real time where it binds it (waiting for its own server)
-        keeps_real = lambda module: module.split(".")[0] == "sfmock" or _real_module(module)  # noqa: E731
+        keeps_real = lambda module: module.startswith(_KEEP_REAL) and _keeps_real(module)  # noqa: E731
         for namespace, attribute, value in bound_names(self._real.values(), keeps_real):
             self._patched.append((namespace, attribute, value))
             namespace[attribute] = self._fake[names[id(value)]]
@@ -395,6 +395,13 @@ def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., b
 
 def _real_module(name: str) -> bool:
     return any(name == real or name.startswith(real + ".") for real in REAL_MODULES)
+
+
+_KEEP_REAL = ("sfmock", *REAL_MODULES)  # a first look in C: most of a thousand module names start with none
+
+
+def _keeps_real(module: str) -> bool:
+    return module == "sfmock" or module.startswith("sfmock.") or _real_module(module)
 
 
 def _real_caller(skip: int, depth: int = 1) -> bool:
