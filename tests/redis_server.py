@@ -4,6 +4,7 @@ only when the binary is missing (CI installs it: see ``.ci/run``)."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -17,11 +18,34 @@ REDIS_SERVER = shutil.which("redis-server")
 APPENDFSYNC = "always"
 
 
+def _ephemeral() -> range:
+    """The ports the kernel hands out for ``bind(0)`` and for every outgoing connection."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port whose next one is free too (an sfmock server's image host takes its port + 1),
+    below the ephemeral ports: a server started later (the README's examples run for a minute, a
+    Redis restarts on its port) found a port picked with ``bind(0)`` taken by another test's
+    outgoing connection on a busy suite."""
+    ephemeral = _ephemeral()
+    while True:
+        with socket.socket() as sock, socket.socket() as images:
+            try:
+                if ephemeral.start > 10_002:
+                    port = random.randrange(10_000, ephemeral.start - 1)
+                    sock.bind(("127.0.0.1", port))
+                else:  # no room below them: one the kernel picks
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                images.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
 
 
 class RedisServer:

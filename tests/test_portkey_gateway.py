@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from redis_server import free_port
 from sfmock import Settings, load_settings
 from sfmock.server import FakeServer
 
@@ -34,13 +34,6 @@ KEY = "sk-portkey-0123456789"
 pytestmark = pytest.mark.skipif(
     NODE is None or NPM is None, reason="node and npm are not installed (.ci/run installs them)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

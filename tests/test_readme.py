@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from documentation import PAGES, ROOT, everything
 
 from conftest import FIXTURES
+from redis_server import free_port
 
 README = everything()
 # each Python block with the page it comes from, so a traceback names the page
@@ -105,19 +105,6 @@ def test_shell_blocks_say_what_they_print_and_use_distinct_ports() -> None:
         assert not re.search(r"&\s*sleep\b", block), block
         assert "siliconflow.cn" not in block, f"the suite would call the real service: make it ```sh\n{block}"
     assert shows("a 200 b 401 c", "200 ... 401") and not shows("401 200", "200 401")
-
-
-def free_port() -> int:
-    """A free port whose next one is free too: a server's image host takes its port + 1."""
-    while True:
-        with socket.socket() as sock, socket.socket() as images:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            try:
-                images.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
 
 
 @pytest.mark.skipif(
