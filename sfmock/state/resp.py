@@ -53,7 +53,10 @@ class Packed(bytes):
 
 def arguments(args: Iterable[Any]) -> int:
     """How many arguments ``args`` are, each :class:`Packed` run counted by what it holds."""
-    return sum(arg.arity if type(arg) is Packed else 1 for arg in args)
+    count = 0
+    for arg in args:  # a loop: on Python 3.11 a generator is a frame more
+        count += arg.arity if type(arg) is Packed else 1
+    return count
 
 
 def pack_args(args: Sequence[Any]) -> bytes:
