@@ -63,6 +63,27 @@ def test_a_lost_server_raises_a_connection_error_and_the_next_call_connects_agai
     client.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # the suite's threads: the child runs none
+def test_a_forked_child_connects_afresh_and_the_parent_keeps_its_connection(redis_url: str) -> None:
+    """A child process never writes on its parent's socket (their replies would mix): it
+    connects anew on its first call, and the parent's connection stays as it was."""
+    line = Line(redis.Redis.from_url(redis_url))
+    (parent,) = line.call(("CLIENT", "ID"))
+    readable, writable = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.write(writable, b"%d" % line.call(("CLIENT", "ID"))[0])
+        finally:
+            os._exit(0)
+    os.close(writable)
+    os.waitpid(child, 0)
+    assert int(os.read(readable, 64) or b"0") not in (0, parent)  # a connection of its own
+    os.close(readable)
+    assert line.call(("CLIENT", "ID"), ("PING",)) == [parent, b"PONG"]
+    line.close()
+
+
 def test_many_threads_share_it_without_mixing_replies(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     line = Line(client)
