@@ -95,6 +95,7 @@ class Replies:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._buffer = bytearray(65536)  # read into, and fed from: no 64 KiB bytes made a read
         self._reader = hiredis.Reader(
             protocolError=redis.ConnectionError,  # out of step with the server: the connection is dropped
             replyError=_PARSER.parse_error,  # an error reply as redis-py makes it (NOSCRIPT, LOADING, ...)
@@ -111,11 +112,11 @@ class Replies:
 
     def _fill(self) -> None:
         try:
-            chunk = self.sock.recv(65536)
+            size = self.sock.recv_into(self._buffer)
         except TimeoutError:
             raise redis.TimeoutError("Timeout reading from the store") from None
         except OSError as exc:
             raise redis.ConnectionError(f"Error reading from the store: {exc}") from None
-        if not chunk:
+        if not size:
             raise redis.ConnectionError("Connection closed by server.")
-        self._reader.feed(chunk)
+        self._reader.feed(self._buffer, 0, size)  # type: ignore[arg-type]  # any buffer: its stub says bytes
