@@ -27,6 +27,9 @@ those reads until the request ends.
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -208,15 +211,34 @@ class Line(Scripts):
             self._connection = self._reader = None  # never share a socket with a parent process
             connection: Any = self._pool.make_connection()
             connection.connect()  # the handshake (password, database, protocol) as the client's
+            _timed_by_kernel(connection._sock)
             reader = Replies(connection._sock)
             self._connection, self._reader, self._forks = connection, reader, _FORKS
         return reader
 
 
+def _timed_by_kernel(sock: Any) -> None:
+    """Make a plain socket with a timeout blocking, its timeout kept by the kernel
+    (``SO_RCVTIMEO``, ``SO_SNDTIMEO``): Python polls a socket that has a timeout before
+    every send and every receive, two system calls more a round trip (about 2 µs of CPU
+    here). A call the kernel times out fails with ``EAGAIN`` (:class:`BlockingIOError`),
+    raised as a timeout. TLS keeps Python's own (a read may need a write); so does any
+    system but Linux (its ``timeval`` is packed here)."""
+    timeout = sock.gettimeout()
+    if type(sock) is not socket.socket or not timeout or sys.platform != "linux":
+        return
+    seconds = int(timeout)
+    held = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, held)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, held)
+    sock.settimeout(None)
+
+
 def _as_redis(exc: BaseException) -> BaseException:
-    """A socket's error writing, as redis-py raises it: a timeout of the socket's own
-    (``errno`` unset), or any other error, which loses the connection."""
-    if isinstance(exc, TimeoutError) and exc.errno is None:
+    """A socket's error writing, as redis-py raises it: a timeout (the socket's own, its
+    ``errno`` unset, or the kernel's: :func:`_timed_by_kernel`), or any other error, which
+    loses the connection."""
+    if isinstance(exc, BlockingIOError) or (isinstance(exc, TimeoutError) and exc.errno is None):
         return redis.TimeoutError("Timeout writing to the store")
     if isinstance(exc, OSError):
         return redis.ConnectionError(f"Error writing to the store: {exc}")

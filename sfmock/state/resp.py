@@ -113,7 +113,7 @@ class Replies:
     def _fill(self) -> None:
         try:
             size = self.sock.recv_into(self._buffer)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # the socket's timeout, or the kernel's (EAGAIN)
             raise redis.TimeoutError("Timeout reading from the store") from None
         except OSError as exc:
             raise redis.ConnectionError(f"Error reading from the store: {exc}") from None
