@@ -117,6 +117,33 @@ def test_the_store_turns_a_lost_line_into_store_unavailable(own_redis: RedisServ
     store.close()
 
 
+def test_a_call_on_a_connected_line_to_a_hung_server_times_out_and_the_store_answers_503(
+    own_redis: RedisServer,
+) -> None:
+    """The line's socket keeps its timeout in the kernel (no poll before each read): a
+    server that stops answering mid-connection times a call out after the client's
+    ``socket_timeout``, as a timeout (the breaker pauses), never a hang or a 500."""
+    assert own_redis.process is not None
+    line = Line(redis.Redis.from_url(own_redis.url, socket_timeout=0.5))
+    store = RedisStore(own_redis.url)
+    assert line.call(("PING",)) == [b"PONG"]
+    with store.snapshot(None):  # the store's line connected too
+        pass
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            line.call(("PING",))
+        assert 0.4 < time.monotonic() - began < 1.5
+        with pytest.raises(StoreUnavailable, match="cannot be reached"):
+            store.clock_stopped()  # a read on the line
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert line.call(("PING",)) == [b"PONG"]  # a fresh connection
+    line.close()
+    store.close()
+
+
 def test_threads_waiting_behind_a_hung_server_pay_one_timeout_between_them(own_redis: RedisServer) -> None:
     store = RedisStore(own_redis.url)
     book = store.book(None)
