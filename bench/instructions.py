@@ -6,6 +6,10 @@ generations, and prints the difference over 1,000: the start-up and warm-up canc
 Timings on a machine shared with other work move by a fifth from one run to the next; this
 count moves by a few thousand in 400,000. Needs ``valgrind`` (Debian package).
 Run with ``PYTHONPATH`` set to measure another tree with the same script.
+
+``python bench/instructions.py --redis`` does the same on a Redis store (a throw-away
+``redis-server`` the script starts, outside valgrind): the worker's own instructions,
+which the round trip's wait and the kernel's work do not change.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ sys.path.insert(0, str(HERE))
 
 from redis_cpu import generation_scope  # noqa: E402
 from run import BODY  # noqa: E402
+from stacks import redis_server  # noqa: E402
 
 
-def generations(count: int) -> None:
-    """``count`` generations through the app, in process."""
+def generations(count: int, store: str = "memory") -> None:
+    """``count`` generations through the app, in process, on ``store``."""
     from sfmock import Settings, VirtualClock, create_app
 
-    app = create_app(Settings(seed=1, default_balance=Decimal("1000000000")), clock=VirtualClock())
+    settings = Settings(seed=1, default_balance=Decimal("1000000000"), store=store)
+    app = create_app(settings, clock=VirtualClock())
     body = json.dumps(BODY).encode()
     scope = generation_scope()  # with the headers a client sends besides (wrk's, below)
     scope["headers"] = [
@@ -51,18 +57,26 @@ def generations(count: int) -> None:
     asyncio.run(run())
 
 
-def counted(count: int) -> int:
+def counted(count: int, store: str) -> int:
     """Instructions valgrind counts for a process that makes ``count`` generations."""
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    done = subprocess.run([*command, sys.executable, __file__, str(count)], capture_output=True, text=True, check=True)
+    run = [*command, sys.executable, __file__, str(count), store]
+    done = subprocess.run(run, capture_output=True, text=True, check=True)
     return int(re.search(r"I\s+refs:\s+([\d,]+)", done.stderr).group(1).replace(",", ""))  # type: ignore[union-attr]
 
 
+def per_generation(store: str) -> int:
+    return (counted(1300, store) - counted(300, store)) // 1000
+
+
 def main() -> None:
-    if len(sys.argv) > 1:
-        generations(int(sys.argv[1]))
-        return
-    print(f"{(counted(1300) - counted(300)) // 1000} instructions per generation")
+    if sys.argv[1:] == ["--redis"]:
+        with redis_server() as url:
+            print(f"{per_generation(url)} instructions per generation on Redis")
+    elif len(sys.argv) > 1:
+        generations(int(sys.argv[1]), *sys.argv[2:3])
+    else:
+        print(f"{per_generation('memory')} instructions per generation")
 
 
 if __name__ == "__main__":

@@ -314,3 +314,36 @@ def test_an_entry_reads_back_from_redis_as_it_was_written_and_so_does_one_an_ear
                           "raw_body": "e30=", "status": 200, "outcome": "response", "fault": None,
                           "raw_response": "", "trace_id": "t"})  # fmt: skip
     assert ENTRIES.decode(earlier.encode(), 9).raw_body == b"{}"
+
+
+@pytest.mark.parametrize("path", ["/v1/images/generations", "/v1/images/\udcff"])  # the second: orjson refuses it
+def test_an_entry_on_redis_is_the_entry_in_memory(redis_url: str, path: str) -> None:
+    """Redis keeps an entry encoded from what the journal kept of it, scrubbed as the
+    memory journal shows it when read: the same entry, its other headers scrubbed too."""
+    fields: dict[str, Any] = {
+        "time": 1_767_225_600.5,
+        "path": path,
+        "authorization": "Bearer sk-journal-0123456789",
+        "body": b'{"prompt": "a lighthouse", "api_key": "sk-in-the-body-0123456789"}',
+        "headers": {
+            "authorization": "Bearer sk-journal-0123456789",
+            "x-api-key": "sk-named-secret-0123456789",
+            "x-note": "sent with api_key=sk-in-a-header-0123456789",  # not a secret's name: scrubbed
+            "x-long": "v" * 600 + " token=sk-far-in-a-header-0123456789",  # past what is cached
+            "user-agent": "caf\u00e9/1.0",
+        },
+        "response": b'{"images": []}',
+    }
+    store = RedisStore(redis_url)
+    try:
+        on_redis = Journal(log=store.log(None, ENTRIES, size=10, max_bytes=1 << 20))
+        in_memory = Journal()
+        for journal in (on_redis, in_memory):
+            record(journal, **fields)
+            record(journal, **fields)  # the second: the header scrubs remembered
+        assert on_redis.entries() == in_memory.entries()
+        headers = on_redis.entries()[1].headers
+        assert "sk-in-a-header" not in headers["x-note"] and "sk-far-in-a-header" not in headers["x-long"]
+        assert headers["x-api-key"] != fields["headers"]["x-api-key"] and headers["user-agent"] == "caf\u00e9/1.0"
+    finally:
+        store.close()

@@ -8,22 +8,45 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from sfmock.chaos.faults import Scenario
-from sfmock.chaos.journal import Entry
+from sfmock.chaos.journal import Entry, entry_fields
 
 __all__ = ["ENTRIES", "SCENARIOS", "EntryCodec", "ScenarioCodec"]
 
 _BYTES = ("raw_body", "raw_response")
 _FIELDS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "id")  # as encode writes them
+_IN_BASE64 = tuple(_FIELDS.index(name) for name in _BYTES)
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _dumps(data: list[Any]) -> bytes:
+    """``data`` as compact JSON: by orjson (a fifth of the json module's CPU), or by the
+    json module where orjson refuses (a lone surrogate, which a path can decode to)."""
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return _DUMPS(data).encode("ascii")
 
 
 class EntryCodec:
     """A journal :class:`Entry` as a compact JSON array of its fields in the order of
     :data:`_FIELDS` (bodies in base64), its id kept apart: on every generation, so written
     without naming each field (an object naming them, as earlier versions wrote, is read too)."""
+
+    def encode_built(self, build: Callable[[int], Entry]) -> bytes:
+        """:meth:`encode` of the entry ``build`` makes, from its makings where the journal
+        kept them (:func:`~sfmock.chaos.journal.entry_fields`): the entry is not made."""
+        fields = entry_fields(build)
+        if fields is None:
+            return self.encode(build(0))
+        for index in _IN_BASE64:
+            fields[index] = base64.b64encode(fields[index]).decode("ascii")
+        return _dumps(fields)
 
     def encode(self, item: Entry) -> bytes:
         b64 = base64.b64encode
@@ -43,7 +66,7 @@ class EntryCodec:
             b64(item.raw_response).decode("ascii"),
             item.trace_id,
         ]
-        return _DUMPS(data).encode("ascii")
+        return _dumps(data)
 
     def decode(self, data: bytes, item_id: int) -> Entry:
         held = json.loads(data)

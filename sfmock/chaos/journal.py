@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NotRequired, TypedDict, Unpack
 
 from sfmock.chaos.entries import (
@@ -115,13 +115,13 @@ class Journal:
         """Whether an entry can be written ahead, with its request's admission (:meth:`rider`)."""
         return self._log.ahead
 
-    def rider(self, **fields: Unpack[Recorded]) -> Rider | None:
-        """The entry :meth:`record` would add with these ``fields``, made for the request's
+    def rider(self, *row: *Row) -> Rider | None:
+        """The entry :meth:`add` would add with these fields, made for the request's
         admission to write in the same call to the store (:mod:`sfmock.state.rider`), or
         ``None`` where it cannot. Once the admission wrote it, :meth:`written` or
         :meth:`rewrite` finishes it."""
-        build, size = _makings(*_positional(fields))
-        return self._log.rider(build, size, fields.get("response", b"")[:RESPONSE_CAP])
+        build, size = _makings(*row)
+        return self._log.rider(build, size, row[-1][:RESPONSE_CAP])
 
     def written(self, rider: Rider) -> int:
         """The id of the entry ``rider`` wrote, its answer having gone out as made."""
@@ -274,7 +274,7 @@ def _makings(
     raw_body = scrub_body(body[:BODY_CAP], () if token is None else (token,))
     answer = response[:RESPONSE_CAP]
     has_key = authorization is not None
-    made = (
+    made = (  # in Entry's order, as entry_fields gives them
         time,
         method,
         path,
@@ -316,6 +316,29 @@ def _secret_names(names: tuple[str, ...]) -> tuple[str, ...]:
 _masked_header = functools.lru_cache(maxsize=1024)(mask_header)
 
 
+def _shown(held: dict[str, str]) -> dict[str, str]:
+    """The headers as an entry shows them: the secret-named masked already (:func:`_makings`),
+    the others scrubbed now."""
+    shown: dict[str, str] = {}
+    for name, value in held.items():  # a loop: on Python 3.11 a comprehension is a frame more
+        if secret_header(name):
+            shown[name] = value
+        else:  # masking a name that is not secret scrubs its value: the short ones cached
+            shown[name] = _masked_header(name, value) if len(value) <= _CACHED_CHARS else scrub_text(value)
+    return shown
+
+
+def entry_fields(build: Callable[[int], Entry]) -> list[Any] | None:
+    """The fields of the entry ``build`` makes, but its id, in :class:`Entry`'s order,
+    without making it (a store that keeps bytes encodes them): ``None`` unless
+    :meth:`Journal.record` made ``build``."""
+    if type(build) is not functools.partial or build.func is not _build:
+        return None
+    fields = list(build.args[0])  # the makings are in Entry's order
+    fields[7] = _shown(fields[7])
+    return fields
+
+
 def _build(recorded: tuple[Any, ...], entry_id: int) -> Entry:
     """The entry :meth:`Journal.record` kept the makings of (the other headers scrubbed now)."""
     time, method, path, query, key, hashed, authorization, held, raw_body, status, outcome, fault, answer, trace = (
@@ -330,7 +353,7 @@ def _build(recorded: tuple[Any, ...], entry_id: int) -> Entry:
         key=key,
         key_hash=hashed,
         authorization=authorization,
-        headers={name: value if secret_header(name) else scrub_text(value) for name, value in held.items()},
+        headers=_shown(held),
         raw_body=raw_body,
         status=status,
         outcome=outcome,

@@ -104,9 +104,23 @@ class JournalWriter:
     ) -> Rider | None:
         """The entry of a 200 whose body is ``content``, made before the admission that
         decides it, for the store to write in the same call (:mod:`sfmock.state.rider`)."""
-        answered = Outcome(status=200)
-        answered.body = content[:RESPONSE_CAP]
-        return session.journal.rider(**self._fields(scope, headers, body, started, answered, None))
+        query = scope.get("query_string", b"").decode("latin-1")
+        authorization = headers.get("authorization")
+        trace_id = scope["state"].get("trace_id", "")
+        return session.journal.rider(
+            started,
+            scope["method"],
+            scope["path"],
+            query,
+            authorization,
+            body,
+            200,
+            "response",
+            None,
+            trace_id,
+            headers,
+            content[:RESPONSE_CAP],
+        )
 
     def _journal(
         self,

@@ -14,12 +14,13 @@ So a request still sees every change made before it arrived, from any process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
-__all__ = ["Check", "Stale", "checking", "confirm", "pending"]
+__all__ = ["Check", "Scoped", "Stale", "checking", "confirm", "pending"]
+
+T = TypeVar("T")
 
 
 class Stale(BaseException):
@@ -56,18 +57,30 @@ class Check:
         raise Stale()
 
 
+class Scoped(Generic[T]):
+    """Sets ``var`` to ``value`` for a ``with`` block: a class, not a generator (the
+    request's read-ahead, its check and its rider are set on every generation)."""
+
+    __slots__ = ("_token", "_value", "_var")
+
+    def __init__(self, var: ContextVar[T], value: T) -> None:
+        self._var = var
+        self._value = value
+
+    def __enter__(self) -> None:
+        self._token = self._var.set(self._value)
+
+    def __exit__(self, *exc: object) -> None:
+        self._var.reset(self._token)
+
+
 _CHECK: ContextVar[Check | None] = ContextVar("sfmock_recheck", default=None)
 
 
-@contextmanager
-def checking(check: Check | None) -> Iterator[None]:
+def checking(check: Check | None) -> Scoped[Check | None]:
     """Serve the block on a remembered read-ahead that ``check`` confirms (``None``: one
     read for this request, nothing to check)."""
-    token = _CHECK.set(check)
-    try:
-        yield
-    finally:
-        _CHECK.reset(token)
+    return Scoped(_CHECK, check)
 
 
 def pending() -> Check | None:

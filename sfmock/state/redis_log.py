@@ -28,13 +28,16 @@ class RedisLog(Generic[T]):
         self.store = store
         self.idle_ms = idle_ms
         self.codec = codec
+        self._encode: Callable[[Callable[[int], T]], bytes] = getattr(codec, "encode_built", None) or (
+            lambda build: codec.encode(build(0))
+        )
         self.size = size
         self.max_bytes = max_bytes
         self.entries_key = prefix + "j:entries"
         self.meta_key = prefix + "j:meta"
         self.ids_key = prefix + "j:ids"  # the session's own: no key every request shares
         self._decoded: dict[bytes, T] = {}
-        self._packed: tuple[Packed, Packed] | None = None  # the push's keys and its last arguments
+        self._packed: tuple[Packed, Packed] | None = None  # the push's keys and its bounds
 
     field = "s:"  # this session's in the sessions' journal budget (scripts.SHED)
 
@@ -46,9 +49,15 @@ class RedisLog(Generic[T]):
 
     def _push(self, build: Callable[[int], T], size: int) -> tuple[list[str], list[Any]]:
         """The push script's keys and arguments for ``build``'s item."""
-        payload = self.codec.encode(build(0))  # written without its id: the script numbers it
-        keys = [self.entries_key, self.meta_key, self.ids_key, *self._budget]
-        return keys, [size, payload, self.size, self.max_bytes, self.idle_ms, self.field, self.max_bytes]
+        payload = self._encode(build)  # written without its id: the script numbers it
+        return self._keys(), [size, payload, *self._bounds()]
+
+    def _keys(self) -> list[str]:
+        return [self.entries_key, self.meta_key, self.ids_key, *self._budget]
+
+    def _bounds(self) -> list[Any]:
+        """The push script's arguments after the entry's own."""
+        return [self.size, self.max_bytes, self.idle_ms, self.field, self.max_bytes]
 
     @property
     def ahead(self) -> bool:
@@ -59,14 +68,14 @@ class RedisLog(Generic[T]):
         (:mod:`sfmock.state.rider`); ``None`` on a cluster, whose slots keep them apart."""
         if not self.ahead:
             return None
-        keys, args = self._push(build, size)
         if self._packed is None:  # what stays the same from one entry to the next, packed once
-            self._packed = (Packed(keys), Packed(args[2:]))
-        return Rider(self, [self._packed[0]], [*args[:2], self._packed[1]], response)
+            self._packed = (Packed(self._keys()), Packed(self._bounds()))
+        payload = self._encode(build)
+        return Rider(self, [self._packed[0]], [size, payload, self._packed[1]], response)
 
     def rewrite(self, entry_id: int, build: Callable[[int], T], size: int) -> None:
         """Write the item ``entry_id`` again as ``build`` makes it (same ``size``)."""
-        payload = self.codec.encode(build(0))
+        payload = self._encode(build)
         self.store.run(self.store.rewrite_script, [self.entries_key], [entry_id, size, payload])
 
     def settle(self, over: bool) -> None:

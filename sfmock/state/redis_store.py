@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import redis
 import redis.cluster
@@ -118,36 +118,38 @@ class RedisStore:
             self.breaker.check()
             yield
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if isinstance(exc, redis.TimeoutError):
-                self.breaker.trip(exc)
-            with self._lock:
-                first, self._down = not self._down, True
-            if first:
-                logger.error("sfmock: lost the store %s (%s): answering 503 until it is back", self.url, exc)
-            raise StoreUnavailable(f"the shared store {self.url} cannot be reached: {exc}") from None
+            self._lost(exc)
         if self._down:
-            with self._lock:
-                back, self._down = self._down, False
-            if back:
-                logger.warning("sfmock: the store %s is back", self.url)
+            self._back()
+
+    def _lost(self, exc: redis.ConnectionError | redis.TimeoutError) -> NoReturn:
+        if isinstance(exc, redis.TimeoutError):
+            self.breaker.trip(exc)
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            logger.error("sfmock: lost the store %s (%s): answering 503 until it is back", self.url, exc)
+        raise StoreUnavailable(f"the shared store {self.url} cannot be reached: {exc}") from None
+
+    def _back(self) -> None:
+        with self._lock:
+            back, self._down = self._down, False
+        if back:
+            logger.warning("sfmock: the store %s is back", self.url)
 
     def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the server answers."""
         with self.guard():
             self.client.ping()
 
-    @contextmanager
-    def snapshot(self, session: str | None) -> Iterator[None]:
+    def snapshot(self, session: str | None) -> Served:
         """Serve a request on the clock, epoch and scenario it reads ahead: on one server,
         those the last request read, checked before anything counts (:mod:`sfmock.state.recheck`)."""
         known = None if self.cluster else self._known.get(session)
         if known is None or known.writes != writes():  # a cluster's slots keep them from admission's
-            with reading_ahead(dict(self._read(session).taken)), checking(None):
-                yield
-            return
+            return Served(dict(self._read(session).taken), None)
         taken = dict(known.taken)  # this request's own: a write in it forgets a key
-        with reading_ahead(taken), checking(Check(known.keys, known.args, lambda: self._reread(session, taken, known))):
-            yield
+        return Served(taken, Check(known.keys, known.args, lambda: self._reread(session, taken, known)))
 
     def _read(self, session: str | None) -> Known:
         """Read the session's read-ahead from the store; remembered for the next request."""
@@ -285,13 +287,41 @@ class RedisStore:
 
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, checked: bool = False) -> Any:
         """One of the registered scripts, on the requests' connection (``checked``: a
-        script that checks the request's read-ahead itself)."""
-        with self.guard(checked=checked):
-            return self.line.script(script, keys, args)
+        script that checks the request's read-ahead itself). :meth:`guard`'s work, without
+        a context manager's (on every generation)."""
+        if not checked:
+            confirm()
+        try:
+            self.breaker.check()
+            reply = self.line.script(script, keys, args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._lost(exc)
+        if self._down:
+            self._back()
+        return reply
 
     def close(self) -> None:
         self.line.close()
         self.client.close()
+
+
+class Served:
+    """A request served on ``taken``, its read-ahead, and ``check``, what confirms it (or
+    ``None``), for a ``with`` block (a class: no generator's frames, on every request)."""
+
+    __slots__ = ("_ahead", "_check")
+
+    def __init__(self, taken: dict[str, list[bytes | None]], check: Check | None) -> None:
+        self._ahead = reading_ahead(taken)
+        self._check = checking(check)
+
+    def __enter__(self) -> None:
+        self._ahead.__enter__()
+        self._check.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._check.__exit__()
+        self._ahead.__exit__()
 
 
 class Known:

@@ -16,10 +16,11 @@ rider the book did not take (a memory store, a Redis Cluster, a refusal) leaves
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
+
+from sfmock.state.recheck import Scoped
 
 __all__ = ["Rider", "offered", "riding"]
 
@@ -42,14 +43,9 @@ class Rider:
 _RIDER: ContextVar[Rider | None] = ContextVar("sfmock_rider", default=None)
 
 
-@contextmanager
-def riding(rider: Rider | None) -> Iterator[None]:
+def riding(rider: Rider | None) -> Scoped[Rider | None]:
     """Offer ``rider`` to the admission made within the block."""
-    token = _RIDER.set(rider)
-    try:
-        yield
-    finally:
-        _RIDER.reset(token)
+    return Scoped(_RIDER, rider)
 
 
 def offered() -> Rider | None:

@@ -138,7 +138,8 @@ class Codec(Protocol[T]):
 
 class NumberedCodec(Protocol[T]):
     """How a store that keeps bytes writes a log's items without their ids, and reads them
-    back with the ids it gave them."""
+    back with the ids it gave them. One may also have ``encode_built(build)``: the item
+    ``build`` makes, encoded without making it (the journal's)."""
 
     def encode(self, item: T) -> bytes: ...
 

@@ -63,6 +63,27 @@ def test_a_lost_server_raises_a_connection_error_and_the_next_call_connects_agai
     client.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # the suite's threads: the child runs none
+def test_a_forked_child_connects_afresh_and_the_parent_keeps_its_connection(redis_url: str) -> None:
+    """A child process never writes on its parent's socket (their replies would mix): it
+    connects anew on its first call, and the parent's connection stays as it was."""
+    line = Line(redis.Redis.from_url(redis_url))
+    (parent,) = line.call(("CLIENT", "ID"))
+    readable, writable = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.write(writable, b"%d" % line.call(("CLIENT", "ID"))[0])
+        finally:
+            os._exit(0)
+    os.close(writable)
+    os.waitpid(child, 0)
+    assert int(os.read(readable, 64) or b"0") not in (0, parent)  # a connection of its own
+    os.close(readable)
+    assert line.call(("CLIENT", "ID"), ("PING",)) == [parent, b"PONG"]
+    line.close()
+
+
 def test_many_threads_share_it_without_mixing_replies(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     line = Line(client)
@@ -93,6 +114,33 @@ def test_the_store_turns_a_lost_line_into_store_unavailable(own_redis: RedisServ
     own_redis.start()
     with store.snapshot(None):
         assert store.clock(lambda: VirtualClock(0), frozen=False).now() > T0  # the shared clock, read ahead
+    store.close()
+
+
+def test_a_call_on_a_connected_line_to_a_hung_server_times_out_and_the_store_answers_503(
+    own_redis: RedisServer,
+) -> None:
+    """The line's socket keeps its timeout in the kernel (no poll before each read): a
+    server that stops answering mid-connection times a call out after the client's
+    ``socket_timeout``, as a timeout (the breaker pauses), never a hang or a 500."""
+    assert own_redis.process is not None
+    line = Line(redis.Redis.from_url(own_redis.url, socket_timeout=0.5))
+    store = RedisStore(own_redis.url)
+    assert line.call(("PING",)) == [b"PONG"]
+    with store.snapshot(None):  # the store's line connected too
+        pass
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            line.call(("PING",))
+        assert 0.4 < time.monotonic() - began < 1.5
+        with pytest.raises(StoreUnavailable, match="cannot be reached"):
+            store.clock_stopped()  # a read on the line
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert line.call(("PING",)) == [b"PONG"]  # a fresh connection
+    line.close()
     store.close()
 
 
