@@ -150,7 +150,8 @@ def bench_wiremock(wrk: Wrk, row: Row, body: bytes, script: Path, seconds: int, 
     port = free_port()
     command = ["java", "-jar", str(jar), "--port", str(port), "--bind-address", "127.0.0.1"]
     command += ["--no-request-journal", "--disable-request-logging", "--disable-banner"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # WireMock makes its `mappings` and `__files` folders where it runs: in the cache, not the clone
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=CACHE)
     try:
         admin = f"http://127.0.0.1:{port}/__admin"
         deadline = time.monotonic() + 60
