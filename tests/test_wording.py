@@ -178,3 +178,21 @@ def test_counts_take_the_right_number(tmp_path: Path, capsys: pytest.CaptureFixt
     one = Break(where="POST /v1/x 200", kind="removed field", detail="'a' is gone")
     assert format_breaks([one]).startswith("breaking: 1 change\n")
     assert format_breaks([one, one]).startswith("breaking: 2 changes\n")
+
+
+def test_a_long_line_with_the_key_is_shown_around_it_and_its_cuts_are_said() -> None:
+    # outsider12: "... http://127.0.0.1:402" read as port 402, the line cut at 160 characters
+    from sfmock.testing.evidence import Run
+    from sfmock.testing.program_rules import key_not_printed
+    from sfmock.testing.programs import ProgramRun
+
+    def printed(stderr: str) -> str | None:
+        run = Run(schedule=(), exchanges=(), result=None, error=None, api_key="sk-k3y", max_attempts=6, min_attempts=3)
+        return key_not_printed(ProgramRun(run=run, status=1, stdout="", stderr=stderr, saved=None, duration=0.1))
+
+    url = "http://127.0.0.1:40237/v1/images/generations"
+    message = printed(f"retry: curl -H 'Authorization: Bearer sk-k3y' -d '{'x' * 120}' {url}")
+    assert message is not None and message.endswith('..."') and "127.0.0.1:402" not in message
+    far = printed("z" * 300 + " key sk-k3y " + "y" * 300)
+    assert far is not None and "...z" in far and "key <the API key> y" in far and far.endswith("...'")
+    assert printed("key sk-k3y") == "printed the API key on stderr: 'key <the API key>'"

@@ -31,7 +31,11 @@ def key_not_printed(result: ProgramRun) -> str | None:
     for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
         if result.run.api_key in text:
             line = next(line for line in text.splitlines() if result.run.api_key in line)
-            shown = line.replace(result.run.api_key, "<the API key>")[:160]
+            shown = line.replace(result.run.api_key, "<the API key>")
+            if len(shown) > 160:  # around the key, and the cuts said (a number cut short misleads: a port)
+                start = max(0, shown.index("<the API key>") - 60)
+                cut = shown[start : start + 160]
+                shown = ("..." if start else "") + cut + ("..." if start + 160 < len(shown) else "")
             return f"printed the API key on {name}: {shown!r}"
     return None
 
