@@ -106,7 +106,7 @@ def test_an_image_a_client_kept_from_an_earlier_run_is_the_image() -> None:
     _CACHE.clear()
     report = check_client(_cached, request=REQUEST, max_examples=20, seed=1)
     assert 0 < report.reached < report.examples
-    assert f"{report.examples - report.reached} runs of {report.examples} made no request" in report.note
+    assert f"{report.examples - report.reached} runs of {report.examples} returned without a request" in report.note
     # a later check of the same process: the image was not served by this check, which says why it cannot judge it
     with pytest.raises(ClientCheckFailed) as failed:
         check_client(_cached, request=REQUEST, max_examples=5, seed=1)
@@ -130,3 +130,29 @@ def test_a_run_without_a_request_that_returns_other_bytes_is_still_caught() -> N
     with pytest.raises(ClientCheckFailed) as failed:
         check_client(placeholder, request=REQUEST, max_examples=10, seed=1, invariants=["returns-image"])
     assert "not the image" in str(failed.value)
+
+
+def test_a_client_that_stops_asking_after_its_first_call_is_not_passed() -> None:
+    # outsider13: a breaker that never closes, a module-level aiohttp session tied to the first
+    # call's event loop: every call after the first raised without a request, and the check passed
+    calls: list[int] = []
+
+    def breaker_never_closes(ctx: ClientContext) -> bytes:
+        """Refuses every call after its first. Flaw: it never generates again."""
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("circuit open: not calling the image API")
+        return _cached_fresh(ctx)
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(breaker_never_closes, request=REQUEST, max_examples=10, seed=1)
+    assert failed.value.invariant == "coverage"
+    message = str(failed.value)
+    assert "runs of" in message and "made no request to the fake, after earlier runs had" in message
+    assert "the first raised RuntimeError" in message and "circuit open" in message
+    assert "its replay line, in a fresh process, may pass" in message
+
+
+def _cached_fresh(ctx: ClientContext) -> bytes:
+    _CACHE.clear()
+    return _cached(ctx)

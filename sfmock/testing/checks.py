@@ -185,7 +185,7 @@ def check_client(
             raise verdict
         unmet = tuple(name for name in names if name not in tally.outcomes) if schedule is None else ()
         note = clock.note(tally.runs, unmet, tally.outside) if clock.ran_out else ""
-        note = "\n".join(line for line in (note, tally.kept() if schedule is None else "") if line)
+        note = "\n".join(line for line in (note, tally.kept_note()) if line)
         if note:
             clock.say(note)
     finally:
@@ -265,14 +265,15 @@ def _verdict(
         if uncovered is not None and budget.ran_out:
             uncovered += f" ({budget.why(tally.outside)}; budget= gives it more)"
         if uncovered is not None:
+            shown = tally.stopped[0] if tally.stopped else tally.happy or tally.last
             return ClientCheckFailed(
                 invariant="coverage",
                 message=uncovered,
-                run=tally.happy or tally.last,
+                run=shown,
                 seed=seed,
                 examples=tally.runs,
-                replay=replay([], 0),
-                note="",
+                replay=replay(shown.schedule, shown.random_seed) if tally.stopped and shown else replay([], 0),
+                note="its replay line, in a fresh process, may pass: the first call asks" if tally.stopped else "",
             )
     return None
 

@@ -41,6 +41,8 @@ class Tally:
         self.last: Run | None = None
         self.happy: Run | None = None  # the run whose schedule was all success
         self.outside = 0.0  # real seconds waited outside the virtual clock between attempts
+        self.kept = 0  # runs that returned without a request, after runs that made some (a cache)
+        self.stopped: list[Run] = []  # runs that raised or hung without a request, after runs that made some
 
     def add(self, run: Run) -> None:
         self.runs += 1
@@ -50,6 +52,10 @@ class Tally:
         if run.exchanges:
             self.reached += 1
             self.outside += sum(run.outside_clock().values())
+        elif self.reached and (run.error is not None or run.hung is not None):
+            self.stopped.append(run)
+        elif self.reached:
+            self.kept += 1
         for index in range(len(run.generations)):
             self.outcomes.add(run.outcome(index))
         self.statuses.update(e.failure or str(e.status) for e in run.generations)
@@ -60,14 +66,13 @@ class Tally:
             line = error_text(run.error)
             self.errors[line] = self.errors.get(line, 0) + 1
 
-    def kept(self) -> str:
-        """What a pass says of runs that made no request, where others did ("": none such)."""
-        idle = self.runs - self.reached
-        if not idle or not self.reached:
+    def kept_note(self) -> str:
+        """What a pass says of runs that returned without a request, after runs that made some."""
+        if not self.kept:
             return ""
         return (
-            f"{plural(idle, 'run')} of {self.runs} made no request to the fake (the client answered from "
-            "what it kept of an earlier run: a cache?): those runs tested nothing"
+            f"{plural(self.kept, 'run')} of {self.runs} returned without a request to the fake (the client "
+            "answered from what it kept of an earlier run: a cache?): those runs tested nothing"
         )
 
     def uncovered(self, *, replaying: bool = False) -> str | None:
@@ -78,6 +83,16 @@ class Tally:
                 + (f": it raised {seen}" if seen else "")
                 + ". It must use ctx.http_client(), ctx.async_http_client(), ctx.requests_session() "
                 "or ctx.live_base_url; a connection of its own goes elsewhere"
+            )
+        if self.stopped:
+            first = self.stopped[0]
+            what = f"raised {error_text(first.error)}" if first.error is not None else "hung"
+            return (
+                f"{plural(len(self.stopped), 'run')} of {self.runs} made no request to the fake, after earlier runs "
+                f"had: the first {what}. Something the client keeps between calls stops it (a session tied to an "
+                "event loop that has closed, a circuit breaker that stays open): each run is one call of the "
+                "client, and a call that does not ask cannot generate; a breaker that closes again on the wall "
+                "clock (datetime.now) should be given to each run afresh"
             )
         if not self.succeeded and not replaying:
             answers = ", ".join(sorted(self.statuses))
