@@ -182,14 +182,14 @@ def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
         __tracebackhide__ = True
         kwargs.setdefault("settings", settings)
         report = run_check(client, **kwargs)
-        if report.note:  # a pass cut short by its budget: said in the run's summary, shown on a pass too
+        if report.note:  # a pass with a note (its budget ran out, runs tested nothing): in the run's summary
             request.node.user_properties.append((_CUT_SHORT, report.note))  # carried by xdist's reports
         return report
 
     return check
 
 
-_CUT_SHORT = "sfmock: cut short by its budget"
+_CUT_SHORT = "sfmock: passed with a note"
 _cut: list[tuple[str, str]] = []  # (test, note) of this pytest run, gathered where the summary is written
 
 
@@ -199,11 +199,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Checks that passed with their budget of real time spent: a partial search, named at
-    the end of the run (the progress line on stderr is hidden when a test passes)."""
+    """Checks that passed with a note (their budget of real time spent, runs that tested
+    nothing), named at the end of the run (pytest hides a passing test's stderr)."""
     cut, _cut[:] = list(_cut), []
     if cut:
-        terminalreporter.section("sfmock: client checks cut short by their budget of real time")
+        terminalreporter.section("sfmock: client checks that passed with a note")
         for nodeid, note in cut:
             terminalreporter.write_line(f"{nodeid}: {note}")
 

@@ -527,6 +527,30 @@ def test_short_waits_a_replay_does_not_repeat_are_not_judged(tmp_path: Path) -> 
     assert "its replay backed off" in report.text()
 
 
+def _breaker_that_never_closes(state: Path) -> str:
+    """Opens (a state file) after a run whose every attempt failed, and never closes again."""
+    return (
+        f'[ -e {state} ] && {{ echo "circuit open" >&2; exit 1; }}; body=$(mktemp); '
+        'for wait in 1 2 0; do code=$(curl -s -o "$body" -w "%{http_code}" '
+        '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
+        '"$SILICONFLOW_BASE_URL/images/generations"); '
+        'case $code in 200) url=$(python3 -c \'import json, sys; print(json.load(sys.stdin)["images"][0]["url"])\' '
+        '< "$body") && curl -sf -o /dev/null "$url" && exit 0; exit 1 ;; 429|5*) sleep $wait ;; *) exit 1 ;; esac; '
+        f"done; touch {state}; exit 1"
+    )
+
+
+@needs_curl
+def test_a_program_that_stops_asking_is_not_passed(tmp_path: Path) -> None:
+    # outsider13: once its breaker opened, the program asked nothing; every later schedule was
+    # "the same as far as it asked" as that run, never run, and an exit 1 after a fault that was
+    # scheduled (never met) passed
+    report = check(("bash", "-c", _breaker_that_never_closes(tmp_path / "open")), checks=["exit-status"])
+    assert report.failure is not None and report.failure.check == "exit-status", report.text()
+    assert "without sending a request" in report.failure.message
+    assert (tmp_path / "open").exists()
+
+
 @needs_curl
 def test_a_back_off_that_shrinks_is_not_judged_for_a_program() -> None:
     # a program cannot be rerun under another random state: jitter and a shrinking back-off look alike

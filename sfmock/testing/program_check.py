@@ -92,7 +92,7 @@ class ProgramReport:
         notes = "".join(f"not applied: {name} ({why})\n" for name, why in self.not_applied.items())
         notes += "".join(f"{note}\n" for note in self.notes)
         if self.unmet:
-            notes += f"outcomes not met (the budget ran out first): {', '.join(self.unmet)}\n"
+            notes += f"outcomes no run met (the budget or max_examples ran out first): {', '.join(self.unmet)}\n"
         if self.failure is None:
             return (
                 f"client check passed: {summary}\n"
@@ -257,7 +257,8 @@ class _Search:
             if phase == "search" and (self.found.is_set() or self.generated >= self.limit):
                 return None
             self.generated += phase == "search"  # one of max_examples, run or not
-            same = next((run for run in self.asked if _steps(key, run[0], run[1]) == run[2]), None)
+            # a run that asked nothing (a program keeping state between runs) answers for no schedule
+            same = next((run for run in self.asked if run[0] and _steps(key, run[0], run[1]) == run[2]), None)
             if same is not None:
                 generations, _, _, number, done = same
                 self.cache[key] = done

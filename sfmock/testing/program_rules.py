@@ -55,6 +55,11 @@ def exit_status(result: ProgramRun) -> str | None:
         else:
             why = "no image download was answered 200 with a PNG"
         return f"reported success (exit 0) without an image: {why}"
+    if result.status != 0 and not run.exchanges:  # no fault can have failed it: it met none
+        return (
+            f"exited {result.status} without sending a request, so no fault reached it (something it "
+            "keeps between runs stops it: a circuit breaker's state file that stays open, a cache of errors?)"
+        )
     attempts = len(run.generations)
     unfaulted = all(run.outcome(i) in SUCCESS for i in range(max(1, attempts))) and not any(
         e.fault for e in run.exchanges
