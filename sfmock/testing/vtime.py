@@ -289,7 +289,7 @@ class VirtualTime:
         though the fake's clock (``time.time``) starts each run at the same time again."""
         return self._origin + self._runs_before + (self.clock.now() - self.clock.start)
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float = 0.0, *_: Any, **__: Any) -> None:  # as gevent.sleep is called too
         if not self.virtual_here() or _real_caller(2):
             self._real["sleep"](seconds)
             return
@@ -397,11 +397,14 @@ def _real_module(name: str) -> bool:
     return any(name == real or name.startswith(real + ".") for real in REAL_MODULES)
 
 
-_KEEP_REAL = ("sfmock", *REAL_MODULES)  # a first look in C: most of a thousand module names start with none
+# sfmock's own modules, and gevent's: after its monkey.patch_all(), time.sleep is gevent.sleep,
+# which gevent's own locks call with no argument to yield to its hub (not a wait of the client's)
+_OWN_TIME = ("sfmock", "gevent")
+_KEEP_REAL = (*_OWN_TIME, *REAL_MODULES)  # a first look in C: most of a thousand module names start with none
 
 
 def _keeps_real(module: str) -> bool:
-    return module == "sfmock" or module.startswith("sfmock.") or _real_module(module)
+    return module.split(".", 1)[0] in _OWN_TIME or _real_module(module)
 
 
 def _real_caller(skip: int, depth: int = 1) -> bool:
