@@ -11,9 +11,12 @@ import concurrent.futures
 import json
 import logging
 import random
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from time import sleep as imported_sleep
 from typing import Any
 
@@ -496,3 +499,16 @@ def test_the_hypothesis_profile_sets_the_number_of_examples() -> None:
     # the runs judged: the systematic cases and the profile's 12 (a rerun that tells jitter
     # from a deterministic back-off is not judged, so `seen` may count a few more)
     assert systematic <= report.examples <= systematic + 12 <= len(seen) + 12
+
+
+def test_a_process_gevent_patched_is_refused_saying_why(tmp_path: Path) -> None:
+    # outsider13: after gevent's monkey.patch_all() a check crashed inside the harness (TypeError
+    # from gevent's own locks) or hung past its budget; unpatched gevent clients pass
+    script = tmp_path / "patched.py"
+    script.write_text(
+        "from gevent import monkey\nmonkey.patch_all()\n"
+        "from sfmock.checks import check_client\n"
+        "try:\n    check_client(lambda ctx: b'')\nexcept ValueError as exc:\n    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    assert "refused: argument client: gevent's monkey.patch_all() has replaced threading and time" in done.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -120,3 +121,18 @@ def check_request(request: Any, *, strict: bool) -> None:
 @functools.cache
 def _validator() -> RequestValidator:
     return RequestValidator(load_contract())
+
+
+def refuse_patched_threads() -> None:
+    """A process whose threads and clocks gevent's ``monkey.patch_all()`` replaced cannot host a
+    check: its fake server runs on a thread of its own and its virtual clock stands in for
+    ``time`` (a check there crashed or hung). Refused at once, saying so."""
+    monkey = sys.modules.get("gevent.monkey")
+    patched = getattr(monkey, "is_module_patched", None)
+    if patched is not None and (patched("threading") or patched("time")):
+        raise ArgumentError(
+            "client",
+            "gevent's monkey.patch_all() has replaced threading and time in this process, which the check's "
+            "fake server and virtual clock run on: check the client in a process without the patch (gevent "
+            "itself, unpatched, works), or as a program: sfmock check -- python client.py",
+        )

@@ -19,7 +19,7 @@ from typing import Any
 
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
-from sfmock.testing.arguments import check_arguments, chosen_names, default_request
+from sfmock.testing.arguments import check_arguments, chosen_names, default_request, refuse_patched_threads
 from sfmock.testing.budget import BUDGET, Budget, to_stderr
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options, opened_logs
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
@@ -127,6 +127,7 @@ def check_client(
     __tracebackhide__ = True
     base = settings or Settings()
     request = default_request(strict=base.strict) if request is None else request
+    refuse_patched_threads()
     check_arguments(
         request=request,
         outcomes=outcomes,
