@@ -5,7 +5,9 @@
 generations, and prints the difference over 1,000: the start-up and warm-up cancel out.
 Timings on a machine shared with other work move by a fifth from one run to the next; this
 count moves by a few thousand in 400,000. Needs ``valgrind`` (Debian package).
-Run with ``PYTHONPATH`` set to measure another tree with the same script.
+Run with ``PYTHONPATH`` set to measure another tree with the same script. ``--limits``:
+the load benchmark's configuration instead (``bench/run.py``'s RPM, IPM and IPD, never
+reached, on the real clock: every request at its own time in three sliding windows).
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ sys.path.insert(0, str(HERE))
 from redis_cpu import generation_scope  # noqa: E402
 from run import BODY  # noqa: E402
 
+LIMITS = {"rpm": 1_000_000_000, "ipm": 1_000_000_000, "ipd": 1_000_000_000}  # bench/run.py's
 
-def generations(count: int) -> None:
-    """``count`` generations through the app, in process."""
+
+def generations(count: int, limits: bool = False) -> None:
+    """``count`` generations through the app, in process (``limits``: :data:`LIMITS`, on the
+    real clock)."""
     from sfmock import Settings, VirtualClock, create_app
+    from sfmock.service.quota import Limits
 
-    app = create_app(Settings(seed=1, default_balance=Decimal("1000000000")), clock=VirtualClock())
+    if limits:
+        settings = Settings(seed=1, default_balance=Decimal("1000000000"), limits=Limits(**LIMITS))
+        app = create_app(settings)
+    else:
+        app = create_app(Settings(seed=1, default_balance=Decimal("1000000000")), clock=VirtualClock())
     body = json.dumps(BODY).encode()
     scope = generation_scope()  # with the headers a client sends besides (wrk's, below)
     scope["headers"] = [
@@ -51,18 +61,21 @@ def generations(count: int) -> None:
     asyncio.run(run())
 
 
-def counted(count: int) -> int:
+def counted(count: int, options: list[str]) -> int:
     """Instructions valgrind counts for a process that makes ``count`` generations."""
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    done = subprocess.run([*command, sys.executable, __file__, str(count)], capture_output=True, text=True, check=True)
+    run = [*command, sys.executable, __file__, str(count), *options]
+    done = subprocess.run(run, capture_output=True, text=True, check=True)
     return int(re.search(r"I\s+refs:\s+([\d,]+)", done.stderr).group(1).replace(",", ""))  # type: ignore[union-attr]
 
 
 def main() -> None:
-    if len(sys.argv) > 1:
-        generations(int(sys.argv[1]))
+    options = [arg for arg in sys.argv[1:] if arg.startswith("--")]
+    counts = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    if counts:
+        generations(int(counts[0]), limits="--limits" in options)
         return
-    print(f"{(counted(1300) - counted(300)) // 1000} instructions per generation")
+    print(f"{(counted(1300, options) - counted(300, options)) // 1000} instructions per generation")
 
 
 if __name__ == "__main__":
