@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.types import Message, Receive, Scope
@@ -68,9 +68,21 @@ class Outcome:
             return not message.get("more_body", False)
         if kind == "http.response.start":
             self.status = message["status"]
-            self.type = _content_type(message)
+            self.type = _content_type(message.get("headers", ()))
             self.image = self.type.startswith(("image/", "application/octet-stream"))  # an image, as served live
         return False
+
+    def answered(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Note a whole answer sent as one head and one body: what :meth:`see` notes of its
+        two messages."""
+        self.status = status
+        self.type = kind = _content_type(headers)
+        self.image = image = kind.startswith(("image/", "application/octet-stream"))
+        self.body = body[:RESPONSE_CAP]
+        if body and not image:
+            kept = body[:ANSWER_CAP]
+            self.answer.append(kept)
+            self.kept = len(kept)
 
 
 class JournalWriter:
@@ -198,8 +210,8 @@ def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _content_type(start: Message) -> str:
-    for name, value in start.get("headers", ()):
+def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
         if name == b"content-type" or name.lower() == b"content-type":
             return str(value.decode("latin-1"))
     return ""
