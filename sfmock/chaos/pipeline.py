@@ -245,13 +245,14 @@ class Pipeline:
             return
         if response is None:  # not a plain answer: sent already
             return
+        body = response.body if isinstance(response.body, bytes) else bytes(response.body)
         start = {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
         confirm()  # what the answer was made on still holds (else it is made again)
-        exchange.outcome.answered(response.status_code, response.raw_headers, response.body)
+        exchange.outcome.answered(response.status_code, response.raw_headers, body)
         out.stamp(start)
         await out.server(start)
         exchange.record()  # before the client sees the answer end
-        await out.server({"type": "http.response.body", "body": response.body})
+        await out.server({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The route's answer as a fault sees it (it may capture or rewrite it)."""
