@@ -185,14 +185,14 @@ class JournalWriter:
         try:
             session.remember(entry_id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
             self.metrics.observe(
-                path=scope["path"],
-                method=scope["method"],
-                status=status,
-                model=_model(scope, body, fault),
-                fault=described,
-                seconds=time.perf_counter() - began,
-                images=len(images),
-                answer=answer,
+                scope["path"],
+                scope["method"],
+                status,
+                _model(scope, body, fault),
+                described,
+                time.perf_counter() - began,
+                len(images),
+                answer,
             )
         except Exception:  # as above: never cut the answer for its bookkeeping
             logger.exception("sfmock: %s %s journaled but not counted", scope["method"], scope["path"])
