@@ -120,7 +120,7 @@ class JournalWriter:
         answered.body = content[:RESPONSE_CAP]
         return session.journal.rider(**self._fields(scope, headers, body, started, answered, None))
 
-    def _journal(
+    def _written(
         self,
         session: SessionState,
         scope: Scope,
@@ -129,23 +129,10 @@ class JournalWriter:
         started: float,
         outcome: Outcome,
         described: str | None,
-        rider: Rider | None,
+        rider: Rider,
     ) -> int:
-        if rider is None or rider.entry_id is None:
-            return session.journal.add(
-                started,
-                scope["method"],
-                scope["path"],
-                scope.get("query_string", b"").decode("latin-1"),
-                headers.get("authorization"),
-                body,
-                outcome.status if outcome.kind == "response" else None,
-                outcome.kind,
-                described,
-                scope["state"].get("trace_id", ""),
-                headers,
-                outcome.body,
-            )
+        """The id of the entry ``rider`` wrote with the admission, written again where the
+        answer went out otherwise than made."""
         if (
             outcome.kind == "response"
             and outcome.status == 200
@@ -171,8 +158,25 @@ class JournalWriter:
         started, began = times
         state = scope["state"]
         described = fault.describe() if fault else None
+        status = outcome.status if outcome.kind == "response" else None
         try:
-            entry_id = self._journal(session, scope, headers, body, started, outcome, described, rider)
+            if rider is None or rider.entry_id is None:
+                entry_id = session.journal.add(
+                    started,
+                    scope["method"],
+                    scope["path"],
+                    scope.get("query_string", b"").decode("latin-1"),
+                    headers.get("authorization"),
+                    body,
+                    status,
+                    outcome.kind,
+                    described,
+                    state.get("trace_id", ""),
+                    headers,
+                    outcome.body,
+                )
+            else:
+                entry_id = self._written(session, scope, headers, body, started, outcome, described, rider)
         except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
             logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
             return
@@ -180,15 +184,15 @@ class JournalWriter:
             logger.exception("sfmock: %s %s not journaled", scope["method"], scope["path"])
             return
         answer = b"".join(outcome.answer)
-        status = outcome.status if outcome.kind == "response" else None
         images = _issued(state, answer, fault) if status == 200 and is_generation(scope["path"]) else ()
+        model = state.get("model")  # as the API read it
         try:
             session.remember(entry_id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
             self.metrics.observe(
                 scope["path"],
                 scope["method"],
                 status,
-                _model(scope, body, fault),
+                model if isinstance(model, str) else _model(scope, body, fault),
                 described,
                 time.perf_counter() - began,
                 len(images),

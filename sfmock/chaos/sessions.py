@@ -99,9 +99,10 @@ class Activity:
                 self._waiting -= 1
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: that sets each field through object.__setattr__
 class Answer:
-    """What the fake answered a journalled request, for the page (body capped)."""
+    """What the fake answered a journalled request, for the page (body capped); made for
+    every request journaled, and not changed once kept."""
 
     status: int | None
     content_type: str
