@@ -241,3 +241,47 @@ def test_a_window_counts_as_it_did_when_it_cut_every_expired_entry(steps: list[t
 @given(bits=st.integers(0, 2**128 - 1))
 def test_a_trace_id_is_the_text_of_a_version_4_uuid(bits: int) -> None:
     assert uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+
+
+def _plain_charge(entry: list[Decimal], cost: Decimal) -> bool:
+    """Balances.charge as it was: every charge by the total, then gift first."""
+    total = entry[0] + entry[1]
+    if total <= 0 or total < cost:
+        return False
+    from_gift = min(entry[0], cost)
+    entry[0] -= from_gift
+    entry[1] -= cost - from_gift
+    return True
+
+
+MONEY = st.decimals(min_value=0, max_value=20, places=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(gift=MONEY, charged=MONEY, costs=st.lists(MONEY, min_size=1, max_size=12))
+def test_a_charge_the_gift_balance_covers_takes_what_the_plain_charge_took(
+    gift: Decimal, charged: Decimal, costs: list[Decimal]
+) -> None:
+    from sfmock.state.memory import Balances
+
+    balances, plain = Balances(), [gift, charged]
+    for cost in costs:
+        assert balances.charge("a", (gift, charged), cost) == _plain_charge(plain, cost)
+        assert balances.get("a", (gift, charged)) == tuple(plain)
+
+
+def test_an_account_seen_again_after_a_reset_is_listed_again() -> None:
+    app = create_app(Settings(seed=1), clock=VirtualClock())
+    with TestClient(app) as client:
+        for _ in range(2):  # the second is the most recent already: nothing moves
+            assert (
+                client.post(
+                    "/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
+                ).status_code
+                == 200
+            )
+        assert len(app.state.admission.seen()) == 1
+        app.state.admission.reset()
+        assert app.state.admission.seen() == []
+        client.post("/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH)
+        assert len(app.state.admission.seen()) == 1
