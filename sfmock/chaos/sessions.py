@@ -138,7 +138,7 @@ class SessionState:
                 self.answer_bytes -= freed
                 size -= freed
             tally = self.answer_tally
-        if tally is not None and tally.add(size, self.name):
+        if tally is not None and size and tally.add(size, self.name):  # size 0: as much freed as kept
             with self.activity.lock:  # no other session's answers left to drop: this one's oldest
                 while tally.over() and len(self.answers) > 1:
                     _, gone = self.answers.popitem(last=False)

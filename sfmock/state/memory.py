@@ -139,7 +139,8 @@ class MemoryLog(Generic[T]):
             while len(self._items) > self.size or (self._bytes > self.max_bytes and len(self._items) > 1):
                 freed += self._drop_oldest()
             tally = self._tally
-        if tally is not None and tally.add(size - freed, self._owner):
+        # a full log's new entry often frees as much as it takes: nothing to count then
+        if tally is not None and size != freed and tally.add(size - freed, self._owner):
             with self._lock:  # no other session left to push out: this one's oldest go
                 while self._tally is not None and self._tally.over() and len(self._items) > 1:
                     self._tally.add(-self._drop_oldest(), self._owner)
