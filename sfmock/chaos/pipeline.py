@@ -221,9 +221,9 @@ class Pipeline:
             state["fault"] = fault
             try:
                 if fault is None:
-                    exact = self.exact.get((scope["method"], scope["path"]))
-                    if exact is not None and not scope.get("root_path"):
-                        await self._direct(exact, exchange, out)
+                    route, params = self._route(scope)
+                    if route is not None:
+                        await self._direct(route, params, exchange, out)
                     else:
                         await self._respond(scope, exchange.receive, exchange.send, out)
                 else:
@@ -240,13 +240,25 @@ class Pipeline:
             exchange.record()
             session.activity.end()
 
-    async def _direct(self, route: DirectRoute, exchange: Exchange, out: Outbound) -> None:
-        """The answer of an exact route (the generation's), sent as :meth:`_respond` and
-        :meth:`Exchange.send` would send it, with its outcome known rather than watched:
-        the trace id stamped on its head, the request journaled before its body goes."""
+    def _route(self, scope: Scope) -> tuple[DirectRoute | None, dict[str, str]]:
+        """The busy route that serves the request (the generation's, a download's) and its
+        path parameters, or ``None`` where Starlette's router does."""
+        exact = self.exact.get((scope["method"], scope["path"]))
+        if exact is not None and not scope.get("root_path"):
+            return exact, {}
+        for route in self.direct:
+            params = route.params(scope)
+            if params is not None:
+                return route, params
+        return None, {}
+
+    async def _direct(self, route: DirectRoute, params: dict[str, str], exchange: Exchange, out: Outbound) -> None:
+        """The answer of a busy route, sent as :meth:`_respond` and :meth:`Exchange.send`
+        would send it, with its outcome known rather than watched: the trace id stamped on
+        its head, the request journaled before its body goes."""
         scope, receive, send = exchange.scope, exchange.receive, exchange.send
         try:
-            response = await route.answer(scope, receive, send, {})
+            response = await route.answer(scope, receive, send, params)
         except Exception:
             answer = failure_answer(scope, self.store_prefix, began=out.started)
             if answer is None:
