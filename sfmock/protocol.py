@@ -106,6 +106,10 @@ class JoinedWrites:
             if not self._transport.is_closing():
                 self._transport.writelines(held)
 
+    def is_closing(self) -> bool:
+        # asked after every answer: through __getattr__ it would first fail a look-up here
+        return self._transport.is_closing()
+
     def write_eof(self) -> None:
         self._flush()
         self._transport.write_eof()
@@ -164,7 +168,7 @@ class _TimedHttpToolsProtocol(_ReadTimer, HttpToolsProtocol):
         self._arm()  # a connection that sends nothing at all is slow too
 
     def data_received(self, data: bytes) -> None:
-        if self._between and b"pgrade:" in data:
+        if self._between and data.find(b"pgrade:") >= 0:  # bytes' "in" tries an integer first
             data = _ignoring_upgrade(data)
         super().data_received(data)
         if self._reading:

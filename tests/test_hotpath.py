@@ -241,3 +241,84 @@ def test_a_window_counts_as_it_did_when_it_cut_every_expired_entry(steps: list[t
 @given(bits=st.integers(0, 2**128 - 1))
 def test_a_trace_id_is_the_text_of_a_version_4_uuid(bits: int) -> None:
     assert uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+
+
+def _plain_charge(entry: list[Decimal], cost: Decimal) -> bool:
+    """Balances.charge as it was: every charge by the total, then gift first."""
+    total = entry[0] + entry[1]
+    if total <= 0 or total < cost:
+        return False
+    from_gift = min(entry[0], cost)
+    entry[0] -= from_gift
+    entry[1] -= cost - from_gift
+    return True
+
+
+MONEY = st.decimals(min_value=0, max_value=20, places=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(gift=MONEY, charged=MONEY, costs=st.lists(MONEY, min_size=1, max_size=12))
+def test_a_charge_the_gift_balance_covers_takes_what_the_plain_charge_took(
+    gift: Decimal, charged: Decimal, costs: list[Decimal]
+) -> None:
+    from sfmock.state.memory import Balances
+
+    balances, plain = Balances(), [gift, charged]
+    for cost in costs:
+        assert balances.charge("a", (gift, charged), cost) == _plain_charge(plain, cost)
+        assert balances.get("a", (gift, charged)) == tuple(plain)
+
+
+def test_an_account_seen_again_after_a_reset_is_listed_again() -> None:
+    app = create_app(Settings(seed=1), clock=VirtualClock())
+    with TestClient(app) as client:
+        for _ in range(2):  # the second is the most recent already: nothing moves
+            assert (
+                client.post(
+                    "/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH
+                ).status_code
+                == 200
+            )
+        assert len(app.state.admission.seen()) == 1
+        app.state.admission.reset()
+        assert app.state.admission.seen() == []
+        client.post("/v1/images/generations", json={"model": "Kwai-Kolors/Kolors", "prompt": "x"}, headers=AUTH)
+        assert len(app.state.admission.seen()) == 1
+
+
+ADMISSIONS = st.lists(
+    st.tuples(st.integers(-40, 40), st.integers(1, 5), st.booleans()), min_size=1, max_size=300
+)  # (clock move in quarter seconds, amount, whether the window's use is read as well)
+
+
+@settings(max_examples=400, deadline=None)
+@given(steps=ADMISSIONS, span=st.sampled_from([1, 10, 60]), limit=st.integers(1, 60))
+def test_a_window_walked_only_near_its_limit_admits_as_one_walked_on_every_request(
+    steps: list[tuple[int, int, bool]], span: int, limit: int
+) -> None:
+    window, plain, now = _Window(), _PlainWindow(), 1000.0
+    for move, amount, read in steps:  # mostly forward, sometimes back (a clock set back)
+        now = max(0.0, now + move / 4)
+        used = plain.used(now, span)
+        fits = window.fits(now, span, amount, limit)
+        assert fits == (used + amount <= limit)
+        if fits:
+            window.add(now, amount)
+            plain.add(now, amount)
+        else:  # refused: it walked, and holds what the plain one holds, with the same wait
+            assert window.total == used
+            needed = used + amount - limit
+            assert window.free_after(now, span, needed) == _plain_wait(plain, now, span, needed)
+        if read:  # the rate-limit headers read the window's use: as the plain one's
+            assert window.used(now, span) == plain.used(now, span)
+        assert len(window.times) - window.head <= 2 * len(plain.entries) + 32  # what left is cut in time
+
+
+def _plain_wait(plain: _PlainWindow, now: float, span: int, needed: float) -> float:
+    freed = 0.0
+    for when, amount in plain.entries:
+        freed += amount
+        if freed >= needed:
+            return max(0.0, when + span - now)
+    return 0.0

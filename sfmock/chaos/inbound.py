@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope
+from starlette.types import Message, Receive, Scope
 
 from sfmock.chaos.sessions import SESSION_PARAM, Sessions, SessionState, session_name
 from sfmock.errors import DownloadDenied
@@ -45,9 +45,10 @@ def session_of(sessions: Sessions, scope: Scope, headers: dict[str, str]) -> Ses
     return sessions.get(session_name(headers, params))
 
 
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The body up to ``limit`` bytes, and whether it arrived (``False``: the client left)."""
-    message = await receive()
+async def read_body(receive: Receive, limit: int, first: Message | None = None) -> tuple[bytes, bool]:
+    """The body up to ``limit`` bytes, and whether it arrived (``False``: the client left);
+    ``first``: its first message, received already."""
+    message = await receive() if first is None else first
     if message["type"] == "http.request" and not message.get("more_body", False):
         return message.get("body", b""), True  # the whole body in one message: most requests
     chunks: list[bytes] = []

@@ -101,10 +101,26 @@ class Journal:
         parameters, the body's (by the rules of :func:`sfmock.scrubbing.scrub_body`)."""
         return self.add(*_positional(fields))
 
-    def add(self, *row: *Row) -> int:
+    def add(
+        self,
+        time: float,
+        method: str,
+        path: str,
+        query: str,
+        authorization: str | None,
+        body: bytes,
+        status: int | None,
+        outcome: str,
+        fault: str | None,
+        trace_id: str,
+        headers: Mapping[str, str] | None,
+        response: bytes,
+    ) -> int:
         """:meth:`record` with its fields in :class:`Recorded`'s order (no keywords: the
         pipeline journals every request)."""
-        build, size = _makings(*row)
+        build, size = _makings(
+            time, method, path, query, authorization, body, status, outcome, fault, trace_id, headers, response
+        )
         entry_id = self._log.append(build, size)
         if len(self._texts) > self.size:
             self._forget_texts()

@@ -101,7 +101,6 @@ class Metrics:
 
     def observe(
         self,
-        *,
         path: str,
         method: str,
         status: int | None,
@@ -111,7 +110,8 @@ class Metrics:
         images: int,
         answer: bytes,
     ) -> None:
-        """Count one journalled request (``answer``: the start of its body, for 429s)."""
+        """Count one journalled request (``answer``: the start of its body, for 429s); its
+        arguments by position (on every request: a call with keywords costs more)."""
         asked = (path, method, status, model, fault)
         labels = self._labels.get(asked)
         if labels is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.types import Message, Receive, Scope
@@ -68,9 +68,21 @@ class Outcome:
             return not message.get("more_body", False)
         if kind == "http.response.start":
             self.status = message["status"]
-            self.type = _content_type(message)
+            self.type = _content_type(message.get("headers", ()))
             self.image = self.type.startswith(("image/", "application/octet-stream"))  # an image, as served live
         return False
+
+    def answered(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Note a whole answer sent as one head and one body: what :meth:`see` notes of its
+        two messages."""
+        self.status = status
+        self.type = kind = _content_type(headers)
+        self.image = image = kind.startswith(("image/", "application/octet-stream"))
+        self.body = body[:RESPONSE_CAP]
+        if body and not image:
+            kept = body[:ANSWER_CAP]
+            self.answer.append(kept)
+            self.kept = len(kept)
 
 
 class JournalWriter:
@@ -122,7 +134,7 @@ class JournalWriter:
             content[:RESPONSE_CAP],
         )
 
-    def _journal(
+    def _written(
         self,
         session: SessionState,
         scope: Scope,
@@ -131,23 +143,10 @@ class JournalWriter:
         started: float,
         outcome: Outcome,
         described: str | None,
-        rider: Rider | None,
+        rider: Rider,
     ) -> int:
-        if rider is None or rider.entry_id is None:
-            return session.journal.add(
-                started,
-                scope["method"],
-                scope["path"],
-                scope.get("query_string", b"").decode("latin-1"),
-                headers.get("authorization"),
-                body,
-                outcome.status if outcome.kind == "response" else None,
-                outcome.kind,
-                described,
-                scope["state"].get("trace_id", ""),
-                headers,
-                outcome.body,
-            )
+        """The id of the entry ``rider`` wrote with the admission, written again where the
+        answer went out otherwise than made."""
         if (
             outcome.kind == "response"
             and outcome.status == 200
@@ -173,8 +172,25 @@ class JournalWriter:
         started, began = times
         state = scope["state"]
         described = fault.describe() if fault else None
+        status = outcome.status if outcome.kind == "response" else None
         try:
-            entry_id = self._journal(session, scope, headers, body, started, outcome, described, rider)
+            if rider is None or rider.entry_id is None:
+                entry_id = session.journal.add(
+                    started,
+                    scope["method"],
+                    scope["path"],
+                    scope.get("query_string", b"").decode("latin-1"),
+                    headers.get("authorization"),
+                    body,
+                    status,
+                    outcome.kind,
+                    described,
+                    state.get("trace_id", ""),
+                    headers,
+                    outcome.body,
+                )
+            else:
+                entry_id = self._written(session, scope, headers, body, started, outcome, described, rider)
         except StoreUnavailable as exc:  # the answer went out (or goes now): only its entry is lost
             logger.warning("sfmock: %s %s not journaled: %s", scope["method"], scope["path"], exc)
             return
@@ -182,19 +198,19 @@ class JournalWriter:
             logger.exception("sfmock: %s %s not journaled", scope["method"], scope["path"])
             return
         answer = b"".join(outcome.answer)
-        status = outcome.status if outcome.kind == "response" else None
         images = _issued(state, answer, fault) if status == 200 and is_generation(scope["path"]) else ()
+        model = state.get("model")  # as the API read it
         try:
             session.remember(entry_id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
             self.metrics.observe(
-                path=scope["path"],
-                method=scope["method"],
-                status=status,
-                model=_model(scope, body, fault),
-                fault=described,
-                seconds=time.perf_counter() - began,
-                images=len(images),
-                answer=answer,
+                scope["path"],
+                scope["method"],
+                status,
+                model if isinstance(model, str) else _model(scope, body, fault),
+                described,
+                time.perf_counter() - began,
+                len(images),
+                answer,
             )
         except Exception:  # as above: never cut the answer for its bookkeeping
             logger.exception("sfmock: %s %s journaled but not counted", scope["method"], scope["path"])
@@ -212,8 +228,8 @@ def _model(scope: Scope, body: bytes, fault: Fault | None) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _content_type(start: Message) -> str:
-    for name, value in start.get("headers", ()):
+def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
         if name == b"content-type" or name.lower() == b"content-type":
             return str(value.decode("latin-1"))
     return ""

@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sfmock.chaos.inbound import bad_header, header_map, read_body, repeated_own_header, session_of, too_large
@@ -122,35 +123,38 @@ class Pipeline:
         try:
             if scope["path"].startswith(self.control_prefix):
                 await self._respond(scope, receive, out.send, out)
+                return
+            headers = header_map(scope)
+            found = self._session(scope, headers)
+            if not isinstance(found, SessionState):
+                await found(scope, receive, out.send)  # the 400 of a malformed or repeated own header
+            elif self.snapshots:  # a shared store's clocks and scenario, read at once
+                with self.store.snapshot(found.name):
+                    await self._arrived(scope, receive, out, headers, found)
             else:
-                await self._journaled(scope, receive, out)
+                await self._arrived(scope, receive, out, headers, found)
         except Exception:  # a failure of the pipeline itself (faults, journal, sessions)
             answer = failure_answer(scope, self.store_prefix, began=out.started)
             if answer is None:
                 raise
             await answer(scope, receive, out.send)
 
-    async def _journaled(self, scope: Scope, receive: Receive, out: Outbound) -> None:
-        headers = header_map(scope)
+    def _session(self, scope: Scope, headers: dict[str, str]) -> SessionState | Response:
+        """The session serving the request, or the 400 for a malformed ``X-Sfmock-Session``
+        or an own header sent twice."""
+        state = scope["state"]
         if len(headers) == len(scope["headers"]):
-            scope["state"][HEADERS_STATE] = headers  # no name twice: the handlers read this map
+            state[HEADERS_STATE] = headers  # no name twice: the handlers read this map
         else:
             repeated = repeated_own_header(scope, headers)
             if repeated is not None:
-                answer = bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)
-                await answer(scope, receive, out.send)
-                return
+                return bad_header(scope, repeated, repeated.partition(":")[0], self.store_prefix)
         try:
             session = session_of(self.sessions, scope, headers)
         except SessionError as exc:
-            await bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)(scope, receive, out.send)
-            return
-        scope["state"][SESSION_STATE] = session
-        if self.snapshots:  # a shared store's clocks and scenario, read at once
-            with self.store.snapshot(session.name):
-                await self._arrived(scope, receive, out, headers, session)
-        else:
-            await self._arrived(scope, receive, out, headers, session)
+            return bad_header(scope, str(exc), "X-Sfmock-Session", self.store_prefix)
+        state[SESSION_STATE] = session
+        return session
 
     async def _arrived(
         self, scope: Scope, receive: Receive, out: Outbound, headers: dict[str, str], session: SessionState
@@ -166,7 +170,11 @@ class Pipeline:
                 self.writer.record(session, scope, headers, b"", times, Outcome(status=response.status_code), None)
                 await response(scope, _disconnected, out.send)
                 return
-            body, complete = await read_body(receive, self.max_body_bytes + 1)
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body, complete = message.get("body", b""), True  # the whole body in one message: most requests
+            else:
+                body, complete = await read_body(receive, self.max_body_bytes + 1, message)
             if not complete:
                 times = self._checked(times)
                 self.writer.record(session, scope, headers, body, times, Outcome("abandoned"), None)
@@ -197,8 +205,9 @@ class Pipeline:
 
     async def _serve(self, exchange: Exchange, receive: Receive, out: Outbound) -> None:
         scope, session, state = exchange.scope, exchange.session, exchange.scope["state"]
-        state["record"] = exchange.record
-        state[AHEAD_STATE] = exchange.offer()  # the 200's entry written with the admission
+        ahead = exchange.offer()
+        if ahead is not None:
+            state[AHEAD_STATE] = ahead  # the 200's entry written with the admission
         state[BODY_STATE] = exchange.body  # read once here; the handler need not stream it again
         session.activity.begin()
         try:
@@ -212,8 +221,13 @@ class Pipeline:
             state["fault"] = fault
             try:
                 if fault is None:
-                    await self._respond(scope, exchange.receive, exchange.send, out)
+                    route, params = self._route(scope)
+                    if route is not None:
+                        await self._direct(route, params, exchange, out)
+                    else:
+                        await self._respond(scope, exchange.receive, exchange.send, out)
                 else:
+                    state["record"] = exchange.record  # a fault that drops the connection journals first
                     await self.injector.perform(
                         fault, scope, exchange.receive, receive, exchange.send, exchange.outcome
                     )
@@ -225,6 +239,42 @@ class Pipeline:
         finally:
             exchange.record()
             session.activity.end()
+
+    def _route(self, scope: Scope) -> tuple[DirectRoute | None, dict[str, str]]:
+        """The busy route that serves the request (the generation's, a download's) and its
+        path parameters, or ``None`` where Starlette's router does."""
+        exact = self.exact.get((scope["method"], scope["path"]))
+        if exact is not None and not scope.get("root_path"):
+            return exact, {}
+        for route in self.direct:
+            params = route.params(scope)
+            if params is not None:
+                return route, params
+        return None, {}
+
+    async def _direct(self, route: DirectRoute, params: dict[str, str], exchange: Exchange, out: Outbound) -> None:
+        """The answer of a busy route, sent as :meth:`_respond` and :meth:`Exchange.send`
+        would send it, with its outcome known rather than watched: the trace id stamped on
+        its head, the request journaled before its body goes."""
+        scope, receive, send = exchange.scope, exchange.receive, exchange.send
+        try:
+            response = await route.answer(scope, receive, send, params)
+        except Exception:
+            answer = failure_answer(scope, self.store_prefix, began=out.started)
+            if answer is None:
+                raise
+            await answer(scope, receive, send)
+            return
+        if response is None:  # not a plain answer: sent already
+            return
+        body = response.body if isinstance(response.body, bytes) else bytes(response.body)
+        start = {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        confirm()  # what the answer was made on still holds (else it is made again)
+        exchange.outcome.answered(response.status_code, response.raw_headers, body)
+        out.stamp(start)
+        await out.server(start)
+        exchange.record()  # before the client sees the answer end
+        await out.server({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The route's answer as a fault sees it (it may capture or rewrite it)."""

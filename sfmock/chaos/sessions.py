@@ -99,9 +99,10 @@ class Activity:
                 self._waiting -= 1
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: that sets each field through object.__setattr__
 class Answer:
-    """What the fake answered a journalled request, for the page (body capped)."""
+    """What the fake answered a journalled request, for the page (body capped); made for
+    every request journaled, and not changed once kept."""
 
     status: int | None
     content_type: str
@@ -137,7 +138,7 @@ class SessionState:
                 self.answer_bytes -= freed
                 size -= freed
             tally = self.answer_tally
-        if tally is not None and tally.add(size, self.name):
+        if tally is not None and size and tally.add(size, self.name):  # size 0: as much freed as kept
             with self.activity.lock:  # no other session's answers left to drop: this one's oldest
                 while tally.over() and len(self.answers) > 1:
                     _, gone = self.answers.popitem(last=False)

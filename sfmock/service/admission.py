@@ -59,6 +59,7 @@ class Admission:
         self._tally = tally
         self._owner = owner
         self._recent: OrderedDict[str, Account] = OrderedDict()
+        self._last: Account | None = None  # the most recent of _recent, while it is
         self._lock = threading.Lock()
         self.limits = limits
         self.balance_status = balance_status
@@ -162,13 +163,17 @@ class Admission:
 
     def _seen(self, account: Account) -> None:
         """Mark ``account`` as the most recently seen; forget the least recent past the bound."""
+        if self._last is account:
+            return  # the most recent already (a busy client): nothing moves, nothing goes, no lock
         with self._lock:
             recent = self._recent
             if recent and next(reversed(recent)) == account.id and recent[account.id] is account:
-                return  # the most recent already (a busy client): nothing moves, nothing goes
+                self._last = account
+                return
             new = account.id not in recent
             recent[account.id] = account
             recent.move_to_end(account.id)
+            self._last = account
             if self.max_accounts is None:
                 return
             while len(self._recent) > self.max_accounts:
@@ -180,7 +185,9 @@ class Admission:
                     self._forget_oldest()
 
     def _forget_oldest(self) -> None:
-        gone, _ = self._recent.popitem(last=False)
+        gone, account = self._recent.popitem(last=False)
+        if account is self._last:
+            self._last = None
         if not self.book.shared:
             self.book.forget(gone)
         if self._tally is not None:
@@ -217,6 +224,7 @@ class Admission:
             if self._tally is not None:
                 self._tally.add(-len(self._recent), self._owner)
             self._recent.clear()
+            self._last = None
 
     def release(self) -> None:
         """Count nothing more in the tally: the session is gone (its book with it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ from sfmock.contract.validation import RequestValidator, message_of
 from sfmock.service.accounts import Account, Authenticator
 from sfmock.service.admission import Admission
 from sfmock.service.generation import Generator, prompt_tokens
-from sfmock.service.headers import header_values
+from sfmock.service.headers import HEADERS_STATE, header_values
 from sfmock.service.imagehost import SESSION_PARAM
 from sfmock.service.lifecycle import Lifecycle
 from sfmock.service.origins import Origins
@@ -82,6 +83,9 @@ class Api:
 
     def account(self, request: Request) -> Account:
         """The caller's account; two Authorization headers are as bad as none."""
+        single = request.scope.get("state", {}).get(HEADERS_STATE)
+        if single is not None:  # the pipeline's map: no header came twice
+            return self.authenticator.authenticate(single.get("authorization"))
         given = header_values(request.scope, "authorization")
         if len(given) > 1:
             raise unauthorized()
@@ -134,7 +138,7 @@ class Api:
         model = self.contract.models[body["model"]]
         if self.screens:
             await self.generator.screen(body, model)
-        usage = Usage(images=self.generator.image_count(body, model), tokens=prompt_tokens(body))
+        usage = _usage(self.generator.image_count(body, model), prompt_tokens(body))
         admission = session.admission if session is not None else self.admission
         fault = state.get("fault")
         dialect = fault.action.dialect if fault is not None else None
@@ -179,10 +183,14 @@ class Api:
         return result
 
     def strict_mode(self, request: Request) -> bool:
-        values = header_values(request.scope, STRICT_HEADER)
-        if len(values) > 1:
-            raise invalid_request("X-Sfmock-Strict: given more than once")
-        value = values[0] if values else None
+        single = request.scope.get("state", {}).get(HEADERS_STATE)
+        if single is not None:  # the pipeline's map: no header came twice
+            value = single.get(STRICT_HEADER)
+        else:
+            values = header_values(request.scope, STRICT_HEADER)
+            if len(values) > 1:
+                raise invalid_request("X-Sfmock-Strict: given more than once")
+            value = values[0] if values else None
         if value is None:
             return self.strict
         try:
@@ -250,6 +258,11 @@ def _lifecycle(request: Request, default: Lifecycle) -> Lifecycle:
     """The models retired for the session serving the request (``default`` outside one)."""
     session = _session(request)
     return default if session is None else session.lifecycle
+
+
+@functools.lru_cache(maxsize=1024)  # a frozen dataclass made for every generation: kept, as few differ
+def _usage(images: int, tokens: int) -> Usage:
+    return Usage(images=images, tokens=tokens)
 
 
 def _json_type(value: Any) -> str:

@@ -60,6 +60,16 @@ class DirectRoute:
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> None:
         """Answer with the endpoint (``params``: what :meth:`params` found)."""
+        response = await self.answer(scope, receive, send, params)
+        if response is not None:
+            # what Response.__call__ does for a plain HTTP answer, one frame less
+            await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+            await send({"type": "http.response.body", "body": response.body})
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> Response | None:
+        """The endpoint's answer when it is a plain one (status, headers and a body, which the
+        caller sends: :meth:`serve`, or a pipeline that knows what it sends); any other
+        answer is sent here, and ``None`` returned."""
         scope["endpoint"], scope["path_params"] = self.endpoint, params
         request = _Request(scope, receive, send)
         try:
@@ -67,11 +77,9 @@ class DirectRoute:
         except ApiError as exc:
             response = json_response(exc.body, exc.status, exc.headers)
         if type(response).__call__ is _PLAIN_CALL and response.background is None:
-            # what Response.__call__ does for a plain HTTP answer, one frame less
-            await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-            await send({"type": "http.response.body", "body": response.body})
-            return
+            return response
         await response(scope, receive, send)
+        return None
 
 
 _PLAIN_CALL = Response.__call__

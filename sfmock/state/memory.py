@@ -18,6 +18,7 @@ from sfmock.state.windows import Windows
 __all__ = ["Balances", "MemoryBook", "MemoryEpoch", "MemoryFaults", "MemoryLog", "MemoryStore"]
 
 T = TypeVar("T")
+_ZERO = Decimal(0)
 
 
 class Balances:
@@ -44,8 +45,14 @@ class Balances:
         An empty account pays for nothing, not even a model priced at zero (as seen live).
         """
         with self._lock:
-            entry = self._entry(account, opening)
-            total = entry[0] + entry[1]
+            entry = self._balances.get(account)
+            if entry is None:
+                entry = self._balances[account] = list(opening)
+            gift = entry[0]
+            if gift >= cost and gift > _ZERO:  # the gift balance pays it all (the usual charge: two Decimal steps)
+                entry[0] = gift - cost
+                return True
+            total = gift + entry[1]
             if total <= 0 or total < cost:
                 return False
             from_gift = min(entry[0], cost)
@@ -132,7 +139,8 @@ class MemoryLog(Generic[T]):
             while len(self._items) > self.size or (self._bytes > self.max_bytes and len(self._items) > 1):
                 freed += self._drop_oldest()
             tally = self._tally
-        if tally is not None and tally.add(size - freed, self._owner):
+        # a full log's new entry often frees as much as it takes: nothing to count then
+        if tally is not None and size != freed and tally.add(size - freed, self._owner):
             with self._lock:  # no other session left to push out: this one's oldest go
                 while self._tally is not None and self._tally.over() and len(self._items) > 1:
                     self._tally.add(-self._drop_oldest(), self._owner)

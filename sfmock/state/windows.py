@@ -17,6 +17,7 @@ from sfmock.state.store import Verdict, Window, WindowUse
 __all__ = ["SlidingWindow", "Windows"]
 
 _ADMITTED, _SHORT = Verdict("admitted"), Verdict("short")  # frozen: one of each serves every request
+_WALK_AT = 16  # entries a log takes before fits() walks it whatever the limit (then half its live ones more)
 
 
 class SlidingWindow:
@@ -25,18 +26,34 @@ class SlidingWindow:
     metric per token); entries of one instant are merged. Entries before ``head`` have
     left the window; they are cut off once they are half the log, so a busy window costs
     the same per request however many entries it holds (cutting them one request at a time
-    moved the whole log each time: 180,000 entries at 3,000 requests/s under an RPM limit)."""
+    moved the whole log each time: 180,000 entries at 3,000 requests/s under an RPM limit).
 
-    __slots__ = ("amounts", "head", "times", "total")
+    An admission asks :meth:`fits`, which walks the log only where what left the window
+    could matter. While the clock has not gone back since the last walk, a walk now drops
+    exactly what a walk at every admission since would have dropped (what leaves at an
+    earlier time has left at a later one too), and while all the log holds fits under the
+    limit, what left cannot change a verdict: a limit far off costs no walk per request.
+    Where the clock went back, the log is first walked at the latest time it saw (what
+    left by then is gone for good, as it was for a walk on every request)."""
+
+    __slots__ = ("amounts", "cut_at", "head", "seen", "times", "total")
 
     def __init__(self) -> None:
         self.times = array("d")
         self.amounts = array("d")
         self.total = 0.0
         self.head = 0
+        self.seen = -math.inf  # the latest time it was asked about
+        self.cut_at = _WALK_AT  # the log's length at which fits() walks it, whatever the limit
 
     def used(self, now: float, span: int) -> float:
         """What the window holds at ``now`` (dropping what left it)."""
+        if now < self.seen:  # the clock went back: what left by the latest time seen is gone
+            self._walk(self.seen, span)
+        self.seen = now
+        return self._walk(now, span)
+
+    def _walk(self, now: float, span: int) -> float:
         times, amounts = self.times, self.amounts
         while len(times) > self.head and times[-1] > now:  # the clock went back: that timeline is gone
             times.pop()
@@ -50,6 +67,17 @@ class SlidingWindow:
             head = 0
         self.head = head
         return self.total
+
+    def fits(self, now: float, span: int, amount: float, limit: float) -> bool:
+        """``used(now, span) + amount <= limit``, without the walk while the clock has not gone
+        back and all the log holds fits. Where it does not fit, it has walked: :attr:`total`
+        is what the window holds."""
+        if now >= self.seen and self.total + amount <= limit and len(self.times) < self.cut_at:
+            self.seen = now
+            return True
+        used = self.used(now, span)
+        self.cut_at = len(self.times) + (len(self.times) - self.head) // 2 + _WALK_AT
+        return used + amount <= limit
 
     def add(self, now: float, amount: float) -> None:
         if len(self.times) > self.head and self.times[-1] == now:
@@ -113,15 +141,14 @@ class Windows:
                 if window is None:
                     window = table[spec.name] = SlidingWindow()
                 held.append(window)
-                used = window.used(now, spec.span)
-                if used + spec.amount > spec.limit:
-                    needed = used + spec.amount - spec.limit
+                if not window.fits(now, spec.span, spec.amount, spec.limit):
+                    needed = window.total + spec.amount - spec.limit
                     wait = math.inf if spec.amount > spec.limit else window.free_after(now, spec.span, needed)
                     return Verdict("limited", (), index, wait)
             if not allow():
                 return _SHORT
             for spec, window in zip(windows, held, strict=True):
-                window.add(now, spec.amount)  # used() above dropped what the clock went back before
+                window.add(now, spec.amount)  # fits() above left nothing newer than now
             return _ADMITTED
 
     def record(self, account: str, windows: Sequence[Window], now: float) -> None:
