@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -45,6 +46,40 @@ def _cache_bytecode_in_a_temporary_folder() -> None:
 
 
 _cache_bytecode_in_a_temporary_folder()  # before xdist starts its workers: they inherit it
+
+
+def _rewrite_the_tests_once(config: pytest.Config) -> None:
+    """Under xdist every worker rewrote the asserts of every test module (about 3 s of CPU
+    each, 5 workers on 2 cores) at the same moment, none finding another's cache yet. The
+    controller rewrites them once into the cache first (where the workers will look, the
+    temporary folder above or ``__pycache__``), before it starts them. This uses pytest's
+    own rewriting functions, which are not public: where they moved, the workers rewrite
+    the modules themselves, as before."""
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") == "no":
+        return
+    folder = os.environ.get("PYTHONPYCACHEPREFIX")
+    if sys.dont_write_bytecode and not folder:
+        return  # the workers do not cache them either
+    before = sys.pycache_prefix
+    sys.pycache_prefix = folder or before  # the folder the workers inherit, not yet this process's
+    try:
+        from _pytest.assertion import rewrite
+
+        state = config.stash[rewrite.assertstate_key]
+        for path in sorted([*Path(__file__).parent.rglob("test_*.py"), *Path(__file__).parent.rglob("conftest.py")]):
+            if "node_modules" in path.parts or not rewrite.try_makedirs(rewrite.get_cache_dir(path)):
+                continue
+            source_hash, code = rewrite._rewrite_test(path, config)
+            rewrite._write_pyc(state, code, source_hash, rewrite.get_cache_dir(path) / (path.stem + rewrite.PYC_TAIL))
+    except (ImportError, AttributeError, KeyError, TypeError, OSError, SyntaxError):
+        pass
+    finally:
+        sys.pycache_prefix = before
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _rewrite_the_tests_once(config)  # before xdist's session starts the workers
+
 
 # A suite started as a script's background job comes in with SIGINT ignored, and every
 # process it starts inherits that: the tests that press Ctrl+C on a real `sfmock` would
