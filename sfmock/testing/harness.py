@@ -1,9 +1,8 @@
 """Running a client once under one schedule, for the client checks.
 
-:class:`Harness` holds one fake for a whole check, in-process and (on demand) on a live
-socket, and runs the client under virtual time with its logs captured; it returns the
-:class:`~sfmock.testing.invariantsRun` the invariants judge. :class:`ClientContext` is what the
-client under test is given. :mod:`sfmock.testing.checks` searches schedules with it.
+:class:`Harness` holds one fake for a whole check, in-process and (on demand) on a live socket,
+and runs the client under virtual time with its logs captured, returning the :class:`Run` the
+invariants judge; :class:`ClientContext` is what the client is given. Searched by checks.
 """
 
 from __future__ import annotations
@@ -145,8 +144,8 @@ class Harness:
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
         self.watchdog.busy = self.vtime.busy
-        self.served_urls: set[str] = set()  # image URLs the fake gave out in the check so far (url_key)
-        self.served_images: set[bytes] = set()  # the images downloaded in the check so far (digest)
+        # what the check gave out so far: image URLs (url_key) and the images downloaded (digest)
+        self.served_urls, self.served_images = set[str](), set[bytes]()
 
     def _client_sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
