@@ -62,6 +62,7 @@ class InProcess:
         self.calls: set[int] = set()  # requests sent and not yet recorded, their latency included (their ids)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
+        self._in_line: set[int] = set()  # threads waiting for their turn (their idents)
 
     def call(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
@@ -87,7 +88,11 @@ class InProcess:
             # sent when it asked: where another thread's request held the line, it waited its turn
             waited = not self._lock.acquire(blocking=False)
             if waited:
-                self._lock.acquire()
+                self._in_line.add(threading.get_ident())
+                try:
+                    self._lock.acquire()
+                finally:
+                    self._in_line.discard(threading.get_ident())
             try:
                 if self._loop is None:
                     # a plain loop of its own, whatever loop policy the caller's code has set
@@ -96,6 +101,11 @@ class InProcess:
                 return self._loop.run_until_complete(answer)
             finally:
                 self._lock.release()
+
+    def next_in_line(self) -> list[int]:
+        """The threads whose request is about to be answered: they waited their turn and the
+        line is free now, but they have not yet run to take it (a busy machine)."""
+        return [] if self._lock.locked() else list(self._in_line)
 
     async def acall(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None

@@ -137,8 +137,8 @@ class Harness:
         self.vtime = VirtualTime(self.clock, self._client_sleep)
         self.vtime.busy = lambda: self._live is not None and self._live[1].in_flight > 0
         self.vtime.progress = self._progress
-        self.vtime.answering = lambda: bool(self.inprocess.answering)
-        self.vtime.requests = lambda: list(self.inprocess.answering.values())
+        self.vtime.answering = lambda: bool(self.inprocess.answering or self.inprocess.next_in_line())
+        self.vtime.requests = lambda: [*self.inprocess.answering.values(), *self.inprocess.next_in_line()]
         self.trio = VirtualTrio(self.vtime)
         self._live: tuple[ServerThread, Recorder, str] | None = None
         self._live_lock = threading.Lock()
