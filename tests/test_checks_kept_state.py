@@ -17,6 +17,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from sfmock import Settings
 from sfmock.checks import ClientCheckFailed, ClientContext, check_client
 
 REQUEST = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 42}
@@ -24,17 +25,18 @@ TRANSIENT = {429, 500, 502, 503, 504}
 
 
 class _Window:
-    """At most ``count`` requests in any ``seconds``, for the whole process (time.monotonic)."""
+    """At most ``count`` requests in any ``seconds``, for the whole process (on ``clock``)."""
 
-    def __init__(self, count: int, seconds: float) -> None:
-        self.count, self.seconds = count, seconds
+    def __init__(self, count: int, seconds: float, clock: str = "monotonic") -> None:
+        # the clock looked up when read: a function kept as a value keeps real time (documented)
+        self.count, self.seconds, self.clock = count, seconds, lambda: getattr(time, clock)()
         self.sent: collections.deque[float] = collections.deque()
         self.lock = threading.Lock()
 
     def acquire(self) -> None:
         while True:
             with self.lock:
-                now = time.monotonic()
+                now = self.clock()
                 while self.sent and now - self.sent[0] >= self.seconds:
                     self.sent.popleft()
                 if len(self.sent) < self.count:
@@ -46,9 +48,9 @@ class _Window:
 
 def _limited(window: _Window, starts: list[float]) -> Callable[[ClientContext], bytes]:
     def generate(ctx: ClientContext) -> bytes:
-        """The lowest tier's IPM 2 kept by a limiter the process shares, in front of a jittered
+        """A limiter the process shares (the lowest tier's IPM 2, say), in front of a jittered
         doubling back-off. Correct."""
-        starts.append(time.monotonic())
+        starts.append(window.clock())
         auth = {"Authorization": f"Bearer {ctx.api_key}"}
         with ctx.http_client(timeout=30) as http:
             for attempt in range(5):
@@ -78,7 +80,83 @@ def test_the_clients_monotonic_clock_never_goes_back_between_runs() -> None:
     window = _Window(2, 60.0)
     report = check_client(_limited(window, starts), request=REQUEST, max_examples=40, seed=1)
     assert report.examples == len(starts) >= 20
-    assert all(later - earlier >= 86_400 for earlier, later in itertools.pairwise(starts))
+    # each run begins a day after the last began (to a float's step at Unix-time magnitudes)
+    assert all(later - earlier >= 86_400 - 1e-3 for earlier, later in itertools.pairwise(starts))
+
+
+def test_a_window_on_the_wall_clock_kept_across_runs_sees_the_runs_a_day_apart() -> None:
+    # outsider13 R7 (the limits package, "30/hour" on time.time): each run began at the same fake
+    # time, the earlier runs filled the hour, and the wait for a free slot was called a back-off
+    # ("waited 7221s in all between attempts")
+    starts: list[float] = []
+    window = _Window(30, 3600.0, clock="time")
+    report = check_client(_limited(window, starts), request=REQUEST, max_examples=40, seed=1)
+    assert len(starts) >= report.examples >= 20
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # a day on each time, and at the same time of day: a daily quota meets every run alike
+    assert all(abs(gap - 86_400) < 1e-3 for gap in gaps), gaps
+
+
+_DOWNLOADED: dict[str, bytes] = {}
+
+
+def _download_cached_by_url(ctx: ClientContext) -> bytes:
+    """Generates every time and keeps each download by its URL for the whole process (as
+    ``functools.lru_cache`` on ``download(url)`` or ``requests_cache`` do): each generation
+    has a URL of its own on the service, so a hit is the same object. Correct."""
+    with ctx.http_client(timeout=30) as http:
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        for attempt in range(5):
+            try:
+                answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            except httpx.TransportError:
+                if attempt == 4:
+                    raise
+                time.sleep(random.uniform(0.5, 1.5) * 2**attempt)
+                continue
+            if answer.status_code not in TRANSIENT or attempt == 4:
+                break
+            time.sleep(random.uniform(0.5, 1.5) * 2**attempt)
+        url = answer.raise_for_status().json()["images"][0]["url"]
+        if url not in _DOWNLOADED:
+            for attempt in range(5):
+                try:
+                    image = http.get(url)
+                    if image.status_code not in TRANSIENT or attempt == 4:
+                        _DOWNLOADED[url] = image.raise_for_status().content
+                        break
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                time.sleep(random.uniform(0.5, 1.5) * 2**attempt)
+        return _DOWNLOADED[url]
+
+
+def test_a_download_cache_keyed_by_url_is_not_accused() -> None:
+    # outsider14 W1: every run of a check was given the same image URL (the same object name
+    # and X-Amz-Date), so a cache keyed by URL hit in the second run for an image it had
+    # really downloaded in the first: "[downloads] returned without downloading the image"
+    _DOWNLOADED.clear()
+    report = check_client(_download_cached_by_url, request=REQUEST, outcomes=["ok"], max_examples=10, seed=1)
+    assert report.examples == len(_DOWNLOADED) >= 5  # each run's generation a URL of its own
+
+
+def test_a_retirement_at_a_set_time_moves_with_the_runs() -> None:
+    # the runs are days apart: a model retired at a set time an hour after the fake's start is
+    # live for the first hour of every run, not retired from the second run on
+    statuses: list[int] = []
+
+    def generate(ctx: ClientContext) -> bytes:
+        with ctx.http_client(timeout=30) as http:
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            statuses.append(answer.status_code)
+            return http.get(answer.raise_for_status().json()["images"][0]["url"]).raise_for_status().content
+
+    retired = Settings(retire=[{"model": REQUEST["model"], "at": "2026-01-01T01:00:00Z"}])
+    report = check_client(generate, request=REQUEST, outcomes=["ok"], settings=retired, max_examples=8, seed=1)
+    assert report.examples == len(statuses) >= 3
+    assert set(statuses) == {200}
 
 
 _CACHE: dict[str, bytes] = {}

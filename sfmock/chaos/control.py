@@ -159,16 +159,20 @@ class Control:
             return _error(400, "control API: the client went away before its body arrived")
         return b"".join(chunks)
 
-    def reset_all(self) -> None:
+    def reset_all(self, later: float = 0.0) -> None:
         """Quotas, balances, journal, faults, clock and model retirements back to how the
-        server started; named sessions are forgotten."""
+        server started; named sessions are forgotten. ``later``: the clock starts that many
+        seconds after its start instead, and a retirement at a set time moves with it (a
+        check's next run, a day on: the service as configured, met on another day)."""
         self.sessions.forget_named()
         self.sessions.default.reset(self.initial_scenario)
         self.sessions.installed(self.sessions.default, 0)
         reset = getattr(self.clock, "reset", None)
         if reset is not None:
             reset()
-        self.lifecycle.reset(self.clock.now())
+            if later:
+                getattr(self.clock, "advance")(later)  # noqa: B009 (a clock with reset moves: VirtualClock)
+        self.lifecycle.reset(self.clock.now(), shift=later if reset is not None else 0.0)
 
     async def health(self, request: Request) -> Response:
         session = _session(request)

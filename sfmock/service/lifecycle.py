@@ -65,10 +65,10 @@ class Retirement:
             after=None if after is None else float(after),
         )
 
-    def when(self, started: float) -> float:
-        """The server time from which the model is retired."""
+    def when(self, started: float, shift: float = 0.0) -> float:
+        """The server time from which the model is retired (``at`` moved on by ``shift``)."""
         if self.at is not None:
-            return self.at
+            return self.at + shift
         if self.after is not None:
             return started + self.after
         return -math.inf
@@ -123,6 +123,7 @@ class Lifecycle:
                 raise TypeError("Lifecycle needs started or epoch")
             epoch = MemoryEpoch(started)
         self.epoch = epoch
+        self._shift = 0.0  # seconds the retirements set at a time are moved on (reset)
         # the epoch's state last read, and each retired model's time worked out from it
         self._worked: tuple[tuple[float, Mapping[str, float]] | None, dict[str, float]] = (None, {})
 
@@ -131,8 +132,10 @@ class Lifecycle:
         """When the run began (or was last reset): what ``after`` times count from."""
         return self.epoch.read()[0]
 
-    def reset(self, started: float) -> None:
-        """Back to the configured schedule, counted from ``started`` (scenario retirements undone)."""
+    def reset(self, started: float, shift: float = 0.0) -> None:
+        """Back to the configured schedule, counted from ``started`` (scenario retirements
+        undone); a retirement set ``at`` a time moves ``shift`` seconds later."""
+        self._shift = shift
         self.epoch.restart(started)
 
     def retire(self, model: str, now: float) -> None:
@@ -149,7 +152,7 @@ class Lifecycle:
         started, by_scenario = source
         retired: dict[str, float] = {}
         for item in self.schedule:
-            retired[item.model] = min(retired.get(item.model, math.inf), item.when(started))
+            retired[item.model] = min(retired.get(item.model, math.inf), item.when(started, self._shift))
         for model, since in by_scenario.items():
             retired[model] = min(retired.get(model, math.inf), since)
         self._worked = (source, retired)  # one assignment: threads see both or neither

@@ -265,7 +265,7 @@ class Harness:
             self._live[0].stop()
 
     def run(self, client: Client, schedule: Sequence[str], random_seed: int, options: Options) -> Run:
-        self.app.state.control.reset_all()
+        self.app.state.control.reset_all(later=self.vtime.later)  # the fake's clock a day on
         self.app.state.faults.replace(schedule_scenario(schedule))
         transcript = self.inprocess.transcript = []  # this run's: a request is recorded where it began
         if self._live is not None:

@@ -52,9 +52,11 @@ _REAL_DEPTH = 6  # frames looked up from a wait for a caller in one of them
 # the verdict on a wait nobody can end, found after REAL_BOUND real seconds (asyncio, trio)
 ENDLESS = "the client awaits something that never comes, with no timeout"
 
-# monotonic seconds between two runs of a check: what a client keeps across runs in one
-# process (a rate limiter's window, a cache's expiry) sees a day pass, as between two calls
-# of a program run a day apart, not the clock going back to where the last run began
+# seconds from one run of a check to the next: each run begins a day after the last began (or
+# as many whole days as it ran), at the same time of day; what a client keeps across runs in
+# one process (a rate limiter's window on time.time or time.monotonic, a cache keyed by image
+# URL, a cache's expiry) sees a day pass, as between two calls of a program run a day apart,
+# not the clock going back to where the last run began
 BETWEEN_RUNS = 86_400.0
 
 MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
@@ -78,7 +80,7 @@ class VirtualTime:
         self.loops = 0  # virtual loops running now
         self.waiting = 0  # of them, those blocked waiting for I/O or a thread
         self._origin = time.monotonic()
-        self._runs_before = 0.0  # the monotonic time the runs so far took, and the gaps between them
+        self.later = 0.0  # how long after the clock's start this run began (BETWEEN_RUNS apart)
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
             "sleep": self._sleep,
@@ -284,10 +286,9 @@ class VirtualTime:
         return count, used, changes
 
     def monotonic(self) -> float:
-        """The virtual monotonic clock: moves with the virtual clock, starts near the real one,
-        and never goes back: each run starts :data:`BETWEEN_RUNS` after the last one ended,
-        though the fake's clock (``time.time``) starts each run at the same time again."""
-        return self._origin + self._runs_before + (self.clock.now() - self.clock.start)
+        """The virtual monotonic clock: moves with the virtual clock (as ``time.time`` does,
+        the fake's) and starts near the real one; like it, it never goes back between runs."""
+        return self._origin + (self.clock.now() - self.clock.start)
 
     def _sleep(self, seconds: float = 0.0, *_: Any, **__: Any) -> None:  # as gevent.sleep is called too
         if not self.virtual_here() or _real_caller(2):
@@ -363,7 +364,8 @@ class VirtualTime:
         finally:
             self.active = False
             _RUNNING.discard(self)
-            self._runs_before += max(self.clock.now() - self.clock.start, 0.0) + BETWEEN_RUNS
+            ran = max(self.clock.now() - self.clock.start - self.later, 0.0)
+            self.later += BETWEEN_RUNS * (1 + math.floor(ran / BETWEEN_RUNS))
 
 
 def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., bool]) -> bool:
