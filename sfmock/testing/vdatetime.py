@@ -8,7 +8,8 @@ freezegun does, :func:`dated` puts subclasses of the real classes (:class:`FakeD
 global bound to them (``from datetime import datetime``), found in the one scan
 :mod:`sfmock.testing.vtime` makes for the time functions. Their ``now``, ``utcnow`` and
 ``today`` ask the check's wall clock, which is virtual for the client's threads during a
-run and real everywhere else (between runs, for sfmock's own code, for pytest's).
+run and real everywhere else (between runs; for sfmock's own code; for pytest's and
+Hypothesis's, whose own names for the classes stay the real ones, :data:`TOOLS`).
 
 What they return are instances of the real classes, built by them: ``orjson`` (which refuses
 subclasses), ``type(x) is`` and C code see nothing new. The fakes count a real instance as
@@ -32,7 +33,7 @@ from typing import Any
 
 from sfmock.testing.aliases import bound_names
 
-__all__ = ["REAL_CLASSES", "FakeDate", "FakeDatetime", "WallClock", "dated"]
+__all__ = ["REAL_CLASSES", "TOOLS", "FakeDate", "FakeDatetime", "WallClock", "dated"]
 
 _REAL_DATE = _datetime.date
 _REAL_DATETIME = _datetime.datetime
@@ -40,6 +41,10 @@ REAL_CLASSES: tuple[type, ...] = (_REAL_DATETIME, _REAL_DATE)  # what the fakes 
 _REAL_TIME = time.time  # taken before any check patches it
 _REAL_NOW = _REAL_DATETIME.__dict__["now"]
 _REAL_UTCNOW = _REAL_DATETIME.__dict__["utcnow"]
+
+# the test runner's and the search's own modules: their classes stay real and their calls read
+# real time, whatever thread they run on (a report's timestamp, an example database's)
+TOOLS = ("_pytest", "pytest", "pluggy", "hypothesis")
 
 # the virtual Unix time a caller in the named module sees on the calling thread now (None: real)
 WallClock = Callable[[str], "float | None"]
@@ -50,11 +55,17 @@ _lock = threading.Lock()
 def _virtual(frame: FrameType | None) -> float | None:
     """The virtual time the caller at ``frame`` sees, if any check's clock is virtual to it."""
     caller = frame.f_globals.get("__name__", "") if frame is not None else ""
+    if _tool(caller):
+        return None
     for clock in reversed(_clocks):
         when = clock(caller)
         if when is not None:
             return when
     return None
+
+
+def _tool(module: str) -> bool:
+    return module.startswith(TOOLS) and module.split(".", 1)[0] in TOOLS
 
 
 class _StandsFor(type):
@@ -112,7 +123,7 @@ class FakeDatetime(_REAL_DATETIME, metaclass=_StandsFor):
         base = _REAL_DATETIME if cls is FakeDatetime else cls
         if when is None:
             return _REAL_UTCNOW.__get__(None, base)()
-        return base.fromtimestamp(when, _datetime.timezone.utc).replace(tzinfo=None)
+        return base.fromtimestamp(when, _datetime.UTC).replace(tzinfo=None)
 
     @classmethod
     def today(cls) -> Any:
@@ -150,9 +161,12 @@ def dated(bindings: Iterable[Binding], clock: WallClock) -> Iterator[None]:
     global _clocks
     own = vars(_datetime)
     native = vars(sys.modules["_datetime"]) if "_datetime" in sys.modules else None
-    places = {(id(own), name): (own, name, value) for name, value in (("datetime", _REAL_DATETIME), ("date", _REAL_DATE))}
+    places = {
+        (id(own), name): (own, name, value) for name, value in (("datetime", _REAL_DATETIME), ("date", _REAL_DATE))
+    }
     for namespace, name, value in bindings:
-        if namespace is not native:  # the C module's own names stay real: the classes' home
+        # the C module's own names stay real (the classes' home), and so do the tools'
+        if namespace is not native and not _tool(str(namespace.get("__name__", ""))):
             places.setdefault((id(namespace), name), (namespace, name, value))
     before = set(sys.modules)
     swapped: list[Binding] = []
