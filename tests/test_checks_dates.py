@@ -10,6 +10,7 @@ import copyreg
 import datetime
 import json
 import pickle
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -306,8 +307,9 @@ def test_everything_is_put_back_after_a_check_even_when_the_client_raises() -> N
 
     def client(ctx: ClientContext) -> bytes:
         sys.modules[late.__name__] = late  # a module first imported during the check
-        exec("from datetime import date, datetime", vars(late))
+        exec("from datetime import date, datetime\nKINDS = {date: 'date', datetime: 'datetime'}", vars(late))
         assert late.datetime is datetime.datetime is not REAL.datetime
+        assert late.KINDS[type(datetime.date.today())] == "date"  # a table keyed by the class
         raise RuntimeError("no image today")
 
     try:
@@ -319,4 +321,40 @@ def test_everything_is_put_back_after_a_check_even_when_the_client_raises() -> N
     assert imported_datetime is REAL.datetime and imported_date is REAL.date
     assert pybreaker.datetime is REAL.datetime  # type: ignore[attr-defined]
     assert late.datetime is REAL.datetime and late.date is REAL.date
+    assert late.KINDS[REAL.date] == "date" and late.KINDS[REAL.datetime] == "datetime"  # it holds the stand-ins
     assert REAL.datetime not in copyreg.dispatch_table and REAL.date not in copyreg.dispatch_table
+
+
+PYDANTIC_LATE = """
+import datetime, sys, time
+import pydantic
+from sfmock.checks import check_client
+
+assert "pydantic._internal._generate_schema" not in sys.modules
+
+def client(ctx):
+    # pydantic builds its tables of types on first use: here, during the run
+    day = pydantic.TypeAdapter(datetime.date).validate_python("2026-01-02")
+    with ctx.http_client(timeout=30) as http:
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+        image = http.get(answer.json()["images"][0]["url"]).content
+    return image if day == datetime.date(2026, 1, 2) else b""
+
+request = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 42}
+check_client(client, request=request, schedule=["ok"], invariants=["retries", "returns-image"], progress=None)
+
+class Entry(pydantic.BaseModel):
+    day: datetime.date
+    at: datetime.datetime
+
+print(Entry(day="2026-02-03", at="2026-02-03T04:05:06").model_dump_json())
+"""
+
+
+def test_a_library_first_imported_during_a_run_works_after_the_check() -> None:
+    # pydantic's handlers, keyed by the classes its lazy import found in the datetime module
+    # (the stand-ins): a real date was "Unable to generate pydantic-core schema" ever after
+    done = subprocess.run([sys.executable, "-c", PYDANTIC_LATE], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"day": "2026-02-03", "at": "2026-02-03T04:05:06"}

@@ -12,11 +12,12 @@ run and real everywhere else (between runs; for sfmock's own code; for pytest's 
 Hypothesis's, whose own names for the classes stay the real ones, :data:`TOOLS`).
 
 What they return are instances of the real classes, built by them: ``orjson`` (which refuses
-subclasses), ``type(x) is`` and C code see nothing new. The fakes count a real instance as
-theirs (``isinstance`` and ``issubclass`` both ways, by their metaclass) and bear the real
-names (``datetime.datetime``): while they stand in the ``datetime`` module, a real instance
-pickles through them (:data:`copyreg.dispatch_table`), as ``datetime.datetime``, which loads
-as the real class anywhere.
+subclasses) and C code see nothing new. The fakes count a real instance as theirs
+(``isinstance`` and ``issubclass`` both ways, by their metaclass), are equal to the real
+classes (only ``is`` tells them apart) and bear the real names (``datetime.datetime``):
+while they stand in the ``datetime`` module, a real instance pickles through them
+(:data:`copyreg.dispatch_table`), as ``datetime.datetime``, which loads as the real class
+anywhere.
 """
 
 from __future__ import annotations
@@ -70,8 +71,18 @@ def _tool(module: str) -> bool:
 
 class _StandsFor(type):
     """The fakes' metaclass: a fake counts the real class's instances and subclasses as its
-    own (a value made before the check, or by C code, is still a ``datetime.datetime``); a
-    class derived from a fake is an ordinary class."""
+    own (a value made before the check, or by C code, is still a ``datetime.datetime``), and
+    is equal to the real class, with its hash: a table keyed by the class (pydantic's
+    handlers, built by a module first imported during a check) finds the real values' type
+    in it, during the check and after; a class derived from a fake is an ordinary class."""
+
+    def __eq__(cls, other: object) -> bool:
+        real = cls.__dict__.get("_real")
+        return other is cls or (real is not None and other is real)
+
+    def __hash__(cls) -> int:
+        real = cls.__dict__.get("_real")
+        return hash(real) if real is not None else type.__hash__(cls)
 
     def __instancecheck__(cls, instance: Any) -> bool:
         real = cls.__dict__.get("_real")
