@@ -5,6 +5,7 @@ where on the real clock, which does not move while a check runs, it stayed open 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import copyreg
 import datetime
@@ -121,6 +122,23 @@ def test_a_client_behind_a_pybreaker_circuit_breaker_passes() -> None:
     assert all(when.timestamp() < started - 86_400 for when in opened)  # the fake's clock (2026-01-01 on)
 
 
+def test_a_pybreaker_breaker_a_run_opened_lets_a_call_through_after_its_reset_timeout() -> None:
+    # the real clock did not move in the 30 virtual seconds: the breaker stayed open, and the
+    # client gave up after three attempts of the six the schedule called for
+    breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=30)
+    runs: list[Run] = []
+
+    def kept(run: Run) -> str | None:
+        runs.append(run)
+        return None
+
+    check_client(_behind(breaker), request=REQUEST, schedule=["503", "500", "502", "ok"], invariants=["retries", kept])
+    [run] = runs
+    assert [exchange.status for exchange in run.generations] == [503, 500, 502, 200]
+    assert run.waits() == pytest.approx([1.0, 2.0, 30.0])
+    assert run.error is None and breaker.current_state == pybreaker.STATE_CLOSED
+
+
 def test_a_breaker_client_that_leaves_the_pacing_to_the_breaker_is_still_caught() -> None:
     breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=30)
     with pytest.raises(ClientCheckFailed) as failed:
@@ -209,6 +227,25 @@ def test_datetime_now_is_the_runs_virtual_time_for_the_client_and_real_outside()
     outside = datetime.datetime.now(UTC).timestamp()
     assert started <= outside <= time.time()
     assert started <= between[0] <= finished
+
+
+def test_an_async_clients_datetime_now_follows_its_virtual_loop() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def client(ctx: ClientContext) -> bytes:
+        seen.append(_readings())
+        await asyncio.sleep(90.25)
+        seen.append(_readings())
+        async with ctx.async_http_client(timeout=30) as http:
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            answer = await http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            return (await http.get(answer.json()["images"][0]["url"])).raise_for_status().content
+
+    check_client(client, request=REQUEST, schedule=["ok"], invariants=["retries", "returns-image"])
+    assert len(seen) == 2
+    for reading in seen:
+        assert reading == _expected(reading.pop("time"))
+    assert seen[1]["now_utc"] - seen[0]["now_utc"] == datetime.timedelta(seconds=90.25)
 
 
 @pytest.mark.parametrize("module", ["sfmock.probe", "hypothesis.probe", "_pytest.probe"])
