@@ -105,7 +105,9 @@ def _behind(breaker: pybreaker.CircuitBreaker, *, back_off: bool = True) -> Any:
 
 def test_a_client_behind_a_pybreaker_circuit_breaker_passes() -> None:
     # on the real clock the breaker a run opened never closed again: every later run raised
-    # CircuitBreakerError without a request, and `coverage` failed a correct client
+    # CircuitBreakerError without a request, and `coverage` failed a correct client. (A breaker
+    # a run leaves open has closed by the next only if that run begins later on `time.time`,
+    # a day later: with the fake's clock back at its start each run, it was still open.)
     breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=30)
     opened: list[datetime.datetime] = []
 
