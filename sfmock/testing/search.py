@@ -91,8 +91,8 @@ class Tally:
                 f"{plural(len(self.stopped), 'run')} of {self.runs} made no request to the fake, after earlier runs "
                 f"had: the first {what}. Something the client keeps between calls stops it (a session tied to an "
                 "event loop that has closed, a circuit breaker that stays open): each run is one call of the "
-                "client, and a call that does not ask cannot generate; a breaker that closes again on the wall "
-                "clock (datetime.now) should be given to each run afresh"
+                "client, and a call that does not ask cannot generate; a breaker timed on a clock the check does "
+                "not move (a timer function kept as a value, C code) should be given to each run afresh"
             )
         if not self.succeeded and not replaying:
             answers = ", ".join(sorted(self.statuses))

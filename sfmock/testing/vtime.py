@@ -16,7 +16,8 @@ replaced (for the whole check, on the class), and with it ``Event.wait``,
 to its deadline (:meth:`VirtualTime.wait`), as a virtual loop does for its timers.
 
 The client's asyncio loops follow the same clock (:mod:`sfmock.testing.vloop`), and so do
-its trio runs (:mod:`sfmock.testing.vtrio`).
+its trio runs (:mod:`sfmock.testing.vtrio`) and ``datetime.now()`` and its kin, where
+``time.time`` is virtual (:mod:`sfmock.testing.vdatetime`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from sfmock.clock import VirtualClock
 from sfmock.testing.aliases import bound_names
 from sfmock.testing.threadstate import children, cpu_time, runnable
+from sfmock.testing.vdatetime import REAL_CLASSES, dated
 from sfmock.transports import HangForever
 
 __all__ = ["HangForever", "VirtualTime"]
@@ -322,13 +324,24 @@ class VirtualTime:
     def _time(self) -> float:
         return self.clock.now() if self.virtual_here() and not _real_caller(2) else float(self._real["time"]())
 
+    def wall_clock(self, caller: str) -> float | None:
+        """``time.time`` as code of the module named ``caller`` on this thread sees it, or ``None``
+        where that is real time (``datetime.now()``: :mod:`sfmock.testing.vdatetime`); sfmock's
+        own code keeps real time."""
+        return self.clock.now() if self.virtual_here() and not _keeps_real(caller) else None
+
     @contextmanager
     def installed(self) -> Iterator[VirtualTime]:
         """Patch the ``time`` module and every module-level alias of its functions."""
         names = {id(function): name for name, function in self._real.items()}
         # sfmock keeps real time where it binds it (waiting for its own server)
         keeps_real = lambda module: module.startswith(_KEEP_REAL) and _keeps_real(module)  # noqa: E731
-        for namespace, attribute, value in bound_names(self._real.values(), keeps_real):
+        # one scan for the time functions and the datetime classes (vdatetime swaps those)
+        found = bound_names([*self._real.values(), *REAL_CLASSES], keeps_real)
+        dates = [binding for binding in found if binding[2] in REAL_CLASSES]
+        for namespace, attribute, value in found:
+            if value in REAL_CLASSES:
+                continue
             self._patched.append((namespace, attribute, value))
             namespace[attribute] = self._fake[names[id(value)]]
         condition_wait = threading.Condition.wait
@@ -346,7 +359,8 @@ class VirtualTime:
         # every Condition, Event, Semaphore, Queue and Future waits through it
         setattr(threading.Condition, "wait", wait)  # noqa: B010 (mypy: a method cannot be assigned)
         try:
-            yield self
+            with dated(dates, self.wall_clock):
+                yield self
         finally:
             setattr(threading.Condition, "wait", condition_wait)  # noqa: B010
             for namespace, attribute, value in reversed(self._patched):
