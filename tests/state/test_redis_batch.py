@@ -65,6 +65,35 @@ def test_calls_made_while_one_is_in_flight_go_in_one_write_and_each_gets_its_own
     client.close()
 
 
+def test_a_batch_larger_than_the_socket_takes_at_once_goes_out_whole_and_in_order(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the socket takes only in part (8 MiB at once) is finished as the socket
+    drains; the calls queued meanwhile follow it, and every reply comes back to its caller."""
+    client = redis.Redis.from_url(redis_url)
+    line = BatchLine(client)
+    big = bytes(range(256)) * (8 * 4096)
+    drained: list[int] = []
+    writable = _Wire._writable
+
+    def spy(self: _Wire) -> None:
+        drained.append(len(self._unsent))
+        writable(self)
+
+    monkeypatch.setattr(_Wire, "_writable", spy)
+
+    async def main() -> list[Any]:
+        calls = [line.call(("SET", "big", big)), line.call(("STRLEN", "big"))]
+        calls += [line.call(("INCR", "n")) for _ in range(5)]
+        return list(await asyncio.gather(*calls))
+
+    assert run(main) == [b"OK", len(big), 1, 2, 3, 4, 5]
+    assert drained  # the socket took the first write in parts
+    assert client.get("big") == big
+    line.close()
+    client.close()
+
+
 def test_tasks_calling_at_once_never_get_each_others_replies(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     line = BatchLine(client)
