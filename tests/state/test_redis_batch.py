@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import redis
 
-from redis_server import RedisServer
+from redis_server import REDIS_SERVER, RedisServer, need_redis
 from sfmock.state.redis_batch import BatchLine, _Wire
 from sfmock.state.redis_store import RedisStore
 from sfmock.state.store import StoreUnavailable, Window
@@ -259,3 +261,29 @@ def test_a_forked_child_and_another_event_loop_each_connect_afresh(redis_url: st
     line.close()
     loop.close()
     client.close()
+
+
+def test_on_a_unix_socket_the_admissions_are_batched_and_exact(tmp_path: Path) -> None:
+    need_redis()
+    sock = tmp_path / "redis.sock"
+    command = [str(REDIS_SERVER), "--port", "0", "--unixsocket", str(sock), "--save", "", "--dir", str(tmp_path)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+            time.sleep(0.02)
+        store = RedisStore(f"unix://{sock}")
+        assert store.batch is not None
+        book = store.book(None)
+
+        async def main() -> list[str]:
+            window = [Window("m|rpm", 60, 7, 1)]
+            verdicts = await asyncio.gather(*(book.admit_soon("a", OPENING, window, Decimal(1), T0) for _ in range(12)))
+            return [verdict.outcome for verdict in verdicts]
+
+        assert run(main) == ["admitted"] * 7 + ["limited"] * 5  # in the order they were made
+        store.close()
+    finally:
+        server.terminate()
+        server.wait(10)
