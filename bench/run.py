@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the demo clients
 sys.path.insert(0, str(HERE))
 
 from redis_cpu import bench_redis_cpu, generation_scope  # noqa: E402
-from stacks import bench_wiremock, bench_workers  # noqa: E402
+from stacks import bench_redis_load, bench_wiremock, bench_workers  # noqa: E402
 
 BODY = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse at dawn", "seed": 42}
 AUTH = {"Authorization": "Bearer sk-bench-0123456789"}
@@ -238,6 +238,7 @@ def bench_generation(seconds: int, rounds: int, workdir: Path) -> None:
         )
     bench_wiremock(wrk, row, (workdir / "body.json").read_bytes(), script, seconds, ours[32]["rps"])
     bench_workers(process, wrk, row, config, script, seconds)
+    bench_redis_load(process, wrk, row, config, script, seconds, rounds)
 
 
 def bench_inprocess(rounds: int) -> None:

@@ -1,7 +1,8 @@
 """The rows of bench/run.py that need more than sfmock: several workers, and WireMock.
 
 ``--workers 2`` is measured only where ``sfmock serve --help`` offers it; it needs a
-shared store, so a ``redis-server`` on the PATH is started for the run on a free port.
+shared store, so a ``redis-server`` on the PATH is started for the run on a free port (as
+for one worker on Redis against one on memory under the same load).
 WireMock runs from the jar ``npm install wiremock`` ships, installed into a cache
 directory (``~/.cache/sfmock-bench`` or ``$SFMOCK_BENCH_CACHE``), never the repository;
 it needs ``java`` and ``npm``. Each row says why when it is skipped.
@@ -21,8 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import median
 
 import httpx
+import redis
 
 CACHE = Path(os.environ.get("SFMOCK_BENCH_CACHE", Path.home() / ".cache" / "sfmock-bench"))
 Row = Callable[..., None]
@@ -121,6 +124,43 @@ def bench_workers(process: Callable[..., object], wrk: Wrk, row: Row, config: Pa
     row("workers", "worker CPU µs per request (2 workers / 1)", f"{runs[2]['cpu_us']:.0f}", f"{runs[1]['cpu_us']:.0f}")
     idle = f"{runs[2]['idle']:.0%}", f"{runs[1]['idle']:.0%}"
     row("workers", "machine CPU idle during the run (2 workers / 1)", *idle)
+
+
+def bench_redis_load(
+    process: Callable[..., object], wrk: Wrk, row: Row, config: Path, script: Path, seconds: int, rounds: int
+) -> None:
+    """One worker on memory against one on a throw-away redis-server, 32 connections, in
+    turns (medians of ``rounds``): what a worker under load spends per generation, and
+    what redis-server spends (``INFO cpu``)."""
+    if "--store" not in serve_help() or shutil.which("redis-server") is None:
+        row("redis", "skipped: no --store, or redis-server is not installed", "-")
+        return
+    runs: dict[str, list[dict[str, float]]] = {"memory": [], "redis": []}
+    with redis_server() as store:
+        watcher = redis.Redis.from_url(store)
+
+        def server_cpu() -> float:
+            held = watcher.info("cpu")
+            return float(held["used_cpu_user"]) + float(held["used_cpu_sys"])
+
+        for _ in range(rounds):
+            for kind in runs:
+                args = ["--port", "0", "--config", str(config), "--log-level", "warning"]
+                args += ["--store", store] if kind == "redis" else []
+                with process("-m", "sfmock", "serve", *args, ready="API at") as (proc, line):  # type: ignore[attr-defined]
+                    url = re.search(r"(http://\S+)/v1", line).group(1)  # type: ignore[union-attr]
+                    before = server_cpu()
+                    run = wrk(f"{url}/v1/images/generations", 32, seconds, script, pid=proc.pid)
+                    run["server_us"] = (server_cpu() - before) / max(1.0, run["rps"] * seconds) * 1e6
+                    runs[kind].append(run)
+        watcher.close()
+    mid = {kind: {key: median(run[key] for run in each) for key in each[0]} for kind, each in runs.items()}
+    memory, on_redis = mid["memory"], mid["redis"]
+    what = "worker CPU µs per request, one worker, 32 conn. (Redis / memory; target 2x)"
+    ratio = f"{on_redis['cpu_us'] / memory['cpu_us']:.2f}x"
+    row("redis", what, f"{on_redis['cpu_us']:.0f}", f"{memory['cpu_us']:.0f}", ratio)
+    row("redis", "redis-server CPU µs per request, that load (target 150)", f"{on_redis['server_us']:.0f}", "150")
+    row("redis", "requests/s, one worker, 32 conn. (Redis / memory)", f"{on_redis['rps']:.0f}", f"{memory['rps']:.0f}")
 
 
 def wiremock_jar() -> tuple[Path | None, str]:

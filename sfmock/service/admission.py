@@ -119,6 +119,26 @@ class Admission:
     ) -> dict[str, str]:
         """Count and charge the request, or raise its 429 (worded in ``dialect``, else the
         server's) or its 403/402 code 30001; returns headers to send."""
+        limits, specs, cost = self._asked(account, model, usage)
+        verdict = self.book.admit(account.id, opening(account), specs, cost, now)
+        return self._answer(account, model, limits, now, verdict, trace_id, dialect)
+
+    async def admit_soon(
+        self, account: Account, model: ModelSpec, usage: Usage, now: float, trace_id: str, dialect: str | None = None
+    ) -> dict[str, str]:
+        """:meth:`admit`, awaited: on a book that sends the call with those other requests
+        make meanwhile (Redis: :mod:`sfmock.state.redis_batch`), the event loop serves them
+        while it waits."""
+        limits, specs, cost = self._asked(account, model, usage)
+        soon = getattr(self.book, "admit_soon", None)
+        if soon is None:
+            verdict = self.book.admit(account.id, opening(account), specs, cost, now)
+        else:
+            verdict = await soon(account.id, opening(account), specs, cost, now)
+        return self._answer(account, model, limits, now, verdict, trace_id, dialect)
+
+    def _asked(self, account: Account, model: ModelSpec, usage: Usage) -> tuple[Limits, tuple[Window, ...], Decimal]:
+        """The limits, the windows the request counts against and its cost; the account seen."""
         limits, known = self._plan(account, model.id)
         cost = self.price(model) * usage.images
         counted = (usage.requests, usage.images, usage.tokens)  # a tuple hashes in C; a dataclass in Python
@@ -128,7 +148,19 @@ class Admission:
                 known.clear()
             specs = known[counted] = windows(model.id, limits, usage)
         self._seen(account)
-        verdict = self.book.admit(account.id, opening(account), specs, cost, now)
+        return limits, specs, cost
+
+    def _answer(
+        self,
+        account: Account,
+        model: ModelSpec,
+        limits: Limits,
+        now: float,
+        verdict: Verdict,
+        trace_id: str,
+        dialect: str | None,
+    ) -> dict[str, str]:
+        """The admitted request's headers, or its refusal raised."""
         if verdict.outcome == "limited":
             metric = limits.items()[verdict.index][0]
             headers = self._headers(account, model.id, limits, now, verdict, verdict.retry_after)

@@ -152,8 +152,8 @@ class Api:
         result = self._result(request, session, body, model, now, fault)
         content = generation_bytes(result)
         try:
-            with riding(None if content is None else ahead(content)):
-                headers = admission.admit(account, model, usage, now, state["trace_id"], dialect)
+            with riding(None if content is None else ahead(content)):  # sent with other requests' calls
+                headers = await admission.admit_soon(account, model, usage, now, state["trace_id"], dialect)
         except BaseException:
             if drawn is not None:
                 self.rng.setstate(drawn)

@@ -8,11 +8,13 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
-from sfmock.state.recheck import pending
+from redis.commands.core import Script
+
+from sfmock.state.recheck import Check, pending
 from sfmock.state.redis_keys import account_keys
 from sfmock.state.redis_time import CLOCK_KEY, timeline
 from sfmock.state.resp import Packed
-from sfmock.state.rider import offered
+from sfmock.state.rider import Rider, offered
 from sfmock.state.store import MONEY_DIGITS, Verdict, Window, WindowUse
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class RedisBook:
         self.clock_key = clock_key  # whose "stopped" keeps the log longer
         self._packed: dict[str, Packed] = {}
 
-    def _run(
+    def _call(
         self,
         account: str,
         opening: tuple[Decimal, Decimal],
@@ -64,7 +66,9 @@ class RedisBook:
         cost: Decimal,
         now: float,
         charge: bool,
-    ) -> Verdict:
+    ) -> _Call:
+        """The admission script's call: its keys and arguments, the journal entry it writes
+        (the request's rider) and the read-ahead it checks."""
         keys: list[Any] = [*account_keys(self.prefix, account)] if self.store.cluster else [self._keys(account)]
         args: list[Any] = [
             repr(float(now)),
@@ -86,23 +90,12 @@ class RedisBook:
             keys, args = [*keys, *ahead.keys], [len(args), *args, *ahead.args]
         check = pending() if charge else None  # the read-ahead, checked by the script itself
         if check is None:
-            reply = store.run(store.admit_script if ahead is None else store.admit_push_script, keys, args)
-        else:
-            script = store.admit_checked_script if ahead is None else store.admit_push_checked_script
-            reply = store.run(script, [*check.keys, *keys], [*check.args, *args], checked=True)
-            if reply[0] == -1:
-                check.refused()
-            check.done = True
-        if ahead is not None:
-            entry_id, over, *reply = reply
-            if entry_id:
-                ahead.entry_id, ahead.over = int(entry_id), bool(over)
-        verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
-        uses = tuple(
-            WindowUse(used=float(reply[i]), newest=float(reply[i + 1]) if reply[i + 1] else None)
-            for i in range(3, len(reply), 2)
-        )
-        return Verdict(_VERDICTS[verdict], uses, index - 1, float("inf") if retry < 0 else retry)
+            return _Call(store.admit_script if ahead is None else store.admit_push_script, keys, args, ahead, None)
+        script = store.admit_checked_script if ahead is None else store.admit_push_checked_script
+        return _Call(script, [*check.keys, *keys], [*check.args, *args], ahead, check)
+
+    def _ran(self, call: _Call) -> Verdict:
+        return call.verdict(self.store.run(call.script, call.keys, call.args, checked=call.check is not None))
 
     def _keys(self, account: str) -> Packed:
         """The account's keys, packed once (one server: the line sends them as they are)."""
@@ -116,10 +109,18 @@ class RedisBook:
     def admit(
         self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
     ) -> Verdict:
-        return self._run(account, opening, windows, cost, now, charge=True)
+        return self._ran(self._call(account, opening, windows, cost, now, True))
+
+    async def admit_soon(
+        self, account: str, opening: tuple[Decimal, Decimal], windows: Sequence[Window], cost: Decimal, now: float
+    ) -> Verdict:
+        """:meth:`admit`, its call sent with those other requests make meanwhile."""
+        call = self._call(account, opening, windows, cost, now, True)
+        reply = await self.store.run_soon(call.script, call.keys, call.args, checked=call.check is not None)
+        return call.verdict(reply)
 
     def usage(self, account: str, windows: Sequence[Window], now: float) -> tuple[WindowUse, ...]:
-        return self._run(account, (Decimal(0), Decimal(0)), windows, Decimal(0), now, charge=False).windows
+        return self._ran(self._call(account, (Decimal(0), Decimal(0)), windows, Decimal(0), now, False)).windows
 
     def balances(self, account: str, opening: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
         with self.store.guard():
@@ -138,3 +139,37 @@ class RedisBook:
 
     def reset(self) -> None:
         self.store.delete(_glob(self.prefix) + "*")
+
+
+class _Call:
+    """An admission script's call, and what its reply settles."""
+
+    __slots__ = ("ahead", "args", "check", "keys", "script")
+
+    def __init__(
+        self, script: Script, keys: list[Any], args: list[Any], ahead: Rider | None, check: Check | None
+    ) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.ahead = ahead
+        self.check = check
+
+    def verdict(self, reply: Any) -> Verdict:
+        """The script's ``reply`` as a verdict; the read-ahead it checked confirmed (or the
+        request :class:`~sfmock.state.recheck.Stale`), the journal entry's id noted."""
+        check, ahead = self.check, self.ahead
+        if check is not None:
+            if reply[0] == -1:
+                check.refused()
+            check.done = True
+        if ahead is not None:
+            entry_id, over, *reply = reply
+            if entry_id:
+                ahead.entry_id, ahead.over = int(entry_id), bool(over)
+        verdict, index, retry = int(reply[0]), int(reply[1]), float(reply[2])
+        uses = tuple(
+            WindowUse(used=float(reply[i]), newest=float(reply[i + 1]) if reply[i + 1] else None)
+            for i in range(3, len(reply), 2)
+        )
+        return Verdict(_VERDICTS[verdict], uses, index - 1, float("inf") if retry < 0 else retry)

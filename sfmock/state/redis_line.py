@@ -49,6 +49,7 @@ __all__ = [
     "Line",
     "Scripts",
     "forget_read_ahead",
+    "forks",
     "raised",
     "read_ahead",
     "reading_ahead",
@@ -246,6 +247,11 @@ def _as_redis(exc: BaseException) -> BaseException:
 
 
 _FORKS = 0  # forks this process has come of: a connection made before one is the parent's
+
+
+def forks() -> int:
+    """How many forks this process has come of: a socket made before the last is a parent's."""
+    return _FORKS
 
 
 def _forked() -> None:

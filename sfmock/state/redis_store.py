@@ -22,6 +22,7 @@ behind the caller's back: a retried admission could count a request twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,7 @@ from redis.retry import Retry
 from sfmock.clock import Clock
 from sfmock.state import redis_time, scripts
 from sfmock.state.recheck import Check, checking, confirm
+from sfmock.state.redis_batch import BatchLine, batchable
 from sfmock.state.redis_book import RedisBook
 from sfmock.state.redis_cluster import ClusterLine
 from sfmock.state.redis_faults import RedisFaults
@@ -106,6 +108,8 @@ class RedisStore:
         # the requests' own calls: one connection (a node), one write each
         clustered = self.cluster and not self._cluster_error
         self.line: Scripts = ClusterLine(self.client, self.breaker) if clustered else Line(self.client, self.breaker)
+        # a generation's admission from the event loop: batched with the other requests' (one server)
+        self.batch = BatchLine(single) if not self.cluster and batchable(single) else None
 
     @contextmanager
     def guard(self, *, checked: bool = False) -> Iterator[None]:
@@ -300,7 +304,25 @@ class RedisStore:
             self._back()
         return reply
 
+    async def run_soon(self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, checked: bool = False) -> Any:
+        """:meth:`run`, awaited on the event loop: sent with the calls other requests make
+        meanwhile (:mod:`sfmock.state.redis_batch`); on the line where nothing batches."""
+        if self.batch is None or asyncio._get_running_loop() is None:  # TLS, a cluster, or no asyncio loop
+            return self.run(script, keys, args, checked=checked)
+        if not checked:
+            confirm()
+        try:
+            self.breaker.check()
+            reply = await self.batch.script(script, keys, args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._lost(exc)
+        if self._down:
+            self._back()
+        return reply
+
     def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
         self.line.close()
         self.client.close()
 

@@ -17,9 +17,9 @@ import hiredis
 import redis
 from redis._parsers.base import BaseParser
 
-__all__ = ["Packed", "Replies", "arguments", "pack", "pack_args"]
+__all__ = ["MORE", "Packed", "Replies", "arguments", "pack", "pack_args", "reader"]
 
-_MORE = object()  # hiredis: no whole reply in what it was fed yet
+MORE = object()  # hiredis: no whole reply in what it was fed yet
 _PARSER: Any = BaseParser  # its error classes, as the client raises them (NOSCRIPT, BUSY, ...)
 Command = Sequence[Any]
 
@@ -89,6 +89,15 @@ def pack(commands: Iterable[Command]) -> bytes:
     return b"".join(out)
 
 
+def reader() -> hiredis.Reader:
+    """hiredis's parser, replies made as redis-py makes them; :data:`MORE` until one is whole."""
+    return hiredis.Reader(
+        protocolError=redis.ConnectionError,  # out of step with the server: the connection is dropped
+        replyError=_PARSER.parse_error,  # an error reply as redis-py makes it (NOSCRIPT, LOADING, ...)
+        notEnoughData=MORE,
+    )
+
+
 class Replies:
     """Reads replies off one connected socket by hiredis's parser (redis-py's own, in C: a
     tenth of the CPU of a parser in Python), keeping what it read past the last one."""
@@ -96,16 +105,12 @@ class Replies:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = bytearray(65536)  # read into, and fed from: no 64 KiB bytes made a read
-        self._reader = hiredis.Reader(
-            protocolError=redis.ConnectionError,  # out of step with the server: the connection is dropped
-            replyError=_PARSER.parse_error,  # an error reply as redis-py makes it (NOSCRIPT, LOADING, ...)
-            notEnoughData=_MORE,
-        )
+        self._reader = reader()
 
     def read(self) -> Any:
         """One reply; an error reply is returned (as redis-py's exception), not raised."""
         reply = self._reader.gets()
-        while reply is _MORE:
+        while reply is MORE:
             self._fill()
             reply = self._reader.gets()
         return reply

@@ -247,7 +247,8 @@ def test_a_generation_makes_one_call_on_the_line_and_none_on_the_client(redis_ur
     """One call, one write and one command: the admission script checks the read-ahead the
     process remembers (the clock, the run's start, the session's scenario and, for a named
     session, its own start and clock), admits, and writes the journal entry of the answer.
-    Nothing else, nothing through redis-py; Redis counts one command for it."""
+    Nothing else, nothing through redis-py; Redis counts one command for it. The call is
+    the batching line's (made from the event loop: sfmock.state.redis_batch)."""
     from starlette.testclient import TestClient
 
     from sfmock import Settings, create_app
@@ -277,15 +278,20 @@ def test_a_generation_makes_one_call_on_the_line_and_none_on_the_client(redis_ur
         for _ in range(2):  # warm: the read-ahead remembered, the scripts loaded
             assert client.post("/v1/images/generations", json=body, headers=headers).status_code == 200
         store.line.call, store.client.execute_command = on_line, on_client  # type: ignore[method-assign]
-        writes: list[int] = []
-        send = store.line.send  # type: ignore[attr-defined]
-        store.line.send = lambda commands: writes.append(len(commands)) or send(commands)  # type: ignore[attr-defined]
+        assert store.batch is not None
+        batch_call = store.batch.call
+
+        def on_batch(command: Any) -> Any:
+            calls.append(f"batch {command[0]}")
+            return batch_call(command)
+
+        store.batch.call = on_batch  # type: ignore[method-assign]
         before = scripts_run()
         answer = client.post("/v1/images/generations", json=body, headers=headers)
         assert answer.status_code == 200
         assert scripts_run() - before == 1
-        assert calls == ["line EVALSHA"] and writes == [1]  # one write of one command, one reply awaited
-        del store.line.send  # type: ignore[attr-defined]
+        assert calls == ["batch EVALSHA"]  # one command, one reply awaited
+        store.batch.call = batch_call  # type: ignore[method-assign]
         store.line.call, store.client.execute_command = line_call, client_call  # type: ignore[method-assign]
         journal = client.get("/_sfmock/journal", headers={"X-Sfmock-Session": session} if session else {})
         last = journal.json()["entries"][-1]  # written by that one call, as the client got it
