@@ -19,6 +19,7 @@ import pytest
 
 from sfmock import Settings
 from sfmock.checks import ClientCheckFailed, ClientContext, check_client
+from sfmock.testing.vtime import first_start
 
 REQUEST = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 42}
 TRANSIENT = {429, 500, 502, 503, 504}
@@ -153,7 +154,8 @@ def test_a_retirement_at_a_set_time_moves_with_the_runs() -> None:
             statuses.append(answer.status_code)
             return http.get(answer.raise_for_status().json()["images"][0]["url"]).raise_for_status().content
 
-    retired = Settings(retire=[{"model": REQUEST["model"], "at": "2026-01-01T01:00:00Z"}])
+    start = first_start()  # the check's first run begins there
+    retired = Settings(retire=[{"model": REQUEST["model"], "at": start + 3600}])
     report = check_client(generate, request=REQUEST, outcomes=["ok"], settings=retired, max_examples=8, seed=1)
     assert report.examples == len(statuses) >= 3
     assert set(statuses) == {200}
@@ -234,3 +236,42 @@ def test_a_client_that_stops_asking_after_its_first_call_is_not_passed() -> None
 def _cached_fresh(ctx: ClientContext) -> bytes:
     _CACHE.clear()
     return _cached(ctx)
+
+
+@pytest.mark.parametrize("clock", ["time", "monotonic", "perf_counter"])
+def test_a_spacing_stamped_before_the_check_on_any_clock_is_not_accused(clock: str) -> None:
+    # outsider15 W2: a stamp taken on time.time at import lay 11 months ahead of the fake's clock
+    # (2026-01-01), and the spacing waited for it ("[coverage] no run finished within the budget");
+    # W1: on time.perf_counter (real) a poll with time.sleep (virtual) ran the clock on by
+    # thousands of seconds while real time reached the half second ("[backoff] waited 1102s")
+    read = getattr(time, clock)
+    last = [read()]
+
+    def space() -> None:
+        while getattr(time, clock)() - last[0] < 0.5:
+            time.sleep(0.01)
+        last[0] = getattr(time, clock)()
+
+    def generate(ctx: ClientContext) -> bytes:
+        """The lowest tier's IPM 2 kept as half a second between requests, with a jittered
+        doubling back-off. Correct."""
+        with ctx.http_client(timeout=30) as http:
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            for attempt in range(5):
+                space()
+                try:
+                    answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(random.uniform(0.5, 1.5) * 2**attempt)
+                    continue
+                if answer.status_code not in TRANSIENT or attempt == 4:
+                    break
+                time.sleep(random.uniform(0.5, 1.5) * 2**attempt)
+            url = answer.raise_for_status().json()["images"][0]["url"]
+            space()
+            return http.get(url).raise_for_status().content
+
+    report = check_client(generate, request=REQUEST, max_examples=30, seed=1, budget=30)
+    assert report.examples >= 20 and not report.note

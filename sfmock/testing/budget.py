@@ -44,6 +44,7 @@ class Budget:
         self.deadline = self.started + seconds
         self.ran_out = False
         self.waits: Mapping[str, float] = {}  # the client's line -> real seconds it waited there (the watchdog's)
+        self.live: Callable[[], bool] = lambda: False  # whether the client used the live socket
         self._told = False
 
     @property
@@ -91,7 +92,12 @@ class Budget:
                 "not know) or a wait on another process (subprocess, multiprocessing: real by design) costs its "
                 "real seconds; time.sleep, asyncio, trio and anyio waits are virtual"
             )
-        slow = "its runs take real time (a live socket serves in real time; a slow machine)"
+        # a client that never used the live socket is not told the socket is why
+        socket = "a live socket serves in real time; " if self.live() else ""
+        slow = (
+            f"its runs take real time ({socket}a wait on a clock the check does not move, such as a "
+            "timer function kept as a value; a slow machine)"
+        )
         return f"{slow}; {waited}" if total >= 0.5 else slow
 
     def note(self, runs: int, unmet: Sequence[str], outside: float) -> str:

@@ -157,6 +157,7 @@ def check_client(
     clock = Budget(budget, progress or (lambda line: None), _name_of(client))
     harness.watchdog.deadline = clock.deadline
     clock.waits = harness.watchdog.outside
+    clock.live = harness.live_used
 
     def judge(candidate: Sequence[str], rseed: int) -> tuple[str, str, Run] | None:
         clock.check()

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sfmock.contract.openapi import load_contract
 from sfmock.contract.validation import RequestValidator
+from sfmock.service.legacy import legacy_model
 from sfmock.testing.evidence import (
     IMMEDIATE,
     Run,
@@ -55,6 +56,16 @@ def json_or_raw(body: bytes) -> Any:
         return body
 
 
+def generation_body(exchange: Exchange) -> Any:
+    """A generation request's body as the service reads it: on the 2024 route the path names
+    the model, whatever the body says (as the fake's handler takes it)."""
+    body = json_or_raw(exchange.request_body)
+    model = legacy_model(exchange.path)
+    if model is not None and isinstance(body, dict):
+        return {**body, "model": model}
+    return body
+
+
 def short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -84,7 +95,7 @@ def batch_size(run: Run) -> Any:
     service for, whatever ``ctx.request`` said), else the one in ``ctx.request``."""
     for exchange in reversed(run.generations):
         if exchange.status == 200 and exchange.failure is None:
-            body = json_or_raw(exchange.request_body)
+            body = generation_body(exchange)
             if isinstance(body, dict):
                 return body.get("batch_size", 1)
     return run.request.get("batch_size", 1)
@@ -143,20 +154,26 @@ def unrepeatable(random_seed: int) -> Run:
     return Run(schedule=(), exchanges=(), result=None, error=None, api_key="", max_attempts=0, min_attempts=0)
 
 
+# random states a short wait is drawn again under before it counts as at once: full jitter of a
+# 1 s base draws under 50 ms one time in twenty, all five times one in three million
+DRAWS = 4
+
+
 class Rerun:
-    """The run again under another random state, made once when a verdict needs it."""
+    """The run again under other random states, each made once when a verdict needs it."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self._waits: list[float] | None = None
+        self._waits: dict[int, list[float]] = {}
 
-    def waits(self) -> list[float] | None:
-        """Its waits, rounded (``None``: the run cannot be made again)."""
+    def waits(self, other: int = 1) -> list[float] | None:
+        """Its waits under the ``other``-th other random state, rounded (``None``: the run
+        cannot be made again)."""
         if self.run.rerun is None:
             return None
-        if self._waits is None:
-            self._waits = [round(w, 6) for w in self.run.rerun(self.run.random_seed + 1).waits()]
-        return self._waits
+        if other not in self._waits:
+            self._waits[other] = [round(w, 6) for w in self.run.rerun(self.run.random_seed + other).waits()]
+        return self._waits[other]
 
 
 def deterministic(run: Run, other: Rerun) -> bool:
@@ -166,8 +183,10 @@ def deterministic(run: Run, other: Rerun) -> bool:
 
 
 def same_wait(run: Run, index: int, other: Rerun) -> bool:
-    """Whether wait ``index`` is the same under another random state: a short wait that is
-    a jittered draw (full jitter may draw 30 ms, or 0 s from ``randint``) is no flaw; a fixed one is.
+    """Whether wait ``index`` stays under :data:`IMMEDIATE` under :data:`DRAWS` other random
+    states: a short wait that is a jittered draw (full jitter may draw 30 ms, or 0 s from
+    ``randint``) is no flaw; a fixed one is, and so is a jitter that is always that short
+    (``random.uniform(0, 0.01)``).
 
     A program's run cannot be made again: there, a short wait counts as fixed where the run
     retried a 429 or 503 that soon more than once (full jitter of a 1 s base draws under 50 ms
@@ -176,5 +195,10 @@ def same_wait(run: Run, index: int, other: Rerun) -> bool:
         immediate, attempts = IMMEDIATE - 1e-6, run.generations
         soon = [i for i, w in enumerate(run.waits()) if w < immediate and attempts[i].status in BACKOFF_STATUSES]
         return index in soon and len(soon) > 1
-    waits = other.waits()
-    return waits is None or (index < len(waits) and waits[index] == round(run.waits()[index], 6))
+    for draw in range(1, DRAWS + 1):
+        waits = other.waits(draw)
+        if waits is None:
+            return True
+        if index >= len(waits) or waits[index] >= IMMEDIATE - 1e-6:
+            return False
+    return True

@@ -33,7 +33,7 @@ from sfmock.testing.evidence import GENERATE, Run, downloaded_images, served_key
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vloop import new_event_loop, on_virtual_loop, virtual_loops
-from sfmock.testing.vtime import HangForever, VirtualTime
+from sfmock.testing.vtime import HangForever, VirtualTime, first_start
 from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
 from sfmock.testing.watchdog import OutOfTime, Watchdog
 from sfmock.transports import (
@@ -127,7 +127,7 @@ class Harness:
     """One fake for a whole check: in-process and (on demand) on a live socket."""
 
     def __init__(self, settings: Settings, api_key: str, hang_bound: float) -> None:
-        self.clock = VirtualClock()
+        self.clock = VirtualClock(first_start())
         self.hang_bound = hang_bound
         self.app = create_app(settings, clock=self.clock, sleep=self._fault_sleep)
         self.single_origin = settings.single_origin
@@ -257,6 +257,10 @@ class Harness:
         live = self._live[1] if self._live is not None else None
         return self.clock.now(), len(self.inprocess.transcript), len(live.exchanges) + live.in_flight if live else 0
 
+    def live_used(self) -> bool:
+        """Whether a client asked for the live socket."""
+        return self._live is not None
+
     def close(self) -> None:
         self.trio.uninstall()
         self.watchdog.close()
@@ -290,7 +294,7 @@ class Harness:
                 result = _call(client, context, self.vtime)
             except HangForever as exc:
                 hung = str(exc)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit(message): a script's way to give up
                 error = exc
             except BaseException:  # in a group, say, or a KeyboardInterrupt
                 if not self.watchdog.cut:

@@ -48,7 +48,7 @@ def valid_requests(run: Run) -> str | None:
     for number, exchange in enumerate(run.generations, 1):
         if not exchange.request_headers.get("authorization", "").lower().startswith("bearer "):
             return f"request {number} has no 'Authorization: Bearer' header"
-        body = facts.json_or_raw(exchange.request_body)
+        body = facts.generation_body(exchange)
         if isinstance(body, bytes):
             return f"request {number} body is not JSON"
         if not isinstance(body, dict):
@@ -66,7 +66,7 @@ def faithful_request(run: Run) -> str | None:
     """The first generation request carries each field the caller asked for, with its value
     (a retry that sends another body is ``same-body``'s: a seed re-rolled on retry)."""
     for exchange in run.generations[:1]:
-        body = facts.json_or_raw(exchange.request_body)
+        body = facts.generation_body(exchange)
         if not isinstance(body, dict):
             return None  # valid-requests says why
         for name, asked in run.request.items():
@@ -79,7 +79,7 @@ def faithful_request(run: Run) -> str | None:
 
 def same_body(run: Run) -> str | None:
     """A retry resends exactly the same body, seed included."""
-    bodies = [facts.json_or_raw(e.request_body) for e in run.generations]
+    bodies = [facts.generation_body(e) for e in run.generations]
     for number, body in enumerate(bodies[1:], 2):
         if body != bodies[0]:
             return f"attempt {number} sent a different body than attempt 1: {facts.difference(bodies[0], body)}"
@@ -209,7 +209,7 @@ def backoff(run: Run) -> str | None:
             why = (
                 "and another as soon in this run"
                 if run.rerun is facts.unrepeatable
-                else "the same under any random state"
+                else f"as soon under {facts.DRAWS} other random states"
             )
             return (
                 f"{AT_ONCE}{answer.status} after {wait * 1000:.0f} ms (attempt {index + 2}), {why}: that is at "
@@ -314,8 +314,16 @@ def errors(run: Run) -> str | None:
         return [what for what, value in facts if value and not read.holds(value)]
 
     # the last error answer, or (requests in parallel: a batch of downloads) any other one
-    # that came after the last success: the error may be about that one
-    recent = [e for e in run.exchanges if e.started >= facts.last_success(run) and e.failure is None]
+    # that came after the last success: the error may be about that one, unless the client
+    # asked the same again once it had that answer (a retry: its answer is the last word)
+    exchanges = run.exchanges
+    recent = [
+        e
+        for n, e in enumerate(exchanges)
+        if e.started >= facts.last_success(run)
+        and e.failure is None
+        and not any(o.method == e.method and o.url == e.url and o.sent_at >= e.ended for o in exchanges[n + 1 :])
+    ]
     if any(not lacks(e) for e in recent if e.status is not None and e.status >= 400):
         return None
     missing = lacks(last)

@@ -65,7 +65,20 @@ MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
 
 _real_monotonic = time.monotonic  # the grace a wait gives other threads is real time
 
-_NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns")
+_NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns", "perf_counter", "perf_counter_ns")
+
+# the latest wall-clock and monotonic times any check of this process has shown its client:
+# the next check begins after them, so neither clock ever goes back for a client of the process
+_reached = [0.0, 0.0]
+
+
+def first_start() -> float:
+    """When a new check's fake clock (``time.time``) starts: the first midnight (UTC) at least
+    :data:`BETWEEN_RUNS` after the real time and after what earlier checks of this process
+    showed: what a client stamped before (at import, in an earlier check) lies a day or more
+    in its past, and every check's runs begin at the same time of day."""
+    after = max(time.time(), _reached[0]) + BETWEEN_RUNS
+    return (math.floor(after / BETWEEN_RUNS) + 1) * BETWEEN_RUNS
 
 
 class VirtualTime:
@@ -81,7 +94,8 @@ class VirtualTime:
         self.ticks = 0  # selects made by the client's virtual loops: each is a look at their timers
         self.loops = 0  # virtual loops running now
         self.waiting = 0  # of them, those blocked waiting for I/O or a thread
-        self._origin = time.monotonic()
+        # the monotonic time the first run begins at: a day after the real one (as time.time)
+        self._origin = max(time.monotonic(), _reached[1]) + BETWEEN_RUNS
         self.later = 0.0  # how long after the clock's start this run began (BETWEEN_RUNS apart)
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
@@ -90,6 +104,9 @@ class VirtualTime:
             "time": self._time,
             "monotonic_ns": lambda: int(self._monotonic() * 1e9),
             "time_ns": lambda: int(self._time() * 1e9),
+            # a timer's clock, the monotonic one (as on Linux): a stopwatch across a sleep sees it
+            "perf_counter": self._monotonic,
+            "perf_counter_ns": lambda: int(self._monotonic() * 1e9),
         }
         self._patched: list[tuple[dict[str, Any], str, Any]] = []
         # for the waits: what moves while any thread gets anywhere (requests, the clock), and
@@ -378,6 +395,8 @@ class VirtualTime:
         finally:
             self.active = False
             _RUNNING.discard(self)
+            _reached[0] = max(_reached[0], self.clock.now())
+            _reached[1] = max(_reached[1], self.monotonic())
             ran = max(self.clock.now() - self.clock.start - self.later, 0.0)
             self.later += BETWEEN_RUNS * (1 + math.floor(ran / BETWEEN_RUNS))
 
