@@ -6,6 +6,7 @@ image it kept is not taken for a wrong one.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import json
@@ -275,3 +276,26 @@ def test_a_spacing_stamped_before_the_check_on_any_clock_is_not_accused(clock: s
 
     report = check_client(generate, request=REQUEST, max_examples=30, seed=1, budget=30)
     assert report.examples >= 20 and not report.note
+
+
+def test_asyncio_timers_still_come_due_when_the_monotonic_clock_has_run_on_for_years() -> None:
+    # runs a day apart, checks one after another: the virtual monotonic clock reaches months and
+    # years; at 3e7 s asyncio's 1 ns resolution is below a float's step, and a timer at the loop's
+    # own time never came due (a wait_for over a hang span select(0) until the budget ran out)
+    from sfmock.testing import vtime
+
+    vtime._reached[1] = max(vtime._reached[1], time.monotonic() + 40 * 365 * 86_400)
+
+    async def gives_up_on_a_hang(ctx: ClientContext) -> bytes:
+        """Gives up on a hang with its own 30 s wait_for."""
+        async with ctx.async_http_client(timeout=None) as http:
+            await asyncio.sleep(1)
+            auth = {"Authorization": f"Bearer {ctx.api_key}"}
+            answer = await asyncio.wait_for(
+                http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth), 30
+            )
+            return answer.content
+
+    with pytest.raises(ClientCheckFailed) as failed:  # it does not retry a hang: caught, in good time
+        check_client(gives_up_on_a_hang, request=REQUEST, schedule=["timeout"], invariants=["retries"], budget=20)
+    assert failed.value.invariant == "retries"

@@ -22,7 +22,16 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.offload import INLINE
-from sfmock.testing.vtime import ENDLESS, HOLD_BOUND, MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, VirtualTime
+from sfmock.testing.vtime import (
+    ENDLESS,
+    HOLD_BOUND,
+    MIN_STEP,
+    REAL_BOUND,
+    REAL_GRACE,
+    THREAD_GRACE,
+    VirtualTime,
+    min_step,
+)
 from sfmock.transports import HangForever
 
 __all__ = ["new_event_loop", "on_virtual_loop", "virtual_loops"]
@@ -118,7 +127,8 @@ class _JumpingSelector(selectors.BaseSelector):
         if due <= ends:
             self._vtime.fired.append(due)
         # at Unix-time magnitudes a float moves in steps of ~2.4e-7 s: never advance by less
-        self._clock.advance(max(min(due, ends) - self._clock.now(), MIN_STEP))
+        now = self._clock.now()
+        self._clock.advance(max(min(due, ends) - now, min_step(now)))
         return []
 
     def close(self) -> None:
@@ -138,6 +148,10 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
         # while it runs, where a thread's real time would let the clock jump past the client's timeouts
         setattr(self, INLINE, True)
         self._vtime = vtime
+        # a timer counts as due within this of its time: asyncio's 1 ns (the real clock's
+        # resolution) is below a float's step once the virtual monotonic clock has run on a few
+        # months (a day per run of a check): a timer at the loop's time would never come due
+        self._clock_resolution = MIN_STEP
 
     def run_forever(self) -> None:
         self._vtime.loops += 1

@@ -72,13 +72,29 @@ _NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns", "perf_counter
 _reached = [0.0, 0.0]
 
 
+# how far ahead of the real clocks the checks of a process may take theirs before the next
+# check starts over from the real time (floats keep their microseconds up to year 2200 or so)
+MAX_AHEAD = 50 * 365 * BETWEEN_RUNS
+
+
+def _ahead(real: float, reached: float) -> float:
+    return reached if reached - real < MAX_AHEAD else real
+
+
 def first_start() -> float:
     """When a new check's fake clock (``time.time``) starts: the first midnight (UTC) at least
     :data:`BETWEEN_RUNS` after the real time and after what earlier checks of this process
     showed: what a client stamped before (at import, in an earlier check) lies a day or more
     in its past, and every check's runs begin at the same time of day."""
-    after = max(time.time(), _reached[0]) + BETWEEN_RUNS
+    now = time.time()
+    after = max(now, _ahead(now, _reached[0])) + BETWEEN_RUNS
     return (math.floor(after / BETWEEN_RUNS) + 1) * BETWEEN_RUNS
+
+
+def min_step(now: float) -> float:
+    """The smallest jump of the clock from ``now`` that moves it: :data:`MIN_STEP`, or a few
+    of a float's steps where they are larger."""
+    return max(MIN_STEP, 4 * math.ulp(now))
 
 
 class VirtualTime:
@@ -95,7 +111,8 @@ class VirtualTime:
         self.loops = 0  # virtual loops running now
         self.waiting = 0  # of them, those blocked waiting for I/O or a thread
         # the monotonic time the first run begins at: a day after the real one (as time.time)
-        self._origin = max(time.monotonic(), _reached[1]) + BETWEEN_RUNS
+        real = time.monotonic()
+        self._origin = max(real, _ahead(real, _reached[1])) + BETWEEN_RUNS
         self.later = 0.0  # how long after the clock's start this run began (BETWEEN_RUNS apart)
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
@@ -219,9 +236,9 @@ class VirtualTime:
         if at - now <= 0 or math.isinf(at):
             return
         if theirs:
-            self.clock.advance(max(at - now, MIN_STEP))
+            self.clock.advance(max(at - now, min_step(now)))
         else:
-            self.on_sleep(max(at - now, MIN_STEP))
+            self.on_sleep(max(at - now, min_step(now)))
 
     def pass_latency(self, seconds: float) -> float | None:
         """An answer's latency, passed on a thread of the client's (a request made from

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sfmock.testing.aliases import bound_names
-from sfmock.testing.vtime import ENDLESS, MIN_STEP, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime
+from sfmock.testing.vtime import ENDLESS, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime, min_step
 
 if TYPE_CHECKING:
     import trio
@@ -182,7 +182,7 @@ def _clock_type() -> type[Any]:
                     self.stop = HangForever(ENDLESS)
                 return REAL_GRACE
             while now < deadline:  # at Unix-time magnitudes one step may land just short of it
-                vtime.clock.advance(max(deadline - now, MIN_STEP))
+                vtime.clock.advance(max(deadline - now, min_step(now)))
                 now = vtime.monotonic()
             return 0.0
 
