@@ -21,8 +21,9 @@ from sfmock.config import Settings
 from sfmock.errors import SfmockError
 from sfmock.testing.arguments import check_arguments, chosen_names, default_request, refuse_patched_threads
 from sfmock.testing.budget import BUDGET, Budget, to_stderr
-from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options, opened_logs
+from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
+from sfmock.testing.logcapture import opened_logs
 from sfmock.testing.replays import carried_over, flakiness
 from sfmock.testing.search import Judge, Tally, error_text, minimize, search
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes

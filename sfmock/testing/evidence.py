@@ -71,7 +71,7 @@ class Run:
     strict: bool = False  # the fake's validation mode
     returns_image: bool = True
     hung: str | None = None  # why the run was stopped as endless, if it was
-    logs: tuple[str, ...] = ()  # log records emitted during the run (INFO and above)
+    logs: tuple[str, ...] = ()  # records any logger handled during the run (INFO and above), as text: logcapture
     random_seed: int = 0
     max_total_wait: float = 600.0
     earlier_urls: frozenset[str] = frozenset()  # image URLs served in earlier runs (see url_key)

@@ -1,8 +1,9 @@
 """Running a client once under one schedule, for the client checks.
 
 :class:`Harness` holds one fake for a whole check, in-process and (on demand) on a live socket,
-and runs the client under virtual time with its logs captured, returning the :class:`Run` the
-invariants judge; :class:`ClientContext` is what the client is given. Searched by checks.
+and runs the client under virtual time with its log records captured (``logcapture``),
+returning the :class:`Run` the invariants judge; :class:`ClientContext` is what the client
+is given. Searched by checks.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import asyncio
 import functools
 import inspect
 import json
-import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
 from sfmock.service.origins import IN_PROCESS_API
 from sfmock.testing.evidence import GENERATE, Run, downloaded_images, served_keys
+from sfmock.testing.logcapture import captured_logs
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vloop import new_event_loop, on_virtual_loop, virtual_loops
@@ -46,7 +46,7 @@ from sfmock.transports import (
     requests_adapter,
 )
 
-__all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "opened_logs", "schedule_scenario"]
+__all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "schedule_scenario"]
 
 BASE = IN_PROCESS_API  # http://sfmock.test; its images are on http://images.sfmock.test
 
@@ -289,7 +289,7 @@ class Harness:
         hung: str | None = None
         random.seed(random_seed)
         self.trio.install()
-        with _captured_logs() as logs, self.vtime.running(), virtual_loops(self.vtime), self.watchdog.watching():
+        with captured_logs() as logs, self.vtime.running(), virtual_loops(self.vtime), self.watchdog.watching():
             try:
                 result = _call(client, context, self.vtime)
             except HangForever as exc:
@@ -372,67 +372,6 @@ def _inference(body: bytes) -> float:
         return float(json.loads(body)["timings"]["inference"])
     except (ValueError, KeyError, TypeError):
         return 0.0
-
-
-class _LogCollector(logging.Handler):
-    def __init__(self, records: list[str]) -> None:
-        super().__init__(logging.INFO)
-        self.records = records
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:
-            text = str(record.msg)
-        if record.exc_info and record.exc_info[1] is not None:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-        self.records.append(f"{record.name}: {text}")
-
-
-@contextmanager
-def opened_logs() -> Iterator[None]:
-    """The root logger opened to INFO; its handlers keep seeing only what they saw before,
-    so nothing the user sees changes. A check opens it once around all its runs: setting a
-    logger's level empties the cache of every logger, a cost on each run otherwise."""
-    root = logging.getLogger()
-    level = root.level
-    quiet = _AtLeast(root.getEffectiveLevel())
-    others = list(root.handlers)
-    for handler in others:
-        handler.addFilter(quiet)
-    opened = min(root.getEffectiveLevel(), logging.INFO)
-    if opened != level:
-        root.setLevel(opened)
-    try:
-        yield
-    finally:
-        if root.level != level:
-            root.setLevel(level)
-        for handler in others:
-            handler.removeFilter(quiet)
-
-
-@contextmanager
-def _captured_logs() -> Iterator[list[str]]:
-    """Every log record of INFO and above emitted while the client runs."""
-    records: list[str] = []
-    root = logging.getLogger()
-    with opened_logs():
-        collector = _LogCollector(records)
-        root.addHandler(collector)
-        try:
-            yield records
-        finally:
-            root.removeHandler(collector)
-
-
-class _AtLeast(logging.Filter):
-    def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
 
 
 def schedule_scenario(schedule: Sequence[str]) -> Scenario:

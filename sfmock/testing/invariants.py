@@ -281,7 +281,8 @@ def whole_batch(run: Run) -> str | None:
 
 def secrets(run: Run) -> str | None:
     """The API key is in no error raised to the caller (message, args, notes, repr,
-    traceback, causes) and in no log record emitted during the run."""
+    traceback, causes) and in no log record any logger handled during the run (its message,
+    traceback or ``extra`` fields)."""
     where = run.error_text.find(run.api_key) if run.error_text is not None else None
     if where is not None:
         return f"the {type(run.error).__name__} raised to the caller contains the API key (in its {where})"
