@@ -114,6 +114,20 @@ def test_a_client_kept_across_asyncio_runs_fails_every_other_call_after_sending(
 
 
 @pytest.mark.parametrize("make", STACKS)
+def test_an_async_openai_client_kept_across_asyncio_runs_fails_as_on_a_network(make: Any) -> None:
+    with make() as stack:
+        sdk = openai.AsyncOpenAI(base_url=f"{stack.base}/v1", api_key=KEY, http_client=stack.client)
+
+        async def generate() -> int:
+            result = await sdk.images.generate(model=REQUEST["model"], prompt=REQUEST["prompt"])
+            return len(result.model_extra["images"])  # type: ignore[index]
+
+        seen = [stack.asked(_run(generate)) for _ in range(4)]
+    # the SDK does not retry asyncio's RuntimeError: it comes out as is
+    assert seen == [("1", 1), ("RuntimeError: Event loop is closed", 1)] * 2
+
+
+@pytest.mark.parametrize("make", STACKS)
 def test_a_kept_connection_that_expired_fails_closing_before_anything_is_sent(make: Any) -> None:
     with make(httpx.Limits(keepalive_expiry=EXPIRY)) as stack:
         seen = [stack.asked(_run(stack.post))]
