@@ -238,6 +238,27 @@ def test_the_check_fails_a_client_kept_across_asyncio_runs_and_says_why(make: An
     assert "asyncio.run closed that loop" in text and "a circuit breaker" not in text
 
 
+def test_a_client_kept_across_the_asyncio_runs_of_one_call_fails_on_the_answer_it_sent_for() -> None:
+    def generate(ctx: ClientContext) -> bytes:
+        """A client per call, but a new loop per attempt: the retry reuses the first loop's connection."""
+        http = ctx.async_http_client(timeout=30)
+        for attempt in range(5):
+            answer = asyncio.run(_generation(http, ctx))
+            if answer.status_code not in {429, 500, 502, 503, 504}:
+                break
+            time.sleep(2.0**attempt)
+        url = answer.raise_for_status().json()["images"][0]["url"]
+        with ctx.http_client(timeout=30) as download:
+            return download.get(url).raise_for_status().content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(generate, schedule=["503"])
+    # the retry went out (the fake answered it) and its answer could not be read
+    assert [e.status for e in failed.value.run.generations] == [503, 200]
+    assert "raised RuntimeError: Event loop is closed" in str(failed.value)
+    assert "asyncio.run closed that loop" in str(failed.value)
+
+
 def _per_call() -> Callable[[ClientContext], bytes]:
     async def generate_async(ctx: ClientContext) -> bytes:
         async with ctx.async_http_client(timeout=30) as http:

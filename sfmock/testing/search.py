@@ -19,7 +19,7 @@ from sfmock.testing.strategies import first_schedules, schedules
 from sfmock.testing.watchdog import OutOfTime
 from sfmock.wording import plural
 
-__all__ = ["Judge", "Tally", "error_text", "minimize", "search"]
+__all__ = ["Judge", "Tally", "error_text", "minimize", "search", "stale_loop"]
 
 Judge = Callable[[Sequence[str], int], "tuple[str, str, Run] | None"]
 
@@ -92,13 +92,8 @@ class Tally:
                 f"{plural(len(self.stopped), 'run')} of {self.runs} made no request to the fake, after earlier runs "
                 f"had: the first {what}."
             )
-            if _stale_loop(first.error):
-                return start + (
-                    " An HTTP client kept between calls (an httpx.AsyncClient, an AsyncOpenAI) keeps its "
-                    "connections on the event loop of the call that opened them, and asyncio.run closed that loop: "
-                    "make the client inside each asyncio.run (async with ctx.async_http_client()), or run every call "
-                    "on one loop (an asyncio.Runner kept, a loop in a thread)"
-                )
+            if stale_loop(first.error):
+                return f"{start} {stale_loop(first.error)}"
             return (
                 f"{start} Something the client keeps between calls stops it (a session tied to an "
                 "event loop that has closed, a circuit breaker that stays open): each run is one call of the "
@@ -114,16 +109,21 @@ class Tally:
         return None
 
 
-def _stale_loop(error: BaseException | None) -> bool:
-    """Whether ``error`` is what asyncio raises on a connection of a loop that is gone
-    (httpx's pool, aiohttp's session), however the client wrapped it."""
+def stale_loop(error: BaseException | None) -> str:
+    """Why ``error`` came, where it is what asyncio raises on a connection of a loop that is
+    gone (httpx's pool, aiohttp's session), however the client wrapped it; else nothing."""
     seen = 0
     while error is not None and seen < 10:
         text = str(error)
         if isinstance(error, RuntimeError) and (text == CLOSED or text.endswith("is bound to a different event loop")):
-            return True
+            return (
+                "An HTTP client kept between calls (an httpx.AsyncClient, an AsyncOpenAI) keeps its "
+                "connections on the event loop of the call that opened them, and asyncio.run closed that loop: "
+                "make the client inside each asyncio.run (async with ctx.async_http_client()), or run every call "
+                "on one loop (an asyncio.Runner kept, a loop in a thread)"
+            )
         error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
+    return ""
 
 
 def search(
