@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message
 
 from sfmock.clock import Clock, SystemClock, VirtualClock
 from sfmock.exchanges import READ_TIMEOUT, REAL_MONOTONIC, Exchange, HangForever, TimedOut, failure_of
+from sfmock.keepalive import KeptConnections, running_loop
 
 __all__ = [
     "READ_TIMEOUT",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 Latency = Callable[[Exchange], float]
+_PORTS = {"http": 80, "https": 443}
 # how a latency passes; it may return when a thread of the client's gave up waiting inside it
 Wait = Callable[[float], Awaitable[float | None]]
 
@@ -108,11 +110,19 @@ class InProcess:
         return [] if self._lock.locked() else list(self._in_line)
 
     async def acall(
-        self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        read_timeout: float | None,
+        *,
+        read: bool = True,
     ) -> Exchange:
-        """Run one request to completion inside a running event loop."""
+        """Run one request to completion inside a running event loop (``read=False``: the
+        client fails before it reads the answer, so no latency passes for it)."""
         with self._open() as transcript:
-            return await self._answer(transcript, method, url, headers, body, read_timeout)
+            return await self._answer(transcript, method, url, headers, body, read_timeout, read=read)
 
     @contextmanager
     def _open(self) -> Iterator[list[Exchange]]:
@@ -135,6 +145,8 @@ class InProcess:
         body: bytes,
         read_timeout: float | None,
         queued: float | None = None,
+        *,
+        read: bool = True,
     ) -> Exchange:
         parts = urlsplit(url)
         path = unquote(parts.path) or "/"
@@ -216,7 +228,7 @@ class InProcess:
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
             transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))
             raise cancelled
-        if self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
+        if read and self.latency is not None and failure is None and isinstance(self.clock, VirtualClock):
             delay = self.latency(exchange)
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
             seconds = min(delay, read_timeout) if late and read_timeout is not None else delay
@@ -342,21 +354,55 @@ class Transport(httpx.BaseTransport):
 
 
 class AsyncTransport(httpx.AsyncBaseTransport):
-    """The async twin: ``httpx.AsyncClient(transport=AsyncTransport(app))``."""
+    """The async twin: ``httpx.AsyncClient(transport=AsyncTransport(app))``.
 
-    def __init__(self, app: ASGIApp | InProcess, clock: Clock | None = None) -> None:
+    It keeps connections as httpx's own pool does (``limits``: httpx's, its defaults unless
+    given), each on the event loop it was opened on: a client kept from one ``asyncio.run``
+    to the next fails there as on a network (see :mod:`sfmock.keepalive`)."""
+
+    def __init__(
+        self, app: ASGIApp | InProcess, clock: Clock | None = None, *, limits: httpx.Limits | None = None
+    ) -> None:
         self.inner = app if isinstance(app, InProcess) else InProcess(app, clock)
+        self.kept = KeptConnections(self.inner.clock, limits)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = await self.inner.acall(
-            request.method, str(request.url), request.headers.raw, await request.aread(), _read_timeout(request)
-        )
-        return _to_httpx(exchange, request)
+        loop = running_loop()
+        body = await request.aread()
+        if loop is None:  # trio: its runs are not modelled
+            exchange = await self.inner.acall(
+                request.method, str(request.url), request.headers.raw, body, _read_timeout(request)
+            )
+            return _to_httpx(exchange, request)
+        url = request.url
+        connection = self.kept.take((url.scheme, url.host, url.port or _PORTS.get(url.scheme, 80)), loop)
+        keep = False
+        try:
+            exchange = await self.inner.acall(
+                request.method,
+                str(url),
+                request.headers.raw,
+                body,
+                _read_timeout(request),
+                read=connection.loop is loop,
+            )
+            self.kept.check(connection, loop)  # the answer is read on the connection's loop
+            closes = "close" in (request.headers.get("connection", "") + exchange.headers.get("connection", "")).lower()
+            keep = exchange.failure is None and not closes
+            return _to_httpx(exchange, request)
+        finally:
+            self.kept.give_back(connection, keep=keep)
+
+    async def aclose(self) -> None:
+        self.kept.close_all()
 
 
 class EitherTransport(Transport, AsyncTransport):
     """:class:`Transport` and :class:`AsyncTransport` in one object: serves ``httpx.Client``
     and ``httpx.AsyncClient`` alike."""
+
+    def __init__(self, app: ASGIApp | InProcess, clock: Clock | None = None) -> None:
+        AsyncTransport.__init__(self, app, clock)
 
 
 def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> Any:

@@ -25,7 +25,7 @@ from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, 
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
 from sfmock.testing.logcapture import opened_logs
 from sfmock.testing.replays import carried_over, flakiness
-from sfmock.testing.search import Judge, Tally, error_text, minimize, search
+from sfmock.testing.search import Judge, Tally, error_text, minimize, search, stale_loop
 from sfmock.testing.strategies import OUTCOMES, drawn_outcomes
 from sfmock.testing.vtime import ENDLESS
 from sfmock.testing.watchdog import STALLED, OutOfTime
@@ -252,7 +252,7 @@ def _verdict(
                     f"the budget of {budget.seconds:g}s of real time ran out: this schedule is the smallest "
                     "found by then, not shrunk further or replayed"
                 )
-            replayed = "\n".join(note for note in (replayed, carried_over(run)) if note)
+            replayed = "\n".join(note for note in (replayed, carried_over(run), stale_loop(run.error)) if note)
             return ClientCheckFailed(
                 invariant=name,
                 message=message,

@@ -89,7 +89,8 @@ class ClientContext:
 
     def async_http_client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` wired to the fake (``AsyncOpenAI(http_client=...)`` takes it)."""
-        return httpx.AsyncClient(transport=AsyncTransport(self.inprocess), **kwargs)
+        # the client's limits shape its kept connections (httpx gives them to its own transport only)
+        return httpx.AsyncClient(transport=AsyncTransport(self.inprocess, limits=kwargs.get("limits")), **kwargs)
 
     def requests_session(self) -> Any:
         """A ``requests.Session`` wired to the fake."""

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
+from sfmock.keepalive import CLOSED
 from sfmock.testing.invariants import Run
 from sfmock.testing.strategies import first_schedules, schedules
 from sfmock.testing.watchdog import OutOfTime
 from sfmock.wording import plural
 
-__all__ = ["Judge", "Tally", "error_text", "minimize", "search"]
+__all__ = ["Judge", "Tally", "error_text", "minimize", "search", "stale_loop"]
 
 Judge = Callable[[Sequence[str], int], "tuple[str, str, Run] | None"]
 
@@ -87,9 +88,14 @@ class Tally:
         if self.stopped:
             first = self.stopped[0]
             what = f"raised {error_text(first.error)}" if first.error is not None else "hung"
-            return (
+            start = (
                 f"{plural(len(self.stopped), 'run')} of {self.runs} made no request to the fake, after earlier runs "
-                f"had: the first {what}. Something the client keeps between calls stops it (a session tied to an "
+                f"had: the first {what}."
+            )
+            if stale_loop(first.error):
+                return f"{start} {stale_loop(first.error)}"
+            return (
+                f"{start} Something the client keeps between calls stops it (a session tied to an "
                 "event loop that has closed, a circuit breaker that stays open): each run is one call of the "
                 "client, and a call that does not ask cannot generate; a breaker timed on a clock the check does "
                 "not move (a timer function kept as a value, C code) should be given to each run afresh"
@@ -101,6 +107,23 @@ class Tally:
                 f"downloaded); generation answers seen: {answers}" + (f"; it raised {seen}" if seen else "")
             )
         return None
+
+
+def stale_loop(error: BaseException | None) -> str:
+    """Why ``error`` came, where it is what asyncio raises on a connection of a loop that is
+    gone (httpx's pool, aiohttp's session), however the client wrapped it; else nothing."""
+    seen = 0
+    while error is not None and seen < 10:
+        text = str(error)
+        if isinstance(error, RuntimeError) and (text == CLOSED or text.endswith("is bound to a different event loop")):
+            return (
+                "An HTTP client kept between calls (an httpx.AsyncClient, an AsyncOpenAI) keeps its "
+                "connections on the event loop of the call that opened them, and asyncio.run closed that loop: "
+                "make the client inside each asyncio.run (async with ctx.async_http_client()), or run every call "
+                "on one loop (an asyncio.Runner kept, a loop in a thread)"
+            )
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return ""
 
 
 def search(
