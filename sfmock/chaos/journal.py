@@ -287,7 +287,9 @@ def _makings(
         query = scrub_query(query)
     # the body's secrets (secret-named keys, keys in a prompt, the request's own key) masked
     # before it is kept: a shared store holds what is kept, not what is shown
-    raw_body = scrub_body(body[:BODY_CAP], () if token is None else (token,))
+    raw_body = body[:BODY_CAP]
+    if (raw_body, token) not in _CLEAN:  # a body sent again with the same key, found clean before
+        raw_body = _scrubbed(raw_body, token)
     answer = response[:RESPONSE_CAP]
     has_key = authorization is not None
     made = (  # in Entry's order, as entry_fields gives them
@@ -321,6 +323,21 @@ def _authorization_facts(authorization: str | None) -> tuple[str | None, str | N
     """(token, masked key, its hash) of an ``Authorization`` header."""
     token = bearer_token(authorization)
     return (token, *key_facts(token))
+
+
+def _scrubbed(body: bytes, token: str | None) -> bytes:
+    """``body`` as kept, its secrets masked (noted where it has none and is short: clients
+    send the same body with the same key again and again)."""
+    scrubbed = scrub_body(body, () if token is None else (token,))
+    if scrubbed is body and len(body) <= _CLEAN_BYTES:
+        if len(_CLEAN) >= _CLEAN_KEPT:
+            _CLEAN.clear()
+        _CLEAN.add((body, token))
+    return scrubbed
+
+
+_CLEAN: set[tuple[bytes, str | None]] = set()  # (body, the request's key) that scrub_body leaves as they are
+_CLEAN_KEPT, _CLEAN_BYTES = 256, 1024
 
 
 @functools.lru_cache(maxsize=256)

@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope
 from sfmock.chaos.faults import Fault
 from sfmock.chaos.journal import RESPONSE_CAP
 from sfmock.chaos.metrics import Metrics
-from sfmock.chaos.sessions import Answer, SessionState
+from sfmock.chaos.sessions import SessionState
 from sfmock.service.legacy import is_generation
 from sfmock.service.tracing import Outbound
 from sfmock.state.recheck import Stale, confirm
@@ -171,19 +171,22 @@ class JournalWriter:
         ``rider``: its entry made ahead, which its admission may have written)."""
         started, began = times
         state = scope["state"]
+        path = scope["path"]
         described = fault.describe() if fault else None
-        status = outcome.status if outcome.kind == "response" else None
+        kind = outcome.kind
+        status = outcome.status if kind == "response" else None
         try:
             if rider is None or rider.entry_id is None:
+                query = scope.get("query_string", b"")
                 entry_id = session.journal.add(
                     started,
                     scope["method"],
-                    scope["path"],
-                    scope.get("query_string", b"").decode("latin-1"),
+                    path,
+                    query.decode("latin-1") if query else "",
                     headers.get("authorization"),
                     body,
                     status,
-                    outcome.kind,
+                    kind,
                     described,
                     state.get("trace_id", ""),
                     headers,
@@ -197,13 +200,20 @@ class JournalWriter:
         except Exception:  # the answer's headers went out: it goes out whole, the loss is logged
             logger.exception("sfmock: %s %s not journaled", scope["method"], scope["path"])
             return
-        answer = b"".join(outcome.answer)
-        images = _issued(state, answer, fault) if status == 200 and is_generation(scope["path"]) else ()
+        pieces = outcome.answer
+        answer = pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes else b"".join(pieces)
+        images: tuple[str, ...] = ()
+        if status == 200 and (path == GENERATION_PATH or is_generation(path)):
+            issued = state.get(ISSUED_STATE)
+            if issued is not None and fault is None and len(answer) < ANSWER_CAP:  # as the API issued them
+                images = tuple(issued)
+            else:
+                images = _read_back(answer)
         model = state.get("model")  # as the API read it
         try:
-            session.remember(entry_id, Answer(status=status, content_type=outcome.type, body=answer, images=images))
+            session.keep(entry_id, status, outcome.type, answer, images)
             self.metrics.observe(
-                scope["path"],
+                path,
                 scope["method"],
                 status,
                 model if isinstance(model, str) else _model(scope, body, fault),
@@ -235,12 +245,10 @@ def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return ""
 
 
-def _issued(state: dict[str, Any], answer: bytes, fault: Fault | None) -> tuple[str, ...]:
-    """The image URLs of a generation's 200 answer: as the API issued them when the answer
-    went out whole and untouched by a fault, else read back from the answer."""
-    issued = state.get(ISSUED_STATE)
-    if issued is not None and fault is None and len(answer) < ANSWER_CAP:
-        return tuple(issued)
+def _read_back(answer: bytes) -> tuple[str, ...]:
+    """The image URLs of a generation's 200 answer read back from it (a fault touched it, or
+    it was cut for the page): :meth:`JournalWriter.record` takes them as the API issued them
+    when the answer went out whole and untouched."""
     try:
         images = json.loads(answer).get("images") or []
         return tuple(str(image["url"]) for image in images if isinstance(image, dict) and "url" in image)
@@ -327,10 +335,14 @@ class Exchange:
 
     def record(self) -> None:
         """Journal the request with its outcome so far (once)."""
-        if not self.outcome.recorded:
-            self.outcome.recorded = True
-            writing = (self.session, self.scope, self.headers, self.body, self.times, self.outcome, self.fault)
-            try:
-                self.writer.record(*writing, self.rider)
+        outcome = self.outcome
+        if not outcome.recorded:
+            outcome.recorded = True
+            try:  # by position, no star-arguments: on every request
+                self.writer.record(
+                    self.session, self.scope, self.headers, self.body, self.times, outcome, self.fault, self.rider
+                )
             except Stale:  # nothing was answered (an answer checks first): journaled on the fresh state
-                self.writer.record(*writing, self.rider)
+                self.writer.record(
+                    self.session, self.scope, self.headers, self.body, self.times, outcome, self.fault, self.rider
+                )

@@ -110,6 +110,9 @@ class Answer:
     images: tuple[str, ...] = ()  # image URLs issued (generation 200s)
 
 
+Kept = tuple[int | None, str, bytes, tuple[str, ...], int]  # an Answer's fields, and its bytes
+
+
 @dataclass(kw_only=True)
 class SessionState:
     """The scoped state of one session."""
@@ -121,29 +124,40 @@ class SessionState:
     lifecycle: Lifecycle  # the models this session sees retired
     clock: Clock  # this session's time (the default session's: the server's clock)
     activity: Activity = field(default_factory=Activity)
-    answers: OrderedDict[int, Answer] = field(default_factory=OrderedDict)
+    # entry id -> (status, content type, body, images, bytes): the page's Answer is made
+    # when read (a tuple made in C per request, not a dataclass through its __init__)
+    answers: OrderedDict[int, Kept] = field(default_factory=OrderedDict)
     answer_bytes: int = 0
     scenario_bytes: int = 0  # the size of the scenario document installed here (0: none)
     answer_tally: Tally | None = None  # every session's answers together (set by Sessions)
 
     def remember(self, entry_id: int, answer: Answer) -> None:
         """Keep the answer to journal entry ``entry_id`` (the last 1000, within 1 MiB)."""
+        self.keep(entry_id, answer.status, answer.content_type, answer.body, answer.images)
+
+    def keep(self, entry_id: int, status: int | None, content_type: str, body: bytes, images: tuple[str, ...]) -> None:
+        """:meth:`remember` an :class:`Answer` with these fields, without making it (on
+        every request journaled)."""
+        size = len(body)
+        if images:
+            size += len(images[0]) if len(images) == 1 else sum(map(len, images))
+        added = size
         with self.activity.lock:
-            self.answers[entry_id] = answer
-            size = _size(answer)
-            self.answer_bytes += size
-            while len(self.answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
-                _, gone = self.answers.popitem(last=False)
-                freed = _size(gone)
-                self.answer_bytes -= freed
-                size -= freed
+            answers = self.answers
+            answers[entry_id] = (status, content_type, body, images, size)
+            held = self.answer_bytes = self.answer_bytes + size
+            if len(answers) > ANSWERS_KEPT or held > ANSWER_BYTES:
+                while len(answers) > ANSWERS_KEPT or self.answer_bytes > ANSWER_BYTES:
+                    freed = answers.popitem(last=False)[1][4]
+                    self.answer_bytes -= freed
+                    added -= freed
             tally = self.answer_tally
-        if tally is not None and size and tally.add(size, self.name):  # size 0: as much freed as kept
+        if tally is not None and added and tally.add(added, self.name):  # 0: as much freed as kept
             with self.activity.lock:  # no other session's answers left to drop: this one's oldest
                 while tally.over() and len(self.answers) > 1:
-                    _, gone = self.answers.popitem(last=False)
-                    self.answer_bytes -= _size(gone)
-                    tally.add(-_size(gone), self.name)
+                    freed = self.answers.popitem(last=False)[1][4]
+                    self.answer_bytes -= freed
+                    tally.add(-freed, self.name)
 
     def drop_answers(self) -> None:
         """Forget the answers kept for the page (the journal keeps its entries)."""
@@ -155,7 +169,10 @@ class SessionState:
 
     def answer(self, entry_id: int) -> Answer | None:
         with self.activity.lock:
-            return self.answers.get(entry_id)
+            kept = self.answers.get(entry_id)
+        if kept is None:
+            return None
+        return Answer(status=kept[0], content_type=kept[1], body=kept[2], images=kept[3])
 
     def reset(self, scenario: Scenario) -> None:
         """Journal, answers, quotas, balances, faults, the models its scenario retired and
@@ -178,11 +195,6 @@ class SessionState:
         self.admission.release()
         self.drop_answers()
         self.answer_tally = None
-
-
-def _size(answer: Answer) -> int:
-    images = answer.images
-    return len(answer.body) + (len(images[0]) if len(images) == 1 else sum(map(len, images)))
 
 
 class Sessions:

@@ -16,14 +16,15 @@ TRACE_HEADER = "x-siliconcloud-trace-id"
 STORE_HEADER = "x-amz-request-id"
 STARTED_STATE = "response_started"  # request.state.response_started: the answer began to leave
 _TRACE, _STORE = TRACE_HEADER.encode(), STORE_HEADER.encode()
-_VARIANT_CLEAR, _VARIANT = ~(0xC000 << 48), 0x8000 << 48  # RFC 4122: the variant bits, 10
-_VERSION_CLEAR, _VERSION = ~(0xF000 << 64), 4 << 76  # and version 4
+# RFC 4122: the variant's two bits are 10 (the 17th digit's top two), the version is 4 (the
+# 13th digit): set in the text, as four operations on a 128-bit integer cost more
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def uuid4_text(bits: int) -> str:
     """``str(uuid.UUID(int=bits, version=4))`` at a third of its cost (on every request)."""
-    digits = "%032x" % ((bits & _VARIANT_CLEAR | _VARIANT) & _VERSION_CLEAR | _VERSION)
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+    digits = bits.to_bytes(16, "big").hex()
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT[digits[16]]}{digits[17:20]}-{digits[20:]}"
 
 
 class Outbound:

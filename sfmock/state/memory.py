@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from sfmock.clock import Clock, SessionClock
 from sfmock.state.store import Codec, NumberedCodec, Verdict, Window, WindowUse
@@ -122,7 +122,9 @@ class MemoryLog(Generic[T]):
         self.max_bytes = max_bytes
         self._tally = tally
         self._owner = owner
-        self._items: deque[_Held[T]] = deque()
+        # [id, bytes, what builds the item (None once built), the item once built]: a list
+        # made in C, not an object made through a Python __init__ (one per request)
+        self._items: deque[list[Any]] = deque()
         self._lock = threading.Lock()
         self._next_id = 1
         self._first_id = 1
@@ -132,11 +134,17 @@ class MemoryLog(Generic[T]):
     def append(self, build: Callable[[int], T], size: int) -> int:
         with self._lock:
             item_id = self._next_id
-            self._next_id += 1
-            self._items.append(_Held(item_id, build, size))
-            self._bytes += size
+            self._next_id = item_id + 1
+            items = self._items
+            items.append([item_id, size, build, None])
+            held = self._bytes = self._bytes + size
             freed = 0
-            while len(self._items) > self.size or (self._bytes > self.max_bytes and len(self._items) > 1):
+            if len(items) > self.size:  # a full log: its oldest goes (the usual case), no call for it
+                freed = items.popleft()[1]
+                self._bytes = held - freed
+                self._first_id += 1
+                self._dropped += 1
+            while len(items) > self.size or (self._bytes > self.max_bytes and len(items) > 1):
                 freed += self._drop_oldest()
             tally = self._tally
         # a full log's new entry often frees as much as it takes: nothing to count then
@@ -153,15 +161,15 @@ class MemoryLog(Generic[T]):
         return None
 
     def _drop_oldest(self) -> int:
-        gone = self._items.popleft()
-        self._bytes -= gone.size
+        size: int = self._items.popleft()[1]
+        self._bytes -= size
         self._first_id += 1
         self._dropped += 1
-        return gone.size
+        return size
 
     def items(self) -> list[T]:
         with self._lock:
-            return [held.item() for held in self._items]
+            return [_built(held) for held in self._items]
 
     def oldest_id(self) -> int:
         with self._lock:
@@ -192,21 +200,12 @@ class MemoryLog(Generic[T]):
             self._tally = None
 
 
-class _Held(Generic[T]):
-    """One item of a :class:`MemoryLog`: what builds it, until it is first read."""
-
-    __slots__ = ("_build", "_item", "id", "size")
-
-    def __init__(self, item_id: int, build: Callable[[int], T], size: int) -> None:
-        self.id = item_id
-        self.size = size
-        self._build: Callable[[int], T] | None = build
-        self._item: T | None = None
-
-    def item(self) -> T:
-        if self._build is not None:
-            self._item, self._build = self._build(self.id), None
-        return cast(T, self._item)
+def _built(held: list[Any]) -> Any:
+    """The item of one of a :class:`MemoryLog`'s entries, built when first read."""
+    build = held[2]
+    if build is not None:
+        held[3], held[2] = build(held[0]), None
+    return held[3]
 
 
 class MemoryFaults(Generic[T]):
