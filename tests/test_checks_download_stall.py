@@ -110,9 +110,11 @@ def test_a_stalling_image_host_is_drawn_by_default_under_any_settings() -> None:
 
 
 def test_only_the_run_of_download_timeout_alone_holds_the_download() -> None:
-    setup = ProgramSetup(command=("true",), timeout=5)
+    setup = ProgramSetup(command=("true",), timeout=5, hold_stalled=True)
     assert stall_hold(setup, ["download-timeout"]) == 5 + TIMINGS["stall_grace"]
     assert stall_hold(setup, ["503", "download-timeout"]) is None
+    # at the defaults a program's default timeout (Node's fetch: 300 s) cannot be told from none
+    assert stall_hold(ProgramSetup(command=("true",)), ["download-timeout"]) is None
     held = short_scenario(["download-timeout"], stall=7.0).rules
     assert [rule.steps[0].hang for rule in held if rule.when["method"] == "GET"] == [7.0]
     mixed = short_scenario(["timeout", "download-timeout"]).rules

@@ -114,6 +114,8 @@ class ProgramSetup:
     # $SFMOCK_REQUEST (sfmock.testing.program_rules.takes_request)
     judge_request: bool | None = None
     cwd: str | None = None
+    # hold a stalled download until the program gives up (see stall_hold): --schedule download-timeout
+    hold_stalled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,12 +174,13 @@ def _downloads(rule: Rule) -> bool:
 def stall_hold(setup: ProgramSetup, schedule: Sequence[str]) -> float | None:
     """How long the image download is held in this run (``None``: 2 s, as any hang).
 
-    A program's timeout fires in real time, so only the run of ``download-timeout`` alone
-    waits for it (a mixture hangs 2 s and drops, as ``timeout`` does, to keep the search
-    quick): the download is held until the program closes it, for at most a whole run's
+    A program's timeout fires in real time, and a default one (Node's fetch: 300 s) cannot be
+    told from none in a run's time, so only a check told ``--schedule download-timeout``
+    (``setup.hold_stalled``) waits for it; elsewhere it hangs 2 s and drops, as ``timeout``
+    does. Then the download is held until the program closes it, for at most a whole run's
     ``--timeout`` and :data:`TIMINGS` ``stall_grace``; a program still waiting then has no
     download timeout, or none shorter than a run may last."""
-    if list(schedule) != [STALLED]:
+    if not setup.hold_stalled or list(schedule) != [STALLED]:
         return None
     return setup.timeout + TIMINGS["stall_grace"]
 
