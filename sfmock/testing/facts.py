@@ -111,6 +111,15 @@ def downloaded(run: Run, answer: Exchange) -> bool:
     return any(signature and signature in answer.body for signature in signatures)
 
 
+def stalled_download(run: Run) -> Exchange | None:
+    """The image download a run that hung was waiting on: its last request, a download held
+    by a fault (``download-timeout``) and never answered; ``None`` if it hung elsewhere."""
+    last = run.exchanges[-1] if run.exchanges else None
+    if last is None or last not in run.downloads or last.failure != "timeout" or last.fault is None:
+        return None
+    return last
+
+
 def gave_up(run: Run) -> str:
     """What the client gave up after: the last attempt's transient answer, or its own timeout
     (the outcome before is not what ended it)."""

@@ -90,7 +90,14 @@ def timeouts(run: Run) -> str | None:
     """A request the server never answers ends by the client's own timeout, and that
     timeout is longer than a normal answer takes."""
     if run.hung is not None:
-        return run.hung
+        stalled = facts.stalled_download(run)
+        if stalled is None:
+            return run.hung
+        return (
+            f"{run.hung}; the request was the download of {stalled.path.rsplit('/', 1)[-1]}: an object store can "
+            "stall too, so the download needs a timeout of its own (httpx timeout=None, requests without "
+            "timeout=, curl without --max-time have none)"
+        )
     for number, exchange in enumerate(run.generations, 1):
         waited = exchange.ended - exchange.started
         if exchange.failure == "timeout" and exchange.fault is None:

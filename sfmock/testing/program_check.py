@@ -20,6 +20,7 @@ asks for it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shlex
@@ -40,7 +41,7 @@ from sfmock.testing.budget import BUDGET
 from sfmock.testing.evidence import GENERATE
 from sfmock.testing.invariants import AT_ONCE
 from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
-from sfmock.testing.programs import DEFAULT_REQUEST, ProgramError, ProgramRun, ProgramSetup, run_program
+from sfmock.testing.programs import DEFAULT_REQUEST, STALLED, ProgramError, ProgramRun, ProgramSetup, run_program
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 
@@ -149,6 +150,8 @@ def check_program(
     if checks is not None:
         chosen_names("checks", checks, ORDER, "check")
     names = check_names(checks)
+    if schedule is not None and list(schedule) == [STALLED]:  # asked for: the stalled download is held
+        setup = dataclasses.replace(setup, hold_stalled=True)
     drawn = list(outcomes) if outcomes is not None else drawn_outcomes(setup.settings)
     strategy = schedules(drawn)
     say = progress or (lambda line: None)

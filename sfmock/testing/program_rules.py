@@ -188,7 +188,7 @@ def judge(result: ProgramRun, names: Sequence[str]) -> tuple[str, str] | None:
             generations = result.run.generations
             if name == "retries" and generations and generations[-1].failure == "truncated":
                 message += _CUT_BODY
-            if name == "timeouts" and result.latency > 0:
+            if name == "timeouts" and result.latency > 0 and result.run.hung is None:
                 message += (
                     f"; in this run a generation's answer came after {result.latency:.1f}s, its latency "
                     f"(timings.inference, at most {TIMINGS['latency']:g}s in a program check)"

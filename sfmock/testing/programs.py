@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sfmock.app import create_app
-from sfmock.chaos.faults import Action, Scenario, Seconds
+from sfmock.chaos.faults import Action, Rule, Scenario, Seconds
 from sfmock.clock import ShiftedClock
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
@@ -58,6 +58,7 @@ __all__ = [
     "program_environment",
     "run_program",
     "short_scenario",
+    "stall_hold",
 ]
 
 TIMINGS: Mapping[str, float] = {
@@ -67,7 +68,12 @@ TIMINGS: Mapping[str, float] = {
     "immediate": 0.05,  # a retry sooner than this after the answer counts as "at once"
     "retry_after": 1.0,  # a Retry-After header says at most this many seconds
     "latency": 2.0,  # in a run with latency, a generation's 200 waits its timings.inference, at most this
+    # in the run of "download-timeout" alone, the download is held until the program gives up,
+    # for at most its --timeout and this: a download timeout as long as a whole run still fires
+    "stall_grace": 2.0,
 }
+STALLED: str = "download-timeout"  # the outcome whose run holds the download (see stall_hold)
+STALL_SLACK = 0.5  # a program that gives up this close to the end of the hold did not give up
 PNG = b"\x89PNG\r\n\x1a\n"
 KEEP_OUTPUT = 64 * 1024  # characters kept of each of stdout and stderr
 
@@ -108,6 +114,8 @@ class ProgramSetup:
     # $SFMOCK_REQUEST (sfmock.testing.program_rules.takes_request)
     judge_request: bool | None = None
     cwd: str | None = None
+    # hold a stalled download until the program gives up (see stall_hold): --schedule download-timeout
+    hold_stalled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,14 +156,36 @@ def program_environment(base_url: str, setup: ProgramSetup, output: Path) -> dic
     }
 
 
-def short_scenario(schedule: Sequence[str]) -> Scenario:
-    """The schedule as a scenario, its slow outcomes cut to :data:`TIMINGS`."""
+def short_scenario(schedule: Sequence[str], *, stall: float | None = None) -> Scenario:
+    """The schedule as a scenario, its slow outcomes cut to :data:`TIMINGS`; with ``stall``,
+    a hang of the image download lasts that long instead (:func:`stall_hold`)."""
     scenario = schedule_scenario(schedule)
-    rules = tuple(dataclasses.replace(rule, steps=tuple(_shorten(s) for s in rule.steps)) for rule in scenario.rules)
+    rules = tuple(
+        dataclasses.replace(rule, steps=tuple(_shorten(s, stall if _downloads(rule) else None) for s in rule.steps))
+        for rule in scenario.rules
+    )
     return dataclasses.replace(scenario, rules=rules)
 
 
-def _shorten(action: Action) -> Action:
+def _downloads(rule: Rule) -> bool:
+    return rule.when.get("method") == "GET"
+
+
+def stall_hold(setup: ProgramSetup, schedule: Sequence[str]) -> float | None:
+    """How long the image download is held in this run (``None``: 2 s, as any hang).
+
+    A program's timeout fires in real time, and a default one (Node's fetch: 300 s) cannot be
+    told from none in a run's time, so only a check told ``--schedule download-timeout``
+    (``setup.hold_stalled``) waits for it; elsewhere it hangs 2 s and drops, as ``timeout``
+    does. Then the download is held until the program closes it, for at most a whole run's
+    ``--timeout`` and :data:`TIMINGS` ``stall_grace``; a program still waiting then has no
+    download timeout, or none shorter than a run may last."""
+    if not setup.hold_stalled or list(schedule) != [STALLED]:
+        return None
+    return setup.timeout + TIMINGS["stall_grace"]
+
+
+def _shorten(action: Action, stall: float | None = None) -> Action:
     changes: dict[str, Any] = {}
     if action.error is not None and "retry_after" in action.error:
         changes["error"] = {
@@ -163,7 +193,7 @@ def _shorten(action: Action) -> Action:
             "retry_after": min(action.error["retry_after"], int(TIMINGS["retry_after"])),
         }
     if action.hang is not None:
-        changes["hang"] = min(action.hang, TIMINGS["hang"])
+        changes["hang"] = min(action.hang, TIMINGS["hang"] if stall is None else stall)
     if action.slow_body is not None:
         changes["slow_body"] = (action.slow_body[0], min(action.slow_body[1], TIMINGS["slow_interval"]))
     if action.delay is not None:
@@ -193,7 +223,8 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool =
     images = image_port if len(sockets) > 1 else setup.settings.image_port
     settings = dataclasses.replace(setup.settings, host="127.0.0.1", port=port, image_port=images, seed=setup.seed)
     app = create_app(settings, clock=clock)
-    app.state.faults.replace(short_scenario(schedule))
+    stall = stall_hold(setup, schedule)
+    app.state.faults.replace(short_scenario(schedule, stall=stall))
     due: list[float] = []
     hold = _held_for_latency(due) if latency else None
     recorder = Recorder(app, clock, public_url=base_url, image_url=image_url, before_answer=hold)
@@ -202,7 +233,8 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool =
         output = Path(scratch) / "image.png"
         env = {**os.environ, **program_environment(base_url, setup, output)}
         started = time.monotonic()
-        status, stdout, stderr = _execute(setup, env)
+        # a held download does not eat the run's own time: the program is killed that much later
+        status, stdout, stderr = _execute(setup, env, setup.timeout + (stall or 0.0))
         duration = time.monotonic() - started
         saved = output.read_bytes() if output.is_file() else None
     exchanges = tuple(_settled(recorder.exchanges))
@@ -219,6 +251,7 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool =
         strict=setup.settings.strict,
         returns_image=False,  # a program reports its image in $SFMOCK_OUTPUT: `saved-image` judges it
         rerun=unrepeatable,
+        hung=_still_waiting(exchanges, stall),
     )
     waited = max(due, default=0.0)
     return ProgramRun(
@@ -249,11 +282,25 @@ def _held_for_latency(due: list[float]) -> BeforeAnswer:
     return before_answer
 
 
-def _execute(setup: ProgramSetup, env: Mapping[str, str]) -> tuple[int | None, str, str]:
+def _still_waiting(exchanges: Sequence[Any], stall: float | None) -> str | None:
+    """Why the run counts as endless: its held download was still open when the hold ended."""
+    if stall is None:
+        return None
+    for exchange in exchanges:
+        held = exchange.real_ended - exchange.real_started
+        if exchange.method == "GET" and exchange.fault is not None and held >= stall - STALL_SLACK:
+            return (
+                f"would hang forever: a request the server never answers was still open after {held:.0f}s, "
+                "longer than a whole run may last (--timeout); set a read timeout"
+            )
+    return None
+
+
+def _execute(setup: ProgramSetup, env: Mapping[str, str], timeout: float) -> tuple[int | None, str, str]:
     if _STOPPING.is_set():
         raise ProgramError("interrupted: no new runs")
     try:  # everything the program starts is gone when this returns (sfmock.testing.owned)
-        status, out, err = run_owned(setup.command, env=env, cwd=setup.cwd, timeout=setup.timeout)
+        status, out, err = run_owned(setup.command, env=env, cwd=setup.cwd, timeout=timeout)
     except StartFailed as exc:
         raise ProgramError(f"cannot start {setup.command[0]!r}: {exc}") from None
     return status, _text(out), _text(err)

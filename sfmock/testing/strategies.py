@@ -75,6 +75,8 @@ OUTCOMES: Final[Mapping[str, Any]] = {
     "download-expired": {"expired_url": True},
     "download-cut": {"truncate": 0.5},
     "download-slow": {"slow_body": {"chunk": 4096, "interval": 1.0}},
+    # an object store that stalls: no answer until the client's own timeout ends the download
+    "download-timeout": {"hang": 3600},
     # the live service's wording (dialect: observed) and the balance answers seen in 2026
     "429-observed": {"error": {"status": 429, "limit": "IPM"}, "dialect": "observed"},
     "403-balance": {"error": {"status": 403, "code": 30001}},
