@@ -169,7 +169,9 @@ def sync_around_asyncio_run(ctx: ClientContext) -> bytes:
 
 def sync_around_trio_run(ctx: ClientContext) -> bytes:
     """A plain function: ``trio.run`` around an httpx.AsyncClient (httpx runs on trio too),
-    ``trio.fail_after(60)`` around each generation, ``trio.sleep`` back-offs. Correct."""
+    ``trio.fail_after(60)`` around each generation, ``trio.sleep`` back-offs. Flaw: the
+    download is outside the deadline and the client has no timeout of its own (``timeout=None``):
+    an image host that stalls hangs it (the ``download-timeout`` outcome, 2026-12-07)."""
 
     async def main() -> bytes:
         async with ctx.async_http_client(timeout=None) as http:
@@ -310,7 +312,6 @@ CORRECT = [
     asyncio_timeout_per_attempt,
     taskgroup_batch,
     sync_around_asyncio_run,
-    sync_around_trio_run,
     requests_stream_download,
     httpx_stream_download,
 ]
@@ -320,5 +321,6 @@ FLAWED = {
     gather_keeps_what_arrived: "whole-batch",
     taskgroup_bare_errors: "errors",
     sync_asyncio_run_deadline_no_retry: "retries",
+    sync_around_trio_run: "timeouts",
     requests_stream_keeps_partial: "returns-image",
 }
