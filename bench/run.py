@@ -354,6 +354,11 @@ def bench_checks(examples: int, catalogue: bool) -> None:
         sync_around_trio_run,
     )
 
+    from sfmock.strategies import drawn_outcomes
+
+    # two of the four ways bound the generation only, and a stalled download hangs them (a flaw
+    # `download-timeout` finds): the rows measure the check's speed, so that outcome is left out
+    stall_free = [outcome for outcome in drawn_outcomes() if outcome != "download-timeout"]
     for name, client, invariants in (
         ("simple client", simple, ["valid-requests", "downloads", "same-body"]),
         ("careful client", careful_generate, None),
@@ -364,7 +369,7 @@ def bench_checks(examples: int, catalogue: bool) -> None:
         ("sync around trio.run, fail_after", sync_around_trio_run, None),
     ):
         began, cpu = time.perf_counter(), time.process_time()
-        report = check_client(client, invariants=invariants, max_examples=examples, seed=1)
+        report = check_client(client, invariants=invariants, outcomes=stall_free, max_examples=examples, seed=1)
         rate = report.examples / (time.perf_counter() - began)
         # by CPU: the steadier figure when other processes share the machine
         cpu_rate = report.examples / (time.process_time() - cpu)

@@ -187,7 +187,7 @@ def test_a_jitter_that_is_always_under_50_ms_is_no_back_off() -> None:
     assert "as soon under 4 other random states" in failed.value.problem
 
 
-@pytest.mark.parametrize("seed", [1, 3, 5])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_short_waits_drawn_at_random_are_jitter_not_a_flaw(seed: int) -> None:
     # full jitter of a half-second base: one wait in ten is drawn under 50 ms, never all five
     # times a run is made (the check makes it again under four other random states to tell)
@@ -197,7 +197,7 @@ def test_short_waits_drawn_at_random_are_jitter_not_a_flaw(seed: int) -> None:
         draws.append(random.uniform(0, 0.5))
         return draws[-1]
 
-    check_client(_backing_off(pause), seed=seed, invariants=["backoff"], max_examples=40)
+    check_client(_backing_off(pause), seed=seed, invariants=["backoff"], max_examples=40, outcomes=["ok", "503", "429"])
     assert any(draw < 0.05 for draw in draws)  # the short draws the test is about were made
     check_client(_backing_off(lambda: 0.05), seed=seed, invariants=["backoff"], max_examples=20)
 

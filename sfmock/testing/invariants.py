@@ -175,7 +175,10 @@ def retries(run: Run) -> str | None:
             failed = facts.download_failure(run, exchange, attempts[index + 1])
             if failed is None:
                 return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
-            if failed.failure is not None or failed.status in TRANSIENT_STATUSES:
+            # a download the client's own deadline ended (a stalled image host): starting the
+            # attempt over, generation and all, is a way out, not a flaw
+            own_deadline = failed.failure in ("cancelled", "timeout")
+            if not own_deadline and (failed.failure is not None or failed.status in TRANSIENT_STATUSES):
                 return (
                     f"generated again after the download of attempt {index + 1}'s image met a transient "
                     f"{facts.answer(failed)}: retry the download (its URL is still good), not the generation "

@@ -87,7 +87,9 @@ async def _generation(http: httpx.AsyncClient, ctx: ClientContext) -> tuple[dict
 
 async def asyncio_timeout_per_attempt(ctx: ClientContext) -> bytes:
     """httpx.AsyncClient without its own timeout; ``async with asyncio.timeout(60)`` bounds each
-    generation, a streamed download after it. Correct."""
+    generation, a streamed download after it. Flaw: nothing bounds the download (outside the
+    deadline, ``timeout=None``): an image host that stalls hangs it (the ``download-timeout``
+    outcome, 2026-12-07)."""
     async with ctx.async_http_client(timeout=None) as http:
 
         async def once() -> bytes:
@@ -309,7 +311,6 @@ def httpx_stream_download(ctx: ClientContext) -> bytes:
 
 
 CORRECT = [
-    asyncio_timeout_per_attempt,
     taskgroup_batch,
     sync_around_asyncio_run,
     requests_stream_download,
@@ -322,5 +323,6 @@ FLAWED = {
     taskgroup_bare_errors: "errors",
     sync_asyncio_run_deadline_no_retry: "retries",
     sync_around_trio_run: "timeouts",
+    asyncio_timeout_per_attempt: "timeouts",
     requests_stream_keeps_partial: "returns-image",
 }
