@@ -213,3 +213,17 @@ def test_the_fakes_own_records_are_not_the_clients() -> None:
         for name in ("sfmock", "sfmock.protocol", "uvicorn.access", "sfmock_client"):
             logging.getLogger(name).warning("a record of %s", name)
     assert logs == ["sfmock_client: a record of sfmock_client"]
+
+
+def test_a_retry_library_logging_the_context_it_was_called_with_leaks_no_key() -> None:
+    # outsider15 c04: stamina logs the arguments of the call it retries (`retry_scheduled`), the
+    # context among them, and the context's repr held the key: "[secrets] a log record contains
+    # the API key" for a client that never logged it
+    log = logging.getLogger("retrylib")
+
+    def generate(ctx: ClientContext) -> bytes:
+        log.warning("retry scheduled", extra={"call_args": (ctx,)})
+        log.info("calling with %r", ctx)
+        return careful_generate(ctx)  # type: ignore[no-any-return]
+
+    check_client(generate, max_examples=10, seed=1)
