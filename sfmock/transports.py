@@ -1,4 +1,5 @@
-"""In-process transports: httpx (sync and async) and requests, straight into the app.
+"""In-process transports: httpx (sync and async), straight into the app (requests:
+:mod:`sfmock.requests_transport`).
 
 No socket is opened: each request becomes one ASGI call. The app answers requests to
 ``http://sfmock.test`` with image URLs on ``http://images.sfmock.test`` (its image host
@@ -11,13 +12,11 @@ timeout) raises its read timeout. Every exchange is kept in :attr:`InProcess.tra
 from __future__ import annotations
 
 import asyncio
-import io
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -39,7 +38,6 @@ __all__ = [
     "TimedOut",
     "Transport",
     "failure_of",
-    "requests_adapter",
 ]
 
 Latency = Callable[[Exchange], float]
@@ -403,88 +401,3 @@ class EitherTransport(Transport, AsyncTransport):
 
     def __init__(self, app: ASGIApp | InProcess, clock: Clock | None = None) -> None:
         AsyncTransport.__init__(self, app, clock)
-
-
-def requests_adapter(app: ASGIApp | InProcess, clock: Clock | None = None) -> Any:
-    """A ``requests`` adapter into the app: ``session.mount("http://", requests_adapter(app))``.
-
-    Its responses are requests' own, built by ``HTTPAdapter.build_response`` over a urllib3
-    response: ``stream=True``, ``iter_content``, ``.raw`` and ``with session.get(...)``
-    behave as on a network, and a body cut short raises ``ChunkedEncodingError`` when it is
-    read (at once unless ``stream=True``), as it does there.
-    """
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.response import HTTPResponse
-
-    inner = app if isinstance(app, InProcess) else InProcess(app, clock)
-
-    class SfmockAdapter(HTTPAdapter):
-        def send(
-            self,
-            request: requests.PreparedRequest,
-            stream: bool = False,
-            timeout: Any = None,
-            verify: Any = True,
-            cert: Any = None,
-            proxies: Any = None,
-        ) -> requests.Response:
-            read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
-            body = request.body or b""
-            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
-            exchange = inner.call(
-                request.method or "GET",
-                request.url or "/",
-                raw_headers,
-                body.encode("utf-8") if isinstance(body, str) else body,
-                read_timeout,
-            )
-            failures: dict[str | None, Callable[..., Exception]] = {
-                "timeout": requests.exceptions.ReadTimeout,
-                "dropped": requests.exceptions.ConnectionError,
-            }
-            if exchange.failure in failures:
-                raise failures[exchange.failure](f"sfmock fault: {exchange.failure}", request=request)
-            status = exchange.status or 0
-            raw = HTTPResponse(
-                body=_Body(exchange.body, cut=exchange.failure == "truncated"),
-                headers=exchange.headers,
-                status=status,
-                reason=_reason(status),
-                preload_content=False,
-                decode_content=True,
-                request_method=request.method,
-                request_url=request.url,
-            )
-            return self.build_response(request, raw)
-
-    return SfmockAdapter()
-
-
-class _Body(io.RawIOBase):
-    """A response body on the wire: all of it, or (``cut``) a part and then the end of the
-    connection, which urllib3 reports as a broken connection (``ProtocolError``, requests'
-    ``ChunkedEncodingError``). The end is a socket's error, which every urllib3 translates:
-    urllib3-future (niquests' engine, which takes urllib3's name when installed) does not
-    translate ``http.client``'s ``IncompleteRead``."""
-
-    def __init__(self, data: bytes, *, cut: bool) -> None:
-        super().__init__()
-        self._data = io.BytesIO(data)
-        self._cut = cut
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self._data.readinto(buffer)
-        if count == 0 and self._cut and len(buffer):
-            raise ConnectionResetError(f"the connection closed after {self._data.tell()} bytes of the body")
-        return count
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

@@ -20,7 +20,7 @@ import pytest
 
 from sfmock import Settings
 from sfmock.checks import ClientCheckFailed, ClientContext, check_client
-from sfmock.testing.vtime import first_start
+from sfmock.testing.runclock import first_start
 
 REQUEST = {"model": "Kwai-Kolors/Kolors", "prompt": "a lighthouse", "seed": 42}
 TRANSIENT = {429, 500, 502, 503, 504}
@@ -282,9 +282,9 @@ def test_asyncio_timers_still_come_due_when_the_monotonic_clock_has_run_on_for_y
     # runs a day apart, checks one after another: the virtual monotonic clock reaches months and
     # years; at 3e7 s asyncio's 1 ns resolution is below a float's step, and a timer at the loop's
     # own time never came due (a wait_for over a hang span select(0) until the budget ran out)
-    from sfmock.testing import vtime
+    from sfmock.testing import runclock
 
-    vtime._reached[1] = max(vtime._reached[1], time.monotonic() + 40 * 365 * 86_400)
+    runclock.reached(0.0, time.monotonic() + 40 * 365 * 86_400)
 
     async def gives_up_on_a_hang(ctx: ClientContext) -> bytes:
         """Gives up on a hang with its own 30 s wait_for."""

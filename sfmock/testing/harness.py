@@ -25,15 +25,17 @@ from sfmock.app import create_app
 from sfmock.chaos.faults import Action, Rule, Scenario
 from sfmock.clock import VirtualClock
 from sfmock.config import Settings
+from sfmock.requests_transport import requests_adapter
 from sfmock.server import ServerThread, listen
 from sfmock.service.legacy import is_generation
 from sfmock.service.origins import IN_PROCESS_API
 from sfmock.testing.evidence import GENERATE, Run, downloaded_images, served_keys
 from sfmock.testing.logcapture import captured_logs
 from sfmock.testing.recorder import Recorder
+from sfmock.testing.runclock import first_start
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
 from sfmock.testing.vloop import new_event_loop, on_virtual_loop, virtual_loops
-from sfmock.testing.vtime import HangForever, VirtualTime, first_start
+from sfmock.testing.vtime import HangForever, VirtualTime
 from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
 from sfmock.testing.watchdog import OutOfTime, Watchdog
 from sfmock.transports import (
@@ -43,7 +45,6 @@ from sfmock.transports import (
     InProcess,
     TimedOut,
     Transport,
-    requests_adapter,
 )
 
 __all__ = ["BASE", "DEFAULT_KEY", "Client", "ClientContext", "Harness", "Options", "schedule_scenario"]

@@ -22,16 +22,8 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.offload import INLINE
-from sfmock.testing.vtime import (
-    ENDLESS,
-    HOLD_BOUND,
-    MIN_STEP,
-    REAL_BOUND,
-    REAL_GRACE,
-    THREAD_GRACE,
-    VirtualTime,
-    min_step,
-)
+from sfmock.testing.runclock import MIN_STEP, min_step
+from sfmock.testing.vtime import ENDLESS, HOLD_BOUND, REAL_BOUND, REAL_GRACE, THREAD_GRACE, VirtualTime
 from sfmock.transports import HangForever
 
 __all__ = ["new_event_loop", "on_virtual_loop", "virtual_loops"]

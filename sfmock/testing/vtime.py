@@ -35,6 +35,7 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.testing.aliases import bound_names
+from sfmock.testing.runclock import BETWEEN_RUNS, MIN_STEP, first_monotonic, min_step, reached
 from sfmock.testing.threadstate import children, cpu_time, runnable
 from sfmock.testing.vdatetime import REAL_CLASSES, dated
 from sfmock.transports import HangForever
@@ -54,47 +55,9 @@ _REAL_DEPTH = 6  # frames looked up from a wait for a caller in one of them
 # the verdict on a wait nobody can end, found after REAL_BOUND real seconds (asyncio, trio)
 ENDLESS = "the client awaits something that never comes, with no timeout"
 
-# seconds from one run of a check to the next: each run begins a day after the last began (or
-# as many whole days as it ran), at the same time of day; what a client keeps across runs in
-# one process (a rate limiter's window on time.time or time.monotonic, a cache keyed by image
-# URL, a cache's expiry) sees a day pass, as between two calls of a program run a day apart,
-# not the clock going back to where the last run began
-BETWEEN_RUNS = 86_400.0
-
-MIN_STEP = 1e-6  # the smallest jump of the clock an async loop makes
-
 _real_monotonic = time.monotonic  # the grace a wait gives other threads is real time
 
 _NAMES = ("sleep", "monotonic", "time", "monotonic_ns", "time_ns", "perf_counter", "perf_counter_ns")
-
-# the latest wall-clock and monotonic times any check of this process has shown its client:
-# the next check begins after them, so neither clock ever goes back for a client of the process
-_reached = [0.0, 0.0]
-
-
-# how far ahead of the real clocks the checks of a process may take theirs before the next
-# check starts over from the real time (floats keep their microseconds up to year 2200 or so)
-MAX_AHEAD = 50 * 365 * BETWEEN_RUNS
-
-
-def _ahead(real: float, reached: float) -> float:
-    return reached if reached - real < MAX_AHEAD else real
-
-
-def first_start() -> float:
-    """When a new check's fake clock (``time.time``) starts: the first midnight (UTC) at least
-    :data:`BETWEEN_RUNS` after the real time and after what earlier checks of this process
-    showed: what a client stamped before (at import, in an earlier check) lies a day or more
-    in its past, and every check's runs begin at the same time of day."""
-    now = time.time()
-    after = max(now, _ahead(now, _reached[0])) + BETWEEN_RUNS
-    return (math.floor(after / BETWEEN_RUNS) + 1) * BETWEEN_RUNS
-
-
-def min_step(now: float) -> float:
-    """The smallest jump of the clock from ``now`` that moves it: :data:`MIN_STEP`, or a few
-    of a float's steps where they are larger."""
-    return max(MIN_STEP, 4 * math.ulp(now))
 
 
 class VirtualTime:
@@ -111,8 +74,7 @@ class VirtualTime:
         self.loops = 0  # virtual loops running now
         self.waiting = 0  # of them, those blocked waiting for I/O or a thread
         # the monotonic time the first run begins at: a day after the real one (as time.time)
-        real = time.monotonic()
-        self._origin = max(real, _ahead(real, _reached[1])) + BETWEEN_RUNS
+        self._origin = first_monotonic()
         self.later = 0.0  # how long after the clock's start this run began (BETWEEN_RUNS apart)
         self._real: dict[str, Any] = {name: getattr(time, name) for name in _NAMES}
         self._fake: dict[str, Any] = {
@@ -412,8 +374,7 @@ class VirtualTime:
         finally:
             self.active = False
             _RUNNING.discard(self)
-            _reached[0] = max(_reached[0], self.clock.now())
-            _reached[1] = max(_reached[1], self.monotonic())
+            reached(self.clock.now(), self.monotonic())
             ran = max(self.clock.now() - self.clock.start - self.later, 0.0)
             self.later += BETWEEN_RUNS * (1 + math.floor(ran / BETWEEN_RUNS))
 

@@ -28,7 +28,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sfmock.testing.aliases import bound_names
-from sfmock.testing.vtime import ENDLESS, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime, min_step
+from sfmock.testing.runclock import min_step
+from sfmock.testing.vtime import ENDLESS, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime
 
 if TYPE_CHECKING:
     import trio

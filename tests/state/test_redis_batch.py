@@ -226,7 +226,9 @@ def test_calls_waiting_on_a_hung_server_fail_together_after_one_timeout_and_the_
     results, took = run(main)
     assert all(isinstance(result, StoreUnavailable) for result in results), results
     assert all("cannot be reached" in str(result) for result in results)
-    assert 1.5 < took < 2 * 2.0, f"12 waiting calls took {took:.1f} s"  # one timeout (2 s) for all of them
+    # one timeout (2 s) for all of them, not one each (24 s): bounds far apart, as a busy
+    # machine stretches the real seconds this waits
+    assert 1.5 < took < 12.0, f"12 waiting calls took {took:.1f} s"
     time.sleep(1.0)  # the pause after a timeout ends: the next call asks again
     assert run(admit).outcome == "admitted"  # a fresh connection
     store.close()
