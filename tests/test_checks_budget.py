@@ -7,6 +7,8 @@ note names the schedules run, the wait that cost the time and the outcomes never
 from __future__ import annotations
 
 import select
+import sys
+import types
 from collections.abc import Callable
 
 import httpx
@@ -15,6 +17,7 @@ import pytest
 from sfmock.checks import ClientCheckFailed, ClientContext, check_client
 from sfmock.testing.arguments import ArgumentError
 from sfmock.testing.budget import BUDGET
+from sfmock.testing.watchdog import OutOfTime
 
 TRANSIENT = {429, 500, 502, 503, 504}
 
@@ -106,3 +109,22 @@ def test_the_budget_is_the_one_of_sfmock_check() -> None:
 
     assert inspect.signature(check_client).parameters["budget"].default == BUDGET == 60.0
     assert inspect.signature(check_program).parameters["budget"].default == BUDGET
+
+
+def test_the_watchdogs_stop_landing_in_a_callback_is_not_an_unraisable_error() -> None:
+    # a fresh clone: the budget's OutOfTime, raised by the watchdog's signal while a WeakSet's
+    # weakref callback ran, went to sys.unraisablehook, and pytest failed the test on it
+    from sfmock.testing.watchdog import Watchdog
+
+    seen: list[object] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    watchdog = Watchdog(lambda: None)
+    try:
+        with watchdog.watching():
+            for error in (OutOfTime("budget"), ValueError("the client's own")):
+                sys.unraisablehook(types.SimpleNamespace(exc_value=error))
+    finally:
+        watchdog.close()
+        sys.unraisablehook = previous
+    assert [type(u.exc_value) for u in seen] == [ValueError]  # type: ignore[attr-defined]

@@ -22,7 +22,10 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"checks", "strategies"},
     ),
     ("testing", {"testing"}),
-    ("serving", {"server", "protocol", "transports", "requests_transport", "keepalive", "exchanges", "workers", "heap"}),
+    (
+        "serving",
+        {"server", "protocol", "transports", "requests_transport", "keepalive", "exchanges", "workers", "heap"},
+    ),
     ("composition", {"app", "config"}),
     ("fidelity", {"fidelity"}),
     ("chaos", {"chaos"}),

@@ -18,6 +18,7 @@ report names a wait outside the virtual clock (``select``, a C extension's sleep
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -76,10 +77,13 @@ class Watchdog:
             self._thread.start()
         self.cut = False
         self._armed = True
+        previous = sys.unraisablehook
+        sys.unraisablehook = functools.partial(_own_dropped, previous)
         try:
             yield
         finally:
             self._armed = False
+            sys.unraisablehook = previous
 
     def close(self) -> None:
         if self._thread is not None:
@@ -146,3 +150,11 @@ def _client_line(frame: FrameType | None) -> str:
         return "an unknown place"
     summary = traceback.extract_stack(chosen, limit=1)[-1]
     return f"{summary.filename}:{summary.lineno} ({(summary.line or '').strip()})"
+
+
+def _own_dropped(previous: Callable[[Any], object], unraisable: Any) -> None:
+    """The watchdog's own stop, raised by its signal inside a callback (a weakref's, a
+    ``__del__``) where nothing can catch it, is dropped: the watchdog raises it again at the
+    run's next line. Anything else goes on to ``previous``."""
+    if not isinstance(unraisable.exc_value, (OutOfTime, HangForever)):
+        previous(unraisable)
