@@ -148,12 +148,15 @@ KEY = "sk-test-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
+DEFAULTS = Settings()
+
+
 def contract_hook(response: httpx.Response, settings: Settings | None = None) -> None:
     """httpx response hook: fail the test if the response breaks the contract (in the
     dialect and with the image path of ``settings``, the defaults' when not given)."""
     response.read()
     request = response.request
-    settings = settings or Settings()
+    settings = settings or DEFAULTS
     check_response(
         request.method,
         request.url.path,

@@ -8,6 +8,8 @@ on the contract's other request bodies.
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from jsonschema import Draft202012Validator
 from sfmock import load_contract
 from sfmock.contract.compiled import CompiledSchema, derive
 from sfmock.contract.fromschema import from_schema
+from sfmock.contract.schemas import _conforms, _validator, load_yaml, schema
 from sfmock.contract.validation import RequestValidator
 from sfmock.strategies import generation_requests, invalid_generation_requests
 
@@ -164,3 +167,134 @@ def test_every_request_body_of_the_contract(operation: str, schema: Any) -> None
 
     check()
     assert seen[True] and seen[False], seen  # both verdicts were put to the test
+
+
+# --- the compiled verdict elsewhere: responses (check_response) and sfmock's own schemas
+# (config, scenario, a fault header's action). There the compiled "valid" ends the check
+# and jsonschema decides everything else, so a compiled "valid" must never pass what
+# jsonschema refuses. Their patterns are Python's (``$`` also before a final newline), so a
+# compiled "invalid" may be jsonschema's "valid": that case still goes to jsonschema.
+
+
+def _response_schemas() -> dict[str, str]:
+    """Each JSON response the contract documents, once (many routes share one), by the
+    pointer check_response reads it at, named after the first answer that uses it."""
+    found: dict[str, str] = {}
+    for path, item in CONTRACT.document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation.get("responses", {}).items() if isinstance(operation, dict) else ():
+                where = "/".join(part.replace("~", "~0").replace("/", "~1") for part in (path, method))
+                pointer = f"#/paths/{where}/responses/{status}"
+                while "$ref" in response:
+                    pointer = response["$ref"]
+                    response = CONTRACT.resolve(pointer)
+                for media, content in response.get("content", {}).items():
+                    if media.endswith("json") and "schema" in content:
+                        escaped = media.replace("~", "~0").replace("/", "~1")
+                        found.setdefault(f"{pointer}/content/{escaped}/schema", f"{method.upper()} {path} {status}")
+    return found
+
+
+RESPONSES = _response_schemas()
+
+
+def test_the_contract_has_many_json_responses() -> None:
+    assert len(RESPONSES) >= 25, len(RESPONSES)
+
+
+@pytest.mark.parametrize("pointer", list(RESPONSES), ids=list(RESPONSES.values()))
+def test_every_json_response_of_the_contract(pointer: str) -> None:
+    schema = CONTRACT.resolve(pointer)
+    reference = CONTRACT.validator(pointer)
+    keys = sorted(_names(CONTRACT.inline(schema), set())) or ["x"]
+    seen = {True: 0, False: 0}
+    fast = []
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(from_schema(schema, CONTRACT), st.dictionaries(st.sampled_from(keys), JSON | AWKWARD), JSON))
+    def check(body: Any) -> None:
+        verdict = CONTRACT.conforms(pointer, body)
+        expected = reference.is_valid(body)
+        assert verdict <= expected, (RESPONSES[pointer], body)  # "valid" only where jsonschema says so
+        seen[expected] += 1
+        fast.append(verdict)
+
+    check()
+    assert seen[True] and seen[False], seen  # both verdicts were put to the test
+    assert any(fast)  # and the compiled one ended some checks (it compiled)
+
+
+def _own(name: str) -> Any:
+    return load_yaml((FIXTURES / name).read_text("utf-8"))
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+OWN = {
+    "config": [_own(name) for name in ("accounts.yaml", "open.yaml", "realistic-limits.yaml", "live-2026.yaml")],
+    "scenario": [_own(f"scenarios/{path.name}") for path in sorted((FIXTURES / "scenarios").glob("*.yaml"))],
+}
+
+
+def _mutated(document: Any, keys: list[str]) -> st.SearchStrategy[Any]:
+    """``document`` with one part anywhere in it replaced, removed or added to."""
+
+    def parts(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        found = [path]
+        if isinstance(node, dict):
+            for key, value in node.items():
+                found += parts(value, (*path, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                found += parts(value, (*path, index))
+        return found
+
+    def change(choice: tuple[tuple[Any, ...], str, Any, str]) -> Any:
+        path, how, value, key = choice
+        changed = copy.deepcopy(document)
+        if not path:
+            return value
+        parent = changed
+        for part in path[:-1]:
+            parent = parent[part]
+        if how == "replace":
+            parent[path[-1]] = value
+        elif how == "remove":
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[key] = value
+        return changed
+
+    hows = st.sampled_from(["replace", "remove", "add"])
+    return st.tuples(st.sampled_from(parts(document)), hows, AWKWARD | JSON, st.sampled_from(keys)).map(change)
+
+
+@pytest.mark.parametrize("name", sorted(OWN))
+def test_sfmock_s_own_schemas(name: str) -> None:
+    reference = _validator(name, None)
+    keys = sorted(_names(schema(name), set()))
+    seen = {True: 0, False: 0}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(*(_mutated(document, keys) for document in OWN[name]), JSON))
+    def check(values: Any) -> None:
+        verdict = _conforms(name, None, values)
+        expected = reference.is_valid(values)
+        assert verdict <= expected, (name, values)
+        seen[expected] += verdict or not expected  # a compiled "valid", or a refusal
+
+    for document in OWN[name]:
+        assert _conforms(name, None, document), document  # the shipped files take the fast path
+    check()
+    assert seen[True] and seen[False], seen
+
+
+def test_a_fault_action() -> None:
+    reference = _validator("scenario", "action")
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(st.sampled_from(["error", "delay", "drop", "hang", "status", "x"]), AWKWARD | JSON))
+    def check(action: Any) -> None:
+        assert _conforms("scenario", "action", action) <= reference.is_valid(action), action
+
+    assert _conforms("scenario", "action", {"error": 503})
+    check()

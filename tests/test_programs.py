@@ -516,6 +516,25 @@ def _at_once_until_caught(flag: Path) -> str:
 
 
 @needs_curl
+def test_a_retry_at_once_that_a_busy_machine_slows_in_the_replay_is_still_caught(tmp_path: Path) -> None:
+    # on a busy machine curl may start 60 ms or more after the last answer: the replay of a
+    # program that retries at once found no retry within 50 ms and passed it, "not judged"
+    # (a fresh clone under load, 2026-12-07); the replay confirms a retry within 150 ms
+    flag = tmp_path / "caught"
+    program = (
+        'short=0; for try in 1 2 3 4; do code=$(curl -s -o /dev/null -w "%{http_code}" '
+        '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
+        '"$SILICONFLOW_BASE_URL/images/generations"); '
+        f"case $code in 5*) [ -e {flag} ] && sleep 0.08; short=$((short + 1)) ;; *) break ;; esac; done; "
+        f"[ $short -ge 2 ] && touch {flag}; true"
+    )
+    report = check(("bash", "-c", program), checks=["backoff"], outcomes=["503"], max_examples=5)
+    assert flag.exists()  # a run retried at once; the later ones, and the replay, 80 ms later
+    assert report.failure is not None and report.failure.check == "backoff", report.text()
+    assert report.failure.message.startswith("retried a ") and report.failure.reproduced is True, report.text()
+
+
+@needs_curl
 def test_short_waits_a_replay_does_not_repeat_are_not_judged(tmp_path: Path) -> None:
     # a correct program with full jitter may draw two waits under 50 ms in one run: it was
     # accused, "FLAKY: a replay of it passed"; its replay draws its waits again

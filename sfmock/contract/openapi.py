@@ -14,7 +14,9 @@ from decimal import Decimal
 from importlib import resources
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -61,6 +63,7 @@ class Contract:
         self._rules: dict[str, str] = {}
         self.models: Mapping[str, ModelSpec] = _read_models(self)
         self._validators: dict[str, Draft202012Validator] = {}
+        self._compiled: dict[str, Any] = {}
         props = self.request_fields["properties"]
         self._defaults = MappingProxyType({name: prop["default"] for name, prop in props.items() if "default" in prop})
 
@@ -99,6 +102,26 @@ class Contract:
             found = Draft202012Validator(self.ref(pointer), registry=self.registry)
             self._validators[pointer] = found
         return found
+
+    def conforms(self, pointer: str, instance: Any) -> bool:
+        """The compiled (``jsonschema-rs``) verdict on ``instance`` against the schema at
+        ``pointer``: ``True`` only when it keeps every rule. ``False`` is not a verdict:
+        :meth:`validator` (``jsonschema``) then decides and explains, as the request
+        rules do (:mod:`sfmock.contract.compiled`)."""
+        if pointer not in self._compiled:
+            try:
+                registry = jsonschema_rs.Registry([(CONTRACT_URI, self.document)])
+                fragment = quote(pointer, safe="#/~")  # a URI: {model} percent-encoded
+                self._compiled[pointer] = jsonschema_rs.Draft202012Validator(
+                    self.ref(fragment), registry=registry, validate_formats=False
+                )
+            except Exception:  # a schema it cannot read: jsonschema decides every time
+                self._compiled[pointer] = None
+        compiled = self._compiled[pointer]
+        try:
+            return compiled is not None and bool(compiled.is_valid(instance))
+        except Exception:  # a value with no JSON form: jsonschema decides
+            return False
 
     def ref(self, pointer: str) -> dict[str, Any]:
         """A schema that points at ``pointer`` inside the contract, for validators."""

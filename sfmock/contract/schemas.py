@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+import jsonschema_rs
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -64,12 +65,31 @@ def schema(name: str) -> dict[str, Any]:
     return document
 
 
-@functools.cache
-def _validator(name: str, definition: str | None) -> Draft202012Validator:
+def _document(name: str, definition: str | None) -> dict[str, Any]:
     document = schema(name)
     if definition is not None:
         document = {"$defs": document["$defs"], "$ref": f"#/$defs/{definition}"}
-    return Draft202012Validator(document)
+    return document
+
+
+@functools.cache
+def _validator(name: str, definition: str | None) -> Draft202012Validator:
+    return Draft202012Validator(_document(name, definition))
+
+
+@functools.cache
+def _compiled(name: str, definition: str | None) -> Any:
+    return jsonschema_rs.Draft202012Validator(_document(name, definition), validate_formats=False)
+
+
+def _conforms(name: str, definition: str | None, values: Any) -> bool:
+    """The compiled verdict: ``True`` only when ``values`` keep every rule (most settings
+    do, and ``jsonschema`` takes ~1.5 ms to say so); ``False`` leaves the verdict and its
+    message to ``jsonschema``."""
+    try:
+        return bool(_compiled(name, definition).is_valid(values))
+    except Exception:  # a value with no JSON form: jsonschema decides
+        return False
 
 
 def check(
@@ -91,6 +111,8 @@ def check(
         check_data(values)
     except Untrusted as exc:
         raise ConfigError(source, _shown_key(list(exc.path), key_names), exc.problem) from None
+    if _conforms(name, definition, values):
+        return
     validator = _validator(name, definition)
     error = best_match(validator.iter_errors(values))
     if error is None:

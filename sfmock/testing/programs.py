@@ -66,6 +66,10 @@ TIMINGS: Mapping[str, float] = {
     "max_delay": 1.0,  # any delay of an outcome is cut to this
     "slow_interval": 0.05,  # a "slow" body trickles in chunks this far apart
     "immediate": 0.05,  # a retry sooner than this after the answer counts as "at once"
+    # in the replay that confirms a retry "at once", the same retry may come this late: a busy
+    # machine starts a process (curl, node) in more than 50 ms, and a jittered back-off
+    # rarely draws twice under it (a full jitter of 1 s: 1 run in 44)
+    "replay_immediate": 0.15,
     "retry_after": 1.0,  # a Retry-After header says at most this many seconds
     "latency": 2.0,  # in a run with latency, a generation's 200 waits its timings.inference, at most this
     # in the run of "download-timeout" alone, the download is held until the program gives up,
@@ -207,11 +211,14 @@ def _shorten(action: Action, stall: float | None = None) -> Action:
     return dataclasses.replace(action, **changes) if changes else action
 
 
-def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool = False) -> ProgramRun:
+def run_program(
+    setup: ProgramSetup, schedule: Sequence[str], *, latency: bool = False, immediate: str = "immediate"
+) -> ProgramRun:
     """Run the program once against a fake of its own that follows ``schedule``.
 
     ``latency``: a generation's 200 goes out after the latency the fake models for it (its
     ``timings.inference``, at most :data:`TIMINGS` ``latency``), in real time.
+    ``immediate``: the :data:`TIMINGS` entry under which a retry counts as "at once".
     Raises :class:`ProgramError` when the program cannot be started.
     """
     clock = ShiftedClock()
@@ -237,7 +244,7 @@ def run_program(setup: ProgramSetup, schedule: Sequence[str], *, latency: bool =
         status, stdout, stderr = _execute(setup, env, setup.timeout + (stall or 0.0))
         duration = time.monotonic() - started
         saved = output.read_bytes() if output.is_file() else None
-    exchanges = tuple(_settled(recorder.exchanges))
+    exchanges = tuple(_settled(recorder.exchanges, TIMINGS[immediate]))
     error = None if status == 0 else ProgramExit(status, _tail(stderr + stdout))
     run = Run(
         schedule=tuple(schedule),
@@ -323,18 +330,18 @@ def _tail(text: str) -> str:
     return text if len(text) <= KEEP_OUTPUT else "...\n" + text[-KEEP_OUTPUT:]
 
 
-def _settled(exchanges: Sequence[Any]) -> list[Any]:
+def _settled(exchanges: Sequence[Any], immediate: float) -> list[Any]:
     """Exchanges in arrival order, a generation retried sooner than ``immediate`` moved back to "at once".
 
     From outside the process a retry with no wait still shows a gap of a few milliseconds
-    (the program's own work, the loopback): below :data:`TIMINGS` ``immediate`` it counts as none.
+    (the program's own work, the loopback): below ``immediate`` it counts as none.
     """
     ordered = sorted(exchanges, key=lambda e: e.started)
     settled: list[Any] = []
     previous = None
     for exchange in ordered:
         if is_generation(exchange.path) and exchange.method == "POST":
-            if previous is not None and 0 < exchange.started - previous.ended < TIMINGS["immediate"]:
+            if previous is not None and 0 < exchange.started - previous.ended < immediate:
                 exchange = dataclasses.replace(exchange, started=previous.ended)
             previous = exchange
         settled.append(exchange)
