@@ -49,7 +49,9 @@ def flakiness(replay: Callable[[], object | None], last: Callable[[], Run | None
         "the live socket serves in real time, so a verdict there may depend on how fast this machine was: "
         "this is not evidence against the client"
         if live
-        else "the client depends on something the check does not control: threads, real time, its own RNG"
+        else "the client depends on something the check does not control: threads, real time, its own RNG, "
+        "or state it keeps between calls (a module-level circuit breaker, cache or counter), which the "
+        "earlier runs and replays have moved on"
     )
     return (
         f"flaky: this schedule failed {failed} of 3 replays with the same random seed; "
