@@ -186,14 +186,13 @@ def check_program(
         smallest = min((_key(s) for s in found), key=_order)
         cached = search.cache[_key(smallest)]
         assert cached[0] is not None
-        reproduced = None
+        reproduced, at_once = None, cached[0][0] == "backoff" and cached[0][1].startswith(AT_ONCE)
         if schedule is None:
             say(f"replaying the smallest schedule {list(smallest)!r}")
-            # a retry "at once" is confirmed by one as soon, give or take a busy machine's process start
-            soon = "replay_immediate" if cached[0][0] == "backoff" and cached[0][1].startswith(AT_ONCE) else "immediate"
+            soon = "replay_immediate" if at_once else "immediate"  # give or take a busy machine's process start
             again = run_program(setup, smallest, latency=smallest == _key(first[1].schedule), immediate=soon)
             reproduced = judge(again, names) is not None
-        if reproduced is False and cached[0][0] == "backoff" and cached[0][1].startswith(AT_ONCE):
+        if reproduced is False and at_once:
             # a program's waits cannot be drawn under another random state, but its replay draws them
             # again: retries within 50 ms that it did not make again were a jittered back-off's draws
             why = "its replay backed off: the short waits were a jittered back-off's draws"
@@ -428,7 +427,7 @@ def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequenc
     words = ["sfmock", "check", "--seed", str(setup.seed), "--schedule", ",".join(schedule)]
     defaults = ProgramSetup(command=setup.command)
     if setup.judge_request or dict(setup.request) != dict(DEFAULT_REQUEST):
-        words += ["--request", _json(setup.request)]
+        words += ["--request", json.dumps(setup.request, separators=(",", ":"))]
     for flag, value, default in (
         ("--timeout", setup.timeout, defaults.timeout),
         ("--min-attempts", setup.min_attempts, defaults.min_attempts),
@@ -441,10 +440,6 @@ def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequenc
     if setup.config is not None:
         words += ["--config", setup.config]
     return shlex.join([*words, "--", *setup.command])
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _indent(text: str) -> str:
