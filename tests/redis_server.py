@@ -27,6 +27,9 @@ def _ephemeral() -> range:
     return range(low, high + 1)
 
 
+_PICK = random.SystemRandom()  # not the global RNG, which a test may have seeded: each worker its own ports
+
+
 def free_port() -> int:
     """A free port whose next one is free too (an sfmock server's image host takes its port + 1),
     below the ephemeral ports: a server started later (the README's examples run for a minute, a
@@ -37,7 +40,7 @@ def free_port() -> int:
         with socket.socket() as sock, socket.socket() as images:
             try:
                 if ephemeral.start > 10_002:
-                    port = random.randrange(10_000, ephemeral.start - 1)
+                    port = _PICK.randrange(10_000, ephemeral.start - 1)
                     sock.bind(("127.0.0.1", port))
                 else:  # no room below them: one the kernel picks
                     sock.bind(("127.0.0.1", 0))

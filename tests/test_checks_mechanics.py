@@ -512,3 +512,25 @@ def test_a_process_gevent_patched_is_refused_saying_why(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
     assert "refused: argument client: gevent's monkey.patch_all() has replaced threading and time" in done.stdout
+
+
+def test_a_check_gives_the_caller_its_random_state_back() -> None:
+    # each run seeds Python's global RNG (a client's jitter is replayable); the check left it
+    # seeded afterwards, so every later `random` call of the process drew the same numbers in
+    # every pytest-xdist worker: the suite's workers picked the same "random" ports for their
+    # servers, and a README example met another test's server on its port
+    def gives_up(ctx: ClientContext) -> bytes:
+        http = ctx.http_client(timeout=60)
+        response = _post(http, ctx).raise_for_status()
+        return http.get(response.json()["images"][0]["url"]).raise_for_status().content
+
+    for client, fails in ((good_sync, False), (gives_up, True)):
+        random.seed(2026)
+        before = random.getstate()
+        try:
+            check_client(client, max_examples=30)
+        except ClientCheckFailed:
+            assert fails
+        else:
+            assert not fails
+        assert random.getstate() == before

@@ -150,6 +150,7 @@ class Harness:
         self.watchdog.busy = self.vtime.busy
         # what the check gave out so far: image URLs (url_key) and the images downloaded (digest)
         self.served_urls, self.served_images = set[str](), set[bytes]()
+        self._random = random.getstate()  # each run seeds the global RNG; the caller gets its own back
 
     def _client_sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -266,6 +267,7 @@ class Harness:
         return self._live is not None
 
     def close(self) -> None:
+        random.setstate(self._random)
         self.trio.uninstall()
         self.watchdog.close()
         self.inprocess.close()
