@@ -215,3 +215,12 @@ def test_a_scenario_past_its_bounds_is_refused_in_a_short_message(client: httpx.
     assert answer.status_code == 400
     assert len(answer.text) < 400, answer.text  # the 1,001 rules are not quoted back whole
     assert "(1001 items) is too long" in answer.text and "at most 1000" in answer.text
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/images/generations"), ("GET", "/v1/models")])
+def test_a_known_path_with_a_trailing_slash_is_redirected_to_it(client: httpx.Client, method: str, path: str) -> None:
+    # docs/answers.md: 307 to the path without the slash (as the Gin router the live service's 404 and 405 name does)
+    body = {"model": "Kwai-Kolors/Kolors", "prompt": "x"} if method == "POST" else None
+    answer = client.request(method, path + "/", json=body, headers=AUTH, follow_redirects=False)
+    assert answer.status_code == 307 and answer.headers["location"].endswith(path)
+    assert client.request(method, path + "/", json=body, headers=AUTH, follow_redirects=True).status_code == 200

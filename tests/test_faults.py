@@ -192,3 +192,53 @@ def test_bad_scenario_files_name_file_and_key(tmp_path: Path, text: str, key: st
 def test_a_fault_item_given_twice_is_an_error(header: str) -> None:
     with pytest.raises(ValueError, match="give each item once"):
         parse_fault_header(header)
+
+
+# a header rule only fires on what a request can carry: a name that is an HTTP token, a value
+# of printable ASCII, Latin-1 and tabs (the server refuses any other with 400 before the
+# rules see it); a rule on any other was installed and could never fire (outsider17)
+NEVER_SENT = [("X-\u00e9", "v"), ("X a", "v"), ("", "v"), ("X-a", "\u202e"), ("X-a", "line\nbreak"), ("X-a", "\x00")]
+
+
+@pytest.mark.parametrize(("name", "value"), NEVER_SENT)
+def test_a_header_rule_no_request_can_match_is_refused_where_scenarios_enter(
+    name: str, value: str, tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    from sfmock import ConfigError, Settings, create_app
+
+    document = {"rules": [{"when": {"header": {name: value}}, "action": {"error": 503}}]}
+    with pytest.raises(ConfigError) as refused:
+        Scenario.from_document(document, "test")
+    assert refused.value.key.startswith("rules[0].when.header") and "HTTP token" in refused.value.expected
+    with TestClient(create_app(Settings(seed=1))) as client:
+        answer = client.put("/_sfmock/scenario", json=document)
+        assert answer.status_code == 400 and "rules[0].when.header" in answer.json()["error"], answer.text
+        assert client.get("/_sfmock/scenario").json()["name"] != "custom"  # nothing installed
+
+
+def test_a_header_rule_on_what_a_request_carries_fires() -> None:
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from sfmock import Settings, VirtualClock
+    from sfmock.server import FakeServer
+
+    value = "caf\u00e9\tnoir"  # Latin-1 and a tab, as http.client sends it (a real socket: raw bytes)
+    rule = {"when": {"header": {"X-Test-Case": value}}, "action": {"error": 503}}
+    with FakeServer(Settings(seed=1), clock=VirtualClock()) as live:
+        where = urlsplit(live.url)
+        statuses = []
+        for method, path, body, extra in [
+            ("PUT", "/_sfmock/scenario", {"rules": [rule]}, {}),
+            ("POST", "/v1/images/generations", {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, {"X-Test-Case": value}),
+            ("POST", "/v1/images/generations", {"model": "Kwai-Kolors/Kolors", "prompt": "x"}, {}),
+        ]:
+            connection = http.client.HTTPConnection(where.hostname or "", where.port)
+            headers = {"Authorization": "Bearer sk-a", "Content-Type": "application/json", **extra}
+            connection.request(method, path, body=json.dumps(body), headers=headers)
+            statuses.append(connection.getresponse().status)
+            connection.close()
+    assert statuses == [200, 503, 200]

@@ -576,3 +576,14 @@ def test_a_back_off_that_shrinks_is_not_judged_for_a_program() -> None:
     report = check(("bash", "-c", SHRINKING_WAITS), schedule=["503", "503"], checks=["backoff"])
     assert report.passed, report.text()
     assert report.outcomes == {"503": 2, "ok": 1}
+
+
+@needs_curl
+def test_a_timeout_the_server_ends_is_named_as_the_program_saw_it() -> None:
+    # a program's "timeout" is a 2 s hang, then a closed connection: curl said "Empty reply
+    # from server", and the verdict said "a transient timeout", which curl's --retry retries
+    # (outsider17); the verdict says what the program met
+    report = check(bash("curl-no-retries.sh"), schedule=["timeout"], checks=["retries"])
+    assert report.failure is not None and report.failure.check == "retries", report.text()
+    hang = TIMINGS["hang"]
+    assert f"timeout (no answer for {hang:g}s, then the connection closed)" in report.failure.message, report.text()

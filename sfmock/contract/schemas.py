@@ -183,8 +183,34 @@ def _description(error: ValidationError, root: Any, path: Sequence[str | int]) -
         if isinstance(part.schema, dict) and isinstance(part.schema.get("description"), str):
             return str(part.schema["description"])
         part = part.parent
+    deepest = _described_on_the_way(root, list(error.absolute_schema_path))
+    if deepest is not None:
+        return deepest
     top = root.get("properties", {}).get(str(path[0]), {}) if path and isinstance(root, dict) else {}
     return str(top["description"]) if isinstance(top, dict) and "description" in top else None
+
+
+def _described_on_the_way(root: Any, schema_path: list[Any]) -> str | None:
+    """The last ``description`` met walking ``schema_path`` down ``root`` (through its local
+    ``$ref``s): the header map's, not the rule list's, for a header name a rule cannot hold."""
+    node, found = root, None
+    for part in [*schema_path, None]:
+        if isinstance(node, dict) and isinstance(node.get("description"), str):
+            found = str(node["description"])
+        if part is None:
+            break
+        while isinstance(node, dict) and part not in node and str(node.get("$ref", "")).startswith("#/"):
+            target: Any = root  # a $ref jsonschema followed without naming it in the path
+            for step in str(node["$ref"])[2:].split("/"):
+                target = target.get(step) if isinstance(target, dict) else None
+            node = target
+        if part == "$ref":
+            continue
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return found
 
 
 def key_name(path: Sequence[str | int]) -> str:

@@ -90,6 +90,8 @@ def match_path(contract: Contract, path: str, image_prefix: str = IMAGE_PREFIX) 
 
 def _response_pointer(contract: Contract, method: str, path: str, status: int, where: str, image_prefix: str) -> str:
     template = _match_path(contract, path, image_prefix)
+    if template is None and len(path) > 1 and path.endswith("/") and _match_path(contract, path[:-1], image_prefix):
+        return _expect(status, 307, "#/components/responses/TrailingSlash", where, "a known path and a slash")
     if template is None:
         return _expect(status, 404, "#/components/responses/NotFound", where, "an unknown path")
     operations = contract.document["paths"][template]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -132,6 +133,11 @@ def gave_up(run: Run) -> str:
 
 
 def answer(exchange: Exchange) -> str:
+    """How the answer ended, in words: a status, or a failure (a hang the server itself ended,
+    as a program's ``timeout`` does, said as such: the client saw a closed connection)."""
+    hang = re.search(r"\bhang=([0-9.]+)", exchange.fault or "") if exchange.failure == "timeout" else None
+    if hang is not None and exchange.ended - exchange.started >= float(hang[1]) - 1e-3:
+        return f"timeout (no answer for {float(hang[1]):g}s, then the connection closed)"
     return exchange.failure or str(exchange.status)
 
 
