@@ -63,6 +63,7 @@ class InProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
         self._in_line: set[int] = set()  # threads waiting for their turn (their idents)
+        self._taking: int | None = None  # the thread that took the line, until the app answers it
 
     def call(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
@@ -83,16 +84,19 @@ class InProcess:
             if isinstance(done[0], BaseException):
                 raise done[0]
             return done[0]
-        queued = self.clock.now()
+        queued, me = self.clock.now(), threading.get_ident()
         with self._open() as transcript:
-            # sent when it asked: where another thread's request held the line, it waited its turn
-            waited = not self._lock.acquire(blocking=False)
-            if waited:
-                self._in_line.add(threading.get_ident())
-                try:
+            # in line from before it tries the line until the app answers it: a request between
+            # the two counts as being answered, or time jumps past it on a busy machine
+            self._in_line.add(me)
+            try:
+                # sent when it asked: where another thread's request held the line, it waited its turn
+                waited = not self._lock.acquire(blocking=False)
+                if waited:
                     self._lock.acquire()
-                finally:
-                    self._in_line.discard(threading.get_ident())
+                self._taking = me
+            finally:
+                self._in_line.discard(me)
             try:
                 if self._loop is None:
                     # a plain loop of its own, whatever loop policy the caller's code has set
@@ -100,12 +104,18 @@ class InProcess:
                 answer = self._answer(transcript, method, url, headers, body, read_timeout, queued if waited else None)
                 return self._loop.run_until_complete(answer)
             finally:
+                if self._taking == me:
+                    self._taking = None
                 self._lock.release()
 
     def next_in_line(self) -> list[int]:
-        """The threads whose request is about to be answered: they waited their turn and the
-        line is free now, but they have not yet run to take it (a busy machine)."""
-        return [] if self._lock.locked() else list(self._in_line)
+        """The threads whose request is about to be answered: one that took the line and is
+        not yet in the app, or, the line free, those about to take it (a busy machine may
+        not yet have run them)."""
+        taking = self._taking
+        if self._lock.locked():
+            return [] if taking is None else [taking]
+        return list(self._in_line)
 
     async def acall(
         self,
@@ -193,6 +203,8 @@ class InProcess:
         hung: HangForever | None = None
         cancelled: BaseException | None = None
         self.answering[id(state)] = threading.get_ident()
+        if self._taking == self.answering[id(state)]:
+            self._taking = None  # in the app now: counted as answering
         try:
             await self.app(scope, receive, send)
         except TimedOut:

@@ -45,6 +45,13 @@ LONGEST: tuple[str, ...] = (
     "tests/test_sessions.py::test_parallel_tests_with_conflicting_scenarios_share_one_fake",  # 11
     "tests/catalogue/test_program_catalogue.py::test_a_flawed_program_is_judged_on_its_real_flaw",  # 10 .. 5
     "tests/test_imaging.py::test_the_fast_path_agrees_with_the_strict_decoder",  # 9
+    # the other tests of modules that mostly wait in real time (program checks, their
+    # budgets, hung downloads): 3 to 12 s each; in xdist's chunks one worker ran all of
+    # test_programs' at the end, alone, for 30 s of a run of 2026-12-07
+    "tests/test_programs.py::",
+    "tests/catalogue/test_program_catalogue.py::",
+    "tests/test_checks_download_stall.py::",
+    "tests/test_checks_budget.py::",
 )
 
 
