@@ -314,6 +314,7 @@ def test_the_detail_opens_beside_the_list_without_a_scroll(browser: object) -> N
         oldest.click()
         detail = page.get_by_test_id("detail")
         expect(page.get_by_test_id("detail-prompt")).to_have_text("prompt picture 0")
+        expect(detail).to_be_visible()  # the text may be in it a moment before it shows (a busy machine)
         # the page itself did not scroll; the detail is in view, to the right of the list
         assert page.evaluate("window.scrollY") == 0
         box, listed = detail.bounding_box(), page.locator("#list-pane").bounding_box()
