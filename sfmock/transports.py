@@ -63,7 +63,8 @@ class InProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # threads of one client take turns: each call is instant
         self._in_line: set[int] = set()  # threads waiting for their turn (their idents)
-        self._taking: int | None = None  # the thread that took the line, until the app answers it
+        self._holder: int | None = None  # the thread whose request holds the line
+        self._passing: set[int] = set()  # threads in an answer's latency (the clock may move then)
 
     def call(
         self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes, read_timeout: float | None
@@ -94,7 +95,7 @@ class InProcess:
                 waited = not self._lock.acquire(blocking=False)
                 if waited:
                     self._lock.acquire()
-                self._taking = me
+                self._holder = me
             finally:
                 self._in_line.discard(me)
             try:
@@ -104,17 +105,17 @@ class InProcess:
                 answer = self._answer(transcript, method, url, headers, body, read_timeout, queued if waited else None)
                 return self._loop.run_until_complete(answer)
             finally:
-                if self._taking == me:
-                    self._taking = None
+                self._holder = None
                 self._lock.release()
 
     def next_in_line(self) -> list[int]:
-        """The threads whose request is about to be answered: one that took the line and is
-        not yet in the app, or, the line free, those about to take it (a busy machine may
-        not yet have run them)."""
-        taking = self._taking
+        """The threads whose request is being answered outside the app: the one holding the
+        line before and after the app answers it (not in its latency, where the clock moves),
+        or, the line free, those about to take it (a busy machine may not yet have run them)."""
+        holder = self._holder
         if self._lock.locked():
-            return [] if taking is None else [taking]
+            busy = holder is not None and holder not in self._passing and holder not in self.answering.values()
+            return [holder] if busy and holder is not None else []
         return list(self._in_line)
 
     async def acall(
@@ -203,8 +204,6 @@ class InProcess:
         hung: HangForever | None = None
         cancelled: BaseException | None = None
         self.answering[id(state)] = threading.get_ident()
-        if self._taking == self.answering[id(state)]:
-            self._taking = None  # in the app now: counted as answering
         try:
             await self.app(scope, receive, send)
         except TimedOut:
@@ -242,7 +241,8 @@ class InProcess:
             delay = self.latency(exchange)
             late = read_timeout is not None and delay > read_timeout  # the answer comes too late
             seconds = min(delay, read_timeout) if late and read_timeout is not None else delay
-            begun = self.clock.now()
+            begun, me = self.clock.now(), threading.get_ident()
+            self._passing.add(me)
             try:
                 deadline = await self._pass(seconds)
             except _cancellations():
@@ -250,6 +250,8 @@ class InProcess:
                     replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
                 )
                 raise
+            finally:
+                self._passing.discard(me)
             if late:
                 exchange = replace(exchange, status=None, failure="timeout", ended=self.clock.now())
             elif delay > 0:
