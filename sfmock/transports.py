@@ -87,8 +87,8 @@ class InProcess:
             return done[0]
         queued, me = self.clock.now(), threading.get_ident()
         with self._open() as transcript:
-            # in line from before it tries the line until the app answers it: a request between
-            # the two counts as being answered, or time jumps past it on a busy machine
+            # counted from before it tries the line (next_in_line): between trying and taking it,
+            # a request not counted as being answered let time jump past it on a busy machine
             self._in_line.add(me)
             try:
                 # sent when it asked: where another thread's request held the line, it waited its turn
@@ -112,11 +112,12 @@ class InProcess:
         """The threads whose request is being answered outside the app: the one holding the
         line before and after the app answers it (not in its latency, where the clock moves),
         or, the line free, those about to take it (a busy machine may not yet have run them)."""
+        if not self._lock.locked():
+            return list(self._in_line)
         holder = self._holder
-        if self._lock.locked():
-            busy = holder is not None and holder not in self._passing and holder not in self.answering.values()
-            return [holder] if busy and holder is not None else []
-        return list(self._in_line)
+        if holder is None or holder in self._passing or holder in self.answering.values():
+            return []
+        return [holder]
 
     async def acall(
         self,

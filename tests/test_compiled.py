@@ -9,7 +9,6 @@ on the contract's other request bodies.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from conftest import FIXTURES
 from sfmock import load_contract
 from sfmock.contract.compiled import CompiledSchema, derive
 from sfmock.contract.fromschema import from_schema
@@ -228,7 +228,6 @@ def _own(name: str) -> Any:
     return load_yaml((FIXTURES / name).read_text("utf-8"))
 
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 OWN = {
     "config": [_own(name) for name in ("accounts.yaml", "open.yaml", "realistic-limits.yaml", "live-2026.yaml")],
     "scenario": [_own(f"scenarios/{path.name}") for path in sorted((FIXTURES / "scenarios").glob("*.yaml"))],

@@ -110,10 +110,9 @@ class Contract:
         rules do (:mod:`sfmock.contract.compiled`)."""
         if pointer not in self._compiled:
             try:
-                registry = jsonschema_rs.Registry([(CONTRACT_URI, self.document)])
                 fragment = quote(pointer, safe="#/~")  # a URI: {model} percent-encoded
                 self._compiled[pointer] = jsonschema_rs.Draft202012Validator(
-                    self.ref(fragment), registry=registry, validate_formats=False
+                    self.ref(fragment), registry=self._compiled_registry, validate_formats=False
                 )
             except Exception:  # a schema it cannot read: jsonschema decides every time
                 self._compiled[pointer] = None
@@ -122,6 +121,10 @@ class Contract:
             return compiled is not None and bool(compiled.is_valid(instance))
         except Exception:  # a value with no JSON form: jsonschema decides
             return False
+
+    @functools.cached_property
+    def _compiled_registry(self) -> Any:
+        return jsonschema_rs.Registry([(CONTRACT_URI, self.document)])
 
     def ref(self, pointer: str) -> dict[str, Any]:
         """A schema that points at ``pointer`` inside the contract, for validators."""

@@ -199,8 +199,10 @@ def _described_on_the_way(root: Any, schema_path: list[Any]) -> str | None:
             found = str(node["description"])
         if part is None:
             break
-        while isinstance(node, dict) and part not in node and str(node.get("$ref", "")).startswith("#/"):
-            target: Any = root  # a $ref jsonschema followed without naming it in the path
+        for _ in range(8):  # a $ref jsonschema followed without naming it in the path (a few, not a cycle)
+            if not (isinstance(node, dict) and part not in node and str(node.get("$ref", "")).startswith("#/")):
+                break
+            target: Any = root
             for step in str(node["$ref"])[2:].split("/"):
                 target = target.get(step) if isinstance(target, dict) else None
             node = target
