@@ -490,6 +490,23 @@ ONE_SHORT_WAIT = (  # waits 0.01 s once, then 0.6 s: as a jittered back-off may 
 )
 
 
+ONE_SLOW_RETRY = (  # retries at once, but its second retry comes 80 ms late: as on a busy machine
+    'for wait in 0 0.08 0 0; do code=$(curl -s -o /dev/null -w "%{http_code}" '
+    '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations"); '
+    "case $code in 429|5*) sleep $wait ;; *) break ;; esac; done"
+)
+
+
+@needs_curl
+def test_a_retry_at_once_is_shrunk_though_a_busy_machine_slows_one_retry_of_the_smaller_schedule() -> None:
+    # a retry at once is found where a run retried within 50 ms twice; the runs that shrink
+    # it judge with the replay's 150 ms: on a fresh clone under load, curl started late in
+    # the two-503 run, which then read as one quick retry, and the failure stayed at three
+    report = check(("bash", "-c", ONE_SLOW_RETRY), checks=["backoff"])
+    assert report.failure is not None and report.failure.message.startswith("retried a "), report.text()
+    assert len(report.failure.schedule) == 2 and report.failure.reproduced is True, report.text()
+
+
 @needs_curl
 def test_a_program_that_retries_at_once_is_caught_by_backoff() -> None:
     # a program cannot be run again under another random state: a retry of a 429 or 503

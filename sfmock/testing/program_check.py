@@ -186,10 +186,10 @@ def check_program(
         smallest = min((_key(s) for s in found), key=_order)
         cached = search.cache[_key(smallest)]
         assert cached[0] is not None
-        reproduced, at_once = None, cached[0][0] == "backoff" and cached[0][1].startswith(AT_ONCE)
+        reproduced, at_once = None, _at_once(cached[0])
         if schedule is None:
             say(f"replaying the smallest schedule {list(smallest)!r}")
-            soon = "replay_immediate" if at_once else "immediate"  # give or take a busy machine's process start
+            soon = _threshold(cached[0])  # give or take a busy machine's process start
             again = run_program(setup, smallest, latency=smallest == _key(first[1].schedule), immediate=soon)
             reproduced = judge(again, names) is not None
         if reproduced is False and at_once:
@@ -243,12 +243,14 @@ class _Search:
         self.error: ProgramError | None = None
 
     def evaluate(
-        self, schedule: Sequence[str], *, phase: str, latency: bool = False
+        self, schedule: Sequence[str], *, phase: str, latency: bool = False, immediate: str = "immediate"
     ) -> tuple[Verdict, ProgramRun] | None:
         """Run (or recall) one schedule; ``None`` when the budget or the example limit says stop.
 
         ``phase``: ``first`` (the schedules tried before the search), ``search`` (one it drew:
-        no more once a failure is found or ``max_examples`` have run) or ``shrink``.
+        no more once a failure is found or ``max_examples`` have run) or ``shrink``;
+        ``immediate``: the :data:`~sfmock.testing.programs.TIMINGS` entry under which a retry
+        counts as "at once" (:func:`_threshold`).
         """
         key = _key(schedule)
         with self.lock:
@@ -275,7 +277,7 @@ class _Search:
             number = self.runs
             self.running.add(key)
         try:
-            result = run_program(self.setup, schedule, latency=latency)
+            result = run_program(self.setup, schedule, latency=latency, immediate=immediate)
             verdict = judge(result, self.names)
         except BaseException:
             with self.lock:
@@ -346,7 +348,7 @@ class _Search:
             improved = False
             for index in range(len(schedule)):
                 candidate = schedule[:index] + schedule[index + 1 :]
-                outcome = self.evaluate(candidate, phase="shrink")
+                outcome = self.evaluate(candidate, phase="shrink", immediate=_threshold(verdict))
                 if outcome is None:
                     return schedule
                 if outcome[0] is not None and outcome[0][0] == verdict[0]:
@@ -360,7 +362,10 @@ class _Search:
 
         def fails(candidate: list[str]) -> bool:
             try:
-                outcome = self.evaluate(candidate, phase="shrink" if mine else "search")
+                if mine:
+                    outcome = self.evaluate(candidate, phase="shrink", immediate=_threshold(self.cache[mine[0]][0]))
+                else:
+                    outcome = self.evaluate(candidate, phase="search")
             except ProgramError as exc:
                 with self.lock:
                     self.error = self.error or exc
@@ -384,6 +389,20 @@ class _Search:
             smallest = list(best)
         with self.lock:
             found.append(tuple(smallest))
+
+
+def _at_once(verdict: Verdict) -> bool:
+    return verdict is not None and verdict[0] == "backoff" and verdict[1].startswith(AT_ONCE)
+
+
+def _threshold(verdict: Verdict) -> str:
+    """The :data:`~sfmock.testing.programs.TIMINGS` entry under which a retry counts as "at
+    once" in the runs that shrink or replay a failure found with ``verdict``: for a retry at
+    once, found where the run retried within 50 ms more than once, the replay's wider one (a
+    busy machine's process start may slow one retry of a smaller schedule past 50 ms; a
+    shrunk schedule of a jittered back-off must draw twice under it again, and its replay a
+    third time)."""
+    return "replay_immediate" if _at_once(verdict) else "immediate"
 
 
 class _StopSearch(BaseException):
