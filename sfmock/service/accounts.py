@@ -12,15 +12,16 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
-
-from faker import Faker
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sfmock.errors import ConfigError
 from sfmock.service.auth import bearer_token
 from sfmock.service.quota import Limits
 from sfmock.service.responses import forbidden, unauthorized
 from sfmock.state.memory import Balances
+
+if TYPE_CHECKING:
+    from faker import Faker
 
 __all__ = [
     "Account",
@@ -72,6 +73,8 @@ def _fake_identity(seed: str) -> tuple[str, str]:
 
 @functools.cache
 def _faker() -> Faker:
+    from faker import Faker  # a tenth of a second to import: only where an account has no name
+
     return Faker()
 
 
