@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import gc
 import json
 import os
 import shutil
@@ -127,6 +128,17 @@ _one_tls_context_for_httpx()
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = longest_first(items)  # the longest tests start first (tests/scheduling.py)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the collection built (every module, the Schemathesis and Hypothesis tests, some
+    200,000 objects a worker) stays for the whole run: moved out of the garbage collector's
+    sight, so that each of a worker's full collections (about 8 of 200 ms in its run) no
+    longer walks it again. Measured on the catalogue's correct clients, three workers: 3.0
+    -> 1.7 s of collecting a worker. The objects are not freed earlier either way."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
