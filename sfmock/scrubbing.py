@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -108,9 +109,18 @@ def _forms(text: str) -> str:
 
 
 def _pair(match: re.Match[str]) -> str:
-    if not match["value"] or match["value"] == REDACTED or not is_secret_name(unquote(match["name"])):
+    name = match["name"]
+    secret = _secret_pair_name(name) if len(name) <= 64 else is_secret_name(unquote(name))
+    if not match["value"] or match["value"] == REDACTED or not secret:
         return match[0]
-    return f"{match['lead']}{match['name']}{match['eq']}{REDACTED}"
+    return f"{match['lead']}{name}{match['eq']}{REDACTED}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_pair_name(name: str) -> bool:
+    """:func:`is_secret_name` of a ``name=`` form's name (a signed URL's six parameters, on
+    every download the journal keeps: the same few names again and again)."""
+    return is_secret_name(unquote(name))
 
 
 def scrub_query(query: str, secrets: Iterable[str] = ()) -> str:
