@@ -252,3 +252,68 @@ def test_a_back_off_slept_in_c_code_is_not_called_at_once() -> None:
     seen: list[Run] = []
     check_client(generate, schedule=["503"], invariants=[*_DEFAULT, lambda run: seen.append(run)])
     assert seen[-1].waits()[0] >= 0.3  # the real wait (a virtual one of 0 before)
+
+
+# --- a wait with no timeout on the client's own thread, for a thread that may die ---
+
+
+def _download_in_a_thread(ctx: ClientContext, *, passes_errors: bool) -> bytes:
+    """A generation retried with a back-off, then its image downloaded by a thread of its own
+    while the caller waits on a queue with no timeout. ``passes_errors``: the thread puts
+    its exception on the queue too (the caller raises it); else it dies with it, and the
+    caller waits for a result that never comes (outsider19's f19)."""
+    http = ctx.http_client(timeout=60)
+    for attempt in range(5):
+        try:
+            answer = http.post(
+                f"{ctx.base_url}/images/generations",
+                json=ctx.request,
+                headers={"Authorization": f"Bearer {ctx.api_key}"},
+            )
+        except httpx.TransportError:
+            time.sleep(1.5 * 2**attempt)
+            continue
+        if answer.status_code in TRANSIENT:
+            time.sleep(1.5 * 2**attempt)
+            continue
+        answer.raise_for_status()
+        try:
+            url = answer.json()["images"][0]["url"]
+        except ValueError:
+            time.sleep(1.5 * 2**attempt)
+            continue
+        break
+    else:
+        raise RuntimeError("gave up")
+    results: queue.Queue[Any] = queue.Queue()
+
+    def download() -> None:
+        try:
+            results.put(http.get(url).raise_for_status().content)
+        except Exception as exc:
+            if not passes_errors:
+                raise
+            results.put(exc)
+
+    threading.Thread(target=download, daemon=True).start()
+    got = results.get()
+    if isinstance(got, Exception):
+        raise got
+    return bytes(got)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread that dies
+def test_a_caller_waiting_with_no_timeout_for_a_thread_that_died_would_hang_forever() -> None:
+    # before: the run waited in real time until the check's budget ran out (60 s, as the
+    # watchdog's bound), and a run cut by the budget is not judged: the client passed
+    started = time.monotonic()
+    with pytest.raises(AssertionError) as failed:
+        check_client(lambda ctx: _download_in_a_thread(ctx, passes_errors=False), invariants=["timeouts"], seed=1)
+    report = str(failed.value)
+    assert "[timeouts]" in report and "never comes" in report, report
+    assert time.monotonic() - started < 55, report  # found at the first such run, not at the budget's end
+    print(report)
+
+
+def test_a_caller_whose_thread_hands_back_its_error_passes() -> None:
+    check_client(lambda ctx: _download_in_a_thread(ctx, passes_errors=True), invariants=["timeouts"], seed=1)

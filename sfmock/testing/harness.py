@@ -148,6 +148,7 @@ class Harness:
         self._live_lock = threading.Lock()
         self.watchdog = Watchdog(self._progress)
         self.watchdog.busy = self.vtime.busy
+        self.watchdog.reached = lambda: self.vtime.endless_wait
         # what the check gave out so far: image URLs (url_key) and the images downloaded (digest)
         self.served_urls, self.served_images = set[str](), set[bytes]()
         self._random = random.getstate()  # each run seeds the global RNG; the caller gets its own back

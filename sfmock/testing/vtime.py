@@ -22,7 +22,6 @@ its trio runs (:mod:`sfmock.testing.vtrio`) and ``datetime.now()`` and its kin, 
 
 from __future__ import annotations
 
-import _thread
 import math
 import os
 import sys
@@ -35,6 +34,8 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.testing.aliases import bound_names
+from sfmock.testing.clientframe import client_line
+from sfmock.testing.condwait import condition_wait
 from sfmock.testing.runclock import BETWEEN_RUNS, MIN_STEP, first_monotonic, min_step, reached
 from sfmock.testing.threadstate import children, cpu_time, runnable
 from sfmock.testing.vdatetime import REAL_CLASSES, dated
@@ -45,6 +46,7 @@ __all__ = ["HangForever", "VirtualTime"]
 REAL_GRACE = 0.05  # real seconds an async loop with open sockets waits for I/O before time jumps
 THREAD_GRACE = 0.001  # real seconds it waits for a worker thread's wake-up before time jumps
 REAL_BOUND = 10.0  # real seconds it waits, with no timer at all, before calling the wait endless
+ENDLESS_LOOK = 0.1  # real seconds between two looks, in a wait with no timeout, for anything moving
 HOLD_BOUND = 2.0  # real seconds a loop's clock waits for the client's runnable threads at most
 
 # modules whose waits are on other processes (a child's exit, a pool worker's answer): those
@@ -67,6 +69,8 @@ class VirtualTime:
         self.clock = clock
         self.on_sleep = on_sleep
         self.active = False
+        self.runner: int | None = None  # the thread that runs the client, during a run
+        self.endless_wait = False  # whether it waits with no timeout (_wait_endless)
         self.real_threads: set[int] = set()
         # real work under way elsewhere (the live socket serving a request): time must not jump
         self.busy: Callable[[], bool] = lambda: False
@@ -149,7 +153,9 @@ class VirtualTime:
                 self._latencies.add(me)
         try:
             if timeout is None:
-                return block(None)  # only another thread ends it; the watchdog bounds a wait in vain
+                if me != self.runner:
+                    return block(None)  # only another thread ends it; the watchdog bounds a wait in vain
+                return self._wait_endless(block)
             began = quiet = _real_monotonic()
             while True:
                 before = (self.progress(), self._client_threads())
@@ -183,6 +189,31 @@ class VirtualTime:
                 self._waits.pop(me, None)
                 self._latencies.discard(me)
                 self._wait_changes += 1
+
+    def _wait_endless(self, block: Callable[[float | None], bool]) -> bool:
+        """A wait with no timeout on the thread that runs the client (``queue.get()``,
+        ``Event.wait()``, ``Future.result()``): only another thread can end it. Where nothing
+        moves for :data:`REAL_BOUND` real seconds (no request, no tick of the clock, no thread
+        of the client's using the CPU or beginning or ending a wait, no answer or process at
+        work), nothing ever will: the run ends as "would hang forever", as an event loop
+        with nothing to wait for does, and not at the watchdog's 60 s (by then the check's
+        budget had ended the run, and such a run is not judged: a thread that died before
+        it put its result, and a caller that waits for it, passed)."""
+        quiet = _real_monotonic()
+        before = (self.progress(), self._client_threads())
+        self.endless_wait = True
+        try:
+            while True:
+                if block(ENDLESS_LOOK):
+                    return True
+                now, after = _real_monotonic(), (self.progress(), self._client_threads())
+                if after != before or self.answering() or self.busy() or self._children_working():
+                    quiet, before = now, after
+                elif now - quiet >= REAL_BOUND:
+                    where = client_line(sys._getframe(1))
+                    raise HangForever(f"{ENDLESS}: it waits at {where} for what no thread of its own is left to give")
+        finally:
+            self.endless_wait = False
 
     def _children_working(self) -> bool:
         """Whether a process the client started is alive: its work (a pool worker's answer, a
@@ -340,7 +371,7 @@ class VirtualTime:
                 continue
             self._patched.append((namespace, attribute, value))
             namespace[attribute] = self._fake[names[id(value)]]
-        condition_wait = threading.Condition.wait
+        real_wait = threading.Condition.wait
         vtime = self
 
         def wait(condition: threading.Condition, timeout: float | None = None) -> bool:
@@ -349,8 +380,8 @@ class VirtualTime:
                 or (timeout is not None and timeout <= 0)
                 or _real_caller(2, _REAL_DEPTH)
             ):
-                return condition_wait(condition, timeout)
-            return _condition_wait(condition, timeout, vtime.wait)
+                return real_wait(condition, timeout)
+            return condition_wait(condition, timeout, vtime.wait)
 
         # every Condition, Event, Semaphore, Queue and Future waits through it
         setattr(threading.Condition, "wait", wait)  # noqa: B010 (mypy: a method cannot be assigned)
@@ -358,7 +389,7 @@ class VirtualTime:
             with dated(dates, self.wall_clock):
                 yield self
         finally:
-            setattr(threading.Condition, "wait", condition_wait)  # noqa: B010
+            setattr(threading.Condition, "wait", real_wait)  # noqa: B010
             for namespace, attribute, value in reversed(self._patched):
                 namespace[attribute] = value
             self._patched.clear()
@@ -368,42 +399,17 @@ class VirtualTime:
         """Virtual time on, for one run of the client (its event loops: :mod:`sfmock.testing.vloop`)."""
         self.fired.clear()
         self.active = True
+        self.runner = threading.get_ident()
         _RUNNING.add(self)
         try:
             yield
         finally:
             self.active = False
+            self.runner = None
             _RUNNING.discard(self)
             reached(self.clock.now(), self.monotonic())
             ran = max(self.clock.now() - self.clock.start - self.later, 0.0)
             self.later += BETWEEN_RUNS * (1 + math.floor(ran / BETWEEN_RUNS))
-
-
-def _condition_wait(condition: Any, timeout: float | None, wait: Callable[..., bool]) -> bool:
-    """``threading.Condition.wait`` (CPython's, line for line) with its blocking step made by
-    ``wait``: one waiter lock for the whole wait, so a notify that comes while ``wait`` looks
-    around between its slices of real time is kept, not lost."""
-    if not condition._is_owned():
-        raise RuntimeError("cannot wait on un-acquired lock")
-    waiter = _thread.allocate_lock()
-    waiter.acquire()
-    condition._waiters.append(waiter)
-    saved_state = condition._release_save()
-    got = False
-    try:
-        got = wait(
-            lambda seconds: waiter.acquire(True, -1 if seconds is None else seconds),
-            timeout,
-            lambda: not waiter.locked(),  # released by a notify, and not yet taken by the waiting thread
-        )
-        return got
-    finally:
-        condition._acquire_restore(saved_state)
-        if not got:
-            try:
-                condition._waiters.remove(waiter)
-            except ValueError:
-                pass
 
 
 def _real_module(name: str) -> bool:

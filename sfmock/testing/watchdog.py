@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import signal
 import sys
-import sysconfig
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from sfmock.testing import vtime, vtrio
+from sfmock.testing import vtrio
+from sfmock.testing.clientframe import client_line
 from sfmock.transports import HangForever
 
 __all__ = ["STALL", "STALLED", "OutOfTime", "Watchdog"]
@@ -64,6 +62,8 @@ class Watchdog:
         self.cut = False  # whether the budget interrupted the run under way
         self.outside: dict[str, float] = {}  # the client's line -> real seconds it waited there, nothing moving
         self.busy: Callable[[], bool] = lambda: False  # real work under way (the live socket answering)
+        # a wait the checker bounds itself (one with no timeout on the client's thread): not "outside"
+        self.reached: Callable[[], bool] = lambda: False
 
     @contextmanager
     def watching(self) -> Iterator[None]:
@@ -99,9 +99,9 @@ class Watchdog:
             now, real = self.progress(), _real_monotonic()
             if now != seen or not self._armed:
                 seen, since = now, real
-            elif real - since >= QUIET and not self.busy():  # nothing moves: a wait the clock does not reach
+            elif real - since >= QUIET and not self.busy() and not self.reached():  # a wait the clock does not reach
                 frame = sys._current_frames().get(self._main) if self._main is not None else None
-                where = _client_line(frame)
+                where = client_line(frame)
                 self.outside[where] = self.outside.get(where, 0.0) + real - max(looked, since)
             looked = real
             if self._main is None or not self._armed:
@@ -119,7 +119,7 @@ class Watchdog:
         if self.cut:
             self._stop_run(OutOfTime("the check's budget of real time ran out during this run"))
             return
-        where = _client_line(frame)
+        where = client_line(frame)
         self._stop_run(
             HangForever(
                 f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
@@ -133,23 +133,6 @@ class Watchdog:
         virtual trio run waiting in its own loop there, which cancels its tasks and raises it."""
         if not vtrio.interrupt(threading.get_ident(), error):
             raise error
-
-
-_LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
-# sfmock's own code (the virtual waits a threading wait passes through, the transports): never the client's
-_WAITS = os.path.dirname(os.path.dirname(vtime.__file__)) + os.sep
-
-
-def _client_line(frame: FrameType | None) -> str:
-    """The innermost line of the client's own code on the stack (not the library it waits in)."""
-    innermost = frame
-    while frame is not None and frame.f_code.co_filename.startswith((*_LIBRARIES, _WAITS)):
-        frame = frame.f_back
-    chosen = frame or innermost
-    if chosen is None:
-        return "an unknown place"
-    summary = traceback.extract_stack(chosen, limit=1)[-1]
-    return f"{summary.filename}:{summary.lineno} ({(summary.line or '').strip()})"
 
 
 def _own_dropped(previous: Callable[[Any], object], unraisable: Any) -> None:
