@@ -81,7 +81,23 @@ def test_shrinking_backoff_is_caught() -> None:
 
     with pytest.raises(ClientCheckFailed, match=r"back-off shrank: waited 4\.00s \(attempt 2\), then 1\.00s") as failed:
         check_client(shrinking, invariants=["backoff"], outcomes=["ok", "503"], seed=2)
-    assert len(failed.value.schedule) == 2
+    # a drop in the last wait is not enough: it stays down in the next
+    assert len(failed.value.schedule) == 3
+
+
+@pytest.mark.parametrize(
+    "pattern", [[1.0, 0.5, 1.0, 0.5, 1.0], [2.0, 0.5, 1.0, 2.0, 0.5]], ids=["alternating", "reset"]
+)
+def test_a_back_off_that_resets_and_grows_again_is_not_shrinking(pattern: list[float]) -> None:
+    # two layers of retries: urllib3's Retry (0.5 s, then more) inside a loop of the client's
+    # own that waits longer; outsider19's c03d (1.0 s, then 0.5 s) was accused of shrinking
+    def layered(ctx: ClientContext) -> bytes:
+        waits = iter(pattern)
+        original = ctx.sleep
+        ctx.sleep = lambda seconds: original(next(waits))  # type: ignore[method-assign]
+        return careful_generate(ctx)
+
+    check_client(layered, invariants=["backoff"], outcomes=["ok", "503", "500"], seed=2)
 
 
 def test_the_report_has_transcript_seed_and_replay() -> None:

@@ -9,6 +9,7 @@ over any transport, in any language.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -200,8 +201,8 @@ AT_ONCE = "retried a "  # how the verdict on a 429 or 503 retried without a back
 
 def backoff(run: Run) -> str | None:
     """A wait before retrying a 429 or 503, ``Retry-After`` honoured, a deterministic
-    back-off that never drops below its first wait (jitter may; a reset to it may), and a
-    bounded total wait."""
+    back-off that does not shrink below its first wait and stay there (jitter may; a reset
+    that grows again may), and a bounded total wait."""
     attempts = run.generations
     waits = run.waits()
     other = facts.Rerun(run)
@@ -231,19 +232,23 @@ def backoff(run: Run) -> str | None:
     def pure(gap: int) -> bool:  # a gap between two generation attempts with no download in it
         return not any(attempts[gap].ended <= d.started <= attempts[gap + 1].started for d in run.downloads)
 
-    # a wait shorter than the first one: a back-off that reset to its start after a longer
-    # wait (urllib3's Retry inside a loop of the client's own) has not shrunk below it
-    first: tuple[int, float] | None = None
-    for index, wait in enumerate(waits):
-        if facts.retry_after(attempts[index]) is not None or not pure(index):
-            continue  # a wait the service dictated, or one with a download in it
-        if first is None:
-            first = (index, wait)
-        elif wait < first[1] - 1e-9 and facts.deterministic(run, other):
-            return (
-                f"back-off shrank: waited {first[1]:.2f}s (attempt {first[0] + 2}), then {wait:.2f}s "
-                f"(attempt {index + 2}), the same under any random state"
-            )
+    # a back-off that drops below its first wait and does not grow again (the next wait no
+    # longer): one that drops and grows again reset to its start (urllib3's Retry inside a loop
+    # of the client's own, whose wait may be the longer); a drop in a run's last wait cannot
+    # be told from such a reset (outsider19's c03d: 1.0 s, then its inner layer's 0.5 s)
+    pure_waits = [
+        (index, wait)
+        for index, wait in enumerate(waits)
+        if facts.retry_after(attempts[index]) is None and pure(index)  # not dictated, no download in it
+    ]
+    if pure_waits:
+        first = pure_waits[0]
+        for (index, wait), (later, then) in itertools.pairwise(pure_waits[1:]):
+            if wait < first[1] - 1e-9 and then <= wait + 1e-9 and facts.deterministic(run, other):
+                return (
+                    f"back-off shrank: waited {first[1]:.2f}s (attempt {first[0] + 2}), then {wait:.2f}s "
+                    f"(attempt {index + 2}) and {then:.2f}s (attempt {later + 2}), the same under any random state"
+                )
     return None
 
 

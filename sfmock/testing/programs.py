@@ -23,6 +23,8 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -244,7 +246,7 @@ def run_program(
         status, stdout, stderr = _execute(setup, env, setup.timeout + (stall or 0.0))
         duration = time.monotonic() - started
         saved = output.read_bytes() if output.is_file() else None
-    exchanges = tuple(_settled(recorder.exchanges, TIMINGS[immediate]))
+    exchanges = tuple(_settled(recorder.exchanges, TIMINGS[immediate] + start_latency()))
     error = None if status == 0 else ProgramExit(status, _tail(stderr + stdout))
     run = Run(
         schedule=tuple(schedule),
@@ -328,6 +330,26 @@ def _text(data: bytes) -> str:
 
 def _tail(text: str) -> str:
     return text if len(text) <= KEEP_OUTPUT else "...\n" + text[-KEEP_OUTPUT:]
+
+
+def start_latency() -> float:
+    """Real seconds this machine takes, just now, to start a process and see it end (the
+    median of three starts of ``true``; 0 where there is none): a retry "at once" by a
+    program that starts curl for each attempt comes no sooner than that, and on a machine
+    busy with other work that is more than 50 ms (a fresh clone's suite under load,
+    2026-12-08); idle, a millisecond or two."""
+    true = shutil.which("true")
+    if true is None:
+        return 0.0
+    took = []
+    for _ in range(3):
+        began = time.monotonic()
+        try:
+            subprocess.run([true], check=False, stdin=subprocess.DEVNULL, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return 0.0
+        took.append(time.monotonic() - began)
+    return sorted(took)[1]
 
 
 def _settled(exchanges: Sequence[Any], immediate: float) -> list[Any]:
