@@ -115,3 +115,10 @@ def test_the_default_request_is_one_the_fake_accepts_strict_or_not() -> None:
     check_client(noting, schedule=[], settings=Settings(strict=True))  # every check: valid-requests too
     check_client(noting, schedule=[])
     assert seen[0]["image_size"] == "1024x1024" and "image_size" not in seen[1]
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "10"])
+def test_max_examples_that_no_search_can_run_with_is_refused_naming_it(value: Any) -> None:
+    # outsider19: max_examples=0 came out as Hypothesis's own InvalidArgument, through sfmock's frames
+    with pytest.raises(ArgumentError, match=r"max_examples: expected a whole number of schedules, at least 1"):
+        check_client(never_called, max_examples=value)

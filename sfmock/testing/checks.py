@@ -19,7 +19,13 @@ from typing import Any
 
 from sfmock.config import Settings
 from sfmock.errors import SfmockError
-from sfmock.testing.arguments import check_arguments, chosen_names, default_request, refuse_patched_threads
+from sfmock.testing.arguments import (
+    ArgumentError,
+    check_arguments,
+    chosen_names,
+    default_request,
+    refuse_patched_threads,
+)
 from sfmock.testing.budget import BUDGET, Budget, to_stderr
 from sfmock.testing.harness import DEFAULT_KEY, Client, ClientContext, Harness, Options
 from sfmock.testing.invariants import INVARIANTS, Invariant, Run
@@ -140,6 +146,10 @@ def check_client(
         hang_bound=hang_bound,
         budget=budget,
     )
+    if max_examples is not None and (
+        isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1
+    ):
+        raise ArgumentError("max_examples", f"expected a whole number of schedules, at least 1; got {max_examples!r}")
     if invariants is not None:
         chosen_names("invariants", invariants, sorted(INVARIANTS), "invariant")
     chosen = _invariants(invariants)
