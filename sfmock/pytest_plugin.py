@@ -84,10 +84,7 @@ def sfmock_server(
     from sfmock.remote import RemoteFake
     from sfmock.server import FakeServer
 
-    marker = request.node.get_closest_marker("sfmock")
-    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    if marker and marker.args:
-        raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
+    options = _marker_options(request)
     with _marker_errors():
         scenario = _marker_scenario(options.pop("scenario", None))
         of_its_own = bool(options)  # settings of its own: a server of its own, with the scenario too
@@ -132,6 +129,15 @@ def sfmock_transport(sfmock_server: FakeServer | RemoteFake) -> Iterator[Transpo
     transport.close()
 
 
+def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The test's ``@pytest.mark.sfmock`` keywords, the same for every fixture that reads them
+    (a positional argument is refused by each, not ignored by one)."""
+    marker = request.node.get_closest_marker("sfmock")
+    if marker and marker.args:
+        raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
+    return dict(marker.kwargs) if marker else {}
+
+
 @contextmanager
 def _marker_errors() -> Iterator[None]:
     """A bad marker value fails the test's set-up with the message alone (it names the
@@ -169,8 +175,7 @@ def check_client(request: pytest.FixtureRequest) -> Callable[..., CheckReport]:
     """``check_client(generate, **options)``: the client check, under the marker's settings."""
     from sfmock.testing.checks import check_client as run_check
 
-    marker = request.node.get_closest_marker("sfmock")
-    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    options = _marker_options(request)
     scenario = options.pop("scenario", None)
     with _marker_errors():
         # checked as for sfmock_server, not applied: each run of a check replaces the fake's

@@ -363,3 +363,17 @@ def test_unknown_keys_list_the_allowed_ones() -> None:
     assert info.value.key == "colour" and "unknown key; expected one of the keys" in info.value.expected
     assert all(key in info.value.expected for key in ("url_ttl", "accounts", "default_balance"))
     assert load_contract()  # the models the price check names come from the contract
+
+
+def test_a_positional_marker_argument_is_refused_by_every_fixture_that_reads_the_marker(
+    pytester: pytest.Pytester,
+) -> None:
+    # outsider19: check_client ignored @pytest.mark.sfmock("no-such-scenario"); sfmock_server refused it
+    pytester.makepyfile(
+        HEADER
+        + '\n@pytest.mark.sfmock("no-such-scenario")\ndef test_server(sfmock_server):\n    pass\n'
+        + '\n@pytest.mark.sfmock("no-such-scenario")\ndef test_check(check_client):\n    pass\n'
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(errors=2)
+    assert result.stdout.str().count("@pytest.mark.sfmock takes keyword arguments only") >= 2, result.stdout.str()
