@@ -122,3 +122,27 @@ def test_max_examples_that_no_search_can_run_with_is_refused_naming_it(value: An
     # outsider19: max_examples=0 came out as Hypothesis's own InvalidArgument, through sfmock's frames
     with pytest.raises(ArgumentError, match=r"max_examples: expected a whole number of schedules, at least 1"):
         check_client(never_called, max_examples=value)
+
+
+def _yields_the_image(ctx: ClientContext) -> Any:
+    yield b"never made"
+
+
+async def _yields_it_async(ctx: ClientContext) -> Any:
+    yield b"never made"
+
+
+@pytest.mark.parametrize(
+    ("client", "said"),
+    [
+        ("generate", "expected a function of ctx that returns the image; got 'generate'"),
+        (_yields_the_image, "_yields_the_image is a generator function"),
+        (_yields_it_async, "_yields_it_async is a generator function"),
+    ],
+    ids=["a-name", "generator", "async-generator"],
+)
+def test_a_client_no_run_could_call_for_an_image_is_refused(client: Any, said: str) -> None:
+    # outsider19: each ran 131 schedules, then blamed coverage or returns-image
+    with pytest.raises(ArgumentError, match=r"argument client: ") as refused:
+        check_client(client)
+    assert said in str(refused.value)

@@ -13,6 +13,7 @@ client succeed, fails too: nothing tested is not a pass.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -146,6 +147,7 @@ def check_client(
         hang_bound=hang_bound,
         budget=budget,
     )
+    _check_client_callable(client)
     if max_examples is not None and (
         isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1
     ):
@@ -215,6 +217,19 @@ def check_client(
         unmet=unmet,
         note=note,
     )
+
+
+def _check_client_callable(client: Any) -> None:
+    """Refuse a ``client`` no run could call for an image: not callable, or a generator
+    function (calling it runs none of its body; outsider19's checks of both ran 131 schedules)."""
+    if not callable(client):
+        raise ArgumentError("client", f"expected a function of ctx that returns the image; got {client!r}")
+    if inspect.isgeneratorfunction(client) or inspect.isasyncgenfunction(client):
+        raise ArgumentError(
+            "client",
+            f"{_name_of(client)} is a generator function: calling it runs none of its body; "
+            "return the image instead of yielding it",
+        )
 
 
 def _verdict(
