@@ -19,7 +19,6 @@ from documentation import page
 from node_packages import node_packages_missing
 
 from sfmock.cli import main
-from sfmock.testing import programs
 from sfmock.testing.junit import write_report
 from sfmock.testing.program_check import ProgramReport, check_program
 from sfmock.testing.program_rules import check_names, judge
@@ -521,69 +520,53 @@ def test_a_program_that_retries_at_once_is_caught_by_backoff() -> None:
     assert check(("bash", "-c", ONE_SHORT_WAIT), schedule=["503", "503"], checks=["backoff"]).passed
 
 
-EIGHTY_MS = (  # every retry 80 ms after the answer: as curl starts at once on a machine busy with other work
-    'for try in 1 2 3 4; do code=$(curl -s -o /dev/null -w "%{http_code}" '
-    '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" "$SILICONFLOW_BASE_URL/images/generations"); '
-    "case $code in 5*) sleep 0.08 ;; *) break ;; esac; done"
-)
-
-
-@needs_curl
-@pytest.mark.parametrize(("starting", "caught"), [(0.1, True), (0.0, False)], ids=["busy", "idle"])
-def test_at_once_allows_for_the_time_the_machine_takes_to_start_a_process(
-    monkeypatch: pytest.MonkeyPatch, starting: float, caught: bool
-) -> None:
-    # a fresh clone's suite under load (2026-12-08): curl started more than 50 ms after the
-    # answer, and a program that retries at once was passed; "at once" is now within 50 ms
-    # plus what starting a process takes just then (measured after each run: 2 ms idle)
-    monkeypatch.setattr(programs, "start_latency", lambda: starting)
-    report = check(("bash", "-c", EIGHTY_MS), schedule=["503", "503", "503"], checks=["backoff"])
-    assert (report.failure is not None) is caught, report.text()
-    if caught:
-        assert report.failure is not None and report.failure.message.startswith("retried a 503 at once")
-
-
-def test_starting_a_process_is_measured() -> None:
-    assert 0 < programs.start_latency() < 5
-
-
-def _at_once_until_caught(flag: Path) -> str:
-    """Retries a 503 at once until a run of it has done so twice, then backs off 0.6 s: as a
-    jittered back-off may draw two short waits in one run, by chance, and not in the next."""
-    return (
-        f'short=0; for try in 1 2 3 4; do code=$(curl -s -o /dev/null -w "%{{http_code}}" '
-        '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
-        '"$SILICONFLOW_BASE_URL/images/generations"); '
-        f"case $code in 5*) [ -e {flag} ] && sleep 0.6 || short=$((short + 1)) ;; *) break ;; esac; done; "
-        f"[ $short -ge 3 ] && touch {flag}; true"
+def _retries_503(flag: Path, *, before: int, wait: float) -> tuple[str, ...]:
+    """A Python program that retries a 5xx up to 4 attempts in all, in its own process (no
+    process started for a retry: "at once" is a millisecond, however busy the machine), at
+    once until a run of it has retried ``before`` times, then after ``wait`` seconds (the
+    flag file is its memory between runs)."""
+    code = f"""
+import json, os, pathlib, time, urllib.error, urllib.request
+flag, short = pathlib.Path({str(flag)!r}), 0
+for attempt in range(4):
+    request = urllib.request.Request(
+        os.environ["SILICONFLOW_BASE_URL"] + "/images/generations",
+        data=os.environ["SFMOCK_REQUEST"].encode(),
+        headers={{"Authorization": "Bearer " + os.environ["SILICONFLOW_API_KEY"], "Content-Type": "application/json"}},
     )
+    try:
+        urllib.request.urlopen(request, timeout=10).read()
+        break
+    except urllib.error.HTTPError as error:
+        if error.code < 500 or attempt == 3:
+            break
+        if flag.exists():
+            time.sleep({wait})
+        short += 1
+if short >= {before}:
+    flag.touch()
+"""
+    return (sys.executable, "-c", code)
 
 
-@needs_curl
 def test_a_retry_at_once_that_a_busy_machine_slows_in_the_replay_is_still_caught(tmp_path: Path) -> None:
     # on a busy machine curl may start 60 ms or more after the last answer: the replay of a
     # program that retries at once found no retry within 50 ms and passed it, "not judged"
-    # (a fresh clone under load, 2026-12-07); the replay confirms a retry within 150 ms
+    # (a fresh clone under load, 2026-12-07); the replay confirms a retry within 150 ms. The
+    # program retries in its own process, so that its first run is "at once" on any machine
+    # (as curl, it started more than 50 ms late in a fresh clone's suite, 2026-12-08)
     flag = tmp_path / "caught"
-    program = (
-        'short=0; for try in 1 2 3 4; do code=$(curl -s -o /dev/null -w "%{http_code}" '
-        '-H "Authorization: Bearer $SILICONFLOW_API_KEY" -d "$SFMOCK_REQUEST" '
-        '"$SILICONFLOW_BASE_URL/images/generations"); '
-        f"case $code in 5*) [ -e {flag} ] && sleep 0.08; short=$((short + 1)) ;; *) break ;; esac; done; "
-        f"[ $short -ge 2 ] && touch {flag}; true"
-    )
-    report = check(("bash", "-c", program), checks=["backoff"], outcomes=["503"], max_examples=5)
+    report = check(_retries_503(flag, before=2, wait=0.08), checks=["backoff"], outcomes=["503"], max_examples=5)
     assert flag.exists()  # a run retried at once; the later ones, and the replay, 80 ms later
     assert report.failure is not None and report.failure.check == "backoff", report.text()
     assert report.failure.message.startswith("retried a ") and report.failure.reproduced is True, report.text()
 
 
-@needs_curl
 def test_short_waits_a_replay_does_not_repeat_are_not_judged(tmp_path: Path) -> None:
     # a correct program with full jitter may draw two waits under 50 ms in one run: it was
     # accused, "FLAKY: a replay of it passed"; its replay draws its waits again
     flag = tmp_path / "caught"
-    report = check(("bash", "-c", _at_once_until_caught(flag)), checks=["backoff"], outcomes=["503"], max_examples=5)
+    report = check(_retries_503(flag, before=3, wait=0.6), checks=["backoff"], outcomes=["503"], max_examples=5)
     assert flag.exists()  # a run retried at once, twice or more
     assert report.passed, report.text()
     assert "not judged: [backoff] retried a 503" in report.text(), report.text()

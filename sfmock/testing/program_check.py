@@ -21,7 +21,6 @@ asks for it).
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import shlex
 import threading
@@ -41,11 +40,18 @@ from sfmock.testing.budget import BUDGET
 from sfmock.testing.evidence import GENERATE
 from sfmock.testing.invariants import AT_ONCE
 from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
-from sfmock.testing.programs import DEFAULT_REQUEST, STALLED, ProgramError, ProgramRun, ProgramSetup, run_program
+from sfmock.testing.programs import (
+    STALLED,
+    ProgramError,
+    ProgramRun,
+    ProgramSetup,
+    replay_command,
+    run_program,
+)
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 
-__all__ = ["ProgramFailure", "ProgramReport", "check_program", "replay_command"]
+__all__ = ["ProgramFailure", "ProgramReport", "check_program"]
 
 Verdict = tuple[str, str] | None
 
@@ -439,26 +445,6 @@ def _key(schedule: Sequence[str]) -> tuple[str, ...]:
     while key and key[-1] == "ok":
         key.pop()
     return tuple(key)
-
-
-def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequence[str] | None) -> str:
-    """The ``sfmock check`` command line that runs exactly ``schedule`` with these options."""
-    words = ["sfmock", "check", "--seed", str(setup.seed), "--schedule", ",".join(schedule)]
-    defaults = ProgramSetup(command=setup.command)
-    if setup.judge_request or dict(setup.request) != dict(DEFAULT_REQUEST):
-        words += ["--request", json.dumps(setup.request, separators=(",", ":"))]
-    for flag, value, default in (
-        ("--timeout", setup.timeout, defaults.timeout),
-        ("--min-attempts", setup.min_attempts, defaults.min_attempts),
-        ("--max-attempts", setup.max_attempts, defaults.max_attempts),
-    ):
-        if value != default:
-            words += [flag, f"{value:g}"]
-    if checks is not None:
-        words += ["--checks", ",".join(checks)]
-    if setup.config is not None:
-        words += ["--config", setup.config]
-    return shlex.join([*words, "--", *setup.command])
 
 
 def _indent(text: str) -> str:

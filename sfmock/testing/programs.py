@@ -23,8 +23,7 @@ import asyncio
 import dataclasses
 import json
 import os
-import shutil
-import subprocess
+import shlex
 import tempfile
 import threading
 import time
@@ -58,6 +57,7 @@ __all__ = [
     "is_image",
     "kill_running",
     "program_environment",
+    "replay_command",
     "run_program",
     "short_scenario",
     "stall_hold",
@@ -246,7 +246,7 @@ def run_program(
         status, stdout, stderr = _execute(setup, env, setup.timeout + (stall or 0.0))
         duration = time.monotonic() - started
         saved = output.read_bytes() if output.is_file() else None
-    exchanges = tuple(_settled(recorder.exchanges, TIMINGS[immediate] + start_latency()))
+    exchanges = tuple(_settled(recorder.exchanges, TIMINGS[immediate]))
     error = None if status == 0 else ProgramExit(status, _tail(stderr + stdout))
     run = Run(
         schedule=tuple(schedule),
@@ -332,26 +332,6 @@ def _tail(text: str) -> str:
     return text if len(text) <= KEEP_OUTPUT else "...\n" + text[-KEEP_OUTPUT:]
 
 
-def start_latency() -> float:
-    """Real seconds this machine takes, just now, to start a process and see it end (the
-    median of three starts of ``true``; 0 where there is none): a retry "at once" by a
-    program that starts curl for each attempt comes no sooner than that, and on a machine
-    busy with other work that is more than 50 ms (a fresh clone's suite under load,
-    2026-12-08); idle, a millisecond or two."""
-    true = shutil.which("true")
-    if true is None:
-        return 0.0
-    took = []
-    for _ in range(3):
-        began = time.monotonic()
-        try:
-            subprocess.run([true], check=False, stdin=subprocess.DEVNULL, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            return 0.0
-        took.append(time.monotonic() - began)
-    return sorted(took)[1]
-
-
 def _settled(exchanges: Sequence[Any], immediate: float) -> list[Any]:
     """Exchanges in arrival order, a generation retried sooner than ``immediate`` moved back to "at once".
 
@@ -373,3 +353,23 @@ def _settled(exchanges: Sequence[Any], immediate: float) -> list[Any]:
 def is_image(exchange: Any) -> bool:
     """The exchange is a download answered 200 with a PNG."""
     return bool(exchange.status == 200 and exchange.failure is None and exchange.body.startswith(PNG))
+
+
+def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequence[str] | None) -> str:
+    """The ``sfmock check`` command line that runs exactly ``schedule`` with these options."""
+    words = ["sfmock", "check", "--seed", str(setup.seed), "--schedule", ",".join(schedule)]
+    defaults = ProgramSetup(command=setup.command)
+    if setup.judge_request or dict(setup.request) != dict(DEFAULT_REQUEST):
+        words += ["--request", json.dumps(setup.request, separators=(",", ":"))]
+    for flag, value, default in (
+        ("--timeout", setup.timeout, defaults.timeout),
+        ("--min-attempts", setup.min_attempts, defaults.min_attempts),
+        ("--max-attempts", setup.max_attempts, defaults.max_attempts),
+    ):
+        if value != default:
+            words += [flag, f"{value:g}"]
+    if checks is not None:
+        words += ["--checks", ",".join(checks)]
+    if setup.config is not None:
+        words += ["--config", setup.config]
+    return shlex.join([*words, "--", *setup.command])
