@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from catalogue.common import image_urls
+from catalogue.httpx_clients import TIMEOUT, _retry_loop
 
 from sfmock.checks import ClientContext, Run, check_client
 from sfmock.testing import invariants
@@ -258,33 +260,12 @@ def test_a_back_off_slept_in_c_code_is_not_called_at_once() -> None:
 
 
 def _download_in_a_thread(ctx: ClientContext, *, passes_errors: bool) -> bytes:
-    """A generation retried with a back-off, then its image downloaded by a thread of its own
-    while the caller waits on a queue with no timeout. ``passes_errors``: the thread puts
-    its exception on the queue too (the caller raises it); else it dies with it, and the
-    caller waits for a result that never comes (outsider19's f19)."""
-    http = ctx.http_client(timeout=60)
-    for attempt in range(5):
-        try:
-            answer = http.post(
-                f"{ctx.base_url}/images/generations",
-                json=ctx.request,
-                headers={"Authorization": f"Bearer {ctx.api_key}"},
-            )
-        except httpx.TransportError:
-            time.sleep(1.5 * 2**attempt)
-            continue
-        if answer.status_code in TRANSIENT:
-            time.sleep(1.5 * 2**attempt)
-            continue
-        answer.raise_for_status()
-        try:
-            url = answer.json()["images"][0]["url"]
-        except ValueError:
-            time.sleep(1.5 * 2**attempt)
-            continue
-        break
-    else:
-        raise RuntimeError("gave up")
+    """The catalogue's correct retry loop for the generation, then its image downloaded by a
+    thread of its own while the caller waits on a queue with no timeout. ``passes_errors``:
+    the thread puts its exception on the queue too (the caller raises it); else it dies with
+    it, and the caller waits for a result that never comes (outsider19's f19)."""
+    http = ctx.http_client(timeout=TIMEOUT)
+    url = image_urls(_retry_loop(ctx, http)[0])[0]
     results: queue.Queue[Any] = queue.Queue()
 
     def download() -> None:
@@ -312,7 +293,6 @@ def test_a_caller_waiting_with_no_timeout_for_a_thread_that_died_would_hang_fore
     report = str(failed.value)
     assert "[timeouts]" in report and "never comes" in report, report
     assert time.monotonic() - started < 55, report  # found at the first such run, not at the budget's end
-    print(report)
 
 
 def test_a_caller_whose_thread_hands_back_its_error_passes() -> None:

@@ -40,14 +40,7 @@ from sfmock.testing.budget import BUDGET
 from sfmock.testing.evidence import GENERATE
 from sfmock.testing.invariants import AT_ONCE
 from sfmock.testing.program_rules import ORDER, check_names, judge, one_line, takes_request
-from sfmock.testing.programs import (
-    STALLED,
-    ProgramError,
-    ProgramRun,
-    ProgramSetup,
-    replay_command,
-    run_program,
-)
+from sfmock.testing.programs import STALLED, ProgramError, ProgramRun, ProgramSetup, replay_command, run_program
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES, drawn_outcomes, first_schedules, schedules
 from sfmock.wording import plural
 
@@ -368,10 +361,8 @@ class _Search:
 
         def fails(candidate: list[str]) -> bool:
             try:
-                if mine:
-                    outcome = self.evaluate(candidate, phase="shrink", immediate=_threshold(self.cache[mine[0]][0]))
-                else:
-                    outcome = self.evaluate(candidate, phase="search")
+                phase, soon = ("shrink", _threshold(self.cache[mine[0]][0])) if mine else ("search", "immediate")
+                outcome = self.evaluate(candidate, phase=phase, immediate=soon)
             except ProgramError as exc:
                 with self.lock:
                     self.error = self.error or exc
