@@ -90,7 +90,8 @@ class Budget:
             return (
                 f"{waited}: a wait the checker does not reach (select, a C extension's sleep, a loop it does "
                 "not know) or a wait on another process (subprocess, multiprocessing: real by design) costs its "
-                "real seconds; time.sleep, asyncio, trio and anyio waits are virtual"
+                "real seconds; time.sleep, asyncio, trio and anyio waits are virtual, but a time.sleep taken "
+                "before the check (a functools.partial, a default argument) keeps real time"
             )
         # a client that never used the live socket is not told the socket is why
         socket = "a live socket serves in real time; " if self.live() else ""
