@@ -142,7 +142,14 @@ def create_app(
         invalid_parameter_code=settings.invalid_parameter_code,
         wording=RuleWording(settings.range_errors, settings.size_errors),
     )
-    host = ImageHost(signer, scoped, generator.max_pixels, pictures, content_type=settings.image_content_type)
+    host = ImageHost(
+        signer,
+        scoped,
+        generator.max_pixels,
+        pictures,
+        content_type=settings.image_content_type,
+        ranges=settings.byte_ranges == "s3",
+    )
     scenario = settings.scenario or Scenario()
 
     def new_session(name: str | None) -> SessionState:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import os
 import re
 import signal
 import socket
@@ -234,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.unraisablehook = lambda unraisable: None
         warnings.simplefilter("ignore", RuntimeWarning)
         return 0
+    except BrokenPipeError:  # the reader went away (sfmock scenarios | head -1): quietly, as other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 1
 
 
 def serve(args: argparse.Namespace) -> int:

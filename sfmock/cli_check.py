@@ -119,8 +119,8 @@ def check(args: argparse.Namespace) -> int:
     problem = None
     if not command:
         problem = "give the program to check after --, e.g. sfmock check -- node client.mjs"
-    elif args.budget <= 0 or args.jobs < 1 or args.max_examples < 1 or args.timeout <= 0:
-        problem = "--budget, --jobs, --max-examples and --timeout must be positive"
+    elif (unusable := _not_positive(args)) is not None:
+        problem = unusable
     elif args.jobs > MAX_JOBS:
         problem = f"--jobs: {args.jobs} is more than {MAX_JOBS}; expected 1 to {MAX_JOBS} runs at a time"
     elif args.junit is not None:
@@ -192,6 +192,28 @@ def check(args: argparse.Namespace) -> int:
             return 2
     progress(f"done in {time.monotonic() - started:.1f}s")
     return 0 if report.passed else 1
+
+
+def _not_positive(args: argparse.Namespace) -> str | None:
+    """The first option whose number is not positive (or the seed out of its range), said as
+    ``--jobs: 0 is not positive; expected ...``."""
+    from sfmock.contract.schemas import check
+    from sfmock.errors import ConfigError
+
+    expected = {
+        "--budget": (args.budget, "seconds the search may take, more than 0"),
+        "--jobs": (args.jobs, "runs at a time, at least 1"),
+        "--max-examples": (args.max_examples, "schedules to try, at least 1"),
+        "--timeout": (args.timeout, "seconds one run may take, more than 0"),
+    }
+    for flag, (value, what) in expected.items():
+        if value <= 0:
+            return f"{flag}: {value:g} is not positive; expected {what}"
+    try:  # the fake's seed too: the config's rule, named as the option
+        check("config", {"seed": args.seed}, "command line", key_names={"seed": "--seed"})
+    except ConfigError as exc:
+        return str(exc).removeprefix("command line: ")
+    return None
 
 
 def _unwritable(path: str) -> str | None:

@@ -97,6 +97,7 @@ class Settings:
     image_content_type: str = "image/png"  # or "application/octet-stream", as the live store serves
     url_token: str = "none"  # or "sts": an X-Amz-Security-Token in every image URL (~1.9 KB in all)
     object_names: str = "sfmock"  # or "observed": <id>_<32 hex>_<8 hex>_<8 hex>_00001_.png
+    byte_ranges: str = "s3"  # or "ignore": every download whole (200), Range or not
     replay: tuple[Exchange, ...] | None = None  # recordings to answer from (sfmock.fidelity.replay)
     replay_match: str = "prompt"
     replay_miss: str = "fake"

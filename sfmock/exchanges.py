@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["READ_TIMEOUT", "REAL_MONOTONIC", "Exchange", "HangForever", "TimedOut", "failure_of"]
+__all__ = ["READ_TIMEOUT", "REAL_MONOTONIC", "Exchange", "HangForever", "Interrupted", "TimedOut", "failure_of"]
 
 # the read timeout of the in-process request being served (None: the client set none);
 # a fault's wait that outlasts it ends in the client's timeout (see sfmock.testing.checks)
@@ -24,6 +24,15 @@ REAL_MONOTONIC = time.monotonic
 class HangForever(BaseException):
     """The client waits for something that never comes (a BaseException: no ``except
     Exception`` in the client swallows it)."""
+
+
+class Interrupted(HangForever):
+    """A request the app holds reached a signal the client set for itself (a real-time
+    alarm): the transport calls :meth:`deliver` in the client's thread, at its edge, where
+    the signal would interrupt the read; if that returns, the read waits on (the hang)."""
+
+    def deliver(self) -> None:
+        """Run the client's handler (it may raise)."""
 
 
 class TimedOut(BaseException):

@@ -131,11 +131,15 @@ def sfmock_transport(sfmock_server: FakeServer | RemoteFake) -> Iterator[Transpo
 
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The test's ``@pytest.mark.sfmock`` keywords, the same for every fixture that reads them
-    (a positional argument is refused by each, not ignored by one)."""
-    marker = request.node.get_closest_marker("sfmock")
-    if marker and marker.args:
-        raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
-    return dict(marker.kwargs) if marker else {}
+    (a positional argument is refused by each, not ignored by one). Markers on the module,
+    the class and the test add up, the closest winning a key they share (the closest alone
+    dropped the others' keys: outsider21)."""
+    options: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("sfmock"))):  # farthest first
+        if marker.args:
+            raise pytest.UsageError("@pytest.mark.sfmock takes keyword arguments only (scenario=..., config=..., ...)")
+        options.update(marker.kwargs)
+    return options
 
 
 @contextmanager
@@ -164,9 +168,13 @@ def _marker_scenario(scenario: Any) -> Scenario | None:
 def _marker_settings(options: dict[str, Any]) -> Settings:
     """The marker's keywords, checked and converted exactly as a config file's keys are."""
     from sfmock.config import load_settings, settings_from
+    from sfmock.errors import ConfigError
 
     config = options.pop("config", None)
-    base = load_settings(config) if config is not None else None
+    try:
+        base = load_settings(config) if config is not None else None
+    except ConfigError as exc:  # the file's own error, said to come from the marker's config=
+        raise ConfigError(f"@pytest.mark.sfmock(config={config!r}): {exc.source}", exc.key, exc.expected) from None
     return settings_from(options, "@pytest.mark.sfmock", base)
 
 

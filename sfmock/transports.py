@@ -24,7 +24,7 @@ import httpx
 from starlette.types import ASGIApp, Message
 
 from sfmock.clock import Clock, SystemClock, VirtualClock
-from sfmock.exchanges import READ_TIMEOUT, REAL_MONOTONIC, Exchange, HangForever, TimedOut, failure_of
+from sfmock.exchanges import READ_TIMEOUT, REAL_MONOTONIC, Exchange, HangForever, Interrupted, TimedOut, failure_of
 from sfmock.keepalive import KeptConnections, running_loop
 
 __all__ = [
@@ -103,7 +103,11 @@ class InProcess:
                     # a plain loop of its own, whatever loop policy the caller's code has set
                     self._loop = asyncio.SelectorEventLoop()
                 answer = self._answer(transcript, method, url, headers, body, read_timeout, queued if waited else None)
-                return self._loop.run_until_complete(answer)
+                try:
+                    return self._loop.run_until_complete(answer)
+                except Interrupted as due:  # recorded: the client's own handler, here in its thread
+                    due.deliver()
+                    raise
             finally:
                 self._holder = None
                 self._lock.release()
@@ -244,11 +248,13 @@ class InProcess:
             seconds = min(delay, read_timeout) if late and read_timeout is not None else delay
             begun, me = self.clock.now(), threading.get_ident()
             self._passing.add(me)
+            stops: tuple[type[BaseException], ...] = (*_cancellations(), Interrupted)
             try:
                 deadline = await self._pass(seconds)
-            except _cancellations():
+            except stops as stopped:
+                failure = "timeout" if isinstance(stopped, Interrupted) else "cancelled"  # its alarm, or a cancel
                 transcript.append(
-                    replace(exchange, status=None, headers={}, body=b"", failure="cancelled", ended=self.clock.now())
+                    replace(exchange, status=None, headers={}, body=b"", failure=failure, ended=self.clock.now())
                 )
                 raise
             finally:

@@ -174,7 +174,7 @@ def probe_images(base: str) -> dict[str, Any]:
     """``image_public_url``: image URLs are named by it, and the object they name downloads
     from the fake (the path and signature are the fake's own). Also the 2026 service's
     images and 400s (issue 24): ``url_token``, ``object_names``, ``image_content_type``,
-    ``range_errors``, ``size_errors``."""
+    ``range_errors``, ``size_errors``, ``byte_ranges``."""
     with _client(base, "documented", "/temporary/outputs/") as client:
         url = _gen(client, "sk-images", KOLORS).json()["images"][0]["url"]
         parts = urlsplit(url)
@@ -185,6 +185,9 @@ def probe_images(base: str) -> dict[str, Any]:
             "url_token": "X-Amz-Security-Token=" in parts.query,
             "object_names": parts.path.endswith("_00001_.png"),
             "image_content_type": local.headers["content-type"],
+            "byte_ranges": client.get(
+                parts.path.removeprefix("/base") + "?" + parts.query, headers={"Range": "bytes=0-9"}
+            ).status_code,
             "range_errors": _status_code(_gen(client, "sk-images", {**KOLORS, "seed": -1})),
             "size_errors": _status_code(_gen(client, "sk-images", {**KOLORS, "image_size": ""})),
         }

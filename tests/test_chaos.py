@@ -143,6 +143,14 @@ def test_bad_fault_header_is_a_clear_400(api: httpx.Client) -> None:
     assert fault(api, "delay=0..0.01").status_code == 200  # the right way round: a delay
 
 
+def test_a_utf8_fault_message_is_answered_as_sent_over_a_socket(api: httpx.Client) -> None:
+    sent = "error=503;message=héllo ✓".encode()  # as curl, fetch and requests send non-ASCII
+    answer = fault(api, sent)  # type: ignore[arg-type]
+    assert answer.status_code == 503 and answer.json()["message"] == "héllo ✓"
+    latin = fault(api, "error=503;message=caf\xe9".encode("latin-1"))  # type: ignore[arg-type]
+    assert latin.json()["message"] == "café"  # not UTF-8: Latin-1, as the bytes say
+
+
 def test_image_host_faults_from_a_scenario(clock: VirtualClock) -> None:
     settings = load_settings(None, {"scenario": str(FIXTURES / "scenarios" / "slow.yaml"), "seed": 1})
     rules = [{"when": {"path": "/temporary/outputs/*"}, "sequence": [{"error": 503}, {"error": 500}, "pass"]}]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -399,3 +400,36 @@ def test_a_stall_seen_once_is_the_verdict_not_replayed(monkeypatch: pytest.Monke
         check_client(deadlocked_on_retry, outcomes=["ok", "503"], seed=1, max_examples=10)
     assert failed.value.invariant == "timeouts" and "made no progress" in failed.value.problem
     assert len(stalls) == 1  # paid once: not again for a replay, a shrink or a flakiness check
+
+
+_HELD = threading.Lock()  # made at import, as a module's lock is: the checker cannot see its waits
+
+
+def test_a_deadlock_on_a_lock_the_checker_cannot_see_is_judged_within_the_budget() -> None:
+    def deadlocked_on_retry(ctx: ClientContext) -> bytes:
+        """A non-reentrant module-level lock taken again on the retry path: hangs forever."""
+        http = ctx.http_client(timeout=60)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        for _ in range(3):
+            answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            if answer.status_code == 200:
+                return http.get(answer.json()["images"][0]["url"]).raise_for_status().content
+            with _HELD, _HELD:
+                time.sleep(1)
+        raise RuntimeError("gave up")
+
+    # at 60 s each, the budget cut the stalled run first, and a run cut is not judged: it passed
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(deadlocked_on_retry, outcomes=["ok", "503"], seed=1, max_examples=10, budget=20)
+    problem = failed.value.problem
+    assert failed.value.invariant == "timeouts" and "made no progress for 10 real seconds" in problem
+    assert "half the check's budget" in problem and "test_checks_async.py" in problem
+
+
+@pytest.mark.parametrize(("budget", "stall"), [(60.0, 30.0), (300.0, 60.0), (4.0, 10.0)])
+def test_a_stall_is_stopped_at_half_the_budget_between_10_and_60_seconds(budget: float, stall: float) -> None:
+    from sfmock.testing.watchdog import Watchdog
+
+    dog = Watchdog(lambda: None)
+    dog.within(123.0, budget)
+    assert dog.deadline == 123.0 and dog.stall == stall

@@ -20,7 +20,9 @@ import requests
 import urllib3.exceptions
 import yarl
 
-from sfmock.checks import ClientContext, check_client
+from sfmock.checks import ClientCheckFailed, ClientContext, check_client
+from sfmock.testing.images import whole_images
+from sfmock.transports import Exchange
 
 TRANSIENT = {429, 500, 502, 503, 504}
 TIMEOUT = 60.0
@@ -120,15 +122,19 @@ def requests_raw(ctx: ClientContext) -> bytes:
 # -- httpx ---------------------------------------------------------------------------------
 
 
+def _httpx_generate(http: httpx.Client, ctx: ClientContext) -> str:
+    r = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx))
+    if r.status_code != 200:
+        raise ApiError(r.status_code, r.headers)
+    return str(r.json()["images"][0]["url"])
+
+
 def httpx_stream(ctx: ClientContext) -> bytes:
     """httpx.Client, ``with http.stream("GET", url)`` and ``iter_bytes``."""
     http = ctx.http_client(timeout=TIMEOUT)
 
     def generate() -> str:
-        r = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=_auth(ctx))
-        if r.status_code != 200:
-            raise ApiError(r.status_code, r.headers)
-        return str(r.json()["images"][0]["url"])
+        return _httpx_generate(http, ctx)
 
     def download(url: str) -> bytes:
         with http.stream("GET", url) as image:
@@ -214,7 +220,45 @@ async def aiohttp_iter_chunked(ctx: ClientContext) -> bytes:
         return await _aretrying(generate, download, (aiohttp.ClientError, TimeoutError))
 
 
-PATTERNS = [requests_iter_content, requests_raw, httpx_stream, httpx_async_stream]
+def _resuming(ctx: ClientContext, *, keep_the_start: bool) -> bytes:
+    """httpx.Client streaming the image; a download cut short is resumed with ``Range`` from
+    the bytes it has (206: the rest), or started over where the store sends it whole (200).
+    ``keep_the_start=False`` is the flaw: on a 206 it keeps only the rest."""
+    http = ctx.http_client(timeout=TIMEOUT)
+
+    def generate() -> str:
+        return _httpx_generate(http, ctx)
+
+    def download(url: str) -> bytes:
+        got = b""
+        for turn in range(4):
+            try:
+                with http.stream("GET", url, headers={"Range": f"bytes={len(got)}-"} if got else {}) as image:
+                    if image.status_code == 200 or (image.status_code == 206 and not keep_the_start):
+                        got = b""
+                    elif image.status_code != 206:
+                        raise ApiError(image.status_code, image.headers)
+                    for chunk in image.iter_bytes(chunk_size=1024):
+                        got += chunk
+                    return got
+            except httpx.TransportError:
+                if turn == 3:
+                    raise
+                time.sleep(1)
+        raise AssertionError("unreachable")
+
+    return _retrying(generate, download, (httpx.TransportError,))
+
+
+def httpx_resuming(ctx: ClientContext) -> bytes:
+    return _resuming(ctx, keep_the_start=True)
+
+
+def httpx_resuming_keeps_only_the_rest(ctx: ClientContext) -> bytes:
+    return _resuming(ctx, keep_the_start=False)
+
+
+PATTERNS = [requests_iter_content, requests_raw, httpx_stream, httpx_async_stream, httpx_resuming]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -273,3 +317,52 @@ def test_a_cut_body_read_from_raw_is_urllib3s_broken_connection_in_process_as_on
 
     check_client(once, schedule=["download-cut"], random_seed=0, invariants=["valid-requests"])
     assert len(seen) == 1 and issubclass(seen[0], urllib3.exceptions.ProtocolError), seen
+
+
+def test_a_download_resumed_with_range_after_a_cut_is_the_image() -> None:
+    resumed: list[int] = []
+    original = httpx.Client.send
+
+    def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        response = original(self, request, **kwargs)
+        if "range" in request.headers:
+            resumed.append(response.status_code)
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpx.Client, "send", send)
+        report = check_client(httpx_resuming, schedule=["download-cut"], random_seed=0)
+    assert report.succeeded == 1 and resumed == [206]  # put together from the start it had and the rest
+
+
+def test_a_resumed_download_that_keeps_only_the_rest_is_caught_by_returns_image() -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(httpx_resuming_keeps_only_the_rest, seed=1, max_examples=40)
+    assert failed.value.invariant == "returns-image"
+    assert "download-cut" in failed.value.schedule
+
+
+def _got(status: int, body: bytes, *, at: int = 0, size: int = 10, failure: str | None = None) -> Exchange:
+    headers = {"content-length": str(size)} if status == 200 else {"content-range": f"bytes {at}-{size - 1}/{size}"}
+    return Exchange(
+        method="GET", url="http://x/o.png", path="/temporary/outputs/o.png", request_headers={}, request_body=b"",
+        status=status, headers=headers, body=body, failure=failure, fault=None, started=0.0, ended=0.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("downloads", "images"),
+    [
+        ([_got(200, b"0123456789")], [b"0123456789"]),
+        ([_got(200, b"0123", failure="truncated"), _got(206, b"456789", at=4)], [b"0123456789"]),
+        ([_got(200, b"012", failure="truncated"), _got(206, b"3456", at=3, failure="truncated"),
+          _got(206, b"789", at=7)], [b"0123456789"]),
+        ([_got(200, b"0123", failure="truncated"), _got(206, b"6789", at=6)], []),  # a gap: bytes 4 and 5
+        ([_got(206, b"456789", at=4)], []),  # the start never came
+        ([_got(200, b"0123", failure="truncated"), _got(206, b"23456789", at=2)], [b"0123456789"]),  # overlap
+    ],
+)  # fmt: skip
+def test_an_image_got_in_parts_is_whole_only_when_every_byte_came(
+    downloads: list[Exchange], images: list[bytes]
+) -> None:
+    assert whole_images(downloads) == images

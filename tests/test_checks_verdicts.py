@@ -5,6 +5,8 @@ ExceptionGroup members, the whole-batch promise, and the wording of the reports.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import logging
 import random
 import threading
@@ -436,3 +438,76 @@ def test_a_stateless_client_is_not_said_to_depend_on_earlier_runs() -> None:
         check_client(hasty, seed=1, max_examples=30, outcomes=["ok", "429"], invariants=["backoff"])
     assert failed.value.invariant == "backoff"
     assert "depends on earlier runs" not in str(failed.value)
+
+
+# -- what a client returns: bytes, a path, a data URL, a Pillow image ---------------------
+
+
+def _returning(shape: Any) -> Any:
+    def client(ctx: ClientContext) -> Any:
+        http = ctx.http_client(timeout=30)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        for attempt in range(5):
+            answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            if answer.status_code == 200:
+                try:
+                    image = http.get(answer.json()["images"][0]["url"])
+                except (httpx.TransportError, ValueError, KeyError):
+                    time.sleep(2**attempt)
+                    continue
+                if image.status_code == 200:
+                    return shape(image.content)
+            elif answer.status_code < 500 and answer.status_code != 429:
+                answer.raise_for_status()
+            time.sleep(2**attempt)
+        raise RuntimeError("gave up")
+
+    return client
+
+
+def _pillow(content: bytes) -> Any:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(content))
+    image.load()
+    return image
+
+
+def _data_url(content: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(content).decode()
+
+
+@pytest.mark.parametrize(
+    "shape", [_pillow, _data_url, lambda c: _pillow(c).convert("RGB")], ids=["pil", "data-url", "pil-rgb"]
+)
+def test_the_image_returned_as_a_pillow_image_or_a_data_url_is_the_image(shape: Any) -> None:
+    # outsider21: both were accused "instead of the image it downloaded" though they were it
+    check_client(_returning(shape), schedule=[], random_seed=0, invariants=["returns-image"])
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [lambda c: _pillow(c).rotate(90), lambda c: _data_url(c[: len(c) // 2]), lambda c: "data:image/png;base64,@@"],
+    ids=["pil-rotated", "data-url-half", "data-url-broken"],
+)
+def test_another_picture_or_a_cut_data_url_is_not_the_image(shape: Any) -> None:
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(_returning(shape), schedule=[], random_seed=0, invariants=["returns-image"])
+    assert failed.value.invariant == "returns-image" and "instead of the image it downloaded" in failed.value.problem
+
+
+def test_a_client_that_never_asks_for_a_generation_is_told_what_it_asked_instead() -> None:
+    # outsider21: "generation answers seen: ;" after 131 schedules, nothing to go on
+    def wrong_path(ctx: ClientContext) -> bytes:
+        http = ctx.http_client(timeout=30)
+        answer = http.post(
+            f"{ctx.base_url}/image/generations", json=ctx.request, headers={"Authorization": f"Bearer {ctx.api_key}"}
+        )
+        answer.raise_for_status()
+        return http.get(answer.json()["images"][0]["url"]).content
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(wrong_path, seed=1, max_examples=10)
+    problem = failed.value.problem
+    assert failed.value.invariant == "coverage" and "never sent a generation request" in problem
+    assert "what it asked instead: POST /v1/image/generations -> 404" in problem

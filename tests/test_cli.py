@@ -375,3 +375,14 @@ def test_check_refuses_a_junit_path_or_jobs_it_cannot_use_before_the_run(
     assert main(argv) == 2
     assert f"sfmock check: error: {message.format(tmp=tmp_path)}" in capsys.readouterr().err
     assert not ran.exists()
+
+
+def test_a_reader_that_goes_away_early_gets_no_traceback() -> None:
+    # outsider21: `sfmock scenarios | head -1` ended in a BrokenPipeError traceback
+    done = subprocess.run(
+        ["bash", "-c", f"'{sys.executable}' -m sfmock scenarios | head -c 1 >/dev/null; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr

@@ -232,3 +232,10 @@ def test_a_clock_body_s_value_is_named_as_json_writes_it(
         assert said in answer.json()["error"] and clock.now() == clock.start
     else:
         assert clock.now() == 5
+
+
+def test_a_rule_with_an_empty_action_answers_normally_and_shields_the_rules_after_it(client: TestClient) -> None:
+    rules = [{"when": {"path": "/v1/models"}, "action": {}}, {"action": {"error": 503}}]
+    assert client.put("/_sfmock/scenario", json={"name": "shield", "rules": rules}).status_code == 200
+    assert client.get("/v1/models", headers=AUTH).status_code == 200
+    assert client.get("/v1/user/info", headers=AUTH).status_code == 503

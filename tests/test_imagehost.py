@@ -9,6 +9,8 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -156,3 +158,124 @@ def test_a_lifetime_s3_would_refuse_is_refused_in_its_words(
     assert response.status_code == 400
     error = s3_error(response)
     assert (error["Code"], error["Message"]) == ("AuthorizationQueryParametersError", message)
+
+
+def test_every_download_says_it_takes_byte_ranges(client: TestClient, image_url: str) -> None:
+    assert client.get(image_url).headers["accept-ranges"] == "bytes"
+
+
+@pytest.mark.parametrize(
+    ("asked", "first", "last"),
+    [("bytes=0-99", 0, 99), ("bytes=100-", 100, None), ("bytes=-64", -64, None), ("bytes=10-99999999", 10, None)],
+)
+def test_a_byte_range_is_answered_206_with_that_part(
+    client: TestClient, image_url: str, asked: str, first: int, last: int | None
+) -> None:
+    whole = client.get(image_url).content
+    part = client.get(image_url, headers={"Range": asked})
+    assert part.status_code == 206
+    expected = whole[first : None if last is None else last + 1]
+    assert part.content == expected
+    start = first % len(whole)
+    assert part.headers["content-range"] == f"bytes {start}-{start + len(expected) - 1}/{len(whole)}"
+    assert part.headers["content-length"] == str(len(expected))
+    assert part.headers["content-type"] == "image/png" and "x-amz-request-id" in part.headers
+
+
+def test_a_download_resumed_after_a_cut_puts_the_image_together(client: TestClient, image_url: str) -> None:
+    whole = client.get(image_url).content
+    got = whole[:1000]  # what a cut download delivered
+    rest = client.get(image_url, headers={"Range": f"bytes={len(got)}-"})
+    assert rest.status_code == 206 and got + rest.content == whole
+
+
+@pytest.mark.parametrize("asked", ["bytes=999999999-", "bytes=-0"])
+def test_a_range_past_the_end_is_invalid_range_416(client: TestClient, image_url: str, asked: str) -> None:
+    size = len(client.get(image_url).content)
+    refused = client.get(image_url, headers={"Range": asked})
+    assert refused.status_code == 416
+    assert refused.headers["content-range"] == f"bytes */{size}"
+    error = s3_error(refused)
+    assert error["Code"] == "InvalidRange" and error["Message"] == "The requested range is not satisfiable"
+    assert error["RangeRequested"] == asked and error["ActualObjectSize"] == str(size)
+
+
+@pytest.mark.parametrize("asked", ["bytes=0-9,20-29", "bytes=9-0", "items=0-9", "bytes=x-y", "bytes=" + "9" * 40 + "-"])
+def test_a_range_s3_cannot_serve_as_one_part_gets_the_whole_object(
+    client: TestClient, image_url: str, asked: str
+) -> None:
+    whole = client.get(image_url)
+    answer = client.get(image_url, headers={"Range": asked})
+    assert answer.status_code == 200 and answer.content == whole.content
+    assert "content-range" not in answer.headers
+
+
+def test_if_range_keeps_a_range_only_while_the_object_is_the_same(client: TestClient, image_url: str) -> None:
+    whole = client.get(image_url)
+    for same in (whole.headers["etag"], whole.headers["last-modified"]):
+        assert client.get(image_url, headers={"Range": "bytes=0-9", "If-Range": same}).status_code == 206
+    changed = client.get(image_url, headers={"Range": "bytes=0-9", "If-Range": '"another"'})
+    assert changed.status_code == 200 and changed.content == whole.content
+
+
+def test_a_range_on_an_expired_url_is_still_refused_as_expired(
+    client: TestClient, clock: VirtualClock, image_url: str
+) -> None:
+    clock.advance(3600)
+    refused = client.get(image_url, headers={"Range": "bytes=0-9"})
+    assert refused.status_code == 403 and s3_error(refused)["Code"] == "AccessDenied"
+
+
+_RANGE_TEXT = st.one_of(
+    st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=60),
+    st.builds(
+        lambda unit, first, last: f"{unit}={first}-{last}",
+        st.sampled_from(["bytes", "BYTES", "items", ""]),
+        st.one_of(st.just(""), st.integers(0, 10**12).map(str), st.text("0123456789-, ", max_size=8)),
+        st.one_of(st.just(""), st.integers(0, 10**12).map(str), st.text("0123456789-, ", max_size=8)),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(asked=_RANGE_TEXT, if_range=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=255))))
+def test_any_range_header_gets_the_object_a_part_of_it_or_416(
+    client: TestClient, image_url: str, asked: str, if_range: str | None
+) -> None:
+    whole = client.get(image_url).content
+    headers = {"Range": asked.encode("latin-1")}  # any byte a header may carry
+    if if_range is not None:
+        headers["If-Range"] = if_range.encode("latin-1")
+    answer = client.get(image_url, headers=headers)  # and checked against the contract
+    assert answer.status_code in (200, 206, 416)
+    if answer.status_code == 200:
+        assert answer.content == whole
+    elif answer.status_code == 206:
+        first, last = map(int, answer.headers["content-range"].split(" ")[1].split("/")[0].split("-"))
+        assert answer.content == whole[first : last + 1] and answer.content
+    else:
+        assert s3_error(answer)["Code"] == "InvalidRange"
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "InvalidRequest"),
+        (401, "AccessDenied"),
+        (402, "AccountProblem"),
+        (403, "AccessDenied"),
+        (404, "NoSuchKey"),
+        (413, "MaxMessageLengthExceeded"),
+        (429, "SlowDown"),
+        (500, "InternalError"),
+        (502, "InternalError"),
+        (503, "SlowDown"),
+        (504, "InternalError"),
+    ],
+)
+def test_an_injected_download_error_carries_the_s3_code_of_its_status(
+    client: TestClient, image_url: str, status: int, code: str
+) -> None:
+    # outsider21: every status but 403, 404 and 503 said InternalError, "Please try again." (a 400 too)
+    refused = client.get(image_url, headers={"X-Sfmock-Fault": str(status)})
+    assert refused.status_code == status and s3_error(refused)["Code"] == code

@@ -261,6 +261,13 @@ def test_url_token(sfmock_server):
     url = gen(sfmock_server).json()["images"][0]["url"]
     assert "X-Amz-Security-Token=" in url and len(url) > 1500 and httpx.get(url).status_code == 200
 """,
+    "byte_ranges": """
+@pytest.mark.sfmock(byte_ranges="ignore")
+def test_byte_ranges(sfmock_server):
+    url = gen(sfmock_server).json()["images"][0]["url"]
+    whole = httpx.get(url, headers={"Range": "bytes=0-9"})
+    assert whole.status_code == 200 and len(whole.content) > 10 and "accept-ranges" not in whole.headers
+""",
     "object_names": """
 @pytest.mark.sfmock(object_names="observed")
 def test_object_names(sfmock_server):
@@ -329,6 +336,7 @@ BAD_MARKERS = {
     'accounts=[{"keys": ["sk-a"], "balance": "lots"}]': "accounts[0].balance",
     'colour="blue"': "colour: unknown key",
     'scenario="no-such-scenario"': "no-such-scenario",
+    'config="no-such-config.yaml"': "@pytest.mark.sfmock(config='no-such-config.yaml'): no-such-config.yaml",
 }
 
 
@@ -345,7 +353,7 @@ def test_bad_marker_values_name_the_marker_and_the_key(pytester: pytest.Pytester
         assert key in out, key
     assert "TypeError" not in out and "Traceback" not in out.split("short test summary")[0].split("ERROR at setup")[0]
     assert "sfmock/config.py" not in out and "pytest_plugin.py" not in out  # the message, not sfmock's frames
-    assert out.count("ConfigError: @pytest.mark.sfmock: ") >= len(BAD_MARKERS) - 1  # the scenario one names itself
+    assert out.count("ConfigError: @pytest.mark.sfmock") >= len(BAD_MARKERS) - 1  # the scenario one names itself
 
 
 def test_settings_in_python_take_config_values() -> None:
@@ -377,3 +385,25 @@ def test_a_positional_marker_argument_is_refused_by_every_fixture_that_reads_the
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(errors=2)
     assert result.stdout.str().count("@pytest.mark.sfmock takes keyword arguments only") >= 2, result.stdout.str()
+
+
+def test_markers_on_the_module_the_class_and_the_test_add_up_the_closest_winning(pytester: pytest.Pytester) -> None:
+    # outsider21: of two stacked markers only the closest applied; the other's image_port was dropped
+    pytester.makepyfile(
+        HEADER
+        + """
+pytestmark = pytest.mark.sfmock(image_port="same", url_ttl=120)
+
+
+@pytest.mark.sfmock(url_ttl=60)
+class TestImages:
+    @pytest.mark.sfmock(object_names="observed")
+    def test_stacked(self, sfmock_server):
+        url = gen(sfmock_server).json()["images"][0]["url"]
+        assert url.startswith(sfmock_server.url)  # the module's image_port: the API's origin
+        assert "X-Amz-Expires=60&" in url  # the class's url_ttl over the module's
+        assert url.split("?")[0].endswith("_00001_.png")  # the test's own
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)

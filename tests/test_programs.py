@@ -197,11 +197,25 @@ def test_a_program_that_never_reaches_the_fake_is_exit_2(capsys: pytest.CaptureF
     assert "nothing was tested" in err and "SILICONFLOW_BASE_URL" in err and "hello" in err
 
 
+def test_a_program_killed_at_its_time_limit_before_a_request_is_told_so(capsys: pytest.CaptureFixture[str]) -> None:
+    # outsider21: "(it exited None); does it read SILICONFLOW_BASE_URL?" for a --timeout too short
+    assert main(["check", "--quiet", "--timeout", "0.2", "--", "sleep", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "killed at --timeout 0.2s before it sent one: is the time limit too short?" in err
+    assert "exited None" not in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["check"], "give the program to check after --"),
-        (["check", "--budget", "0", "--", "true"], "must be positive"),
+        (["check", "--budget", "0", "--", "true"], "--budget: 0 is not positive; expected seconds"),
+        (["check", "--jobs", "0", "--", "true"], "--jobs: 0 is not positive; expected runs at a time"),
+        (
+            ["check", "--seed", "-1", "--", "true"],
+            "--seed: -1 is less than the minimum of 0",
+        ),  # was a traceback, exit 1
+        (["check", "--seed", "9" * 20, "--", "true"], "--seed: the integer is beyond"),
         (["check", "--request", "{", "--", "true"], "--request: not JSON"),
         (["check", "--checks", "retries,speed", "--", "true"], "unknown check 'speed'"),
         (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcome 'teapot'"),

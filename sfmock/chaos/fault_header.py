@@ -22,8 +22,14 @@ def parse_fault_header(value: str) -> Action:
     ``malformed``, ``slow-body[=INTERVAL]``, ``chunk=N``, ``expired-url``, ``extra-fields``,
     ``documented-body``, ``retry-after=S`` (with an error), ``dialect=documented|observed|plain``,
     ``retire=MODEL``, ``pass``.
-    Raises ``ValueError`` naming the problem.
+    Raises ``ValueError`` naming the problem. A value whose bytes are UTF-8 (as curl, fetch
+    and requests send a non-ASCII header) is read as UTF-8, though ASGI hands headers over
+    as Latin-1: ``message=héllo`` answers "héllo".
     """
+    try:
+        value = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # Latin-1 it is (or text never sent as bytes)
     action: dict[str, Any] = {}
     error: dict[str, Any] = {}
     seen: dict[str, str] = {}

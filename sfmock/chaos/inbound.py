@@ -20,14 +20,15 @@ _SESSION_PARAM = SESSION_PARAM.encode()
 
 def repeated_own_header(scope: Scope, headers: dict[str, str]) -> str | None:
     """The 400's message when one of sfmock's own headers (``X-Sfmock-*``) came more than
-    once: which one was meant (a session, a fault) is not for the fake to guess.
+    once: which one was meant (a session, a fault) is not for the fake to guess; nor is
+    ``Host`` (RFC 9112 asks a 400 of two, and the control API's guard reads it).
     ``headers``: :func:`header_map` of the request (fewer names than headers: some repeated)."""
     if len(headers) == len(scope["headers"]):
         return None
     counts: dict[str, int] = {}
     for raw, _value in scope["headers"]:
         name = raw.decode("latin-1").lower()
-        if name.startswith("x-sfmock-"):
+        if name.startswith("x-sfmock-") or name == "host":
             counts[name] = counts.get(name, 0) + 1
     for name, count in counts.items():
         if count > 1:

@@ -44,7 +44,7 @@ from sfmock.service.failures import failure_answer
 from sfmock.service.headers import HEADERS_STATE
 from sfmock.service.imagehost import IMAGE_PREFIX
 from sfmock.service.lifecycle import Lifecycle
-from sfmock.service.responses import OBSERVED_429_CODES
+from sfmock.service.responses import OBSERVED_429_CODES, json_response
 from sfmock.service.tracing import Outbound, uuid4_text
 from sfmock.state.memory import MemoryStore
 from sfmock.state.recheck import Stale, confirm
@@ -122,6 +122,10 @@ class Pipeline:
         out = Outbound(send, state, trace_id)
         try:
             if scope["path"].startswith(self.control_prefix):
+                repeated = repeated_own_header(scope, header_map(scope))  # a Host twice passes no guard
+                if repeated is not None:
+                    await json_response({"error": repeated}, 400)(scope, receive, out.send)  # the control API's
+                    return
                 await self._respond(scope, receive, out.send, out)
                 return
             headers = header_map(scope)

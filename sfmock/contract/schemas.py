@@ -135,9 +135,14 @@ _SHORT.maxstring = _SHORT.maxother = 60
 _SHORT.maxlevel = 3
 
 
+_EXCLUSIVE = {"exclusiveMaximum": "is too large: it must be under", "exclusiveMinimum": "is too small: it must be over"}
+
+
 def _shortened(error: ValidationError) -> str:
     """jsonschema's message, with the value it quotes shortened (1,001 rules quoted whole are a
     40 KB message) and, for a list too long or too short, its length."""
+    if error.validator in _EXCLUSIVE:  # jsonschema's "greater than or equal to the maximum of 1"
+        return f"{error.instance!r} {_EXCLUSIVE[str(error.validator)]} {error.validator_value!r}"
     whole = repr(error.instance)
     if len(whole) <= 200:
         return error.message

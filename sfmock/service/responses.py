@@ -231,9 +231,16 @@ def error_for_status(
 
 def store_error(status: int, message: str | None = None) -> DownloadDenied:
     """The image host's answer for an injected error ``status`` (S3 codes)."""
+    # S3's code for each status; a client that reads it learns what to do (retry or not):
+    # InternalError, "Please try again.", for a 400 said the opposite (outsider21)
     codes = {
+        400: ("InvalidRequest", "Invalid Request"),
+        401: ("AccessDenied", "Access Denied"),
+        402: ("AccountProblem", "There is a problem with your account that prevents the operation from completing."),
         403: ("AccessDenied", "Access Denied"),
         404: ("NoSuchKey", "The specified key does not exist."),
+        413: ("MaxMessageLengthExceeded", "Your request was too big."),
+        429: ("SlowDown", "Please reduce your request rate."),
         500: ("InternalError", "We encountered an internal error. Please try again."),
         503: ("SlowDown", "Please reduce your request rate."),
     }

@@ -168,7 +168,7 @@ def check_client(
     harness = Harness(replace(base, seed=0 if seed is None else seed), api_key, hang_bound)
     tally = Tally()
     clock = Budget(budget, progress or (lambda line: None), _name_of(client))
-    harness.watchdog.deadline = clock.deadline
+    harness.watchdog.within(clock.deadline, budget)
     clock.waits = harness.watchdog.outside
     clock.live = harness.live_used
 

@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import json
 import linecache
-import os
 import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from sfmock.service.legacy import is_generation
 from sfmock.service.signing import UrlSigner
+from sfmock.testing.images import whole_images
 from sfmock.transports import Exchange
 
 __all__ = [
@@ -29,11 +29,9 @@ __all__ = [
     "OUTSIDE_CLOCK",
     "STORE",
     "Run",
-    "as_images",
     "attribute_text",
     "chain",
     "changed_url",
-    "describe",
     "digest",
     "downloaded_images",
     "error_texts",
@@ -188,8 +186,8 @@ def digest(image: bytes) -> bytes:
 
 
 def downloaded_images(run: Run) -> set[bytes]:
-    """The :func:`digest` of every image ``run`` downloaded whole."""
-    return {digest(d.body) for d in run.downloads if d.status == 200 and d.failure is None}
+    """The :func:`digest` of every image ``run`` downloaded whole (in one answer or in parts)."""
+    return {digest(image) for image in whole_images(run.downloads)}
 
 
 def url_key(path: str, query: Mapping[str, str]) -> str:
@@ -212,36 +210,6 @@ def expiry(url: str) -> float | None:
 
 def ttl(url: str) -> str:
     return parse_qs(urlsplit(url).query).get("X-Amz-Expires", ["?"])[0]
-
-
-def as_images(result: Any) -> list[bytes] | None:
-    if isinstance(result, bytes | bytearray | memoryview):
-        return [bytes(result)]
-    if isinstance(result, os.PathLike) or (isinstance(result, str) and 0 < len(result) < 4096):
-        try:
-            with open(result, "rb") as file:
-                return [file.read()]
-        except (OSError, ValueError):
-            return None
-    if isinstance(result, list | tuple) and result:
-        images = [as_images(item) for item in result]
-        if all(image is not None and len(image) == 1 for image in images):
-            return [image[0] for image in images if image]
-    return None
-
-
-def describe(result: Any, served: list[bytes]) -> str:
-    if result is None:
-        return "None"
-    if isinstance(result, bytes | bytearray | memoryview):
-        data = bytes(result)
-        if not data:
-            return 'b""'
-        if any(image.startswith(data) for image in served):
-            whole = next(len(image) for image in served if image.startswith(data))
-            return f"part of the image ({len(data)} of {whole} bytes)"
-        return f"{len(data)} bytes that are not the image (they begin {data[:24]!r})"
-    return f"a {type(result).__name__} ({str(result)[:60]!r})"
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:

@@ -34,6 +34,7 @@ from sfmock.testing.logcapture import captured_logs
 from sfmock.testing.recorder import Recorder
 from sfmock.testing.runclock import first_start
 from sfmock.testing.strategies import DOWNLOAD_FAULTS, OUTCOMES
+from sfmock.testing.valarm import AlarmDue, VirtualAlarm
 from sfmock.testing.vloop import new_event_loop, on_virtual_loop, virtual_loops
 from sfmock.testing.vtime import HangForever, VirtualTime
 from sfmock.testing.vtrio import VirtualTrio, on_virtual_trio, trio_sleep
@@ -133,6 +134,7 @@ class Harness:
     def __init__(self, settings: Settings, api_key: str, hang_bound: float) -> None:
         self.clock = VirtualClock(first_start())
         self.hang_bound = hang_bound
+        self.alarm = VirtualAlarm(self.clock)
         self.app = create_app(settings, clock=self.clock, sleep=self._fault_sleep)
         self.single_origin = settings.single_origin
         self.inprocess = InProcess(self.app, self.clock, latency=_generation_latency, wait=self._latency_wait)
@@ -166,6 +168,10 @@ class Harness:
         if on_virtual_trio():
             await trio_sleep(seconds)
             return None
+        rings = self.alarm.due(seconds)  # the client's own alarm, shorter than the answer takes
+        if rings is not None:
+            self.clock.advance(rings)
+            raise AlarmDue(self.alarm)
         return self.vtime.pass_latency(seconds)
 
     async def _fault_sleep(self, seconds: float) -> None:
@@ -182,6 +188,11 @@ class Harness:
         elif on_virtual_trio():
             await trio_sleep(wait)  # or its trio deadlines
         else:
+            # the client's own real-time alarm, on the clock (within the hang, as a read timeout is)
+            rings = self.alarm.due(seconds if budget is None else min(seconds, budget))
+            if rings is not None:
+                self.clock.advance(rings)
+                raise AlarmDue(self.alarm)
             self.clock.advance(wait)
         if budget is not None and seconds > budget:
             raise TimedOut()
@@ -296,7 +307,13 @@ class Harness:
         hung: str | None = None
         random.seed(random_seed)
         self.trio.install()
-        with captured_logs() as logs, self.vtime.running(), virtual_loops(self.vtime), self.watchdog.watching():
+        with (
+            captured_logs() as logs,
+            self.vtime.running(),
+            virtual_loops(self.vtime),
+            self.watchdog.watching(),
+            self.alarm.installed(),
+        ):
             try:
                 result = _call(client, context, self.vtime)
             except HangForever as exc:

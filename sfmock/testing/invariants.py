@@ -17,9 +17,7 @@ from sfmock.testing import facts
 from sfmock.testing.evidence import (
     IMMEDIATE,
     Run,
-    as_images,
     changed_url,
-    describe,
     digest,
     expiry,
     own_deadline,
@@ -27,6 +25,7 @@ from sfmock.testing.evidence import (
     ttl,
 )
 from sfmock.testing.facts import TRANSIENT_STATUSES
+from sfmock.testing.images import as_images, describe, whole_images
 from sfmock.testing.live_checks import image_type, whole_url
 from sfmock.testing.strategies import PERMANENT, SUCCESS, TRANSIENT
 from sfmock.transports import Exchange
@@ -256,8 +255,8 @@ def returns_image(run: Run) -> str | None:
     """A run that returns normally returns exactly the image bytes the fake served."""
     if not run.returns_image or run.error is not None or run.hung is not None:
         return None
-    served = [d.body for d in run.downloads if d.status == 200 and d.failure is None]
-    images = as_images(run.result)
+    served = whole_images(run.downloads)
+    images = as_images(run.result, served)
     if images is not None and images and all(image in served for image in images):
         return None
     if images and not run.exchanges:
@@ -285,7 +284,7 @@ def whole_batch(run: Run) -> str | None:
         return None
     if not isinstance(asked, int) or asked <= 1 or not isinstance(run.result, list | tuple):
         return None
-    images = as_images(run.result) if run.result else []
+    images = as_images(run.result, whole_images(run.downloads)) if run.result else []
     if images is None or len(images) >= asked:
         return None  # not a list of images: returns-image says why
     return (
@@ -357,7 +356,7 @@ def tolerant(run: Run) -> str | None:
     if run.error is None or not attempts:
         return None
     last = run.outcome(len(attempts) - 1)
-    downloads_fine = all(d.status == 200 and d.failure is None and d.fault is None for d in run.downloads)
+    downloads_fine = all(d.status in (200, 206) and d.failure is None and d.fault is None for d in run.downloads)
     if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
         extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
         return (

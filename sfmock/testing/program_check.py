@@ -168,9 +168,13 @@ def check_program(
     first = search.evaluate(list(schedule) if schedule is not None else [], phase="first", latency=True)
     assert first is not None  # the first run always runs
     if schedule is None and not first[1].run.exchanges:
+        ended = (
+            f"it was killed at --timeout {setup.timeout:g}s before it sent one: is the time limit too short?"
+            if first[1].status is None
+            else f"it exited {first[1].status}; does it read SILICONFLOW_BASE_URL or OPENAI_BASE_URL?"
+        )
         raise ProgramError(
-            "nothing was tested: the program made no request to the fake when every answer succeeds "
-            f"(it exited {first[1].status}); does it read SILICONFLOW_BASE_URL or OPENAI_BASE_URL?\n"
+            f"nothing was tested: the program made no request to the fake when every answer succeeds ({ended})\n"
             f"stdout:\n{_indent(first[1].stdout)}\nstderr:\n{_indent(first[1].stderr)}"
         )
     found: list[tuple[str, ...]] = [first[1].schedule] if first[0] is not None else []

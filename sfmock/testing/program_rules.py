@@ -15,8 +15,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sfmock.testing.images import whole_images
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
-from sfmock.testing.programs import PNG, TIMINGS, ProgramRun, ProgramSetup, is_image, run_program
+from sfmock.testing.programs import PNG, TIMINGS, ProgramRun, ProgramSetup, run_program
 from sfmock.transports import Exchange
 from sfmock.wording import unknown as unknown_name
 
@@ -76,7 +77,7 @@ def saved_image(result: ProgramRun) -> str | None:
     """After exit 0, an image saved to ``$SFMOCK_OUTPUT`` is exactly an image the fake served."""
     if result.saved is None or result.status != 0:
         return None
-    served = [e.body for e in result.run.downloads if is_image(e)]
+    served = [image for image in whole_images(result.run.downloads) if image.startswith(PNG)]
     if result.saved in served:
         return None
     if not served:
@@ -112,7 +113,7 @@ def tolerant(result: ProgramRun) -> str | None:
     if result.status in (0, None) or not attempts:
         return None
     last = run.outcome(len(attempts) - 1)
-    downloads_fine = all(d.status == 200 and d.failure is None and d.fault is None for d in run.downloads)
+    downloads_fine = all(d.status in (200, 206) and d.failure is None and d.fault is None for d in run.downloads)
     if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
         extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
         text = result.stdout + result.stderr

@@ -43,6 +43,7 @@ from sfmock.testing.arguments import DEFAULT_REQUEST
 from sfmock.testing.evidence import Run
 from sfmock.testing.facts import unrepeatable
 from sfmock.testing.harness import _inference, schedule_scenario
+from sfmock.testing.images import whole_images
 from sfmock.testing.owned import StartFailed, run_owned, stop_all
 from sfmock.testing.recorder import BeforeAnswer, Recorder
 
@@ -54,7 +55,6 @@ __all__ = [
     "ProgramExit",
     "ProgramRun",
     "ProgramSetup",
-    "is_image",
     "kill_running",
     "program_environment",
     "replay_command",
@@ -142,9 +142,10 @@ class ProgramRun:
 
     @property
     def got_image(self) -> bool:
-        """An image download answered 200 with a PNG (its URL came from a generation's 200,
-        even one cut short: a program may use the URL it got)."""
-        return any(is_image(e) for e in self.run.downloads) and any(e.status == 200 for e in self.run.generations)
+        """A PNG downloaded whole, in one answer or in parts (its URL came from a generation's
+        200, even one cut short: a program may use the URL it got)."""
+        images = whole_images(self.run.downloads)
+        return any(image.startswith(PNG) for image in images) and any(e.status == 200 for e in self.run.generations)
 
 
 def program_environment(base_url: str, setup: ProgramSetup, output: Path) -> dict[str, str]:
@@ -348,11 +349,6 @@ def _settled(exchanges: Sequence[Any], immediate: float) -> list[Any]:
             previous = exchange
         settled.append(exchange)
     return settled
-
-
-def is_image(exchange: Any) -> bool:
-    """The exchange is a download answered 200 with a PNG."""
-    return bool(exchange.status == 200 and exchange.failure is None and exchange.body.startswith(PNG))
 
 
 def replay_command(setup: ProgramSetup, schedule: Sequence[str], checks: Sequence[str] | None) -> str:

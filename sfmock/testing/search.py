@@ -14,6 +14,7 @@ from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
 from sfmock.keepalive import CLOSED
+from sfmock.testing.images import whole_images
 from sfmock.testing.invariants import Run
 from sfmock.testing.strategies import first_schedules, schedules
 from sfmock.testing.watchdog import OutOfTime
@@ -39,6 +40,7 @@ class Tally:
         self.failures: list[tuple[str, str, Run]] = []  # every break seen, even once
         self.errors: dict[str, int] = {}
         self.statuses: set[str] = set()
+        self.elsewhere: dict[str, None] = {}  # requests other than a generation's or a download (a few)
         self.last: Run | None = None
         self.happy: Run | None = None  # the run whose schedule was all success
         self.outside = 0.0  # real seconds waited outside the virtual clock between attempts
@@ -60,8 +62,13 @@ class Tally:
         for index in range(len(run.generations)):
             self.outcomes.add(run.outcome(index))
         self.statuses.update(e.failure or str(e.status) for e in run.generations)
+        if not self.statuses and len(self.elsewhere) < 3:  # what it asked instead (a wrong path, say)
+            known = {id(e) for e in (*run.generations, *run.downloads)}
+            for e in run.exchanges:
+                if id(e) not in known:
+                    self.elsewhere.setdefault(f"{e.method} {e.path} -> {e.failure or e.status}", None)
         gens_ok = any(g.status == 200 and g.failure is None for g in run.generations)
-        if gens_ok and any(d.status == 200 and d.failure is None for d in run.downloads):
+        if gens_ok and whole_images(run.downloads):
             self.succeeded += 1
         if run.error is not None:
             line = error_text(run.error)
@@ -99,6 +106,12 @@ class Tally:
                 "event loop that has closed, a circuit breaker that stays open): each run is one call of the "
                 "client, and a call that does not ask cannot generate; a breaker timed on a clock the check does "
                 "not move (a timer function kept as a value, C code) should be given to each run afresh"
+            )
+        if not self.succeeded and not replaying and not self.statuses:
+            asked = "; ".join(self.elsewhere) or "none"
+            return (
+                f"the client never sent a generation request (POST .../v1/images/generations) in "
+                f"{plural(self.runs, 'run')}; what it asked instead: {asked}" + (f"; it raised {seen}" if seen else "")
             )
         if not self.succeeded and not replaying:
             answers = ", ".join(sorted(self.statuses))

@@ -35,7 +35,7 @@ from sfmock.transports import HangForever
 
 __all__ = ["STALL", "STALLED", "OutOfTime", "Watchdog"]
 
-STALL = 60.0  # real seconds with no progress at all before a run is stopped
+STALL = 60.0  # real seconds with no progress at all before a run is stopped (at most; see Watchdog.stall)
 STALLED = "the client made no progress for"  # in the verdict of a run the watchdog stopped
 LOOK = 0.1  # real seconds between two looks at the client
 QUIET = 0.2  # real seconds with nothing moving before the client's line counts as a wait (evidence.OUTSIDE_CLOCK)
@@ -59,11 +59,20 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._previous: Any = None
         self.deadline = math.inf  # real monotonic time at which the check's budget runs out
+        self.stall = STALL  # the bound of this check: below its budget, or a stall is never judged (within)
         self.cut = False  # whether the budget interrupted the run under way
         self.outside: dict[str, float] = {}  # the client's line -> real seconds it waited there, nothing moving
         self.busy: Callable[[], bool] = lambda: False  # real work under way (the live socket answering)
         # a wait the checker bounds itself (one with no timeout on the client's thread): not "outside"
         self.reached: Callable[[], bool] = lambda: False
+
+    def within(self, deadline: float, budget: float) -> None:
+        """Hold the check to its ``budget`` of real seconds (ending at real monotonic
+        ``deadline``), and stop a stall after half of it where that is less than
+        :data:`STALL` (never under 10 s): a stall the budget cuts is never judged, so at 60 s
+        of each a client deadlocked on a lock the checker cannot see passed (outsider19)."""
+        self.deadline = deadline
+        self.stall = min(self.stall, max(budget / 2, 10.0))
 
     @contextmanager
     def watching(self) -> Iterator[None]:
@@ -95,7 +104,7 @@ class Watchdog:
     def _watch(self) -> None:
         seen, since = self.progress(), _real_monotonic()
         looked = interrupted = since
-        while not self._stop.wait(min(LOOK, STALL / 4)):
+        while not self._stop.wait(min(LOOK, self.stall / 4)):
             now, real = self.progress(), _real_monotonic()
             if now != seen or not self._armed:
                 seen, since = now, real
@@ -109,7 +118,7 @@ class Watchdog:
             if real >= self.deadline and real - interrupted >= 1.0:  # again while a client swallows it
                 interrupted, self.cut = real, True
                 signal.pthread_kill(self._main, signal.SIGUSR2)
-            elif real - since >= STALL:
+            elif real - since >= self.stall:
                 since = real
                 signal.pthread_kill(self._main, signal.SIGUSR2)
 
@@ -120,9 +129,11 @@ class Watchdog:
             self._stop_run(OutOfTime("the check's budget of real time ran out during this run"))
             return
         where = client_line(frame)
+        # stopped at half the budget: a real wait that long may yet end, and more budget shows it
+        half = " (half the check's budget: budget= gives a real wait that ends more)" if self.stall < STALL else ""
         self._stop_run(
             HangForever(
-                f"would hang forever: {STALLED} {STALL:g} real seconds (no request, no tick of "
+                f"would hang forever: {STALLED} {self.stall:g} real seconds{half} (no request, no tick of "
                 f"the clock), blocked at {where}: a lock, an event or a thread nobody ends, or a wait outside "
                 "the checker's reach"
             )

@@ -151,3 +151,27 @@ def test_a_public_url_host_is_expected() -> None:
         health = f"http://127.0.0.1:{server.settings.port}/_sfmock/health"
         assert httpx.get(health, headers={"Host": "fake.test:9999"}).status_code == 200
         assert httpx.get(health, headers={"Host": "other.test:9999"}).status_code == 403
+
+
+def _every_route() -> list[tuple[str, str]]:
+    from sfmock.contract.openapi import load_contract
+
+    document = load_contract().document
+    return [
+        (method.upper(), path.replace("{model}", "Kwai-Kolors/Kolors").replace("{object}", "x.png"))
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "delete")
+    ]
+
+
+@pytest.mark.parametrize(("method", "path"), _every_route())
+def test_two_host_headers_are_a_400_on_every_route_and_change_nothing(
+    client: TestClient, method: str, path: str
+) -> None:
+    # RFC 9112: a 400 for two Hosts; the control API's rebinding guard read the first (outsider21's F5)
+    client.put("/_sfmock/scenario", json={"name": "before", "rules": []})
+    twice = [("host", "127.0.0.1:8000"), ("host", "evil.example"), *AUTH.items()]
+    answer = client.request(method, path, headers=twice)
+    assert answer.status_code == 400 and "Host: the header came 2 times; expected it once" in answer.text
+    assert client.get("/_sfmock/scenario").json()["name"] == "before"  # a reset, a DELETE: not done

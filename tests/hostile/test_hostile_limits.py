@@ -158,7 +158,7 @@ def test_open_mode_state_is_an_lru_of_accounts() -> None:
 @pytest.mark.parametrize(
     ("flag", "value", "phrase"),
     [
-        ("--read-timeout", "0", "less than or equal to the minimum of 0"),
+        ("--read-timeout", "0", "is too small: it must be over 0"),
         ("--control-max-body-bytes", "10", "less than the minimum"),
         ("--journal-max-bytes", "10", "less than the minimum"),
         ("--max-open-accounts", "0", "less than the minimum"),
