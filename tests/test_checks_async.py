@@ -282,6 +282,8 @@ def test_an_async_client_that_awaits_nothing_forever_ends_with_a_verdict() -> No
     with pytest.raises(ClientCheckFailed) as failed:
         _bounded(lambda: check_client(stuck, schedule=[], random_seed=0))
     assert failed.value.invariant == "timeouts" and "never comes" in failed.value.problem
+    # the line it awaits at, as a thread's wait names its own (it named none: outsider20)
+    assert "it awaits at" in failed.value.problem and "(await asyncio.Event().wait())" in failed.value.problem
     # seen once, it is the verdict: each replay would wait its 10 real seconds again
     assert len(calls) == 1 and "flaky" not in str(failed.value)
 

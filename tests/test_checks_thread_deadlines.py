@@ -319,3 +319,30 @@ def test_a_thread_started_and_not_yet_running_holds_the_clock() -> None:
     check_client(_timer_chain, request=REQUEST, schedule=["503", "503", "503"], invariants=["errors", _runs(runs)])
     starts = [g.started - runs[0].generations[0].started for g in runs[0].generations]
     assert starts == pytest.approx([0.0, 1.0, 3.0, 7.0], abs=0.01)
+
+
+_POOL = concurrent.futures.ThreadPoolExecutor(2)
+
+
+def test_a_deadline_that_makes_a_worker_generate_twice_is_named_in_the_retry_verdict() -> None:
+    # outsider20: the worker downloaded too, so this read only "asked again after a successful answer"
+    def work(ctx: ClientContext) -> bytes:
+        http = ctx.http_client(timeout=30)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+        answer.raise_for_status()
+        return http.get(answer.json()["images"][0]["url"]).content
+
+    def impatient(ctx: ClientContext) -> bytes:
+        for attempt in range(4):
+            try:
+                return _POOL.submit(work, ctx).result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                time.sleep(2**attempt)
+        raise RuntimeError("gave up")
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(impatient, schedule=[], random_seed=0)
+    problem = failed.value.problem
+    assert failed.value.invariant == "retries" and "asked again after a successful answer" in problem
+    assert "stopped waiting for it after 1.0s" in problem and "shorter than a generation takes" in problem

@@ -174,7 +174,14 @@ def retries(run: Run) -> str | None:
                 )
             failed = facts.download_failure(run, exchange, attempts[index + 1])
             if failed is None:
-                return f"asked again after a successful answer (attempt {index + 1}): that pays twice"
+                gave_up = (
+                    ""
+                    if exchange.deadline is None
+                    else f"; a thread of the client's stopped waiting for it after "
+                    f"{exchange.deadline - exchange.started:.1f}s (Future.result, queue.get, wait_for around "
+                    "to_thread): that deadline is shorter than a generation takes (seconds, see timings.inference)"
+                )
+                return f"asked again after a successful answer (attempt {index + 1}): that pays twice{gave_up}"
             # a download the client's own deadline ended (a stalled image host): starting the
             # attempt over, generation and all, is a way out, not a flaw
             own_deadline = failed.failure in ("cancelled", "timeout")
