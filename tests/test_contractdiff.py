@@ -66,7 +66,7 @@ def _drop_user_info(doc: dict[str, Any]) -> None:
 
 
 def _new_store_code(doc: dict[str, Any]) -> None:
-    schemas(doc)["S3Error"]["properties"]["Code"]["enum"].append("AccountProblem")
+    schemas(doc)["S3Error"]["properties"]["Code"]["enum"].append("NoSuchBucket")
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,8 @@ def expired(c: TestClient) -> httpx.Response:
     return c.get(url)
 
 
+TWO_HOSTS = [("host", "127.0.0.1"), ("host", "x.test")]  # RFC 9112: a 400
+
 CASES: dict[tuple[str, str, int], Call] = {
     (GEN, "POST", 200): lambda c: c.post(GEN, json=BODY, headers=KEY),
     (GEN, "POST", 400): lambda c: c.post(GEN, json={"model": "x/none", "prompt": "x"}, headers=KEY),
@@ -87,6 +89,8 @@ CASES: dict[tuple[str, str, int], Call] = {
     ("/temporary/outputs/{object}", "GET", 405): lambda c: c.post(image_url(c)),
     ("/temporary/outputs/{object}", "GET", 400): lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "no"}),
     ("/temporary/outputs/{object}", "GET", 500): lambda c: c.get(image_url(c), headers={"X-Sfmock-Fault": "500"}),
+    ("/temporary/outputs/{object}", "GET", 206): lambda c: c.get(image_url(c), headers={"Range": "bytes=0-99"}),
+    ("/temporary/outputs/{object}", "GET", 416): lambda c: c.get(image_url(c), headers={"Range": "bytes=99999999-"}),
     ("/_sfmock/health", "GET", 200): lambda c: c.get("/_sfmock/health", headers=TOKEN),
     ("/_sfmock/health", "GET", 401): lambda c: c.get("/_sfmock/health"),
     ("/_sfmock/health", "GET", 405): lambda c: c.post("/_sfmock/health", headers=TOKEN),
@@ -182,6 +186,10 @@ CASES.update(
         ("/_sfmock/", "GET", 405): lambda c: c.post("/_sfmock/"),
         ("/_sfmock/ui", "GET", 200): lambda c: c.get("/_sfmock/ui"),
         ("/_sfmock/ui", "GET", 405): lambda c: c.delete("/_sfmock/ui"),
+        ("/_sfmock/", "GET", 400): lambda c: c.get("/_sfmock/", headers=[("host", "127.0.0.1"), ("host", "x.test")]),
+        ("/_sfmock/ui", "GET", 400): lambda c: c.get(
+            "/_sfmock/ui", headers=[("host", "127.0.0.1"), ("host", "x.test")]
+        ),
         ("/_sfmock/ui/feed", "GET", 200): lambda c: c.get("/_sfmock/ui/feed", headers=TOKEN),
         ("/_sfmock/ui/feed", "GET", 400): lambda c: c.get("/_sfmock/ui/feed?after=x", headers=TOKEN),
         ("/_sfmock/ui/feed", "GET", 401): lambda c: c.get("/_sfmock/ui/feed"),
