@@ -119,7 +119,7 @@ def check(args: argparse.Namespace) -> int:
     problem = None
     if not command:
         problem = "give the program to check after --, e.g. sfmock check -- node client.mjs"
-    elif (unusable := _not_positive(args)) is not None:
+    elif (unusable := _unusable_number(args)) is not None:
         problem = unusable
     elif args.jobs > MAX_JOBS:
         problem = f"--jobs: {args.jobs} is more than {MAX_JOBS}; expected 1 to {MAX_JOBS} runs at a time"
@@ -194,12 +194,9 @@ def check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _not_positive(args: argparse.Namespace) -> str | None:
-    """The first option whose number is not positive (or the seed out of its range), said as
-    ``--jobs: 0 is not positive; expected ...``."""
-    from sfmock.contract.schemas import check
-    from sfmock.errors import ConfigError
-
+def _unusable_number(args: argparse.Namespace) -> str | None:
+    """The first option whose number cannot be used, said as ``--jobs: 0 is not positive;
+    expected ...``."""
     expected = {
         "--budget": (args.budget, "seconds the search may take, more than 0"),
         "--jobs": (args.jobs, "runs at a time, at least 1"),
@@ -209,11 +206,13 @@ def _not_positive(args: argparse.Namespace) -> str | None:
     for flag, (value, what) in expected.items():
         if value <= 0:
             return f"{flag}: {value:g} is not positive; expected {what}"
-    try:  # the fake's seed too: the config's rule, named as the option
-        check("config", {"seed": args.seed}, "command line", key_names={"seed": "--seed"})
-    except ConfigError as exc:
-        return str(exc).removeprefix("command line: ")
+    if not 0 <= args.seed <= _MAX_SEED:  # was a traceback from the fake's settings, exit 1
+        what = f"a whole number from 0 to {_MAX_SEED}, the seed of the search and of its fakes"
+        return f"--seed: {args.seed} is out of range; expected {what}"
     return None
+
+
+_MAX_SEED = 2**63 - 1
 
 
 def _unwritable(path: str) -> str | None:

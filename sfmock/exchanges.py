@@ -65,6 +65,9 @@ class Exchange:
     # when the client sent it, where before ``started``: its thread waited while another
     # thread's request was answered (the in-process transport answers one at a time)
     sent: float | None = None
+    # the server never answered it and the client set no read timeout: its thread waits forever
+    # (recorded where that thread's end was not the run's: a worker a caller's deadline left behind)
+    endless: bool = False
 
     @property
     def sent_at(self) -> float:

@@ -238,6 +238,7 @@ class InProcess:
             ended=self.clock.now(),
             real_started=real_started,
             sent=queued if queued is not None and queued < started else None,
+            endless=hung is not None and not isinstance(hung, Interrupted),
         )
         if cancelled is not None:  # sent, and it drew its scheduled outcome: it stays in the transcript
             transcript.append(replace(exchange, status=None, headers={}, body=b"", failure="cancelled"))

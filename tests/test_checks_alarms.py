@@ -112,3 +112,23 @@ def test_the_alarm_is_the_processs_own_again_after_the_check() -> None:
     check_client(_alarmed(_alarm), schedule=[], random_seed=0)
     assert signal.alarm is not None and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert signal.alarm.__module__ in (None, "signal", "_signal")  # the real function, not the check's
+
+
+def test_an_alarm_left_set_after_the_client_returned_is_caught() -> None:
+    # outsider22: signal.alarm(30) never cleared passed; 30 s later it goes off elsewhere
+    def left_armed(ctx: ClientContext) -> bytes:
+        http = ctx.http_client(timeout=None)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        signal.signal(signal.SIGALRM, _raise)
+        signal.alarm(30)
+        answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+        return http.get(answer.raise_for_status().json()["images"][0]["url"]).content
+
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        with pytest.raises(ClientCheckFailed) as failed:
+            check_client(left_armed, schedule=[], random_seed=0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert failed.value.invariant == "timeouts"
+    assert "returned with its SIGALRM timer still set (28s to go)" in failed.value.problem

@@ -435,3 +435,28 @@ def test_a_stall_is_stopped_at_half_the_budget_between_10_and_60_seconds(budget:
     dog = Watchdog(lambda: None)
     dog.within(123.0, budget)
     assert dog.deadline == 123.0 and dog.stall == stall
+
+
+def test_a_loop_spinning_on_the_clock_is_told_so_not_called_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfmock.testing import watchdog
+
+    monkeypatch.setattr(watchdog, "STALL", 1.0)
+
+    def busy_backoff(ctx: ClientContext) -> bytes:
+        """A back-off that polls time.monotonic: it spins forever on a clock that moves only in waits."""
+        http = ctx.http_client(timeout=30)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        for attempt in range(4):
+            answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
+            if answer.status_code == 200:
+                return http.get(answer.json()["images"][0]["url"]).content
+            end = time.monotonic() + 2**attempt
+            while time.monotonic() < end:
+                pass
+        raise RuntimeError("gave up")
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(busy_backoff, schedule=["503"], random_seed=0)
+    problem = failed.value.problem
+    assert failed.value.invariant == "timeouts" and "spinning on the CPU at" in problem  # outsider22: "blocked"
+    assert "(while time.monotonic() < end:)" in problem and "sleep in the loop" in problem

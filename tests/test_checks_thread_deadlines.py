@@ -346,3 +346,31 @@ def test_a_deadline_that_makes_a_worker_generate_twice_is_named_in_the_retry_ver
     problem = failed.value.problem
     assert failed.value.invariant == "retries" and "asked again after a successful answer" in problem
     assert "stopped waiting for it after 1.0s" in problem and "shorter than a generation takes" in problem
+
+
+def test_a_worker_thread_left_waiting_forever_by_its_callers_deadline_is_caught_by_timeouts() -> None:
+    # outsider22: func_timeout's join(30) gave up on a worker whose request had no read timeout;
+    # the verdict blamed retries for what the checker's own stop of that thread caused
+    def joined(ctx: ClientContext) -> bytes:
+        http = ctx.http_client(timeout=None)
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
+        for attempt in range(4):
+            got: list[httpx.Response] = []
+
+            def post(into: list[httpx.Response] = got) -> None:
+                into.append(http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth))
+
+            worker = threading.Thread(target=post)
+            worker.start()
+            worker.join(30)
+            if got and got[0].status_code == 200:
+                return http.get(got[0].json()["images"][0]["url"], timeout=30).content
+            time.sleep(2**attempt)
+        raise RuntimeError("gave up")
+
+    with pytest.raises(ClientCheckFailed) as failed:
+        check_client(joined, schedule=["timeout"], random_seed=0)
+    problem = failed.value.problem
+    assert failed.value.invariant == "timeouts"
+    assert "request 1 (POST generations) got no answer and had no read timeout" in problem
+    assert "set a read timeout" in problem

@@ -211,11 +211,8 @@ def test_a_program_killed_at_its_time_limit_before_a_request_is_told_so(capsys: 
         (["check"], "give the program to check after --"),
         (["check", "--budget", "0", "--", "true"], "--budget: 0 is not positive; expected seconds"),
         (["check", "--jobs", "0", "--", "true"], "--jobs: 0 is not positive; expected runs at a time"),
-        (
-            ["check", "--seed", "-1", "--", "true"],
-            "--seed: -1 is less than the minimum of 0",
-        ),  # was a traceback, exit 1
-        (["check", "--seed", "9" * 20, "--", "true"], "--seed: the integer is beyond"),
+        (["check", "--seed", "-1", "--", "true"], "--seed: -1 is out of range; expected a whole number from 0"),
+        (["check", "--seed", "9" * 20, "--", "true"], "the seed of the search and of its fakes"),  # not serve's
         (["check", "--request", "{", "--", "true"], "--request: not JSON"),
         (["check", "--checks", "retries,speed", "--", "true"], "unknown check 'speed'"),
         (["check", "--outcomes", "503,teapot", "--", "true"], "unknown outcome 'teapot'"),

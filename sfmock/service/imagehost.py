@@ -116,7 +116,7 @@ class ImageHost:
 
 
 UNSATISFIABLE = (-1, -1)  # byte_range: a range that starts past the object's end
-_RANGE = re.compile(r"bytes=(?:(\d{1,30})-(\d{0,30})|-(\d{1,30}))", re.IGNORECASE)
+_RANGE = re.compile(r"bytes=(?:(\d{1,30})-(\d*)|-(\d{1,30}))", re.IGNORECASE)
 
 
 def byte_range(header: str, size: int) -> tuple[int, int] | None:
@@ -133,11 +133,11 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
         wanted = int(suffix)
         return UNSATISFIABLE if wanted == 0 or size == 0 else (max(0, size - wanted), size - 1)
     start = int(first)
-    if last and int(last) < start:
+    last = last.lstrip("0") or ("0" if last else "")
+    end = size - 1 if not last or len(last) > 30 else min(int(last), size - 1)  # an end of any length is cut
+    if last and len(last) <= 30 and int(last) < start:
         return None  # backwards: not a valid range (RFC 9110), ignored
-    if start >= size:
-        return UNSATISFIABLE
-    return (start, min(int(last), size - 1) if last else size - 1)
+    return UNSATISFIABLE if start >= size else (start, end)
 
 
 @functools.lru_cache(maxsize=64)  # the URLs of one busy second share it

@@ -69,6 +69,7 @@ class Run:
     strict: bool = False  # the fake's validation mode
     returns_image: bool = True
     hung: str | None = None  # why the run was stopped as endless, if it was
+    alarm_left: float | None = None  # seconds its SIGALRM timer had to go when it returned (valarm)
     logs: tuple[str, ...] = ()  # records any logger handled during the run (INFO and above), as text: logcapture
     random_seed: int = 0
     max_total_wait: float = 600.0

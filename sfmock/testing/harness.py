@@ -305,6 +305,7 @@ class Harness:
         result: Any = None
         error: BaseException | None = None
         hung: str | None = None
+        alarm_left: float | None = None
         random.seed(random_seed)
         self.trio.install()
         with (
@@ -316,6 +317,7 @@ class Harness:
         ):
             try:
                 result = _call(client, context, self.vtime)
+                alarm_left = self.alarm.armed()
             except HangForever as exc:
                 hung = str(exc)
             except (Exception, SystemExit) as exc:  # sys.exit(message): a script's way to give up
@@ -346,6 +348,7 @@ class Harness:
             strict=options.strict,
             returns_image=options.returns_image,
             hung=hung,
+            alarm_left=alarm_left,
             logs=tuple(logs),
             random_seed=random_seed,
             max_total_wait=options.max_total_wait,

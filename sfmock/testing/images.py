@@ -121,4 +121,7 @@ def describe(result: Any, served: list[bytes]) -> str:
             whole = next(len(image) for image in served if image.startswith(data))
             return f"part of the image ({len(data)} of {whole} bytes)"
         return f"{len(data)} bytes that are not the image (they begin {data[:24]!r})"
+    if type(result).__module__.startswith("PIL.") and hasattr(result, "size"):
+        width, height = result.size
+        return f"a Pillow image ({width}x{height}, {result.mode}) whose pixels are not the image's"
     return f"a {type(result).__name__} ({str(result)[:60]!r})"

@@ -98,6 +98,20 @@ def timeouts(run: Run) -> str | None:
             "stall too, so the download needs a timeout of its own (httpx timeout=None, requests without "
             "timeout=, curl without --max-time have none)"
         )
+    if run.alarm_left is not None and run.error is None:
+        return (
+            f"returned with its SIGALRM timer still set ({run.alarm_left:.0f}s to go): signal.alarm(0) or "
+            "setitimer(ITIMER_REAL, 0) was never called, and it goes off later in code that does not expect it"
+        )
+    for number, exchange in enumerate(run.exchanges, 1):
+        if exchange.endless:  # on a thread whose end did not end the run (a caller's deadline left it)
+            what = "download" if exchange in run.downloads else "request"
+            return (
+                f"would hang forever: {what} {number} ({exchange.method} {exchange.path.rsplit('/', 1)[-1]}) got no "
+                "answer and had no read timeout, so the thread that sent it waits forever with its connection; "
+                "a deadline in the caller (Future.result, func_timeout, Thread.join) gives up on it but does not "
+                "end it: set a read timeout"
+            )
     for number, exchange in enumerate(run.generations, 1):
         waited = exchange.ended - exchange.started
         if exchange.failure == "timeout" and exchange.fault is None:

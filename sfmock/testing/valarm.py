@@ -73,6 +73,10 @@ class VirtualAlarm:
             return self._real[2](which)
         return (self._left(), self.interval)
 
+    def armed(self) -> float | None:
+        """Seconds the timer has to go, or ``None`` when it is not set."""
+        return None if self.deadline is None else self._left()
+
     def due(self, within: float) -> float | None:
         """Seconds from now to the alarm, where it comes within ``within`` seconds and the
         request waits on the main thread (where a signal's handler runs)."""

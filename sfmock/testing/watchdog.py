@@ -31,6 +31,7 @@ from typing import Any
 
 from sfmock.testing import vtrio
 from sfmock.testing.clientframe import client_line
+from sfmock.testing.threadstate import cpu_time
 from sfmock.transports import HangForever
 
 __all__ = ["STALL", "STALLED", "OutOfTime", "Watchdog"]
@@ -60,6 +61,7 @@ class Watchdog:
         self._previous: Any = None
         self.deadline = math.inf  # real monotonic time at which the check's budget runs out
         self.stall = STALL  # the bound of this check: below its budget, or a stall is never judged (within)
+        self.spinning = False  # the stall being stopped spent most of its time on the CPU
         self.cut = False  # whether the budget interrupted the run under way
         self.outside: dict[str, float] = {}  # the client's line -> real seconds it waited there, nothing moving
         self.busy: Callable[[], bool] = lambda: False  # real work under way (the live socket answering)
@@ -86,13 +88,14 @@ class Watchdog:
             self._thread.start()
         self.cut = False
         self._armed = True
-        previous = sys.unraisablehook
+        previous, threads = sys.unraisablehook, threading.excepthook
         sys.unraisablehook = functools.partial(_own_dropped, previous)
+        threading.excepthook = functools.partial(_own_dropped, threads)
         try:
             yield
         finally:
             self._armed = False
-            sys.unraisablehook = previous
+            sys.unraisablehook, threading.excepthook = previous, threads
 
     def close(self) -> None:
         if self._thread is not None:
@@ -104,10 +107,12 @@ class Watchdog:
     def _watch(self) -> None:
         seen, since = self.progress(), _real_monotonic()
         looked = interrupted = since
+        spent = cpu_time(self._main) if self._main is not None else 0.0  # its CPU when things last moved
         while not self._stop.wait(min(LOOK, self.stall / 4)):
             now, real = self.progress(), _real_monotonic()
             if now != seen or not self._armed:
                 seen, since = now, real
+                spent = cpu_time(self._main) if self._main is not None else 0.0
             elif real - since >= QUIET and not self.busy() and not self.reached():  # a wait the clock does not reach
                 frame = sys._current_frames().get(self._main) if self._main is not None else None
                 where = client_line(frame)
@@ -119,7 +124,10 @@ class Watchdog:
                 interrupted, self.cut = real, True
                 signal.pthread_kill(self._main, signal.SIGUSR2)
             elif real - since >= self.stall:
-                since = real
+                # a tenth of the stall or more on the CPU (a busy machine shares it): a loop that
+                # spins; a thread blocked in a wait uses next to none
+                self.spinning = cpu_time(self._main) - spent >= (real - since) / 10
+                since, spent = real, cpu_time(self._main)
                 signal.pthread_kill(self._main, signal.SIGUSR2)
 
     def _interrupt(self, signum: int, frame: FrameType | None) -> None:
@@ -129,6 +137,16 @@ class Watchdog:
             self._stop_run(OutOfTime("the check's budget of real time ran out during this run"))
             return
         where = client_line(frame)
+        if self.spinning:  # outsider22: a busy-wait back-off on time.monotonic was "blocked"
+            self._stop_run(
+                HangForever(
+                    f"would hang forever: {STALLED} {self.stall:g} real seconds, spinning on the CPU at "
+                    f"{where}: a loop that polls the clock (time.monotonic, time.time) until a deadline spins "
+                    "forever in a check, whose clock moves only when the client waits (time.sleep, an event's "
+                    "wait, a request); sleep in the loop"
+                )
+            )
+            return
         # stopped at half the budget: a real wait that long may yet end, and more budget shows it
         half = " (half the check's budget: budget= gives a real wait that ends more)" if self.stall < STALL else ""
         self._stop_run(
@@ -149,6 +167,8 @@ class Watchdog:
 def _own_dropped(previous: Callable[[Any], object], unraisable: Any) -> None:
     """The watchdog's own stop, raised by its signal inside a callback (a weakref's, a
     ``__del__``) where nothing can catch it, is dropped: the watchdog raises it again at the
-    run's next line. Anything else goes on to ``previous``."""
+    run's next line. So is the stop of a client's thread whose request would wait forever
+    (the transcript has it; pytest would report it as the thread's unhandled error).
+    Anything else goes on to ``previous``."""
     if not isinstance(unraisable.exc_value, (OutOfTime, HangForever)):
         previous(unraisable)
