@@ -272,4 +272,5 @@ def test_a_trio_client_awaiting_what_never_comes_is_stopped_as_endless() -> None
         check_client(awaits_an_event_nobody_sets, schedule=[], invariants=["timeouts"], progress=None)
     assert failure.value.invariant == "timeouts"
     assert "awaits something that never comes, with no timeout" in failure.value.problem
+    assert "it awaits at" in failure.value.problem and "(await trio.Event().wait())" in failure.value.problem
     gc.collect()  # its tasks were cancelled, not abandoned

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
-__all__ = ["awaited_line", "client_line"]
+__all__ = ["asyncio_tasks", "awaited_line", "client_line", "trio_tasks"]
 
 _LIBRARIES = tuple({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")})
 # sfmock's own code (the virtual waits a threading wait passes through, the transports): never the client's
@@ -28,18 +28,12 @@ def client_line(frame: FrameType | None) -> str:
     return f"{summary.filename}:{summary.lineno} ({(summary.line or '').strip()})"
 
 
-def awaited_line(tasks: Iterable[Any]) -> str | None:
-    """The innermost line of the client's own code where one of an event loop's ``tasks``
-    is suspended (the first task made, of those suspended in the client's code): where a
-    report says an asyncio client waits. Each task's chain of awaits is followed down, as
-    its coroutine frames have no callers to walk up."""
-
-    def number(task: Any) -> int:
-        name = task.get_name()
-        return int(name.rpartition("-")[2]) if name.rpartition("-")[2].isdigit() else 1 << 30
-
-    for task in sorted(tasks, key=number):
-        awaited: Any = task.get_coro()
+def awaited_line(coroutines: Iterable[Any]) -> str | None:
+    """The innermost line of the client's own code where one of an event loop's tasks (their
+    ``coroutines``, the first made first) is suspended: where a report says an async client
+    waits. Each chain of awaits is followed down, as a suspended coroutine's frame has no
+    callers to walk up."""
+    for awaited in coroutines:
         innermost: FrameType | None = None
         while awaited is not None:
             frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
@@ -49,3 +43,24 @@ def awaited_line(tasks: Iterable[Any]) -> str | None:
         if innermost is not None:
             return client_line(innermost)
     return None
+
+
+def asyncio_tasks(tasks: Iterable[Any]) -> list[Any]:
+    """The coroutines of asyncio ``tasks``, the first made first (``Task-1``, ``Task-2``, ...)."""
+
+    def number(task: Any) -> int:
+        last = task.get_name().rpartition("-")[2]
+        return int(last) if last.isdigit() else 1 << 30
+
+    return [task.get_coro() for task in sorted(tasks, key=number)]
+
+
+def trio_tasks(root: Any) -> list[Any]:
+    """The coroutines of a trio run's tasks, the root's first, each nursery's in order."""
+    found, pending = [], [root]
+    while pending:
+        task = pending.pop(0)
+        found.append(task.coro)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return found

@@ -22,7 +22,7 @@ from typing import Any
 
 from sfmock.clock import VirtualClock
 from sfmock.offload import INLINE
-from sfmock.testing.clientframe import awaited_line
+from sfmock.testing.clientframe import asyncio_tasks, awaited_line
 from sfmock.testing.runclock import MIN_STEP, min_step
 from sfmock.testing.vtime import ENDLESS, HOLD_BOUND, REAL_BOUND, REAL_GRACE, THREAD_GRACE, VirtualTime
 from sfmock.transports import HangForever
@@ -115,7 +115,7 @@ class _JumpingSelector(selectors.BaseSelector):
         finally:
             self._vtime.waiting -= 1
         if timeout is None and math.isinf(ends):
-            where = awaited_line(asyncio.all_tasks(asyncio.get_running_loop()))
+            where = awaited_line(asyncio_tasks(asyncio.all_tasks(asyncio.get_running_loop())))
             raise HangForever(ENDLESS if where is None else f"{ENDLESS}: it awaits at {where}, and nothing can end it")
         self._held_since = None
         if due <= ends:

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sfmock.testing.aliases import bound_names
+from sfmock.testing.clientframe import awaited_line, trio_tasks
 from sfmock.testing.runclock import min_step
 from sfmock.testing.vtime import ENDLESS, REAL_BOUND, REAL_GRACE, THREAD_GRACE, HangForever, VirtualTime
 
@@ -180,7 +181,8 @@ def _clock_type() -> type[Any]:
             # a whole wait went by with nothing: nothing is on its way before the next deadline
             if deadline == math.inf:
                 if real - self.quiet_since >= REAL_BOUND:  # ended as an interruption is: its tasks cancelled
-                    self.stop = HangForever(ENDLESS)
+                    where = awaited_line(trio_tasks(trio.lowlevel.current_root_task()))
+                    self.stop = HangForever(ENDLESS if where is None else f"{ENDLESS}: it awaits at {where}")
                 return REAL_GRACE
             while now < deadline:  # at Unix-time magnitudes one step may land just short of it
                 vtime.clock.advance(max(deadline - now, min_step(now)))
