@@ -407,19 +407,37 @@ def test_a_stall_seen_once_is_the_verdict_not_replayed(monkeypatch: pytest.Monke
 _HELD = threading.Lock()  # made at import, as a module's lock is: the checker cannot see its waits
 
 
-def test_a_deadlock_on_a_lock_the_checker_cannot_see_is_judged_within_the_budget() -> None:
-    def deadlocked_on_retry(ctx: ClientContext) -> bytes:
-        """A non-reentrant module-level lock taken again on the retry path: hangs forever."""
+def _waiting_between_attempts(wait: Callable[[int], None]) -> Callable[[ClientContext], bytes]:
+    """A client that generates and downloads, and between attempts calls ``wait(attempt)``."""
+
+    def client(ctx: ClientContext) -> bytes:
         http = ctx.http_client(timeout=60)
         auth = {"Authorization": f"Bearer {ctx.api_key}"}
-        for _ in range(3):
+        for attempt in range(4):
             answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
             if answer.status_code == 200:
                 return http.get(answer.json()["images"][0]["url"]).raise_for_status().content
-            with _HELD, _HELD:
-                time.sleep(1)
+            wait(attempt)
         raise RuntimeError("gave up")
 
+    return client
+
+
+def _deadlocked(attempt: int) -> None:
+    """A non-reentrant module-level lock taken again on the retry path: hangs forever."""
+    with _HELD, _HELD:
+        time.sleep(1)
+
+
+def _busy(attempt: int) -> None:
+    """A back-off that polls time.monotonic: it spins forever on a clock that moves only in waits."""
+    end = time.monotonic() + 2**attempt
+    while time.monotonic() < end:
+        pass
+
+
+def test_a_deadlock_on_a_lock_the_checker_cannot_see_is_judged_within_the_budget() -> None:
+    deadlocked_on_retry = _waiting_between_attempts(_deadlocked)
     # at 60 s each, the budget cut the stalled run first, and a run cut is not judged: it passed
     with pytest.raises(ClientCheckFailed) as failed:
         check_client(deadlocked_on_retry, outcomes=["ok", "503"], seed=1, max_examples=10, budget=20)
@@ -442,19 +460,7 @@ def test_a_loop_spinning_on_the_clock_is_told_so_not_called_blocked(monkeypatch:
 
     monkeypatch.setattr(watchdog, "STALL", 1.0)
 
-    def busy_backoff(ctx: ClientContext) -> bytes:
-        """A back-off that polls time.monotonic: it spins forever on a clock that moves only in waits."""
-        http = ctx.http_client(timeout=30)
-        auth = {"Authorization": f"Bearer {ctx.api_key}"}
-        for attempt in range(4):
-            answer = http.post(f"{ctx.base_url}/images/generations", json=ctx.request, headers=auth)
-            if answer.status_code == 200:
-                return http.get(answer.json()["images"][0]["url"]).content
-            end = time.monotonic() + 2**attempt
-            while time.monotonic() < end:
-                pass
-        raise RuntimeError("gave up")
-
+    busy_backoff = _waiting_between_attempts(_busy)
     with pytest.raises(ClientCheckFailed) as failed:
         check_client(busy_backoff, schedule=["503"], random_seed=0)
     problem = failed.value.problem

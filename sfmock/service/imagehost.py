@@ -132,12 +132,13 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if suffix is not None:
         wanted = int(suffix)
         return UNSATISFIABLE if wanted == 0 or size == 0 else (max(0, size - wanted), size - 1)
-    start = int(first)
-    last = last.lstrip("0") or ("0" if last else "")
-    end = size - 1 if not last or len(last) > 30 else min(int(last), size - 1)  # an end of any length is cut
-    if last and len(last) <= 30 and int(last) < start:
+    start, digits = int(first), last.lstrip("0")
+    end = size if len(digits) > 30 else int(digits or "0")  # an end of any length: past the object's
+    if last and end < start:
         return None  # backwards: not a valid range (RFC 9110), ignored
-    return UNSATISFIABLE if start >= size else (start, end)
+    if start >= size:
+        return UNSATISFIABLE
+    return (start, min(end, size - 1) if last else size - 1)
 
 
 @functools.lru_cache(maxsize=64)  # the URLs of one busy second share it

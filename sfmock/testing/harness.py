@@ -168,11 +168,16 @@ class Harness:
         if on_virtual_trio():
             await trio_sleep(seconds)
             return None
-        rings = self.alarm.due(seconds)  # the client's own alarm, shorter than the answer takes
+        self._ring_within(seconds)  # the client's own alarm, shorter than the answer takes
+        return self.vtime.pass_latency(seconds)
+
+    def _ring_within(self, seconds: float) -> None:
+        """Where the client's real-time alarm comes due within ``seconds`` of a wait on its
+        thread, the clock stops there and the alarm rings (:mod:`sfmock.testing.valarm`)."""
+        rings = self.alarm.due(seconds)
         if rings is not None:
             self.clock.advance(rings)
             raise AlarmDue(self.alarm)
-        return self.vtime.pass_latency(seconds)
 
     async def _fault_sleep(self, seconds: float) -> None:
         """How a fault waits: up to the client's read timeout, which then fires."""
@@ -189,10 +194,7 @@ class Harness:
             await trio_sleep(wait)  # or its trio deadlines
         else:
             # the client's own real-time alarm, on the clock (within the hang, as a read timeout is)
-            rings = self.alarm.due(seconds if budget is None else min(seconds, budget))
-            if rings is not None:
-                self.clock.advance(rings)
-                raise AlarmDue(self.alarm)
+            self._ring_within(seconds if budget is None else min(seconds, budget))
             self.clock.advance(wait)
         if budget is not None and seconds > budget:
             raise TimedOut()

@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from sfmock.transports import Exchange
 
-__all__ = ["as_images", "describe", "whole_images"]
+__all__ = ["as_images", "describe", "downloads_fine", "whole_images"]
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -50,6 +50,11 @@ def whole_images(downloads: Iterable[Exchange]) -> list[bytes]:
             if joined is not None:
                 images.append(joined)
     return images
+
+
+def downloads_fine(downloads: Iterable[Exchange]) -> bool:
+    """Every download was answered in full (200, or the 206 of a range), with no fault."""
+    return all(d.status in (200, 206) and d.failure is None and d.fault is None for d in downloads)
 
 
 def _joined(parts: dict[int, bytes], size: int) -> bytes | None:

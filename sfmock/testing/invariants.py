@@ -25,7 +25,7 @@ from sfmock.testing.evidence import (
     ttl,
 )
 from sfmock.testing.facts import TRANSIENT_STATUSES
-from sfmock.testing.images import as_images, describe, whole_images
+from sfmock.testing.images import as_images, describe, downloads_fine, whole_images
 from sfmock.testing.live_checks import image_type, whole_url
 from sfmock.testing.strategies import PERMANENT, SUCCESS, TRANSIENT
 from sfmock.transports import Exchange
@@ -377,8 +377,8 @@ def tolerant(run: Run) -> str | None:
     if run.error is None or not attempts:
         return None
     last = run.outcome(len(attempts) - 1)
-    downloads_fine = all(d.status in (200, 206) and d.failure is None and d.fault is None for d in run.downloads)
-    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
+    whole = downloads_fine(run.downloads)
+    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and whole:
         extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
         return (
             f"raised {type(run.error).__name__} on a successful answer{extra.get(last, '')}: {str(run.error)[:160]!r}"

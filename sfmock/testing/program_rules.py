@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sfmock.testing.images import whole_images
+from sfmock.testing.images import downloads_fine, whole_images
 from sfmock.testing.invariants import INVARIANTS, SUCCESS
 from sfmock.testing.programs import PNG, TIMINGS, ProgramRun, ProgramSetup, run_program
 from sfmock.transports import Exchange
@@ -113,8 +113,8 @@ def tolerant(result: ProgramRun) -> str | None:
     if result.status in (0, None) or not attempts:
         return None
     last = run.outcome(len(attempts) - 1)
-    downloads_fine = all(d.status in (200, 206) and d.failure is None and d.fault is None for d in run.downloads)
-    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and downloads_fine:
+    whole = downloads_fine(run.downloads)
+    if last in SUCCESS and attempts[-1].status == 200 and attempts[-1].failure is None and whole:
         extra = {"extra-fields": " with unknown fields", "documented-body": " holding only the documented fields"}
         text = result.stdout + result.stderr
         return f"exited {result.status} on a successful answer{extra.get(last, '')}{_last_line(text)}"
